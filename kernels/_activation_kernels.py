@@ -1,0 +1,76 @@
+"""Compiled elementwise and row-wise kernels (memory-bound: plain loops, parallel over
+blocks or rows, each iteration owning its outputs)."""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._config import parallel
+
+_BLOCK = 16384
+
+
+@parallel
+def relu_fwd(x, y):
+    n = x.size
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+            v = x[i]
+            # `not (v <= 0)` keeps NaN: relu(NaN) = NaN, as in PyTorch.
+            y[i] = v if not (v <= 0) else 0
+
+
+@parallel
+def relu_bwd(dy, x, dx):
+    n = x.size
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+            dx[i] = dy[i] if x[i] > 0 else 0
+
+
+@parallel
+def softmax_rows(z, p):
+    R, K = z.shape
+    for r in prange(R):
+        m = z[r, 0]
+        for j in range(1, K):
+            if z[r, j] > m:
+                m = z[r, j]
+        s = 0.0
+        for j in range(K):
+            e = math.exp(z[r, j] - m)
+            p[r, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(K):
+            p[r, j] *= inv
+
+
+@parallel
+def softmax_xent_rows(z, labels, p, losses):
+    """Row r: ``p = softmax(z_r)`` and ``losses[r] = logsumexp(z_r) - z_r[y_r]`` (stable)."""
+    R, K = z.shape
+    for r in prange(R):
+        m = z[r, 0]
+        for j in range(1, K):
+            if z[r, j] > m:
+                m = z[r, j]
+        s = 0.0
+        for j in range(K):
+            e = math.exp(z[r, j] - m)
+            p[r, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(K):
+            p[r, j] *= inv
+        losses[r] = math.log(s) + m - z[r, labels[r]]
+
+
+@parallel
+def softmax_xent_grad(p, labels, scale, dz):
+    R, K = p.shape
+    for r in prange(R):
+        for j in range(K):
+            dz[r, j] = p[r, j] * scale
+        dz[r, labels[r]] -= scale

@@ -1,0 +1,121 @@
+"""Checks shared by every public kernel wrapper.
+
+Every error names the op, the argument, what it needed and what it got.  Wrappers call
+these before any compiled code runs, so a kernel only ever sees arrays whose shapes it
+can index without a bounds check.
+
+Input policy (documented once here, referenced from the docstrings):
+
+* arrays must be float32 or float64 (integer, bool and complex arrays are refused with
+  ``TypeError``: a silent cast would hide a bug upstream);
+* all float arguments of one call must share a dtype (``TypeError`` otherwise);
+* non-contiguous arrays (slices, transposes) are copied to C order; read-only arrays are
+  accepted, since kernels never write to their inputs;
+* NaN and inf values are not refused: they propagate as IEEE arithmetic says (each op's
+  docstring says where a NaN goes).
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_int(v):
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_param(op, name, value, minimum):
+    """An integer hyper-parameter ``>= minimum`` (bools and floats are refused)."""
+    if not _is_int(value):
+        raise TypeError(f"{op}: {name} must be an int, got {value!r} of type {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def pair(op, name, value, minimum):
+    """An int or a pair of ints, each ``>= minimum``; returns a 2-tuple of Python ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r} "
+                             f"of length {len(value)}")
+        return tuple(int_param(op, f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
+    v = int_param(op, name, value, minimum)
+    return (v, v)
+
+
+def single(op, name, value, minimum):
+    """An int or a 1-tuple, for the 1-D ops; returns a Python int."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {value!r}")
+        value = value[0]
+    return int_param(op, name, value, minimum)
+
+
+def float_array(op, name, x, ndim, layout=None):
+    """``x`` as a C-contiguous float32/float64 ndarray of rank ``ndim``.
+
+    ``layout`` names the axes for the error message, e.g. ``"[N, C, H, W]"``.
+    """
+    if not isinstance(x, np.ndarray):
+        if x is None:
+            raise TypeError(f"{op}: {name} is required, got None")
+        x = np.asarray(x)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be a float32 or float64 array, got dtype {x.dtype}; "
+                        f"convert it with {name}.astype(np.float32)")
+    if x.ndim != ndim:
+        want = layout or f"{ndim} dimensions"
+        raise ValueError(f"{op}: {name} must have rank {ndim} {want}, got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    return x
+
+
+def same_dtype(op, **arrays):
+    """All given arrays (``None`` skipped) share one dtype; returns it."""
+    items = [(k, a) for k, a in arrays.items() if a is not None]
+    dt = items[0][1].dtype
+    for k, a in items[1:]:
+        if a.dtype != dt:
+            raise TypeError(f"{op}: {k} has dtype {a.dtype} but {items[0][0]} has dtype {dt}; "
+                            f"mixed dtypes are refused (no silent upcast), cast one of them")
+    return dt
+
+
+def shape_is(op, name, a, needed, layout):
+    """``a.shape == needed``; ``layout`` describes the expected shape in words."""
+    if tuple(a.shape) != tuple(needed):
+        raise ValueError(f"{op}: {name} must have shape {layout} = {tuple(needed)}, got {tuple(a.shape)}")
+
+
+def fits(op, axis, n, k, stride, padding, dilation):
+    """The (dilated) window fits in the padded input along one axis."""
+    span = dilation * (k - 1) + 1
+    if span > n + 2 * padding:
+        raise ValueError(f"{op}: the window along {axis} spans {span} (kernel {k}, dilation {dilation}) "
+                         f"but the padded input is only {n} + 2*{padding} = {n + 2 * padding} long; "
+                         f"use a smaller kernel or more padding")
+
+
+def labels_array(op, labels, n, classes):
+    """Integer class labels of shape ``[N]`` with values in ``[0, classes)``."""
+    if labels is None:
+        raise TypeError(f"{op}: labels is required, got None")
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be an integer array, got dtype {lab.dtype}")
+    if lab.ndim != 1 or lab.shape[0] != n:
+        raise ValueError(f"{op}: labels must have shape [N] = ({n},), got {lab.shape}")
+    if n and (lab.min() < 0 or lab.max() >= classes):
+        bad = lab[(lab < 0) | (lab >= classes)][0]
+        raise ValueError(f"{op}: labels must lie in [0, {classes}) for {classes} classes, found {bad}")
+    return np.ascontiguousarray(lab, dtype=np.int64)
+
+
+def nonempty(op, name, a):
+    if a.size == 0:
+        raise ValueError(f"{op}: {name} is empty (shape {a.shape}); every axis must be at least 1")

@@ -1,0 +1,224 @@
+r"""2-D and 1-D convolution (cross-correlation, as in PyTorch), forward and backward.
+
+Algorithm: im2col into a batch-merged column matrix ``cols [C*KH*KW, N*HO*WO]``, then one
+BLAS GEMM for the whole chunk of samples (NumPy's multithreaded BLAS, called outside any
+parallel region so its threads never compete with Numba's), then a parallel scatter back
+to NCHW.  Backward reuses the same pieces:
+
+.. code-block:: text
+
+    # Forward:  y[co, (n,p)]  = W[co, r] cols[r, (n,p)]                 r = (c, kh, kw)
+    # dW:       dW[co, r]     = dY[co, (n,p)] cols[r, (n,p)]^T          (BLAS sums over n, p)
+    # dX:       dcols[r, (n,p)] = W[co, r]^T dY[co, (n,p)];  dX = col2im(dcols)
+
+``col2im`` is the adjoint of ``im2col``; with stride 1 and padding 0 it is the course's
+``dX = pad(dY, K-1) ⋆ rot180(W)``, and with stride s it is that rule applied to dY dilated
+by s (derivgrad proves both symbolically).  Batches whose columns exceed
+``_workspace.CHUNK_BYTES`` are processed in chunks of samples.
+"""
+
+import numpy as np
+
+from . import _validate as v
+from ._geometry import output_shape2d
+from ._window_kernels import channel_sums, col2im_into, im2col_into, merged_to_nchw, nchw_to_merged
+from ._workspace import buffer, samples_per_chunk
+
+
+def _conv2d_params(op, x, w, stride, padding, dilation):
+    x = v.float_array(op, "x", x, 4, "[N, C_in, H, W]")
+    w = v.float_array(op, "w", w, 4, "[C_out, C_in, KH, KW]")
+    v.same_dtype(op, x=x, w=w)
+    v.nonempty(op, "x", x)
+    v.nonempty(op, "w", w)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"{op}: w must have shape [C_out, C_in, KH, KW] with C_in = {x.shape[1]} "
+                         f"(the channels of x {x.shape}), got {w.shape}")
+    s = v.pair(op, "stride", stride, 1)
+    p = v.pair(op, "padding", padding, 0)
+    d = v.pair(op, "dilation", dilation, 1)
+    k = w.shape[2:]
+    for i, axis in enumerate(("H", "W")):
+        v.fits(op, axis, x.shape[2 + i], k[i], s[i], p[i], d[i])
+    return x, w, k, s, p, d
+
+
+def _geometry_args(k, s, p, d, out_hw):
+    return (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out_hw[0], out_hw[1])
+
+
+def _forward(x, w, b, k, s, p, d):
+    N, C, H, W = x.shape
+    CO = w.shape[0]
+    HO, WO = output_shape2d((H, W), k, s, p, d)
+    HW = HO * WO
+    R = C * k[0] * k[1]
+    geo = _geometry_args(k, s, p, d, (HO, WO))
+    wmat = w.reshape(CO, R)
+    y = np.empty((N, CO, HW), dtype=x.dtype)
+    has_bias = b is not None
+    bias = b if has_bias else np.zeros(1, dtype=x.dtype)
+    nb_max = samples_per_chunk(N, R * HW * x.itemsize)
+    cols_buf = buffer("cols", R * nb_max * HW, x.dtype)
+    ymat_buf = buffer("ymat", CO * nb_max * HW, x.dtype)
+    for n0 in range(0, N, nb_max):
+        nb = min(nb_max, N - n0)
+        cols = cols_buf[:R * nb * HW]
+        im2col_into(x, n0, nb, *geo, cols, nb * HW, HW)
+        ymat = ymat_buf[:CO * nb * HW].reshape(CO, nb * HW)
+        np.matmul(wmat, cols.reshape(R, nb * HW), out=ymat)
+        merged_to_nchw(ymat, bias, has_bias, n0, nb, y)
+    return y.reshape(N, CO, HO, WO)
+
+
+def _backward(dy, x, w, k, s, p, d, need_dx):
+    N, C, H, W = x.shape
+    CO = w.shape[0]
+    HO, WO = dy.shape[2], dy.shape[3]
+    HW = HO * WO
+    R = C * k[0] * k[1]
+    geo = _geometry_args(k, s, p, d, (HO, WO))
+    wmat = w.reshape(CO, R)
+    dy3 = dy.reshape(N, CO, HW)
+    dwmat = np.zeros((CO, R), dtype=x.dtype)
+    dx = np.empty_like(x) if need_dx else None
+    nb_max = samples_per_chunk(N, R * HW * x.itemsize)
+    cols_buf = buffer("cols", R * nb_max * HW, x.dtype)
+    dymat_buf = buffer("dymat", CO * nb_max * HW, x.dtype)
+    dcols_buf = buffer("dcols", R * nb_max * HW, x.dtype) if need_dx else None
+    for n0 in range(0, N, nb_max):
+        nb = min(nb_max, N - n0)
+        cols = cols_buf[:R * nb * HW]
+        im2col_into(x, n0, nb, *geo, cols, nb * HW, HW)
+        dymat = dymat_buf[:CO * nb * HW].reshape(CO, nb * HW)
+        nchw_to_merged(dy3, n0, nb, dymat)
+        # dW[co, r] += sum over (n, p) of dY[co, (n,p)] * cols[r, (n,p)]
+        if n0 == 0:
+            np.matmul(dymat, cols.reshape(R, nb * HW).T, out=dwmat)
+        else:
+            dwmat += dymat @ cols.reshape(R, nb * HW).T
+        if need_dx:
+            dcols = dcols_buf[:R * nb * HW]
+            # dcols[r, (n,p)] = sum over co of W[co, r] * dY[co, (n,p)]
+            np.matmul(wmat.T, dymat, out=dcols.reshape(R, nb * HW))
+            col2im_into(dcols, n0, nb, *geo, nb * HW, HW, dx)
+    db = channel_sums(dy3).astype(x.dtype)
+    return dx, dwmat.reshape(w.shape), db
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    r"""2-D convolution (cross-correlation) of a batch.
+
+    .. math::
+        y_{n,o,i,j} = b_o + \sum_{c,h,l} w_{o,c,h,l}\,
+                      x^{pad}_{n,\,c,\,i s_H + h d_H,\,j s_W + l d_W}
+
+    Args:
+        x: input ``(N, C_in, H, W)``, float32 or float64.
+        w: weights ``(C_out, C_in, KH, KW)``, same dtype as ``x``.
+        b: optional bias ``(C_out,)``.
+        stride, padding, dilation: a single int or a pair ``(sH, sW)``; stride and dilation
+            >= 1, padding >= 0 (zeros on both sides).
+
+    Returns:
+        ``y`` of shape ``(N, C_out, H_out, W_out)`` with
+        ``H_out = floor((H + 2 pH - dH (KH - 1) - 1) / sH) + 1`` (likewise W), in x's dtype.
+
+    Raises ``TypeError`` for non-float or mixed dtypes and ``ValueError`` for wrong ranks,
+    mismatched channels or a dilated window larger than the padded input.  Non-contiguous
+    inputs are copied; NaN and inf propagate to every output whose window contains them.
+    """
+    op = "conv2d_forward"
+    x, w, k, s, p, d = _conv2d_params(op, x, w, stride, padding, dilation)
+    if b is not None:
+        b = v.float_array(op, "b", b, 1, "[C_out]")
+        v.same_dtype(op, x=x, b=b)
+        v.shape_is(op, "b", b, (w.shape[0],), "[C_out]")
+    return _forward(x, w, b, k, s, p, d)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, bias=True, need_dx=True):
+    r"""Gradients of a 2-D convolution with respect to its input, weights and bias.
+
+    .. math::
+        \frac{\partial L}{\partial w_{o,c,h,l}} = \sum_{n,i,j} \delta_{n,o,i,j}\,
+            x^{pad}_{n,c,i s_H + h d_H, j s_W + l d_W}, \qquad
+        \frac{\partial L}{\partial b_o} = \sum_{n,i,j} \delta_{n,o,i,j}
+
+    and ``dx`` the adjoint of the forward map: for stride 1, ``pad(dY, K-1) ⋆ rot180(W)``
+    summed over output channels, cropped by the padding; for stride s the same with dY
+    dilated by s.
+
+    Args:
+        dy: upstream gradient ``(N, C_out, H_out, W_out)``; the other arguments as in
+            :func:`conv2d_forward`.
+        bias: keyword only; ``False`` when the forward had no bias, then ``db`` is ``None``.
+        need_dx: keyword only; ``False`` skips the input gradient (a network's first layer).
+
+    Returns:
+        ``(dx, dw, db)`` shaped like ``x``, ``w`` and ``(C_out,)``; ``dx`` is ``None`` when
+        ``need_dx`` is false.
+    """
+    op = "conv2d_backward"
+    x, w, k, s, p, d = _conv2d_params(op, x, w, stride, padding, dilation)
+    dy = v.float_array(op, "dy", dy, 4, "[N, C_out, H_out, W_out]")
+    v.same_dtype(op, x=x, dy=dy)
+    HO, WO = output_shape2d(x.shape[2:], k, s, p, d)
+    v.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], HO, WO), "[N, C_out, H_out, W_out]")
+    dx, dw, db = _backward(dy, x, w, k, s, p, d, need_dx)
+    return dx, dw, (db if bias else None)
+
+
+def _conv1d_params(op, x, w, stride, padding, dilation):
+    x = v.float_array(op, "x", x, 3, "[N, C_in, L]")
+    w = v.float_array(op, "w", w, 3, "[C_out, C_in, K]")
+    v.same_dtype(op, x=x, w=w)
+    v.nonempty(op, "x", x)
+    v.nonempty(op, "w", w)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"{op}: w must have shape [C_out, C_in, K] with C_in = {x.shape[1]} "
+                         f"(the channels of x {x.shape}), got {w.shape}")
+    s = v.single(op, "stride", stride, 1)
+    p = v.single(op, "padding", padding, 0)
+    d = v.single(op, "dilation", dilation, 1)
+    v.fits(op, "L", x.shape[2], w.shape[2], s, p, d)
+    # A 1-D convolution is the 2-D one on a 1-row image with a 1-row kernel.
+    return x[:, :, None, :], w[:, :, None, :], (1, w.shape[2]), (1, s), (0, p), (1, d)
+
+
+def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+    r"""1-D convolution (cross-correlation) of a batch.
+
+    .. math:: y_{n,o,i} = b_o + \sum_{c,h} w_{o,c,h}\, x^{pad}_{n,c,\,i s + h d}
+
+    Args:
+        x: ``(N, C_in, L)``; w: ``(C_out, C_in, K)``; b: optional ``(C_out,)``;
+        stride, padding, dilation: an int (or a 1-tuple).
+
+    Returns:
+        ``y (N, C_out, L_out)``, ``L_out = floor((L + 2p - d (K - 1) - 1) / s) + 1``.
+    """
+    op = "conv1d_forward"
+    x4, w4, k, s, p, d = _conv1d_params(op, x, w, stride, padding, dilation)
+    if b is not None:
+        b = v.float_array(op, "b", b, 1, "[C_out]")
+        v.same_dtype(op, x=x4, b=b)
+        v.shape_is(op, "b", b, (w4.shape[0],), "[C_out]")
+    return _forward(x4, w4, b, k, s, p, d)[:, :, 0, :]
+
+
+def conv1d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, bias=True, need_dx=True):
+    r"""Gradients of :func:`conv1d_forward`: ``(dx, dw, db)`` shaped like x, w, ``(C_out,)``.
+
+    ``dy`` is ``(N, C_out, L_out)``.  For stride 1 and no padding,
+    ``dx = pad(dy, K-1) ⋆ flip(w)`` and ``dw = x ⋆ dy`` (worked problem 6).  Keywords as in
+    :func:`conv2d_backward`.
+    """
+    op = "conv1d_backward"
+    x4, w4, k, s, p, d = _conv1d_params(op, x, w, stride, padding, dilation)
+    dy = v.float_array(op, "dy", dy, 3, "[N, C_out, L_out]")
+    v.same_dtype(op, x=x4, dy=dy)
+    LO = output_shape2d(x4.shape[2:], k, s, p, d)[1]
+    v.shape_is(op, "dy", dy, (x4.shape[0], w4.shape[0], LO), "[N, C_out, L_out]")
+    dx, dw, db = _backward(np.ascontiguousarray(dy[:, :, None, :]), x4, w4, k, s, p, d, need_dx)
+    return (None if dx is None else dx[:, :, 0, :]), dw[:, :, 0, :], (db if bias else None)
