@@ -18,7 +18,9 @@ def maxpool_fwd(x, KH, KW, sh, sw, ph, pw, y, idx):
     for t in prange(N * C):
         n = t // C
         c = t % C
-        plane = x[n, c]
+        xf = x[n, c].reshape(-1)
+        yf = y[n, c].reshape(-1)
+        jf = idx[n, c].reshape(-1)
         for ho in range(HO):
             h0 = ho * sh - ph
             hlo = max(h0, 0)
@@ -27,40 +29,43 @@ def maxpool_fwd(x, KH, KW, sh, sw, ph, pw, y, idx):
                 w0 = wo * sw - pw
                 wlo = max(w0, 0)
                 whi = min(w0 + KW, W)
-                best = plane[hlo, wlo]
                 bi = hlo * W + wlo
-                if best == best:
-                    done = False
+                best = xf[bi]
+                nan = False
+                for ih in range(hlo, hhi):
+                    row = ih * W
+                    for iw in range(wlo, whi):
+                        val = xf[row + iw]
+                        nan |= val != val
+                        if val > best:  # strict: keeps the first maximum
+                            best = val
+                            bi = row + iw
+                if nan:
+                    # rare path: the window's first NaN wins (testing NaN on every
+                    # comparison of the main loop doubled the time of the whole kernel)
                     for ih in range(hlo, hhi):
                         for iw in range(wlo, whi):
-                            val = plane[ih, iw]
-                            if val > best:
-                                best = val
-                                bi = ih * W + iw
-                            elif val != val:
-                                best = val
-                                bi = ih * W + iw
-                                done = True
-                                break
-                        if done:
-                            break
-                y[n, c, ho, wo] = best
-                idx[n, c, ho, wo] = bi
+                            k = ih * W + iw
+                            if nan and xf[k] != xf[k]:
+                                best = xf[k]
+                                bi = k
+                                nan = False
+                yf[ho * WO + wo] = best
+                jf[ho * WO + wo] = bi
 
 
 @parallel
 def maxpool_bwd(dy, idx, dx):
     N, C, HO, WO = dy.shape
-    W = dx.shape[3]
     for t in prange(N * C):
         n = t // C
         c = t % C
-        plane = dx[n, c]
-        plane[:, :] = 0
-        for ho in range(HO):
-            for wo in range(WO):
-                k = idx[n, c, ho, wo]
-                plane[k // W, k % W] += dy[n, c, ho, wo]
+        plane = dx[n, c].reshape(-1)
+        plane[:] = 0
+        g = dy[n, c].reshape(-1)
+        k = idx[n, c].reshape(-1)
+        for i in range(HO * WO):
+            plane[k[i]] += g[i]
 
 
 @parallel

@@ -1,13 +1,15 @@
-"""Compiled sliding-window kernels shared by convolution, im2col and pooling.
+"""Compiled sliding-window helpers shared by convolution, im2col and pooling.
 
 Geometry along one axis: output position ``o`` with window offset ``k`` reads input
 ``i = o*stride - pad + k*dilation``.  :func:`valid_range` gives the ``o`` for which that
 ``i`` lies inside the input, so the loops below never test bounds per element and never
 touch memory outside an array (the wrappers guarantee the shapes they are given).
+
+``geo`` below is the tuple ``(KH, KW, sH, sW, pH, pW, dH, dW, HO, WO)``.
 """
 
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from ._config import parallel, serial
 
@@ -28,93 +30,102 @@ def valid_range(pad, k_off, stride, n_in, n_out):
     return lo, hi
 
 
-@parallel
-def im2col_into(x, n0, nb, KH, KW, sh, sw, ph, pw, dh, dw, HO, WO, out, row_stride, sample_stride):
-    """Write the columns of samples ``n0 .. n0+nb`` of ``x [N, C, H, W]`` into flat ``out``.
+@serial
+def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0):
+    """Columns of one sample, given flat: ``xf`` is the sample's ``(C, H, W)`` data.
 
-    Row ``r = (c, kh, kw)`` of sample ``n`` starts at ``r*row_stride + n*sample_stride`` and
-    holds ``HO*WO`` entries ordered (ho, wo); padded positions are zero.  The two strides
-    let one kernel fill both layouts: unfold's ``[N, CKK, HW]`` and the batch-merged
-    ``[CKK, N*HW]`` that feeds a single large GEMM.
+    For channels ``[c0, c1)`` and output rows ``[h0, h1)`` writes
+    ``of[r*ostride + col0 + (ho - h0)*WO + wo]``, row ``r = (c - c0, kh, kw)``; zero where
+    the window reads padding.  ``col0`` lets several samples share one column matrix.
+    Flat unsigned offsets keep the inner copy free of index arithmetic and wraparound checks
+    (3-4x faster on LeNet's 8-wide rows than 2-D slices).
     """
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    R = C * KH * KW
-    for t in prange(R * nb):
-        r = t // nb
-        n = t % nb
-        c = r // (KH * KW)
-        kh = (r // KW) % KH
-        kw = r % KW
-        base = r * row_stride + n * sample_stride
-        ylo, yhi = valid_range(ph, kh * dh, sh, H, HO)
-        xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
-        for ho in range(HO):
-            seg = base + ho * WO
-            if ho < ylo or ho >= yhi:
-                for wo in range(WO):
-                    out[seg + wo] = 0
-                continue
-            ih = ho * sh - ph + kh * dh
-            for wo in range(xlo):
-                out[seg + wo] = 0
-            for wo in range(xlo, xhi):
-                out[seg + wo] = x[n0 + n, c, ih, wo * sw - pw + kw * dw]
-            for wo in range(xhi, WO):
-                out[seg + wo] = 0
-
-
-@parallel
-def col2im_into(cols, n0, nb, KH, KW, sh, sw, ph, pw, dh, dw, HO, WO, row_stride, sample_stride, dx):
-    """Adjoint of :func:`im2col_into`: sum columns back into ``dx[n0 .. n0+nb]`` (overwritten).
-
-    Each ``(n, c)`` plane is owned by one iteration, so overlapping windows add up serially
-    inside it: no two iterations write the same element.
-    """
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    for t in prange(nb * C):
-        n = t // C
-        c = t % C
-        plane = dx[n0 + n, c]
-        plane[:, :] = 0
+    KH, KW, sh, sw, ph, pw, dh, dw, HO, WO = geo
+    uWO = uint64(WO)
+    usw = uint64(sw)
+    for c in range(c0, c1):
         for kh in range(KH):
             ylo, yhi = valid_range(ph, kh * dh, sh, H, HO)
             for kw in range(KW):
                 xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
-                base = ((c * KH + kh) * KW + kw) * row_stride + n * sample_stride
+                uxlo, uxhi = uint64(xlo), uint64(xhi)
+                r = ((c - c0) * KH + kh) * KW + kw
+                for ho in range(h0, h1):
+                    d = uint64(r * ostride + col0 + (ho - h0) * WO)
+                    if ho < ylo or ho >= yhi:
+                        for wo in range(uWO):
+                            of[d + wo] = 0
+                        continue
+                    for wo in range(uxlo):
+                        of[d + wo] = 0
+                    # source of output column wo: (c, ho*sh - ph + kh*dh, wo*sw - pw + kw*dw)
+                    s = uint64((c * H + ho * sh - ph + kh * dh) * W + xlo * sw - pw + kw * dw)
+                    dd = d + uxlo
+                    n = uxhi - uxlo
+                    if sw == 1:
+                        for j in range(n):
+                            of[dd + j] = xf[s + j]
+                    else:
+                        for j in range(n):
+                            of[dd + j] = xf[s + j * usw]
+                    for wo in range(uxhi, uWO):
+                        of[d + wo] = 0
+
+
+@serial
+def col2im_block(cf, cstride, col0, c0, c1, geo, H, W, dxf):
+    """Adjoint of :func:`im2col_block` over all output rows, flat: channels ``[c0, c1)`` of
+    the sample ``dxf`` (``(C, H, W)`` flat) are overwritten with the sum of
+    ``cf[r*cstride + col0 + ho*WO + wo]`` (rows ``r = (c - c0, kh, kw)``) at their window
+    positions.  Serial within a sample, so overlapping windows add up without races."""
+    KH, KW, sh, sw, ph, pw, dh, dw, HO, WO = geo
+    usw = uint64(sw)
+    for c in range(c0, c1):
+        base = uint64(c * H * W)
+        for i in range(uint64(H * W)):
+            dxf[base + i] = 0
+        for kh in range(KH):
+            ylo, yhi = valid_range(ph, kh * dh, sh, H, HO)
+            for kw in range(KW):
+                xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
+                n = uint64(xhi - xlo)
+                r = ((c - c0) * KH + kh) * KW + kw
                 for ho in range(ylo, yhi):
-                    ih = ho * sh - ph + kh * dh
-                    seg = base + ho * WO
-                    for wo in range(xlo, xhi):
-                        plane[ih, wo * sw - pw + kw * dw] += cols[seg + wo]
+                    s = uint64(r * cstride + col0 + ho * WO + xlo)
+                    d = uint64((c * H + ho * sh - ph + kh * dh) * W + xlo * sw - pw + kw * dw)
+                    if sw == 1:
+                        for j in range(n):
+                            dxf[d + j] += cf[s + j]
+                    else:
+                        for j in range(n):
+                            dxf[d + j * usw] += cf[s + j]
 
 
 @parallel
-def merged_to_nchw(ymat, b, has_bias, n0, nb, y):
-    """``y[n0+n, co, :] = ymat[co, n*HW : (n+1)*HW] (+ b[co])`` for the chunk's samples."""
-    CO = y.shape[1]
-    HW = y.shape[2]
-    for t in prange(nb * CO):
-        n = t // CO
-        co = t % CO
-        src = ymat[co, n * HW:(n + 1) * HW]
-        dst = y[n0 + n, co]
-        if has_bias:
-            bias = b[co]
-            for i in range(HW):
-                dst[i] = src[i] + bias
-        else:
-            dst[:] = src
+def im2col_all(x, geo, out):
+    """``out (N, C*KH*KW, HO*WO)`` = the columns of every sample; one (n, c) per iteration."""
+    N, C, H, W = x.shape
+    KK = geo[0] * geo[1]
+    HW = geo[8] * geo[9]
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        # rows of channel c start at (c*KK)*HW in the sample's flat output
+        im2col_block(x[n].reshape(-1), H, W, c, c + 1, 0, geo[8], geo,
+                     out[n].reshape(-1)[c * KK * HW:], HW, 0)
 
 
 @parallel
-def nchw_to_merged(dy, n0, nb, out):
-    """``out[co, n*HW : (n+1)*HW] = dy[n0+n, co, :]``: the inverse of :func:`merged_to_nchw`."""
-    CO = dy.shape[1]
-    HW = dy.shape[2]
-    for t in prange(nb * CO):
-        n = t // CO
-        co = t % CO
-        out[co, n * HW:(n + 1) * HW] = dy[n0 + n, co]
+def col2im_all(cols, geo, dx):
+    """Adjoint of :func:`im2col_all`; each (n, c) plane of ``dx`` is owned by one iteration."""
+    N, C, H, W = dx.shape
+    KK = geo[0] * geo[1]
+    HW = geo[8] * geo[9]
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        col2im_block(cols[n].reshape(-1)[c * KK * HW:], HW, 0, c, c + 1, geo, H, W,
+                     dx[n].reshape(-1))
 
 
 @parallel

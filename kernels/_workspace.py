@@ -10,10 +10,7 @@ import numpy as np
 
 _local = threading.local()
 
-# Columns of at most this many bytes are materialised at once; larger batches are cut into
-# chunks of samples.  32 MiB keeps the GEMM large enough to run at full speed on both cores
-# while bounding memory for large inputs (8x3x224x224 with a 7x7 kernel needs 59 MB whole).
-CHUNK_BYTES = 32 << 20
+
 
 
 def buffer(name, size, dtype):
@@ -27,7 +24,3 @@ def buffer(name, size, dtype):
         buf = np.empty(max(size, 1), dtype=dtype)
         bufs[key] = buf
     return buf[:size]
-
-
-def samples_per_chunk(n, bytes_per_sample):
-    return max(1, min(n, CHUNK_BYTES // max(1, bytes_per_sample)))

@@ -1,28 +1,36 @@
 r"""2-D and 1-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
-Algorithm: im2col into a batch-merged column matrix ``cols [C*KH*KW, N*HO*WO]``, then one
-BLAS GEMM for the whole chunk of samples (NumPy's multithreaded BLAS, called outside any
-parallel region so its threads never compete with Numba's), then a parallel scatter back
-to NCHW.  Backward reuses the same pieces:
+Algorithm (chosen by measurement, see the note of issue 2 and ``benchmarks/``): work is cut
+into units — (sample, block of output rows) for the forward and the weight gradient,
+(sample, block of input channels) for the input gradient — and one Numba ``prange`` runs
+them; each unit writes its im2col block into its chunk's workspace and calls a
+single-threaded BLAS GEMM on it.  One thread pool runs at a time: a multithreaded BLAS
+called between Numba's parallel loops made the two pools spin against each other and cost
+5-10x on 2 cores.
 
 .. code-block:: text
 
-    # Forward:  y[co, (n,p)]  = W[co, r] cols[r, (n,p)]                 r = (c, kh, kw)
-    # dW:       dW[co, r]     = dY[co, (n,p)] cols[r, (n,p)]^T          (BLAS sums over n, p)
-    # dX:       dcols[r, (n,p)] = W[co, r]^T dY[co, (n,p)];  dX = col2im(dcols)
+    # Forward:  y_n[co, p]   = W[co, r] cols_n[r, p]               r = (c, kh, kw), p = (ho, wo)
+    # dW:       dW[co, r]    = Σ_n dY_n[co, p] cols_n[r, p]^T       (per-chunk partials, summed)
+    # dX:       dcols_n[r, p] = W[co, r]^T dY_n[co, p];  dX_n = col2im(dcols_n)
 
 ``col2im`` is the adjoint of ``im2col``; with stride 1 and padding 0 it is the course's
 ``dX = pad(dY, K-1) ⋆ rot180(W)``, and with stride s it is that rule applied to dY dilated
-by s (derivgrad proves both symbolically).  Batches whose columns exceed
-``_workspace.CHUNK_BYTES`` are processed in chunks of samples.
+by s (derivgrad proves both symbolically).
 """
 
+import numba
 import numpy as np
 
+from . import _blas  # noqa: F401  (pins the BLAS that np.dot uses inside kernels to 1 thread)
 from . import _validate as v
+from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad
 from ._geometry import output_shape2d
-from ._window_kernels import channel_sums, col2im_into, im2col_into, merged_to_nchw, nchw_to_merged
-from ._workspace import buffer, samples_per_chunk
+from ._window_kernels import channel_sums
+from ._workspace import buffer
+
+# A unit's im2col block: 1 MiB measured best (256 KiB-4 MiB tried, benchmarks/bench_kernels.py).
+BLOCK_BYTES = 1 << 20
 
 
 def _conv2d_params(op, x, w, stride, padding, dilation):
@@ -43,31 +51,27 @@ def _conv2d_params(op, x, w, stride, padding, dilation):
     return x, w, k, s, p, d
 
 
-def _geometry_args(k, s, p, d, out_hw):
-    return (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], out_hw[0], out_hw[1])
+def _plan(n_items, bytes_per_item, threads):
+    """Items per unit and chunk count: a unit's block fits ``BLOCK_BYTES`` and there are at
+    least 4 units per thread where the work allows it."""
+    per = max(1, min(n_items, BLOCK_BYTES // max(1, bytes_per_item)))
+    per = max(1, min(per, -(-n_items // (4 * threads))))
+    units = -(-n_items // per)
+    return per, max(1, min(units, threads))
 
 
 def _forward(x, w, b, k, s, p, d):
     N, C, H, W = x.shape
     CO = w.shape[0]
     HO, WO = output_shape2d((H, W), k, s, p, d)
-    HW = HO * WO
     R = C * k[0] * k[1]
-    geo = _geometry_args(k, s, p, d, (HO, WO))
-    wmat = w.reshape(CO, R)
-    y = np.empty((N, CO, HW), dtype=x.dtype)
-    has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, dtype=x.dtype)
-    nb_max = samples_per_chunk(N, R * HW * x.itemsize)
-    cols_buf = buffer("cols", R * nb_max * HW, x.dtype)
-    ymat_buf = buffer("ymat", CO * nb_max * HW, x.dtype)
-    for n0 in range(0, N, nb_max):
-        nb = min(nb_max, N - n0)
-        cols = cols_buf[:R * nb * HW]
-        im2col_into(x, n0, nb, *geo, cols, nb * HW, HW)
-        ymat = ymat_buf[:CO * nb * HW].reshape(CO, nb * HW)
-        np.matmul(wmat, cols.reshape(R, nb * HW), out=ymat)
-        merged_to_nchw(ymat, bias, has_bias, n0, nb, y)
+    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    rows, nch = _plan(N * HO, R * WO * x.itemsize, numba.get_num_threads())
+    ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
+    tmp = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
+    bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
+    y = np.empty((N, CO, HO * WO), dtype=x.dtype)
+    conv_forward(x, w.reshape(CO, R), bias, geo, rows, ws, tmp, y)
     return y.reshape(N, CO, HO, WO)
 
 
@@ -76,34 +80,32 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     CO = w.shape[0]
     HO, WO = dy.shape[2], dy.shape[3]
     HW = HO * WO
-    R = C * k[0] * k[1]
-    geo = _geometry_args(k, s, p, d, (HO, WO))
-    wmat = w.reshape(CO, R)
+    R, KK = C * k[0] * k[1], k[0] * k[1]
+    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    threads = numba.get_num_threads()
     dy3 = dy.reshape(N, CO, HW)
-    dwmat = np.zeros((CO, R), dtype=x.dtype)
-    dx = np.empty_like(x) if need_dx else None
-    nb_max = samples_per_chunk(N, R * HW * x.itemsize)
-    cols_buf = buffer("cols", R * nb_max * HW, x.dtype)
-    dymat_buf = buffer("dymat", CO * nb_max * HW, x.dtype)
-    dcols_buf = buffer("dcols", R * nb_max * HW, x.dtype) if need_dx else None
-    for n0 in range(0, N, nb_max):
-        nb = min(nb_max, N - n0)
-        cols = cols_buf[:R * nb * HW]
-        im2col_into(x, n0, nb, *geo, cols, nb * HW, HW)
-        dymat = dymat_buf[:CO * nb * HW].reshape(CO, nb * HW)
-        nchw_to_merged(dy3, n0, nb, dymat)
-        # dW[co, r] += sum over (n, p) of dY[co, (n,p)] * cols[r, (n,p)]
-        if n0 == 0:
-            np.matmul(dymat, cols.reshape(R, nb * HW).T, out=dwmat)
-        else:
-            dwmat += dymat @ cols.reshape(R, nb * HW).T
-        if need_dx:
-            dcols = dcols_buf[:R * nb * HW]
-            # dcols[r, (n,p)] = sum over co of W[co, r] * dY[co, (n,p)]
-            np.matmul(wmat.T, dymat, out=dcols.reshape(R, nb * HW))
-            col2im_into(dcols, n0, nb, *geo, nb * HW, HW, dx)
+    rows, nch = _plan(N * HO, R * WO * x.itemsize, threads)
+    ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
+    dyws = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
+    dwp = np.empty((nch, CO, R), dtype=x.dtype)
+    conv_weight_grad(dy3, x, geo, rows, ws, dyws, dwp)
+    dw = dwp.sum(axis=0).reshape(w.shape)
+    dx = None
+    if need_dx:
+        # Whole samples per unit when one sample's columns are small, else channel blocks.
+        nb, nch = _plan(N, R * HW * x.itemsize, threads)
+        cblk = C
+        if nb == 1:
+            cblk, nch = _plan(N * C, KK * HW * x.itemsize, threads)
+            cblk = min(cblk, C)
+            nch = max(1, min(threads, N * -(-C // cblk)))
+        ws = buffer("dcols", nch * cblk * KK * nb * HW, x.dtype).reshape(nch, -1)
+        dyws = buffer("ymat", nch * CO * nb * HW, x.dtype).reshape(nch, -1)
+        wT = np.ascontiguousarray(w.reshape(CO, R).T)
+        dx = np.empty_like(x)
+        conv_input_grad(dy3, wT, geo, nb, cblk, ws, dyws, dx)
     db = channel_sums(dy3).astype(x.dtype)
-    return dx, dwmat.reshape(w.shape), db
+    return dx, dw, db
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):

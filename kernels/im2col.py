@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _validate as v
 from ._geometry import output_shape2d
-from ._window_kernels import col2im_into, im2col_into
+from ._window_kernels import col2im_all, im2col_all
 
 
 def _window_params(op, input_hw, kernel_size, stride, padding, dilation):
@@ -30,9 +30,9 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     k, s, p, d, (HO, WO) = _window_params(op, x.shape[2:], kernel_size, stride, padding, dilation)
     N, C = x.shape[:2]
     R, HW = C * k[0] * k[1], HO * WO
-    out = np.empty(N * R * HW, dtype=x.dtype)
-    im2col_into(x, 0, N, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO, out, HW, R * HW)
-    return out.reshape(N, R, HW)
+    out = np.empty((N, R, HW), dtype=x.dtype)
+    im2col_all(x, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO), out)
+    return out
 
 
 def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):
@@ -50,6 +50,5 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):
     R, HW = C * k[0] * k[1], HO * WO
     v.shape_is(op, "cols", cols, (N, R, HW), "[N, C*KH*KW, H_out*W_out]")
     dx = np.empty((N, C, H, W), dtype=cols.dtype)
-    col2im_into(cols.reshape(-1), 0, N, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO,
-                HW, R * HW, dx)
+    col2im_all(cols, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO), dx)
     return dx
