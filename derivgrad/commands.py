@@ -1,0 +1,1 @@
+"""Subcommands other than ``bench``; each registers itself with :func:`cli.subcommand`."""

@@ -1,0 +1,140 @@
+r"""Numerical gradient checking by central differences (worked problem 13).
+
+For a function ``f`` of named arrays and an upstream gradient ``v`` (same shape as the
+output), the checked scalar is :math:`L(x) = \langle v, f(x) \rangle`, and the numerical
+derivative along a direction ``u`` is
+
+.. math:: \frac{L(x + h u) - L(x - h u)}{2h} = \langle \nabla L, u \rangle + O(h^2).
+
+Works on any function of NumPy arrays.  Arithmetic is float64 (inputs are up-cast for the
+check); the step ``eps = 1e-5`` balances the O(h²) truncation error against round-off
+(~1e-16 / h ≈ 1e-11 relative), so analytic and numeric agree to about 1e-8 on smooth
+functions, hence the default ``rtol = 1e-5``, ``atol = 1e-7``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class GradcheckError(AssertionError):
+    """An analytic gradient disagrees with central differences; ``.report`` has details."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class GradcheckReport:
+    mode: str
+    checked: int = 0
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    worst: list = field(default_factory=list)      # (input, index, analytic, numeric, error)
+    kinks: list = field(default_factory=list)      # (input, index) where f was not smooth
+    failures: list = field(default_factory=list)
+
+
+def _scalar(f, inputs, upstream):
+    out = np.asarray(f(**inputs), dtype=np.float64)
+    if upstream is None:
+        if out.size != 1:
+            raise ValueError(f"gradcheck: f returns shape {out.shape}; pass upstream= (same shape) "
+                             f"or a callable grads that takes the upstream gradient")
+        return float(out.reshape(()))
+    if out.shape != upstream.shape:
+        raise ValueError(f"gradcheck: upstream has shape {upstream.shape} but f returns {out.shape}")
+    return float(np.vdot(upstream, out))
+
+
+def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", upstream=None,
+              projections=8, seed=0, max_report=5, kink_tol=None):
+    r"""Check analytic gradients of ``f`` against central differences; raise on mismatch.
+
+    Args:
+        f: ``f(**inputs) -> array``, any function of NumPy arrays.
+        inputs: ``{name: array}``; each is copied to float64 for the check.
+        grads: either ``{name: array}``, the gradients of ``<upstream, f>`` with respect to
+            (some of) the inputs, or a callable ``grads(upstream, **inputs) -> {name: array}``.
+            With a callable and no ``upstream``, a seeded non-uniform random upstream is drawn
+            (an all-ones upstream hides bugs such as batch norm's, whose channel sums vanish).
+        eps: the step h.  rtol, atol: an entry passes when ``|a - n| <= atol + rtol |n|``.
+        mode: ``"full"`` perturbs every coordinate (the whole Jacobian-vector product, two
+            evaluations of f per coordinate); ``"fast"`` checks ``projections`` random
+            directions u, comparing ``<grad, u>`` with the directional difference (two
+            evaluations per direction, whatever the input size).
+        upstream: the output gradient ``v``; ``None`` for a scalar f or a callable grads.
+        kink_tol: where one-sided differences disagree by more than this (default
+            ``1e-3 + 1e3 * eps``), f is not smooth at that point (a ReLU input or a max-pool
+            winner changed between x - h and x + h); such entries are reported in
+            ``report.kinks`` and not counted as failures.
+
+    Returns:
+        a :class:`GradcheckReport`.  Raises :class:`GradcheckError` listing the worst entries
+        (input, index, analytic, numeric, error) when any entry fails.
+    """
+    if mode not in ("full", "fast"):
+        raise ValueError(f"gradcheck: mode must be 'full' or 'fast', got {mode!r}")
+    if not (isinstance(eps, float) and eps > 0):
+        raise ValueError(f"gradcheck: eps must be a positive float, got {eps!r}")
+    rng = np.random.default_rng(seed)
+    xs = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
+    if callable(grads):
+        if upstream is None:
+            out = np.asarray(f(**xs))
+            upstream = rng.standard_normal(out.shape) if out.size != 1 else None
+        g = grads(upstream, **{k: v.copy() for k, v in xs.items()})
+    else:
+        g = grads
+    up = None if upstream is None else np.asarray(upstream, dtype=np.float64)
+    g = {k: np.asarray(v, dtype=np.float64) for k, v in g.items() if v is not None}
+    for k, v in g.items():
+        if k not in xs:
+            raise ValueError(f"gradcheck: grads has {k!r} which is not an input ({sorted(xs)})")
+        if v.shape != xs[k].shape:
+            raise ValueError(f"gradcheck: grads[{k!r}] has shape {v.shape}, input has {xs[k].shape}")
+    kink_tol = 1e-3 + 1e3 * eps if kink_tol is None else kink_tol
+    rep = GradcheckReport(mode)
+    L0 = _scalar(f, xs, up)
+
+    def probe(name, direction):
+        x0 = xs[name]
+        xs[name] = x0 + eps * direction
+        lp = _scalar(f, xs, up)
+        xs[name] = x0 - eps * direction
+        lm = _scalar(f, xs, up)
+        xs[name] = x0
+        central = (lp - lm) / (2 * eps)
+        kink = abs((lp - L0) / eps - (L0 - lm) / eps) > kink_tol * max(1.0, abs(central))
+        return central, kink
+
+    rows = []
+    for name, ga in g.items():
+        if mode == "full":
+            for idx in np.ndindex(*xs[name].shape):
+                e = np.zeros_like(xs[name])
+                e[idx] = 1.0
+                num, kink = probe(name, e)
+                rows.append((name, idx, float(ga[idx]), num, kink))
+        else:
+            for j in range(projections):
+                u = rng.standard_normal(xs[name].shape)
+                num, kink = probe(name, u)
+                rows.append((name, f"projection {j}", float(np.vdot(ga, u)), num, kink))
+    for name, idx, a, n, kink in rows:
+        err = abs(a - n)
+        rep.checked += 1
+        rep.max_abs_error = max(rep.max_abs_error, err)
+        rep.max_rel_error = max(rep.max_rel_error, err / max(abs(n), 1e-300))
+        if err > atol + rtol * abs(n):
+            (rep.kinks if kink else rep.failures).append((name, idx, a, n, err))
+    rows.sort(key=lambda r: -abs(r[2] - r[3]))
+    rep.worst = [(r[0], r[1], r[2], r[3], abs(r[2] - r[3])) for r in rows[:max_report]]
+    if rep.failures:
+        rep.failures.sort(key=lambda r: -r[4])
+        lines = "\n".join(f"  {n}[{i}]: analytic {a:.10g}, numeric {m:.10g}, error {e:.3g}"
+                          for n, i, a, m, e in rep.failures[:max_report])
+        raise GradcheckError(f"gradcheck ({mode}): {len(rep.failures)} of {rep.checked} entries "
+                             f"exceed atol={atol:g} + rtol={rtol:g}*|numeric|; worst:\n{lines}", rep)
+    return rep
