@@ -1,0 +1,78 @@
+r"""Symbolic batch normalisation for CNNs (worked problem 11).
+
+Statistics are per channel over (N, H, W): the fully connected batch norm applied after
+reshaping (N, C, H, W) to (N·H·W, C).  With ``M = N H W`` values per channel,
+
+.. math::
+    \mu = \tfrac1M \sum x,\quad \sigma^2 = \tfrac1M \sum (x-\mu)^2,\quad
+    \hat x = \frac{x-\mu}{\sqrt{\sigma^2+\epsilon}},\quad y = \gamma \hat x + \beta
+
+and the closed form ``dx = γ/√(σ²+ε) · (δ − mean(δ) − x̂ · mean(δ x̂))``,
+``dγ = Σ δ x̂``, ``dβ = Σ δ``.  ``verify()`` replaces ``√(σ²+ε)`` by a positive symbol S
+(the chain rule only ever differentiates it through σ², which stays explicit) and cancels.
+"""
+
+import numpy as np
+import sympy as sp
+
+from .derivation import Derivation
+from .params import check_unknown, count, pair
+from .tensors import symbols
+
+
+def batchnorm2d(**params):
+    op = "batchnorm2d"
+    check_unknown(op, params, ("batch", "channels", "input"))
+    N = count(op, "batch", params.get("batch", 2))
+    C = count(op, "channels", params.get("channels", 1))
+    H, W = pair(op, "input", params.get("input", (1, 2)), 1)
+    M = N * H * W
+    x = symbols("x", (N, C, H, W))
+    gamma = symbols("gamma", (C,), latex=r"\gamma")
+    beta = symbols("beta", (C,), latex=r"\beta")
+    eps = sp.Symbol(r"\epsilon", positive=True)
+    d = symbols("d", (N, C, H, W), latex=r"\delta")
+    y = np.empty(x.shape, dtype=object)
+    xhat = np.empty(x.shape, dtype=object)
+    mu, var, B = [], [], []
+    for c in range(C):
+        xc = list(x[:, c].reshape(-1))
+        m = sp.Add(*xc) / M
+        v = sp.Add(*[(t - m) ** 2 for t in xc]) / M
+        b = v + eps
+        mu.append(m), var.append(v), B.append(b)
+        for idx in np.ndindex(N, H, W):
+            n, i, j = idx
+            xhat[n, c, i, j] = (x[n, c, i, j] - m) * b ** sp.Rational(-1, 2)
+            y[n, c, i, j] = gamma[c] * xhat[n, c, i, j] + beta[c]
+
+    def dx():
+        out = np.empty(x.shape, dtype=object)
+        for c in range(C):
+            dc, hc = d[:, c], xhat[:, c]
+            mean_d = sp.Add(*dc.reshape(-1)) / M
+            mean_dh = sp.Add(*[a * h for a, h in zip(dc.reshape(-1), hc.reshape(-1))]) / M
+            for idx in np.ndindex(N, H, W):
+                n, i, j = idx
+                out[n, c, i, j] = gamma[c] * B[c] ** sp.Rational(-1, 2) * (d[n, c, i, j] - mean_d - xhat[n, c, i, j] * mean_dh)
+        return out
+
+    closed = {
+        "x": dx,
+        "gamma": lambda: np.array([sp.Add(*[a * h for a, h in zip(d[:, c].reshape(-1), xhat[:, c].reshape(-1))])
+                                   for c in range(C)], dtype=object),
+        "beta": lambda: np.array([sp.Add(*d[:, c].reshape(-1)) for c in range(C)], dtype=object),
+    }
+    rules = {"x": "dx = γ/√(σ²+ε) (δ − mean δ − x̂ mean(δ x̂))", "gamma": "dγ = Σ δ x̂", "beta": "dβ = Σ δ"}
+    der = Derivation(op, dict(batch=N, channels=C, input=(H, W)), {"x": x, "gamma": gamma, "beta": beta},
+                     y, d, closed, rules, proof="expand", extra=dict(mu=mu, var=var, eps=eps, B=B))
+    S = [sp.Symbol(f"S{c}", positive=True) for c in range(C)]
+
+    def is_zero(e):
+        # √(σ²+ε) → S: the identity must hold for any S, since both sides only use it as a
+        # number and differentiate σ² explicitly
+        return sp.cancel(sp.together(e.xreplace({B[c]: S[c] ** 2 for c in range(C)}))) == 0
+
+    der._is_zero = is_zero
+    der.eps = eps
+    return der

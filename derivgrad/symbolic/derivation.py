@@ -1,0 +1,214 @@
+r"""The derivation object every op builds: forward expressions, Jacobian, chain rule,
+closed-form rule, proof, NumPy functions.
+
+Jacobian layout: ``jacobian(name)`` has shape ``inputs[name].shape + output.shape`` — the
+convention of SymPy's ``derive_by_array`` (PyTorch's ``jacobian`` puts the output first):
+
+.. math:: J[i, o] = \frac{\partial\, \mathrm{output}[o]}{\partial\, \mathrm{input}[i]}, \qquad
+          \mathrm{chain}[i] = \sum_o J[i, o]\, \delta[o]
+
+where ``δ = upstream`` is the gradient of the loss with respect to the output.
+"""
+
+import itertools
+import time
+
+import numpy as np
+import sympy as sp
+
+from .tensors import from_array, to_array
+
+
+def _idx(shape):
+    return itertools.product(*(range(n) for n in shape))
+
+
+class Derivation:
+    """Built by an op's symbolic face (see :mod:`derivgrad.registry`); users get it from
+    :func:`derivgrad.derive`.
+
+    Attributes:
+        op, params: what was derived.
+        inputs: ``{name: sympy.Array}`` of symbols (``"x"``, ``"w"``, ``"b"``, ...).
+        output: ``sympy.Array`` of the forward expressions (a loss is a 1-element Array).
+        upstream: ``sympy.Array`` of ``δ`` symbols shaped like ``output`` (ones for a loss).
+        rules: ``{name: str}``, the compact rule that :meth:`grad` implements, in words.
+        proof: how :meth:`verify` proves equality (``"expand"``, ``"rational"``, ``"cases"``).
+    """
+
+    def __init__(self, op, params, inputs, output, upstream, closed, rules, proof="expand",
+                 cases=None, notes=(), extra=None):
+        self.op = op
+        self.params = dict(params)
+        self._inputs = {k: np.asarray(v, dtype=object) for k, v in inputs.items()}
+        self._output = np.asarray(output, dtype=object)
+        self._upstream = np.asarray(upstream, dtype=object)
+        self._closed = closed            # {name: callable() -> object array}, lazily built
+        self.rules = dict(rules)
+        self.proof = proof
+        self.cases = cases or [{}]       # substitutions, one per region, for piecewise ops
+        self.notes = list(notes)
+        self.extra = extra or {}         # op-specific intermediate arrays for documents
+        self._cache = {}
+        self.timings = {}
+
+    # -- the public views ------------------------------------------------------------
+    @property
+    def inputs(self):
+        return {k: to_array(v) for k, v in self._inputs.items()}
+
+    @property
+    def output(self):
+        return to_array(self._output)
+
+    @property
+    def upstream(self):
+        return to_array(self._upstream)
+
+    def _check(self, name):
+        if name not in self._inputs:
+            raise KeyError(f"{self.op}: no input named {name!r}; inputs are {sorted(self._inputs)}")
+
+    def jacobian_array(self, name):
+        """Object-array Jacobian, shape ``inputs[name].shape + output.shape`` (sparse: an
+        entry is differentiated only when the symbol occurs in the output expression)."""
+        self._check(name)
+        key = ("J", name)
+        if key not in self._cache:
+            t = time.perf_counter()
+            x = self._inputs[name]
+            y = self._output
+            J = np.empty(x.shape + y.shape, dtype=object)
+            free = {o: y[o].free_symbols for o in _idx(y.shape)}
+            for i in _idx(x.shape):
+                s = x[i]
+                for o in _idx(y.shape):
+                    J[i + o] = sp.diff(y[o], s) if s in free[o] else sp.Integer(0)
+            self._cache[key] = J
+            self.timings[f"jacobian {name}"] = time.perf_counter() - t
+        return self._cache[key]
+
+    def jacobian(self, name):
+        """``∂output/∂inputs[name]`` as a ``sympy.Array`` of shape ``input.shape + output.shape``."""
+        return to_array(self.jacobian_array(name))
+
+    def chain_array(self, name):
+        """The chain rule as a tensor contraction: ``Σ_o J[i, o] δ[o]``, shape of the input."""
+        key = ("chain", name)
+        if key not in self._cache:
+            J = self.jacobian_array(name)
+            x = self._inputs[name]
+            d = self._upstream
+            out = np.empty(x.shape, dtype=object)
+            for i in _idx(x.shape):
+                out[i] = sp.Add(*[J[i + o] * d[o] for o in _idx(d.shape) if J[i + o] != 0])
+            self._cache[key] = out
+        return self._cache[key]
+
+    def chain(self, name):
+        return to_array(self.chain_array(name))
+
+    def grad_array(self, name):
+        self._check(name)
+        key = ("grad", name)
+        if key not in self._cache:
+            t = time.perf_counter()
+            self._cache[key] = np.asarray(self._closed[name](), dtype=object)
+            self.timings[f"closed form {name}"] = time.perf_counter() - t
+        return self._cache[key]
+
+    def grad(self, name):
+        """The closed-form gradient ``dL/d inputs[name]`` from the op's compact rule (not from
+        the Jacobian), in the symbols of ``inputs`` and ``upstream``."""
+        return to_array(self.grad_array(name))
+
+    # -- proof ---------------------------------------------------------------------
+    def _is_zero(self, e):
+        if e == 0:
+            return True
+        if self.proof == "expand":
+            return sp.expand(e) == 0
+        if self.proof == "rational":
+            # exp(a) → a positive symbol per distinct exponent: the difference becomes a
+            # rational function, and cancel() decides whether it is identically zero.
+            # exp(c·a) → E_a**c, one positive symbol per base exponent a (SymPy folds
+            # exp(a)·exp(a) into exp(2a), which must become E_a² for cancel() to see it).
+            bases, subs = {}, {}
+            for atom in e.atoms(sp.exp):
+                c, a = sp.factor_terms(atom.args[0]).as_coeff_Mul()
+                E = bases.setdefault(a, sp.Symbol(f"E{len(bases)}", positive=True))
+                subs[atom] = E ** c
+            return sp.cancel(sp.together(e.xreplace(subs))) == 0
+        if self.proof == "radical":
+            return sp.simplify(e) == 0
+        raise ValueError(f"unknown proof method {self.proof!r}")
+
+    def verify(self, names=None):
+        """Prove ``grad(name) == chain(name)`` entry by entry, symbolically.
+
+        Polynomial ops expand the difference to 0; softmax-like ops reduce it to a rational
+        function of the exponentials and cancel it; piecewise ops (ReLU, max pooling) are
+        proved on each region listed in ``cases`` (a substitution that fixes every sign or
+        every window's order), which together cover the input space.  Returns ``True``, or
+        raises ``AssertionError`` naming the first entry that differs.
+        """
+        t = time.perf_counter()
+        for name in names or self._closed:
+            g, c = self.grad_array(name), self.chain_array(name)
+            if g.shape != c.shape:
+                raise AssertionError(f"{self.op}: closed form for {name} has shape {g.shape}, chain {c.shape}")
+            for i in _idx(g.shape):
+                for case in self.cases:
+                    diff = (g[i] - c[i]).subs(case) if case else g[i] - c[i]
+                    if not self._is_zero(diff):
+                        raise AssertionError(f"{self.op}: d{name}{list(i)} closed form {g[i]} != chain rule "
+                                             f"{c[i]} on region {case or 'all'}")
+        self.timings["verify"] = time.perf_counter() - t
+        return True
+
+    # -- numbers -------------------------------------------------------------------
+    def _symbols(self):
+        syms = []
+        for k in sorted(self._inputs):
+            syms.append((k, self._inputs[k]))
+        if any(isinstance(s, sp.Symbol) for s in self._upstream.reshape(-1)):
+            syms.append(("upstream", self._upstream))
+        return syms
+
+    def lambdify(self, name=None):
+        """A NumPy function of keyword arrays named like ``inputs`` (plus ``upstream`` when the
+        output is not a scalar loss) returning the closed-form gradient of ``name`` (or the
+        forward output when ``name`` is None), with common subexpressions eliminated.
+
+        """
+        exprs = self._output if name is None else self.grad_array(name)
+        groups = self._symbols()
+        flat_syms = [list(a.reshape(-1)) for _, a in groups]
+        from .functions import NUMPY
+        f = sp.lambdify(flat_syms, list(exprs.reshape(-1)), modules=[NUMPY, "numpy"], cse=True)
+        names = [k for k, _ in groups]
+        shapes = {k: a.shape for k, a in groups}
+        out_shape = exprs.shape
+
+        def fn(**arrays):
+            missing = set(names) - set(arrays)
+            if missing:
+                raise TypeError(f"{self.op} gradient function needs arrays {sorted(missing)}")
+            args = []
+            for k in names:
+                a = np.asarray(arrays[k], dtype=np.float64)
+                if a.shape != shapes[k]:
+                    raise ValueError(f"{self.op}: {k} must have shape {shapes[k]}, got {a.shape}")
+                args.append(list(a.reshape(-1)))
+            return np.array(f(*args), dtype=np.float64).reshape(out_shape)
+
+        fn.argnames = names
+        return fn
+
+    def latex(self, **kw):
+        from ..render import render
+        return render(self, "latex", **kw)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())
+        return f"<Derivation {self.op} {self.params} inputs {shapes} -> output {tuple(self._output.shape)}>"

@@ -1,0 +1,33 @@
+"""Parameter parsing shared by the symbolic ops (the command line uses the same names)."""
+
+from kernels import _validate as v
+
+
+class ParamError(ValueError):
+    """A derivation parameter that cannot describe a valid op."""
+
+
+def pair(op, name, value, minimum):
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        try:
+            value = tuple(int(p) for p in parts) if len(parts) > 1 else int(parts[0])
+        except ValueError:
+            raise ParamError(f"{op}: {name} must be an int or AxB, got {value!r}") from None
+    try:
+        return v.pair(op, name, value, minimum)
+    except (TypeError, ValueError) as e:
+        raise ParamError(str(e)) from None
+
+
+def count(op, name, value, minimum=1):
+    try:
+        return v.int_param(op, name, int(value) if isinstance(value, str) else value, minimum)
+    except (TypeError, ValueError) as e:
+        raise ParamError(str(e)) from None
+
+
+def check_unknown(op, params, allowed):
+    extra = set(params) - set(allowed)
+    if extra:
+        raise ParamError(f"{op}: unknown parameter(s) {sorted(extra)}; {op} takes {sorted(allowed)}")

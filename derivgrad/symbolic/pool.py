@@ -1,0 +1,107 @@
+r"""Symbolic max and average pooling (worked problem 10).
+
+Max pooling is piecewise.  The forward is ``WindowMax`` of each window's entries (row-major,
+padding excluded, i.e. −∞); its derivative is the indicator ``FirstMax`` of the window's
+*first* maximum, the kernels' rule (SymPy's ``Max`` would split ties with
+Heaviside(0) = 1/2).  The closed form routes ``δ`` to the arg-max:
+``dX[p] = Σ_{windows w ∋ p} δ_w · 1[p is the first maximum of w]``.  With ``region=SEED``
+the derivation is also specialised to one region of input space — the arg-max of every
+window fixed by a seeded random ordering of the inputs — where the indicators become 0/1
+and the routing is explicit.
+
+Average pooling divides by the full window ``K_H K_W`` (padding counted) and spreads
+``δ/(K_H K_W)`` evenly; for K = S without padding, dX is δ upsampled, divided by K².
+"""
+
+import itertools
+
+import numpy as np
+import sympy as sp
+
+from kernels import output_size
+
+from .derivation import Derivation
+from .functions import FirstMax, WindowMax
+from .params import ParamError, check_unknown, count, pair
+from .tensors import symbols, zeros
+
+PARAMS = ("input", "kernel", "stride", "padding", "channels", "region")
+
+
+def _windows(op, params):
+    check_unknown(op, params, PARAMS)
+    H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+    k = pair(op, "kernel", params.get("kernel", (2, 2)), 1)
+    s = pair(op, "stride", params.get("stride", k), 1)
+    p = pair(op, "padding", params.get("padding", 0), 0)
+    C = count(op, "channels", params.get("channels", 1))
+    if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
+        raise ParamError(f"{op}: padding must be at most half the kernel, got padding {p} for kernel {k}")
+    HO, WO = (output_size(n, kk, ss, pp) for n, kk, ss, pp in zip((H, W), k, s, p))
+    if min(HO, WO) < 1:
+        raise ParamError(f"{op}: a {k[0]}x{k[1]} window does not fit a {H}x{W} input with padding {p}")
+    x = symbols("x", (C, H, W) if C > 1 else (H, W))
+    x3 = x.reshape(C, H, W)
+    wins = {}
+    for c, i, j in itertools.product(range(C), range(HO), range(WO)):
+        wins[c, i, j] = [(c, a, b) for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
+                         for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1]) if 0 <= a < H and 0 <= b < W]
+    d = symbols("d", (C, HO, WO) if C > 1 else (HO, WO), latex=r"\delta")
+    return dict(H=H, W=W, k=k, s=s, p=p, C=C, HO=HO, WO=WO), x, x3, wins, d, d.reshape(C, HO, WO)
+
+
+def maxpool2d(**params):
+    op = "maxpool2d"
+    g, x, x3, wins, d, d3 = _windows(op, params)
+    y = np.empty((g["C"], g["HO"], g["WO"]), dtype=object)
+    for key, pos in wins.items():
+        y[key] = WindowMax(*[x3[q] for q in pos])
+
+    def dX():
+        out = zeros(x3.shape)
+        for key, pos in wins.items():
+            vals = [x3[q] for q in pos]
+            for m, q in enumerate(pos):
+                out[q] = out[q] + d3[key] * FirstMax(sp.Integer(m), *vals)
+        return out.reshape(x.shape)
+
+    region = params.get("region")
+    notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
+    der = Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
+                              channels=g["C"], region=region),
+                     {"x": x}, y.reshape(d.shape), d, {"x": dX},
+                     {"x": "dX[p] = Σ_{windows w ∋ p} δ_w · 1[p is the first maximum of w]"},
+                     notes=notes, extra=dict(windows=wins))
+    if region is not None:
+        # One region of input space: a seeded ordering of the inputs fixes every arg-max.
+        rng = np.random.default_rng(count(op, "region", region, 0))
+        rank = rng.permutation(x3.size).reshape(x3.shape)
+        point = {x3[q]: sp.Integer(int(rank[q])) for q in np.ndindex(*x3.shape)}
+        fix = lambda e: e.replace(lambda a: isinstance(a, FirstMax),
+                                  lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]))
+        der.region_point = point
+        der.routed = lambda: np.vectorize(fix, otypes=[object])(der.grad_array("x"))
+        der.notes.append(f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
+                         f"random permutation of the inputs.")
+    return der
+
+
+def avgpool2d(**params):
+    op = "avgpool2d"
+    g, x, x3, wins, d, d3 = _windows(op, params)
+    K = g["k"][0] * g["k"][1]
+    y = np.empty((g["C"], g["HO"], g["WO"]), dtype=object)
+    for key, pos in wins.items():
+        y[key] = sp.Add(*[x3[q] for q in pos]) / K
+
+    def dX():
+        out = zeros(x3.shape)
+        for key, pos in wins.items():
+            for q in pos:
+                out[q] = out[q] + d3[key] / K
+        return out.reshape(x.shape)
+
+    return Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
+                               channels=g["C"]), {"x": x}, y.reshape(d.shape), d, {"x": dX},
+                      {"x": f"dX spreads each δ/{K} evenly over its window"},
+                      notes=["Padded zeros count in the window size (count_include_pad=True)."])
