@@ -22,7 +22,11 @@ from .tensors import symbols
 
 def batchnorm2d(**params):
     op = "batchnorm2d"
-    check_unknown(op, params, ("batch", "channels", "input"))
+    check_unknown(op, params, ("batch", "channels", "input", "eps"))
+    eps_value = params.get("eps", 1e-5)
+    if not isinstance(eps_value, (int, float)) or not eps_value > 0:
+        from .params import ParamError
+        raise ParamError(f"{op}: eps must be a positive number, got {eps_value!r}")
     N = count(op, "batch", params.get("batch", 2))
     C = count(op, "channels", params.get("channels", 1))
     H, W = pair(op, "input", params.get("input", (1, 2)), 1)
@@ -65,7 +69,8 @@ def batchnorm2d(**params):
     }
     rules = {"x": "dx = γ/√(σ²+ε) (δ − mean δ − x̂ mean(δ x̂))", "gamma": "dγ = Σ δ x̂", "beta": "dβ = Σ δ"}
     der = Derivation(op, dict(batch=N, channels=C, input=(H, W)), {"x": x, "gamma": gamma, "beta": beta},
-                     y, d, closed, rules, proof="expand", extra=dict(mu=mu, var=var, eps=eps, B=B))
+                     y, d, closed, rules, proof="expand", extra=dict(mu=mu, var=var, eps=eps, B=B),
+                     constants={eps: sp.Float(eps_value)})
     S = [sp.Symbol(f"S{c}", positive=True) for c in range(C)]
 
     def is_zero(e):

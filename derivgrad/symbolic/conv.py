@@ -75,29 +75,9 @@ def conv_nd(op, params, ndim):
     ds = symbols("d", y_shape, latex=r"\delta")
     dy = ds.reshape((N, O) + outs)
 
-    def dX():
-        # rows/columns of the padded input that no window reaches get no gradient
-        rest = [(n + 2 * pp - dd * (k - 1) - 1) % st for n, pp, dd, k, st in zip(size, p, d, ks, s)]
-        wf = flip(dilate(w, d), tuple(range(2, 2 + ndim))).transpose((1, 0) + tuple(range(2, 2 + ndim)))
-        out = []
-        for n in range(N):
-            full = pad(dilate(dy[n], s), [(dd * (k - 1), dd * (k - 1)) for dd, k in zip(d, ks)])
-            g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
-            out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
-        return np.stack(out).reshape(xs.shape)
-
-    def dW():
-        g = zeros((O, C) + ks)
-        for n in range(N):
-            xp = pad(x[n], pads)
-            for o in range(O):
-                for c in range(C):
-                    full = correlate(xp[c][None], dy[n, o][None, None], d, s)[0]
-                    g[o, c] = g[o, c] + full[tuple(slice(0, k) for k in ks)]
-        return g.reshape(ws.shape)
-
-    def db():
-        return np.array([sp.Add(*dy[:, o].reshape(-1)) for o in range(O)], dtype=object)
+    dX = lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape)
+    dW = lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape)
+    db = lambda: rule_db(dy)
 
     inputs = {"x": xs, "w": ws}
     closed = {"x": dX, "w": dW}
@@ -115,6 +95,39 @@ def conv_nd(op, params, ndim):
                      extra=dict(x_full=x, w_full=w, out_size=outs))
     der.conv_matrix = lambda: conv_matrix(der)
     return der
+
+
+def rule_dx(dy, w, size, ks, s, p, d):
+    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
+    it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
+    the rows no window reached, crop the padding p."""
+    ndim = len(size)
+    rest = [(n + 2 * pp - dd * (k - 1) - 1) % st for n, pp, dd, k, st in zip(size, p, d, ks, s)]
+    wf = flip(dilate(w, d), tuple(range(2, 2 + ndim))).transpose((1, 0) + tuple(range(2, 2 + ndim)))
+    out = []
+    for n in range(dy.shape[0]):
+        full = pad(dilate(dy[n], s), [(dd * (k - 1), dd * (k - 1)) for dd, k in zip(d, ks)])
+        g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
+        out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
+    return np.stack(out)
+
+
+def rule_dw(x, dy, ks, s, p, d):
+    """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
+    O, C = dy.shape[1], x.shape[1]
+    g = zeros((O, C) + tuple(ks))
+    for n in range(x.shape[0]):
+        xp = pad(x[n], [(q, q) for q in p])
+        for o in range(O):
+            for c in range(C):
+                full = correlate(xp[c][None], dy[n, o][None, None], d, s)[0]
+                g[o, c] = g[o, c] + full[tuple(slice(0, k) for k in ks)]
+    return g
+
+
+def rule_db(dy):
+    """``db[o] = Σ_{n, positions} dY[n, o]``."""
+    return np.array([sp.Add(*dy[:, o].reshape(-1)) for o in range(dy.shape[1])], dtype=object)
 
 
 def _scalar(v):

@@ -37,7 +37,7 @@ class Derivation:
     """
 
     def __init__(self, op, params, inputs, output, upstream, closed, rules, proof="expand",
-                 cases=None, notes=(), extra=None):
+                 cases=None, notes=(), extra=None, constants=None):
         self.op = op
         self.params = dict(params)
         self._inputs = {k: np.asarray(v, dtype=object) for k, v in inputs.items()}
@@ -49,6 +49,7 @@ class Derivation:
         self.cases = cases or [{}]       # substitutions, one per region, for piecewise ops
         self.notes = list(notes)
         self.extra = extra or {}         # op-specific intermediate arrays for documents
+        self.constants = dict(constants or {})   # {symbol: number} fixed for lambdify (e.g. ε)
         self._cache = {}
         self.timings = {}
 
@@ -182,6 +183,8 @@ class Derivation:
 
         """
         exprs = self._output if name is None else self.grad_array(name)
+        if self.constants:
+            exprs = np.vectorize(lambda e: e.xreplace(self.constants), otypes=[object])(exprs)
         groups = self._symbols()
         flat_syms = [list(a.reshape(-1)) for _, a in groups]
         from .functions import NUMPY

@@ -42,12 +42,27 @@ def _windows(op, params):
         raise ParamError(f"{op}: a {k[0]}x{k[1]} window does not fit a {H}x{W} input with padding {p}")
     x = symbols("x", (C, H, W) if C > 1 else (H, W))
     x3 = x.reshape(C, H, W)
-    wins = {}
-    for c, i, j in itertools.product(range(C), range(HO), range(WO)):
-        wins[c, i, j] = [(c, a, b) for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
-                         for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1]) if 0 <= a < H and 0 <= b < W]
+    wins = window_positions(C, H, W, k, s, p, HO, WO)
     d = symbols("d", (C, HO, WO) if C > 1 else (HO, WO), latex=r"\delta")
     return dict(H=H, W=W, k=k, s=s, p=p, C=C, HO=HO, WO=WO), x, x3, wins, d, d.reshape(C, HO, WO)
+
+
+def rule_maxpool_dx(x3, d3, wins):
+    """Route each ``δ`` of window ``w`` to the window's first maximum: ``dX[p] = Σ_w δ_w ·
+    FirstMax(p, window entries)``; ``wins`` maps output index → input positions."""
+    out = zeros(x3.shape)
+    for key, pos in wins.items():
+        vals = [x3[q] for q in pos]
+        for m, q in enumerate(pos):
+            out[q] = out[q] + d3[key] * FirstMax(sp.Integer(m), *vals)
+    return out
+
+
+def window_positions(C, H, W, k, s, p, HO, WO):
+    """Input positions ``(c, i, j)`` of each pooling window, padding left out (row-major)."""
+    return {(c, i, j): [(c, a, b) for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
+                        for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1]) if 0 <= a < H and 0 <= b < W]
+            for c, i, j in itertools.product(range(C), range(HO), range(WO))}
 
 
 def maxpool2d(**params):
@@ -57,14 +72,7 @@ def maxpool2d(**params):
     for key, pos in wins.items():
         y[key] = WindowMax(*[x3[q] for q in pos])
 
-    def dX():
-        out = zeros(x3.shape)
-        for key, pos in wins.items():
-            vals = [x3[q] for q in pos]
-            for m, q in enumerate(pos):
-                out[q] = out[q] + d3[key] * FirstMax(sp.Integer(m), *vals)
-        return out.reshape(x.shape)
-
+    dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
     region = params.get("region")
     notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
     der = Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],

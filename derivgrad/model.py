@@ -1,0 +1,287 @@
+r"""Layers, a sequential container, optimizers and the course LeNet, on top of ``kernels``.
+
+Each layer keeps what its backward needs from the last training forward and writes its
+parameter gradients into ``grads`` (same names as ``params``).  Initialisation follows
+PyTorch's defaults (``kaiming_uniform_(a=√5)``, i.e. ``U(−1/√fan_in, 1/√fan_in)`` for
+weights and biases), seeded, in float32 unless asked otherwise.
+"""
+
+import numpy as np
+
+import kernels as K
+
+
+class Layer:
+    params: dict
+    grads: dict
+
+    def __init__(self):
+        self.params, self.grads = {}, {}
+
+    def describe(self):
+        return type(self).__name__
+
+
+class Conv2d(Layer):
+    def __init__(self, c_in, c_out, k, rng, dtype, stride=1, padding=0, need_dx=True):
+        super().__init__()
+        bound = 1.0 / np.sqrt(c_in * k * k)
+        self.params = {"w": rng.uniform(-bound, bound, (c_out, c_in, k, k)).astype(dtype),
+                       "b": rng.uniform(-bound, bound, c_out).astype(dtype)}
+        self.stride, self.padding, self.need_dx = stride, padding, need_dx
+
+    def forward(self, x, train):
+        self.x = x
+        return K.conv2d_forward(x, self.params["w"], self.params["b"], self.stride, self.padding)
+
+    def backward(self, dy):
+        dx, self.grads["w"], self.grads["b"] = K.conv2d_backward(dy, self.x, self.params["w"], self.stride,
+                                                                  self.padding, need_dx=self.need_dx)
+        return dx
+
+    def out_shape(self, s):
+        C, H, W = s
+        o = lambda n: K.output_size(n, self.params["w"].shape[2], self.stride, self.padding)
+        return (self.params["w"].shape[0], o(H), o(W))
+
+    def describe(self):
+        co, ci, k, _ = self.params["w"].shape
+        return f"Conv2d {ci}->{co} {k}x{k} stride {self.stride} pad {self.padding}"
+
+
+class MaxPool2d(Layer):
+    def __init__(self, k, stride=None):
+        super().__init__()
+        self.k, self.stride = k, stride or k
+
+    def forward(self, x, train):
+        y, self.idx = K.maxpool2d_forward(x, self.k, self.stride)
+        self.shape = x.shape
+        return y
+
+    def backward(self, dy):
+        return K.maxpool2d_backward(dy, self.idx, self.shape)
+
+    def out_shape(self, s):
+        C, H, W = s
+        return (C, K.output_size(H, self.k, self.stride), K.output_size(W, self.k, self.stride))
+
+    def describe(self):
+        return f"MaxPool2d {self.k}x{self.k}/{self.stride}"
+
+
+class Flatten(Layer):
+    def forward(self, x, train):
+        self.shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.shape)
+
+    def out_shape(self, s):
+        return (int(np.prod(s)),)
+
+
+class Linear(Layer):
+    def __init__(self, n_in, n_out, rng, dtype, need_dx=True):
+        super().__init__()
+        bound = 1.0 / np.sqrt(n_in)
+        self.params = {"w": rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype),
+                       "b": rng.uniform(-bound, bound, n_out).astype(dtype)}
+        self.need_dx = need_dx
+
+    def forward(self, x, train):
+        self.x = x
+        return K.linear_forward(x, self.params["w"], self.params["b"])
+
+    def backward(self, dy):
+        dx, self.grads["w"], self.grads["b"] = K.linear_backward(dy, self.x, self.params["w"], need_dx=self.need_dx)
+        return dx
+
+    def out_shape(self, s):
+        return (self.params["w"].shape[0],)
+
+    def describe(self):
+        o, i = self.params["w"].shape
+        return f"Linear {i}->{o}"
+
+
+class ReLU(Layer):
+    def forward(self, x, train):
+        self.x = x
+        return K.relu_forward(x)
+
+    def backward(self, dy):
+        return K.relu_backward(dy, self.x)
+
+    def out_shape(self, s):
+        return s
+
+
+class BatchNorm2d(Layer):
+    def __init__(self, c, dtype, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.params = {"gamma": np.ones(c, dtype), "beta": np.zeros(c, dtype)}
+        self.buffers = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x, train):
+        y, self.cache = K.batchnorm2d_forward(x, self.params["gamma"], self.params["beta"], self.eps, train,
+                                              self.buffers["running_mean"], self.buffers["running_var"],
+                                              self.momentum)
+        return y
+
+    def backward(self, dy):
+        dx, self.grads["gamma"], self.grads["beta"] = K.batchnorm2d_backward(dy, self.cache)
+        return dx
+
+    def out_shape(self, s):
+        return s
+
+    def describe(self):
+        return f"BatchNorm2d {self.params['gamma'].shape[0]}"
+
+
+class Sequential:
+    """Layers in order; ``loss_and_grads`` runs forward, softmax cross-entropy, backward."""
+
+    def __init__(self, layers, in_shape, config=None):
+        self.layers = list(layers)
+        self.in_shape = tuple(in_shape)
+        self.config = dict(config or {})
+
+    def forward(self, x, train=False):
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def loss_and_grads(self, x, labels):
+        logits = self.forward(x, train=True)
+        loss, probs = K.softmax_cross_entropy_forward(logits, labels)
+        g = K.softmax_cross_entropy_backward(probs, labels)
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return loss, probs
+
+    def named_params(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    def named_grads(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+
+    def named_buffers(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in getattr(layer, "buffers", {}).items()}
+
+    def summary(self):
+        """``[(description, output shape, parameter count)]`` per layer."""
+        rows, s = [], self.in_shape
+        for layer in self.layers:
+            s = layer.out_shape(s)
+            rows.append((layer.describe(), s, sum(int(v.size) for v in layer.params.values())))
+        return rows
+
+    def n_params(self):
+        return sum(int(v.size) for v in self.named_params().values())
+
+
+def lenet(filters=20, kernel=5, hidden=500, classes=10, in_shape=(1, 28, 28), batchnorm=False,
+          seed=0, dtype=np.float32):
+    """The course network: conv F@K×K (+bias) → [batchnorm] → max-pool 2×2/2 → flatten →
+    fc hidden → ReLU → fc classes.  With the defaults, 520 + 1,440,500 + 5,010 = 1,446,030
+    parameters (worked problem 12).  The first layer computes no input gradient."""
+    rng = np.random.default_rng(seed)
+    C, H, W = in_shape
+    layers = [Conv2d(C, filters, kernel, rng, dtype, need_dx=False)]
+    if batchnorm:
+        layers.append(BatchNorm2d(filters, dtype))
+    layers += [MaxPool2d(2)]
+    conv_out = layers[0].out_shape(in_shape)
+    flat = filters * K.output_size(conv_out[1], 2, 2) * K.output_size(conv_out[2], 2, 2)
+    layers += [Flatten(), Linear(flat, hidden, rng, dtype), ReLU(), Linear(hidden, classes, rng, dtype)]
+    cfg = dict(arch="lenet", filters=filters, kernel=kernel, hidden=hidden, classes=classes,
+               in_shape=list(in_shape), batchnorm=batchnorm, dtype=np.dtype(dtype).name)
+    return Sequential(layers, in_shape, cfg)
+
+
+def lenet_loss_and_grads(d, v):
+    """Run the kernels' LeNet on a symbolic LeNet derivation's instance: values ``v`` named
+    like ``d.inputs``; returns (loss as a 1-element array, gradients in the derivation's
+    shapes).  The kernel face of the registry's ``lenet`` entry."""
+    P = d.params
+    H, W = P["input"]
+    net = lenet(P["filters"], P["kernel"], P["hidden"], P["classes"], (1, H, W), dtype=np.float64)
+    conv, fc1, fc2 = net.layers[0], net.layers[3], net.layers[5]
+    conv.params = {"w": v["w"][:, None].astype(np.float64), "b": v["b"].astype(np.float64)}
+    fc1.params = {"w": v["W1"].astype(np.float64), "b": v["b1"].astype(np.float64)}
+    fc2.params = {"w": v["W2"].astype(np.float64), "b": v["b2"].astype(np.float64)}
+    conv.need_dx = True
+    loss, _ = net.loss_and_grads(v["x"][None, None].astype(np.float64), np.array([P["label"] - 1]))
+    g = {"w": conv.grads["w"][:, 0], "b": conv.grads["b"], "W1": fc1.grads["w"], "b1": fc1.grads["b"],
+         "W2": fc2.grads["w"], "b2": fc2.grads["b"]}
+    return np.array([loss]), g
+
+
+class SGD:
+    """PyTorch's SGD: ``v ← μ v + (g + λ p)``, ``p ← p − lr v`` (dampening 0)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+        self.params, self.lr, self.momentum, self.wd = params, lr, momentum, weight_decay
+        self.state = {k: np.zeros_like(p) for k, p in params.items()} if momentum else {}
+        self.steps = 0
+
+    def step(self, grads):
+        for k, p in self.params.items():
+            g = grads[k]
+            if self.wd:
+                g = g + self.wd * p
+            if self.momentum:
+                v = self.state[k]
+                if self.steps == 0:
+                    v[...] = g          # PyTorch initialises the buffer with the first gradient
+                else:
+                    v *= self.momentum
+                    v += g
+                g = v
+            p -= (self.lr * g).astype(p.dtype, copy=False)
+        self.steps += 1
+
+    def state_dict(self):
+        return {"steps": self.steps, **{f"v.{k}": v for k, v in self.state.items()}}
+
+    def load_state_dict(self, s):
+        self.steps = int(s["steps"])
+        for k in self.state:
+            self.state[k][...] = s[f"v.{k}"]
+
+
+class Adam:
+    """Adam (Kingma & Ba) with PyTorch's defaults and bias correction; L2 weight decay."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.params, self.lr, self.b1, self.b2, self.eps, self.wd = params, lr, betas[0], betas[1], eps, weight_decay
+        self.m = {k: np.zeros_like(p) for k, p in params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.steps = 0
+
+    def step(self, grads):
+        self.steps += 1
+        c1 = 1 - self.b1 ** self.steps
+        c2 = 1 - self.b2 ** self.steps
+        for k, p in self.params.items():
+            g = grads[k] + self.wd * p if self.wd else grads[k]
+            m, v = self.m[k], self.v[k]
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            p -= (self.lr / c1 * m / (np.sqrt(v / c2) + self.eps)).astype(p.dtype, copy=False)
+
+    def state_dict(self):
+        return {"steps": self.steps, **{f"m.{k}": v for k, v in self.m.items()},
+                **{f"v.{k}": v for k, v in self.v.items()}}
+
+    def load_state_dict(self, s):
+        self.steps = int(s["steps"])
+        for k in self.m:
+            self.m[k][...] = s[f"m.{k}"]
+            self.v[k][...] = s[f"v.{k}"]

@@ -1,0 +1,92 @@
+r"""The course LeNet (seed 002, worked problem 12) on a reduced instance, derived layer by
+layer: conv F@K×K (+bias) → max-pool 2×2/2 → flatten → fc (hidden) → ReLU → fc (classes)
+→ softmax cross-entropy with label y.
+
+The closed form is the scalar backward pass of the notes, each δ written out and each
+layer's rule taken from that layer's own face (conv ``rule_dw``/``rule_db``, max-pool
+routing), so the network proves the rules composed:
+
+.. code-block:: text
+
+    δ_z  = p − e_y                         dW2 = δ_z aᵀ,   db2 = δ_z
+    δ_a  = W2ᵀ δ_z,  δ_h = δ_a ⊙ 1[h > 0]  dW1 = δ_h fᵀ,   db1 = δ_h
+    δ_f  = W1ᵀ δ_h → reshape → δ_pool → routed to each window's first maximum → δ_conv
+    dWc  = X ⋆ δ_conv,  dbc = Σ δ_conv
+"""
+
+import numpy as np
+import sympy as sp
+
+from kernels import output_size
+
+from .conv import rule_db, rule_dw
+from .derivation import Derivation
+from .functions import Relu, Step, WindowMax
+from .params import ParamError, check_unknown, count, pair
+from .pool import rule_maxpool_dx, window_positions
+from .tensors import correlate, symbols
+
+
+def lenet(**params):
+    op = "lenet"
+    check_unknown(op, params, ("input", "kernel", "filters", "hidden", "classes", "label"))
+    H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+    K = count(op, "kernel", params.get("kernel", 3))
+    F = count(op, "filters", params.get("filters", 2))
+    hid = count(op, "hidden", params.get("hidden", 2))
+    k = count(op, "classes", params.get("classes", 2))
+    y = count(op, "label", params.get("label", 1)) - 1
+    if y >= k:
+        raise ParamError(f"{op}: label must be one of 1..{k}, got {y + 1}")
+    HO, WO = output_size(H, K), output_size(W, K)
+    HP, WP = output_size(HO, 2, 2), output_size(WO, 2, 2)
+    if min(HP, WP) < 1:
+        raise ParamError(f"{op}: input {H}x{W} is too small for a {K}x{K} conv and a 2x2 pool")
+    nf = F * HP * WP
+    if H * W * F * K * K + nf * hid > 400:
+        raise ParamError(f"{op}: instance too large for a symbolic derivation; use a smaller input")
+    x = symbols("x", (H, W))
+    Wc, bc = symbols("w", (F, K, K)), symbols("b", (F,))
+    W1, b1 = symbols("W1", (hid, nf), latex="W^{(1)}"), symbols("b1", (hid,), latex="b^{(1)}")
+    W2, b2 = symbols("W2", (k, hid), latex="W^{(2)}"), symbols("b2", (k,), latex="b^{(2)}")
+    # forward, layer by layer
+    zc = correlate(x[None], Wc[:, None], (1, 1), (1, 1))
+    for f in range(F):
+        zc[f] = zc[f] + bc[f]
+    wins = window_positions(F, HO, WO, (2, 2), (2, 2), (0, 0), HP, WP)
+    pooled = np.empty((F, HP, WP), dtype=object)
+    for key, pos in wins.items():
+        pooled[key] = WindowMax(*[zc[q] for q in pos])
+    f_ = pooled.reshape(-1)
+    h = np.array([sp.Add(*[W1[i, j] * f_[j] for j in range(nf)]) + b1[i] for i in range(hid)], dtype=object)
+    a = np.array([Relu(v) for v in h], dtype=object)
+    z = np.array([sp.Add(*[W2[i, j] * a[j] for j in range(hid)]) + b2[i] for i in range(k)], dtype=object)
+    e = [sp.exp(v) for v in z]
+    p = np.array([v / sp.Add(*e) for v in e], dtype=object)
+    L = -z[y] + sp.log(sp.Add(*e))
+
+    # backward, layer by layer (the δ's of the notes)
+    dz = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)
+    da = np.array([sp.Add(*[W2[i, j] * dz[i] for i in range(k)]) for j in range(hid)], dtype=object)
+    dh = np.array([da[j] * Step(h[j]) for j in range(hid)], dtype=object)
+    df = np.array([sp.Add(*[W1[i, j] * dh[i] for i in range(hid)]) for j in range(nf)], dtype=object)
+    dpool = df.reshape(F, HP, WP)
+    dconv = rule_maxpool_dx(zc, dpool, wins)                                  # (F, HO, WO)
+    deltas = dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)
+    closed = {
+        "W2": lambda: np.array([[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object),
+        "b2": lambda: dz.copy(),
+        "W1": lambda: np.array([[dh[i] * f_[j] for j in range(nf)] for i in range(hid)], dtype=object),
+        "b1": lambda: dh.copy(),
+        "w": lambda: rule_dw(x[None, None], dconv[None], (K, K), (1, 1), (0, 0), (1, 1))[:, 0],
+        "b": lambda: rule_db(dconv[None]),
+    }
+    rules = {"W2": "dW2 = δ_z aᵀ", "b2": "db2 = δ_z = p − e_y", "W1": "dW1 = δ_h fᵀ", "b1": "db1 = δ_h",
+             "w": "dWc = X ⋆ δ_conv", "b": "dbc = Σ δ_conv"}
+    inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
+    der = Derivation(op, dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
+                     inputs, np.array([L], dtype=object), np.array([sp.Integer(1)], dtype=object),
+                     closed, rules, proof="rational",
+                     extra=dict(conv=zc, pooled=pooled, flat=f_, h=h, a=a, z=z, p=p, deltas=deltas,
+                                shapes=dict(conv=(F, HO, WO), pool=(F, HP, WP), flat=(nf,), fc1=(hid,), fc2=(k,))))
+    return der
