@@ -231,18 +231,9 @@ class SGD:
 
     def step(self, grads):
         for k, p in self.params.items():
-            g = grads[k]
-            if self.wd:
-                g = g + self.wd * p
-            if self.momentum:
-                v = self.state[k]
-                if self.steps == 0:
-                    v[...] = g          # PyTorch initialises the buffer with the first gradient
-                else:
-                    v *= self.momentum
-                    v += g
-                g = v
-            p -= (self.lr * g).astype(p.dtype, copy=False)
+            # PyTorch initialises the momentum buffer with the first gradient
+            K.sgd_update(p, grads[k], self.state[k] if self.momentum else p, self.lr, self.momentum,
+                         self.wd, self.steps == 0)
         self.steps += 1
 
     def state_dict(self):

@@ -1,7 +1,8 @@
 r"""Fully connected layer ``y = x W^T + b``.
 
-The work is three GEMMs, done by NumPy's BLAS (multithreaded, tuned per CPU): no loop we
-could write in Numba beats it, and the prototype's LeNet step was bounded by this GEMM.
+The work is three GEMMs, each split into row blocks run by Numba's ``prange`` with a
+single-threaded BLAS call per block (see ``_linear_kernels``); the bias sum is a parallel
+column reduction.
 
 .. code-block:: text
 
@@ -10,7 +11,16 @@ could write in Numba beats it, and the prototype's LeNet step was bounded by thi
     # dW:      [out, N] [N, in]  -> [out, in]       dW = dy^T x      (sums over the batch)
 """
 
+import numba
+import numpy as np
+
+from . import _blas  # noqa: F401  (pins the BLAS that np.dot uses inside kernels to 1 thread)
 from . import _validate as v
+from ._linear_kernels import column_sums, linear_fwd, rows_matmul
+
+
+def _blocks(rows):
+    return max(1, min(rows, numba.get_num_threads()))
 
 
 def _params(op, x, w):
@@ -28,12 +38,13 @@ def linear_forward(x, w, b=None):
     b optional ``(out_features,)``; returns ``y (N, out_features)`` in x's dtype."""
     op = "linear_forward"
     x, w = _params(op, x, w)
-    y = x @ w.T
     if b is not None:
         b = v.float_array(op, "b", b, 1, "[out_features]")
         v.same_dtype(op, x=x, b=b)
         v.shape_is(op, "b", b, (w.shape[0],), "[out_features]")
-        y += b
+    y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    if y.size:
+        linear_fwd(x, w, b if b is not None else w[0], b is not None, _blocks(x.shape[0]), y)
     return y
 
 
@@ -49,7 +60,13 @@ def linear_backward(dy, x, w, *, bias=True, need_dx=True):
     dy = v.float_array(op, "dy", dy, 2, "[N, out_features]")
     v.same_dtype(op, x=x, dy=dy)
     v.shape_is(op, "dy", dy, (x.shape[0], w.shape[0]), "[N, out_features]")
-    dx = dy @ w if need_dx else None
-    dw = dy.T @ x
-    db = dy.sum(axis=0, dtype=float).astype(dy.dtype) if bias else None
+    dx = None
+    if need_dx:
+        dx = np.empty_like(x)
+        rows_matmul(dy, w, _blocks(dy.shape[0]), dx)
+    # dW = dyᵀ x, split over the rows of dW (the output features): each block owns its rows
+    dyT = np.ascontiguousarray(dy.T)
+    dw = np.empty_like(w)
+    rows_matmul(dyT, x, _blocks(dyT.shape[0]), dw)
+    db = column_sums(dy, _blocks(dy.shape[1])).astype(dy.dtype) if bias else None
     return dx, dw, db
