@@ -8,6 +8,7 @@ wrong; nothing half-read is returned.
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -213,7 +214,7 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
                 os.replace(part, final)
                 log(f"downloaded {final}")
                 break
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
                 errors.append(f"{mirror}: {e}")
         else:
             raise DataError(f"{stem}.gz: download failed from every mirror: " + "; ".join(errors))
@@ -221,15 +222,29 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
 
 
 def _fetch(url, part, timeout):
+    """Append the rest of ``url`` to ``part`` (HTTP Range from its current size).  A transfer
+    that ends early raises ``OSError`` and leaves ``part`` in place for the next attempt."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
-        resumed = have and r.status == 206
+        resumed = bool(have) and r.status == 206
+        length = r.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        got = 0
         with open(part, "ab" if resumed else "wb") as f:
-            while True:
-                chunk = r.read(1 << 16)
-                if not chunk:
-                    break
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                while True:
+                    chunk = r.read(1 << 16)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    got += len(chunk)
+            except http.client.IncompleteRead as e:
+                f.write(e.partial)
+                got += len(e.partial)
+            finally:
+                f.flush()
+                os.fsync(f.fileno())
+        if expected is not None and got < expected:
+            raise OSError(f"incomplete transfer of {url}: {got} of {expected} bytes; "
+                          f"{part} kept, the next attempt resumes from it")
