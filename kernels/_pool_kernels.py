@@ -106,3 +106,46 @@ def avgpool_bwd(dy, KH, KW, sh, sw, ph, pw, dx):
                 for ih in range(max(h0, 0), min(h0 + KH, H)):
                     for iw in range(max(w0, 0), min(w0 + KW, W)):
                         plane[ih, iw] += g
+
+
+@parallel
+def maxpool2x2_fwd(x, y, idx):
+    """The 2x2, stride 2, unpadded case (LeNet's), written out: 4-5x faster than the generic
+    loop nest, whose 2-trip inner loops cost more than their work.  Same rules: strict >
+    keeps the first maximum in row-major order, the first NaN wins."""
+    N, C, H, W = x.shape
+    HO, WO = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        for ho in range(HO):
+            r0 = x[n, c, 2 * ho]
+            r1 = x[n, c, 2 * ho + 1]
+            base = 2 * ho * W
+            for wo in range(WO):
+                a = r0[2 * wo]
+                b = r0[2 * wo + 1]
+                cc = r1[2 * wo]
+                d = r1[2 * wo + 1]
+                best = a
+                bi = base + 2 * wo
+                if b > best:
+                    best = b
+                    bi = base + 2 * wo + 1
+                if cc > best:
+                    best = cc
+                    bi = base + W + 2 * wo
+                if d > best:
+                    best = d
+                    bi = base + W + 2 * wo + 1
+                if not (a == a and b == b and cc == cc and d == d):
+                    if a != a:
+                        best, bi = a, base + 2 * wo
+                    elif b != b:
+                        best, bi = b, base + 2 * wo + 1
+                    elif cc != cc:
+                        best, bi = cc, base + W + 2 * wo
+                    else:
+                        best, bi = d, base + W + 2 * wo + 1
+                y[n, c, ho, wo] = best
+                idx[n, c, ho, wo] = bi

@@ -83,3 +83,17 @@ def test_maxpool_nan_wins_and_padding_is_minus_infinity():
     assert np.isnan(y).all() and (idx == 4).all()
     y, idx = K.maxpool2d_forward(np.full((1, 1, 2, 2), -7.0), 2, 1, 1)
     assert (y == -7.0).all()          # padding never wins, even against negative values
+
+
+@given(pool_config(max_side=9))
+def test_maxpool_2x2_fast_path_agrees_with_the_generic_kernel(cfg):
+    """The 2x2/2 specialisation against the reference, including ties and NaN."""
+    N, C, H, W = cfg["shape"]
+    x, = arrays(cfg["seed"], cfg["dtype"], (N, C, max(H, 2), max(W, 2)))
+    x = np.round(x, 0)                                  # plenty of ties
+    y, idx = K.maxpool2d_forward(x, 2)
+    ry, ridx = naive.maxpool2d(x, 2)
+    assert np.array_equal(idx, ridx) and np.array_equal(y, ry.astype(x.dtype))
+    x[0, 0, 0, 1] = np.nan
+    y, idx = K.maxpool2d_forward(x, 2)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 1

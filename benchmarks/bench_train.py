@@ -1,0 +1,126 @@
+"""One LeNet training epoch (60,000 images, batch 64, SGD lr 0.01 momentum 0.9) with
+derivgrad's kernels and with PyTorch on the CPU, same network, initialisation scheme, batch
+order and thread count; each side in its own process so that peak memory is its own.
+
+    python benchmarks/bench_train.py [--data DIR] [--epochs 1] [--threads 2] [--repeats 3]
+
+``--repeats R`` alternates the two sides' processes R times (ours, PyTorch, ours, ...) and
+reports the median time per epoch, which keeps a drifting machine from favouring either.
+
+Prints per epoch: seconds, samples/s, test accuracy, and the time ratio derivgrad/PyTorch,
+plus each process's peak RSS.  Without PyTorch installed, only derivgrad's side runs.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
+
+
+def side_ours(a):
+    import numba
+    numba.set_num_threads(a.threads)
+    from derivgrad.train import config, train
+    m, _ = train(config(data=a.data, epochs=a.epochs, seed=a.seed, normalize=a.normalize,
+                        optimizer=a.optimizer, lr=a.lr, schedule=a.schedule), log=lambda s: None, progress=False)
+    return [dict(epoch=h["epoch"], seconds=h["seconds"], test_acc=h["test_acc"]) for h in m["history"]]
+
+
+def side_torch(a):
+    import torch
+    import torch.nn as nn
+    from derivgrad import data as mnist
+    from derivgrad.train import MNIST_MEAN, MNIST_STD
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    d = mnist.load(a.data)
+    prep = lambda im: (torch.from_numpy(im.astype(np.float32)[:, None] / 255.0) - (MNIST_MEAN if a.normalize else 0)) \
+        / (MNIST_STD if a.normalize else 1)
+    xtr, ytr = prep(d["train_images"]), torch.from_numpy(d["train_labels"].astype(np.int64))
+    xte, yte = prep(d["test_images"]), torch.from_numpy(d["test_labels"].astype(np.int64))
+    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2880, 500), nn.ReLU(),
+                        nn.Linear(500, 10))
+    opt = (torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9) if a.optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=a.lr))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs * (len(ytr) // 64)) if a.schedule == "cosine" else None
+    lossf = nn.CrossEntropyLoss()
+    out = []
+    for epoch in range(a.epochs):
+        perm = np.random.default_rng([a.seed, epoch]).permutation(len(ytr))
+        t0 = time.perf_counter()
+        for b in range(len(ytr) // 64):
+            idx = torch.from_numpy(perm[b * 64:(b + 1) * 64])
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(net(xtr[idx]), ytr[idx])
+            loss.backward()
+            opt.step()
+            if sched:
+                sched.step()
+        secs = time.perf_counter() - t0
+        with torch.no_grad():
+            acc = float((net(xte).argmax(1) == yte).float().mean())
+        out.append(dict(epoch=epoch + 1, seconds=secs, test_acc=acc))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--optimizer", default="sgd")
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--schedule", default="constant")
+    ap.add_argument("--normalize", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--side", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.side:
+        rows = side_ours(a) if a.side == "ours" else side_torch(a)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(dict(rows=rows, peak_mb=peak)))
+        return
+    args = [x for x in sys.argv[1:]]
+    sides = ["ours"]
+    try:
+        import torch  # noqa: F401
+        sides.append("torch")
+    except ImportError:
+        print("PyTorch not installed: derivgrad's side only")
+    runs = {s: [] for s in sides}
+    for _ in range(a.repeats):
+        for side in sides:
+            p = subprocess.run([sys.executable, __file__, "--side", side] + args, capture_output=True, text=True)
+            if p.returncode:
+                sys.exit(f"{side} side failed:\n{p.stderr}")
+            runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    res = {}
+    for side, rs in runs.items():
+        rows = [dict(r, seconds=float(np.median([x["rows"][i]["seconds"] for x in rs])))
+                for i, r in enumerate(rs[0]["rows"])]
+        res[side] = dict(rows=rows, peak_mb=max(x["peak_mb"] for x in rs))
+    n = 60000 if a.data else 10000
+    print(f"LeNet, batch 64, {a.optimizer} lr {a.lr}, {a.threads} threads, data {a.data or 'embedded subset'}, "
+          f"median of {a.repeats} alternated run(s)")
+    print(f"{'epoch':>5s} {'derivgrad s':>12s} {'samples/s':>10s} {'acc':>7s} {'PyTorch s':>10s} {'samples/s':>10s} "
+          f"{'acc':>7s} {'ratio':>6s}")
+    for i, r in enumerate(res["ours"]["rows"]):
+        t = res.get("torch", {}).get("rows", [None] * (i + 1))[i]
+        print(f"{r['epoch']:5d} {r['seconds']:12.2f} {n / r['seconds']:10.0f} {100 * r['test_acc']:6.2f}% "
+              + (f"{t['seconds']:10.2f} {n / t['seconds']:10.0f} {100 * t['test_acc']:6.2f}% {r['seconds'] / t['seconds']:6.2f}"
+                 if t else ""))
+    print(f"peak RSS: derivgrad {res['ours']['peak_mb']:.0f} MB"
+          + (f", PyTorch {res['torch']['peak_mb']:.0f} MB" if "torch" in res else ""))
+
+
+if __name__ == "__main__":
+    main()
