@@ -49,7 +49,7 @@ def _scalar(f, inputs, upstream):
 
 
 def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", upstream=None,
-              projections=8, seed=0, max_report=5, kink_tol=None):
+              projections=8, seed=0, max_report=5, kink_tol=None, oracle=None):
     r"""Check analytic gradients of ``f`` against central differences; raise on mismatch.
 
     Args:
@@ -63,7 +63,10 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
         mode: ``"full"`` perturbs every coordinate (the whole Jacobian-vector product, two
             evaluations of f per coordinate); ``"fast"`` checks ``projections`` random
             directions u, comparing ``<grad, u>`` with the directional difference (two
-            evaluations per direction, whatever the input size).
+            evaluations per direction, whatever the input size); ``"symbolic"`` compares
+            with ``oracle``, a :class:`~derivgrad.symbolic.derivation.Derivation` whose
+            inputs are named like ``inputs``: its closed forms, lambdified, are the truth
+            (no differencing; ``f`` is only used to shape a drawn upstream).
         upstream: the output gradient ``v``; ``None`` for a scalar f or a callable grads.
         kink_tol: where one-sided differences disagree by more than this (default
             ``1e-3 + 1e3 * eps``), f is not smooth at that point (a ReLU input or a max-pool
@@ -74,8 +77,10 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
         a :class:`GradcheckReport`.  Raises :class:`GradcheckError` listing the worst entries
         (input, index, analytic, numeric, error) when any entry fails.
     """
-    if mode not in ("full", "fast"):
-        raise ValueError(f"gradcheck: mode must be 'full' or 'fast', got {mode!r}")
+    if mode not in ("full", "fast", "symbolic"):
+        raise ValueError(f"gradcheck: mode must be 'full', 'fast' or 'symbolic', got {mode!r}")
+    if mode == "symbolic" and oracle is None:
+        raise ValueError("gradcheck: mode='symbolic' needs oracle=derivgrad.derive(...)")
     if not (isinstance(eps, float) and eps > 0):
         raise ValueError(f"gradcheck: eps must be a positive float, got {eps!r}")
     rng = np.random.default_rng(seed)
@@ -96,7 +101,7 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
             raise ValueError(f"gradcheck: grads[{k!r}] has shape {v.shape}, input has {xs[k].shape}")
     kink_tol = 1e-3 + 1e3 * eps if kink_tol is None else kink_tol
     rep = GradcheckReport(mode)
-    L0 = _scalar(f, xs, up)
+    L0 = _scalar(f, xs, up) if mode != "symbolic" else 0.0
 
     def probe(name, direction):
         x0 = xs[name]
@@ -111,7 +116,13 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
 
     rows = []
     for name, ga in g.items():
-        if mode == "full":
+        if mode == "symbolic":
+            fn = oracle.lambdify(name)
+            extra = {"upstream": up} if "upstream" in fn.argnames else {}
+            truth = fn(**{k: xs[k] for k in fn.argnames if k in xs}, **extra)
+            for idx in np.ndindex(*ga.shape):
+                rows.append((name, idx, float(ga[idx]), float(truth[idx]), False))
+        elif mode == "full":
             for idx in np.ndindex(*xs[name].shape):
                 e = np.zeros_like(xs[name])
                 e[idx] = 1.0

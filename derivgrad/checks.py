@@ -1,0 +1,134 @@
+"""The properties behind ``derivgrad check``: for an op of the registry, hypothesis draws
+parameters and values; the kernels' forward and backward must agree with the lambdified
+symbolic ground truth and pass a central-difference check.
+
+``check_op(name, kernel=...)`` also accepts a replacement kernel face (same signature as
+the registry's), which is how a user's own kernel — or a planted bug — is put to the test.
+"""
+
+import functools
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import HealthCheck, given, seed as hseed, settings, strategies as st
+
+from .gradcheck import GradcheckError, gradcheck
+from .registry import OPS
+from .strategies import op_params, op_values
+
+RTOL = 1e-9          # float64 kernels against exact closed forms evaluated in float64
+
+
+@dataclass
+class CheckResult:
+    op: str
+    cases: int = 0
+    max_error: float = 0.0
+    passed: bool = True
+    failing_params: dict = None
+    message: str = ""
+    seconds: float = 0.0
+    command: str = ""
+    kinks: int = 0
+    errors: list = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=256)
+def _derive(name, key):
+    return OPS[name].build(**dict(json.loads(key)))
+
+
+def _key(params):
+    return json.dumps(sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in params.items()))
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1.0))
+
+
+def check_case(name, params, values, upstream, kernel=None, numeric=True):
+    """One case: returns the largest relative error; raises AssertionError on a mismatch."""
+    d = _derive(name, _key(params))
+    face = kernel or OPS[name].kernel
+    fwd = d.lambdify()
+    scalar_loss = "upstream" not in fwd.argnames
+    up = np.ones(d._upstream.shape) if scalar_loss else upstream
+    extra = {} if scalar_loss else {"upstream": up}
+    y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
+    err = _rel(y, fwd(**values, **extra))
+    if err > RTOL:
+        raise AssertionError(f"{name}: forward differs from the symbolic forward by {err:.3g}")
+    for k, g in grads.items():
+        if g is None:
+            continue
+        e = _rel(g, d.lambdify(k)(**values, **extra))
+        err = max(err, e)
+        if e > RTOL:
+            raise AssertionError(f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}")
+    if numeric:
+        f = lambda **v: face(d, v, up)[0]
+        gradcheck(f, values, {k: g for k, g in grads.items() if g is not None}, mode="fast", upstream=up,
+                  projections=3)
+    return err
+
+
+def check_op(name, examples=20, seed=0, kernel=None, numeric=True):
+    """Run the property for op ``name`` on ``examples`` drawn cases; returns a CheckResult."""
+    if name not in OPS:
+        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
+    res = CheckResult(name)
+    last_fail = {}
+    t0 = time.perf_counter()
+
+    @hseed(seed)
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(st.data())
+    def prop(data):
+        params = data.draw(op_params(name), label="params")
+        d = _derive(name, _key(params))
+        values, up = data.draw(op_values(d), label="values")
+        try:
+            err = check_case(name, params, values, up, kernel, numeric)
+        except (AssertionError, GradcheckError) as e:
+            last_fail.update(params=params, message=str(e).splitlines()[0])
+            raise
+        res.cases += 1
+        res.max_error = max(res.max_error, err)
+
+    try:
+        prop()
+    except (AssertionError, GradcheckError) as e:
+        res.passed = False
+        res.failing_params = last_fail.get("params")
+        res.message = last_fail.get("message", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        res.command = _command(name, res.failing_params)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _command(name, params):
+    if params is None:
+        return ""
+    parts = [f"derivgrad derive {name}"]
+    for k, v in params.items():
+        if k == "bias":
+            if not v:
+                parts.append("--no-bias")
+            continue
+        parts.append(f"--{k} {'x'.join(map(str, v)) if isinstance(v, tuple) else v}")
+    return " ".join(parts)
+
+
+def table(results):
+    lines = [f"{'op':24s} {'cases':>6s} {'largest error':>14s} {'result':>7s} {'seconds':>8s}"]
+    for r in results:
+        lines.append(f"{r.op:24s} {r.cases:6d} {r.max_error:14.2e} {'pass' if r.passed else 'FAIL':>7s} {r.seconds:8.1f}")
+        if not r.passed:
+            lines.append(f"    {r.message}")
+            if r.command:
+                lines.append(f"    smallest failing case: {r.command}")
+    return "\n".join(lines)
