@@ -187,7 +187,10 @@ def _cmd_derive(a):
             raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
         out = Path(a.output or f"{d.op}.pdf").with_suffix(".pdf")
         Path(out).with_suffix(".tex").write_text(text)
-        compile_pdf(text, out)
+        try:
+            compile_pdf(text, out)
+        except RuntimeError as e:
+            raise UsageError(f"{e} (the .tex is at {Path(out).with_suffix('.tex')})") from None
         print(f"wrote {out} and {Path(out).with_suffix('.tex')}", file=sys.stderr)
         return
     if a.output:

@@ -67,7 +67,7 @@ def batchnorm2d(**params):
                                    for c in range(C)], dtype=object),
         "beta": lambda: np.array([sp.Add(*d[:, c].reshape(-1)) for c in range(C)], dtype=object),
     }
-    rules = {"x": "dx = γ/√(σ²+ε) (δ − mean δ − x̂ mean(δ x̂))", "gamma": "dγ = Σ δ x̂", "beta": "dβ = Σ δ"}
+    rules = {"x": "dx = γ/√(σ²+ε) (δ − mean(δ) − x̂ mean(δ x̂))", "gamma": "dγ = Σ δ x̂", "beta": "dβ = Σ δ"}
     der = Derivation(op, dict(batch=N, channels=C, input=(H, W)), {"x": x, "gamma": gamma, "beta": beta},
                      y, d, closed, rules, proof="expand", extra=dict(mu=mu, var=var, eps=eps, B=B),
                      constants={eps: sp.Float(eps_value)})

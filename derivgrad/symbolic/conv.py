@@ -86,8 +86,8 @@ def conv_nd(op, params, ndim):
         closed["b"] = db
     rules = {
         "x": "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
-        "w": "dW = pad_p(X) ⋆ dY with stride d and dilation s, summed over the batch",
-        "b": "db = Σ dY over batch and positions",
+        "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
+        "b": "db = Σ dY, summed over batch and positions",
     }
     params_out = dict(input=size, kernel=ks, stride=s, padding=p, dilation=d, channels=C,
                       filters=O, batch=N, bias=bias)

@@ -31,7 +31,7 @@ class Step(sp.Function):
         return sp.Integer(0)   # almost everywhere
 
     def _latex(self, printer):
-        return r"\mathbb{1}[%s > 0]" % printer._print(self.args[0])
+        return r"\mathbf{1}[%s > 0]" % printer._print(self.args[0])
 
 
 class Relu(sp.Function):
@@ -69,7 +69,7 @@ class FirstMax(sp.Function):
 
     def _latex(self, printer):
         k = int(self.args[0])
-        return r"\mathbb{1}\left[%s = \max\right]" % printer._print(self.args[1 + k])
+        return r"\mathbf{1}\left[%s = \max\right]" % printer._print(self.args[1 + k])
 
 
 class WindowMax(sp.Function):

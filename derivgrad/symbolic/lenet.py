@@ -65,14 +65,20 @@ def lenet(**params):
     p = np.array([v / sp.Add(*e) for v in e], dtype=object)
     L = -z[y] + sp.log(sp.Add(*e))
 
-    # backward, layer by layer (the δ's of the notes)
-    dz = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)
-    da = np.array([sp.Add(*[W2[i, j] * dz[i] for i in range(k)]) for j in range(hid)], dtype=object)
-    dh = np.array([da[j] * Step(h[j]) for j in range(hid)], dtype=object)
-    df = np.array([sp.Add(*[W1[i, j] * dh[i] for i in range(hid)]) for j in range(nf)], dtype=object)
-    dpool = df.reshape(F, HP, WP)
-    dconv = rule_maxpool_dx(zc, dpool, wins)                                  # (F, HO, WO)
-    deltas = dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)
+    # backward, layer by layer (the δ's of the notes): one function, used twice — on the
+    # full expressions for the proof, on per-layer symbols for the document
+    deltas = _backward(W1, W2, zc, wins, p, h, y, (F, HP, WP))
+    dz, dh, dconv = deltas["z"], deltas["h"], deltas["conv"]
+    Z = symbols("z", zc.shape)
+    disp = dict(conv=zc, pooled=_pool_of(Z, wins, (F, HP, WP)), p=symbols("p", (k,)), h=symbols("h", (hid,)),
+                a=symbols("a", (hid,)), f=symbols("f", (nf,)), z=Z)
+    disp_f = disp["pooled"].reshape(-1)
+    disp["h_expr"] = np.array([sp.Add(*[W1[i, j] * disp["f"][j] for j in range(nf)]) + b1[i] for i in range(hid)],
+                              dtype=object)
+    disp["s_expr"] = np.array([sp.Add(*[W2[i, j] * disp["a"][j] for j in range(hid)]) + b2[i] for i in range(k)],
+                              dtype=object)
+    disp["flat"] = disp_f
+    disp["deltas"] = _backward(W1, W2, Z, wins, disp["p"], disp["h"], y, (F, HP, WP))
     closed = {
         "W2": lambda: np.array([[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object),
         "b2": lambda: dz.copy(),
@@ -87,6 +93,26 @@ def lenet(**params):
     der = Derivation(op, dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
                      inputs, np.array([L], dtype=object), np.array([sp.Integer(1)], dtype=object),
                      closed, rules, proof="rational",
-                     extra=dict(conv=zc, pooled=pooled, flat=f_, h=h, a=a, z=z, p=p, deltas=deltas,
+                     extra=dict(conv=zc, pooled=pooled, flat=f_, h=h, a=a, z=z, p=p, deltas=deltas, display=disp,
                                 shapes=dict(conv=(F, HO, WO), pool=(F, HP, WP), flat=(nf,), fc1=(hid,), fc2=(k,))))
     return der
+
+
+def _pool_of(zc, wins, shape):
+    out = np.empty(shape, dtype=object)
+    for key, pos in wins.items():
+        out[key] = WindowMax(*[zc[q] for q in pos])
+    return out
+
+
+def _backward(W1, W2, zc, wins, p, h, y, pool_shape):
+    """The δ of every layer, from the logits back to the convolution output."""
+    k, hid = W2.shape
+    nf = W1.shape[1]
+    dz = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)
+    da = np.array([sp.Add(*[W2[i, j] * dz[i] for i in range(k)]) for j in range(hid)], dtype=object)
+    dh = np.array([da[j] * Step(h[j]) for j in range(hid)], dtype=object)
+    df = np.array([sp.Add(*[W1[i, j] * dh[i] for i in range(hid)]) for j in range(nf)], dtype=object)
+    dpool = df.reshape(pool_shape)
+    dconv = rule_maxpool_dx(zc, dpool, wins)
+    return dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)

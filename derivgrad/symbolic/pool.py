@@ -78,7 +78,7 @@ def maxpool2d(**params):
     der = Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
                               channels=g["C"], region=region),
                      {"x": x}, y.reshape(d.shape), d, {"x": dX},
-                     {"x": "dX[p] = Σ_{windows w ∋ p} δ_w · 1[p is the first maximum of w]"},
+                     {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
                      notes=notes, extra=dict(windows=wins))
     if region is not None:
         # One region of input space: a seeded ordering of the inputs fixes every arg-max.
@@ -111,5 +111,5 @@ def avgpool2d(**params):
 
     return Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
                                channels=g["C"]), {"x": x}, y.reshape(d.shape), d, {"x": dX},
-                      {"x": f"dX spreads each δ/{K} evenly over its window"},
+                      {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
                       notes=["Padded zeros count in the window size (count_include_pad=True)."])
