@@ -68,8 +68,10 @@ class FirstMax(sp.Function):
         return sp.Integer(0)
 
     def _latex(self, printer):
+        # the whole window, so the reader knows which maximum; ties go to the first
         k = int(self.args[0])
-        return r"\mathbf{1}\left[%s = \max\right]" % printer._print(self.args[1 + k])
+        return r"\mathbf{1}\left[%s = \max\left(%s\right)\right]" % (
+            printer._print(self.args[1 + k]), ", ".join(printer._print(a) for a in self.args[1:]))
 
 
 class WindowMax(sp.Function):

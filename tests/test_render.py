@@ -1,0 +1,116 @@
+"""Worked solutions: every op renders in LaTeX, Markdown and text; standalone LaTeX
+compiles with a real TeX engine; the printed closed forms, parsed back, equal the SymPy
+results they came from (no golden files); bad parameters give one line and exit 2."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import derivgrad
+from derivgrad.registry import OPS
+from derivgrad.render import build, render, tex
+from latex_parse import parse
+
+FAST = [n for n in OPS if n != "lenet"]
+TEX = shutil.which("pdflatex")
+needs_tex = pytest.mark.skipif(TEX is None, reason="no TeX engine (pdflatex) installed; .ci/run installs one")
+
+
+@pytest.fixture(scope="module")
+def derivations():
+    return {n: OPS[n].build() for n in OPS}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("fmt", ["latex", "markdown", "text"])
+def test_every_op_renders(derivations, name, fmt):
+    s = render(derivations[name], fmt)
+    assert "Proof" in s and len(s) > 500
+    if fmt == "latex":
+        assert s.startswith(r"\documentclass") and s.rstrip().endswith(r"\end{document}")
+        assert "align*" in s
+    if fmt == "markdown":
+        assert "$$" in s and r"\documentclass" not in s
+    for artefact in (r"1 \cdot", "+ -", "^{1}", "+ - ", "nan", "zoo"):
+        assert artefact not in s, artefact
+
+
+def test_fragment_mode_has_no_preamble(derivations):
+    s = render(derivations["conv2d"], "latex", standalone=False)
+    assert r"\documentclass" not in s and r"\begin{document}" not in s and "align*" in s
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name):
+    d = derivations[name]
+    doc = build(d)
+    heads = [i for i, (k, x) in enumerate(doc.blocks) if k == "h"]
+    start = next(i for i, (k, x) in enumerate(doc.blocks) if k == "h" and x[1] == "Closed form")
+    end = next((i for i in heads if i > start), len(doc.blocks))
+    printed = [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
+    expected = []
+    for k in d._closed:
+        g = d.grad_array(k)
+        if g.ndim == 2 and g.size <= 36 and len(printed) and printed[len(expected)][0].startswith(r"\begin{bmatrix}"):
+            expected.append(sp.Matrix(g.tolist()))
+        else:
+            expected.extend(g.reshape(-1))
+    assert len(printed) >= min(len(expected), 16)
+    for frags, e in zip(printed, expected):
+        text = " ".join(frags).replace(r"\\ &\quad", " ")
+        if "too long to print" in text:
+            continue
+        back = parse(text)
+        if isinstance(e, sp.Matrix):
+            assert back.shape == e.shape
+            assert all(d._is_zero(a - b) for a, b in zip(back, e)), name
+        else:
+            assert d._is_zero(back - e), f"{name}: printed {text!r} is not {e}"
+
+
+@needs_tex
+@pytest.mark.parametrize("name", list(OPS))
+def test_standalone_latex_compiles(derivations, name, tmp_path):
+    from derivgrad.render import compile_pdf
+    pdf = compile_pdf(render(derivations[name], "latex"), tmp_path / f"{name}.pdf")
+    assert pdf.stat().st_size > 5000
+
+
+@needs_tex
+def test_the_worked_problems_document_compiles(tmp_path):
+    from derivgrad.render import compile_pdf
+    from derivgrad.worked import document
+    pdf = compile_pdf(document("latex"), tmp_path / "wp.pdf")
+    assert pdf.stat().st_size > 50000
+
+
+@pytest.mark.parametrize("args,words", [
+    (["conv2d", "--input", "3x3", "--kernel", "5x5"], ["does not fit"]),
+    (["conv2d", "--stride", "0"], ["stride"]),
+    (["nosuchop"], ["unknown op"]),
+    (["conv2d", "--input", "3xq"], ["input"]),
+])
+def test_bad_derive_parameters_give_one_line_and_exit_2(args, words):
+    r = subprocess.run([sys.executable, "-m", "derivgrad", "derive", *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert all(w in r.stderr for w in words)
+
+
+def test_derive_writes_a_file_and_markdown(tmp_path):
+    out = tmp_path / "softmax.md"
+    r = subprocess.run([sys.executable, "-m", "derivgrad", "derive", "softmax", "--classes", "3", "--format",
+                        "markdown", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().count("$$") >= 4
+
+
+def test_pdf_without_a_tex_engine_says_how_to_get_one(tmp_path, monkeypatch):
+    from derivgrad.render import compile_pdf
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="apt-get install texlive"):
+        compile_pdf("x", tmp_path / "x.pdf")
