@@ -174,18 +174,24 @@ def _cmd_derive(a):
 
     from . import derive
     from .render import compile_pdf, render
-    params = {k: getattr(a, k) for k in DERIVE_PARAMS if getattr(a, k) is not None}
-    if a.no_bias:
-        params["bias"] = False
-    d = derive(a.op, **params)
-    if not a.no_verify:
-        d.verify()
     fmt = a.format
-    text = render(d, fmt, standalone=not a.fragment)
+    if a.op.replace("_", "-") == "worked-problems":
+        from .worked import document
+        text = document(fmt)
+        op_name = "worked-problems"
+    else:
+        params = {k: getattr(a, k) for k in DERIVE_PARAMS if getattr(a, k) is not None}
+        if a.no_bias:
+            params["bias"] = False
+        d = derive(a.op, **params)
+        if not a.no_verify:
+            d.verify()
+        text = render(d, fmt, standalone=not a.fragment)
+        op_name = d.op
     if a.pdf:
         if fmt != "latex" or a.fragment:
             raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
-        out = Path(a.output or f"{d.op}.pdf").with_suffix(".pdf")
+        out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
         Path(out).with_suffix(".tex").write_text(text)
         try:
             compile_pdf(text, out)
@@ -205,7 +211,8 @@ def _derive(sub):
     p = sub.add_parser("derive", help="derive an op's gradient symbolically and write the worked solution",
                        description="Derive, prove and print the gradient of OP on a small instance.")
     p.add_argument("op", help="conv1d, conv2d, maxpool2d, avgpool2d, linear, relu, softmax, softmax_cross_entropy, "
-                              "logistic_regression, batchnorm2d, residual, flatten, lenet")
+                              "logistic_regression, batchnorm2d, residual, flatten, lenet, or worked-problems "
+                              "(all thirteen worked problems in one document with a table of contents)")
     for name in ("input", "kernel", "stride", "padding", "dilation"):
         p.add_argument(f"--{name}", help="an int or AxB")
     for name in ("channels", "filters", "batch", "classes", "features", "outputs", "hidden", "label", "region"):

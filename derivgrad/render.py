@@ -414,13 +414,22 @@ def to_latex(doc, standalone=True, numbered=False):
     return PREAMBLE + "\\begin{document}\n" + body + "\n\\end{document}\n"
 
 
+def _prose_md(t):
+    # LaTeX text commands outside math mean nothing on GitHub: code spans and plain text
+    t = re.sub(r"\\texttt\{(.*?)\}", lambda m: "`" + m.group(1).replace("\\_", "_") + "`", t)
+    parts = t.split("$")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("\\_", "_")
+    return "$".join(parts)
+
+
 def to_markdown(doc):
     out = []
     for kind, x in doc.blocks:
         if kind == "h":
             out.append("#" * x[0] + " " + x[1])
         elif kind == "p":
-            out.append(x)
+            out.append(_prose_md(x))
         else:
             rows = [f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:]) for lhs, frags in x]
             out.append("$$\n\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n$$")
@@ -433,7 +442,7 @@ def to_text(doc, d):
         if kind == "h":
             out.append(("=" if x[0] == 1 else "-") * 3 + " " + x[1])
         elif kind == "p":
-            out.append(x.replace("$", ""))
+            out.append(_prose_md(x).replace("$", "").replace("`", ""))
         else:
             for lhs, frags in x:
                 out.append(f"  {lhs} = " + " ".join(frags))
