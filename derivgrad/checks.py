@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import HealthCheck, given, seed as hseed, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
 
 from .gradcheck import GradcheckError, gradcheck
 from .registry import OPS
@@ -75,16 +75,22 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     return err
 
 
-def check_op(name, examples=20, seed=0, kernel=None, numeric=True):
-    """Run the property for op ``name`` on ``examples`` drawn cases; returns a CheckResult."""
+def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
+    """Run the property for op ``name`` on ``examples`` drawn cases; returns a CheckResult.
+
+    With ``shrink`` (the default) a failure is reduced by hypothesis to the smallest failing
+    case, which can take many more derivations; ``shrink=False`` reports the first one found.
+    """
     if name not in OPS:
         raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
     res = CheckResult(name)
     last_fail = {}
     t0 = time.perf_counter()
 
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+
     @hseed(seed)
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False, phases=phases,
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(st.data())
     def prop(data):

@@ -294,3 +294,20 @@ def test_bad_parameters_are_refused(op, params, words):
     with pytest.raises(ParamError) as e:
         derive(op, **params)
     assert all(w in str(e.value) for w in words)
+
+
+@pytest.mark.parametrize("op,params,name,tamper", [
+    ("conv2d", dict(input=(3, 3), kernel=(2, 2)), "x",
+     lambda d, g: g.__setitem__((0, 0), g[0, 0] + d._upstream[0, 0] * d._inputs["w"][1, 1])),   # extra term
+    ("logistic_regression", {}, "b", lambda d, g: g.__setitem__(0, g[0] + 2)),                 # p + e_y
+    ("lenet", {}, "W1", lambda d, g: g.__setitem__((0, 0), g[0, 0].xreplace(
+        {a: 1 for a in g[0, 0].atoms(Step)}))),                                                 # ReLU kink dropped
+])
+def test_verify_fails_on_a_wrong_closed_form(op, params, name, tamper):
+    """The proof methods must be able to fail: a tampered closed form is refused."""
+    d = derive(op, **params)
+    g = d.grad_array(name).copy()
+    tamper(d, g)
+    d._cache[("grad", name)] = g
+    with pytest.raises(AssertionError, match=name):
+        d.verify([name])
