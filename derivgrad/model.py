@@ -256,16 +256,9 @@ class Adam:
 
     def step(self, grads):
         self.steps += 1
-        c1 = 1 - self.b1 ** self.steps
-        c2 = 1 - self.b2 ** self.steps
         for k, p in self.params.items():
-            g = grads[k] + self.wd * p if self.wd else grads[k]
-            m, v = self.m[k], self.v[k]
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            p -= (self.lr / c1 * m / (np.sqrt(v / c2) + self.eps)).astype(p.dtype, copy=False)
+            K.adam_update(p, grads[k], self.m[k], self.v[k], self.lr, (self.b1, self.b2), self.eps, self.wd,
+                          self.steps)
 
     def state_dict(self):
         return {"steps": self.steps, **{f"m.{k}": v for k, v in self.m.items()},

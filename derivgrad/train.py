@@ -16,6 +16,10 @@ from .model import SGD, Adam, lenet
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
+class DivergedError(ValueError):
+    """The loss became NaN or infinite: the step is not applied and nothing is saved."""
+
+
 def prepare(images, normalize):
     x = images.astype(np.float32)[:, None] / np.float32(255.0)
     if normalize:
@@ -108,6 +112,10 @@ def train(cfg, log=print, progress=True):
                 if hasattr(opt, "lr"):
                     opt.lr = lr_at(cfg, epoch, b, n_batches)
                 loss, probs = net.loss_and_grads(xtr[idx], ytr[idx])
+                if not np.isfinite(loss):
+                    raise DivergedError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
+                                        f"(lr {opt.lr if hasattr(opt, 'lr') else cfg['lr']:g}); lower --lr. The last "
+                                        f"checkpoint, if any, is from before the divergence.")
                 opt.step(net.named_grads())
                 loss_sum += loss * len(idx)
                 correct += int((probs.argmax(1) == ytr[idx]).sum())

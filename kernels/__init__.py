@@ -11,7 +11,7 @@ from .conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forwa
 from ._geometry import output_size
 from .im2col import col2im, im2col
 from .linear import linear_backward, linear_forward
-from .optim import sgd_update
+from .optim import adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
 __all__ = [
@@ -20,5 +20,5 @@ __all__ = [
     "linear_forward", "linear_backward", "relu_forward", "relu_backward", "softmax",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
     "batchnorm2d_forward", "batchnorm2d_backward", "BatchNormCache", "im2col", "col2im",
-    "output_size", "sgd_update",
+    "output_size", "sgd_update", "adam_update",
 ]

@@ -102,3 +102,39 @@ def test_predict_on_a_checkpoint(tmp_path):
     probs = T.predict(path, d["test_images"][:200])
     assert probs.shape == (200, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs.argmax(1) == d["test_labels"][:200]).mean() > 0.6
+
+
+def test_fused_optimizers_match_their_definitions():
+    from derivgrad.model import SGD, Adam
+    rng = np.random.default_rng(9)
+    p0 = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(3)]
+    # SGD with momentum and weight decay, PyTorch's recurrence written out
+    p, opt = p0.copy(), None
+    opt = SGD({"p": p}, lr=0.1, momentum=0.9, weight_decay=0.01)
+    ref, buf = p0.copy(), None
+    for g in grads:
+        opt.step({"p": g})
+        d = g + 0.01 * ref
+        buf = d if buf is None else 0.9 * buf + d
+        ref = ref - 0.1 * buf
+    assert np.allclose(p, ref)
+    # Adam with bias correction
+    p = p0.copy()
+    opt = Adam({"p": p}, lr=0.01)
+    ref, m, v = p0.copy(), 0, 0
+    for t, g in enumerate(grads, 1):
+        opt.step({"p": g})
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref = ref - 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    assert np.allclose(p, ref)
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    path = tmp_path / "c.npz"
+    T.train(T.config(epochs=1, limit=128, checkpoint=str(path)), log=lambda s: None, progress=False)
+    before = path.read_bytes()
+    with pytest.raises(T.DivergedError, match="lower --lr"):
+        T.train(T.config(epochs=2, limit=256, lr=1e6, checkpoint=str(path)), log=lambda s: None, progress=False)
+    assert path.read_bytes() == before            # the good checkpoint survives
