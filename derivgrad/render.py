@@ -214,7 +214,9 @@ def build(d):
     how = {"expand": "expanding the difference of the two to a polynomial that is identically zero",
            "rational": r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a rational "
                        r"function, to zero",
-           "radical": "simplifying the difference to zero"}.get(d.proof, d.proof)
+           "radical": r"writing $\sqrt{\sigma^2 + \epsilon}$ as a positive symbol $S$ (the chain rule "
+                      r"differentiates $\sigma^2$ explicitly) and expanding the numerator of the difference "
+                      r"to zero"}.get(d.proof, d.proof)
     doc.p(f"For every entry, the closed form equals the chain rule: derivgrad proved it symbolically by {how}"
           + (" (" + "; ".join(d.notes) + ")" if d.notes else "") + ".")
     return doc
@@ -436,7 +438,7 @@ def to_markdown(doc):
     return "\n\n".join(out) + "\n"
 
 
-def to_text(doc, d):
+def to_text(doc):
     out = []
     for kind, x in doc.blocks:
         if kind == "h":
@@ -456,13 +458,8 @@ def render(d, fmt="latex", standalone=True):
     if fmt == "markdown":
         return to_markdown(doc)
     if fmt == "text":
-        return _plain(to_text(doc, d), d)
+        return to_text(doc)
     raise ValueError(f"unknown format {fmt!r}; choose latex, markdown or text")
-
-
-def _plain(text, d):
-    # terminal text: SymPy's str() of the same expressions instead of LaTeX fragments
-    return text
 
 
 def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):

@@ -117,4 +117,4 @@ def document(fmt="latex"):
                 "\\begin{document}\n\\maketitle\n\\tableofcontents\n\\newpage\n" + body + "\\end{document}\n")
     if fmt == "markdown":
         return "\n\n".join(to_markdown(doc) for doc in docs)
-    return "\n\n".join(to_text(doc, None) for doc in docs)
+    return "\n\n".join(to_text(doc) for doc in docs)

@@ -300,6 +300,8 @@ def test_bad_parameters_are_refused(op, params, words):
     ("conv2d", dict(input=(3, 3), kernel=(2, 2)), "x",
      lambda d, g: g.__setitem__((0, 0), g[0, 0] + d._upstream[0, 0] * d._inputs["w"][1, 1])),   # extra term
     ("logistic_regression", {}, "b", lambda d, g: g.__setitem__(0, g[0] + 2)),                 # p + e_y
+    ("batchnorm2d", {}, "x", lambda d, g: g.__setitem__((0, 0, 0, 0), g[0, 0, 0, 0]
+                                                        + d._upstream[0, 0, 0, 0] / 1000)),    # a stray term
     ("lenet", {}, "W1", lambda d, g: g.__setitem__((0, 0), g[0, 0].xreplace(
         {a: 1 for a in g[0, 0].atoms(Step)}))),                                                 # ReLU kink dropped
 ])

@@ -88,15 +88,3 @@ def to_array(a):
     if a.ndim == 0:
         return sp.Array(a.item())
     return sp.ImmutableDenseNDimArray(list(a.reshape(-1)), a.shape)
-
-
-def from_array(A):
-    """``sympy.Array`` → object array of the same shape."""
-    shape = tuple(A.shape)
-    out = np.empty(shape if shape else (), dtype=object)
-    if not shape:
-        out[()] = A[()] if hasattr(A, "__getitem__") else A
-        return out
-    for idx in itertools.product(*(range(n) for n in shape)):
-        out[idx] = A[idx]
-    return out
