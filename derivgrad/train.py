@@ -97,6 +97,15 @@ def train(cfg, log=print, progress=True):
                                                  epoch=epoch, batch=batch, steps=st["steps"], history=history,
                                                  partial=list(partial)))
 
+    # make the first-call JIT cost visible: compile (or load from the cache) on one tiny batch
+    t_jit = time.perf_counter()
+    log("preparing kernels (compiled on the first run on a machine, loaded from the cache after)")
+    # evaluation mode and a zero gradient: every kernel of the step runs, no parameter or
+    # batch-norm statistic changes (exact resumption depends on that)
+    g = np.zeros_like(net.forward(xtr[:2], train=False))
+    for layer in reversed(net.layers):
+        g = layer.backward(g)
+    log(f"  kernels ready in {time.perf_counter() - t_jit:.1f} s")
     bs = cfg["batch_size"]
     n_batches = len(ytr) // bs if cfg.get("drop_last", True) else -(-len(ytr) // bs)
     t_start = time.perf_counter()
