@@ -9,7 +9,7 @@ the registry's), which is how a user's own kernel — or a planted bug — is pu
 import functools
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
@@ -31,8 +31,6 @@ class CheckResult:
     message: str = ""
     seconds: float = 0.0
     command: str = ""
-    kinks: int = 0
-    errors: list = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=256)
