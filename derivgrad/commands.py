@@ -7,26 +7,6 @@ import sys
 from .cli import UsageError, subcommand
 
 
-def _positive_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise UsageError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise UsageError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _positive_float(s):
-    try:
-        v = float(s)
-    except ValueError:
-        raise UsageError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise UsageError(f"expected a positive finite number, got {s}")
-    return v
-
-
 # -- train ------------------------------------------------------------------------------
 def _cmd_train(a):
     import numba

@@ -325,14 +325,10 @@ def _op_specific(d):
     out = []
     if d.op in ("conv2d", "conv1d") and d.params["batch"] == 1 and d.params["channels"] == 1 \
             and d.params["filters"] == 1:
-        from .symbolic.tensors import dilate, flip, pad
-        ks = d.params["kernel"]
-        s, dl = d.params["stride"], d.params["dilation"]
-        up = d._upstream
-        w = d._inputs["w"]
-        pads = [(dd * (k - 1), dd * (k - 1)) for dd, k in zip(dl, ks)]
-        P = pad(dilate(up, s), pads)
-        R = flip(dilate(w, dl), tuple(range(w.ndim)))
+        from .symbolic.conv import full_upstream, rotated_filter
+        ks, s, dl = d.params["kernel"], d.params["stride"], d.params["dilation"]
+        P = full_upstream(d._upstream, ks, s, dl)          # the rule's own steps, not a copy
+        R = rotated_filter(d._inputs["w"], dl)
         out.append(("h", (2, "The compact rule: pad, flip, correlate")))
         out.append(("p", "How much to pad follows from the sizes: a full correlation of a map of size "
                          r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
@@ -375,6 +371,12 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 """
 
 
+def _align_rows(rows):
+    """``(lhs, [fragments])`` pairs as align rows, continuation lines indented."""
+    return " \\\\\n".join(f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:])
+                           for lhs, frags in rows)
+
+
 def _latex_blocks(doc, numbered=False):
     out = []
     for kind, x in doc.blocks:
@@ -387,10 +389,7 @@ def _latex_blocks(doc, numbered=False):
         elif kind == "p":
             out.append(_escape_text(x) + "\n")
         else:
-            rows = []
-            for lhs, frags in x:
-                rows.append(f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:]))
-            out.append("\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}")
+            out.append("\\begin{align*}\n" + _align_rows(x) + "\n\\end{align*}")
     return "\n".join(out)
 
 
@@ -433,8 +432,7 @@ def to_markdown(doc):
         elif kind == "p":
             out.append(_prose_md(x))
         else:
-            rows = [f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:]) for lhs, frags in x]
-            out.append("$$\n\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n$$")
+            out.append("$$\n\\begin{aligned}\n" + _align_rows(x) + "\n\\end{aligned}\n$$")
     return "\n\n".join(out) + "\n"
 
 

@@ -51,6 +51,17 @@ def make_optimizer(cfg, params):
     return Adam(params, cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
+def _load_state(net, arrays, where):
+    """Parameters and buffers of a checkpoint into ``net`` (names and shapes must match)."""
+    for prefix, named in (("p", net.named_params()), ("b", net.named_buffers())):
+        for k, v in named.items():
+            a = arrays.get(f"{prefix}.{k}")
+            if a is None or a.shape != v.shape:
+                raise ckpt.CheckpointError(f"{where}: {'parameter' if prefix == 'p' else 'buffer'} {k} "
+                                           f"missing or of the wrong shape")
+            v[...] = a
+
+
 def _arch(cfg):
     return {k: cfg[k] for k in ("filters", "kernel", "hidden", "batchnorm")}
 
@@ -72,12 +83,7 @@ def train(cfg, log=print, progress=True):
             raise ckpt.CheckpointError(f"{cfg['checkpoint']}: checkpoint is for architecture {meta.get('arch')} "
                                        f"but this run builds {_arch(cfg)}; pass the same --filters/--hidden/"
                                        f"--kernel/--batchnorm or start without --resume")
-        for k, v in params.items():
-            if arrays.get(f"p.{k}") is None or arrays[f"p.{k}"].shape != v.shape:
-                raise ckpt.CheckpointError(f"{cfg['checkpoint']}: parameter {k} missing or of the wrong shape")
-            v[...] = arrays[f"p.{k}"]
-        for k, v in net.named_buffers().items():
-            v[...] = arrays[f"b.{k}"]
+        _load_state(net, arrays, cfg["checkpoint"])
         opt.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": meta["steps"]})
         start_epoch, start_batch, history = meta["epoch"], meta["batch"], meta["history"]
         partial = tuple(meta["partial"])
@@ -193,10 +199,7 @@ def predict(checkpoint_path, images):
     arrays, meta = ckpt.load(checkpoint_path)
     cfg = meta["config"]
     net = lenet(cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], 0)
-    for k, v in net.named_params().items():
-        v[...] = arrays[f"p.{k}"]
-    for k, v in net.named_buffers().items():
-        v[...] = arrays[f"b.{k}"]
+    _load_state(net, arrays, checkpoint_path)
     images = np.asarray(images)
     if images.dtype == np.uint8:
         x = prepare(images, cfg["normalize"])

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._config import parallel
+from ._config import parallel, serial
 
 _BLOCK = 16384
 
@@ -29,41 +29,36 @@ def relu_bwd(dy, x, dx):
             dx[i] = dy[i] if x[i] > 0 else 0
 
 
+@serial
+def _softmax_row(z, p):
+    """``p = softmax(z)`` for one row, max subtracted first; returns (max, sum of exps)."""
+    K = z.shape[0]
+    m = z[0]
+    for j in range(1, K):
+        if z[j] > m:
+            m = z[j]
+    s = 0.0
+    for j in range(K):
+        e = math.exp(z[j] - m)
+        p[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(K):
+        p[j] *= inv
+    return m, s
+
+
 @parallel
 def softmax_rows(z, p):
-    R, K = z.shape
-    for r in prange(R):
-        m = z[r, 0]
-        for j in range(1, K):
-            if z[r, j] > m:
-                m = z[r, j]
-        s = 0.0
-        for j in range(K):
-            e = math.exp(z[r, j] - m)
-            p[r, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(K):
-            p[r, j] *= inv
+    for r in prange(z.shape[0]):
+        _softmax_row(z[r], p[r])
 
 
 @parallel
 def softmax_xent_rows(z, labels, p, losses):
     """Row r: ``p = softmax(z_r)`` and ``losses[r] = logsumexp(z_r) - z_r[y_r]`` (stable)."""
-    R, K = z.shape
-    for r in prange(R):
-        m = z[r, 0]
-        for j in range(1, K):
-            if z[r, j] > m:
-                m = z[r, j]
-        s = 0.0
-        for j in range(K):
-            e = math.exp(z[r, j] - m)
-            p[r, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(K):
-            p[r, j] *= inv
+    for r in prange(z.shape[0]):
+        m, s = _softmax_row(z[r], p[r])
         losses[r] = math.log(s) + m - z[r, labels[r]]
 
 

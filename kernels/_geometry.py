@@ -13,7 +13,12 @@ def output_size(n, k, stride=1, padding=0, dilation=1):
     ``dilation`` d.  Works on ints and on SymPy integers alike; a result below 1 means the
     window does not fit (callers validate).
     """
-    return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    return (n + 2 * padding - window_span(k, dilation)) // stride + 1
+
+
+def window_span(k, dilation=1):
+    """Input positions a (dilated) window covers: ``d(k - 1) + 1``."""
+    return dilation * (k - 1) + 1
 
 
 def output_shape2d(hw, kernel, stride, padding, dilation):

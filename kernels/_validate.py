@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+from ._geometry import window_span
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -86,6 +88,16 @@ def same_dtype(op, **arrays):
     return dt
 
 
+def vector(op, name, a, n, dtype, layout):
+    """A float vector of length ``n`` and the given dtype (e.g. a bias ``[C_out]``)."""
+    a = float_array(op, name, a, 1, layout)
+    if a.dtype != dtype:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype} but the input has dtype {dtype}; "
+                        f"mixed dtypes are refused (no silent upcast), cast one of them")
+    shape_is(op, name, a, (n,), layout)
+    return a
+
+
 def shape_is(op, name, a, needed, layout):
     """``a.shape == needed``; ``layout`` describes the expected shape in words."""
     if tuple(a.shape) != tuple(needed):
@@ -94,7 +106,7 @@ def shape_is(op, name, a, needed, layout):
 
 def fits(op, axis, n, k, stride, padding, dilation):
     """The (dilated) window fits in the padded input along one axis."""
-    span = dilation * (k - 1) + 1
+    span = window_span(k, dilation)
     if span > n + 2 * padding:
         raise ValueError(f"{op}: the window along {axis} spans {span} (kernel {k}, dilation {dilation}) "
                          f"but the padded input is only {n} + 2*{padding} = {n + 2 * padding} long; "

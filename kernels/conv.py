@@ -33,15 +33,21 @@ from ._workspace import buffer
 BLOCK_BYTES = 1 << 20
 
 
-def _conv2d_params(op, x, w, stride, padding, dilation):
-    x = v.float_array(op, "x", x, 4, "[N, C_in, H, W]")
-    w = v.float_array(op, "w", w, 4, "[C_out, C_in, KH, KW]")
+def _input_and_weights(op, x, w, ndim, x_layout, w_layout):
+    """x and w of rank ``ndim``, one dtype, non-empty, with matching input channels."""
+    x = v.float_array(op, "x", x, ndim, x_layout)
+    w = v.float_array(op, "w", w, ndim, w_layout)
     v.same_dtype(op, x=x, w=w)
     v.nonempty(op, "x", x)
     v.nonempty(op, "w", w)
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: w must have shape [C_out, C_in, KH, KW] with C_in = {x.shape[1]} "
+        raise ValueError(f"{op}: w must have shape {w_layout} with C_in = {x.shape[1]} "
                          f"(the channels of x {x.shape}), got {w.shape}")
+    return x, w
+
+
+def _conv2d_params(op, x, w, stride, padding, dilation):
+    x, w = _input_and_weights(op, x, w, 4, "[N, C_in, H, W]", "[C_out, C_in, KH, KW]")
     s = v.pair(op, "stride", stride, 1)
     p = v.pair(op, "padding", padding, 0)
     d = v.pair(op, "dilation", dilation, 1)
@@ -133,9 +139,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     op = "conv2d_forward"
     x, w, k, s, p, d = _conv2d_params(op, x, w, stride, padding, dilation)
     if b is not None:
-        b = v.float_array(op, "b", b, 1, "[C_out]")
-        v.same_dtype(op, x=x, b=b)
-        v.shape_is(op, "b", b, (w.shape[0],), "[C_out]")
+        b = v.vector(op, "b", b, w.shape[0], x.dtype, "[C_out]")
     return _forward(x, w, b, k, s, p, d)
 
 
@@ -172,14 +176,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, bias=True, nee
 
 
 def _conv1d_params(op, x, w, stride, padding, dilation):
-    x = v.float_array(op, "x", x, 3, "[N, C_in, L]")
-    w = v.float_array(op, "w", w, 3, "[C_out, C_in, K]")
-    v.same_dtype(op, x=x, w=w)
-    v.nonempty(op, "x", x)
-    v.nonempty(op, "w", w)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: w must have shape [C_out, C_in, K] with C_in = {x.shape[1]} "
-                         f"(the channels of x {x.shape}), got {w.shape}")
+    x, w = _input_and_weights(op, x, w, 3, "[N, C_in, L]", "[C_out, C_in, K]")
     s = v.single(op, "stride", stride, 1)
     p = v.single(op, "padding", padding, 0)
     d = v.single(op, "dilation", dilation, 1)
@@ -203,9 +200,7 @@ def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     op = "conv1d_forward"
     x4, w4, k, s, p, d = _conv1d_params(op, x, w, stride, padding, dilation)
     if b is not None:
-        b = v.float_array(op, "b", b, 1, "[C_out]")
-        v.same_dtype(op, x=x4, b=b)
-        v.shape_is(op, "b", b, (w4.shape[0],), "[C_out]")
+        b = v.vector(op, "b", b, w4.shape[0], x4.dtype, "[C_out]")
     return _forward(x4, w4, b, k, s, p, d)[:, :, 0, :]
 
 

@@ -39,9 +39,7 @@ def linear_forward(x, w, b=None):
     op = "linear_forward"
     x, w = _params(op, x, w)
     if b is not None:
-        b = v.float_array(op, "b", b, 1, "[out_features]")
-        v.same_dtype(op, x=x, b=b)
-        v.shape_is(op, "b", b, (w.shape[0],), "[out_features]")
+        b = v.vector(op, "b", b, w.shape[0], x.dtype, "[out_features]")
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
     if y.size:
         linear_fwd(x, w, b if b is not None else w[0], b is not None, _blocks(x.shape[0]), y)

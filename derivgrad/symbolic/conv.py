@@ -21,6 +21,7 @@ import numpy as np
 import sympy as sp
 
 from kernels import output_size
+from kernels._geometry import window_span
 
 from .derivation import Derivation
 from .params import ParamError, check_unknown, count, pair
@@ -97,16 +98,29 @@ def conv_nd(op, params, ndim):
     return der
 
 
+def full_upstream(dy, ks, s, d):
+    """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
+    side of each spatial axis (the last ``len(ks)`` axes)."""
+    return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
+
+
+def rotated_filter(w, d):
+    """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
+    return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
+
+
 def rule_dx(dy, w, size, ks, s, p, d):
     """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
     it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
     the rows no window reached, crop the padding p."""
     ndim = len(size)
-    rest = [(n + 2 * pp - dd * (k - 1) - 1) % st for n, pp, dd, k, st in zip(size, p, d, ks, s)]
-    wf = flip(dilate(w, d), tuple(range(2, 2 + ndim))).transpose((1, 0) + tuple(range(2, 2 + ndim)))
+    # padded rows/columns past the last window: n + 2p - ((out - 1) s + span)
+    rest = [n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
+            for n, pp, dd, k, st in zip(size, p, d, ks, s)]
+    wf = rotated_filter(w, d).transpose((1, 0) + tuple(range(2, 2 + ndim)))
     out = []
     for n in range(dy.shape[0]):
-        full = pad(dilate(dy[n], s), [(dd * (k - 1), dd * (k - 1)) for dd, k in zip(d, ks)])
+        full = full_upstream(dy[n], ks, s, d)
         g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
         out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
     return np.stack(out)
