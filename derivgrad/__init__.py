@@ -5,23 +5,48 @@
     d.grad("x")        # the compact rule pad(δ, f-1) ⋆ rot180(W)
     d.verify()         # proved equal to the chain rule, symbolically
     d.latex()          # the worked solution
+
+The package's names are loaded lazily (PEP 562): ``import derivgrad.kernels`` or training
+never pulls in SymPy or the symbolic engine.
 """
 
-from .gradcheck import GradcheckError, gradcheck
-from .registry import OPS
-from .symbolic.params import ParamError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "derive": ".api",
+    "OPS": ".registry",
+    "gradcheck": "._gradcheck",
+    "GradcheckError": ".errors",
+    "ParamError": ".errors",
+    "DerivgradError": ".errors",
+}
+
+if TYPE_CHECKING:
+    from .api import derive
+    from .errors import DerivgradError, ParamError
+    from ._gradcheck import gradcheck
+    from .errors import GradcheckError
+    from .registry import OPS
 
 
-def derive(op, **params):
-    """Derive the gradient of ``op`` (a name from :data:`OPS`) on a small instance.
-
-    Parameters use the command line's names (``input``, ``kernel``, ``stride``, ``padding``,
-    ``dilation``, ``channels``, ``filters``, ``batch``, ``classes``, ``features``, ...).
-    Returns a :class:`~derivgrad.symbolic.derivation.Derivation`; raises
-    :class:`ParamError` (a ``ValueError``) for parameters that describe no valid op.
-    """
-    from .registry import get
-    return get(op).build(**params)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'derivgrad' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
-__all__ = ["derive", "gradcheck", "GradcheckError", "OPS", "ParamError"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["derive", "gradcheck", "GradcheckError", "OPS", "ParamError", "DerivgradError",
+           "__version__"]

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-import kernels as K
+from derivgrad import kernels as K
 
 CONV_CASES = [  # (N, C, H, W, C_out, K, stride, pad)
     (64, 1, 28, 28, 20, 5, 1, 0),

@@ -9,11 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
-
-
-class CheckpointError(ValueError):
-    pass
+from .errors import CheckpointError, DataError
 
 
 def save(path, arrays, meta):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
 
-from .gradcheck import GradcheckError, gradcheck
+from ._gradcheck import gradcheck
+from .errors import GradcheckError
 from .registry import OPS
 from .strategies import op_params, op_values
 

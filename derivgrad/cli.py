@@ -6,9 +6,7 @@ import argparse
 import os
 import sys
 
-
-class UsageError(Exception):
-    """A bad parameter from the user: printed as one line, exit status 2."""
+from .errors import UsageError
 
 
 def _cmd_bench(a):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -37,10 +39,6 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
-
-
-class DataError(ValueError):
-    """A data file that is missing, corrupt, truncated or inconsistent."""
 
 
 def _read_bytes(path):

@@ -8,7 +8,7 @@ weights and biases), seeded, in float32 unless asked otherwise.
 
 import numpy as np
 
-import kernels as K
+from derivgrad import kernels as K
 
 
 class Layer:

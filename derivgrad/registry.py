@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import kernels as K
+from derivgrad import kernels as K
 
 from .symbolic import batchnorm, conv, dense, lenet, pool
 

@@ -15,7 +15,7 @@ most cases (a reduction over the wrong axis passes when they are equal).
 import numpy as np
 from hypothesis import strategies as st
 
-from kernels import output_size
+from derivgrad.kernels import output_size
 
 
 @st.composite

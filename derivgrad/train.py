@@ -10,14 +10,11 @@ import time
 import numpy as np
 
 from . import checkpoint as ckpt
+from .errors import DivergedError
 from . import data as mnist
 from .model import SGD, Adam, lenet
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-
-
-class DivergedError(ValueError):
-    """The loss became NaN or infinite: the step is not applied and nothing is saved."""
 
 
 def prepare(images, normalize):
@@ -29,7 +26,7 @@ def prepare(images, normalize):
 
 def evaluate(net, x, y, batch=1000):
     correct, loss = 0, 0.0
-    from kernels import softmax_cross_entropy_forward
+    from derivgrad.kernels import softmax_cross_entropy_forward
     for i in range(0, len(y), batch):
         logits = net.forward(x[i:i + batch])
         l, p = softmax_cross_entropy_forward(logits, y[i:i + batch])
@@ -205,7 +202,7 @@ def predict(checkpoint_path, images):
         x = prepare(images, cfg["normalize"])
     else:
         x = prepare(np.clip(images * 255.0, 0, 255), cfg["normalize"])
-    from kernels import softmax
+    from derivgrad.kernels import softmax
     return softmax(net.forward(x))
 
 

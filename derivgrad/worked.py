@@ -70,7 +70,8 @@ def _index_rule(lhs, e):
 
 
 def _gradcheck_doc():
-    from .gradcheck import GradcheckError, gradcheck
+    from ._gradcheck import gradcheck
+    from .errors import GradcheckError
     doc = Doc()
     doc.h("Numerical gradient checking (worked problem 13)")
     x = dict(x1=np.array(2.0), x2=np.array(-3.0), x3=np.array(0.5))

@@ -34,7 +34,7 @@ def my_conv2d_backward(dy, x, w, stride, padding, dilation):
 def as_face(backward):
     """Adapt a conv backward to derivgrad's kernel-face signature: (derivation, inputs, δ)
     -> (output, gradients), all in the derivation's shapes."""
-    import kernels
+    from derivgrad import kernels
 
     def face(d, v, up):
         P = d.params

@@ -10,7 +10,7 @@ from tolerances import assert_close
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-import kernels as K  # noqa: E402
+from derivgrad import kernels as K  # noqa: E402
 
 
 def _t(a, grad=True):

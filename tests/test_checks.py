@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-import kernels as K
+from derivgrad import kernels as K
 from derivgrad.checks import check_op
 from derivgrad.registry import OPS, _batchnorm_kernel, _conv_kernel
 

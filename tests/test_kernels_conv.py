@@ -4,9 +4,9 @@ central differences."""
 import numpy as np
 from hypothesis import given, strategies as st
 
-import kernels as K
+from derivgrad import kernels as K
 import naive
-from derivgrad.gradcheck import gradcheck
+from derivgrad import gradcheck
 from strategies_kernels import arrays, conv2d_config
 from tolerances import assert_close
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-import kernels as K
+from derivgrad import kernels as K
 import naive
-from derivgrad.gradcheck import gradcheck
+from derivgrad import gradcheck
 from strategies_kernels import DTYPES, arrays, distinct
 from tolerances import assert_close
 

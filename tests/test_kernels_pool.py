@@ -4,9 +4,9 @@ ties and NaN."""
 import numpy as np
 from hypothesis import given
 
-import kernels as K
+from derivgrad import kernels as K
 import naive
-from derivgrad.gradcheck import gradcheck
+from derivgrad import gradcheck
 from strategies_kernels import arrays, pool_config
 from tolerances import assert_close
 

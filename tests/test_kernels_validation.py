@@ -4,7 +4,7 @@ a message that names the argument."""
 import numpy as np
 import pytest
 
-import kernels as K
+from derivgrad import kernels as K
 
 x4 = np.zeros((2, 3, 6, 6))
 w4 = np.zeros((4, 3, 3, 3))

@@ -13,7 +13,7 @@ from derivgrad import derive
 from derivgrad.registry import OPS
 from derivgrad.symbolic.conv import conv_matrix, conv_matrix_proves_input_gradient
 from derivgrad.symbolic.functions import Relu, Step, WindowMax
-from derivgrad.symbolic.params import ParamError
+from derivgrad.errors import ParamError
 
 
 def _zero(e):

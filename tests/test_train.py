@@ -10,7 +10,7 @@ import pytest
 
 import derivgrad.train as T
 from derivgrad import gradcheck
-from derivgrad.checkpoint import CheckpointError
+from derivgrad.errors import CheckpointError
 from derivgrad.model import lenet
 
 
@@ -72,7 +72,7 @@ def test_model_gradients_pass_central_differences(batchnorm):
     def loss(**p):
         for k, v in p.items():
             params[k][...] = v
-        import kernels as K
+        from derivgrad import kernels as K
         out = K.softmax_cross_entropy_forward(net.forward(x, train=True), y)[0]
         for k, v in saved.items():
             params[k][...] = v

@@ -20,8 +20,8 @@ Compact rules, derived once here and proved against the chain rule by ``verify()
 import numpy as np
 import sympy as sp
 
-from kernels import output_size
-from kernels._geometry import window_span
+from derivgrad.kernels import output_size
+from derivgrad.kernels._geometry import window_span
 
 from .derivation import Derivation
 from .params import ParamError, check_unknown, count, pair

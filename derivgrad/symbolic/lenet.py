@@ -17,7 +17,7 @@ routing), so the network proves the rules composed:
 import numpy as np
 import sympy as sp
 
-from kernels import output_size
+from derivgrad.kernels import output_size
 
 from .conv import rule_db, rule_dw
 from .derivation import Derivation

@@ -1,10 +1,7 @@
 """Parameter parsing shared by the symbolic ops (the command line uses the same names)."""
 
-from kernels import _validate as v
-
-
-class ParamError(ValueError):
-    """A derivation parameter that cannot describe a valid op."""
+from ..errors import ParamError
+from ..kernels import _validate as v
 
 
 def pair(op, name, value, minimum):

@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 import sympy as sp
 
-from kernels import output_size
+from derivgrad.kernels import output_size
 
 from .derivation import Derivation
 from .functions import FirstMax, WindowMax

@@ -5,7 +5,7 @@ output-size formula ``kernels.output_size``:
 
 import sympy as sp
 
-from kernels import output_size
+from derivgrad.kernels import output_size
 
 
 def symbolic_output_size():

@@ -64,7 +64,7 @@ def correlate(x, w, stride, dilation):
     ``out = floor((n - dilation (k - 1) - 1) / stride) + 1``.  Zero terms are skipped so that
     the expressions stay as sparse as the arithmetic.
     """
-    from kernels import output_size
+    from derivgrad.kernels import output_size
     O, C = w.shape[:2]
     ks = w.shape[2:]
     outs = tuple(output_size(n, k, s, 0, d) for n, k, s, d in zip(x.shape[1:], ks, stride, dilation))

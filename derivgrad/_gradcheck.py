@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class GradcheckError(AssertionError):
-    """An analytic gradient disagrees with central differences; ``.report`` has details."""
-
-    def __init__(self, message, report):
-        super().__init__(message)
-        self.report = report
+from .errors import GradcheckError
 
 
 @dataclass

@@ -1,0 +1,21 @@
+"""The symbolic face's entry point: :func:`derive`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .symbolic.derivation import Derivation
+
+
+def derive(op: str, **params: Any) -> Derivation:
+    """Derive the gradient of ``op`` (a name from :data:`derivgrad.OPS`) on a small instance.
+
+    Parameters use the command line's names (``input``, ``kernel``, ``stride``, ``padding``,
+    ``dilation``, ``channels``, ``filters``, ``batch``, ``classes``, ``features``, ...).
+    Returns a :class:`~derivgrad.symbolic.derivation.Derivation`; raises
+    :class:`~derivgrad.errors.ParamError` (a ``ValueError``) for parameters that describe
+    no valid op.
+    """
+    from .registry import get
+
+    return get(op).build(**params)
