@@ -27,37 +27,72 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets
 
 def side_ours(a):
     import numba
+
     numba.set_num_threads(a.threads)
     from derivgrad.train import config, train
-    m, _ = train(config(data=a.data, epochs=a.epochs, seed=a.seed, normalize=a.normalize,
-                        optimizer=a.optimizer, lr=a.lr, schedule=a.schedule), log=lambda s: None, progress=False)
-    return [dict(epoch=h["epoch"], seconds=h["seconds"], test_acc=h["test_acc"]) for h in m["history"]]
+
+    m, _ = train(
+        config(
+            data=a.data,
+            epochs=a.epochs,
+            seed=a.seed,
+            normalize=a.normalize,
+            optimizer=a.optimizer,
+            lr=a.lr,
+            schedule=a.schedule,
+        ),
+        log=lambda s: None,
+        progress=False,
+    )
+    return [
+        dict(epoch=h["epoch"], seconds=h["seconds"], test_acc=h["test_acc"]) for h in m["history"]
+    ]
 
 
 def side_torch(a):
     import torch
     import torch.nn as nn
+
     from derivgrad import data as mnist
     from derivgrad.train import MNIST_MEAN, MNIST_STD
+
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     d = mnist.load(a.data)
-    prep = lambda im: (torch.from_numpy(im.astype(np.float32)[:, None] / 255.0) - (MNIST_MEAN if a.normalize else 0)) \
+    prep = lambda im: (
+        (
+            torch.from_numpy(im.astype(np.float32)[:, None] / 255.0)
+            - (MNIST_MEAN if a.normalize else 0)
+        )
         / (MNIST_STD if a.normalize else 1)
+    )
     xtr, ytr = prep(d["train_images"]), torch.from_numpy(d["train_labels"].astype(np.int64))
     xte, yte = prep(d["test_images"]), torch.from_numpy(d["test_labels"].astype(np.int64))
-    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2880, 500), nn.ReLU(),
-                        nn.Linear(500, 10))
-    opt = (torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9) if a.optimizer == "sgd"
-           else torch.optim.Adam(net.parameters(), lr=a.lr))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs * (len(ytr) // 64)) if a.schedule == "cosine" else None
+    net = nn.Sequential(
+        nn.Conv2d(1, 20, 5),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2880, 500),
+        nn.ReLU(),
+        nn.Linear(500, 10),
+    )
+    opt = (
+        torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
+        if a.optimizer == "sgd"
+        else torch.optim.Adam(net.parameters(), lr=a.lr)
+    )
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs * (len(ytr) // 64))
+        if a.schedule == "cosine"
+        else None
+    )
     lossf = nn.CrossEntropyLoss()
     out = []
     for epoch in range(a.epochs):
         perm = np.random.default_rng([a.seed, epoch]).permutation(len(ytr))
         t0 = time.perf_counter()
         for b in range(len(ytr) // 64):
-            idx = torch.from_numpy(perm[b * 64:(b + 1) * 64])
+            idx = torch.from_numpy(perm[b * 64 : (b + 1) * 64])
             opt.zero_grad(set_to_none=True)
             loss = lossf(net(xtr[idx]), ytr[idx])
             loss.backward()
@@ -93,33 +128,53 @@ def main():
     sides = ["ours"]
     try:
         import torch  # noqa: F401
+
         sides.append("torch")
     except ImportError:
         print("PyTorch not installed: derivgrad's side only")
     runs = {s: [] for s in sides}
     for _ in range(a.repeats):
         for side in sides:
-            p = subprocess.run([sys.executable, __file__, "--side", side] + args, capture_output=True, text=True)
+            p = subprocess.run(
+                [sys.executable, __file__, "--side", side] + args, capture_output=True, text=True
+            )
             if p.returncode:
                 sys.exit(f"{side} side failed:\n{p.stderr}")
             runs[side].append(json.loads(p.stdout.strip().splitlines()[-1]))
     res = {}
     for side, rs in runs.items():
-        rows = [dict(r, seconds=float(np.median([x["rows"][i]["seconds"] for x in rs])))
-                for i, r in enumerate(rs[0]["rows"])]
+        rows = [
+            dict(r, seconds=float(np.median([x["rows"][i]["seconds"] for x in rs])))
+            for i, r in enumerate(rs[0]["rows"])
+        ]
         res[side] = dict(rows=rows, peak_mb=max(x["peak_mb"] for x in rs))
     n = 60000 if a.data else 10000
-    print(f"LeNet, batch 64, {a.optimizer} lr {a.lr}, {a.threads} threads, data {a.data or 'embedded subset'}, "
-          f"median of {a.repeats} alternated run(s)")
-    print(f"{'epoch':>5s} {'derivgrad s':>12s} {'samples/s':>10s} {'acc':>7s} {'PyTorch s':>10s} {'samples/s':>10s} "
-          f"{'acc':>7s} {'ratio':>6s}")
+    print(
+        f"LeNet, batch 64, {a.optimizer} lr {a.lr}, {a.threads} threads, "
+        f"data {a.data or 'embedded subset'}, "
+        f"median of {a.repeats} alternated run(s)"
+    )
+    print(
+        f"{'epoch':>5s} {'derivgrad s':>12s} {'samples/s':>10s} {'acc':>7s} "
+        f"{'PyTorch s':>10s} {'samples/s':>10s} "
+        f"{'acc':>7s} {'ratio':>6s}"
+    )
     for i, r in enumerate(res["ours"]["rows"]):
         t = res.get("torch", {}).get("rows", [None] * (i + 1))[i]
-        print(f"{r['epoch']:5d} {r['seconds']:12.2f} {n / r['seconds']:10.0f} {100 * r['test_acc']:6.2f}% "
-              + (f"{t['seconds']:10.2f} {n / t['seconds']:10.0f} {100 * t['test_acc']:6.2f}% {r['seconds'] / t['seconds']:6.2f}"
-                 if t else ""))
-    print(f"peak RSS: derivgrad {res['ours']['peak_mb']:.0f} MB"
-          + (f", PyTorch {res['torch']['peak_mb']:.0f} MB" if "torch" in res else ""))
+        print(
+            f"{r['epoch']:5d} {r['seconds']:12.2f} {n / r['seconds']:10.0f} "
+            f"{100 * r['test_acc']:6.2f}% "
+            + (
+                f"{t['seconds']:10.2f} {n / t['seconds']:10.0f} {100 * t['test_acc']:6.2f}% "
+                f"{r['seconds'] / t['seconds']:6.2f}"
+                if t
+                else ""
+            )
+        )
+    print(
+        f"peak RSS: derivgrad {res['ours']['peak_mb']:.0f} MB"
+        + (f", PyTorch {res['torch']['peak_mb']:.0f} MB" if "torch" in res else "")
+    )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .api import derive
-    from .errors import DerivgradError, ParamError
     from ._gradcheck import gradcheck
-    from .errors import GradcheckError
+    from .api import derive
+    from .errors import DerivgradError, GradcheckError, ParamError
     from .registry import OPS
 
 
@@ -48,5 +47,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["derive", "gradcheck", "GradcheckError", "OPS", "ParamError", "DerivgradError",
-           "__version__"]
+__all__ = [
+    "derive",
+    "gradcheck",
+    "GradcheckError",
+    "OPS",
+    "ParamError",
+    "DerivgradError",
+    "__version__",
+]

@@ -25,8 +25,8 @@ class GradcheckReport:
     checked: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
-    worst: list = field(default_factory=list)      # (input, index, analytic, numeric, error)
-    kinks: list = field(default_factory=list)      # (input, index) where f was not smooth
+    worst: list = field(default_factory=list)  # (input, index, analytic, numeric, error)
+    kinks: list = field(default_factory=list)  # (input, index) where f was not smooth
     failures: list = field(default_factory=list)
 
 
@@ -34,16 +34,34 @@ def _scalar(f, inputs, upstream):
     out = np.asarray(f(**inputs), dtype=np.float64)
     if upstream is None:
         if out.size != 1:
-            raise ValueError(f"gradcheck: f returns shape {out.shape}; pass upstream= (same shape) "
-                             f"or a callable grads that takes the upstream gradient")
+            raise ValueError(
+                f"gradcheck: f returns shape {out.shape}; pass upstream= (same shape) "
+                f"or a callable grads that takes the upstream gradient"
+            )
         return float(out.reshape(()))
     if out.shape != upstream.shape:
-        raise ValueError(f"gradcheck: upstream has shape {upstream.shape} but f returns {out.shape}")
+        raise ValueError(
+            f"gradcheck: upstream has shape {upstream.shape} but f returns {out.shape}"
+        )
     return float(np.vdot(upstream, out))
 
 
-def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", upstream=None,
-              projections=8, seed=0, max_report=5, kink_tol=None, oracle=None):
+def gradcheck(
+    f,
+    inputs,
+    grads,
+    eps=1e-5,
+    rtol=1e-5,
+    atol=1e-7,
+    *,
+    mode="full",
+    upstream=None,
+    projections=8,
+    seed=0,
+    max_report=5,
+    kink_tol=None,
+    oracle=None,
+):
     r"""Check analytic gradients of ``f`` against central differences; raise on mismatch.
 
     Args:
@@ -92,7 +110,9 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
         if k not in xs:
             raise ValueError(f"gradcheck: grads has {k!r} which is not an input ({sorted(xs)})")
         if v.shape != xs[k].shape:
-            raise ValueError(f"gradcheck: grads[{k!r}] has shape {v.shape}, input has {xs[k].shape}")
+            raise ValueError(
+                f"gradcheck: grads[{k!r}] has shape {v.shape}, input has {xs[k].shape}"
+            )
     kink_tol = 1e-3 + 1e3 * eps if kink_tol is None else kink_tol
     rep = GradcheckReport(mode)
     L0 = _scalar(f, xs, up) if mode != "symbolic" else 0.0
@@ -138,8 +158,13 @@ def gradcheck(f, inputs, grads, eps=1e-5, rtol=1e-5, atol=1e-7, *, mode="full", 
     rep.worst = [(r[0], r[1], r[2], r[3], abs(r[2] - r[3])) for r in rows[:max_report]]
     if rep.failures:
         rep.failures.sort(key=lambda r: -r[4])
-        lines = "\n".join(f"  {n}[{i}]: analytic {a:.10g}, numeric {m:.10g}, error {e:.3g}"
-                          for n, i, a, m, e in rep.failures[:max_report])
-        raise GradcheckError(f"gradcheck ({mode}): {len(rep.failures)} of {rep.checked} entries "
-                             f"exceed atol={atol:g} + rtol={rtol:g}*|numeric|; worst:\n{lines}", rep)
+        lines = "\n".join(
+            f"  {n}[{i}]: analytic {a:.10g}, numeric {m:.10g}, error {e:.3g}"
+            for n, i, a, m, e in rep.failures[:max_report]
+        )
+        raise GradcheckError(
+            f"gradcheck ({mode}): {len(rep.failures)} of {rep.checked} entries "
+            f"exceed atol={atol:g} + rtol={rtol:g}*|numeric|; worst:\n{lines}",
+            rep,
+        )
     return rep

@@ -31,9 +31,13 @@ def _median_pair(ours, ref, repeats):
         ref()
     a, b = [], []
     for _ in range(repeats):
-        t = time.perf_counter(); ours(); a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours()
+        a.append(time.perf_counter() - t)
         if ref:
-            t = time.perf_counter(); ref(); b.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ref()
+            b.append(time.perf_counter() - t)
     return statistics.median(a), (statistics.median(b) if b else None)
 
 
@@ -67,15 +71,24 @@ def conv_rows(torch, repeats, dtype=np.float32):
             xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
             ref_f = lambda: torch.nn.functional.conv2d(xt, wt, bt, s, p)
             ref_b = lambda: torch.ops.aten.convolution_backward(
-                dyt, xt, wt, [CO], [s, s], [p, p], [1, 1], False, [0, 0], 1, [True, True, True])
+                dyt, xt, wt, [CO], [s, s], [p, p], [1, 1], False, [0, 0], 1, [True, True, True]
+            )
         else:
             ref_f = lambda: _numpy_conv(x, w, s, p) + b[:, None, None]
             ref_b = None
         tf, rf = _median_pair(lambda: K.conv2d_forward(x, w, b, s, p), ref_f, repeats)
         tb, rb = _median_pair(lambda: K.conv2d_backward(dy, x, w, s, p), ref_b, repeats)
-        rows.append(dict(case=f"conv2d {case}", fwd_ms=tf * 1e3, bwd_ms=tb * 1e3,
-                         ref_fwd_ms=rf * 1e3, ref_bwd_ms=None if rb is None else rb * 1e3,
-                         gflops_fwd=flops / tf / 1e9, gflops_bwd=2 * flops / tb / 1e9))
+        rows.append(
+            dict(
+                case=f"conv2d {case}",
+                fwd_ms=tf * 1e3,
+                bwd_ms=tb * 1e3,
+                ref_fwd_ms=rf * 1e3,
+                ref_bwd_ms=None if rb is None else rb * 1e3,
+                gflops_fwd=flops / tf / 1e9,
+                gflops_bwd=2 * flops / tb / 1e9,
+            )
+        )
     return rows
 
 
@@ -89,14 +102,20 @@ def pool_row(torch, repeats, dtype=np.float32):
         _, it = torch.nn.functional.max_pool2d(xt, 2, return_indices=True)
         ref_f = lambda: torch.nn.functional.max_pool2d(xt, 2, return_indices=True)
         ref_b = lambda: torch.ops.aten.max_pool2d_with_indices_backward(
-            dyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, it)
+            dyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False, it
+        )
     else:
         ref_f = lambda: x.reshape(x.shape[0], x.shape[1], 12, 2, 12, 2).max(axis=(3, 5))
         ref_b = None
     tf, rf = _median_pair(lambda: K.maxpool2d_forward(x, 2), ref_f, repeats)
     tb, rb = _median_pair(lambda: K.maxpool2d_backward(dy, idx, x.shape), ref_b, repeats)
-    return dict(case=f"maxpool2d 2x2/2 {POOL_CASE}", fwd_ms=tf * 1e3, bwd_ms=tb * 1e3,
-                ref_fwd_ms=rf * 1e3, ref_bwd_ms=None if rb is None else rb * 1e3)
+    return dict(
+        case=f"maxpool2d 2x2/2 {POOL_CASE}",
+        fwd_ms=tf * 1e3,
+        bwd_ms=tb * 1e3,
+        ref_fwd_ms=rf * 1e3,
+        ref_bwd_ms=None if rb is None else rb * 1e3,
+    )
 
 
 def linear_row(torch, repeats, dtype=np.float32):
@@ -115,13 +134,20 @@ def linear_row(torch, repeats, dtype=np.float32):
         ref_f, ref_b = (lambda: x @ w.T + b), None
     tf, rf = _median_pair(lambda: K.linear_forward(x, w, b), ref_f, repeats)
     tb, rb = _median_pair(lambda: K.linear_backward(dy, x, w), ref_b, repeats)
-    return dict(case=f"linear {IN}->{OUT} batch {N}", fwd_ms=tf * 1e3, bwd_ms=tb * 1e3,
-                ref_fwd_ms=rf * 1e3, ref_bwd_ms=None if rb is None else rb * 1e3,
-                gflops_fwd=flops / tf / 1e9, gflops_bwd=2 * flops / tb / 1e9)
+    return dict(
+        case=f"linear {IN}->{OUT} batch {N}",
+        fwd_ms=tf * 1e3,
+        bwd_ms=tb * 1e3,
+        ref_fwd_ms=rf * 1e3,
+        ref_bwd_ms=None if rb is None else rb * 1e3,
+        gflops_fwd=flops / tf / 1e9,
+        gflops_bwd=2 * flops / tb / 1e9,
+    )
 
 
 def run(repeats=20, threads=None, as_json=False, out=print):
     import numba
+
     threads = threads or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(threads)
     torch = _torch(threads)
@@ -139,12 +165,17 @@ def run(repeats=20, threads=None, as_json=False, out=print):
         return rows
     out(f"reference: {ref}; threads: {threads}; float32; median of {repeats} interleaved repeats")
     out("ratio = derivgrad time / reference time (below 1: derivgrad is faster)")
-    out(f"{'case':44s} {'fwd ms':>8s} {'ref':>8s} {'ratio':>6s} {'bwd ms':>8s} {'ref':>8s} "
-        f"{'ratio':>6s} {'f+b ratio':>9s} {'GFLOP/s f/b':>12s}")
+    out(
+        f"{'case':44s} {'fwd ms':>8s} {'ref':>8s} {'ratio':>6s} {'bwd ms':>8s} {'ref':>8s} "
+        f"{'ratio':>6s} {'f+b ratio':>9s} {'GFLOP/s f/b':>12s}"
+    )
     fmt = lambda v, f: "-" if v is None else format(v, f)
     for r in rows:
-        gf = ("-" if "gflops_fwd" not in r else f"{r['gflops_fwd']:.0f}/{r['gflops_bwd']:.0f}")
-        out(f"{r['case']:44s} {r['fwd_ms']:8.2f} {r['ref_fwd_ms']:8.2f} {r['ratio_fwd']:6.2f} "
-            f"{r['bwd_ms']:8.2f} {fmt(r['ref_bwd_ms'], '8.2f'):>8s} {fmt(r['ratio_bwd'], '6.2f'):>6s} "
-            f"{fmt(r['ratio_total'], '9.2f'):>9s} {gf:>12s}")
+        gf = "-" if "gflops_fwd" not in r else f"{r['gflops_fwd']:.0f}/{r['gflops_bwd']:.0f}"
+        out(
+            f"{r['case']:44s} {r['fwd_ms']:8.2f} {r['ref_fwd_ms']:8.2f} {r['ratio_fwd']:6.2f} "
+            f"{r['bwd_ms']:8.2f} {fmt(r['ref_bwd_ms'], '8.2f'):>8s} "
+            f"{fmt(r['ratio_bwd'], '6.2f'):>6s} "
+            f"{fmt(r['ratio_total'], '9.2f'):>9s} {gf:>12s}"
+        )
     return rows

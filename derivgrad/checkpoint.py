@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError
 
 
 def save(path, arrays, meta):

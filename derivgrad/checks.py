@@ -12,14 +12,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hseed
+from hypothesis import strategies as st
 
 from ._gradcheck import gradcheck
 from .errors import GradcheckError
 from .registry import OPS
 from .strategies import op_params, op_values
 
-RTOL = 1e-9          # float64 kernels against exact closed forms evaluated in float64
+RTOL = 1e-9  # float64 kernels against exact closed forms evaluated in float64
 
 
 @dataclass
@@ -40,7 +42,9 @@ def _derive(name, key):
 
 
 def _key(params):
-    return json.dumps(sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in params.items()))
+    return json.dumps(
+        sorted((k, list(v) if isinstance(v, tuple) else v) for k, v in params.items())
+    )
 
 
 def _rel(a, b):
@@ -66,11 +70,19 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
         e = _rel(g, d.lambdify(k)(**values, **extra))
         err = max(err, e)
         if e > RTOL:
-            raise AssertionError(f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}")
+            raise AssertionError(
+                f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}"
+            )
     if numeric:
         f = lambda **v: face(d, v, up)[0]
-        gradcheck(f, values, {k: g for k, g in grads.items() if g is not None}, mode="fast", upstream=up,
-                  projections=3)
+        gradcheck(
+            f,
+            values,
+            {k: g for k, g in grads.items() if g is not None},
+            mode="fast",
+            upstream=up,
+            projections=3,
+        )
     return err
 
 
@@ -89,8 +101,15 @@ def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
 
     @hseed(seed)
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False, phases=phases,
-              suppress_health_check=list(HealthCheck), print_blob=False)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     @given(st.data())
     def prop(data):
         params = data.draw(op_params(name), label="params")
@@ -109,7 +128,9 @@ def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
     except (AssertionError, GradcheckError) as e:
         res.passed = False
         res.failing_params = last_fail.get("params")
-        res.message = last_fail.get("message", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        res.message = last_fail.get(
+            "message", str(e).splitlines()[0] if str(e) else type(e).__name__
+        )
         res.command = _command(name, res.failing_params)
     res.seconds = time.perf_counter() - t0
     return res
@@ -131,7 +152,10 @@ def _command(name, params):
 def table(results):
     lines = [f"{'op':24s} {'cases':>6s} {'largest error':>14s} {'result':>7s} {'seconds':>8s}"]
     for r in results:
-        lines.append(f"{r.op:24s} {r.cases:6d} {r.max_error:14.2e} {'pass' if r.passed else 'FAIL':>7s} {r.seconds:8.1f}")
+        lines.append(
+            f"{r.op:24s} {r.cases:6d} {r.max_error:14.2e} "
+            f"{'pass' if r.passed else 'FAIL':>7s} {r.seconds:8.1f}"
+        )
         if not r.passed:
             lines.append(f"    {r.message}")
             if r.command:

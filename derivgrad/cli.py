@@ -9,36 +9,20 @@ import sys
 from .errors import UsageError
 
 
-def _cmd_bench(a):
-    from .bench import run
-    run(a.repeats, a.threads, a.json)
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import SUBCOMMANDS
 
-
-def build_parser():
-    ap = argparse.ArgumentParser(prog="derivgrad", description="Derive, prove, print and run the "
-                                 "gradients of convolutional networks.")
+    ap = argparse.ArgumentParser(
+        prog="derivgrad",
+        description="Derive, prove, print and run the gradients of convolutional networks.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="kernel timings side by side with PyTorch (or NumPy)")
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    b.set_defaults(func=_cmd_bench)
-    for register in _REGISTRARS:
-        register(sub)
+    for command in SUBCOMMANDS:
+        command.register(sub)
     return ap
 
 
-_REGISTRARS = []
-
-
-def subcommand(register):
-    """Decorator for modules that add a subcommand (keeps this file free of their imports)."""
-    _REGISTRARS.append(register)
-    return register
-
-
-def main(argv=None):
-    from . import commands  # noqa: F401  (registers the other subcommands)
+def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     try:

@@ -67,11 +67,13 @@ def read_idx(path, expect_ndim):
         raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     need = 4 + 4 * ndim + int(np.prod(dims))
     if len(raw) != need:
-        raise DataError(f"{path}: truncated or padded: header says {dims} ({need} bytes) but the file "
-                        f"has {len(raw)} bytes")
+        raise DataError(
+            f"{path}: truncated or padded: header says {dims} ({need} bytes) but the file "
+            f"has {len(raw)} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -89,7 +91,9 @@ def _find(directory, stem):
         p = Path(directory) / name
         if p.exists():
             return p
-    raise DataError(f"{directory}: neither {stem} nor {stem}.gz found; expected the four MNIST IDX files")
+    raise DataError(
+        f"{directory}: neither {stem} nor {stem}.gz found; expected the four MNIST IDX files"
+    )
 
 
 def load_idx_dir(directory):
@@ -104,14 +108,22 @@ def load_idx_dir(directory):
 
 class _ArraysOnly(pickle.Unpickler):
     """Admits NumPy arrays and dtypes and nothing else: a data file cannot run code."""
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only NumPy arrays are allowed")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: only NumPy arrays are allowed"
+        )
 
 
 def load_pickle(path):
@@ -126,10 +138,17 @@ def load_pickle(path):
         (tx, ty), (vx, vy), (sx, sy) = data
     except (TypeError, ValueError):
         raise DataError(f"{path}: expected three (images, labels) pairs") from None
-    to_u8 = lambda a: np.clip(np.round(np.asarray(a, np.float64) * 256), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    out = dict(train_images=to_u8(np.concatenate([tx, vx])),
-               train_labels=np.concatenate([ty, vy]).astype(np.uint8),
-               test_images=to_u8(sx), test_labels=np.asarray(sy).astype(np.uint8))
+    to_u8 = lambda a: (
+        np.clip(np.round(np.asarray(a, np.float64) * 256), 0, 255)
+        .astype(np.uint8)
+        .reshape(-1, 28, 28)
+    )
+    out = dict(
+        train_images=to_u8(np.concatenate([tx, vx])),
+        train_labels=np.concatenate([ty, vy]).astype(np.uint8),
+        test_images=to_u8(sx),
+        test_labels=np.asarray(sy).astype(np.uint8),
+    )
     _check_pair(out["train_images"], out["train_labels"], f"{path} (training)")
     _check_pair(out["test_images"], out["test_labels"], f"{path} (test)")
     return out
@@ -141,7 +160,9 @@ def load_embedded():
         with np.load(EMBEDDED) as z:
             out = {k: z[k] for k in FILES}
     except (OSError, KeyError, ValueError) as e:
-        raise DataError(f"{EMBEDDED}: embedded MNIST subset unreadable ({e}); reinstall derivgrad") from None
+        raise DataError(
+            f"{EMBEDDED}: embedded MNIST subset unreadable ({e}); reinstall derivgrad"
+        ) from None
     _check_pair(out["train_images"], out["train_labels"], str(EMBEDDED))
     _check_pair(out["test_images"], out["test_labels"], str(EMBEDDED))
     return out
@@ -166,15 +187,22 @@ def make_subset(directory, out_path, n_train=10000, n_test=2000, seed=0):
     rng = np.random.default_rng(seed)
     tr = np.sort(rng.choice(len(full["train_labels"]), n_train, replace=False))
     te = np.sort(rng.choice(len(full["test_labels"]), n_test, replace=False))
-    np.savez_compressed(out_path, train_images=full["train_images"][tr], train_labels=full["train_labels"][tr],
-                        test_images=full["test_images"][te], test_labels=full["test_labels"][te],
-                        train_index=tr.astype(np.uint16), test_index=te.astype(np.uint16),
-                        seed=np.array(seed))
+    np.savez_compressed(
+        out_path,
+        train_images=full["train_images"][tr],
+        train_labels=full["train_labels"][tr],
+        test_images=full["test_images"][te],
+        test_labels=full["test_labels"][te],
+        train_index=tr.astype(np.uint16),
+        test_index=te.astype(np.uint16),
+        seed=np.array(seed),
+    )
 
 
 def cache_dir():
     base = os.environ.get("DERIVGRAD_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "derivgrad")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "derivgrad"
+    )
     return Path(base) / "mnist"
 
 
@@ -207,7 +235,9 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
                     got = f"unreadable ({e})"
                 if got != digest:
                     part.unlink(missing_ok=True)
-                    errors.append(f"{mirror}: checksum mismatch ({got[:16]}... != {digest[:16]}...)")
+                    errors.append(
+                        f"{mirror}: checksum mismatch ({got[:16]}... != {digest[:16]}...)"
+                    )
                     continue
                 os.replace(part, final)
                 log(f"downloaded {final}")
@@ -244,5 +274,7 @@ def _fetch(url, part, timeout):
                 f.flush()
                 os.fsync(f.fileno())
         if expected is not None and got < expected:
-            raise OSError(f"incomplete transfer of {url}: {got} of {expected} bytes; "
-                          f"{part} kept, the next attempt resumes from it")
+            raise OSError(
+                f"incomplete transfer of {url}: {got} of {expected} bytes; "
+                f"{part} kept, the next attempt resumes from it"
+            )

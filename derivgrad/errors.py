@@ -48,5 +48,12 @@ class GradcheckError(DerivgradError, AssertionError):
         self.report = report
 
 
-__all__ = ["DerivgradError", "ParamError", "UsageError", "DataError", "CheckpointError",
-           "DivergedError", "GradcheckError"]
+__all__ = [
+    "DerivgradError",
+    "ParamError",
+    "UsageError",
+    "DataError",
+    "CheckpointError",
+    "DivergedError",
+    "GradcheckError",
+]

@@ -26,8 +26,10 @@ class Conv2d(Layer):
     def __init__(self, c_in, c_out, k, rng, dtype, stride=1, padding=0, need_dx=True):
         super().__init__()
         bound = 1.0 / np.sqrt(c_in * k * k)
-        self.params = {"w": rng.uniform(-bound, bound, (c_out, c_in, k, k)).astype(dtype),
-                       "b": rng.uniform(-bound, bound, c_out).astype(dtype)}
+        self.params = {
+            "w": rng.uniform(-bound, bound, (c_out, c_in, k, k)).astype(dtype),
+            "b": rng.uniform(-bound, bound, c_out).astype(dtype),
+        }
         self.stride, self.padding, self.need_dx = stride, padding, need_dx
 
     def forward(self, x, train):
@@ -35,8 +37,9 @@ class Conv2d(Layer):
         return K.conv2d_forward(x, self.params["w"], self.params["b"], self.stride, self.padding)
 
     def backward(self, dy):
-        dx, self.grads["w"], self.grads["b"] = K.conv2d_backward(dy, self.x, self.params["w"], self.stride,
-                                                                  self.padding, need_dx=self.need_dx)
+        dx, self.grads["w"], self.grads["b"] = K.conv2d_backward(
+            dy, self.x, self.params["w"], self.stride, self.padding, need_dx=self.need_dx
+        )
         return dx
 
     def out_shape(self, s):
@@ -86,8 +89,10 @@ class Linear(Layer):
     def __init__(self, n_in, n_out, rng, dtype, need_dx=True):
         super().__init__()
         bound = 1.0 / np.sqrt(n_in)
-        self.params = {"w": rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype),
-                       "b": rng.uniform(-bound, bound, n_out).astype(dtype)}
+        self.params = {
+            "w": rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype),
+            "b": rng.uniform(-bound, bound, n_out).astype(dtype),
+        }
         self.need_dx = need_dx
 
     def forward(self, x, train):
@@ -95,7 +100,9 @@ class Linear(Layer):
         return K.linear_forward(x, self.params["w"], self.params["b"])
 
     def backward(self, dy):
-        dx, self.grads["w"], self.grads["b"] = K.linear_backward(dy, self.x, self.params["w"], need_dx=self.need_dx)
+        dx, self.grads["w"], self.grads["b"] = K.linear_backward(
+            dy, self.x, self.params["w"], need_dx=self.need_dx
+        )
         return dx
 
     def out_shape(self, s):
@@ -126,9 +133,16 @@ class BatchNorm2d(Layer):
         self.momentum, self.eps = momentum, eps
 
     def forward(self, x, train):
-        y, self.cache = K.batchnorm2d_forward(x, self.params["gamma"], self.params["beta"], self.eps, train,
-                                              self.buffers["running_mean"], self.buffers["running_var"],
-                                              self.momentum)
+        y, self.cache = K.batchnorm2d_forward(
+            x,
+            self.params["gamma"],
+            self.params["beta"],
+            self.eps,
+            train,
+            self.buffers["running_mean"],
+            self.buffers["running_var"],
+            self.momentum,
+        )
         return y
 
     def backward(self, dy):
@@ -164,13 +178,21 @@ class Sequential:
         return loss, probs
 
     def named_params(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
+        }
 
     def named_grads(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
+        }
 
     def named_buffers(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in getattr(layer, "buffers", {}).items()}
+        return {
+            f"{i}.{k}": v
+            for i, layer in enumerate(self.layers)
+            for k, v in getattr(layer, "buffers", {}).items()
+        }
 
     def summary(self):
         """``[(description, output shape, parameter count)]`` per layer."""
@@ -184,8 +206,16 @@ class Sequential:
         return sum(int(v.size) for v in self.named_params().values())
 
 
-def lenet(filters=20, kernel=5, hidden=500, classes=10, in_shape=(1, 28, 28), batchnorm=False,
-          seed=0, dtype=np.float32):
+def lenet(
+    filters=20,
+    kernel=5,
+    hidden=500,
+    classes=10,
+    in_shape=(1, 28, 28),
+    batchnorm=False,
+    seed=0,
+    dtype=np.float32,
+):
     """The course network: conv F@K×K (+bias) → [batchnorm] → max-pool 2×2/2 → flatten →
     fc hidden → ReLU → fc classes.  With the defaults, 520 + 1,440,500 + 5,010 = 1,446,030
     parameters (worked problem 12).  The first layer computes no input gradient."""
@@ -197,9 +227,22 @@ def lenet(filters=20, kernel=5, hidden=500, classes=10, in_shape=(1, 28, 28), ba
     layers += [MaxPool2d(2)]
     conv_out = layers[0].out_shape(in_shape)
     flat = filters * K.output_size(conv_out[1], 2, 2) * K.output_size(conv_out[2], 2, 2)
-    layers += [Flatten(), Linear(flat, hidden, rng, dtype), ReLU(), Linear(hidden, classes, rng, dtype)]
-    cfg = dict(arch="lenet", filters=filters, kernel=kernel, hidden=hidden, classes=classes,
-               in_shape=list(in_shape), batchnorm=batchnorm, dtype=np.dtype(dtype).name)
+    layers += [
+        Flatten(),
+        Linear(flat, hidden, rng, dtype),
+        ReLU(),
+        Linear(hidden, classes, rng, dtype),
+    ]
+    cfg = dict(
+        arch="lenet",
+        filters=filters,
+        kernel=kernel,
+        hidden=hidden,
+        classes=classes,
+        in_shape=list(in_shape),
+        batchnorm=batchnorm,
+        dtype=np.dtype(dtype).name,
+    )
     return Sequential(layers, in_shape, cfg)
 
 
@@ -216,8 +259,14 @@ def lenet_loss_and_grads(d, v):
     fc2.params = {"w": v["W2"].astype(np.float64), "b": v["b2"].astype(np.float64)}
     conv.need_dx = True
     loss, _ = net.loss_and_grads(v["x"][None, None].astype(np.float64), np.array([P["label"] - 1]))
-    g = {"w": conv.grads["w"][:, 0], "b": conv.grads["b"], "W1": fc1.grads["w"], "b1": fc1.grads["b"],
-         "W2": fc2.grads["w"], "b2": fc2.grads["b"]}
+    g = {
+        "w": conv.grads["w"][:, 0],
+        "b": conv.grads["b"],
+        "W1": fc1.grads["w"],
+        "b1": fc1.grads["b"],
+        "W2": fc2.grads["w"],
+        "b2": fc2.grads["b"],
+    }
     return np.array([loss]), g
 
 
@@ -232,8 +281,15 @@ class SGD:
     def step(self, grads):
         for k, p in self.params.items():
             # PyTorch initialises the momentum buffer with the first gradient
-            K.sgd_update(p, grads[k], self.state[k] if self.momentum else p, self.lr, self.momentum,
-                         self.wd, self.steps == 0)
+            K.sgd_update(
+                p,
+                grads[k],
+                self.state[k] if self.momentum else p,
+                self.lr,
+                self.momentum,
+                self.wd,
+                self.steps == 0,
+            )
         self.steps += 1
 
     def state_dict(self):
@@ -249,7 +305,14 @@ class Adam:
     """Adam (Kingma & Ba) with PyTorch's defaults and bias correction; L2 weight decay."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.params, self.lr, self.b1, self.b2, self.eps, self.wd = params, lr, betas[0], betas[1], eps, weight_decay
+        self.params, self.lr, self.b1, self.b2, self.eps, self.wd = (
+            params,
+            lr,
+            betas[0],
+            betas[1],
+            eps,
+            weight_decay,
+        )
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
         self.steps = 0
@@ -257,12 +320,24 @@ class Adam:
     def step(self, grads):
         self.steps += 1
         for k, p in self.params.items():
-            K.adam_update(p, grads[k], self.m[k], self.v[k], self.lr, (self.b1, self.b2), self.eps, self.wd,
-                          self.steps)
+            K.adam_update(
+                p,
+                grads[k],
+                self.m[k],
+                self.v[k],
+                self.lr,
+                (self.b1, self.b2),
+                self.eps,
+                self.wd,
+                self.steps,
+            )
 
     def state_dict(self):
-        return {"steps": self.steps, **{f"m.{k}": v for k, v in self.m.items()},
-                **{f"v.{k}": v for k, v in self.v.items()}}
+        return {
+            "steps": self.steps,
+            **{f"m.{k}": v for k, v in self.m.items()},
+            **{f"v.{k}": v for k, v in self.v.items()},
+        }
 
     def load_state_dict(self, s):
         self.steps = int(s["steps"])

@@ -16,10 +16,10 @@ from .symbolic import batchnorm, conv, dense, lenet, pool
 @dataclass(frozen=True)
 class Op:
     name: str
-    build: object                 # (**params) -> Derivation
+    build: object  # (**params) -> Derivation
     title: str
-    problem: str                  # which worked problem(s) it reproduces
-    kernel: object = None         # (derivation, {name: array}, upstream) -> (output, {name: grad})
+    problem: str  # which worked problem(s) it reproduces
+    kernel: object = None  # (derivation, {name: array}, upstream) -> (output, {name: grad})
     defaults: dict = field(default_factory=dict)
 
 
@@ -31,12 +31,15 @@ def _conv_kernel(d, v, up):
     if len(P["input"]) == 2:
         y = K.conv2d_forward(x, w, b, P["stride"], P["padding"], P["dilation"])
         dy = up.reshape(y.shape)
-        dx, dw, db = K.conv2d_backward(dy, x, w, P["stride"], P["padding"], P["dilation"], bias=b is not None)
+        dx, dw, db = K.conv2d_backward(
+            dy, x, w, P["stride"], P["padding"], P["dilation"], bias=b is not None
+        )
     else:
         y = K.conv1d_forward(x, w, b, P["stride"][0], P["padding"][0], P["dilation"][0])
         dy = up.reshape(y.shape)
-        dx, dw, db = K.conv1d_backward(dy, x, w, P["stride"][0], P["padding"][0], P["dilation"][0],
-                                       bias=b is not None)
+        dx, dw, db = K.conv1d_backward(
+            dy, x, w, P["stride"][0], P["padding"][0], P["dilation"][0], bias=b is not None
+        )
     g = {"x": dx.reshape(v["x"].shape), "w": dw.reshape(v["w"].shape)}
     if b is not None:
         g["b"] = db
@@ -52,8 +55,11 @@ def _pool_kernel(kind):
             dx = K.maxpool2d_backward(up.reshape(y.shape), idx, x.shape)
         else:
             y = K.avgpool2d_forward(x, P["kernel"], P["stride"], P["padding"])
-            dx = K.avgpool2d_backward(up.reshape(y.shape), x.shape, P["kernel"], P["stride"], P["padding"])
+            dx = K.avgpool2d_backward(
+                up.reshape(y.shape), x.shape, P["kernel"], P["stride"], P["padding"]
+            )
         return y.reshape(up.shape), {"x": dx.reshape(v["x"].shape)}
+
     return run
 
 
@@ -116,29 +122,58 @@ def _batchnorm_kernel(d, v, up):
 
 def _lenet_kernel(d, v, up):
     from .model import lenet_loss_and_grads
+
     return lenet_loss_and_grads(d, v)
 
 
-OPS = {op.name: op for op in [
-    Op("conv1d", conv.conv1d, "1-D convolution", "5, 6", _conv_kernel),
-    Op("conv2d", conv.conv2d, "2-D convolution", "7, 8, 9", _conv_kernel),
-    Op("maxpool2d", pool.maxpool2d, "Max pooling", "10", _pool_kernel("max")),
-    Op("avgpool2d", pool.avgpool2d, "Average pooling", "10", _pool_kernel("avg")),
-    Op("linear", dense.linear, "Linear layer", "2", _linear_kernel),
-    Op("relu", dense.relu, "ReLU", "3", _relu_kernel),
-    Op("softmax", dense.softmax, "Softmax", "1", _softmax_kernel),
-    Op("softmax_cross_entropy", dense.softmax_cross_entropy, "Softmax cross-entropy", "2", _xent_kernel),
-    Op("logistic_regression", dense.logistic_regression, "Multiclass logistic regression", "2", _logreg_kernel),
-    Op("batchnorm2d", batchnorm.batchnorm2d, "Batch normalisation for CNNs", "11", _batchnorm_kernel),
-    Op("residual", dense.residual, "Skip connection y = W2 relu(W1 x) + x", "3", _residual_kernel),
-    Op("flatten", dense.flatten, "Flatten", "12", _flatten_kernel),
-    Op("lenet", lenet.lenet, "The course LeNet, layer by layer", "12", _lenet_kernel),
-]}
+OPS = {
+    op.name: op
+    for op in [
+        Op("conv1d", conv.conv1d, "1-D convolution", "5, 6", _conv_kernel),
+        Op("conv2d", conv.conv2d, "2-D convolution", "7, 8, 9", _conv_kernel),
+        Op("maxpool2d", pool.maxpool2d, "Max pooling", "10", _pool_kernel("max")),
+        Op("avgpool2d", pool.avgpool2d, "Average pooling", "10", _pool_kernel("avg")),
+        Op("linear", dense.linear, "Linear layer", "2", _linear_kernel),
+        Op("relu", dense.relu, "ReLU", "3", _relu_kernel),
+        Op("softmax", dense.softmax, "Softmax", "1", _softmax_kernel),
+        Op(
+            "softmax_cross_entropy",
+            dense.softmax_cross_entropy,
+            "Softmax cross-entropy",
+            "2",
+            _xent_kernel,
+        ),
+        Op(
+            "logistic_regression",
+            dense.logistic_regression,
+            "Multiclass logistic regression",
+            "2",
+            _logreg_kernel,
+        ),
+        Op(
+            "batchnorm2d",
+            batchnorm.batchnorm2d,
+            "Batch normalisation for CNNs",
+            "11",
+            _batchnorm_kernel,
+        ),
+        Op(
+            "residual",
+            dense.residual,
+            "Skip connection y = W2 relu(W1 x) + x",
+            "3",
+            _residual_kernel,
+        ),
+        Op("flatten", dense.flatten, "Flatten", "12", _flatten_kernel),
+        Op("lenet", lenet.lenet, "The course LeNet, layer by layer", "12", _lenet_kernel),
+    ]
+}
 
 
 def get(name):
     key = name.replace("-", "_").lower()
     if key not in OPS:
         from .symbolic.params import ParamError
+
         raise ParamError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
     return OPS[key]

@@ -14,9 +14,9 @@ import numpy as np
 import sympy as sp
 
 MAX_TERMS_PER_LINE = 4
-MAX_ENTRY_CHARS = 60       # a matrix whose entries print longer than this is listed entry by entry
-MAX_LINE_CHARS = 300       # a single term longer than this cannot be broken: summarised instead
-LINE_CHARS = 140           # LaTeX characters that fit one displayed line of subscripted math
+MAX_ENTRY_CHARS = 60  # a matrix whose entries print longer than this is listed entry by entry
+MAX_LINE_CHARS = 300  # a single term longer than this cannot be broken: summarised instead
+LINE_CHARS = 140  # LaTeX characters that fit one displayed line of subscripted math
 
 
 def tex(e):
@@ -26,7 +26,10 @@ def tex(e):
 
 def _too_long(e):
     n = len(sp.Add.make_args(e))
-    return r"\text{(an expression of %d term%s, too long to print; verify() compares it)}" % (n, "s" * (n > 1))
+    return r"\text{(an expression of %d term%s, too long to print; verify() compares it)}" % (
+        n,
+        "s" * (n > 1),
+    )
 
 
 def tex_split(e, per_line=MAX_TERMS_PER_LINE):
@@ -54,16 +57,21 @@ def tex_split(e, per_line=MAX_TERMS_PER_LINE):
     while k < len(terms):
         # as many terms as fit on a line, at most per_line
         m = 1
-        while k + m < len(terms) and m < per_line and \
-                len(tex(sp.Add(*terms[k:k + m + 1], evaluate=False))) <= LINE_CHARS:
+        while (
+            k + m < len(terms)
+            and m < per_line
+            and len(tex(sp.Add(*terms[k : k + m + 1], evaluate=False))) <= LINE_CHARS
+        ):
             m += 1
-        chunk = sp.Add(*terms[k:k + m], evaluate=False)
+        chunk = sp.Add(*terms[k : k + m], evaluate=False)
         s = tex(chunk)
         if len(s) > MAX_LINE_CHARS:
             sub = tex_split(terms[k], per_line) if m == 1 else None
             if not sub or len(sub) == 1:
                 return [_too_long(e)]
-            lines.extend(("+ " + sub[0] if k and not sub[0].startswith("-") else sub[0],) + tuple(sub[1:]))
+            lines.extend(
+                ("+ " + sub[0] if k and not sub[0].startswith("-") else sub[0],) + tuple(sub[1:])
+            )
             k += 1
             continue
         if k and not s.startswith("-"):
@@ -91,15 +99,26 @@ def jacobian_tex(J, in_shape, out_shape):
             blk = J[i]
             outer[i] = sp.Symbol(bmatrix(blk if blk.ndim else np.array([blk])))
         rows = [" & ".join(str(v) for v in row) for row in outer]
-        return (r"\left[\begin{array}{" + "c" * in_shape[1] + "} " + r" \\[2.2ex] ".join(rows)
-                + r" \end{array}\right]")
+        return (
+            r"\left[\begin{array}{"
+            + "c" * in_shape[1]
+            + "} "
+            + r" \\[2.2ex] ".join(rows)
+            + r" \end{array}\right]"
+        )
     flat = J.reshape(int(np.prod(in_shape)) if in_shape else 1, -1)
     return bmatrix(flat)
 
 
 def _name(k):
-    return {"gamma": r"\gamma", "beta": r"\beta", "W1": r"W^{(1)}", "W2": r"W^{(2)}", "b1": r"b^{(1)}",
-            "b2": r"b^{(2)}"}.get(k, k)
+    return {
+        "gamma": r"\gamma",
+        "beta": r"\beta",
+        "W1": r"W^{(1)}",
+        "W2": r"W^{(2)}",
+        "b1": r"b^{(1)}",
+        "b2": r"b^{(2)}",
+    }.get(k, k)
 
 
 def _entries(arr, sym_of):
@@ -135,6 +154,7 @@ class Doc:
 def build(d):
     """The worked solution of derivation ``d`` as a :class:`Doc`."""
     from .registry import OPS
+
     if d.op == "lenet":
         return build_lenet(d)
     op = OPS.get(d.op)
@@ -144,55 +164,93 @@ def build(d):
     doc.h(f"{title}: the gradient, derived{probs}")
     params = ", ".join(f"{k} = {_fmt(v, k)}" for k, v in d.params.items() if v is not None)
     shapes = "; ".join(f"${_name(k)}$ of shape {_shape(v.shape)}" for k, v in d._inputs.items())
-    doc.p(f"Problem. For the {title[0].lower() + title[1:] if title[1:2].islower() else title} with {params}, inputs {shapes}, derive the gradient of the "
-          f"loss $L$ with respect to every input, given the upstream gradient "
-          + (r"$\delta = \partial L / \partial y$." if _has_upstream(d) else "(the output is the loss itself).")
-          + " Indices are 1-based, as in the course notes.")
+    doc.p(
+        f"Problem. For the {title[0].lower() + title[1:] if title[1:2].islower() else title} with {params}, inputs {shapes}, derive the gradient of the "
+        f"loss $L$ with respect to every input, given the upstream gradient "
+        + (
+            r"$\delta = \partial L / \partial y$."
+            if _has_upstream(d)
+            else "(the output is the loss itself)."
+        )
+        + " Indices are 1-based, as in the course notes."
+    )
     # forward
     doc.h("Forward pass in scalar form", 2)
     out_name = "L" if not _has_upstream(d) else "y"
-    lines = [(_sym(out_name, idx) if _has_upstream(d) else "L", tex_split(e))
-             for idx, e in _entries(d._output, lambda i: i)]
+    lines = [
+        (_sym(out_name, idx) if _has_upstream(d) else "L", tex_split(e))
+        for idx, e in _entries(d._output, lambda i: i)
+    ]
     doc.p("Each output is a scalar expression of the named inputs:")
     doc.eq(lines[:24])
     if len(lines) > 24:
         doc.p(f"(and {len(lines) - 24} more entries of the same form).")
     # local derivatives
     doc.h("Local derivatives", 2)
-    doc.p(r"The Jacobian of the output with respect to each input has shape input shape + output shape "
-          r"(the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the output first): entry $[i, o]$ is "
-          r"$\partial y_o / \partial x_i$." + (" For a 2-D input it is drawn as a block matrix: "
-                                                "the block at position $(i, j)$ holds the derivatives of "
-                                                "every output with respect to $x_{i,j}$." if any(
-                                                    v.ndim == 2 for v in d._inputs.values()) else ""))
+    doc.p(
+        r"The Jacobian of the output with respect to each input has shape input shape + output shape "
+        r"(the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the output first): entry $[i, o]$ is "
+        r"$\partial y_o / \partial x_i$."
+        + (
+            " For a 2-D input it is drawn as a block matrix: "
+            "the block at position $(i, j)$ holds the derivatives of "
+            "every output with respect to $x_{i,j}$."
+            if any(v.ndim == 2 for v in d._inputs.values())
+            else ""
+        )
+    )
     for k, v in d._inputs.items():
         J = d.jacobian_array(k)
         if max(len(tex(e)) for e in J.reshape(-1)) > MAX_ENTRY_CHARS and J.size <= 400:
-            nz = [(r"\frac{\partial y_{%s}}{\partial %s}" % (",".join(str(i + 1) for i in idx[v.ndim:]) or "",
-                                                              _sym(_name(k), idx[:v.ndim])), tex_split(e))
-                  for idx, e in _entries(J, lambda i: i) if e != 0]
-            doc.p(f"The non-zero entries of the Jacobian with respect to ${_name(k)}$ (shape {_shape(J.shape)}):")
+            nz = [
+                (
+                    r"\frac{\partial y_{%s}}{\partial %s}"
+                    % (
+                        ",".join(str(i + 1) for i in idx[v.ndim :]) or "",
+                        _sym(_name(k), idx[: v.ndim]),
+                    ),
+                    tex_split(e),
+                )
+                for idx, e in _entries(J, lambda i: i)
+                if e != 0
+            ]
+            doc.p(
+                f"The non-zero entries of the Jacobian with respect to ${_name(k)}$ (shape {_shape(J.shape)}):"
+            )
             doc.eq(nz[:12])
             if len(nz) > 12:
                 doc.p(f"(and {len(nz) - 12} more non-zero entries.)")
             continue
         if J.size > 400:
-            doc.p(f"The Jacobian with respect to ${_name(k)}$ has shape {_shape(J.shape)} "
-                  f"({J.size} entries, {sum(1 for e in J.reshape(-1) if e != 0)} non-zero); it is too "
-                  f"large to print, and the chain rule below contracts it.")
+            doc.p(
+                f"The Jacobian with respect to ${_name(k)}$ has shape {_shape(J.shape)} "
+                f"({J.size} entries, {sum(1 for e in J.reshape(-1) if e != 0)} non-zero); it is too "
+                f"large to print, and the chain rule below contracts it."
+            )
             continue
-        doc.eq([(r"\frac{\partial y}{\partial " + _name(k) + "}", [jacobian_tex(J, v.shape, d._output.shape)])])
+        doc.eq(
+            [
+                (
+                    r"\frac{\partial y}{\partial " + _name(k) + "}",
+                    [jacobian_tex(J, v.shape, d._output.shape)],
+                )
+            ]
+        )
     # chain rule
     doc.h("Chain rule", 2)
     if _has_upstream(d):
-        doc.p(r"The gradient is the Jacobian contracted with the upstream gradient: "
-              r"$\frac{\partial L}{\partial x_i} = \sum_o \frac{\partial y_o}{\partial x_i}\,\delta_o$.")
+        doc.p(
+            r"The gradient is the Jacobian contracted with the upstream gradient: "
+            r"$\frac{\partial L}{\partial x_i} = \sum_o \frac{\partial y_o}{\partial x_i}\,\delta_o$."
+        )
     else:
         doc.p(r"The output is the loss, so the gradient is the Jacobian itself.")
     for k, v in d._inputs.items():
         ch = d.chain_array(k)
-        rows = [(r"\frac{\partial L}{\partial " + _sym(_name(k), idx) + "}", tex_split(e))
-                for idx, e in _entries(ch, lambda i: i)]
+        rows = [
+            (r"\frac{\partial L}{\partial " + _sym(_name(k), idx) + "}", tex_split(e))
+            for idx, e in _entries(ch, lambda i: i)
+        ]
         doc.eq(rows[:16])
         if len(rows) > 16:
             doc.p(f"(and {len(rows) - 16} more entries.)")
@@ -202,23 +260,34 @@ def build(d):
         rule = d.rules.get(k, "")
         doc.p(f"Rule for ${_name(k)}$: {_rule_tex(rule)}.")
         g = d.grad_array(k)
-        if g.ndim == 2 and g.size <= 36 and max(len(tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS:
+        if (
+            g.ndim == 2
+            and g.size <= 36
+            and max(len(tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS
+        ):
             doc.eq([(r"\frac{\partial L}{\partial " + _name(k) + "}", [bmatrix(g)])])
         else:
-            rows = [(r"\frac{\partial L}{\partial " + _sym(_name(k), idx) + "}", tex_split(e))
-                    for idx, e in _entries(g, lambda i: i)]
+            rows = [
+                (r"\frac{\partial L}{\partial " + _sym(_name(k), idx) + "}", tex_split(e))
+                for idx, e in _entries(g, lambda i: i)
+            ]
             doc.eq(rows[:16])
     extra = _op_specific(d)
     doc.blocks.extend(extra)
     doc.h("Proof", 2)
-    how = {"expand": "expanding the difference of the two to a polynomial that is identically zero",
-           "rational": r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a rational "
-                       r"function, to zero",
-           "radical": r"writing $\sqrt{\sigma^2 + \epsilon}$ as a positive symbol $S$ (the chain rule "
-                      r"differentiates $\sigma^2$ explicitly) and expanding the numerator of the difference "
-                      r"to zero"}.get(d.proof, d.proof)
-    doc.p(f"For every entry, the closed form equals the chain rule: derivgrad proved it symbolically by {how}"
-          + (" (" + "; ".join(d.notes) + ")" if d.notes else "") + ".")
+    how = {
+        "expand": "expanding the difference of the two to a polynomial that is identically zero",
+        "rational": r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a rational "
+        r"function, to zero",
+        "radical": r"writing $\sqrt{\sigma^2 + \epsilon}$ as a positive symbol $S$ (the chain rule "
+        r"differentiates $\sigma^2$ explicitly) and expanding the numerator of the difference "
+        r"to zero",
+    }.get(d.proof, d.proof)
+    doc.p(
+        f"For every entry, the closed form equals the chain rule: derivgrad proved it symbolically by {how}"
+        + (" (" + "; ".join(d.notes) + ")" if d.notes else "")
+        + "."
+    )
     return doc
 
 
@@ -228,12 +297,14 @@ def build_lenet(d):
     whole network."""
     doc = Doc()
     P, X = d.params, d.extra
-    doc.h(f"The course LeNet, layer by layer (worked problem 12)")
+    doc.h("The course LeNet, layer by layer (worked problem 12)")
     sh = X["shapes"]
-    doc.p(f"Problem. A reduced instance of the homework network: input ${P['input'][0]}\\times{P['input'][1]}$, "
-          f"conv {P['filters']}@${P['kernel']}\\times{P['kernel']}$ with bias → max-pool $2\\times2$/2 → flatten "
-          f"({sh['flat'][0]}) → fc {P['hidden']} → ReLU → fc {P['classes']} → softmax cross-entropy with label "
-          f"$y = {P['label']}$. Derive the gradient of $L$ with respect to every parameter.")
+    doc.p(
+        f"Problem. A reduced instance of the homework network: input ${P['input'][0]}\\times{P['input'][1]}$, "
+        f"conv {P['filters']}@${P['kernel']}\\times{P['kernel']}$ with bias → max-pool $2\\times2$/2 → flatten "
+        f"({sh['flat'][0]}) → fc {P['hidden']} → ReLU → fc {P['classes']} → softmax cross-entropy with label "
+        f"$y = {P['label']}$. Derive the gradient of $L$ with respect to every parameter."
+    )
     doc.h("Forward pass in scalar form", 2)
     V = X["display"]
     conv = [(_sym("z", i), tex_split(e)) for i, e in _entries(X["conv"], lambda i: i)]
@@ -241,21 +312,28 @@ def build_lenet(d):
     doc.eq(conv[:8])
     if len(conv) > 8:
         doc.p(f"(and {len(conv) - 8} more entries of the same form).")
-    doc.p(r"Max pooling $m$, flattening $f = \operatorname{vec}(m)$, the hidden layer $h$, $a = \operatorname{relu}(h)$, "
-          r"the logits $s$, $p = \operatorname{softmax}(s)$ and $L = -\log p_y$:")
+    doc.p(
+        r"Max pooling $m$, flattening $f = \operatorname{vec}(m)$, the hidden layer $h$, $a = \operatorname{relu}(h)$, "
+        r"the logits $s$, $p = \operatorname{softmax}(s)$ and $L = -\log p_y$:"
+    )
     rows = [(_sym("m", i), [tex(e)]) for i, e in _entries(V["pooled"], lambda i: i)]
     rows += [(_sym("h", i), tex_split(e)) for i, e in _entries(V["h_expr"], lambda i: i)]
     rows += [(_sym("s", i), tex_split(e)) for i, e in _entries(V["s_expr"], lambda i: i)]
     rows += [("L", [r"-\log p_{%d} = -s_{%d} + \log \sum_j e^{s_j}" % (P["label"], P["label"])])]
     doc.eq(rows)
     doc.h("Backward pass, layer by layer", 2)
-    doc.p(r"Each $\delta$ is the gradient of $L$ with respect to that layer's output, from the end to the beginning "
-          r"(read it in reverse order, as the notes advise):")
+    doc.p(
+        r"Each $\delta$ is the gradient of $L$ with respect to that layer's output, from the end to the beginning "
+        r"(read it in reverse order, as the notes advise):"
+    )
     D = V["deltas"]
-    names = [("z", r"\delta^{(s)}", "logits: $p - e_y$"), ("a", r"\delta^{(a)}", r"$W^{(2)\top} \delta^{(s)}$"),
-             ("h", r"\delta^{(h)}", r"$\delta^{(a)} \odot \mathbf{1}[h > 0]$"),
-             ("f", r"\delta^{(f)}", r"$W^{(1)\top} \delta^{(h)}$, reshaped to the pooled maps"),
-             ("conv", r"\delta^{(z)}", "routed to the first maximum of each pooling window")]
+    names = [
+        ("z", r"\delta^{(s)}", "logits: $p - e_y$"),
+        ("a", r"\delta^{(a)}", r"$W^{(2)\top} \delta^{(s)}$"),
+        ("h", r"\delta^{(h)}", r"$\delta^{(a)} \odot \mathbf{1}[h > 0]$"),
+        ("f", r"\delta^{(f)}", r"$W^{(1)\top} \delta^{(h)}$, reshaped to the pooled maps"),
+        ("conv", r"\delta^{(z)}", "routed to the first maximum of each pooling window"),
+    ]
     for key, sym, what in names:
         doc.p(f"${sym}$: {what}.")
         doc.eq([(_sym(sym, i), tex_split(e)) for i, e in _entries(D[key], lambda i: i)][:12])
@@ -263,12 +341,16 @@ def build_lenet(d):
     for k in d._closed:
         doc.p(f"${_name(k)}$: {_rule_tex(d.rules[k])}.")
     doc.h("Parameter counts of the full network", 2)
-    doc.p("With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): conv "
-          "20·25 + 20 = 520, fc1 2880·500 + 500 = 1,440,500, fc2 500·10 + 10 = 5,010; 1,446,030 in all.")
+    doc.p(
+        "With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): conv "
+        "20·25 + 20 = 520, fc1 2880·500 + 500 = 1,440,500, fc2 500·10 + 10 = 5,010; 1,446,030 in all."
+    )
     doc.h("Proof", 2)
-    doc.p("derivgrad differentiated $L$ directly with respect to every parameter (the chain rule through the whole "
-          "network, as SymPy's derivative of one expression) and proved it equal to the layer-by-layer result above, "
-          "entry by entry, by writing every $e^{a}$ as a positive symbol and cancelling the difference to zero.")
+    doc.p(
+        "derivgrad differentiated $L$ directly with respect to every parameter (the chain rule through the whole "
+        "network, as SymPy's derivative of one expression) and proved it equal to the layer-by-layer result above, "
+        "entry by entry, by writing every $e^{a}$ as a positive symbol and cancelling the difference to zero."
+    )
     return doc
 
 
@@ -289,10 +371,26 @@ def _shape(s):
     return "(" + ", ".join(map(str, s)) + ")" if s else "()"
 
 
-_RULE_TEX = [("⋆", r"\star "), ("ᵀ", r"^\top "), ("⊙", r"\odot "), ("Σ", r"\sum "), ("δ", r"\delta "),
-             ("γ", r"\gamma "), ("σ²", r"\sigma^2 "), ("ε", r"\epsilon "), ("√", r"\sqrt"), ("x̂", r"\hat x "),
-             ("∈", r"\in "), ("∋", r"\ni "), ("∇", r"\nabla "), ("−", "-"), ("⟨", r"\langle "),
-             ("⟩", r"\rangle "), ("β", r"\beta "), ("1[", r"\mathbf{1}[")]
+_RULE_TEX = [
+    ("⋆", r"\star "),
+    ("ᵀ", r"^\top "),
+    ("⊙", r"\odot "),
+    ("Σ", r"\sum "),
+    ("δ", r"\delta "),
+    ("γ", r"\gamma "),
+    ("σ²", r"\sigma^2 "),
+    ("ε", r"\epsilon "),
+    ("√", r"\sqrt"),
+    ("x̂", r"\hat x "),
+    ("∈", r"\in "),
+    ("∋", r"\ni "),
+    ("∇", r"\nabla "),
+    ("−", "-"),
+    ("⟨", r"\langle "),
+    ("⟩", r"\rangle "),
+    ("β", r"\beta "),
+    ("1[", r"\mathbf{1}["),
+]
 
 
 def _rule_tex(rule):
@@ -305,11 +403,19 @@ def _rule_tex(rule):
     head = re.sub(r"\bW([12])", r"W^{(\1)}", head)
     for a, b in _RULE_TEX:
         head = head.replace(a, b)
-    head = re.sub(r"\b(crop|pad|dilate|rot180|reshape|mean)_([a-z])\(", r"\\operatorname{\1}_{\2}(", head)
-    head = re.sub(r"\b(crop|pad|dilate|rot180|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head)
+    head = re.sub(
+        r"\b(crop|pad|dilate|rot180|reshape|mean)_([a-z])\(", r"\\operatorname{\1}_{\2}(", head
+    )
+    head = re.sub(
+        r"\b(crop|pad|dilate|rot180|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
+    )
     head = re.sub(r"\bargmax_([a-z])", r"\\operatorname{argmax}_{\1}", head)
     head = re.sub(r"_(?!\{)([A-Za-z0-9]+)", r"_{\1}", head)
-    head = head.replace("dX", r"\mathrm{d}X").replace("dW", r"\mathrm{d}W").replace("db", r"\mathrm{d}b")
+    head = (
+        head.replace("dX", r"\mathrm{d}X")
+        .replace("dW", r"\mathrm{d}W")
+        .replace("db", r"\mathrm{d}b")
+    )
     out = f"${head.strip()}$"
     if tail:
         t = tail
@@ -323,29 +429,59 @@ def _rule_tex(rule):
 def _op_specific(d):
     """Extra steps: conv's padding and flipping, softmax's closed Jacobian."""
     out = []
-    if d.op in ("conv2d", "conv1d") and d.params["batch"] == 1 and d.params["channels"] == 1 \
-            and d.params["filters"] == 1:
+    if (
+        d.op in ("conv2d", "conv1d")
+        and d.params["batch"] == 1
+        and d.params["channels"] == 1
+        and d.params["filters"] == 1
+    ):
         from .symbolic.conv import full_upstream, rotated_filter
+
         ks, s, dl = d.params["kernel"], d.params["stride"], d.params["dilation"]
-        P = full_upstream(d._upstream, ks, s, dl)          # the rule's own steps, not a copy
+        P = full_upstream(d._upstream, ks, s, dl)  # the rule's own steps, not a copy
         R = rotated_filter(d._inputs["w"], dl)
         out.append(("h", (2, "The compact rule: pad, flip, correlate")))
-        out.append(("p", "How much to pad follows from the sizes: a full correlation of a map of size "
-                         r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
-                         r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
-                         "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:"))
-        out.append(("eq", [(r"\operatorname{pad}(\delta)", [bmatrix(P)]),
-                           (r"\operatorname{rot180}(w)", [bmatrix(R)])]))
-        out.append(("p", r"and $\partial L/\partial x = \operatorname{crop}_p(\operatorname{pad}(\delta) \star "
-                         r"\operatorname{rot180}(w))$, while $\partial L/\partial w = x \star \delta$."))
+        out.append(
+            (
+                "p",
+                "How much to pad follows from the sizes: a full correlation of a map of size "
+                r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
+                r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
+                "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
+            )
+        )
+        out.append(
+            (
+                "eq",
+                [
+                    (r"\operatorname{pad}(\delta)", [bmatrix(P)]),
+                    (r"\operatorname{rot180}(w)", [bmatrix(R)]),
+                ],
+            )
+        )
+        out.append(
+            (
+                "p",
+                r"and $\partial L/\partial x = \operatorname{crop}_p(\operatorname{pad}(\delta) \star "
+                r"\operatorname{rot180}(w))$, while $\partial L/\partial w = x \star \delta$.",
+            )
+        )
     if d.op == "softmax":
         J = d.closed_jacobian()
         k = J.shape[0]
         p = sp.symbols(f"p_1:{k + 1}")
-        Jp = np.array([[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)], dtype=object)
+        Jp = np.array(
+            [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)],
+            dtype=object,
+        )
         out.append(("h", (2, "The softmax Jacobian")))
-        out.append(("p", r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = p_i(\delta_{ij} - "
-                         r"p_j)$, that is $\nabla p_i = p_i(e_i - p)$ and"))
+        out.append(
+            (
+                "p",
+                r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = p_i(\delta_{ij} - "
+                r"p_j)$, that is $\nabla p_i = p_i(e_i - p)$ and",
+            )
+        )
         out.append(("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]))
     return out
 
@@ -373,8 +509,10 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 def _align_rows(rows):
     """``(lhs, [fragments])`` pairs as align rows, continuation lines indented."""
-    return " \\\\\n".join(f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:])
-                           for lhs, frags in rows)
+    return " \\\\\n".join(
+        f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:])
+        for lhs, frags in rows
+    )
 
 
 def _latex_blocks(doc, numbered=False):
@@ -385,7 +523,9 @@ def _latex_blocks(doc, numbered=False):
             if numbered and level == 1:
                 out.append("\\section{%s}" % _escape(text))
             else:
-                out.append(("\\section*{%s}" if level == 1 else "\\subsection*{%s}") % _escape(text))
+                out.append(
+                    ("\\section*{%s}" if level == 1 else "\\subsection*{%s}") % _escape(text)
+                )
         elif kind == "p":
             out.append(_escape_text(x) + "\n")
         else:
@@ -402,9 +542,19 @@ def _escape_text(t):
     # text with inline $...$ math: escape only outside math
     parts = t.split("$")
     for i in range(0, len(parts), 2):
-        parts[i] = _escape(parts[i]).replace("δ", r"$\delta$").replace("−", "-").replace("⋆", r"$\star$") \
-            .replace("Σ", r"$\sum$").replace("ᵀ", r"$^\top$").replace("→", r"$\to$") \
-            .replace("·", r"$\cdot$").replace("∈", r"$\in$").replace("≥", r"$\geq$").replace("ε", r"$\epsilon$")
+        parts[i] = (
+            _escape(parts[i])
+            .replace("δ", r"$\delta$")
+            .replace("−", "-")
+            .replace("⋆", r"$\star$")
+            .replace("Σ", r"$\sum$")
+            .replace("ᵀ", r"$^\top$")
+            .replace("→", r"$\to$")
+            .replace("·", r"$\cdot$")
+            .replace("∈", r"$\in$")
+            .replace("≥", r"$\geq$")
+            .replace("ε", r"$\epsilon$")
+        )
     return "$".join(parts)
 
 
@@ -467,17 +617,25 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
     import subprocess
     import tempfile
     from pathlib import Path
+
     exe = shutil.which(engine)
     if exe is None:
-        raise FileNotFoundError(f"no TeX engine found ({engine}); install one, e.g. "
-                                f"'apt-get install texlive-latex-base texlive-latex-recommended', "
-                                f"or write the .tex with -o and compile it elsewhere")
+        raise FileNotFoundError(
+            f"no TeX engine found ({engine}); install one, e.g. "
+            f"'apt-get install texlive-latex-base texlive-latex-recommended', "
+            f"or write the .tex with -o and compile it elsewhere"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "doc.tex"
         src.write_text(tex_source)
-        for _ in range(2):      # twice, for the table of contents
-            r = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp,
-                               capture_output=True, text=True, timeout=timeout)
+        for _ in range(2):  # twice, for the table of contents
+            r = subprocess.run(
+                [exe, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             if r.returncode:
                 err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
                 raise RuntimeError(f"{engine} failed: {err}")

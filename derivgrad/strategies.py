@@ -15,8 +15,6 @@ most cases (a reduction over the wrong axis passes when they are equal).
 import numpy as np
 from hypothesis import strategies as st
 
-from derivgrad.kernels import output_size
-
 
 @st.composite
 def _conv2d(draw, ndim=2):
@@ -25,10 +23,16 @@ def _conv2d(draw, ndim=2):
     p = [draw(st.integers(0, 2)) for _ in range(ndim)]
     d = [draw(st.integers(1, 2)) for _ in range(ndim)]
     size = [draw(st.integers(max(1, dd * (kk - 1) + 1 - 2 * pp), 5)) for kk, pp, dd in zip(k, p, d)]
-    out = dict(channels=draw(st.integers(1, 2)), filters=draw(st.integers(1, 2)), batch=draw(st.integers(1, 2)),
-               bias=draw(st.booleans()))
+    out = dict(
+        channels=draw(st.integers(1, 2)),
+        filters=draw(st.integers(1, 2)),
+        batch=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+    )
     if ndim == 2:
-        out.update(input=tuple(size), kernel=tuple(k), stride=tuple(s), padding=tuple(p), dilation=tuple(d))
+        out.update(
+            input=tuple(size), kernel=tuple(k), stride=tuple(s), padding=tuple(p), dilation=tuple(d)
+        )
     else:
         out.update(input=size[0], kernel=k[0], stride=s[0], padding=p[0], dilation=d[0])
     return out
@@ -37,9 +41,12 @@ def _conv2d(draw, ndim=2):
 @st.composite
 def _pool(draw):
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    s = (draw(st.integers(1, k[0])), draw(st.integers(1, k[1])))      # overlapping windows too
+    s = (draw(st.integers(1, k[0])), draw(st.integers(1, k[1])))  # overlapping windows too
     p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
-    size = (draw(st.integers(max(1, k[0] - 2 * p[0]), 5)), draw(st.integers(max(1, k[1] - 2 * p[1]), 5)))
+    size = (
+        draw(st.integers(max(1, k[0] - 2 * p[0]), 5)),
+        draw(st.integers(max(1, k[1] - 2 * p[1]), 5)),
+    )
     return dict(input=size, kernel=k, stride=s, padding=p, channels=draw(st.integers(1, 2)))
 
 
@@ -65,16 +72,23 @@ PARAMS = {
     "conv1d": _conv2d(1),
     "maxpool2d": _pool(),
     "avgpool2d": _pool(),
-    "linear": st.fixed_dictionaries(dict(features=st.integers(1, 4), outputs=st.integers(1, 3),
-                                         batch=st.integers(1, 3), bias=st.booleans())),
+    "linear": st.fixed_dictionaries(
+        dict(
+            features=st.integers(1, 4),
+            outputs=st.integers(1, 3),
+            batch=st.integers(1, 3),
+            bias=st.booleans(),
+        )
+    ),
     "relu": st.fixed_dictionaries(dict(features=st.integers(1, 5))),
     "softmax": st.fixed_dictionaries(dict(classes=st.integers(2, 5))),
     "softmax_cross_entropy": _classes_label(),
     "logistic_regression": _classes_label(features=st.integers(1, 3)),
     "batchnorm2d": _batchnorm(),
     "residual": st.fixed_dictionaries(dict(features=st.integers(1, 3), hidden=st.integers(1, 3))),
-    "flatten": st.fixed_dictionaries(dict(input=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-                                          channels=st.integers(1, 2))),
+    "flatten": st.fixed_dictionaries(
+        dict(input=st.tuples(st.integers(1, 3), st.integers(1, 3)), channels=st.integers(1, 2))
+    ),
     "lenet": st.just({}),
 }
 

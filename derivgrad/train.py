@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from . import checkpoint as ckpt
-from .errors import DivergedError
 from . import data as mnist
+from .errors import DivergedError
 from .model import SGD, Adam, lenet
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -27,11 +27,12 @@ def prepare(images, normalize):
 def evaluate(net, x, y, batch=1000):
     correct, loss = 0, 0.0
     from derivgrad.kernels import softmax_cross_entropy_forward
+
     for i in range(0, len(y), batch):
-        logits = net.forward(x[i:i + batch])
-        l, p = softmax_cross_entropy_forward(logits, y[i:i + batch])
+        logits = net.forward(x[i : i + batch])
+        l, p = softmax_cross_entropy_forward(logits, y[i : i + batch])
         loss += l * len(p)
-        correct += int((p.argmax(1) == y[i:i + batch]).sum())
+        correct += int((p.argmax(1) == y[i : i + batch]).sum())
     return loss / len(y), correct / len(y)
 
 
@@ -54,8 +55,10 @@ def _load_state(net, arrays, where):
         for k, v in named.items():
             a = arrays.get(f"{prefix}.{k}")
             if a is None or a.shape != v.shape:
-                raise ckpt.CheckpointError(f"{where}: {'parameter' if prefix == 'p' else 'buffer'} {k} "
-                                           f"missing or of the wrong shape")
+                raise ckpt.CheckpointError(
+                    f"{where}: {'parameter' if prefix == 'p' else 'buffer'} {k} "
+                    f"missing or of the wrong shape"
+                )
             v[...] = a
 
 
@@ -66,22 +69,31 @@ def _arch(cfg):
 def train(cfg, log=print, progress=True):
     """Run training as ``cfg`` says (the command line's options); returns the metrics dict."""
     data = mnist.load(cfg.get("data"))
-    xtr, ytr = prepare(data["train_images"], cfg["normalize"]), data["train_labels"].astype(np.int64)
+    xtr, ytr = (
+        prepare(data["train_images"], cfg["normalize"]),
+        data["train_labels"].astype(np.int64),
+    )
     xte, yte = prepare(data["test_images"], cfg["normalize"]), data["test_labels"].astype(np.int64)
     if cfg.get("limit"):
-        xtr, ytr = xtr[:cfg["limit"]], ytr[:cfg["limit"]]
-    net = lenet(cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], cfg["seed"])
+        xtr, ytr = xtr[: cfg["limit"]], ytr[: cfg["limit"]]
+    net = lenet(
+        cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], cfg["seed"]
+    )
     params = net.named_params()
     opt = make_optimizer(cfg, params)
     start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
     if cfg.get("resume"):
         arrays, meta = ckpt.load(cfg["checkpoint"])
         if meta.get("arch") != _arch(cfg):
-            raise ckpt.CheckpointError(f"{cfg['checkpoint']}: checkpoint is for architecture {meta.get('arch')} "
-                                       f"but this run builds {_arch(cfg)}; pass the same --filters/--hidden/"
-                                       f"--kernel/--batchnorm or start without --resume")
+            raise ckpt.CheckpointError(
+                f"{cfg['checkpoint']}: checkpoint is for architecture {meta.get('arch')} "
+                f"but this run builds {_arch(cfg)}; pass the same --filters/--hidden/"
+                f"--kernel/--batchnorm or start without --resume"
+            )
         _load_state(net, arrays, cfg["checkpoint"])
-        opt.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": meta["steps"]})
+        opt.load_state_dict(
+            {k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": meta["steps"]}
+        )
         start_epoch, start_batch, history = meta["epoch"], meta["batch"], meta["history"]
         partial = tuple(meta["partial"])
         log(f"resumed from {cfg['checkpoint']} at epoch {start_epoch + 1}, batch {start_batch}")
@@ -96,9 +108,19 @@ def train(cfg, log=print, progress=True):
         arrays |= {f"b.{k}": v for k, v in net.named_buffers().items()}
         st = opt.state_dict()
         arrays |= {f"o.{k}": v for k, v in st.items() if k != "steps"}
-        ckpt.save(cfg["checkpoint"], arrays, dict(arch=_arch(cfg), config={k: v for k, v in cfg.items() if k != "resume"},
-                                                 epoch=epoch, batch=batch, steps=st["steps"], history=history,
-                                                 partial=list(partial)))
+        ckpt.save(
+            cfg["checkpoint"],
+            arrays,
+            dict(
+                arch=_arch(cfg),
+                config={k: v for k, v in cfg.items() if k != "resume"},
+                epoch=epoch,
+                batch=batch,
+                steps=st["steps"],
+                history=history,
+                partial=list(partial),
+            ),
+        )
 
     # make the first-call JIT cost visible: compile (or load from the cache) on one tiny batch
     t_jit = time.perf_counter()
@@ -117,17 +139,25 @@ def train(cfg, log=print, progress=True):
         for epoch in range(start_epoch, cfg["epochs"]):
             perm = np.random.default_rng([cfg["seed"], epoch]).permutation(len(ytr))
             loss_sum, correct, seen = partial if epoch == start_epoch else (0.0, 0, 0)
-            bar = _bar(progress, n_batches, epoch, cfg["epochs"], start_batch if epoch == start_epoch else 0)
+            bar = _bar(
+                progress,
+                n_batches,
+                epoch,
+                cfg["epochs"],
+                start_batch if epoch == start_epoch else 0,
+            )
             t0 = time.perf_counter()
             for b in range(start_batch if epoch == start_epoch else 0, n_batches):
-                idx = perm[b * bs:(b + 1) * bs]
+                idx = perm[b * bs : (b + 1) * bs]
                 if hasattr(opt, "lr"):
                     opt.lr = lr_at(cfg, epoch, b, n_batches)
                 loss, probs = net.loss_and_grads(xtr[idx], ytr[idx])
                 if not np.isfinite(loss):
-                    raise DivergedError(f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
-                                        f"(lr {opt.lr if hasattr(opt, 'lr') else cfg['lr']:g}); lower --lr. The last "
-                                        f"checkpoint, if any, is from before the divergence.")
+                    raise DivergedError(
+                        f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
+                        f"(lr {getattr(opt, 'lr', cfg['lr']):g}); lower --lr. The last "
+                        f"checkpoint, if any, is from before the divergence."
+                    )
                 opt.step(net.named_grads())
                 loss_sum += loss * len(idx)
                 correct += int((probs.argmax(1) == ytr[idx]).sum())
@@ -135,29 +165,50 @@ def train(cfg, log=print, progress=True):
                 if bar is not None:
                     bar.update(1)
                     if b % 20 == 0:
-                        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                        sps=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}")
+                        bar.set_postfix(
+                            loss=f"{loss_sum / seen:.4f}",
+                            acc=f"{correct / seen:.4f}",
+                            sps=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}",
+                        )
             if bar is not None:
                 bar.close()
             train_time = time.perf_counter() - t0
             test_loss, test_acc = evaluate(net, xte, yte)
-            history.append(dict(epoch=epoch + 1, train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
-                                test_loss=test_loss, test_acc=test_acc, seconds=train_time,
-                                samples_per_s=seen / max(train_time, 1e-9)))
-            log(f"epoch {epoch + 1}/{cfg['epochs']}: train loss {loss_sum / max(seen, 1):.4f} acc "
+            history.append(
+                dict(
+                    epoch=epoch + 1,
+                    train_loss=loss_sum / max(seen, 1),
+                    train_acc=correct / max(seen, 1),
+                    test_loss=test_loss,
+                    test_acc=test_acc,
+                    seconds=train_time,
+                    samples_per_s=seen / max(train_time, 1e-9),
+                )
+            )
+            log(
+                f"epoch {epoch + 1}/{cfg['epochs']}: train loss {loss_sum / max(seen, 1):.4f} acc "
                 f"{correct / max(seen, 1):.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                f"{train_time:.1f} s, {seen / max(train_time, 1e-9):.0f} samples/s")
+                f"{train_time:.1f} s, {seen / max(train_time, 1e-9):.0f} samples/s"
+            )
             save(epoch + 1, 0, (0.0, 0, 0))
             partial = (0.0, 0, 0)
     except KeyboardInterrupt:
         # the batch b was not applied if the interrupt came inside it: resume at b
         save(epoch, b, (loss_sum, correct, seen))
-        log(f"interrupted at epoch {epoch + 1}, batch {b}; checkpoint written to {cfg.get('checkpoint')}"
-            if cfg.get("checkpoint") else "interrupted (no --checkpoint given, nothing saved)")
+        log(
+            f"interrupted at epoch {epoch + 1}, batch {b}; "
+            f"checkpoint written to {cfg.get('checkpoint')}"
+            if cfg.get("checkpoint")
+            else "interrupted (no --checkpoint given, nothing saved)"
+        )
         raise
     metrics = dict(history[-1]) if history else {}
-    metrics.update(total_seconds=time.perf_counter() - t_start, params=net.n_params(),
-                   epochs=cfg["epochs"], history=history)
+    metrics.update(
+        total_seconds=time.perf_counter() - t_start,
+        params=net.n_params(),
+        epochs=cfg["epochs"],
+        history=history,
+    )
     if cfg.get("plot"):
         plot(history, cfg["plot"])
         log(f"plot written to {cfg['plot']}")
@@ -171,13 +222,17 @@ def _bar(progress, total, epoch, epochs, initial):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+    return tqdm(
+        total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False
+    )
 
 
 def plot(history, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
@@ -203,12 +258,30 @@ def predict(checkpoint_path, images):
     else:
         x = prepare(np.clip(images * 255.0, 0, 255), cfg["normalize"])
     from derivgrad.kernels import softmax
+
     return softmax(net.forward(x))
 
 
-DEFAULTS = dict(data=None, epochs=3, batch_size=64, lr=0.01, momentum=0.9, optimizer="sgd", weight_decay=0.0,
-                seed=0, checkpoint=None, resume=False, plot=None, filters=20, kernel=5, hidden=500,
-                batchnorm=False, normalize=False, schedule="constant", limit=None)
+DEFAULTS = dict(
+    data=None,
+    epochs=3,
+    batch_size=64,
+    lr=0.01,
+    momentum=0.9,
+    optimizer="sgd",
+    weight_decay=0.0,
+    seed=0,
+    checkpoint=None,
+    resume=False,
+    plot=None,
+    filters=20,
+    kernel=5,
+    hidden=500,
+    batchnorm=False,
+    normalize=False,
+    schedule="constant",
+    limit=None,
+)
 
 
 def config(**overrides):
@@ -218,4 +291,10 @@ def config(**overrides):
 
 
 def metrics_line(metrics):
-    return json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items() if k != "history"})
+    return json.dumps(
+        {
+            k: (round(v, 6) if isinstance(v, float) else v)
+            for k, v in metrics.items()
+            if k != "history"
+        }
+    )

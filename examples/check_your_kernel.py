@@ -28,7 +28,7 @@ def my_conv2d_backward(dy, x, w, stride, padding, dilation):
                     cols = slice(j * sw, j * sw + dw_ * (KW - 1) + 1, dw_)
                     dxp[n, :, rows, cols] += dy[n, o, i, j] * w[o]
                     dw[o] += dy[n, o, i, j] * xp[n, :, rows, cols]
-    return dxp[:, :, ph:ph + H, pw:pw + W], dw, dy.sum(axis=(0, 2, 3))
+    return dxp[:, :, ph : ph + H, pw : pw + W], dw, dy.sum(axis=(0, 2, 3))
 
 
 def as_face(backward):
@@ -46,20 +46,28 @@ def as_face(backward):
         if "b" in v:
             g["b"] = db
         return y.reshape(up.shape), g
+
     return face
 
 
 def without_flip(dy, x, w, stride, padding, dilation):
     # a classic mistake: the input gradient with an unrotated filter
-    return my_conv2d_backward(dy, x, w[:, :, ::-1, ::-1].copy(), stride, padding, dilation)[:1] + \
-        my_conv2d_backward(dy, x, w, stride, padding, dilation)[1:]
+    return (
+        my_conv2d_backward(dy, x, w[:, :, ::-1, ::-1].copy(), stride, padding, dilation)[:1]
+        + my_conv2d_backward(dy, x, w, stride, padding, dilation)[1:]
+    )
 
 
 if __name__ == "__main__":
     good = check_op("conv2d", examples=25, seed=0, kernel=as_face(my_conv2d_backward))
-    print(f"my_conv2d_backward: {good.cases} cases, largest error {good.max_error:.1e}, "
-          f"{'PASS' if good.passed else 'FAIL: ' + good.message}")
+    print(
+        f"my_conv2d_backward: {good.cases} cases, largest error {good.max_error:.1e}, "
+        f"{'PASS' if good.passed else 'FAIL: ' + good.message}"
+    )
     # shrinking makes hypothesis look for the smallest failing configuration
     bad = check_op("conv2d", examples=25, seed=0, kernel=as_face(without_flip))
-    print(f"without_flip: {'PASS (the check missed the bug!)' if bad.passed else 'caught: ' + bad.message}")
+    print(
+        "without_flip: "
+        + ("PASS (the check missed the bug!)" if bad.passed else "caught: " + bad.message)
+    )
     print(f"  smallest failing case: {bad.command}")

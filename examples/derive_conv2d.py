@@ -17,10 +17,10 @@ out.mkdir(parents=True, exist_ok=True)
 # A 3x3 input and a 2x2 filter, as in worked problem 7.
 d = derivgrad.derive("conv2d", input=(3, 3), kernel=(2, 2), bias=False)
 
-print("Jacobian dY/dX has shape", d.jacobian("x").shape)   # input shape + output shape
-print("closed form dL/dX =", d.grad("x"))                    # pad(δ, 1) ⋆ rot180(W)
+print("Jacobian dY/dX has shape", d.jacobian("x").shape)  # input shape + output shape
+print("closed form dL/dX =", d.grad("x"))  # pad(δ, 1) ⋆ rot180(W)
 print("rule:", d.rules["x"])
-print("proved equal to the chain rule:", d.verify())          # symbolic, not by sampling
+print("proved equal to the chain rule:", d.verify())  # symbolic, not by sampling
 
 tex = d.latex()
 (out / "conv2d.tex").write_text(tex)

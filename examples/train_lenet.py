@@ -20,8 +20,14 @@ out = Path(a.out)
 out.mkdir(parents=True, exist_ok=True)
 
 # SGD with momentum, the setting the course compares with PyTorch
-cfg = config(data=a.data, epochs=a.epochs, limit=a.limit or None, lr=0.01, momentum=0.9,
-             checkpoint=str(out / "lenet.npz"))
+cfg = config(
+    data=a.data,
+    epochs=a.epochs,
+    limit=a.limit or None,
+    lr=0.01,
+    momentum=0.9,
+    checkpoint=str(out / "lenet.npz"),
+)
 metrics, net = train(cfg, progress=False)
 plot(metrics["history"], out / "lenet_curves.png")
 print(f"test accuracy {100 * metrics['test_acc']:.2f}%; curves in {out / 'lenet_curves.png'}")

@@ -13,7 +13,7 @@ from derivgrad.worked import document
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 out.mkdir(parents=True, exist_ok=True)
-tex = document("latex")                      # every derivation is built and rendered here
+tex = document("latex")  # every derivation is built and rendered here
 (out / "worked_problems.tex").write_text(tex)
 (out / "worked_problems.md").write_text(document("markdown"))
 print("wrote", out / "worked_problems.tex", "and", out / "worked_problems.md")

@@ -4,21 +4,43 @@ Layout NCHW, PyTorch's conventions (see each function).  Every public function v
 its arguments in Python before compiled code runs.  Imports NumPy and Numba only.
 """
 
-from .activation import (relu_backward, relu_forward, softmax, softmax_cross_entropy_backward,
-                         softmax_cross_entropy_forward)
+from ._geometry import output_size
+from .activation import (
+    relu_backward,
+    relu_forward,
+    softmax,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
 from .batchnorm import BatchNormCache, batchnorm2d_backward, batchnorm2d_forward
 from .conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
-from ._geometry import output_size
 from .im2col import col2im, im2col
 from .linear import linear_backward, linear_forward
 from .optim import adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
-    "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-    "linear_forward", "linear_backward", "relu_forward", "relu_backward", "softmax",
-    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
-    "batchnorm2d_forward", "batchnorm2d_backward", "BatchNormCache", "im2col", "col2im",
-    "output_size", "sgd_update", "adam_update",
+    "conv2d_forward",
+    "conv2d_backward",
+    "conv1d_forward",
+    "conv1d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "softmax",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "batchnorm2d_forward",
+    "batchnorm2d_backward",
+    "BatchNormCache",
+    "im2col",
+    "col2im",
+    "output_size",
+    "sgd_update",
+    "adam_update",
 ]

@@ -3,7 +3,6 @@ blocks or rows, each iteration owning its outputs)."""
 
 import math
 
-import numpy as np
 from numba import prange
 
 from ._config import parallel, serial

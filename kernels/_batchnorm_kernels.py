@@ -1,8 +1,6 @@
 """Compiled batch-norm kernels: per-channel statistics (one channel per parallel
 iteration, float64 accumulators), then an elementwise pass parallel over (n, c) planes."""
 
-import math
-
 import numpy as np
 from numba import prange
 

@@ -34,13 +34,14 @@ def conv_forward(x, wmat, b, geo, rows, ws, tmp, y):
             g0 = u * rows
             g1 = min(G, g0 + rows)
             m = (g1 - g0) * WO
-            cols = ws[ch, :R * m].reshape(R, m)
+            cols = ws[ch, : R * m].reshape(R, m)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
                 h0 = max(g0 - n * HO, 0)
                 h1 = min(g1 - n * HO, HO)
-                im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m,
-                             (n * HO + h0 - g0) * WO)
-            out = tmp[ch, :CO * m].reshape(CO, m)
+                im2col_block(
+                    x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, (n * HO + h0 - g0) * WO
+                )
+            out = tmp[ch, : CO * m].reshape(CO, m)
             np.dot(wmat, cols, out)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
                 h0 = max(g0 - n * HO, 0)
@@ -48,8 +49,8 @@ def conv_forward(x, wmat, b, geo, rows, ws, tmp, y):
                 c0 = (n * HO + h0 - g0) * WO
                 L = (h1 - h0) * WO
                 for co in range(CO):
-                    dst = y[n, co, h0 * WO:h1 * WO]
-                    src = out[co, c0:c0 + L]
+                    dst = y[n, co, h0 * WO : h1 * WO]
+                    src = out[co, c0 : c0 + L]
                     bias = b[co]
                     for i in range(L):
                         dst[i] = src[i] + bias
@@ -76,8 +77,8 @@ def conv_weight_grad(dy, x, geo, rows, ws, dyws, dwp):
             g0 = u * rows
             g1 = min(G, g0 + rows)
             m = (g1 - g0) * WO
-            cols = ws[ch, :R * m].reshape(R, m)
-            dyb = dyws[ch, :CO * m].reshape(CO, m)
+            cols = ws[ch, : R * m].reshape(R, m)
+            dyb = dyws[ch, : CO * m].reshape(CO, m)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
                 h0 = max(g0 - n * HO, 0)
                 h1 = min(g1 - n * HO, HO)
@@ -85,7 +86,7 @@ def conv_weight_grad(dy, x, geo, rows, ws, dyws, dwp):
                 im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0)
                 L = (h1 - h0) * WO
                 for co in range(CO):
-                    dyb[co, c0:c0 + L] = dy[n, co, h0 * WO:h1 * WO]
+                    dyb[co, c0 : c0 + L] = dy[n, co, h0 * WO : h1 * WO]
             np.dot(dyb, cols.T, part)
             acc += part
 
@@ -116,11 +117,11 @@ def conv_input_grad(dy, wT, geo, nb, cblk, ws, dyws, dx):
             if n1 - n0 == 1:
                 dyg = dy[n0]
             else:
-                dyg = dyws[ch, :CO * m].reshape(CO, m)
+                dyg = dyws[ch, : CO * m].reshape(CO, m)
                 for n in range(n0, n1):
                     for co in range(CO):
-                        dyg[co, (n - n0) * HW:(n - n0 + 1) * HW] = dy[n, co]
-            dcols = ws[ch, :rb * m].reshape(rb, m)
-            np.dot(wT[c0 * KK:c1 * KK], dyg, dcols)
+                        dyg[co, (n - n0) * HW : (n - n0 + 1) * HW] = dy[n, co]
+            dcols = ws[ch, : rb * m].reshape(rb, m)
+            np.dot(wT[c0 * KK : c1 * KK], dyg, dcols)
             for n in range(n0, n1):
                 col2im_block(ws[ch], m, (n - n0) * HW, c0, c1, geo, H, W, dx[n].reshape(-1))

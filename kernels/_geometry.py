@@ -23,4 +23,6 @@ def window_span(k, dilation=1):
 
 def output_shape2d(hw, kernel, stride, padding, dilation):
     """``(HO, WO)`` for an ``(H, W)`` input and ``(kh, kw)``-style pairs."""
-    return tuple(output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2))
+    return tuple(
+        output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2)
+    )

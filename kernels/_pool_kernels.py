@@ -1,11 +1,9 @@
 """Compiled pooling kernels.  Each ``(n, c)`` plane is one parallel iteration that owns its
 output plane, so overlapping windows never make two iterations write one element."""
 
-import numpy as np
 from numba import prange
 
 from ._config import parallel
-from ._window_kernels import valid_range
 
 
 @parallel

@@ -31,7 +31,9 @@ def _is_int(v):
 def int_param(op, name, value, minimum):
     """An integer hyper-parameter ``>= minimum`` (bools and floats are refused)."""
     if not _is_int(value):
-        raise TypeError(f"{op}: {name} must be an int, got {value!r} of type {type(value).__name__}")
+        raise TypeError(
+            f"{op}: {name} must be an int, got {value!r} of type {type(value).__name__}"
+        )
     if value < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
     return int(value)
@@ -41,8 +43,10 @@ def pair(op, name, value, minimum):
     """An int or a pair of ints, each ``>= minimum``; returns a 2-tuple of Python ints."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r} "
-                             f"of length {len(value)}")
+            raise ValueError(
+                f"{op}: {name} must be an int or a pair of ints, got {value!r} "
+                f"of length {len(value)}"
+            )
         return tuple(int_param(op, f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
     v = int_param(op, name, value, minimum)
     return (v, v)
@@ -67,8 +71,10 @@ def float_array(op, name, x, ndim, layout=None):
             raise TypeError(f"{op}: {name} is required, got None")
         x = np.asarray(x)
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: {name} must be a float32 or float64 array, got dtype {x.dtype}; "
-                        f"convert it with {name}.astype(np.float32)")
+        raise TypeError(
+            f"{op}: {name} must be a float32 or float64 array, got dtype {x.dtype}; "
+            f"convert it with {name}.astype(np.float32)"
+        )
     if x.ndim != ndim:
         want = layout or f"{ndim} dimensions"
         raise ValueError(f"{op}: {name} must have rank {ndim} {want}, got shape {x.shape}")
@@ -83,8 +89,10 @@ def same_dtype(op, **arrays):
     dt = items[0][1].dtype
     for k, a in items[1:]:
         if a.dtype != dt:
-            raise TypeError(f"{op}: {k} has dtype {a.dtype} but {items[0][0]} has dtype {dt}; "
-                            f"mixed dtypes are refused (no silent upcast), cast one of them")
+            raise TypeError(
+                f"{op}: {k} has dtype {a.dtype} but {items[0][0]} has dtype {dt}; "
+                f"mixed dtypes are refused (no silent upcast), cast one of them"
+            )
     return dt
 
 
@@ -92,8 +100,10 @@ def vector(op, name, a, n, dtype, layout):
     """A float vector of length ``n`` and the given dtype (e.g. a bias ``[C_out]``)."""
     a = float_array(op, name, a, 1, layout)
     if a.dtype != dtype:
-        raise TypeError(f"{op}: {name} has dtype {a.dtype} but the input has dtype {dtype}; "
-                        f"mixed dtypes are refused (no silent upcast), cast one of them")
+        raise TypeError(
+            f"{op}: {name} has dtype {a.dtype} but the input has dtype {dtype}; "
+            f"mixed dtypes are refused (no silent upcast), cast one of them"
+        )
     shape_is(op, name, a, (n,), layout)
     return a
 
@@ -101,16 +111,20 @@ def vector(op, name, a, n, dtype, layout):
 def shape_is(op, name, a, needed, layout):
     """``a.shape == needed``; ``layout`` describes the expected shape in words."""
     if tuple(a.shape) != tuple(needed):
-        raise ValueError(f"{op}: {name} must have shape {layout} = {tuple(needed)}, got {tuple(a.shape)}")
+        raise ValueError(
+            f"{op}: {name} must have shape {layout} = {tuple(needed)}, got {tuple(a.shape)}"
+        )
 
 
 def fits(op, axis, n, k, stride, padding, dilation):
     """The (dilated) window fits in the padded input along one axis."""
     span = window_span(k, dilation)
     if span > n + 2 * padding:
-        raise ValueError(f"{op}: the window along {axis} spans {span} (kernel {k}, dilation {dilation}) "
-                         f"but the padded input is only {n} + 2*{padding} = {n + 2 * padding} long; "
-                         f"use a smaller kernel or more padding")
+        raise ValueError(
+            f"{op}: the window along {axis} spans {span} (kernel {k}, dilation {dilation}) "
+            f"but the padded input is only {n} + 2*{padding} = {n + 2 * padding} long; "
+            f"use a smaller kernel or more padding"
+        )
 
 
 def labels_array(op, labels, n, classes):
@@ -124,7 +138,9 @@ def labels_array(op, labels, n, classes):
         raise ValueError(f"{op}: labels must have shape [N] = ({n},), got {lab.shape}")
     if n and (lab.min() < 0 or lab.max() >= classes):
         bad = lab[(lab < 0) | (lab >= classes)][0]
-        raise ValueError(f"{op}: labels must lie in [0, {classes}) for {classes} classes, found {bad}")
+        raise ValueError(
+            f"{op}: labels must lie in [0, {classes}) for {classes} classes, found {bad}"
+        )
     return np.ascontiguousarray(lab, dtype=np.int64)
 
 

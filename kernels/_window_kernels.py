@@ -111,8 +111,19 @@ def im2col_all(x, geo, out):
         n = t // C
         c = t % C
         # rows of channel c start at (c*KK)*HW in the sample's flat output
-        im2col_block(x[n].reshape(-1), H, W, c, c + 1, 0, geo[8], geo,
-                     out[n].reshape(-1)[c * KK * HW:], HW, 0)
+        im2col_block(
+            x[n].reshape(-1),
+            H,
+            W,
+            c,
+            c + 1,
+            0,
+            geo[8],
+            geo,
+            out[n].reshape(-1)[c * KK * HW :],
+            HW,
+            0,
+        )
 
 
 @parallel
@@ -124,8 +135,9 @@ def col2im_all(cols, geo, dx):
     for t in prange(N * C):
         n = t // C
         c = t % C
-        col2im_block(cols[n].reshape(-1)[c * KK * HW:], HW, 0, c, c + 1, geo, H, W,
-                     dx[n].reshape(-1))
+        col2im_block(
+            cols[n].reshape(-1)[c * KK * HW :], HW, 0, c, c + 1, geo, H, W, dx[n].reshape(-1)
+        )
 
 
 @parallel

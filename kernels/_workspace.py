@@ -11,8 +11,6 @@ import numpy as np
 _local = threading.local()
 
 
-
-
 def buffer(name, size, dtype):
     """A 1-D array of at least ``size`` elements of ``dtype``; contents are undefined."""
     bufs = getattr(_local, "bufs", None)

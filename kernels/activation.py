@@ -9,7 +9,13 @@ or contains NaN gives NaN.
 import numpy as np
 
 from . import _validate as v
-from ._activation_kernels import relu_bwd, relu_fwd, softmax_rows, softmax_xent_grad, softmax_xent_rows
+from ._activation_kernels import (
+    relu_bwd,
+    relu_fwd,
+    softmax_rows,
+    softmax_xent_grad,
+    softmax_xent_rows,
+)
 
 
 def _any_rank(op, name, x):

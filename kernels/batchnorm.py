@@ -23,6 +23,7 @@ from ._batchnorm_kernels import channel_moments, grad_sums, input_grad, normaliz
 class BatchNormCache(NamedTuple):
     """What the backward needs: ``xhat (N, C, H, W)``, ``invstd (C,)`` (float64),
     ``gamma (C,)`` and whether the statistics came from the batch (``training``)."""
+
     xhat: np.ndarray
     invstd: np.ndarray
     gamma: np.ndarray
@@ -33,8 +34,10 @@ def _channel_vector(op, name, a, C, dtype, writable=False):
     a = v.float_array(op, name, a, 1, "[C]") if not writable else a
     if writable:
         if not isinstance(a, np.ndarray) or a.ndim != 1:
-            raise TypeError(f"{op}: {name} must be a 1-D float ndarray of shape [C] = ({C},) that is "
-                            f"updated in place, got {type(a).__name__} {getattr(a, 'shape', '')}")
+            raise TypeError(
+                f"{op}: {name} must be a 1-D float ndarray of shape [C] = ({C},) that is "
+                f"updated in place, got {type(a).__name__} {getattr(a, 'shape', '')}"
+            )
         if not a.flags.writeable:
             raise ValueError(f"{op}: {name} is read-only but training updates it in place")
     v.shape_is(op, name, a, (C,), "[C]")
@@ -43,8 +46,9 @@ def _channel_vector(op, name, a, C, dtype, writable=False):
     return a
 
 
-def batchnorm2d_forward(x, gamma, beta, eps=1e-5, training=True,
-                        running_mean=None, running_var=None, momentum=0.1):
+def batchnorm2d_forward(
+    x, gamma, beta, eps=1e-5, training=True, running_mean=None, running_var=None, momentum=0.1
+):
     r"""Batch norm of ``x (N, C, H, W)`` with per-channel ``gamma``, ``beta`` ``(C,)``.
 
     Training (``training=True``) uses the batch statistics and, when ``running_mean`` and
@@ -64,24 +68,34 @@ def batchnorm2d_forward(x, gamma, beta, eps=1e-5, training=True,
     gamma = _channel_vector(op, "gamma", gamma, C, x.dtype)
     beta = _channel_vector(op, "beta", beta, C, x.dtype)
     for name, val, lo, hi in (("eps", eps, 0.0, np.inf), ("momentum", momentum, 0.0, 1.0)):
-        if isinstance(val, bool) or not isinstance(val, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(val) or not (lo < val <= hi if name == "eps" else lo <= val <= hi):
-            raise ValueError(f"{op}: {name} must be a finite number in "
-                             f"{'(0, inf)' if name == 'eps' else '[0, 1]'}, got {val!r}")
+        if (
+            isinstance(val, bool)
+            or not isinstance(val, (int, float, np.floating, np.integer))
+            or not np.isfinite(val)
+            or not (lo < val <= hi if name == "eps" else lo <= val <= hi)
+        ):
+            raise ValueError(
+                f"{op}: {name} must be a finite number in "
+                f"{'(0, inf)' if name == 'eps' else '[0, 1]'}, got {val!r}"
+            )
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{op}: training must be a bool, got {training!r}")
     have_running = (running_mean is not None, running_var is not None)
     if have_running[0] != have_running[1]:
         raise ValueError(f"{op}: give both running_mean and running_var or neither")
     if have_running[0]:
-        running_mean = _channel_vector(op, "running_mean", running_mean, C, x.dtype, writable=training)
+        running_mean = _channel_vector(
+            op, "running_mean", running_mean, C, x.dtype, writable=training
+        )
         running_var = _channel_vector(op, "running_var", running_var, C, x.dtype, writable=training)
     x3 = x.reshape(N, C, H * W)
     M = N * H * W
     if training:
         if M < 2:
-            raise ValueError(f"{op}: training needs more than one value per channel, got x of shape "
-                             f"{x.shape} (N*H*W = {M})")
+            raise ValueError(
+                f"{op}: training needs more than one value per channel, got x of shape "
+                f"{x.shape} (N*H*W = {M})"
+            )
         mean, var = channel_moments(x3)
         if have_running[0]:
             running_mean *= 1 - momentum
@@ -90,7 +104,9 @@ def batchnorm2d_forward(x, gamma, beta, eps=1e-5, training=True,
             running_var += (momentum * var * (M / (M - 1))).astype(x.dtype)
     else:
         if not have_running[0]:
-            raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
+            raise ValueError(
+                f"{op}: evaluation (training=False) needs running_mean and running_var"
+            )
         mean = running_mean.astype(np.float64)
         var = running_var.astype(np.float64)
         if np.any(var + eps <= 0):
@@ -110,8 +126,10 @@ def batchnorm2d_backward(dy, cache):
     """
     op = "batchnorm2d_backward"
     if not isinstance(cache, BatchNormCache):
-        raise TypeError(f"{op}: cache must be the BatchNormCache returned by batchnorm2d_forward, "
-                        f"got {type(cache).__name__}")
+        raise TypeError(
+            f"{op}: cache must be the BatchNormCache returned by batchnorm2d_forward, "
+            f"got {type(cache).__name__}"
+        )
     dy = v.float_array(op, "dy", dy, 4, "[N, C, H, W]")
     v.shape_is(op, "dy", dy, cache.xhat.shape, "the forward's x.shape")
     v.same_dtype(op, dy=dy, xhat=cache.xhat)

@@ -41,8 +41,10 @@ def _input_and_weights(op, x, w, ndim, x_layout, w_layout):
     v.nonempty(op, "x", x)
     v.nonempty(op, "w", w)
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: w must have shape {w_layout} with C_in = {x.shape[1]} "
-                         f"(the channels of x {x.shape}), got {w.shape}")
+        raise ValueError(
+            f"{op}: w must have shape {w_layout} with C_in = {x.shape[1]} "
+            f"(the channels of x {x.shape}), got {w.shape}"
+        )
     return x, w
 
 

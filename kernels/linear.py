@@ -28,8 +28,10 @@ def _params(op, x, w):
     w = v.float_array(op, "w", w, 2, "[out_features, in_features]")
     v.same_dtype(op, x=x, w=w)
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"{op}: w must have shape [out_features, in_features] with in_features = "
-                         f"{x.shape[1]} (from x {x.shape}), got {w.shape}")
+        raise ValueError(
+            f"{op}: w must have shape [out_features, in_features] with in_features = "
+            f"{x.shape[1]} (from x {x.shape}), got {w.shape}"
+        )
     return x, w
 
 

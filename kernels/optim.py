@@ -33,11 +33,24 @@ def sgd_update(p, g, v, lr, momentum=0.0, weight_decay=0.0, first=False):
     """Update ``p`` (and the momentum buffer ``v``) in place; all three share shape and dtype."""
     op = "sgd_update"
     for name, a in (("p", p), ("g", g), ("v", v)):
-        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or not a.flags.writeable and name != "g":
+        if (
+            not isinstance(a, np.ndarray)
+            or not a.flags.c_contiguous
+            or not a.flags.writeable
+            and name != "g"
+        ):
             raise ValueError(f"{op}: {name} must be a writable C-contiguous ndarray")
         val.shape_is(op, name, a, p.shape, "p.shape")
     val.same_dtype(op, p=p, g=g, v=v)
-    _sgd(p.reshape(-1), g.reshape(-1), v.reshape(-1), float(lr), float(momentum), float(weight_decay), bool(first))
+    _sgd(
+        p.reshape(-1),
+        g.reshape(-1),
+        v.reshape(-1),
+        float(lr),
+        float(momentum),
+        float(weight_decay),
+        bool(first),
+    )
 
 
 @parallel
@@ -61,5 +74,16 @@ def adam_update(p, g, m, v, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, 
     val.same_dtype(op, p=p, g=g, m=m, v=v)
     step = val.int_param(op, "step", step, 1)
     b1, b2 = betas
-    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr), float(b1), float(b2),
-          float(eps), float(weight_decay), 1.0 - b1 ** step, 1.0 - b2 ** step)
+    _adam(
+        p.reshape(-1),
+        g.reshape(-1),
+        m.reshape(-1),
+        v.reshape(-1),
+        float(lr),
+        float(b1),
+        float(b2),
+        float(eps),
+        float(weight_decay),
+        1.0 - b1**step,
+        1.0 - b2**step,
+    )

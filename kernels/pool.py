@@ -20,8 +20,10 @@ def _params(op, input_shape, kernel_size, stride, padding):
     p = v.pair(op, "padding", padding, 0)
     for i, axis in enumerate(("H", "W")):
         if 2 * p[i] > k[i]:
-            raise ValueError(f"{op}: padding along {axis} must be at most half the kernel "
-                             f"({k[i]} // 2 = {k[i] // 2}), got {p[i]}")
+            raise ValueError(
+                f"{op}: padding along {axis} must be at most half the kernel "
+                f"({k[i]} // 2 = {k[i] // 2}), got {p[i]}"
+            )
         v.fits(op, axis, input_shape[2 + i], k[i], s[i], p[i], 1)
     return k, s, p, output_shape2d(input_shape[2:], k, s, p, (1, 1))
 
@@ -72,15 +74,21 @@ def maxpool2d_backward(dy, indices, input_shape):
     dy = v.float_array(op, "dy", dy, 4, "[N, C, H_out, W_out]")
     N, C, H, W = _input_shape(op, input_shape)
     if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
-        raise TypeError(f"{op}: indices must be the integer array returned by maxpool2d_forward, "
-                        f"got {type(indices).__name__} {getattr(indices, 'dtype', '')}")
+        raise TypeError(
+            f"{op}: indices must be the integer array returned by maxpool2d_forward, "
+            f"got {type(indices).__name__} {getattr(indices, 'dtype', '')}"
+        )
     v.shape_is(op, "indices", indices, dy.shape, "dy.shape")
     if dy.shape[:2] != (N, C):
-        raise ValueError(f"{op}: dy must have shape [N, C, H_out, W_out] with (N, C) = {(N, C)} "
-                         f"from input_shape, got {dy.shape}")
+        raise ValueError(
+            f"{op}: dy must have shape [N, C, H_out, W_out] with (N, C) = {(N, C)} "
+            f"from input_shape, got {dy.shape}"
+        )
     if indices.size and (indices.min() < 0 or indices.max() >= H * W):
-        raise ValueError(f"{op}: indices must lie in [0, H*W) = [0, {H * W}) for input_shape "
-                         f"{(N, C, H, W)}, found values in [{indices.min()}, {indices.max()}]")
+        raise ValueError(
+            f"{op}: indices must lie in [0, H*W) = [0, {H * W}) for input_shape "
+            f"{(N, C, H, W)}, found values in [{indices.min()}, {indices.max()}]"
+        )
     idx = np.ascontiguousarray(indices, dtype=np.int64)
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
     maxpool_bwd(dy, idx, dx)

@@ -10,9 +10,14 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/naive.py
 
-common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-              print_blob=True)
+common = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
 settings.register_profile("default", max_examples=40, **common)
 settings.register_profile("ci", max_examples=40, derandomize=True, **common)
 settings.register_profile("thorough", max_examples=1000, **common)
-settings.load_profile(os.environ.get("DERIVGRAD_PROFILE", "ci" if os.environ.get("CI") else "default"))
+settings.load_profile(
+    os.environ.get("DERIVGRAD_PROFILE", "ci" if os.environ.get("CI") else "default")
+)

@@ -9,8 +9,10 @@ import sympy as sp
 
 from derivgrad.symbolic.functions import FirstMax, Relu, Step, WindowMax
 
-TOKEN = re.compile(r"\s*(\\begin\{bmatrix\}|\\end\{bmatrix\}|\\left|\\right|\\Big|\\big|\\frac|\\mathbf\{1\}|"
-                   r"\\operatorname\{relu\}|\\max|\\sqrt|\\log|\\[A-Za-z]+|\d+\.\d+|\d+|[A-Za-z]|[{}()\[\]^_+\-,&=<>]|\\\\)")
+TOKEN = re.compile(
+    r"\s*(\\begin\{bmatrix\}|\\end\{bmatrix\}|\\left|\\right|\\Big|\\big|\\frac|\\mathbf\{1\}|"
+    r"\\operatorname\{relu\}|\\max|\\sqrt|\\log|\\[A-Za-z]+|\d+\.\d+|\d+|[A-Za-z]|[{}()\[\]^_+\-,&=<>]|\\\\)"
+)
 
 
 def tokens(s):
@@ -21,7 +23,7 @@ def tokens(s):
             break
         m = TOKEN.match(s, pos)
         if not m:
-            raise ValueError(f"cannot tokenise {s[pos:pos + 20]!r}")
+            raise ValueError(f"cannot tokenise {s[pos : pos + 20]!r}")
         t = m.group(1)
         if t not in (r"\left", r"\right", r"\Big", r"\big"):
             out.append(t)
@@ -57,7 +59,20 @@ class Parser:
 
     def product(self):
         f = [self.power()]
-        while self.peek() not in (None, "+", "-", ")", "}", "]", ",", "&", "\\\\", ">", "=", r"\end{bmatrix}"):
+        while self.peek() not in (
+            None,
+            "+",
+            "-",
+            ")",
+            "}",
+            "]",
+            ",",
+            "&",
+            "\\\\",
+            ">",
+            "=",
+            r"\end{bmatrix}",
+        ):
             f.append(self.power())
         return sp.Mul(*f)
 
@@ -111,7 +126,7 @@ class Parser:
         if t == r"\mathbf{1}":
             self.take("[")
             e = self.expr()
-            if self.peek() == "=":                       # 1[a_k = max(a_1, ..., a_K)]
+            if self.peek() == "=":  # 1[a_k = max(a_1, ..., a_K)]
                 self.take("=")
                 self.take(r"\max")
                 self.take("(")
@@ -162,5 +177,5 @@ def parse(s):
     p = Parser(s)
     e = p.expr()
     if p.peek() is not None:
-        raise ValueError(f"trailing tokens {p.t[p.i:]}")
+        raise ValueError(f"trailing tokens {p.t[p.i :]}")
     return e

@@ -21,8 +21,12 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
     y = np.zeros((N, CO, HO, WO))
     for kh in range(KH):
         for kw in range(KW):
-            patch = xp[:, :, kh * dh: kh * dh + sh * (HO - 1) + 1: sh,
-                       kw * dw: kw * dw + sw * (WO - 1) + 1: sw]          # (N, C, HO, WO)
+            patch = xp[
+                :,
+                :,
+                kh * dh : kh * dh + sh * (HO - 1) + 1 : sh,
+                kw * dw : kw * dw + sw * (WO - 1) + 1 : sw,
+            ]  # (N, C, HO, WO)
             y += np.einsum("nchw,oc->nohw", patch, w[:, :, kh, kw])
     if b is not None:
         y += np.asarray(b, np.float64)[None, :, None, None]
@@ -43,11 +47,15 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1):
     dw_ = np.zeros_like(w)
     for kh in range(KH):
         for kw in range(KW):
-            sl = (slice(None), slice(None), slice(kh * dh, kh * dh + sh * (HO - 1) + 1, sh),
-                  slice(kw * dw, kw * dw + sw * (WO - 1) + 1, sw))
+            sl = (
+                slice(None),
+                slice(None),
+                slice(kh * dh, kh * dh + sh * (HO - 1) + 1, sh),
+                slice(kw * dw, kw * dw + sw * (WO - 1) + 1, sw),
+            )
             dw_[:, :, kh, kw] = np.einsum("nohw,nchw->oc", dy, xp[sl])
             dxp[sl] += np.einsum("nohw,oc->nchw", dy, w[:, :, kh, kw])
-    dx = dxp[:, :, ph:ph + H, pw:pw + W]
+    dx = dxp[:, :, ph : ph + H, pw : pw + W]
     return dx, dw_, dy.sum(axis=(0, 2, 3))
 
 
@@ -91,8 +99,13 @@ def avgpool2d(x, k, s=None, p=0):
     """Average pooling as a convolution of each (n, c) plane with a 1/(KH KW) box filter."""
     (kh_, kw_) = _pair(k)
     N, C = x.shape[:2]
-    y = conv2d(np.asarray(x, np.float64).reshape(N * C, 1, *x.shape[2:]),
-               np.full((1, 1, kh_, kw_), 1.0 / (kh_ * kw_)), None, s if s is not None else k, p)
+    y = conv2d(
+        np.asarray(x, np.float64).reshape(N * C, 1, *x.shape[2:]),
+        np.full((1, 1, kh_, kw_), 1.0 / (kh_ * kw_)),
+        None,
+        s if s is not None else k,
+        p,
+    )
     return y.reshape(N, C, *y.shape[2:])
 
 
@@ -100,8 +113,13 @@ def avgpool2d_backward(dy, shape, k, s=None, p=0):
     (kh_, kw_) = _pair(k)
     N, C, H, W = shape
     dy = np.asarray(dy, np.float64)
-    dx, _, _ = conv2d_backward(dy.reshape(N * C, 1, *dy.shape[2:]), np.zeros((N * C, 1, H, W)),
-                               np.full((1, 1, kh_, kw_), 1.0 / (kh_ * kw_)), s if s is not None else k, p)
+    dx, _, _ = conv2d_backward(
+        dy.reshape(N * C, 1, *dy.shape[2:]),
+        np.zeros((N * C, 1, H, W)),
+        np.full((1, 1, kh_, kw_), 1.0 / (kh_ * kw_)),
+        s if s is not None else k,
+        p,
+    )
     return dx.reshape(shape)
 
 
@@ -115,8 +133,12 @@ def im2col(x, k, s=1, p=0, d=1):
     cols = np.empty((N, C, KH, KW, HO, WO))
     for kh in range(KH):
         for kw in range(KW):
-            cols[:, :, kh, kw] = xp[:, :, kh * dh: kh * dh + sh * (HO - 1) + 1: sh,
-                                    kw * dw: kw * dw + sw * (WO - 1) + 1: sw]
+            cols[:, :, kh, kw] = xp[
+                :,
+                :,
+                kh * dh : kh * dh + sh * (HO - 1) + 1 : sh,
+                kw * dw : kw * dw + sw * (WO - 1) + 1 : sw,
+            ]
     return cols.reshape(N, C * KH * KW, HO * WO)
 
 
@@ -140,7 +162,7 @@ def batchnorm2d(x, gamma, beta, eps):
     worked problem 11, with the textbook fully connected formulas."""
     x = np.asarray(x, np.float64)
     N, C, H, W = x.shape
-    X = x.transpose(0, 2, 3, 1).reshape(-1, C)            # (B, C) with B = N*H*W
+    X = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (B, C) with B = N*H*W
     mu = X.mean(0)
     var = X.var(0)
     xh = (X - mu) / np.sqrt(var + eps)

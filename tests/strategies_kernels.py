@@ -24,9 +24,16 @@ def conv2d_config(draw, max_side=9):
     W = draw(st.integers(max(1, dw * (KW - 1) + 1 - 2 * pw), max_side + 2))
     as_pairs = draw(st.booleans())
     hp = lambda a, b: (a, b) if as_pairs or a != b else a
-    return dict(shape_x=(N, C, H, W), shape_w=(CO, C, KH, KW), stride=hp(sh, sw),
-                padding=hp(ph, pw), dilation=hp(dh, dw), bias=draw(st.booleans()),
-                dtype=draw(DTYPES), seed=draw(st.integers(0, 2**31 - 1)))
+    return dict(
+        shape_x=(N, C, H, W),
+        shape_w=(CO, C, KH, KW),
+        stride=hp(sh, sw),
+        padding=hp(ph, pw),
+        dilation=hp(dh, dw),
+        bias=draw(st.booleans()),
+        dtype=draw(DTYPES),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
 
 
 @st.composite
@@ -39,8 +46,14 @@ def pool_config(draw, max_side=10):
     H = draw(st.integers(max(1, KH - 2 * ph), max_side))
     W = draw(st.integers(max(1, KW - 2 * pw), max_side))
     stride = draw(st.sampled_from([None, (sh, sw)]))
-    return dict(shape=(N, C, H, W), kernel_size=(KH, KW), stride=stride, padding=(ph, pw),
-                dtype=draw(DTYPES), seed=draw(st.integers(0, 2**31 - 1)))
+    return dict(
+        shape=(N, C, H, W),
+        kernel_size=(KH, KW),
+        stride=stride,
+        padding=(ph, pw),
+        dtype=draw(DTYPES),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
 
 
 def arrays(seed, dtype, *shapes, distinct_values=False):

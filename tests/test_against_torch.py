@@ -4,7 +4,6 @@ independent oracle; the core suite stands without it)."""
 import numpy as np
 import pytest
 from hypothesis import given
-
 from strategies_kernels import arrays, conv2d_config, pool_config
 from tolerances import assert_close
 
@@ -23,7 +22,7 @@ def test_conv2d_vs_torch(cfg):
     hp = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
     xt, wt, bt = _t(x), _t(w), _t(b)
     yt = F.conv2d(xt, wt, bt, **hp)
-    dy, = arrays(cfg["seed"] + 1, np.float64, tuple(yt.shape))
+    (dy,) = arrays(cfg["seed"] + 1, np.float64, tuple(yt.shape))
     yt.backward(torch.tensor(dy))
     assert_close(K.conv2d_forward(x, w, b, **hp), yt.detach().numpy(), np.float64, "y")
     for got, ref in zip(K.conv2d_backward(dy, x, w, **hp), (xt.grad, wt.grad, bt.grad)):
@@ -32,11 +31,11 @@ def test_conv2d_vs_torch(cfg):
 
 @given(pool_config())
 def test_pooling_vs_torch(cfg):
-    x, = arrays(cfg["seed"], np.float64, cfg["shape"], distinct_values=True)
+    (x,) = arrays(cfg["seed"], np.float64, cfg["shape"], distinct_values=True)
     hp = dict(kernel_size=cfg["kernel_size"], stride=cfg["stride"], padding=cfg["padding"])
     xt = _t(x)
     yt, it = F.max_pool2d(xt, **hp, return_indices=True)
-    dy, = arrays(cfg["seed"] + 1, np.float64, tuple(yt.shape))
+    (dy,) = arrays(cfg["seed"] + 1, np.float64, tuple(yt.shape))
     yt.backward(torch.tensor(dy))
     y, idx = K.maxpool2d_forward(x, **hp)
     assert_close(y, yt.detach().numpy(), np.float64)

@@ -26,6 +26,7 @@ def test_every_op_passes_its_checks(name):
 
 def _conv_with(dx_fn=None, dw_fn=None, db_fn=None):
     """The registry's conv face with one gradient replaced by a buggy computation."""
+
     def face(d, v, up):
         y, g = _conv_kernel(d, v, up)
         P = d.params
@@ -42,6 +43,7 @@ def _conv_with(dx_fn=None, dw_fn=None, db_fn=None):
         if db_fn and "b" in g:
             g["b"] = db_fn(dy)
         return y, g
+
     return face
 
 
@@ -69,9 +71,16 @@ def racy_bias_sum(dy):
     return (flat * keep).sum(axis=1)
 
 
-@pytest.mark.parametrize("bug", [dict(dx_fn=missing_flip), dict(dx_fn=off_by_one_padding),
-                                 dict(dw_fn=dropped_batch_element), dict(db_fn=racy_bias_sum)],
-                         ids=["missing flip", "off-by-one padding", "dropped batch element", "race"])
+@pytest.mark.parametrize(
+    "bug",
+    [
+        dict(dx_fn=missing_flip),
+        dict(dx_fn=off_by_one_padding),
+        dict(dw_fn=dropped_batch_element),
+        dict(db_fn=racy_bias_sum),
+    ],
+    ids=["missing flip", "off-by-one padding", "dropped batch element", "race"],
+)
 def test_planted_conv_bugs_are_caught(bug):
     r = check_op("conv2d", examples=40, seed=0, kernel=_conv_with(**bug), shrink=False)
     assert not r.passed
@@ -81,12 +90,14 @@ def test_planted_conv_bugs_are_caught(bug):
 def test_planted_batchnorm_bug_is_caught():
     """dx without its −x̂·mean(δ x̂) term.  An all-ones upstream cannot see this bug (the
     term is x̂·mean(x̂) = 0 then); the checks draw a non-uniform upstream and catch it."""
+
     def buggy(d, v, up):
         y, g = _batchnorm_kernel(d, v, up)
         _, cache = K.batchnorm2d_forward(v["x"], v["gamma"], v["beta"], eps=1e-5)
         term = (up * cache.xhat).mean(axis=(0, 2, 3), keepdims=True) * cache.xhat
         g["x"] = g["x"] + (cache.gamma * cache.invstd)[None, :, None, None] * term
         return y, g
+
     assert not check_op("batchnorm2d", examples=20, kernel=buggy, shrink=False).passed
     # and the same bug really is invisible to an all-ones upstream:
     d = OPS["batchnorm2d"].build(batch=2, channels=1, input=(1, 2))
@@ -105,25 +116,34 @@ def test_a_correct_replacement_kernel_passes():
         w = v["w"].reshape(d.extra["w_full"].shape)
         b = v.get("b")
         y = naive.conv2d(x, w, b, P["stride"], P["padding"], P["dilation"])
-        dx, dw, db = naive.conv2d_backward(up.reshape(y.shape), x, w, P["stride"], P["padding"], P["dilation"])
+        dx, dw, db = naive.conv2d_backward(
+            up.reshape(y.shape), x, w, P["stride"], P["padding"], P["dilation"]
+        )
         g = {"x": dx.reshape(v["x"].shape), "w": dw.reshape(v["w"].shape)}
         if b is not None:
             g["b"] = db
         return y.reshape(up.shape), g
+
     assert check_op("conv2d", examples=10, kernel=mine).passed
 
 
 def test_check_command_prints_the_table():
-    out = subprocess.run([sys.executable, "-m", "derivgrad", "check", "relu", "softmax", "--examples", "3"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "derivgrad", "check", "relu", "softmax", "--examples", "3"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     assert "relu" in out.stdout and "pass" in out.stdout and "largest error" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "derivgrad", "check", "nosuchop"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "derivgrad", "check", "nosuchop"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "unknown op" in bad.stderr
 
 
 def test_symbolic_oracle_mode_of_gradcheck():
     import derivgrad
+
     d = derivgrad.derive("linear", features=3, outputs=2)
     rng = np.random.default_rng(0)
     x, W, b = rng.standard_normal(3), rng.standard_normal((2, 3)), rng.standard_normal(2)
@@ -132,12 +152,21 @@ def test_symbolic_oracle_mode_of_gradcheck():
     good = dict(x=W.T @ up, W=np.outer(up, x), b=up)
     derivgrad.gradcheck(f, dict(x=x, W=W, b=b), good, mode="symbolic", oracle=d, upstream=up)
     with pytest.raises(derivgrad.GradcheckError, match="W"):
-        derivgrad.gradcheck(f, dict(x=x, W=W, b=b), dict(good, W=np.outer(x[:2], up[:1].repeat(3))),
-                            mode="symbolic", oracle=d, upstream=up)
+        derivgrad.gradcheck(
+            f,
+            dict(x=x, W=W, b=b),
+            dict(good, W=np.outer(x[:2], up[:1].repeat(3))),
+            mode="symbolic",
+            oracle=d,
+            upstream=up,
+        )
 
 
 def test_gradcheck_reports_kinks_instead_of_failing():
     import derivgrad
+
     x = np.array([1e-6, -1.0, 2.0])
-    rep = derivgrad.gradcheck(lambda x: np.maximum(x, 0).sum(), dict(x=x), dict(x=(x > 0).astype(float)))
+    rep = derivgrad.gradcheck(
+        lambda x: np.maximum(x, 0).sum(), dict(x=x), dict(x=(x > 0).astype(float))
+    )
     assert rep.kinks and rep.kinks[0][1] == (0,)

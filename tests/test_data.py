@@ -21,8 +21,12 @@ def idx_bytes(arr):
 
 def write_set(d, n_train=12, n_test=5, gz=True, labels_max=9):
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28)), "train_labels": rng.integers(0, labels_max + 1, n_train),
-              "test_images": rng.integers(0, 256, (n_test, 28, 28)), "test_labels": rng.integers(0, 10, n_test)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+        "train_labels": rng.integers(0, labels_max + 1, n_train),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+        "test_labels": rng.integers(0, 10, n_test),
+    }
     for key, stem in D.FILES.items():
         raw = idx_bytes(arrays[key])
         (d / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(raw) if gz else raw)
@@ -41,16 +45,27 @@ def test_embedded_subset_is_real_mnist():
     e = D.load()
     assert e["train_images"].shape == (10000, 28, 28) and e["test_images"].shape == (2000, 28, 28)
     assert set(np.unique(e["train_labels"])) == set(range(10))
-    assert 20 < e["train_images"].mean() < 50            # MNIST's mean pixel is about 33
+    assert 20 < e["train_images"].mean() < 50  # MNIST's mean pixel is about 33
 
 
-@pytest.mark.parametrize("damage,words", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-10]), ["truncated"]),                       # truncated gzip stream
-    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-7])), ["truncated"]),
-    (lambda p: p.write_bytes(gzip.compress(b"\x01\x02" + gzip.decompress(p.read_bytes())[2:])), ["magic"]),
-    (lambda p: p.write_bytes(b"\x1f\x8bnot really gzip"), ["gzip"]),
-    (lambda p: p.unlink(), ["neither"]),
-])
+@pytest.mark.parametrize(
+    "damage,words",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-10]), ["truncated"]),  # truncated gzip stream
+        (
+            lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-7])),
+            ["truncated"],
+        ),
+        (
+            lambda p: p.write_bytes(
+                gzip.compress(b"\x01\x02" + gzip.decompress(p.read_bytes())[2:])
+            ),
+            ["magic"],
+        ),
+        (lambda p: p.write_bytes(b"\x1f\x8bnot really gzip"), ["gzip"]),
+        (lambda p: p.unlink(), ["neither"]),
+    ],
+)
 def test_damaged_files_name_the_file_and_the_problem(tmp_path, damage, words):
     write_set(tmp_path)
     target = tmp_path / "train-images-idx3-ubyte.gz"
@@ -82,6 +97,7 @@ def test_pickle_loader_and_its_refusal_of_code(tmp_path):
     class Evil:
         def __reduce__(self):
             return (print, ("owned",))
+
     bad = tmp_path / "evil.pkl.gz"
     bad.write_bytes(gzip.compress(pickle.dumps(Evil())))
     with pytest.raises(D.DataError, match="only NumPy arrays"):
@@ -97,7 +113,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         name = self.path.rsplit("/", 1)[-1]
         if self.headers.get("Range"):
             _Handler.ranges.append((name, self.headers["Range"]))
-        if name in self.fail_once:                 # a connection that dies half-way
+        if name in self.fail_once:  # a connection that dies half-way
             self.fail_once.discard(name)
             body = self.files[name][: len(self.files[name]) // 2]
             self.send_response(200)
@@ -130,8 +146,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server(tmp_path, monkeypatch):
     arrays = write_set(tmp_path)
     good = {s + ".gz": (tmp_path / (s + ".gz")).read_bytes() for s in D.FILES.values()}
-    monkeypatch.setattr(D, "SHA256", {s: hashlib.sha256(gzip.decompress(good[s + ".gz"])).hexdigest()
-                                      for s in D.FILES.values()})
+    monkeypatch.setattr(
+        D,
+        "SHA256",
+        {s: hashlib.sha256(gzip.decompress(good[s + ".gz"])).hexdigest() for s in D.FILES.values()},
+    )
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv, good, arrays
@@ -141,7 +160,9 @@ def server(tmp_path, monkeypatch):
 def test_download_good_files(server, tmp_path):
     srv, good, arrays = server
     _Handler.files = dict(good)
-    out = D.download(tmp_path / "cache", mirrors=(f"http://127.0.0.1:{srv.server_port}/",), log=lambda s: None)
+    out = D.download(
+        tmp_path / "cache", mirrors=(f"http://127.0.0.1:{srv.server_port}/",), log=lambda s: None
+    )
     got = D.load(out)
     assert np.array_equal(got["test_images"], arrays["test_images"])
 
@@ -153,7 +174,7 @@ def test_download_rejects_corrupt_and_falls_back_to_the_next_mirror(server, tmp_
     url = f"http://127.0.0.1:{srv.server_port}/"
     with pytest.raises(D.DataError, match="checksum mismatch"):
         D.download(tmp_path / "c1", mirrors=(url,), log=lambda s: None)
-    assert not list((tmp_path / "c1").glob("*.gz"))          # nothing unverified left in place
+    assert not list((tmp_path / "c1").glob("*.gz"))  # nothing unverified left in place
     with pytest.raises(D.DataError, match="train-images"):
         D.download(tmp_path / "c2", mirrors=(url + "missing/",), log=lambda s: None)
 
@@ -170,8 +191,8 @@ def test_download_resumes_after_a_truncated_transfer(server, tmp_path):
         D.download(cache, mirrors=(url,), log=lambda s: None)
     part = cache / (name + ".part")
     assert part.exists() and 0 < part.stat().st_size < len(good[name])
-    assert not (cache / name).exists()                      # nothing unverified in place
+    assert not (cache / name).exists()  # nothing unverified in place
     out = D.download(cache, mirrors=(url,), log=lambda s: None)
-    assert (name, f"bytes={len(good[name]) // 2}-") in _Handler.ranges     # resumed, not restarted
+    assert (name, f"bytes={len(good[name]) // 2}-") in _Handler.ranges  # resumed, not restarted
     assert np.array_equal(D.load(out)["train_images"], arrays["train_images"])
     assert not part.exists()

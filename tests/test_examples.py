@@ -4,13 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 EX = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run(args, tmp_path):
-    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    r = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -27,7 +27,9 @@ def test_worked_problems(tmp_path):
 
 
 def test_train_lenet(tmp_path):
-    out = run([EX / "train_lenet.py", "--epochs", "1", "--limit", "1000", "--out", tmp_path], tmp_path)
+    out = run(
+        [EX / "train_lenet.py", "--epochs", "1", "--limit", "1000", "--out", tmp_path], tmp_path
+    )
     assert "test accuracy" in out and (tmp_path / "lenet_curves.png").exists()
 
 

@@ -1,24 +1,29 @@
 """conv2d / conv1d / im2col against the NumPy references, adjoint identities and
 central differences."""
 
-import numpy as np
-from hypothesis import given, strategies as st
-
-from derivgrad import kernels as K
 import naive
-from derivgrad import gradcheck
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 from strategies_kernels import arrays, conv2d_config
 from tolerances import assert_close
+
+from derivgrad import gradcheck
+from derivgrad import kernels as K
 
 
 @given(conv2d_config())
 def test_conv2d_matches_reference(cfg):
-    x, w, b, = arrays(cfg["seed"], cfg["dtype"], cfg["shape_x"], cfg["shape_w"], cfg["shape_w"][:1])
+    (
+        x,
+        w,
+        b,
+    ) = arrays(cfg["seed"], cfg["dtype"], cfg["shape_x"], cfg["shape_w"], cfg["shape_w"][:1])
     b = b if cfg["bias"] else None
     hp = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
     y = K.conv2d_forward(x, w, b, **hp)
     assert_close(y, naive.conv2d(x, w, b, **hp), cfg["dtype"], "y")
-    dy, = arrays(cfg["seed"] + 1, cfg["dtype"], y.shape)
+    (dy,) = arrays(cfg["seed"] + 1, cfg["dtype"], y.shape)
     dx, dw, db = K.conv2d_backward(dy, x, w, **hp, bias=cfg["bias"])
     rdx, rdw, rdb = naive.conv2d_backward(dy, x, w, **hp)
     assert_close(dx, rdx, cfg["dtype"], "dx")
@@ -33,10 +38,13 @@ def test_conv2d_matches_reference(cfg):
 def test_conv2d_adjoint_identity(cfg):
     """<conv(x), v> = <x, conv_backward_input(v)> and = <w, conv_backward_weight(v)>:
     the backward is the transpose of the (bilinear) forward map."""
-    x, w, = arrays(cfg["seed"], np.float64, cfg["shape_x"], cfg["shape_w"])
+    (
+        x,
+        w,
+    ) = arrays(cfg["seed"], np.float64, cfg["shape_x"], cfg["shape_w"])
     hp = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
     y = K.conv2d_forward(x, w, **hp)
-    v, = arrays(cfg["seed"] + 7, np.float64, y.shape)
+    (v,) = arrays(cfg["seed"] + 7, np.float64, y.shape)
     dx, dw, _ = K.conv2d_backward(v, x, w, **hp)
     assert np.isclose(np.vdot(y, v), np.vdot(x, dx), rtol=1e-12, atol=1e-12)
     assert np.isclose(np.vdot(y, v), np.vdot(w, dw), rtol=1e-12, atol=1e-12)
@@ -46,8 +54,12 @@ def test_conv2d_adjoint_identity(cfg):
 def test_conv2d_central_differences(cfg):
     x, w, b = arrays(cfg["seed"], np.float64, cfg["shape_x"], cfg["shape_w"], cfg["shape_w"][:1])
     hp = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
-    gradcheck(lambda x, w, b: K.conv2d_forward(x, w, b, **hp), dict(x=x, w=w, b=b),
-              lambda v, x, w, b: dict(zip("xwb", K.conv2d_backward(v, x, w, **hp))), mode="fast")
+    gradcheck(
+        lambda x, w, b: K.conv2d_forward(x, w, b, **hp),
+        dict(x=x, w=w, b=b),
+        lambda v, x, w, b: dict(zip("xwb", K.conv2d_backward(v, x, w, **hp))),
+        mode="fast",
+    )
 
 
 @given(st.data())
@@ -63,9 +75,11 @@ def test_conv1d_is_conv2d_on_one_row(data):
     y = K.conv1d_forward(x, w, b, s, p, d)
     ref = naive.conv2d(x[:, :, None], w[:, :, None], b, (1, s), (0, p), (1, d))[:, :, 0]
     assert_close(y, ref, cfg["dtype"], "y")
-    dy, = arrays(cfg["seed"] + 1, cfg["dtype"], y.shape)
+    (dy,) = arrays(cfg["seed"] + 1, cfg["dtype"], y.shape)
     dx, dw, db = K.conv1d_backward(dy, x, w, s, p, d)
-    rdx, rdw, rdb = naive.conv2d_backward(dy[:, :, None], x[:, :, None], w[:, :, None], (1, s), (0, p), (1, d))
+    rdx, rdw, rdb = naive.conv2d_backward(
+        dy[:, :, None], x[:, :, None], w[:, :, None], (1, s), (0, p), (1, d)
+    )
     assert_close(dx, rdx[:, :, 0], cfg["dtype"], "dx")
     assert_close(dw, rdw[:, :, 0], cfg["dtype"], "dw")
     assert_close(db, rdb, cfg["dtype"], "db")
@@ -77,26 +91,30 @@ def test_conv1d_worked_problem_6():
     w = np.array([[[0.25, -1.0, 2.0]]])
     delta = np.array([[[1.5, -0.5]]])
     dx, dw, _ = K.conv1d_backward(delta, x, w)
-    full = np.convolve(delta[0, 0], w[0, 0])          # pad(δ, 2) ⋆ flip(w) is a full convolution
+    full = np.convolve(delta[0, 0], w[0, 0])  # pad(δ, 2) ⋆ flip(w) is a full convolution
     assert np.allclose(dx[0, 0], full)
     assert np.allclose(dw[0, 0], np.correlate(x[0, 0], delta[0, 0], mode="valid"))
 
 
 @given(conv2d_config(max_side=7))
 def test_im2col_matches_reference_and_col2im_is_its_adjoint(cfg):
-    x, = arrays(cfg["seed"], cfg["dtype"], cfg["shape_x"])
+    (x,) = arrays(cfg["seed"], cfg["dtype"], cfg["shape_x"])
     k = cfg["shape_w"][2:]
     hp = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"])
     cols = K.im2col(x, k, **hp)
-    assert_close(cols, naive.im2col(x, k, hp["stride"], hp["padding"], hp["dilation"]), cfg["dtype"], "cols")
+    assert_close(
+        cols, naive.im2col(x, k, hp["stride"], hp["padding"], hp["dilation"]), cfg["dtype"], "cols"
+    )
     # col2im(im2col(1)) counts how many windows cover each input position
     ones = np.ones_like(x)
     counts = K.col2im(K.im2col(ones, k, **hp), x.shape, k, **hp)
     ref_counts = naive.im2col(ones, k, hp["stride"], hp["padding"], hp["dilation"])
     assert counts.sum() == ref_counts.sum()
-    c, = arrays(cfg["seed"] + 3, np.float64, cols.shape)
+    (c,) = arrays(cfg["seed"] + 3, np.float64, cols.shape)
     x64 = x.astype(np.float64)
-    assert np.isclose(np.vdot(K.im2col(x64, k, **hp), c), np.vdot(x64, K.col2im(c, x.shape, k, **hp)))
+    assert np.isclose(
+        np.vdot(K.im2col(x64, k, **hp), c), np.vdot(x64, K.col2im(c, x.shape, k, **hp))
+    )
 
 
 def test_conv2d_large_batch_crosses_units():
@@ -107,7 +125,9 @@ def test_conv2d_large_batch_crosses_units():
     y = K.conv2d_forward(x, w, None, (2, 1), (1, 2))
     assert_close(y, naive.conv2d(x, w, None, (2, 1), (1, 2)), np.float64, "y")
     dy = rng.standard_normal(y.shape)
-    for got, ref in zip(K.conv2d_backward(dy, x, w, (2, 1), (1, 2)), naive.conv2d_backward(dy, x, w, (2, 1), (1, 2))):
+    for got, ref in zip(
+        K.conv2d_backward(dy, x, w, (2, 1), (1, 2)), naive.conv2d_backward(dy, x, w, (2, 1), (1, 2))
+    ):
         assert_close(got, ref, np.float64)
 
 
@@ -122,7 +142,7 @@ def test_conv2d_backward_without_input_gradient():
 
 def test_conv2d_noncontiguous_and_readonly_inputs():
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((3, 6, 7, 2)).transpose(0, 3, 1, 2)     # a non-contiguous view
+    x = rng.standard_normal((3, 6, 7, 2)).transpose(0, 3, 1, 2)  # a non-contiguous view
     w = rng.standard_normal((4, 2, 2, 2))
     w.flags.writeable = False
     assert_close(K.conv2d_forward(x, w), naive.conv2d(x, w), np.float64)
@@ -132,4 +152,8 @@ def test_conv2d_nan_propagates_to_windows_that_contain_it():
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 0, 0] = np.nan
     y = K.conv2d_forward(x, np.ones((1, 1, 2, 2)))
-    assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y[0, 0, 1:, :]).all() and np.isfinite(y[0, 0, :, 1:]).all()
+    assert (
+        np.isnan(y[0, 0, 0, 0])
+        and np.isfinite(y[0, 0, 1:, :]).all()
+        and np.isfinite(y[0, 0, :, 1:]).all()
+    )

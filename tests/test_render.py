@@ -6,18 +6,18 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import sympy as sp
-
-import derivgrad
-from derivgrad.registry import OPS
-from derivgrad.render import build, render, tex
 from latex_parse import parse
+
+from derivgrad.registry import OPS
+from derivgrad.render import build, render
 
 FAST = [n for n in OPS if n != "lenet"]
 TEX = shutil.which("pdflatex")
-needs_tex = pytest.mark.skipif(TEX is None, reason="no TeX engine (pdflatex) installed; .ci/run installs one")
+needs_tex = pytest.mark.skipif(
+    TEX is None, reason="no TeX engine (pdflatex) installed; .ci/run installs one"
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,12 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
     expected = []
     for k in d._closed:
         g = d.grad_array(k)
-        if g.ndim == 2 and g.size <= 36 and len(printed) and printed[len(expected)][0].startswith(r"\begin{bmatrix}"):
+        if (
+            g.ndim == 2
+            and g.size <= 36
+            and len(printed)
+            and printed[len(expected)][0].startswith(r"\begin{bmatrix}")
+        ):
             expected.append(sp.Matrix(g.tolist()))
         else:
             expected.extend(g.reshape(-1))
@@ -76,6 +81,7 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
 @pytest.mark.parametrize("name", list(OPS))
 def test_standalone_latex_compiles(derivations, name, tmp_path):
     from derivgrad.render import compile_pdf
+
     pdf = compile_pdf(render(derivations[name], "latex"), tmp_path / f"{name}.pdf")
     assert pdf.stat().st_size > 5000
 
@@ -84,18 +90,24 @@ def test_standalone_latex_compiles(derivations, name, tmp_path):
 def test_the_worked_problems_document_compiles(tmp_path):
     from derivgrad.render import compile_pdf
     from derivgrad.worked import document
+
     pdf = compile_pdf(document("latex"), tmp_path / "wp.pdf")
     assert pdf.stat().st_size > 50000
 
 
-@pytest.mark.parametrize("args,words", [
-    (["conv2d", "--input", "3x3", "--kernel", "5x5"], ["does not fit"]),
-    (["conv2d", "--stride", "0"], ["stride"]),
-    (["nosuchop"], ["unknown op"]),
-    (["conv2d", "--input", "3xq"], ["input"]),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["conv2d", "--input", "3x3", "--kernel", "5x5"], ["does not fit"]),
+        (["conv2d", "--stride", "0"], ["stride"]),
+        (["nosuchop"], ["unknown op"]),
+        (["conv2d", "--input", "3xq"], ["input"]),
+    ],
+)
 def test_bad_derive_parameters_give_one_line_and_exit_2(args, words):
-    r = subprocess.run([sys.executable, "-m", "derivgrad", "derive", *args], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "derivgrad", "derive", *args], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert all(w in r.stderr for w in words)
@@ -103,14 +115,30 @@ def test_bad_derive_parameters_give_one_line_and_exit_2(args, words):
 
 def test_derive_writes_a_file_and_markdown(tmp_path):
     out = tmp_path / "softmax.md"
-    r = subprocess.run([sys.executable, "-m", "derivgrad", "derive", "softmax", "--classes", "3", "--format",
-                        "markdown", "-o", str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "derivgrad",
+            "derive",
+            "softmax",
+            "--classes",
+            "3",
+            "--format",
+            "markdown",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert out.read_text().count("$$") >= 4
 
 
 def test_pdf_without_a_tex_engine_says_how_to_get_one(tmp_path, monkeypatch):
     from derivgrad.render import compile_pdf
+
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install texlive"):
         compile_pdf("x", tmp_path / "x.pdf")

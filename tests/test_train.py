@@ -16,8 +16,11 @@ from derivgrad.model import lenet
 
 def test_training_on_the_embedded_subset_learns(tmp_path):
     # 3200 images, one epoch, seed 0: about 84 % on the 2000 held-out images; chance is 10 %
-    m, _ = T.train(T.config(epochs=1, limit=3200, checkpoint=str(tmp_path / "c.npz")), log=lambda s: None,
-                   progress=False)
+    m, _ = T.train(
+        T.config(epochs=1, limit=3200, checkpoint=str(tmp_path / "c.npz")),
+        log=lambda s: None,
+        progress=False,
+    )
     assert m["test_acc"] > 0.75
     assert (tmp_path / "c.npz").exists()
 
@@ -31,37 +34,58 @@ def test_interrupt_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch)
 
     def interrupting(*a):
         calls["n"] += 1
-        if calls["n"] == 27:            # epoch 2, batch 7 (20 batches per epoch)
+        if calls["n"] == 27:  # epoch 2, batch 7 (20 batches per epoch)
             raise KeyboardInterrupt
         return real(*a)
+
     monkeypatch.setattr(T, "lr_at", interrupting)
     path = str(tmp_path / "c.npz")
     with pytest.raises(KeyboardInterrupt):
         T.train(T.config(checkpoint=path, **cfg), log=lambda s: None, progress=False)
     monkeypatch.setattr(T, "lr_at", real)
-    resumed, net_res = T.train(T.config(checkpoint=path, resume=True, **cfg), log=lambda s: None, progress=False)
+    resumed, net_res = T.train(
+        T.config(checkpoint=path, resume=True, **cfg), log=lambda s: None, progress=False
+    )
     for (k, a), b in zip(net_full.named_params().items(), net_res.named_params().values()):
         assert np.array_equal(a, b), k
-    strip = lambda h: [{k: v for k, v in e.items() if k not in ("seconds", "samples_per_s")} for e in h]
+    strip = lambda h: [
+        {k: v for k, v in e.items() if k not in ("seconds", "samples_per_s")} for e in h
+    ]
     assert strip(resumed["history"]) == strip(full["history"])
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
     path = str(tmp_path / "c.npz")
-    T.train(T.config(epochs=1, limit=64, checkpoint=path, hidden=20), log=lambda s: None, progress=False)
+    T.train(
+        T.config(epochs=1, limit=64, checkpoint=path, hidden=20), log=lambda s: None, progress=False
+    )
     with pytest.raises(CheckpointError, match="architecture"):
-        T.train(T.config(epochs=2, limit=64, checkpoint=path, resume=True, hidden=30), log=lambda s: None,
-                progress=False)
+        T.train(
+            T.config(epochs=2, limit=64, checkpoint=path, resume=True, hidden=30),
+            log=lambda s: None,
+            progress=False,
+        )
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.npz"):
-        T.train(T.config(epochs=1, checkpoint=str(tmp_path / "bad.npz"), resume=True), log=lambda s: None,
-                progress=False)
+        T.train(
+            T.config(epochs=1, checkpoint=str(tmp_path / "bad.npz"), resume=True),
+            log=lambda s: None,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_model_gradients_pass_central_differences(batchnorm):
-    net = lenet(filters=3, kernel=3, hidden=4, classes=3, in_shape=(1, 6, 6), batchnorm=batchnorm, seed=1,
-                dtype=np.float64)
+    net = lenet(
+        filters=3,
+        kernel=3,
+        hidden=4,
+        classes=3,
+        in_shape=(1, 6, 6),
+        batchnorm=batchnorm,
+        seed=1,
+        dtype=np.float64,
+    )
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 1, 6, 6)), np.array([0, 2, 1, 2])
     params = net.named_params()
@@ -73,24 +97,46 @@ def test_model_gradients_pass_central_differences(batchnorm):
         for k, v in p.items():
             params[k][...] = v
         from derivgrad import kernels as K
+
         out = K.softmax_cross_entropy_forward(net.forward(x, train=True), y)[0]
         for k, v in saved.items():
             params[k][...] = v
         return np.array(out)
+
     gradcheck(loss, saved, grads, mode="full", rtol=1e-5, atol=1e-7)
 
 
 def test_cli_train_writes_metrics_and_refuses_bad_options(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "derivgrad", "train", "--epochs", "1", "--limit", "256",
-                          "--quiet", "--plot", str(tmp_path / "p.png")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "derivgrad",
+            "train",
+            "--epochs",
+            "1",
+            "--limit",
+            "256",
+            "--quiet",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert metrics["params"] == 1_446_030 and 0 <= metrics["test_acc"] <= 1
     assert (tmp_path / "p.png").stat().st_size > 1000
-    bad = subprocess.run([sys.executable, "-m", "derivgrad", "train", "--lr", "-1"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "derivgrad", "train", "--lr", "-1"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--lr" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "derivgrad", "train", "--data", str(tmp_path / "nowhere")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "derivgrad", "train", "--data", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -98,6 +144,7 @@ def test_predict_on_a_checkpoint(tmp_path):
     path = str(tmp_path / "c.npz")
     T.train(T.config(epochs=1, limit=1280, checkpoint=path), log=lambda s: None, progress=False)
     from derivgrad.data import load
+
     d = load()
     probs = T.predict(path, d["test_images"][:200])
     assert probs.shape == (200, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
@@ -106,6 +153,7 @@ def test_predict_on_a_checkpoint(tmp_path):
 
 def test_fused_optimizers_match_their_definitions():
     from derivgrad.model import SGD, Adam
+
     rng = np.random.default_rng(9)
     p0 = rng.standard_normal((3, 4))
     grads = [rng.standard_normal((3, 4)) for _ in range(3)]
@@ -127,7 +175,7 @@ def test_fused_optimizers_match_their_definitions():
         opt.step({"p": g})
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
-        ref = ref - 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        ref = ref - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     assert np.allclose(p, ref)
 
 
@@ -136,5 +184,9 @@ def test_divergence_stops_with_a_clear_error(tmp_path):
     T.train(T.config(epochs=1, limit=128, checkpoint=str(path)), log=lambda s: None, progress=False)
     before = path.read_bytes()
     with pytest.raises(T.DivergedError, match="lower --lr"):
-        T.train(T.config(epochs=2, limit=256, lr=1e6, checkpoint=str(path)), log=lambda s: None, progress=False)
-    assert path.read_bytes() == before            # the good checkpoint survives
+        T.train(
+            T.config(epochs=2, limit=256, lr=1e6, checkpoint=str(path)),
+            log=lambda s: None,
+            progress=False,
+        )
+    assert path.read_bytes() == before  # the good checkpoint survives

@@ -23,4 +23,6 @@ def assert_close(got, ref, dtype, what="", scale=0.0):
     assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype} != {np.dtype(dtype)}"
     scale = max(np.abs(ref).max(initial=0.0), scale, 1e-30)
     err = np.abs(got.astype(np.float64) - ref).max(initial=0.0) / scale
-    assert err <= RTOL[np.dtype(dtype)], f"{what}: relative error {err:.3g} > {RTOL[np.dtype(dtype)]:g}"
+    assert err <= RTOL[np.dtype(dtype)], (
+        f"{what}: relative error {err:.3g} > {RTOL[np.dtype(dtype)]:g}"
+    )

@@ -26,6 +26,7 @@ def batchnorm2d(**params):
     eps_value = params.get("eps", 1e-5)
     if not isinstance(eps_value, (int, float)) or not eps_value > 0:
         from .params import ParamError
+
         raise ParamError(f"{op}: eps must be a positive number, got {eps_value!r}")
     N = count(op, "batch", params.get("batch", 2))
     C = count(op, "channels", params.get("channels", 1))
@@ -58,18 +59,40 @@ def batchnorm2d(**params):
             mean_dh = sp.Add(*[a * h for a, h in zip(dc.reshape(-1), hc.reshape(-1))]) / M
             for idx in np.ndindex(N, H, W):
                 n, i, j = idx
-                out[n, c, i, j] = gamma[c] * B[c] ** sp.Rational(-1, 2) * (d[n, c, i, j] - mean_d - xhat[n, c, i, j] * mean_dh)
+                out[n, c, i, j] = (
+                    gamma[c]
+                    * B[c] ** sp.Rational(-1, 2)
+                    * (d[n, c, i, j] - mean_d - xhat[n, c, i, j] * mean_dh)
+                )
         return out
 
     closed = {
         "x": dx,
-        "gamma": lambda: np.array([sp.Add(*[a * h for a, h in zip(d[:, c].reshape(-1), xhat[:, c].reshape(-1))])
-                                   for c in range(C)], dtype=object),
+        "gamma": lambda: np.array(
+            [
+                sp.Add(*[a * h for a, h in zip(d[:, c].reshape(-1), xhat[:, c].reshape(-1))])
+                for c in range(C)
+            ],
+            dtype=object,
+        ),
         "beta": lambda: np.array([sp.Add(*d[:, c].reshape(-1)) for c in range(C)], dtype=object),
     }
-    rules = {"x": "dx = γ/√(σ²+ε) (δ − mean(δ) − x̂ mean(δ x̂))", "gamma": "dγ = Σ δ x̂", "beta": "dβ = Σ δ"}
-    der = Derivation(op, dict(batch=N, channels=C, input=(H, W)), {"x": x, "gamma": gamma, "beta": beta},
-                     y, d, closed, rules, proof="radical", extra=dict(mu=mu, var=var, eps=eps, radicands=B),
-                     constants={eps: sp.Float(eps_value)})
+    rules = {
+        "x": "dx = γ/√(σ²+ε) (δ − mean(δ) − x̂ mean(δ x̂))",
+        "gamma": "dγ = Σ δ x̂",
+        "beta": "dβ = Σ δ",
+    }
+    der = Derivation(
+        op,
+        dict(batch=N, channels=C, input=(H, W)),
+        {"x": x, "gamma": gamma, "beta": beta},
+        y,
+        d,
+        closed,
+        rules,
+        proof="radical",
+        extra=dict(mu=mu, var=var, eps=eps, radicands=B),
+        constants={eps: sp.Float(eps_value)},
+    )
     der.eps = eps
     return der

@@ -27,7 +27,17 @@ from .derivation import Derivation
 from .params import ParamError, check_unknown, count, pair
 from .tensors import correlate, dilate, flip, pad, symbols, zeros
 
-PARAMS = ("input", "kernel", "stride", "padding", "dilation", "channels", "filters", "batch", "bias")
+PARAMS = (
+    "input",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "channels",
+    "filters",
+    "batch",
+    "bias",
+)
 
 
 def _squeeze(shape, keep):
@@ -56,11 +66,16 @@ def conv_nd(op, params, ndim):
         bias = bias.lower() not in ("0", "false", "no")
     outs = tuple(output_size(n, k, st, pp, dd) for n, k, st, pp, dd in zip(size, ks, s, p, d))
     if min(outs) < 1:
-        raise ParamError(f"{op}: a {'x'.join(map(str, ks))} kernel (dilation {d}) does not fit a "
-                         f"{'x'.join(map(str, size))} input with padding {p}; output size would be {outs}")
+        raise ParamError(
+            f"{op}: a {'x'.join(map(str, ks))} kernel (dilation {d}) does not fit a "
+            f"{'x'.join(map(str, size))} input with padding {p}; output size would be {outs}"
+        )
     if C * O * N * np.prod(size) * np.prod(ks) > 20000:
-        raise ParamError(f"{op}: too large for a symbolic derivation "
-                         f"(batch*channels*filters*input*kernel = {C * O * N * np.prod(size) * np.prod(ks)} > 20000)")
+        raise ParamError(
+            f"{op}: too large for a symbolic derivation "
+            "(batch*channels*filters*input*kernel = "
+            f"{C * O * N * np.prod(size) * np.prod(ks)} > 20000)"
+        )
     # symbol tensors: singleton batch/channel/filter axes are left out, as the notes do
     xs = symbols("x", _squeeze((N, C) + size, (N > 1, C > 1) + (True,) * ndim))
     ws = symbols("w", _squeeze((O, C) + ks, (O > 1, C > 1) + (True,) * ndim))
@@ -90,10 +105,28 @@ def conv_nd(op, params, ndim):
         "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
         "b": "db = Σ dY, summed over batch and positions",
     }
-    params_out = dict(input=size, kernel=ks, stride=s, padding=p, dilation=d, channels=C,
-                      filters=O, batch=N, bias=bias)
-    der = Derivation(op, params_out, inputs, y.reshape(y_shape), ds, closed, rules, proof="expand",
-                     extra=dict(x_full=x, w_full=w, out_size=outs))
+    params_out = dict(
+        input=size,
+        kernel=ks,
+        stride=s,
+        padding=p,
+        dilation=d,
+        channels=C,
+        filters=O,
+        batch=N,
+        bias=bias,
+    )
+    der = Derivation(
+        op,
+        params_out,
+        inputs,
+        y.reshape(y_shape),
+        ds,
+        closed,
+        rules,
+        proof="expand",
+        extra=dict(x_full=x, w_full=w, out_size=outs),
+    )
     der.conv_matrix = lambda: conv_matrix(der)
     return der
 
@@ -115,8 +148,10 @@ def rule_dx(dy, w, size, ks, s, p, d):
     the rows no window reached, crop the padding p."""
     ndim = len(size)
     # padded rows/columns past the last window: n + 2p - ((out - 1) s + span)
-    rest = [n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
-            for n, pp, dd, k, st in zip(size, p, d, ks, s)]
+    rest = [
+        n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
+        for n, pp, dd, k, st in zip(size, p, d, ks, s)
+    ]
     wf = rotated_filter(w, d).transpose((1, 0) + tuple(range(2, 2 + ndim)))
     out = []
     for n in range(dy.shape[0]):

@@ -28,22 +28,41 @@ def linear(**params):
     W = symbols("W", (n_out, n_in))
     b = _vec("b", n_out)
     x = xs.reshape(N, n_in)
-    y = np.array([[sp.Add(*[W[o, i] * x[n, i] for i in range(n_in)]) + (b[o] if bias else 0)
-                   for o in range(n_out)] for n in range(N)], dtype=object)
+    y = np.array(
+        [
+            [
+                sp.Add(*[W[o, i] * x[n, i] for i in range(n_in)]) + (b[o] if bias else 0)
+                for o in range(n_out)
+            ]
+            for n in range(N)
+        ],
+        dtype=object,
+    )
     ds = symbols("d", (N, n_out) if N > 1 else (n_out,), latex=r"\delta")
     d = ds.reshape(N, n_out)
     Wm, dm, xm = sp.Matrix(W), sp.Matrix(d), sp.Matrix(x)
     closed = {
-        "x": lambda: np.array((dm * Wm).tolist(), dtype=object).reshape(xs.shape),      # rows: Wᵀ δ_n
-        "W": lambda: np.array((dm.T * xm).tolist(), dtype=object),                      # Σ_n δ_n x_nᵀ
+        "x": lambda: np.array((dm * Wm).tolist(), dtype=object).reshape(xs.shape),  # rows: Wᵀ δ_n
+        "W": lambda: np.array((dm.T * xm).tolist(), dtype=object),  # Σ_n δ_n x_nᵀ
     }
     inputs = {"x": xs, "W": W}
     if bias:
         inputs["b"] = b
         closed["b"] = lambda: np.array([sp.Add(*d[:, o]) for o in range(n_out)], dtype=object)
-    rules = {"x": "dx = Wᵀ δ", "W": "dW = δ xᵀ (summed over the batch)", "b": "db = δ (summed over the batch)"}
-    return Derivation(op, dict(features=n_in, outputs=n_out, batch=N, bias=bias), inputs,
-                      y.reshape(ds.shape), ds, closed, rules)
+    rules = {
+        "x": "dx = Wᵀ δ",
+        "W": "dW = δ xᵀ (summed over the batch)",
+        "b": "db = δ (summed over the batch)",
+    }
+    return Derivation(
+        op,
+        dict(features=n_in, outputs=n_out, batch=N, bias=bias),
+        inputs,
+        y.reshape(ds.shape),
+        ds,
+        closed,
+        rules,
+    )
 
 
 def relu(**params):
@@ -76,10 +95,19 @@ def softmax(**params):
     p = _softmax(z)
     pd = sp.Add(*[p[j] * d[j] for j in range(k)])
     closed = {"z": lambda: np.array([p[i] * (d[i] - pd) for i in range(k)], dtype=object)}
-    der = Derivation(op, dict(classes=k), {"z": z}, p, d, closed,
-                     {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"}, proof="rational")
-    der.closed_jacobian = lambda: np.array([[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)]
-                                            for i in range(k)], dtype=object)
+    der = Derivation(
+        op,
+        dict(classes=k),
+        {"z": z},
+        p,
+        d,
+        closed,
+        {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"},
+        proof="rational",
+    )
+    der.closed_jacobian = lambda: np.array(
+        [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)], dtype=object
+    )
     return der
 
 
@@ -100,9 +128,17 @@ def softmax_cross_entropy(**params):
     p = _softmax(z)
     L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
     closed = {"z": lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)}
-    return Derivation(op, dict(classes=k, label=y + 1), {"z": z}, np.array([L], dtype=object),
-                      np.array([sp.Integer(1)], dtype=object), closed, {"z": "dz = p − e_y"},
-                      proof="rational", extra=dict(p=p))
+    return Derivation(
+        op,
+        dict(classes=k, label=y + 1),
+        {"z": z},
+        np.array([L], dtype=object),
+        np.array([sp.Integer(1)], dtype=object),
+        closed,
+        {"z": "dz = p − e_y"},
+        proof="rational",
+        extra=dict(p=p),
+    )
 
 
 def logistic_regression(**params):
@@ -116,19 +152,31 @@ def logistic_regression(**params):
     x = _vec("x", n)
     W = symbols("W", (k, n))
     b = _vec("b", k)
-    z = np.array([sp.Add(*[W[i, j] * x[j] for j in range(n)]) + b[i] for i in range(k)], dtype=object)
+    z = np.array(
+        [sp.Add(*[W[i, j] * x[j] for j in range(n)]) + b[i] for i in range(k)], dtype=object
+    )
     p = _softmax(z)
     L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
-    r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)     # p − e_y
+    r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)  # p − e_y
     closed = {
         "W": lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
         "b": lambda: r.copy(),
-        "x": lambda: np.array([sp.Add(*[W[i, j] * r[i] for i in range(k)]) for j in range(n)], dtype=object),
+        "x": lambda: np.array(
+            [sp.Add(*[W[i, j] * r[i] for i in range(k)]) for j in range(n)], dtype=object
+        ),
     }
     rules = {"W": "∇_W L = (p − e_y) xᵀ", "b": "∇_b L = p − e_y", "x": "∇_x L = Wᵀ (p − e_y)"}
-    return Derivation(op, dict(classes=k, features=n, label=y + 1), {"W": W, "b": b, "x": x},
-                      np.array([L], dtype=object), np.array([sp.Integer(1)], dtype=object), closed,
-                      rules, proof="rational", extra=dict(z=z, p=p))
+    return Derivation(
+        op,
+        dict(classes=k, features=n, label=y + 1),
+        {"W": W, "b": b, "x": x},
+        np.array([L], dtype=object),
+        np.array([sp.Integer(1)], dtype=object),
+        closed,
+        rules,
+        proof="rational",
+        extra=dict(z=z, p=p),
+    )
 
 
 def residual(**params):
@@ -145,21 +193,33 @@ def residual(**params):
     d = _vec("d", n, latex=r"\delta")
     h = [sp.Add(*[W1[k, j] * x[j] for j in range(n)]) for k in range(m)]
     a = [Relu(v) for v in h]
-    y = np.array([sp.Add(*[W2[i, k] * a[k] for k in range(m)]) + x[i] for i in range(n)], dtype=object)
-    g = [Step(h[k]) * sp.Add(*[W2[i, k] * d[i] for i in range(n)]) for k in range(m)]   # 1[W1x>0] ⊙ W2ᵀδ
+    y = np.array(
+        [sp.Add(*[W2[i, k] * a[k] for k in range(m)]) + x[i] for i in range(n)], dtype=object
+    )
+    g = [
+        Step(h[k]) * sp.Add(*[W2[i, k] * d[i] for i in range(n)]) for k in range(m)
+    ]  # 1[W1x>0] ⊙ W2ᵀδ
     closed = {
-        "x": lambda: np.array([sp.Add(*[W1[k, j] * g[k] for k in range(m)]) + d[j] for j in range(n)], dtype=object),
+        "x": lambda: np.array(
+            [sp.Add(*[W1[k, j] * g[k] for k in range(m)]) + d[j] for j in range(n)], dtype=object
+        ),
         "W1": lambda: np.array([[g[k] * x[j] for j in range(n)] for k in range(m)], dtype=object),
         "W2": lambda: np.array([[d[i] * a[k] for k in range(m)] for i in range(n)], dtype=object),
     }
-    rules = {"x": "∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y", "W1": "∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ",
-             "W2": "∇_{W2} L = δ_y relu(W1 x)ᵀ"}
-    return Derivation(op, dict(features=n, hidden=m), {"x": x, "W1": W1, "W2": W2}, y, d, closed, rules)
+    rules = {
+        "x": "∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y",
+        "W1": "∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ",
+        "W2": "∇_{W2} L = δ_y relu(W1 x)ᵀ",
+    }
+    return Derivation(
+        op, dict(features=n, hidden=m), {"x": x, "W1": W1, "W2": W2}, y, d, closed, rules
+    )
 
 
 def flatten(**params):
     r"""``y = vec(x)`` in row-major (C, H, W) order; ``dx = reshape(δ, x.shape)``."""
     from .params import pair
+
     op = "flatten"
     check_unknown(op, params, ("input", "channels"))
     H, W = pair(op, "input", params.get("input", (2, 2)), 1)
@@ -167,5 +227,12 @@ def flatten(**params):
     x = symbols("x", (C, H, W))
     d = _vec("d", C * H * W, latex=r"\delta")
     closed = {"x": lambda: d.reshape(C, H, W).copy()}
-    return Derivation(op, dict(input=(H, W), channels=C), {"x": x}, x.reshape(-1).copy(), d, closed,
-                      {"x": "dx = reshape(δ, (C, H, W))"})
+    return Derivation(
+        op,
+        dict(input=(H, W), channels=C),
+        {"x": x},
+        x.reshape(-1).copy(),
+        d,
+        closed,
+        {"x": "dx = reshape(δ, (C, H, W))"},
+    )

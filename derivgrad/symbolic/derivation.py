@@ -36,19 +36,31 @@ class Derivation:
         proof: how :meth:`verify` proves equality (``"expand"``, ``"rational"``, ``"radical"``).
     """
 
-    def __init__(self, op, params, inputs, output, upstream, closed, rules, proof="expand",
-                 notes=(), extra=None, constants=None):
+    def __init__(
+        self,
+        op,
+        params,
+        inputs,
+        output,
+        upstream,
+        closed,
+        rules,
+        proof="expand",
+        notes=(),
+        extra=None,
+        constants=None,
+    ):
         self.op = op
         self.params = dict(params)
         self._inputs = {k: np.asarray(v, dtype=object) for k, v in inputs.items()}
         self._output = np.asarray(output, dtype=object)
         self._upstream = np.asarray(upstream, dtype=object)
-        self._closed = closed            # {name: callable() -> object array}, lazily built
+        self._closed = closed  # {name: callable() -> object array}, lazily built
         self.rules = dict(rules)
         self.proof = proof
         self.notes = list(notes)
-        self.extra = extra or {}         # op-specific intermediate arrays for documents
-        self.constants = dict(constants or {})   # {symbol: number} fixed for lambdify (e.g. ε)
+        self.extra = extra or {}  # op-specific intermediate arrays for documents
+        self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
         self._cache = {}
         self.timings = {}
 
@@ -89,7 +101,7 @@ class Derivation:
         return self._cache[key]
 
     def jacobian(self, name):
-        """``∂output/∂inputs[name]`` as a ``sympy.Array`` of shape ``input.shape + output.shape``."""
+        """``∂output/∂inputs[name]``, a ``sympy.Array`` of shape ``input.shape + output.shape``."""
         return to_array(self.jacobian_array(name))
 
     def chain_array(self, name):
@@ -137,7 +149,7 @@ class Derivation:
             for atom in e.atoms(sp.exp):
                 c, a = sp.factor_terms(atom.args[0]).as_coeff_Mul()
                 E = bases.setdefault(a, sp.Symbol(f"E{len(bases)}", positive=True))
-                subs[atom] = E ** c
+                subs[atom] = E**c
             # over a common denominator, the numerator must expand to the zero polynomial (no
             # GCDs needed, unlike cancel(), which spent most of the LeNet proof in factor_terms)
             num, _ = sp.fraction(sp.together(e.xreplace(subs)))
@@ -146,7 +158,10 @@ class Derivation:
             # √B → S for each radicand B the op declares (batch norm's σ² + ε): the identity
             # must hold for any positive S, since both sides use √B only as a number and
             # differentiate B itself explicitly; then the numerator must expand to zero.
-            subs = {B: sp.Symbol(f"S{k}", positive=True) ** 2 for k, B in enumerate(self.extra["radicands"])}
+            subs = {
+                B: sp.Symbol(f"S{k}", positive=True) ** 2
+                for k, B in enumerate(self.extra["radicands"])
+            }
             num, _ = sp.fraction(sp.together(e.xreplace(subs)))
             return sp.expand(num) == 0
         raise ValueError(f"unknown proof method {self.proof!r}")
@@ -164,10 +179,14 @@ class Derivation:
         for name in names or self._closed:
             g, c = self.grad_array(name), self.chain_array(name)
             if g.shape != c.shape:
-                raise AssertionError(f"{self.op}: closed form for {name} has shape {g.shape}, chain {c.shape}")
+                raise AssertionError(
+                    f"{self.op}: closed form for {name} has shape {g.shape}, chain {c.shape}"
+                )
             for i in _idx(g.shape):
                 if not self._is_zero(g[i] - c[i]):
-                    raise AssertionError(f"{self.op}: d{name}{list(i)} closed form {g[i]} != chain rule {c[i]}")
+                    raise AssertionError(
+                        f"{self.op}: d{name}{list(i)} closed form {g[i]} != chain rule {c[i]}"
+                    )
         self.timings["verify"] = time.perf_counter() - t
         return True
 
@@ -187,7 +206,7 @@ class Derivation:
 
         """
         key = ("lambdify", name)
-        if key in self._cache:      # building the function is the slow part: once per derivation
+        if key in self._cache:  # building the function is the slow part: once per derivation
             return self._cache[key]
         exprs = self._output if name is None else self.grad_array(name)
         if self.constants:
@@ -195,6 +214,7 @@ class Derivation:
         groups = self._symbols()
         flat_syms = [list(a.reshape(-1)) for _, a in groups]
         from .functions import NUMPY
+
         f = sp.lambdify(flat_syms, list(exprs.reshape(-1)), modules=[NUMPY, "numpy"], cse=True)
         names = [k for k, _ in groups]
         shapes = {k: a.shape for k, a in groups}
@@ -218,8 +238,10 @@ class Derivation:
 
     def latex(self, **kw):
         from ..render import render
+
         return render(self, "latex", **kw)
 
     def __repr__(self):
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())
-        return f"<Derivation {self.op} {self.params} inputs {shapes} -> output {tuple(self._output.shape)}>"
+        out = tuple(self._output.shape)
+        return f"<Derivation {self.op} {self.params} inputs {shapes} -> output {out}>"

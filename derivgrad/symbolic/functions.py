@@ -16,6 +16,7 @@ import sympy as sp
 
 class Step(sp.Function):
     r"""``1[z > 0]``: the derivative of ReLU, 0 at the kink."""
+
     nargs = 1
 
     @classmethod
@@ -28,7 +29,7 @@ class Step(sp.Function):
             return sp.Integer(0)
 
     def fdiff(self, argindex=1):
-        return sp.Integer(0)   # almost everywhere
+        return sp.Integer(0)  # almost everywhere
 
     def _latex(self, printer):
         return r"\mathbf{1}[%s > 0]" % printer._print(self.args[0])
@@ -36,6 +37,7 @@ class Step(sp.Function):
 
 class Relu(sp.Function):
     r"""``max(z, 0)``."""
+
     nargs = 1
 
     @classmethod
@@ -71,7 +73,9 @@ class FirstMax(sp.Function):
         # the whole window, so the reader knows which maximum; ties go to the first
         k = int(self.args[0])
         return r"\mathbf{1}\left[%s = \max\left(%s\right)\right]" % (
-            printer._print(self.args[1 + k]), ", ".join(printer._print(a) for a in self.args[1:]))
+            printer._print(self.args[1 + k]),
+            ", ".join(printer._print(a) for a in self.args[1:]),
+        )
 
 
 class WindowMax(sp.Function):

@@ -26,13 +26,21 @@ def conv2d_rules(stride=1, padding=0, dilation=1):
     """``(forward, dL/dx, dL/dw, dL/db)`` as SymPy expressions in index notation, derived from
     the forward sum by ``diff`` and ``doit``.  Indices are 0-based here."""
     s, p, d = (sp.sympify(v) for v in (stride, padding, dilation))
-    y = sp.Sum(w[o, c, h, l] * x[n, c, s * i + d * h - p, s * j + d * l - p],
-               (c, 0, C - 1), (h, 0, KH - 1), (l, 0, KW - 1))
+    y = sp.Sum(
+        w[o, c, h, l] * x[n, c, s * i + d * h - p, s * j + d * l - p],
+        (c, 0, C - 1),
+        (h, 0, KH - 1),
+        (l, 0, KW - 1),
+    )
     L = lambda g: sp.Sum(delta[n, o, i, j] * g, (o, 0, O - 1), (i, 0, HO - 1), (j, 0, WO - 1))
     dx = L(sp.diff(y, x[n, cp, a, b])).doit()
-    dw = sp.Sum(L(sp.diff(y, w[op_, cp, a, b])), (n, 0, sp.Symbol("N", integer=True, positive=True) - 1)).doit()
-    db = sp.Sum(sp.Sum(delta[n, op_, i, j], (i, 0, HO - 1), (j, 0, WO - 1)),
-                (n, 0, sp.Symbol("N", integer=True, positive=True) - 1))
+    dw = sp.Sum(
+        L(sp.diff(y, w[op_, cp, a, b])), (n, 0, sp.Symbol("N", integer=True, positive=True) - 1)
+    ).doit()
+    db = sp.Sum(
+        sp.Sum(delta[n, op_, i, j], (i, 0, HO - 1), (j, 0, WO - 1)),
+        (n, 0, sp.Symbol("N", integer=True, positive=True) - 1),
+    )
     return y, dx, dw, db
 
 
@@ -51,5 +59,6 @@ def evaluate(expr, sizes, arrays, index):
         if any(v < 0 or v >= s for v, s in zip(idx, arr.shape)):
             return 0.0
         return float(arr[tuple(idx)])
+
     vals = {t: value(t) for t in e.atoms(sp.Indexed)}
     return float(e.xreplace(vals))

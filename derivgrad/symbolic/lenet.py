@@ -58,9 +58,13 @@ def lenet(**params):
     for key, pos in wins.items():
         pooled[key] = WindowMax(*[zc[q] for q in pos])
     f_ = pooled.reshape(-1)
-    h = np.array([sp.Add(*[W1[i, j] * f_[j] for j in range(nf)]) + b1[i] for i in range(hid)], dtype=object)
+    h = np.array(
+        [sp.Add(*[W1[i, j] * f_[j] for j in range(nf)]) + b1[i] for i in range(hid)], dtype=object
+    )
     a = np.array([Relu(v) for v in h], dtype=object)
-    z = np.array([sp.Add(*[W2[i, j] * a[j] for j in range(hid)]) + b2[i] for i in range(k)], dtype=object)
+    z = np.array(
+        [sp.Add(*[W2[i, j] * a[j] for j in range(hid)]) + b2[i] for i in range(k)], dtype=object
+    )
     e = [sp.exp(v) for v in z]
     p = np.array([v / sp.Add(*e) for v in e], dtype=object)
     L = -z[y] + sp.log(sp.Add(*e))
@@ -70,31 +74,69 @@ def lenet(**params):
     deltas = _backward(W1, W2, zc, wins, p, h, y, (F, HP, WP))
     dz, dh, dconv = deltas["z"], deltas["h"], deltas["conv"]
     Z = symbols("z", zc.shape)
-    disp = dict(conv=zc, pooled=_pool_of(Z, wins, (F, HP, WP)), p=symbols("p", (k,)), h=symbols("h", (hid,)),
-                a=symbols("a", (hid,)), f=symbols("f", (nf,)), z=Z)
+    disp = dict(
+        conv=zc,
+        pooled=_pool_of(Z, wins, (F, HP, WP)),
+        p=symbols("p", (k,)),
+        h=symbols("h", (hid,)),
+        a=symbols("a", (hid,)),
+        f=symbols("f", (nf,)),
+        z=Z,
+    )
     disp_f = disp["pooled"].reshape(-1)
-    disp["h_expr"] = np.array([sp.Add(*[W1[i, j] * disp["f"][j] for j in range(nf)]) + b1[i] for i in range(hid)],
-                              dtype=object)
-    disp["s_expr"] = np.array([sp.Add(*[W2[i, j] * disp["a"][j] for j in range(hid)]) + b2[i] for i in range(k)],
-                              dtype=object)
+    disp["h_expr"] = np.array(
+        [sp.Add(*[W1[i, j] * disp["f"][j] for j in range(nf)]) + b1[i] for i in range(hid)],
+        dtype=object,
+    )
+    disp["s_expr"] = np.array(
+        [sp.Add(*[W2[i, j] * disp["a"][j] for j in range(hid)]) + b2[i] for i in range(k)],
+        dtype=object,
+    )
     disp["flat"] = disp_f
     disp["deltas"] = _backward(W1, W2, Z, wins, disp["p"], disp["h"], y, (F, HP, WP))
     closed = {
-        "W2": lambda: np.array([[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object),
+        "W2": lambda: np.array(
+            [[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object
+        ),
         "b2": lambda: dz.copy(),
-        "W1": lambda: np.array([[dh[i] * f_[j] for j in range(nf)] for i in range(hid)], dtype=object),
+        "W1": lambda: np.array(
+            [[dh[i] * f_[j] for j in range(nf)] for i in range(hid)], dtype=object
+        ),
         "b1": lambda: dh.copy(),
         "w": lambda: rule_dw(x[None, None], dconv[None], (K, K), (1, 1), (0, 0), (1, 1))[:, 0],
         "b": lambda: rule_db(dconv[None]),
     }
-    rules = {"W2": "dW2 = δ_z aᵀ", "b2": "db2 = δ_z = p − e_y", "W1": "dW1 = δ_h fᵀ", "b1": "db1 = δ_h",
-             "w": "dWc = X ⋆ δ_conv", "b": "dbc = Σ δ_conv"}
+    rules = {
+        "W2": "dW2 = δ_z aᵀ",
+        "b2": "db2 = δ_z = p − e_y",
+        "W1": "dW1 = δ_h fᵀ",
+        "b1": "db1 = δ_h",
+        "w": "dWc = X ⋆ δ_conv",
+        "b": "dbc = Σ δ_conv",
+    }
     inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
-    der = Derivation(op, dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
-                     inputs, np.array([L], dtype=object), np.array([sp.Integer(1)], dtype=object),
-                     closed, rules, proof="rational",
-                     extra=dict(conv=zc, pooled=pooled, flat=f_, h=h, a=a, z=z, p=p, deltas=deltas, display=disp,
-                                shapes=dict(conv=(F, HO, WO), pool=(F, HP, WP), flat=(nf,), fc1=(hid,), fc2=(k,))))
+    der = Derivation(
+        op,
+        dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
+        inputs,
+        np.array([L], dtype=object),
+        np.array([sp.Integer(1)], dtype=object),
+        closed,
+        rules,
+        proof="rational",
+        extra=dict(
+            conv=zc,
+            pooled=pooled,
+            flat=f_,
+            h=h,
+            a=a,
+            z=z,
+            p=p,
+            deltas=deltas,
+            display=disp,
+            shapes=dict(conv=(F, HO, WO), pool=(F, HP, WP), flat=(nf,), fc1=(hid,), fc2=(k,)),
+        ),
+    )
     return der
 
 
@@ -112,7 +154,9 @@ def _backward(W1, W2, zc, wins, p, h, y, pool_shape):
     dz = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)
     da = np.array([sp.Add(*[W2[i, j] * dz[i] for i in range(k)]) for j in range(hid)], dtype=object)
     dh = np.array([da[j] * Step(h[j]) for j in range(hid)], dtype=object)
-    df = np.array([sp.Add(*[W1[i, j] * dh[i] for i in range(hid)]) for j in range(nf)], dtype=object)
+    df = np.array(
+        [sp.Add(*[W1[i, j] * dh[i] for i in range(hid)]) for j in range(nf)], dtype=object
+    )
     dpool = df.reshape(pool_shape)
     dconv = rule_maxpool_dx(zc, dpool, wins)
     return dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)

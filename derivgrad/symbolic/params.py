@@ -27,4 +27,6 @@ def count(op, name, value, minimum=1):
 def check_unknown(op, params, allowed):
     extra = set(params) - set(allowed)
     if extra:
-        raise ParamError(f"{op}: unknown parameter(s) {sorted(extra)}; {op} takes {sorted(allowed)}")
+        raise ParamError(
+            f"{op}: unknown parameter(s) {sorted(extra)}; {op} takes {sorted(allowed)}"
+        )

@@ -36,10 +36,14 @@ def _windows(op, params):
     p = pair(op, "padding", params.get("padding", 0), 0)
     C = count(op, "channels", params.get("channels", 1))
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
-        raise ParamError(f"{op}: padding must be at most half the kernel, got padding {p} for kernel {k}")
+        raise ParamError(
+            f"{op}: padding must be at most half the kernel, got padding {p} for kernel {k}"
+        )
     HO, WO = (output_size(n, kk, ss, pp) for n, kk, ss, pp in zip((H, W), k, s, p))
     if min(HO, WO) < 1:
-        raise ParamError(f"{op}: a {k[0]}x{k[1]} window does not fit a {H}x{W} input with padding {p}")
+        raise ParamError(
+            f"{op}: a {k[0]}x{k[1]} window does not fit a {H}x{W} input with padding {p}"
+        )
     x = symbols("x", (C, H, W) if C > 1 else (H, W))
     x3 = x.reshape(C, H, W)
     wins = window_positions(C, H, W, k, s, p, HO, WO)
@@ -60,9 +64,15 @@ def rule_maxpool_dx(x3, d3, wins):
 
 def window_positions(C, H, W, k, s, p, HO, WO):
     """Input positions ``(c, i, j)`` of each pooling window, padding left out (row-major)."""
-    return {(c, i, j): [(c, a, b) for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
-                        for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1]) if 0 <= a < H and 0 <= b < W]
-            for c, i, j in itertools.product(range(C), range(HO), range(WO))}
+    return {
+        (c, i, j): [
+            (c, a, b)
+            for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
+            for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1])
+            if 0 <= a < H and 0 <= b < W
+        ]
+        for c, i, j in itertools.product(range(C), range(HO), range(WO))
+    }
 
 
 def maxpool2d(**params):
@@ -75,22 +85,39 @@ def maxpool2d(**params):
     dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
     region = params.get("region")
     notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
-    der = Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
-                              channels=g["C"], region=region),
-                     {"x": x}, y.reshape(d.shape), d, {"x": dX},
-                     {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
-                     notes=notes, extra=dict(windows=wins))
+    der = Derivation(
+        op,
+        dict(
+            input=(g["H"], g["W"]),
+            kernel=g["k"],
+            stride=g["s"],
+            padding=g["p"],
+            channels=g["C"],
+            region=region,
+        ),
+        {"x": x},
+        y.reshape(d.shape),
+        d,
+        {"x": dX},
+        {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
+        notes=notes,
+        extra=dict(windows=wins),
+    )
     if region is not None:
         # One region of input space: a seeded ordering of the inputs fixes every arg-max.
         rng = np.random.default_rng(count(op, "region", region, 0))
         rank = rng.permutation(x3.size).reshape(x3.shape)
         point = {x3[q]: sp.Integer(int(rank[q])) for q in np.ndindex(*x3.shape)}
-        fix = lambda e: e.replace(lambda a: isinstance(a, FirstMax),
-                                  lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]))
+        fix = lambda e: e.replace(
+            lambda a: isinstance(a, FirstMax),
+            lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
+        )
         der.region_point = point
         der.routed = lambda: np.vectorize(fix, otypes=[object])(der.grad_array("x"))
-        der.notes.append(f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
-                         f"random permutation of the inputs.")
+        der.notes.append(
+            f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
+            f"random permutation of the inputs."
+        )
     return der
 
 
@@ -109,7 +136,13 @@ def avgpool2d(**params):
                 out[q] = out[q] + d3[key] / K
         return out.reshape(x.shape)
 
-    return Derivation(op, dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"],
-                               channels=g["C"]), {"x": x}, y.reshape(d.shape), d, {"x": dX},
-                      {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
-                      notes=["Padded zeros count in the window size (count_include_pad=True)."])
+    return Derivation(
+        op,
+        dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"], channels=g["C"]),
+        {"x": x},
+        y.reshape(d.shape),
+        d,
+        {"x": dX},
+        {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
+        notes=["Padded zeros count in the window size (count_include_pad=True)."],
+    )

@@ -17,7 +17,11 @@ def conv_layer(input, channels, kernel, filters, stride=1, padding=0, dilation=1
     """Output shape ``(filters, H_out, W_out)`` and parameter counts of one conv layer."""
     H, W = input
     k = kernel
-    out = (filters, output_size(H, k, stride, padding, dilation), output_size(W, k, stride, padding, dilation))
+    out = (
+        filters,
+        output_size(H, k, stride, padding, dilation),
+        output_size(W, k, stride, padding, dilation),
+    )
     weights = filters * channels * k * k
     return dict(output=out, weights=weights, biases=filters, params=weights + filters)
 

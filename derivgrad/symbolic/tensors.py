@@ -52,8 +52,12 @@ def dilate(a, factors):
 
 def flip(a, axes):
     """Reverse the given axes (``rot180`` of a 2-D filter is ``flip(w, (-2, -1))``)."""
-    return a[tuple(slice(None, None, -1) if (i in axes or i - a.ndim in axes) else slice(None)
-                   for i in range(a.ndim))]
+    return a[
+        tuple(
+            slice(None, None, -1) if (i in axes or i - a.ndim in axes) else slice(None)
+            for i in range(a.ndim)
+        )
+    ]
 
 
 def correlate(x, w, stride, dilation):
@@ -65,9 +69,12 @@ def correlate(x, w, stride, dilation):
     the expressions stay as sparse as the arithmetic.
     """
     from derivgrad.kernels import output_size
+
     O, C = w.shape[:2]
     ks = w.shape[2:]
-    outs = tuple(output_size(n, k, s, 0, d) for n, k, s, d in zip(x.shape[1:], ks, stride, dilation))
+    outs = tuple(
+        output_size(n, k, s, 0, d) for n, k, s, d in zip(x.shape[1:], ks, stride, dilation)
+    )
     y = np.empty((O,) + outs, dtype=object)
     for o in range(O):
         for i in itertools.product(*(range(n) for n in outs)):
@@ -75,7 +82,10 @@ def correlate(x, w, stride, dilation):
             for c in range(C):
                 for k in itertools.product(*(range(n) for n in ks)):
                     wv = w[(o, c) + k]
-                    xv = x[(c,) + tuple(ii * s + kk * d for ii, kk, s, d in zip(i, k, stride, dilation))]
+                    xv = x[
+                        (c,)
+                        + tuple(ii * s + kk * d for ii, kk, s, d in zip(i, k, stride, dilation))
+                    ]
                     if wv != 0 and xv != 0:
                         terms.append(wv * xv)
             y[(o,) + i] = sp.Add(*terms)
