@@ -11,8 +11,9 @@ import sympy as sp
 import derivgrad
 from derivgrad import derive
 from derivgrad.errors import ParamError
+from derivgrad.ops.conv import conv_matrix, conv_matrix_proves_input_gradient
+from derivgrad.ops.dense import softmax_jacobian
 from derivgrad.registry import OPS
-from derivgrad.symbolic.conv import conv_matrix, conv_matrix_proves_input_gradient
 from derivgrad.symbolic.functions import Relu, Step, WindowMax
 
 
@@ -29,7 +30,7 @@ def test_wp1_softmax_jacobian_is_diag_p_minus_ppT():
     assert J.shape == (3, 3)
     for i, j in itertools.product(range(3), range(3)):
         assert _zero(J[j, i] - p[i] * ((1 if i == j else 0) - p[j]))  # p_i (δ_ij − p_j)
-    Jc = d.closed_jacobian()
+    Jc = softmax_jacobian(d)
     for i, j in itertools.product(range(3), range(3)):
         assert _zero(Jc[i, j] - J[i, j])  # diag(p) − p pᵀ (symmetric)
     assert d.verify()

@@ -1,5 +1,6 @@
 """``derivgrad predict``: classify images with a trained checkpoint."""
 
+import argparse
 import json
 
 from ..errors import UsageError
@@ -45,7 +46,7 @@ def _cmd_predict(a):
         )
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p = sub.add_parser("predict", help="classify images with a trained checkpoint")
     p.add_argument("checkpoint")
     p.add_argument(

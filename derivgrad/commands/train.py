@@ -1,5 +1,6 @@
 """``derivgrad train``: train the course LeNet on MNIST."""
 
+import argparse
 import signal
 import sys
 
@@ -55,7 +56,7 @@ def _cmd_train(a):
     print(metrics_line(metrics))
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     from ..train import DEFAULTS
 
     p = sub.add_parser(

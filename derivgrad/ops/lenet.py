@@ -14,17 +14,25 @@ routing), so the network proves the rules composed:
     dWc  = X ⋆ δ_conv,  dbc = Σ δ_conv
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
 from derivgrad.kernels import output_size
 
+from ..document import Doc, entries, indexed, rule_tex, tex, tex_name, tex_split
+from ..symbolic.derivation import Derivation
+from ..symbolic.functions import Relu, Step, WindowMax
+from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.tensors import correlate, symbols
+from .base import Op, Param, Problem
 from .conv import rule_db, rule_dw
-from .derivation import Derivation
-from .functions import Relu, Step, WindowMax
-from .params import ParamError, check_unknown, count, pair
 from .pool import rule_maxpool_dx, window_positions
-from .tensors import correlate, symbols
 
 
 def lenet(**params):
@@ -160,3 +168,129 @@ def _backward(W1, W2, zc, wins, p, h, y, pool_shape):
     dpool = df.reshape(pool_shape)
     dconv = rule_maxpool_dx(zc, dpool, wins)
     return dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)
+
+
+# -- the document: the network layer by layer ---------------------------------------------
+def lenet_document(d: Derivation) -> Doc:
+    """The network, layer by layer: forward in scalar form, each δ of the backward pass
+    written out, the parameter gradients, and the proof against the chain rule through the
+    whole network."""
+    doc = Doc()
+    P, X = d.params, d.extra
+    doc.h("The course LeNet, layer by layer (worked problem 12)")
+    sh = X["shapes"]
+    doc.p(
+        f"Problem. A reduced instance of the homework network: input "
+        f"${P['input'][0]}\\times{P['input'][1]}$, "
+        f"conv {P['filters']}@${P['kernel']}\\times{P['kernel']}$ with bias → max-pool "
+        f"$2\\times2$/2 → flatten "
+        f"({sh['flat'][0]}) → fc {P['hidden']} → ReLU → fc {P['classes']} → softmax cross-entropy "
+        f"with label "
+        f"$y = {P['label']}$. Derive the gradient of $L$ with respect to every parameter."
+    )
+    doc.h("Forward pass in scalar form", 2)
+    V = X["display"]
+    conv = [(indexed("z", i), tex_split(e)) for i, e in entries(X["conv"], lambda i: i)]
+    doc.p("Convolution (one input channel, so the sum runs over the window only):")
+    doc.eq(conv[:8])
+    if len(conv) > 8:
+        doc.p(f"(and {len(conv) - 8} more entries of the same form).")
+    doc.p(
+        r"Max pooling $m$, flattening $f = \operatorname{vec}(m)$, the hidden layer $h$, $a = "
+        r"\operatorname{relu}(h)$, "
+        r"the logits $s$, $p = \operatorname{softmax}(s)$ and $L = -\log p_y$:"
+    )
+    rows = [(indexed("m", i), [tex(e)]) for i, e in entries(V["pooled"], lambda i: i)]
+    rows += [(indexed("h", i), tex_split(e)) for i, e in entries(V["h_expr"], lambda i: i)]
+    rows += [(indexed("s", i), tex_split(e)) for i, e in entries(V["s_expr"], lambda i: i)]
+    rows += [("L", [r"-\log p_{%d} = -s_{%d} + \log \sum_j e^{s_j}" % (P["label"], P["label"])])]
+    doc.eq(rows)
+    doc.h("Backward pass, layer by layer", 2)
+    doc.p(
+        r"Each $\delta$ is the gradient of $L$ with respect to that layer's output, from the end "
+        r"to the beginning "
+        r"(read it in reverse order, as the notes advise):"
+    )
+    D = V["deltas"]
+    names = [
+        ("z", r"\delta^{(s)}", "logits: $p - e_y$"),
+        ("a", r"\delta^{(a)}", r"$W^{(2)\top} \delta^{(s)}$"),
+        ("h", r"\delta^{(h)}", r"$\delta^{(a)} \odot \mathbf{1}[h > 0]$"),
+        ("f", r"\delta^{(f)}", r"$W^{(1)\top} \delta^{(h)}$, reshaped to the pooled maps"),
+        ("conv", r"\delta^{(z)}", "routed to the first maximum of each pooling window"),
+    ]
+    for key, sym, what in names:
+        doc.p(f"${sym}$: {what}.")
+        doc.eq([(indexed(sym, i), tex_split(e)) for i, e in entries(D[key], lambda i: i)][:12])
+    doc.h("Parameter gradients", 2)
+    for k in d._closed:
+        doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k])}.")
+    doc.h("Parameter counts of the full network", 2)
+    doc.p(
+        "With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): conv "
+        "20·25 + 20 = 520, fc1 2880·500 + 500 = 1,440,500, fc2 500·10 + 10 = 5,010; 1,446,030 in "
+        "all."
+    )
+    doc.h("Proof", 2)
+    doc.p(
+        "derivgrad differentiated $L$ directly with respect to every parameter (the chain rule "
+        "through the whole "
+        "network, as SymPy's derivative of one expression) and proved it equal to the "
+        "layer-by-layer result above, "
+        "entry by entry, by writing every $e^{a}$ as a positive symbol and cancelling the "
+        "difference to zero."
+    )
+    return doc
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+class LeNet(Op):
+    name = "lenet"
+    title = "The course LeNet, layer by layer"
+    problems = "12"
+    slow = True
+    params = (
+        Param("input", "size", "image size, an int or HxW"),
+        Param("kernel", "int", "conv kernel size"),
+        Param("filters", "int", "conv filters"),
+        Param("hidden", "int", "hidden units of the first fully connected layer"),
+        Param("classes", "int", "number of classes"),
+        Param("label", "int", "the true class, 1-based"),
+    )
+
+    def build(self, **params: Any) -> Derivation:
+        return lenet(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        from ..model import lenet_loss_and_grads
+
+        return lenet_loss_and_grads(d, values)
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return st.just({})
+
+    def document(self, d: Derivation) -> Doc:
+        return lenet_document(d)
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("12", params={})]
+
+    def shapes(self, **params: Any) -> str:
+        from ..model import lenet as network
+
+        def given(name: str, default: int) -> int:
+            v = params.get(name)
+            return default if v is None else count("shapes lenet", name, v)
+
+        net = network(given("filters", 20), given("kernel", 5), given("hidden", 500))
+        lines = [f"{'layer':34s} {'output':>12s} {'params':>11s}"]
+        lines.append(f"{'input':34s} {'1x28x28':>12s} {0:>11,d}")
+        for name, shape, n in net.summary():
+            lines.append(f"{name:34s} {'x'.join(map(str, shape)):>12s} {n:>11,d}")
+        lines.append(f"{'total':34s} {'':>12s} {net.n_params():>11,d}")
+        return "\n".join(lines)
+
+
+OPS = (LeNet(),)

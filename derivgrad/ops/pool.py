@@ -13,17 +13,26 @@ Average pooling divides by the full window ``K_H K_W`` (padding counted) and spr
 ``δ/(K_H K_W)`` evenly; for K = S without padding, dX is δ upsampled, divided by K².
 """
 
+from __future__ import annotations
+
 import itertools
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
+from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
-from .derivation import Derivation
-from .functions import FirstMax, WindowMax
-from .params import ParamError, check_unknown, count, pair
-from .tensors import symbols, zeros
+from ..symbolic.derivation import Derivation
+from ..symbolic.functions import FirstMax, WindowMax
+from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.shapes import pool_layer
+from ..symbolic.tensors import symbols, zeros
+from .base import Op, Param, Problem
 
 PARAMS = ("input", "kernel", "stride", "padding", "channels", "region")
 
@@ -146,3 +155,100 @@ def avgpool2d(**params):
         {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
         notes=["Padded zeros count in the window size (count_include_pad=True)."],
     )
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+@st.composite
+def _window(draw: Any) -> dict[str, Any]:
+    """Kernel, then stride (overlapping windows too), padding <= k/2, then a size that fits."""
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, k[0])), draw(st.integers(1, k[1])))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    size = (
+        draw(st.integers(max(1, k[0] - 2 * p[0]), 5)),
+        draw(st.integers(max(1, k[1] - 2 * p[1]), 5)),
+    )
+    return dict(input=size, kernel=k, stride=s, padding=p, channels=draw(st.integers(1, 2)))
+
+
+class _Pool(Op):
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("input", "size", "input size, an int or HxW"),
+        Param("kernel", "size", "window size, an int or KHxKW"),
+        Param("stride", "size", "stride (default: the window size)"),
+        Param("padding", "size", "padding on each side, at most half the window"),
+        Param("channels", "int", "input channels"),
+    )
+    problems = "10"
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _window()
+
+    def shapes(self, **params: Any) -> str:
+        size = pair(f"shapes {self.name}", "input", params.get("input") or "32x32", 1)
+        channels = params.get("channels")
+        C = 1 if channels is None else count(f"shapes {self.name}", "channels", channels)
+        kk = params.get("kernel")
+        k = 2 if kk is None else count(f"shapes {self.name}", "kernel", kk)
+        ss = params.get("stride")
+        s = None if ss is None else count(f"shapes {self.name}", "stride", ss)
+        if k > min(size):
+            raise ParamError(
+                f"shapes {self.name}: a {k}x{k} window does not fit a {size[0]}x{size[1]} input"
+            )
+        return json.dumps(pool_layer(size, C, k, s))
+
+    def _x(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        return values["x"].reshape((1, -1) + values["x"].shape[-2:])
+
+
+class MaxPool2d(_Pool):
+    name = "maxpool2d"
+    title = "Max pooling"
+    params = _Pool.params + (
+        Param("region", "int", "fix every window's arg-max by this seed (explicit routing)"),
+    )
+
+    def build(self, **params: Any) -> Derivation:
+        return maxpool2d(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        P, x = d.params, self._x(values)
+        y, idx = K.maxpool2d_forward(x, P["kernel"], P["stride"], P["padding"])
+        dx = K.maxpool2d_backward(upstream.reshape(y.shape), idx, x.shape)
+        return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
+
+    def values(self, d: Derivation, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        # a permutation of well-separated values: no ties, and a step of 1e-5 cannot change
+        # a window's winner (a central difference across a switch measures nothing)
+        shape = d.inputs["x"].shape
+        size = int(np.prod(shape))
+        return {"x": (rng.permutation(size) / size - 0.5).reshape(shape)}
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("10", params=dict(input=(4, 4), kernel=2))]
+
+
+class AvgPool2d(_Pool):
+    name = "avgpool2d"
+    title = "Average pooling"
+
+    def build(self, **params: Any) -> Derivation:
+        return avgpool2d(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        P, x = d.params, self._x(values)
+        y = K.avgpool2d_forward(x, P["kernel"], P["stride"], P["padding"])
+        dy = upstream.reshape(y.shape)
+        dx = K.avgpool2d_backward(dy, x.shape, P["kernel"], P["stride"], P["padding"])
+        return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("10b", params=dict(input=(4, 4), kernel=2))]
+
+
+OPS = (MaxPool2d(), AvgPool2d())
