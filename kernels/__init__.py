@@ -4,7 +4,7 @@ Layout NCHW, PyTorch's conventions (see each function).  Every public function v
 its arguments in Python before compiled code runs.  Imports NumPy and Numba only.
 """
 
-from ._geometry import output_size
+from ._geometry import output_size, window_span
 from .activation import (
     relu_backward,
     relu_forward,
@@ -41,6 +41,7 @@ __all__ = [
     "im2col",
     "col2im",
     "output_size",
+    "window_span",
     "sgd_update",
     "adam_update",
 ]
