@@ -1,7 +1,8 @@
 """derivgrad's numeric core: batched forward and backward kernels on NumPy arrays.
 
 Layout NCHW, PyTorch's conventions (see each function).  Every public function validates
-its arguments in Python before compiled code runs.  Imports NumPy and Numba only.
+its arguments in Python before compiled code runs.  Imports NumPy, Numba, SciPy's BLAS
+(through Numba) and threadpoolctl; never the rest of derivgrad.
 """
 
 from ._geometry import output_size, window_span
