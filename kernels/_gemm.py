@@ -28,7 +28,7 @@ def gemm(ta, tb, m, n, k, a, ia, lda, b, ib, ldb, beta, c, ic, ldc):
     raise NotImplementedError("gemm is only callable from Numba-compiled code")
 
 
-@overload(gemm, jit_options=dict(cache=True, nogil=True))
+@overload(gemm)
 def _gemm_impl(ta, tb, m, n, k, a, ia, lda, b, ib, ldb, beta, c, ic, ldc):
     dt = getattr(a, "dtype", None)
     if dt == types.float32:

@@ -31,7 +31,7 @@ def _outer_blas():
 
 def max_threads() -> int:
     """The most threads Numba's pool can run (``NUMBA_NUM_THREADS``, fixed at start-up)."""
-    return int(numba.config.NUMBA_NUM_THREADS)
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def parse_threads(value: object, name: str = "threads") -> int:
@@ -52,20 +52,21 @@ def parse_threads(value: object, name: str = "threads") -> int:
     return n
 
 
-def set_threads(n: int | None = None) -> int:
+def set_threads(n: int | None = None, *, name: str = "threads") -> int:
     """Run every kernel pool on ``n`` threads; returns ``n``.
 
     ``n=None`` takes ``DERIVGRAD_THREADS`` when set, else all of Numba's threads.  Sets
     Numba's pool (``numba.set_num_threads``, for this Python thread) and every BLAS
     library called from outside parallel loops (threadpoolctl) to ``n``, and keeps the
     BLAS used inside ``prange`` at one thread.  Raises ``ValueError`` naming the argument
-    (or the variable) for a count that is not an integer in ``[1, max_threads()]``.
+    (``name``, e.g. ``"--threads"``, or the variable) for a count that is not an integer in
+    ``[1, max_threads()]``.
     """
     if n is None:
         env = os.environ.get(ENV)
         n = parse_threads(env, ENV) if env not in (None, "") else max_threads()
     else:
-        n = parse_threads(n)
+        n = parse_threads(n, name)
     numba.set_num_threads(n)
     libs = _outer_blas()
     for lib in libs:

@@ -14,12 +14,18 @@ The work is three GEMMs.  How they are split over the threads is a *strategy*:
   BLAS per block; at batch 64 on T threads every block multiplies N/T rows by the *whole*
   W, so W is streamed T times.  Kept for comparison (``derivgrad bench``) and tests.
 
-Measured on the 2-core development machine (``python benchmarks/bench_linear.py``, batch 64,
-2880 → 500, float32, best of 60): at 1 thread NumPy's BLAS (OpenBLAS 0.3.31) runs the
-forward in 1.59 ms against 1.85 ms for SciPy's (0.3.30, the one ``prange`` bodies can
-call), and at 2 threads ``"blas"`` 0.84 ms, ``"tiles"`` 0.94 ms, ``"rows"`` 1.6-7.8 ms.  So
-``"blas"`` is the default at every count; at 16 threads it is also the design whose
-per-thread traffic falls as 1/T (the row split's does not).
+Measured on the 2-core development machine, batch 64, 2880 → 500, float32, best of 60
+(``derivgrad bench --threads 1,2`` shows these rows): at 1 thread NumPy's
+BLAS (OpenBLAS 0.3.31) runs the forward in 1.59 ms against 1.85 ms for SciPy's (0.3.30,
+the one ``prange`` bodies can call) and no second pool is involved, so 1 thread uses
+``"blas"``.  At 2 threads, alone, ``"blas"`` took 0.84 ms, ``"tiles"`` 0.94 ms and
+``"rows"`` 1.6 ms; but inside a training step ``"blas"`` leaves NumPy's OpenBLAS workers
+spinning next to Numba's OpenMP workers, and on a busy 2-core machine the LeNet step with
+``"blas"`` took 2-3x longer than with ``"tiles"`` (interleaved steps, same process).  So
+more than one thread uses ``"tiles"``: one pool, each thread reading about 1/T of each
+operand.  At 16 threads the grid for fc1's forward (64 × 500, K = 2880) is 1 × 4 × 4 (four
+column blocks of W, each over a quarter of K), the split oneDNN picks for this shape;
+the row split would stream all of W sixteen times.
 
 .. code-block:: text
 

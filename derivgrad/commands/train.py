@@ -8,8 +8,6 @@ from ..errors import UsageError
 
 
 def _cmd_train(a):
-    import numba
-
     from .. import data as mnist
     from ..train import config, metrics_line, train
 
@@ -23,8 +21,11 @@ def _cmd_train(a):
         raise UsageError(f"--momentum must be in [0, 1), got {a.momentum}")
     if a.resume and not a.checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
-    if a.threads:
-        numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    from derivgrad.kernels import set_threads
+
+    set_threads(
+        a.threads, name="--threads"
+    )  # Numba's and every BLAS pool; None: DERIVGRAD_THREADS or all cores
     data_dir = a.data
     if a.download:
         data_dir = str(mnist.download(a.data))
