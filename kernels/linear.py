@@ -107,7 +107,7 @@ def _params(op, x, w):
     return x, w
 
 
-def linear_forward(x, w, b=None):
+def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     r"""``y = x W^T + b``: x ``(N, in_features)``, w ``(out_features, in_features)``,
     b optional ``(out_features,)``; returns ``y (N, out_features)`` in x's dtype."""
     op = "linear_forward"
@@ -135,7 +135,9 @@ def linear_forward(x, w, b=None):
     return y
 
 
-def linear_backward(dy, x, w, *, bias=True, need_dx=True):
+def linear_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, *, bias: bool = True, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     r"""Gradients of :func:`linear_forward`.
 
     ``dy (N, out_features)`` → ``(dx, dw, db)``: ``dx = dy W`` ``(N, in)``,
