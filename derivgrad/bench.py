@@ -272,8 +272,8 @@ def print_table(m, repeats, out=print):
     if "epoch" not in by[Ts[0]]:
         return
     for label, key in (("epoch loop s", "epoch_s"), ("whole process s", "process_s")):
-        for side, name in (("ours", "derivgrad"), ("former", "derivgrad, former linear")):
-            line = f"{'LeNet epoch, ' + name + ', ' + label:52s}"
+        for side, name in (("ours", "derivgrad"), ("former", "former linear split")):
+            line = f"{'LeNet epoch ' + label + ': ' + name:52s}"
             for T in Ts:
                 ep = by[T]["epoch"]
                 t = ep.get("torch", {}).get(key)
