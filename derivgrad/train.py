@@ -66,8 +66,18 @@ def _arch(cfg):
     return {k: cfg[k] for k in ("filters", "kernel", "hidden", "batchnorm")}
 
 
-def train(cfg, log=print, progress=True):
-    """Run training as ``cfg`` says (the command line's options); returns the metrics dict."""
+def train(cfg, log=print, progress=True, dist=None):
+    """Run training as ``cfg`` says (the command line's options); returns the metrics dict.
+
+    ``dist``: a :class:`derivgrad.distributed.Communicator` for data-parallel training over
+    MPI (``None``: one process).  Every rank then takes its shard of each global batch and
+    the gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
+    """
+    if dist is not None:
+        dist.check_batch(cfg["batch_size"])
+        if not dist.is_root:
+            log, progress = (lambda s: None), False
+        log(dist.describe())
     data = mnist.load(cfg.get("data"))
     xtr, ytr = (
         prepare(data["train_images"], cfg["normalize"]),
@@ -79,11 +89,18 @@ def train(cfg, log=print, progress=True):
     net = lenet(
         cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], cfg["seed"]
     )
+    if dist is not None and dist.size > 1:
+        from .distributed import sync_batchnorm
+
+        sync_batchnorm(net, dist)
     params = net.named_params()
     opt = make_optimizer(cfg, params)
     start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
     if cfg.get("resume"):
-        arrays, meta = ckpt.load(cfg["checkpoint"])
+        if dist is None:
+            arrays, meta = ckpt.load(cfg["checkpoint"])
+        else:  # rank 0 reads, every rank gets it (no shared file system needed)
+            arrays, meta = dist.root_call(ckpt.load, cfg["checkpoint"])
         if meta.get("arch") != _arch(cfg):
             raise ckpt.CheckpointError(
                 f"{cfg['checkpoint']}: checkpoint is for architecture {meta.get('arch')} "
@@ -102,7 +119,7 @@ def train(cfg, log=print, progress=True):
     log(f"  total {net.n_params():,d} parameters; {len(ytr)} training / {len(yte)} test images")
 
     def save(epoch, batch, partial):
-        if not cfg.get("checkpoint"):
+        if not cfg.get("checkpoint") or (dist is not None and not dist.is_root):
             return
         arrays = {f"p.{k}": v for k, v in params.items()}
         arrays |= {f"b.{k}": v for k, v in net.named_buffers().items()}
@@ -151,16 +168,20 @@ def train(cfg, log=print, progress=True):
                 idx = perm[b * bs : (b + 1) * bs]
                 if hasattr(opt, "lr"):
                     opt.lr = lr_at(cfg, epoch, b, n_batches)
-                loss, probs = net.loss_and_grads(xtr[idx], ytr[idx])
+                if dist is None:
+                    loss, probs = net.loss_and_grads(xtr[idx], ytr[idx])
+                    n_correct, grads = int((probs.argmax(1) == ytr[idx]).sum()), net.named_grads()
+                else:  # this rank's shard; loss, count and gradients of the global batch
+                    loss, n_correct, grads, _ = dist.step(net, xtr, ytr, idx)
                 if not np.isfinite(loss):
                     raise DivergedError(
                         f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
                         f"(lr {getattr(opt, 'lr', cfg['lr']):g}); lower --lr. The last "
                         f"checkpoint, if any, is from before the divergence."
                     )
-                opt.step(net.named_grads())
+                opt.step(grads)
                 loss_sum += loss * len(idx)
-                correct += int((probs.argmax(1) == ytr[idx]).sum())
+                correct += n_correct
                 seen += len(idx)
                 if bar is not None:
                     bar.update(1)
@@ -173,7 +194,11 @@ def train(cfg, log=print, progress=True):
             if bar is not None:
                 bar.close()
             train_time = time.perf_counter() - t0
-            test_loss, test_acc = evaluate(net, xte, yte)
+            if dist is None:
+                test_loss, test_acc = evaluate(net, xte, yte)
+            else:
+                dist.check_same_params(params)
+                test_loss, test_acc = dist.root_call(evaluate, net, xte, yte)
             history.append(
                 dict(
                     epoch=epoch + 1,
@@ -209,7 +234,7 @@ def train(cfg, log=print, progress=True):
         epochs=cfg["epochs"],
         history=history,
     )
-    if cfg.get("plot"):
+    if cfg.get("plot") and (dist is None or dist.is_root):
         plot(history, cfg["plot"])
         log(f"plot written to {cfg['plot']}")
     return metrics, net

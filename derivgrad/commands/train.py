@@ -11,6 +11,7 @@ def _cmd_train(a):
     import numba
 
     from .. import data as mnist
+    from ..distributed import abort_on_error, detect
     from ..train import config, metrics_line, train
 
     for name in ("epochs", "batch_size", "filters", "hidden", "kernel"):
@@ -23,8 +24,13 @@ def _cmd_train(a):
         raise UsageError(f"--momentum must be in [0, 1), got {a.momentum}")
     if a.resume and not a.checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
-    if a.threads:
-        numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    if a.threads is not None and a.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {a.threads}")
+    # under an MPI launcher (or --mpi): the communicator; None (and no mpi4py import) otherwise
+    dist = detect(force=a.mpi)
+    threads = a.threads or (dist.default_threads() if dist is not None else None)
+    if threads:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     data_dir = a.data
     if a.download:
         data_dir = str(mnist.download(a.data))
@@ -51,7 +57,10 @@ def _cmd_train(a):
     # SIGTERM behaves like Ctrl-C: the current position is checkpointed before exiting
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     log = lambda s: print(s, file=sys.stderr)
-    metrics, _ = train(cfg, log=log, progress=not a.quiet and sys.stderr.isatty())
+    with abort_on_error(dist):
+        metrics, _ = train(cfg, log=log, progress=not a.quiet and sys.stderr.isatty(), dist=dist)
+    if dist is not None and not dist.is_root:
+        return
     log(f"test accuracy {100 * metrics['test_acc']:.2f}% after {metrics['epochs']} epochs")
     print(metrics_line(metrics))
 
@@ -87,7 +96,18 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue exactly from --checkpoint")
     p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
-    p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads per process (default: all cores; under MPI, the node's cores divided "
+        "among its ranks)",
+    )
+    p.add_argument(
+        "--mpi",
+        action="store_true",
+        help="use MPI even where no launcher is detected (mpiexec, mpirun and srun are "
+        "detected); see the README",
+    )
     p.add_argument("--filters", type=int, default=20)
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--kernel", type=int, default=5)
