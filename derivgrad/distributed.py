@@ -287,6 +287,11 @@ class Communicator:
         )
         reqs = [self.comm.Iallreduce(self.MPI.IN_PLACE, stats, op=self.MPI.SUM)]
         g = K.softmax_cross_entropy_backward(probs, ys)
+        if self.size > 1:
+            # the average over ranks is the sum of gradients scaled by 1/P; every gradient is
+            # linear in the logits' gradient, so scale that (N/P × classes values) instead of
+            # the whole buffer after the sum (bitwise the same when P is a power of two)
+            g *= np.float32(1.0 / self.size)
         # gradients in backward order; a bucket goes out as soon as its layers are done
         t_comm = 0.0
         start, pos = 0, 0
@@ -316,8 +321,6 @@ class Communicator:
         reqs.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._buf[start:], op=self.MPI.SUM))
         for r in reqs:
             self.wait(r)
-        if self.size > 1:
-            self._buf *= np.float32(1.0 / self.size)  # exact for P a power of two
         exposed = time.perf_counter() - t
         self.timings["exposed_s"] += exposed + t_comm
         self.timings["steps"] += 1
@@ -456,8 +459,13 @@ def abort_on_error(dist: Communicator | None) -> Iterator[None]:
             raise
         dist.abort(e.code if isinstance(e.code, int) else 1)
     except BaseException as e:
+        import signal
+
         from .errors import DerivgradError
 
+        # the launcher answers MPI_Abort with SIGTERM to every rank: die quietly from it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
         what = str(e) if isinstance(e, DerivgradError) else f"{type(e).__name__}: {e}"
         print(f"derivgrad: rank {dist.rank} of {dist.size}: {what}", file=sys.stderr)
         if not isinstance(e, DerivgradError | KeyboardInterrupt):

@@ -57,6 +57,13 @@ def _cmd_train(a):
     # SIGTERM behaves like Ctrl-C: the current position is checkpointed before exiting
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     log = lambda s: print(s, file=sys.stderr)
+    if dist is not None:
+        try:  # the same verdict on every rank: rank 0 says it, all exit with status 2
+            dist.check_batch(a.batch_size)
+        except UsageError:
+            if dist.is_root:
+                raise
+            sys.exit(2)
     with abort_on_error(dist):
         metrics, _ = train(cfg, log=log, progress=not a.quiet and sys.stderr.isatty(), dist=dist)
     if dist is not None and not dist.is_root:
