@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -138,6 +138,7 @@ class Communicator:
         self._layout: list[tuple[str, int, int, tuple[int, ...]]] = []
         self.timings = {"allreduce_s": 0.0, "exposed_s": 0.0, "steps": 0}
         self.overlap = True
+        self.sharded: ShardedOptimizer | None = None
 
     # ---- who and where ---------------------------------------------------------------
     @property
@@ -308,7 +309,12 @@ class Communicator:
             end = off + src.size
             # one bucket per ~1 MB or at the end (the last layers' small gradients are sent
             # with the big fully connected one)
-            if self.overlap and (end - start) * 4 >= 1 << 20 and pos < len(self._layout):
+            if (
+                self.overlap
+                and self.sharded is None
+                and (end - start) * 4 >= 1 << 20
+                and pos < len(self._layout)
+            ):
                 t = time.perf_counter()
                 reqs.append(
                     self.comm.Iallreduce(self.MPI.IN_PLACE, self._buf[start:end], op=self.MPI.SUM)
@@ -318,7 +324,11 @@ class Communicator:
             for r in reqs:  # let MPI progress the outstanding reductions
                 r.Test()
         t = time.perf_counter()
-        reqs.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._buf[start:], op=self.MPI.SUM))
+        if self.sharded is not None:  # each rank receives the sum of its slice only
+            sh = self.sharded
+            reqs.append(self.comm.Ireduce_scatter(self._buf, sh.gshard, sh.counts, op=self.MPI.SUM))
+        else:
+            reqs.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self._buf[start:], op=self.MPI.SUM))
         for r in reqs:
             self.wait(r)
         exposed = time.perf_counter() - t
@@ -355,10 +365,100 @@ class Communicator:
             bad = [k for k, a, b in zip(params, lo, hi) if a != b]
             raise DistributedError(f"the ranks' parameters differ ({', '.join(bad)})")
 
-    def abort(self, code: int) -> None:
+    def abort(self, code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+        os._exit(code)  # MPI_Abort should not return; if it does, end this rank anyway
+
+
+class ShardedOptimizer:
+    """The optimizer's update split across ranks (ZeRO stage 1, Rajbhandari et al. 2020).
+
+    The parameters move into one flat float32 buffer (the layers keep views of it); rank
+    ``r`` owns the slice ``[displs[r], displs[r] + counts[r])``.  A step is then: the summed
+    gradients of that slice only (``Reduce_scatter`` instead of ``Allreduce``: the same
+    bytes on the wire, half the reduction), the optimizer's elementwise update on the slice
+    (1/P of the work and of the optimizer state), and an ``Allgather`` of the updated
+    slices into every rank's parameters.  SGD and Adam are elementwise, so every parameter
+    gets exactly the update of the replicated optimizer.
+
+    ``state_dict()`` and ``load_state_dict()`` speak the replicated optimizer's format
+    (``v.<name>``, ``m.<name>``, ``steps``), so checkpoints do not depend on P; both are
+    collective (every rank must call them).
+    """
+
+    def __init__(self, dist: Communicator, net: Any, make: Callable[[dict], Any]) -> None:
+        if dist._buf is None:
+            dist._layout_for(net.layers)
+        assert dist._buf is not None
+        self.dist, self.net = dist, net
+        n, P = dist._buf.size, dist.size
+        self.counts = [n // P + (r < n % P) for r in range(P)]
+        self.displs = [sum(self.counts[:r]) for r in range(P)]
+        lo, hi = self.displs[dist.rank], self.displs[dist.rank] + self.counts[dist.rank]
+        self.pbuf = np.empty(n, np.float32)
+        for name, i, off, shape in dist._layout:
+            k = name.split(".", 1)[1]
+            size = int(np.prod(shape))
+            self.pbuf[off : off + size] = net.layers[i].params[k].reshape(-1)
+            net.layers[i].params[k] = self.pbuf[off : off + size].reshape(shape)
+        self.gshard = np.zeros(hi - lo, np.float32)
+        self.inner = make({"flat": self.pbuf[lo:hi]})
+        dist.sharded = self
+
+    @property
+    def lr(self) -> float:
+        return self.inner.lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.inner.lr = value
+
+    @property
+    def steps(self) -> int:
+        return self.inner.steps
+
+    def step(self, grads: Any = None) -> None:
+        """Update this rank's slice with its summed gradient, then gather all slices.
+        (``grads`` is ignored: the reduced slice is already in ``gshard``.)"""
+        self.inner.step({"flat": self.gshard})
+        MPI = self.dist.MPI
+        req = self.dist.comm.Iallgatherv(
+            MPI.IN_PLACE, [self.pbuf, self.counts, self.displs, MPI.FLOAT]
+        )
+        self.dist.wait(req)
+
+    def _full(self, shard: np.ndarray) -> np.ndarray:
+        full = np.empty(self.pbuf.size, np.float32)
+        MPI = self.dist.MPI
+        self.dist.comm.Allgatherv(shard, [full, self.counts, self.displs, MPI.FLOAT])
+        return full
+
+    def state_dict(self) -> dict:
+        out: dict = {"steps": self.inner.steps}
+        for key, shard in self.inner.state_dict().items():
+            if key == "steps":
+                continue
+            prefix = key[: -len("flat")]
+            full = self._full(np.ascontiguousarray(shard, np.float32))
+            for name, _, off, shape in self.dist._layout:
+                out[prefix + name] = full[off : off + int(np.prod(shape))].reshape(shape)
+        return out
+
+    def load_state_dict(self, s: dict) -> None:
+        lo = self.displs[self.dist.rank]
+        hi = lo + self.counts[self.dist.rank]
+        flat: dict = {"steps": s["steps"]}
+        for key in self.inner.state_dict():
+            if key == "steps":
+                continue
+            prefix = key[: -len("flat")]
+            full = np.empty(self.pbuf.size, np.float32)
+            for name, _, off, shape in self.dist._layout:
+                full[off : off + int(np.prod(shape))] = np.asarray(s[prefix + name]).reshape(-1)
+            flat[key] = full[lo:hi]
+        self.inner.load_state_dict(flat)
 
 
 def sync_batchnorm(net: Any, dist: Communicator) -> None:

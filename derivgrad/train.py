@@ -93,8 +93,15 @@ def train(cfg, log=print, progress=True, dist=None):
         from .distributed import sync_batchnorm
 
         sync_batchnorm(net, dist)
-    params = net.named_params()
-    opt = make_optimizer(cfg, params)
+    if dist is not None and dist.size > 1 and cfg.get("shard_optimizer"):
+        from .distributed import ShardedOptimizer
+
+        # each rank updates 1/P of the parameters (the layers' arrays become views)
+        opt = ShardedOptimizer(dist, net, lambda p: make_optimizer(cfg, p))
+        params = net.named_params()
+    else:
+        params = net.named_params()
+        opt = make_optimizer(cfg, params)
     start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
     if cfg.get("resume"):
         if dist is None:
@@ -119,11 +126,13 @@ def train(cfg, log=print, progress=True, dist=None):
     log(f"  total {net.n_params():,d} parameters; {len(ytr)} training / {len(yte)} test images")
 
     def save(epoch, batch, partial):
-        if not cfg.get("checkpoint") or (dist is not None and not dist.is_root):
+        if not cfg.get("checkpoint"):
+            return
+        st = opt.state_dict()  # collective when the optimizer is sharded over the ranks
+        if dist is not None and not dist.is_root:
             return
         arrays = {f"p.{k}": v for k, v in params.items()}
         arrays |= {f"b.{k}": v for k, v in net.named_buffers().items()}
-        st = opt.state_dict()
         arrays |= {f"o.{k}": v for k, v in st.items() if k != "steps"}
         ckpt.save(
             cfg["checkpoint"],
@@ -218,8 +227,11 @@ def train(cfg, log=print, progress=True, dist=None):
             save(epoch + 1, 0, (0.0, 0, 0))
             partial = (0.0, 0, 0)
     except KeyboardInterrupt:
-        # the batch b was not applied if the interrupt came inside it: resume at b
-        save(epoch, b, (loss_sum, correct, seen))
+        # the batch b was not applied if the interrupt came inside it: resume at b.  (A
+        # sharded optimizer's state is spread over the ranks, which are not at this point
+        # together: the last epoch's checkpoint stands.)
+        if dist is None or dist.sharded is None:
+            save(epoch, b, (loss_sum, correct, seen))
         log(
             f"interrupted at epoch {epoch + 1}, batch {b}; "
             f"checkpoint written to {cfg.get('checkpoint')}"
@@ -306,6 +318,7 @@ DEFAULTS = dict(
     normalize=False,
     schedule="constant",
     limit=None,
+    shard_optimizer=False,
 )
 
 

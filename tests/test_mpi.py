@@ -67,16 +67,19 @@ def assert_close_to_float32_rounding(a, b, steps):
         assert err <= tol, f"{k}: max difference {err:.3g} > {tol:.3g}"
 
 
-@pytest.mark.parametrize("batchnorm", [False, True])
-def test_two_ranks_train_the_same_model_as_one_process(tmp_path, batchnorm):
-    bn = ["--batchnorm"] if batchnorm else []
-    r = launch(2, [*SMALL, *bn, "--epochs", "1", "--checkpoint", str(tmp_path / "p2.npz")])
+@pytest.mark.parametrize(
+    "batchnorm, shard", [(False, False), (True, False), (True, True)], ids=["", "bn", "bn-shard"]
+)
+def test_two_ranks_train_the_same_model_as_one_process(tmp_path, batchnorm, shard):
+    opts = (["--batchnorm"] if batchnorm else []) + (["--shard-optimizer"] if shard else [])
+    r = launch(2, [*SMALL, *opts, "--epochs", "1", "--checkpoint", str(tmp_path / "p2.npz")])
     assert r.returncode == 0, r.stderr
     assert "MPI: 2 ranks on 1 node(s)" in r.stderr  # the world size we launched
     assert r.stdout.count("{") == 1  # rank 0 alone prints the metrics
     p2, meta2 = ckpt.load(tmp_path / "p2.npz")
     p1, meta1 = train_one_process(tmp_path, "p1.npz", epochs=1, batchnorm=batchnorm)
     assert meta2["steps"] == meta1["steps"] == K_STEPS
+    assert sorted(p2) == sorted(p1)  # the same checkpoint format, sharded optimizer or not
     assert_close_to_float32_rounding(p1, p2, K_STEPS)
     if batchnorm:  # the running statistics are those of the whole batch, too
         for k in ("b.1.running_mean", "b.1.running_var"):
@@ -99,7 +102,7 @@ def test_one_rank_under_mpiexec_is_bitwise_the_plain_run(tmp_path):
 
 def test_resume_across_rank_counts(tmp_path):
     # epoch 1 with 2 ranks, epoch 2 with 1 process, against 2 epochs in one process; and
-    # epoch 1 in one process, epoch 2 with 2 ranks
+    # epoch 1 in one process, epoch 2 with 2 ranks and the optimizer sharded over them
     path = str(tmp_path / "c.npz")
     r = launch(2, [*SMALL, "--epochs", "1", "--checkpoint", path])
     assert r.returncode == 0, r.stderr
@@ -114,7 +117,7 @@ def test_resume_across_rank_counts(tmp_path):
 
     path1 = str(tmp_path / "d.npz")
     T.train(T.config(epochs=1, checkpoint=path1, **base), log=lambda s: None, progress=False)
-    r = launch(2, [*SMALL, "--epochs", "2", "--checkpoint", path1, "--resume"])
+    r = launch(2, [*SMALL, "--epochs", "2", "--checkpoint", path1, "--resume", "--shard-optimizer"])
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stderr
     resumed2, meta2 = ckpt.load(path1)

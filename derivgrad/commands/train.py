@@ -53,6 +53,7 @@ def _cmd_train(a):
         normalize=a.normalize,
         schedule=a.schedule,
         limit=a.limit,
+        shard_optimizer=a.shard_optimizer or None,
     )
     # SIGTERM behaves like Ctrl-C: the current position is checkpointed before exiting
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -108,6 +109,12 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         type=int,
         help="threads per process (default: all cores; under MPI, the node's cores divided "
         "among its ranks)",
+    )
+    p.add_argument(
+        "--shard-optimizer",
+        action="store_true",
+        help="under MPI: each rank updates 1/P of the parameters (reduce-scatter, update, "
+        "all-gather) instead of all of them",
     )
     p.add_argument(
         "--mpi",
