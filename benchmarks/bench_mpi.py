@@ -7,8 +7,10 @@ PyTorch's DistributedDataParallel (gloo) side by side when PyTorch is installed.
 A layout ``PxT`` runs P processes of T threads: ``1xT`` is the plain one-process run (no
 MPI), ``PxT`` with P > 1 runs ``mpiexec -n P`` through :func:`derivgrad.train.train` with a
 communicator, exactly as ``mpiexec -n P derivgrad train --threads T`` does.  Each P > 1
-layout runs twice: with the gradient buckets overlapped with the backward pass (the
-default) and with one blocking reduction after the backward ("no overlap").
+layout runs three ways: ``overlap`` (the default: the gradient buckets' reductions start
+during the backward pass), ``blocking`` (one reduction after the backward) and ``shard``
+(``--shard-optimizer``: reduce-scatter, each rank updates 1/P of the parameters,
+all-gather).  PyTorch runs ``1xT`` plainly and ``PxT`` under DistributedDataParallel (gloo).
 
 Columns: seconds per epoch (median of the alternated repeats), samples/s, test accuracy,
 the time ratio to the first layout; for MPI runs ``allreduce ms`` is one blocking
@@ -44,9 +46,16 @@ def worker_ours(a):
     dist = detect() if a.procs > 1 else None
     if dist is not None:
         assert dist.size == a.procs, (dist.size, a.procs)
-        dist.overlap = not a.no_overlap
+        dist.overlap = a.mode == "overlap"
     m, _ = train(
-        config(data=a.data, epochs=a.epochs, seed=0, batch_size=BATCH, limit=a.limit),
+        config(
+            data=a.data,
+            epochs=a.epochs,
+            seed=0,
+            batch_size=BATCH,
+            limit=a.limit,
+            shard_optimizer=a.mode == "shard",
+        ),
         log=lambda s: None,
         progress=False,
         dist=dist,
@@ -117,7 +126,7 @@ def worker_torch(a):
     return dict(rows=rows) if rank == 0 else None
 
 
-def run_layout(a, side, procs, threads, no_overlap=False):
+def run_layout(a, side, procs, threads, mode):
     args = [
         sys.executable,
         __file__,
@@ -132,7 +141,7 @@ def run_layout(a, side, procs, threads, no_overlap=False):
     ]
     args += ["--data", a.data] if a.data else []
     args += ["--limit", str(a.limit)] if a.limit else []
-    args += ["--no-overlap"] if no_overlap else []
+    args += ["--mode", mode]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MPIEXEC_TIMEOUT="1800")
     if procs > 1:
         with socket.socket() as s:
@@ -158,7 +167,7 @@ def main():
     ap.add_argument("--procs", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="overlap", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         out = worker_ours(a) if a.worker == "ours" else worker_torch(a)
@@ -173,23 +182,20 @@ def main():
         sys.exit("no mpiexec: pip install 'derivgrad[mpi]'")
     runs = []
     for p, t in layouts:
-        runs.append(("derivgrad", p, t, False))
-        if p > 1:
-            runs.append(("derivgrad", p, t, True))
+        for mode in ("overlap", "blocking", "shard") if p > 1 else ("-",):
+            runs.append(("derivgrad", p, t, mode))
     try:
         import torch  # noqa: F401
 
         if not a.no_torch:
-            runs += [("pytorch", p, t, False) for p, t in layouts]
+            runs += [("pytorch", p, t, "ddp" if p > 1 else "-") for p, t in layouts]
     except ImportError:
         print("PyTorch not installed: derivgrad only")
     results = {r: [] for r in runs}
     for _ in range(a.repeats):  # alternate, so that a drifting machine favours no layout
         for r in runs:
-            side, p, t, no_overlap = r
-            results[r].append(
-                run_layout(a, "ours" if side == "derivgrad" else "torch", p, t, no_overlap)
-            )
+            side, p, t, mode = r
+            results[r].append(run_layout(a, "ours" if side == "derivgrad" else "torch", p, t, mode))
     n = (a.limit or (60000 if a.data else 10000)) // BATCH * BATCH
     print(
         f"LeNet, global batch {BATCH}, SGD lr 0.01 momentum 0.9, data "
@@ -197,12 +203,12 @@ def main():
         f"{a.epochs} epoch(s), median over epochs of {a.repeats} alternated repeat(s)"
     )
     print(
-        f"{'side':10s} {'PxT':>4s} {'overlap':>7s} {'epoch s':>8s} {'samples/s':>9s} "
+        f"{'side':10s} {'PxT':>4s} {'mode':>8s} {'epoch s':>8s} {'samples/s':>9s} "
         f"{'acc %':>6s} {'ratio':>6s} {'allreduce ms':>12s} {'exposed ms':>10s} {'hidden':>6s}"
     )
     base = None
     for r in runs:
-        side, p, t, no_overlap = r
+        side, p, t, mode = r
         rs = results[r]
         secs = float(np.median([row["seconds"] for x in rs for row in x["rows"]]))
         accs = sorted({round(100 * row["test_acc"], 2) for x in rs for row in x["rows"][-1:]})
@@ -213,7 +219,7 @@ def main():
             ex = float(np.median([x["exposed_ms"] for x in rs]))
             comm = f"{ar:12.2f} {ex:10.2f} {1 - ex / ar:6.0%}"
         print(
-            f"{side:10s} {p}x{t:<2d} {'no' if no_overlap or p == 1 else 'yes':>7s} {secs:8.2f} "
+            f"{side:10s} {p}x{t:<2d} {mode:>8s} {secs:8.2f} "
             f"{n / secs:9.0f} {'/'.join(map(str, accs)):>6s} {secs / base:6.2f} {comm}"
         )
     sizes = [x.get("bytes") for rs in results.values() for x in rs if x.get("bytes")]

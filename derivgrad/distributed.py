@@ -419,6 +419,10 @@ class ShardedOptimizer:
     def steps(self) -> int:
         return self.inner.steps
 
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.inner.steps = value
+
     def step(self, grads: Any = None) -> None:
         """Update this rank's slice with its summed gradient, then gather all slices.
         (``grads`` is ignored: the reduced slice is already in ``gshard``.)"""
@@ -459,6 +463,32 @@ class ShardedOptimizer:
                 full[off : off + int(np.prod(shape))] = np.asarray(s[prefix + name]).reshape(-1)
             flat[key] = full[lo:hi]
         self.inner.load_state_dict(flat)
+
+
+def _same_optimizer(opt: Any, params: dict) -> Any:
+    """A fresh optimizer of ``opt``'s kind and hyper-parameters over ``params``."""
+    from .model import SGD, Adam
+
+    if isinstance(opt, SGD):
+        return SGD(params, opt.lr, opt.momentum, opt.wd)
+    if isinstance(opt, Adam):
+        return Adam(params, opt.lr, (opt.b1, opt.b2), opt.eps, opt.wd)
+    raise TypeError(f"cannot shard an optimizer of type {type(opt).__name__}")
+
+
+def make_data_parallel(
+    dist: Communicator, net: Any, opt: Any, shard_optimizer: bool = False
+) -> Any:
+    """Make a freshly built ``(net, opt)`` data-parallel: batch norm synchronised, and with
+    ``shard_optimizer`` the update split across ranks (:class:`ShardedOptimizer`, built
+    with ``opt``'s hyper-parameters; ``opt`` itself is then dropped).  Returns the optimizer
+    to use.  With one rank nothing changes."""
+    if dist.size == 1:
+        return opt
+    sync_batchnorm(net, dist)
+    if shard_optimizer:
+        return ShardedOptimizer(dist, net, lambda p: _same_optimizer(opt, p))
+    return opt
 
 
 def sync_batchnorm(net: Any, dist: Communicator) -> None:

@@ -89,19 +89,12 @@ def train(cfg, log=print, progress=True, dist=None):
     net = lenet(
         cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], cfg["seed"]
     )
-    if dist is not None and dist.size > 1:
-        from .distributed import sync_batchnorm
+    opt = make_optimizer(cfg, net.named_params())
+    if dist is not None:  # synchronised batch norm; optionally the update split over ranks
+        from .distributed import make_data_parallel
 
-        sync_batchnorm(net, dist)
-    if dist is not None and dist.size > 1 and cfg.get("shard_optimizer"):
-        from .distributed import ShardedOptimizer
-
-        # each rank updates 1/P of the parameters (the layers' arrays become views)
-        opt = ShardedOptimizer(dist, net, lambda p: make_optimizer(cfg, p))
-        params = net.named_params()
-    else:
-        params = net.named_params()
-        opt = make_optimizer(cfg, params)
+        opt = make_data_parallel(dist, net, opt, bool(cfg.get("shard_optimizer")))
+    params = net.named_params()
     start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
     if cfg.get("resume"):
         if dist is None:
