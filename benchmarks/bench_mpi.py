@@ -47,6 +47,7 @@ def worker_ours(a):
     if dist is not None:
         assert dist.size == a.procs, (dist.size, a.procs)
         dist.overlap = a.mode == "overlap"
+        dist.shard_optimizer = a.mode == "shard"
     m, _ = train(
         config(
             data=a.data,
@@ -54,7 +55,6 @@ def worker_ours(a):
             seed=0,
             batch_size=BATCH,
             limit=a.limit,
-            shard_optimizer=a.mode == "shard",
         ),
         log=lambda s: None,
         progress=False,

@@ -139,6 +139,9 @@ class Communicator:
         self.timings = {"allreduce_s": 0.0, "exposed_s": 0.0, "steps": 0}
         self.overlap = True
         self.sharded: ShardedOptimizer | None = None
+        # split the optimizer's update over the ranks (--shard-optimizer); an execution
+        # choice like the thread count, not part of the training configuration
+        self.shard_optimizer = False
 
     # ---- who and where ---------------------------------------------------------------
     @property
@@ -476,17 +479,15 @@ def _same_optimizer(opt: Any, params: dict) -> Any:
     raise TypeError(f"cannot shard an optimizer of type {type(opt).__name__}")
 
 
-def make_data_parallel(
-    dist: Communicator, net: Any, opt: Any, shard_optimizer: bool = False
-) -> Any:
+def make_data_parallel(dist: Communicator, net: Any, opt: Any) -> Any:
     """Make a freshly built ``(net, opt)`` data-parallel: batch norm synchronised, and with
-    ``shard_optimizer`` the update split across ranks (:class:`ShardedOptimizer`, built
+    ``dist.shard_optimizer`` the update split across ranks (:class:`ShardedOptimizer`, built
     with ``opt``'s hyper-parameters; ``opt`` itself is then dropped).  Returns the optimizer
     to use.  With one rank nothing changes."""
     if dist.size == 1:
         return opt
     sync_batchnorm(net, dist)
-    if shard_optimizer:
+    if dist.shard_optimizer:
         return ShardedOptimizer(dist, net, lambda p: _same_optimizer(opt, p))
     return opt
 

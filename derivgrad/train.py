@@ -93,7 +93,7 @@ def train(cfg, log=print, progress=True, dist=None):
     if dist is not None:  # synchronised batch norm; optionally the update split over ranks
         from .distributed import make_data_parallel
 
-        opt = make_data_parallel(dist, net, opt, bool(cfg.get("shard_optimizer")))
+        opt = make_data_parallel(dist, net, opt)
     params = net.named_params()
     start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
     if cfg.get("resume"):
@@ -311,7 +311,6 @@ DEFAULTS = dict(
     normalize=False,
     schedule="constant",
     limit=None,
-    shard_optimizer=False,
 )
 
 

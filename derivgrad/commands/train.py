@@ -53,12 +53,12 @@ def _cmd_train(a):
         normalize=a.normalize,
         schedule=a.schedule,
         limit=a.limit,
-        shard_optimizer=a.shard_optimizer or None,
     )
     # SIGTERM behaves like Ctrl-C: the current position is checkpointed before exiting
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     log = lambda s: print(s, file=sys.stderr)
     if dist is not None:
+        dist.shard_optimizer = a.shard_optimizer
         try:  # the same verdict on every rank: rank 0 says it, all exit with status 2
             dist.check_batch(a.batch_size)
         except UsageError:
