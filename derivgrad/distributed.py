@@ -590,6 +590,8 @@ def abort_on_error(dist: Communicator | None) -> Iterator[None]:
             raise
         dist.abort(e.code if isinstance(e.code, int) else 1)
     except BaseException as e:
+        if getattr(e, "all_ranks", False):  # every rank raised it at the same point
+            raise
         import signal
 
         from .errors import DerivgradError
