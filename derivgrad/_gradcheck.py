@@ -12,6 +12,8 @@ check); the step ``eps = 1e-5`` balances the O(h²) truncation error against rou
 functions, hence the default ``rtol = 1e-5``, ``atol = 1e-7``.
 """
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +30,53 @@ class GradcheckReport:
     worst: list = field(default_factory=list)  # (input, index, analytic, numeric, error)
     kinks: list = field(default_factory=list)  # (input, index) where f was not smooth
     failures: list = field(default_factory=list)
+
+
+def entry_error(analytic: float, numeric: float) -> float:
+    """``|analytic - numeric|``, and ``inf`` when either is NaN or infinite: a check that
+    let NaN through (every comparison with NaN is false) would pass anything."""
+    if not (math.isfinite(analytic) and math.isfinite(numeric)):
+        return math.inf
+    return abs(analytic - numeric)
+
+
+def entry_passes(analytic: float, numeric: float, rtol: float, atol: float) -> bool:
+    """``|a - n| <= atol + rtol |n|`` with both finite (written so NaN fails)."""
+    return entry_error(analytic, numeric) <= atol + rtol * abs(numeric)
+
+
+def _positive_finite(name: str, v: object, allow_zero: bool) -> None:
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or v < 0 or (v == 0 and not allow_zero):
+        need = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ValueError(f"gradcheck: {name} must be {need}, got {v!r}")
+
+
+def _check_tolerances(eps: object, rtol: object, atol: object) -> None:
+    _positive_finite("eps", eps, False)
+    _positive_finite("rtol", rtol, True)
+    _positive_finite("atol", atol, True)
+
+
+def _finite_array(name: str, v: object) -> np.ndarray:
+    """A float64 copy of ``v``; NaN or inf would make every difference NaN: refused."""
+    if isinstance(v, np.ma.MaskedArray):
+        raise TypeError(f"gradcheck: {name} is a masked array; pass a plain ndarray")
+    a = np.asarray(v)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"gradcheck: {name} must be a real numeric array, got dtype {a.dtype}")
+    a = np.array(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"gradcheck: {name} holds NaN or infinite values")
+    return a
+
+
+def _real_array(name: str, v: object) -> np.ndarray:
+    """A float64 copy of an analytic gradient (NaN kept: it must fail, not be refused)."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"gradcheck: {name} must be a real numeric array, got dtype {a.dtype}")
+    return np.array(a, dtype=np.float64)
 
 
 def _scalar(f, inputs, upstream):
@@ -93,10 +142,9 @@ def gradcheck(
         raise ValueError(f"gradcheck: mode must be 'full', 'fast' or 'symbolic', got {mode!r}")
     if mode == "symbolic" and oracle is None:
         raise ValueError("gradcheck: mode='symbolic' needs oracle=derivgrad.derive(...)")
-    if not (isinstance(eps, float) and eps > 0):
-        raise ValueError(f"gradcheck: eps must be a positive float, got {eps!r}")
+    _check_tolerances(eps, rtol, atol)
     rng = np.random.default_rng(seed)
-    xs = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
+    xs = {k: _finite_array(f"inputs[{k!r}]", v) for k, v in inputs.items()}
     if callable(grads):
         if upstream is None:
             out = np.asarray(f(**xs))
@@ -104,8 +152,8 @@ def gradcheck(
         g = grads(upstream, **{k: v.copy() for k, v in xs.items()})
     else:
         g = grads
-    up = None if upstream is None else np.asarray(upstream, dtype=np.float64)
-    g = {k: np.asarray(v, dtype=np.float64) for k, v in g.items() if v is not None}
+    up = None if upstream is None else _finite_array("upstream", upstream)
+    g = {k: _real_array(f"grads[{k!r}]", v) for k, v in g.items() if v is not None}
     for k, v in g.items():
         if k not in xs:
             raise ValueError(f"gradcheck: grads has {k!r} which is not an input ({sorted(xs)})")
@@ -148,14 +196,16 @@ def gradcheck(
                 num, kink = probe(name, u)
                 rows.append((name, f"projection {j}", float(np.vdot(ga, u)), num, kink))
     for name, idx, a, n, kink in rows:
-        err = abs(a - n)
+        err = entry_error(a, n)
         rep.checked += 1
         rep.max_abs_error = max(rep.max_abs_error, err)
         rep.max_rel_error = max(rep.max_rel_error, err / max(abs(n), 1e-300))
-        if err > atol + rtol * abs(n):
-            (rep.kinks if kink else rep.failures).append((name, idx, a, n, err))
-    rows.sort(key=lambda r: -abs(r[2] - r[3]))
-    rep.worst = [(r[0], r[1], r[2], r[3], abs(r[2] - r[3])) for r in rows[:max_report]]
+        if not entry_passes(a, n, rtol, atol):
+            # a non-finite value is never a kink: it is a failure whatever f looks like
+            is_kink = kink and math.isfinite(err)
+            (rep.kinks if is_kink else rep.failures).append((name, idx, a, n, err))
+    rows.sort(key=lambda r: -entry_error(r[2], r[3]))
+    rep.worst = [(r[0], r[1], r[2], r[3], entry_error(r[2], r[3])) for r in rows[:max_report]]
     if rep.failures:
         rep.failures.sort(key=lambda r: -r[4])
         lines = "\n".join(

@@ -8,6 +8,7 @@ the registry's), which is how a user's own kernel — or a planted bug — is pu
 
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -47,9 +48,22 @@ def _key(params):
     )
 
 
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+def compare(actual, expected) -> float:
+    """The relative error ``max|a - e| / max(max|e|, 1)`` of a kernel's result against the
+    symbolic truth; ``inf`` when the shapes differ or either holds NaN or inf, so that a
+    NaN can never pass (``nan > tol`` is false).  ``derivgrad check``, ``check_op`` and the
+    examples all compare through this one function."""
+    a, b = np.asarray(actual), np.asarray(expected)
+    if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf" or a.shape != b.shape:
+        return math.inf
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.inf
     return float(np.abs(a - b).max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1.0))
+
+
+def _within(err: float) -> bool:
+    return err <= RTOL  # false for NaN as well as for anything too large
 
 
 def check_case(name, params, values, upstream, kernel=None, numeric=True):
@@ -60,16 +74,29 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     scalar_loss = "upstream" not in fwd.argnames
     up = np.ones(d._upstream.shape) if scalar_loss else upstream
     extra = {} if scalar_loss else {"upstream": up}
-    y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
-    err = _rel(y, fwd(**values, **extra))
-    if err > RTOL:
+    try:
+        y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
+    except Exception as e:  # a kernel under test that raises has failed its check
+        raise AssertionError(f"{name}: the kernel raised {type(e).__name__}: {e}") from e
+    if not isinstance(grads, dict):
+        raise AssertionError(f"{name}: the kernel returned {type(grads).__name__} for grads")
+    unknown = sorted(set(grads) - set(values))
+    if unknown:
+        raise AssertionError(f"{name}: the kernel returned gradients of non-inputs {unknown}")
+    if kernel is not None:  # a replacement must give every gradient the built-in face gives
+        _, ref = OPS[name].kernel(d, {k: v.copy() for k, v in values.items()}, up)
+        missing = sorted(k for k, g in ref.items() if g is not None and grads.get(k) is None)
+        if missing:
+            raise AssertionError(f"{name}: the kernel returned no gradient for {missing}")
+    err = compare(y, fwd(**values, **extra))
+    if not _within(err):
         raise AssertionError(f"{name}: forward differs from the symbolic forward by {err:.3g}")
     for k, g in grads.items():
         if g is None:
             continue
-        e = _rel(g, d.lambdify(k)(**values, **extra))
+        e = compare(g, d.lambdify(k)(**values, **extra))
         err = max(err, e)
-        if e > RTOL:
+        if not _within(e):
             raise AssertionError(
                 f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}"
             )
