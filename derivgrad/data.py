@@ -10,10 +10,14 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import pickle
+import stat
+import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +43,50 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
+# No MNIST file is larger than this once decompressed (the training images are 47 MB, the
+# float pickle 220 MB); a file that claims or inflates to more is refused, not read.
+MAX_BYTES = 512 * 2**20
 
 
-def _read_bytes(path):
-    path = Path(path)
+def _regular_file(path):
+    """``path``'s size, refusing what is not a regular file (a FIFO or ``/dev/zero`` would
+    hang or be read without end)."""
     try:
-        raw = path.read_bytes()
+        st = os.stat(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    if raw[:2] == b"\x1f\x8b":
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    return st.st_size
+
+
+def _read_bytes(path, limit=MAX_BYTES):
+    """The file's bytes, gunzipped if it is gzip; at most ``limit`` bytes are ever held,
+    whatever a gzip stream inflates to."""
+    path = Path(path)
+    size = _regular_file(path)
+    with open(path, "rb") as f:
+        magic = f.read(2)
+        f.seek(0)
+        if magic != b"\x1f\x8b":
+            if size > limit:
+                raise DataError(f"{path}: {size:,d} bytes, over the {limit:,d}-byte limit")
+            return f.read()
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            with gzip.GzipFile(fileobj=f) as z:
+                raw = z.read(limit + 1)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    if len(raw) > limit:
+        raise DataError(f"{path}: inflates past the {limit:,d}-byte limit (not an MNIST file)")
     return raw
 
 
 def read_idx(path, expect_ndim):
-    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data)."""
+    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data); the
+    size the header claims is checked against :data:`MAX_BYTES` before the data is read."""
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'})")
@@ -68,7 +98,7 @@ def read_idx(path, expect_ndim):
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    need = 4 + 4 * ndim + int(np.prod(dims))
+    need = 4 + 4 * ndim + math.prod(dims)
     if len(raw) != need:
         raise DataError(
             f"{path}: truncated or padded: header says {dims} ({need} bytes) but the file "
@@ -80,10 +110,16 @@ def read_idx(path, expect_ndim):
 def _check_pair(images, labels, where):
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{where}: images must be N x 28 x 28, got {images.shape}")
+    if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise DataError(f"{where}: expected uint8 images and integer labels")
     if labels.shape != (images.shape[0],):
-        raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{where}: label {int(labels.max())} is not a digit 0-9 (mislabeled file?)")
+        n = labels.shape[0] if labels.ndim == 1 else labels.shape
+        raise DataError(f"{where}: {images.shape[0]} images but {n} labels")
+    if images.shape[0] == 0:
+        raise DataError(f"{where}: no images")
+    if labels.min() < 0 or labels.max() > 9:
+        bad = int(labels.max()) if labels.max() > 9 else int(labels.min())
+        raise DataError(f"{where}: label {bad} is not a digit 0-9 (mislabeled file?)")
 
 
 def _find(directory, stem):
@@ -126,6 +162,32 @@ class _ArraysOnly(pickle.Unpickler):
         )
 
 
+PICKLE_PARTS = ("training", "validation", "test")
+
+
+def _pickle_part(path, name, x, y):
+    """One (images, labels) pair of ``mnist.pkl.gz``: float pixels in [0, 1] as rows of 784
+    (or 28x28), integer labels; returned as uint8 images and labels."""
+    x, y = np.asarray(x), np.asarray(y)
+    where = f"{path} ({name})"
+    if x.dtype.kind != "f" or not (x.ndim == 2 and x.shape[1] == 784 or x.shape[1:] == (28, 28)):
+        raise DataError(
+            f"{where}: images must be float rows of 784 pixels, got {x.dtype} {x.shape}"
+        )
+    if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
+        raise DataError(
+            f"{where}: pixels must be finite floats in [0, 1] (0-255 data is not the classic "
+            f"pickle's format)"
+        )
+    if y.dtype.kind not in "iu" or y.shape != (len(x),):
+        raise DataError(f"{where}: labels must be {len(x)} integers, got {y.dtype} {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"{where}: labels must be digits 0-9")
+    # the classic file stores k/256; round back to the original byte
+    u8 = np.clip(np.round(x.astype(np.float64) * 256), 0, 255).astype(np.uint8)
+    return u8.reshape(-1, 28, 28), y.astype(np.uint8)
+
+
 def load_pickle(path):
     """The classic ``mnist.pkl.gz``: ((train x, y), (valid x, y), (test x, y)) with float
     pixels in [0, 1).  Training and validation are joined into 60,000 training images."""
@@ -138,16 +200,13 @@ def load_pickle(path):
         (tx, ty), (vx, vy), (sx, sy) = data
     except (TypeError, ValueError):
         raise DataError(f"{path}: expected three (images, labels) pairs") from None
-    to_u8 = lambda a: (
-        np.clip(np.round(np.asarray(a, np.float64) * 256), 0, 255)
-        .astype(np.uint8)
-        .reshape(-1, 28, 28)
-    )
+    parts = [_pickle_part(path, name, x, y) for name, (x, y) in zip(PICKLE_PARTS, data)]
+    (tx, ty), (vx, vy), (sx, sy) = parts
     out = dict(
-        train_images=to_u8(np.concatenate([tx, vx])),
-        train_labels=np.concatenate([ty, vy]).astype(np.uint8),
-        test_images=to_u8(sx),
-        test_labels=np.asarray(sy).astype(np.uint8),
+        train_images=np.concatenate([tx, vx]),
+        train_labels=np.concatenate([ty, vy]),
+        test_images=sx,
+        test_labels=sy,
     )
     _check_pair(out["train_images"], out["train_labels"], f"{path} (training)")
     _check_pair(out["test_images"], out["test_labels"], f"{path} (test)")
@@ -210,13 +269,16 @@ def _sha256_decompressed(path):
     return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
-def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
+def download(directory=None, mirrors=MIRRORS, timeout=30, log=print, deadline=600):
     """Fetch the four files into ``directory`` (default: the user cache) and return it.
 
     Each file is written to ``NAME.gz.part`` and resumed from there after a failed attempt
     (HTTP Range), verified against the SHA-256 of its decompressed content, and only then
     renamed into place (atomic).  A file that fails verification is deleted and the next
     mirror tried; if every mirror fails, :class:`DataError` names the file and the reasons.
+    ``timeout`` bounds each network wait and ``deadline`` each file's whole transfer (a
+    server that trickles a byte at a time cannot hold the run forever); progress is logged
+    every few seconds.
     """
     directory = Path(directory or cache_dir())
     directory.mkdir(parents=True, exist_ok=True)
@@ -228,7 +290,7 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
         for mirror in mirrors:
             part = directory / (stem + ".gz.part")
             try:
-                _fetch(mirror + stem + ".gz", part, timeout)
+                _fetch(mirror + stem + ".gz", part, timeout, deadline, log)
                 try:
                     got = _sha256_decompressed(part)
                 except DataError as e:
@@ -249,24 +311,42 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
     return directory
 
 
-def _fetch(url, part, timeout):
+def _fetch(url, part, timeout, deadline=600, log=print):
     """Append the rest of ``url`` to ``part`` (HTTP Range from its current size).  A transfer
-    that ends early raises ``OSError`` and leaves ``part`` in place for the next attempt."""
+    that ends early, or runs past ``deadline`` seconds, raises ``OSError`` and leaves
+    ``part`` in place for the next attempt."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    t0 = time.monotonic()
     with urllib.request.urlopen(req, timeout=timeout) as r:
         resumed = bool(have) and r.status == 206
         length = r.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
-        got = 0
+        if expected is not None and expected > MAX_BYTES:
+            raise OSError(f"{url}: {expected:,d} bytes announced, over the {MAX_BYTES:,d} limit")
+        got, shown = 0, t0
         with open(part, "ab" if resumed else "wb") as f:
             try:
                 while True:
-                    chunk = r.read(1 << 16)
+                    # read1: whatever has arrived (one recv), so the deadline is looked at
+                    # at least every `timeout` seconds however slowly bytes trickle in
+                    chunk = r.read1(1 << 16)
                     if not chunk:
                         break
                     f.write(chunk)
                     got += len(chunk)
+                    now = time.monotonic()
+                    if now - t0 > deadline:
+                        raise OSError(
+                            f"{url}: {got:,d} bytes in {now - t0:.0f} s, past the {deadline} s "
+                            f"deadline; {part} kept, the next attempt resumes from it"
+                        )
+                    if got > MAX_BYTES:
+                        raise OSError(f"{url}: more than {MAX_BYTES:,d} bytes")
+                    if now - shown >= 5:
+                        of = f" of {expected:,d}" if expected else ""
+                        log(f"  {part.name}: {got:,d}{of} bytes, {now - t0:.0f} s")
+                        shown = now
             except http.client.IncompleteRead as e:
                 f.write(e.partial)
                 got += len(e.partial)

@@ -9,6 +9,8 @@ def _cmd_check(a):
     from ..checks import check_op, table
     from ..registry import OPS
 
+    if a.examples < 1:
+        raise UsageError(f"--examples must be >= 1, got {a.examples}")
     names = a.ops or list(OPS)
     for n in names:
         if n not in OPS:

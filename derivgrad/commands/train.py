@@ -14,9 +14,9 @@ def _threads(n: int | None) -> None:
     import numba
 
     top = numba.config.NUMBA_NUM_THREADS
-    if n < 1:
-        raise UsageError(f"--threads must be >= 1, got {n}")
-    numba.set_num_threads(min(n, top))
+    if not 1 <= n <= top:
+        raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {n}")
+    numba.set_num_threads(n)
 
 
 def config_from_args(a: argparse.Namespace):
