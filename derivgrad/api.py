@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import render as _render  # noqa: F401  (registers the document face: d.latex())
 from .symbolic.derivation import Derivation
 
 

@@ -6,6 +6,8 @@ symbolic ground truth and pass a central-difference check.
 the registry's), which is how a user's own kernel — or a planted bug — is put to the test.
 """
 
+from __future__ import annotations
+
 import functools
 import json
 import math
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from ._gradcheck import gradcheck
 from .errors import GradcheckError
-from .registry import OPS
+from .registry import get
 from .strategies import op_params, op_values
 
 RTOL = 1e-9  # float64 kernels against exact closed forms evaluated in float64
@@ -31,7 +33,7 @@ class CheckResult:
     cases: int = 0
     max_error: float = 0.0
     passed: bool = True
-    failing_params: dict = None
+    failing_params: dict | None = None
     message: str = ""
     seconds: float = 0.0
     command: str = ""
@@ -39,7 +41,7 @@ class CheckResult:
 
 @functools.lru_cache(maxsize=256)
 def _derive(name, key):
-    return OPS[name].build(**dict(json.loads(key)))
+    return get(name).build(**dict(json.loads(key)))
 
 
 def _key(params):
@@ -69,10 +71,10 @@ def _within(err: float) -> bool:
 def check_case(name, params, values, upstream, kernel=None, numeric=True):
     """One case: returns the largest relative error; raises AssertionError on a mismatch."""
     d = _derive(name, _key(params))
-    face = kernel or OPS[name].kernel
+    face = kernel or get(name).kernel
     fwd = d.lambdify()
     scalar_loss = "upstream" not in fwd.argnames
-    up = np.ones(d._upstream.shape) if scalar_loss else upstream
+    up = np.ones(d.upstream_array.shape) if scalar_loss else upstream
     extra = {} if scalar_loss else {"upstream": up}
     try:
         y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
@@ -84,7 +86,7 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     if unknown:
         raise AssertionError(f"{name}: the kernel returned gradients of non-inputs {unknown}")
     if kernel is not None:  # a replacement must give every gradient the built-in face gives
-        _, ref = OPS[name].kernel(d, {k: v.copy() for k, v in values.items()}, up)
+        _, ref = get(name).kernel(d, {k: v.copy() for k, v in values.items()}, up)
         missing = sorted(k for k, g in ref.items() if g is not None and grads.get(k) is None)
         if missing:
             raise AssertionError(f"{name}: the kernel returned no gradient for {missing}")
@@ -119,8 +121,7 @@ def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
     With ``shrink`` (the default) a failure is reduced by hypothesis to the smallest failing
     case, which can take many more derivations; ``shrink=False`` reports the first one found.
     """
-    if name not in OPS:
-        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
+    get(name)  # an unknown name is a ParamError naming the known ops
     res = CheckResult(name)
     last_fail = {}
     t0 = time.perf_counter()

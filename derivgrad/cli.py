@@ -24,16 +24,21 @@ USER_ERRORS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the options generated from the ops' parameters (which load the registry
+    and SymPy) are added only for the subcommand being run, so ``train`` starts fast."""
     from .commands import SUBCOMMANDS
+
+    words = sys.argv[1:] if argv is None else argv
+    command = next((w for w in words if not w.startswith("-")), None)
 
     ap = argparse.ArgumentParser(
         prog="derivgrad",
         description="Derive, prove, print and run the gradients of convolutional networks.",
     )
     sub = ap.add_subparsers(dest="command", required=True)
-    for command in SUBCOMMANDS:
-        command.register(sub)
+    for module in SUBCOMMANDS:
+        module.register(sub, full=module.__name__.rsplit(".", 1)[-1] == command)
     return ap
 
 
@@ -62,7 +67,7 @@ def _silence_stdout() -> None:
 
 
 def _run(argv: list[str] | None) -> int:
-    ap = build_parser()
+    ap = build_parser(argv)
     a = ap.parse_args(argv)
     try:
         _check_environment()

@@ -1,5 +1,7 @@
 """``derivgrad bench``: kernel timings side by side with PyTorch."""
 
+import argparse
+
 
 def _cmd_bench(a):
     from ..bench import run
@@ -17,7 +19,7 @@ def _cmd_bench(a):
     run(a.repeats, a.threads, a.json)
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     b = sub.add_parser("bench", help="kernel timings side by side with PyTorch (or NumPy)")
     b.add_argument("--repeats", type=int, default=20)
     b.add_argument("--threads", type=int, default=None)

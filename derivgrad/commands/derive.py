@@ -1,31 +1,19 @@
 """``derivgrad derive``: derive an op's gradient and write the worked solution."""
 
+from __future__ import annotations
+
+import argparse
 import sys
 
 from ..errors import UsageError
-
-DERIVE_PARAMS = (
-    "input",
-    "kernel",
-    "stride",
-    "padding",
-    "dilation",
-    "channels",
-    "filters",
-    "batch",
-    "classes",
-    "features",
-    "outputs",
-    "hidden",
-    "label",
-    "region",
-)
+from ._op_arguments import OPS, add_op_arguments, op_arguments
 
 
 def _cmd_derive(a):
     from pathlib import Path
 
     from .. import derive
+    from ..registry import get
     from ..render import compile_pdf, render
 
     fmt = a.format
@@ -35,10 +23,7 @@ def _cmd_derive(a):
         text = document(fmt)
         op_name = "worked-problems"
     else:
-        params = {k: getattr(a, k) for k in DERIVE_PARAMS if getattr(a, k) is not None}
-        if a.no_bias:
-            params["bias"] = False
-        d = derive(a.op, **params)
+        d = derive(a.op, **op_arguments(a, get(a.op)))
         if not a.no_verify:
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
@@ -61,33 +46,20 @@ def _cmd_derive(a):
         sys.stdout.write(text)
 
 
-def register(sub):
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p = sub.add_parser(
         "derive",
         help="derive an op's gradient symbolically and write the worked solution",
         description="Derive, prove and print the gradient of OP on a small instance.",
     )
+    names = ", ".join(OPS()) if full else "an op name"
     p.add_argument(
         "op",
-        help="conv1d, conv2d, maxpool2d, avgpool2d, linear, relu, softmax, softmax_cross_entropy, "
-        "logistic_regression, batchnorm2d, residual, flatten, lenet, or worked-problems "
-        "(all thirteen worked problems in one document with a table of contents)",
+        help=f"{names}, or worked-problems "
+        "(all the worked problems of the notes in one document with a table of contents)",
     )
-    for name in ("input", "kernel", "stride", "padding", "dilation"):
-        p.add_argument(f"--{name}", help="an int or AxB")
-    for name in (
-        "channels",
-        "filters",
-        "batch",
-        "classes",
-        "features",
-        "outputs",
-        "hidden",
-        "label",
-        "region",
-    ):
-        p.add_argument(f"--{name}", type=int)
-    p.add_argument("--no-bias", action="store_true")
+    if full:
+        add_op_arguments(p)
     p.add_argument("--format", choices=["latex", "markdown", "text"], default="latex")
     p.add_argument(
         "--fragment", action="store_true", help="LaTeX without preamble, to paste into a document"

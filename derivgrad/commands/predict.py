@@ -99,7 +99,7 @@ def _cmd_predict(a: argparse.Namespace) -> None:
         print(json.dumps(rec, allow_nan=False))
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p = sub.add_parser("predict", help="classify images with a trained checkpoint")
     p.add_argument("checkpoint")
     p.add_argument(

@@ -42,7 +42,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
     print(metrics_line(metrics))
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     from ..train_config import OPTIMIZERS, SCHEDULES, TrainConfig
 
     D = TrainConfig()

@@ -18,6 +18,23 @@ import sympy as sp
 
 from .tensors import to_array
 
+# The document face registers its renderer here when it is imported (derivgrad.render): the
+# symbolic engine never imports the renderer — a derivation is data, and rendering is a
+# function of it.  derivgrad.derive() imports the renderer, so the face is always there for
+# derivations a user gets.
+_RENDERERS: list = []
+
+
+def register_renderer(render) -> None:
+    """Called once by :mod:`derivgrad.render` with ``render(derivation, fmt, **kw) -> str``."""
+    _RENDERERS[:] = [render]
+
+
+def _document_face():
+    if not _RENDERERS:
+        raise RuntimeError("no document renderer registered: import derivgrad.render first")
+    return _RENDERERS[0]
+
 
 def _idx(shape):
     return itertools.product(*(range(n) for n in shape))
@@ -65,6 +82,27 @@ class Derivation:
         self.timings = {}
 
     # -- the public views ------------------------------------------------------------
+    @property
+    def input_arrays(self) -> dict[str, np.ndarray]:
+        """``{name: object array}`` of the input symbols (NumPy object arrays, for documents
+        and rules that index and reshape them; ``inputs`` gives ``sympy.Array`` s)."""
+        return dict(self._inputs)
+
+    @property
+    def output_array(self) -> np.ndarray:
+        """The forward expressions as a NumPy object array."""
+        return self._output
+
+    @property
+    def upstream_array(self) -> np.ndarray:
+        """The upstream-gradient symbols δ (ones for a loss) as a NumPy object array."""
+        return self._upstream
+
+    @property
+    def grad_names(self) -> list[str]:
+        """The inputs that have a closed-form gradient, in the op's order."""
+        return list(self._closed)
+
     @property
     def inputs(self):
         return {k: to_array(v) for k, v in self._inputs.items()}
@@ -237,9 +275,8 @@ class Derivation:
         return fn
 
     def latex(self, **kw):
-        from ..render import render
-
-        return render(self, "latex", **kw)
+        """The worked solution as a LaTeX document (``standalone=False``: a fragment)."""
+        return _document_face()(self, "latex", **kw)
 
     def __repr__(self):
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())

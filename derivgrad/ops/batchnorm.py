@@ -12,20 +12,29 @@ and the closed form ``dx = γ/√(σ²+ε) · (δ − mean(δ) − x̂ · mean(�
 (the chain rule only ever differentiates it through σ², which stays explicit) and cancels.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
-from .derivation import Derivation
-from .params import check_unknown, count, pair
-from .tensors import symbols
+from derivgrad import kernels as K
+
+from ..symbolic.derivation import Derivation
+from ..symbolic.params import check_unknown, count, pair
+from ..symbolic.tensors import symbols
+from .base import Op, Param, Problem
 
 
-def batchnorm2d(**params):
+def batchnorm2d(**params: Any) -> Derivation:
     op = "batchnorm2d"
     check_unknown(op, params, ("batch", "channels", "input", "eps"))
     eps_value = params.get("eps", 1e-5)
     if not isinstance(eps_value, (int, float)) or not eps_value > 0:
-        from .params import ParamError
+        from ..symbolic.params import ParamError
 
         raise ParamError(f"{op}: eps must be a positive number, got {eps_value!r}")
     N = count(op, "batch", params.get("batch", 2))
@@ -45,7 +54,9 @@ def batchnorm2d(**params):
         m = sp.Add(*xc) / M
         v = sp.Add(*[(t - m) ** 2 for t in xc]) / M
         b = v + eps
-        mu.append(m), var.append(v), B.append(b)
+        mu.append(m)
+        var.append(v)
+        B.append(b)
         for idx in np.ndindex(N, H, W):
             n, i, j = idx
             xhat[n, c, i, j] = (x[n, c, i, j] - m) * b ** sp.Rational(-1, 2)
@@ -94,5 +105,44 @@ def batchnorm2d(**params):
         extra=dict(mu=mu, var=var, eps=eps, radicands=B),
         constants={eps: sp.Float(eps_value)},
     )
-    der.eps = eps
     return der
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+@st.composite
+def _sizes(draw: Any) -> dict[str, Any]:
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    h, w = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    if n * h * w < 2:  # one value per channel has no variance to normalise by
+        n = 2
+    return dict(batch=n, channels=c, input=(h, w))
+
+
+class BatchNorm2d(Op):
+    name = "batchnorm2d"
+    title = "Batch normalisation for CNNs"
+    problems = "11"
+    params = (
+        Param("batch", "int", "samples in the batch"),
+        Param("channels", "int", "channels (statistics are per channel)"),
+        Param("input", "size", "spatial size, an int or HxW"),
+    )
+
+    def build(self, **params: Any) -> Derivation:
+        return batchnorm2d(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        y, cache = K.batchnorm2d_forward(values["x"], values["gamma"], values["beta"], eps=1e-5)
+        dx, dg, db = K.batchnorm2d_backward(upstream, cache)
+        return y, {"x": dx, "gamma": dg, "beta": db}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _sizes()
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("11", params=dict(batch=2, channels=1, input=(1, 2)))]
+
+
+OPS = (BatchNorm2d(),)

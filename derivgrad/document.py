@@ -1,0 +1,230 @@
+r"""The document model shared by every op and every output format.
+
+A worked solution is a :class:`Doc`: a list of blocks — headings, paragraphs (prose with
+inline ``$...$`` mathematics) and displayed equations (``align*`` rows).  Every formula is
+printed from the SymPy object it states by one printer (:func:`tex`), so the text and the
+mathematics cannot drift apart.  Ops add their own sections from these pieces
+(:meth:`derivgrad.ops.base.Op.sections`); :mod:`derivgrad.render` turns a ``Doc`` into LaTeX,
+Markdown or text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+# ("h", (level, text)) | ("p", text) | ("eq", [(lhs, [rhs fragments]), ...])
+Block = tuple[str, Any]
+
+MAX_TERMS_PER_LINE = 4
+MAX_ENTRY_CHARS = 60  # a matrix whose entries print longer than this is listed entry by entry
+MAX_LINE_CHARS = 300  # a single term longer than this cannot be broken: summarised instead
+LINE_CHARS = 140  # LaTeX characters that fit one displayed line of subscripted math
+
+
+def tex(e):
+    """LaTeX of one expression: SymPy's printer, products without ``\\cdot`` noise."""
+    return sp.latex(e, mul_symbol=None)
+
+
+def _too_long(e):
+    n = len(sp.Add.make_args(e))
+    return r"\text{(an expression of %d term%s, too long to print; verify() compares it)}" % (
+        n,
+        "s" * (n > 1),
+    )
+
+
+def tex_split(e, per_line=MAX_TERMS_PER_LINE):
+    """A long sum broken over ``align*`` lines (returns a list of line fragments); an
+    expression whose single terms are too long for a line is summarised, not printed."""
+    whole = tex(e)
+    if len(whole) <= LINE_CHARS:
+        return [whole]
+    if isinstance(e, sp.Mul):
+        # a product with a long sum inside: keep the other factors, break the sum
+        adds = [f for f in e.args if isinstance(f, sp.Add)]
+        if adds:
+            A = max(adds, key=lambda f: len(tex(f)))
+            rest = sp.Mul(*[f for f in e.args if f is not A])
+            inner = tex_split(A, per_line)
+            if len(inner) > 1 and len(tex(rest)) <= LINE_CHARS:
+                pre = "" if rest == 1 else ("-" if rest == -1 else tex(rest) + " ")
+                return [pre + r"\Big(" + inner[0]] + inner[1:-1] + [inner[-1] + r"\Big)"]
+    if not isinstance(e, sp.Add):
+        return [whole] if len(whole) <= MAX_LINE_CHARS else [_too_long(e)]
+    terms = list(sp.Add.make_args(e))
+    terms = sorted(terms, key=sp.default_sort_key)
+    lines = []
+    k = 0
+    while k < len(terms):
+        # as many terms as fit on a line, at most per_line
+        m = 1
+        while (
+            k + m < len(terms)
+            and m < per_line
+            and len(tex(sp.Add(*terms[k : k + m + 1], evaluate=False))) <= LINE_CHARS
+        ):
+            m += 1
+        chunk = sp.Add(*terms[k : k + m], evaluate=False)
+        s = tex(chunk)
+        if len(s) > MAX_LINE_CHARS:
+            sub = tex_split(terms[k], per_line) if m == 1 else None
+            if not sub or len(sub) == 1:
+                return [_too_long(e)]
+            lines.extend(
+                ("+ " + sub[0] if k and not sub[0].startswith("-") else sub[0],) + tuple(sub[1:])
+            )
+            k += 1
+            continue
+        if k and not s.startswith("-"):
+            s = "+ " + s
+        lines.append(s)
+        k += m
+    return lines
+
+
+def bmatrix(a):
+    a = np.asarray(a, dtype=object)
+    if a.ndim == 1:
+        a = a.reshape(-1, 1) if a.shape[0] > 1 else a.reshape(1, 1)
+    rows = [" & ".join(tex(v) for v in row) for row in a]
+    return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
+
+
+def jacobian_tex(J, in_shape, out_shape):
+    """Input-first Jacobian as a (block) matrix: for a 2-D input, an outer matrix indexed by
+    the input position whose blocks are shaped like the output (the course's drawing)."""
+    J = np.asarray(J, dtype=object)
+    if len(in_shape) == 2:
+        outer = np.empty(in_shape, dtype=object)
+        for i in itertools.product(*(range(n) for n in in_shape)):
+            blk = J[i]
+            outer[i] = sp.Symbol(bmatrix(blk if blk.ndim else np.array([blk])))
+        rows = [" & ".join(str(v) for v in row) for row in outer]
+        return (
+            r"\left[\begin{array}{"
+            + "c" * in_shape[1]
+            + "} "
+            + r" \\[2.2ex] ".join(rows)
+            + r" \end{array}\right]"
+        )
+    flat = J.reshape(int(np.prod(in_shape)) if in_shape else 1, -1)
+    return bmatrix(flat)
+
+
+def tex_name(k):
+    return {
+        "gamma": r"\gamma",
+        "beta": r"\beta",
+        "W1": r"W^{(1)}",
+        "W2": r"W^{(2)}",
+        "b1": r"b^{(1)}",
+        "b2": r"b^{(2)}",
+    }.get(k, k)
+
+
+def entries(arr, sym_of):
+    arr = np.asarray(arr, dtype=object)
+    if arr.ndim == 0:
+        yield sym_of(()), arr.item()
+        return
+    for idx in itertools.product(*(range(n) for n in arr.shape)):
+        yield sym_of(idx), arr[idx]
+
+
+def indexed(base, idx):
+    return base if not idx else f"{base}_{{{','.join(str(i + 1) for i in idx)}}}"
+
+
+class Doc:
+    """A list of (kind, payload) blocks shared by the three output formats."""
+
+    def __init__(self):
+        self.blocks = []
+
+    def h(self, text, level=1):
+        self.blocks.append(("h", (level, text)))
+
+    def p(self, text):
+        self.blocks.append(("p", text))
+
+    def eq(self, lines):
+        """``lines``: list of (lhs, [rhs fragments]); one align* block."""
+        self.blocks.append(("eq", lines))
+
+
+def has_upstream(d):
+    return any(isinstance(s, sp.Symbol) for s in np.asarray(d.upstream_array).reshape(-1))
+
+
+def fmt_param(v, key=""):
+    """Sizes print as a×b; a hyper-parameter equal on both axes prints as one number."""
+    if isinstance(v, tuple):
+        if key not in ("input", "kernel") and len(set(v)) == 1:
+            return str(v[0])
+        return "×".join(map(str, v))
+    return str(v)
+
+
+def fmt_shape(s):
+    return "(" + ", ".join(map(str, s)) + ")" if s else "()"
+
+
+_RULE_TEX = [
+    ("⋆", r"\star "),
+    ("ᵀ", r"^\top "),
+    ("⊙", r"\odot "),
+    ("Σ", r"\sum "),
+    ("δ", r"\delta "),
+    ("γ", r"\gamma "),
+    ("σ²", r"\sigma^2 "),
+    ("ε", r"\epsilon "),
+    ("√", r"\sqrt"),
+    ("x̂", r"\hat x "),
+    ("∈", r"\in "),
+    ("∋", r"\ni "),
+    ("∇", r"\nabla "),
+    ("−", "-"),
+    ("⟨", r"\langle "),
+    ("⟩", r"\rangle "),
+    ("β", r"\beta "),
+    ("1[", r"\mathbf{1}["),
+]
+
+
+def rule_tex(rule):
+    """A rule from ``Derivation.rules`` (Unicode) as inline LaTeX: the formula in math mode,
+    a trailing explanation (after a comma or in parentheses) as text."""
+    m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
+    head, tail = (m.group(1), m.group(2)) if m else (rule, "")
+    head = head.replace("√(σ²+ε)", r"\sqrt{\sigma^2+\epsilon}").replace("·", r"\cdot ")
+    head = re.sub(r"\bW([12])ᵀ", r"W^{(\1)\\top}", head)
+    head = re.sub(r"\bW([12])", r"W^{(\1)}", head)
+    for a, b in _RULE_TEX:
+        head = head.replace(a, b)
+    head = re.sub(
+        r"\b(crop|pad|dilate|rot180|reshape|mean)_([a-z])\(", r"\\operatorname{\1}_{\2}(", head
+    )
+    head = re.sub(
+        r"\b(crop|pad|dilate|rot180|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
+    )
+    head = re.sub(r"\bargmax_([a-z])", r"\\operatorname{argmax}_{\1}", head)
+    head = re.sub(r"_(?!\{)([A-Za-z0-9]+)", r"_{\1}", head)
+    head = (
+        head.replace("dX", r"\mathrm{d}X")
+        .replace("dW", r"\mathrm{d}W")
+        .replace("db", r"\mathrm{d}b")
+    )
+    out = f"${head.strip()}$"
+    if tail:
+        t = tail
+        for a, b in _RULE_TEX:
+            t = t.replace(a, f"${b.strip()}$")
+        t = re.sub(r"\b([a-z]) \$\\ni\$ ([a-z])\b", r"$\1 \\ni \2$", t)
+        out += f", {t}"
+    return out

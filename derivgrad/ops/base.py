@@ -1,0 +1,136 @@
+r"""The op protocol: everything derivgrad knows about one layer, behind one class.
+
+An *op* is a layer with three faces — symbolic (a :class:`Derivation` built by SymPy on a
+small instance), kernel (the Numba kernels run on that instance) and document (the worked
+solution) — plus what the command line and the property tests need to drive it: its
+parameters and a hypothesis strategy.  The registry (:mod:`derivgrad.registry`), the command
+line, the renderer, ``derivgrad check`` and the tests ask an :class:`Op` these questions and
+never name an op; adding a built-in op is one module in :mod:`derivgrad.ops` (plus its tests),
+and a user-defined op (``derivgrad.define``) comes through the same door.
+
+A minimal op (see :mod:`derivgrad.ops.sigmoid` for a complete one)::
+
+    class Sigmoid(Op):
+        name = "sigmoid"
+        title = "Sigmoid"
+        params = (Param("features", "int", "length of the input vector"),)
+
+        def build(self, **params) -> Derivation: ...            # symbolic face
+        def kernel(self, d, values, upstream): ...              # kernel face
+        def strategy(self): return st.fixed_dictionaries(...)   # valid parameters
+
+Residuals flow as return values (``kernel`` returns the output and the gradients), never as
+attributes set on the derivation afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+    from ..document import Block
+    from ..symbolic.derivation import Derivation
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op, as ``derive(op, name=...)`` and ``--name`` take it.
+
+    ``kind``: ``"int"`` (a whole number), ``"size"`` (an int or ``AxB``, e.g. ``--input 3x3``),
+    ``"bool"`` (``True``/``False``; on the command line a ``--no-NAME`` switch).  Defaults
+    and range checks live in the op's builder, next to the formula that needs them.
+    """
+
+    name: str
+    kind: Literal["int", "size", "bool"]
+    help: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A worked problem of the course notes that an op's documents reproduce.
+
+    ``number`` orders the collection (``"10b"`` after ``"10"``).  Either ``params``: the op's
+    generic worked solution for ``build(**params)``; or ``make``: a function returning a
+    :class:`derivgrad.document.Doc` of its own (shape arithmetic, a matrix, index notation).
+    """
+
+    number: str
+    params: Mapping[str, Any] | None = None
+    make: Callable[[], Any] | None = None
+
+
+class Op:
+    """Base class of every op: subclass it and fill in the faces.
+
+    Class attributes:
+        name: the registry key and command-line name (``"conv2d"``).
+        title: the document's title (``"2-D convolution"``).
+        problems: worked problem numbers of the course notes this op reproduces (``"7, 8, 9"``).
+        params: the :class:`Param` s ``build`` accepts.
+        slow: one derivation takes seconds (the whole network): property checks draw one case.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    problems: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    slow: ClassVar[bool] = False
+
+    # -- symbolic face ----------------------------------------------------------------------
+    def build(self, **params: Any) -> Derivation:
+        """The derivation on a small instance; raises ``ParamError`` for invalid parameters."""
+        raise NotImplementedError(f"{type(self).__name__} has no symbolic face")
+
+    # -- kernel face --------------------------------------------------------------------------
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, Arrays]:
+        """Run the numeric kernels on ``d``'s instance.
+
+        ``values`` holds float64 arrays shaped like ``d.inputs``; ``upstream`` is shaped like
+        ``d.output``.  Returns ``(output, {name: gradient})`` in the derivation's shapes, so
+        that they compare entry by entry with ``d.lambdify()``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no kernel face")
+
+    # -- property tests -----------------------------------------------------------------------
+    def strategy(self) -> SearchStrategy[dict[str, Any]]:
+        """A hypothesis strategy of valid ``build`` parameters, small enough for SymPy."""
+        raise NotImplementedError(f"{type(self).__name__} has no hypothesis strategy")
+
+    def values(self, d: Derivation, rng: np.random.Generator) -> Arrays:
+        """Input values for a numeric check of ``d``: standard normal by default; ops with
+        kinks override this to keep away from them (a central difference across a kink
+        measures nothing)."""
+        return {k: rng.standard_normal(v.shape) for k, v in d.inputs.items()}
+
+    # -- document face ------------------------------------------------------------------------
+    def sections(self, d: Derivation) -> list[Block]:
+        """Document blocks specific to this op, placed after the closed form (default none)."""
+        return []
+
+    def document(self, d: Derivation) -> Any:
+        """A whole document replacing the generic one (a network); ``None`` for the generic."""
+        return None
+
+    def worked_problems(self) -> list[Problem]:
+        """The worked problems of the notes this op's documents reproduce (default none)."""
+        return []
+
+    # -- command line -------------------------------------------------------------------------
+    def shapes(self, **params: Any) -> str | None:
+        """What ``derivgrad shapes NAME`` prints (output shapes, parameter counts) for
+        full-size parameters, or ``None`` when the op has no such report."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}: {self.title}>"

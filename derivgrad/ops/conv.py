@@ -1,0 +1,510 @@
+r"""Symbolic convolution (worked problems 5-9).
+
+Forward (cross-correlation, channels c, filters o, batch n):
+
+.. math:: y_{n,o,i,j} = b_o + \sum_{c,h,l} w_{o,c,h,l}\, x^{pad}_{n,c,\,i s + h d,\,j s + l d}
+
+Compact rules, derived once here and proved against the chain rule by ``verify()``:
+
+* ``dX``: dilate dY by the stride (s-1 zeros between entries), pad it by ``d(k-1)`` on
+  every side, correlate it with ``rot180`` of the dilated filter, summing over filters; pad
+  with zeros the rows and columns that no window reached (when ``(n + 2p - d(k-1) - 1)`` is
+  not a multiple of s) and crop the padding p.  For s = d = 1, p = 0 it is the course's
+  ``dX = pad(dY, f-1) ⋆ rot180(W)``: the padding ``f - 1`` follows from
+  ``h_in = h'_out - f + 1`` with ``h'_out = h_out + 2p'``.
+* ``dW = X_pad ⋆ dY``: correlate the padded input with dY as the filter, with stride and
+  dilation swapped (stride d, dilation s), summed over the batch, cropped to the filter.
+* ``db = Σ dY`` over batch and positions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from derivgrad import kernels as K
+from derivgrad.kernels import output_size, window_span
+
+from ..document import Block, Doc, bmatrix, tex
+from ..symbolic.derivation import Derivation
+from ..symbolic.index_rules import conv2d_rules
+from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.shapes import conv_layer, symbolic_output_size
+from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
+from .base import Op, Param, Problem
+
+_GEOMETRY = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "kernel size, an int or KHxKW"),
+    Param("stride", "size", "stride, an int or SHxSW"),
+    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
+    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
+    Param("channels", "int", "input channels"),
+    Param("filters", "int", "output channels (filters)"),
+    Param("batch", "int", "samples in the batch"),
+    Param("bias", "bool", "add a bias per filter"),
+)
+PARAMS = tuple(p.name for p in _GEOMETRY)
+
+
+def _squeeze(shape, keep):
+    return tuple(n for n, k in zip(shape, keep) if k)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution's validated parameters: sizes per spatial axis (``size``, ``kernel``,
+    ``stride``, ``padding``, ``dilation``, ``out``), batch ``N``, channels ``C``, filters ``O``."""
+
+    size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    out: tuple[int, ...]
+    N: int
+    C: int
+    O: int
+    bias: bool
+
+    def params(self) -> dict[str, Any]:
+        return dict(
+            input=self.size,
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            channels=self.C,
+            filters=self.O,
+            batch=self.N,
+            bias=self.bias,
+        )
+
+
+def conv_geometry(op: str, params: Mapping[str, Any], ndim: int) -> ConvGeometry:
+    """Parse and check ``params`` (the command line's names, with the notes' defaults: a 3×3
+    input and a 2×2 filter in 2-D, x ∈ R⁴ and w ∈ R³ in 1-D); raises ``ParamError``."""
+    check_unknown(op, params, PARAMS)
+
+    def axes(name: str, default: Any, minimum: int) -> tuple[int, ...]:
+        if ndim == 2:
+            return pair(op, name, params.get(name, default), minimum)
+        return (count(op, name, _scalar(params.get(name, default)), minimum),)
+
+    size = axes("input", (3, 3) if ndim == 2 else 4, 1)
+    ks = axes("kernel", (2, 2) if ndim == 2 else 3, 1)
+    s, p, d = axes("stride", 1, 1), axes("padding", 0, 0), axes("dilation", 1, 1)
+    bias = params.get("bias", True)
+    if isinstance(bias, str):
+        bias = bias.lower() not in ("0", "false", "no")
+    outs = tuple(output_size(n, k, st, pp, dd) for n, k, st, pp, dd in zip(size, ks, s, p, d))
+    if min(outs) < 1:
+        raise ParamError(
+            f"{op}: a {'x'.join(map(str, ks))} kernel (dilation {d}) does not fit a "
+            f"{'x'.join(map(str, size))} input with padding {p}; output size would be {outs}"
+        )
+    g = ConvGeometry(
+        size,
+        ks,
+        s,
+        p,
+        d,
+        outs,
+        N=count(op, "batch", params.get("batch", 1)),
+        C=count(op, "channels", params.get("channels", 1)),
+        O=count(op, "filters", params.get("filters", 1)),
+        bias=bool(bias),
+    )
+    work = g.C * g.O * g.N * int(np.prod(size)) * int(np.prod(ks))
+    if work > 20000:
+        raise ParamError(
+            f"{op}: too large for a symbolic derivation "
+            f"(batch*channels*filters*input*kernel = {work} > 20000)"
+        )
+    return g
+
+
+def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
+    """The convolution's derivation: forward by correlating the padded symbolic input, the
+    compact rules ``rule_dx``, ``rule_dw``, ``rule_db`` as the closed form."""
+    g = conv_geometry(op, params, ndim)
+    N, C, O, size, ks, s, p, d = g.N, g.C, g.O, g.size, g.kernel, g.stride, g.padding, g.dilation
+    # symbol tensors: singleton batch/channel/filter axes are left out, as the notes do
+    xs = symbols("x", _squeeze((N, C) + size, (N > 1, C > 1) + (True,) * ndim))
+    ws = symbols("w", _squeeze((O, C) + ks, (O > 1, C > 1) + (True,) * ndim))
+    x = xs.reshape((N, C) + size)
+    w = ws.reshape((O, C) + ks)
+    pads = [(q, q) for q in p]
+    y = np.stack([correlate(pad(x[n], pads), w, s, d) for n in range(N)])
+    y_shape = _squeeze((N, O) + g.out, (N > 1, O > 1) + (True,) * ndim)
+    ds = symbols("d", y_shape, latex=r"\delta")
+    dy = ds.reshape((N, O) + g.out)
+    inputs = {"x": xs, "w": ws}
+    closed = {
+        "x": lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
+        "w": lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape),
+    }
+    if g.bias:
+        bs = symbols("b", (O,))
+        for o in range(O):
+            y[:, o] = y[:, o] + bs[o]
+        inputs["b"] = bs
+        closed["b"] = lambda: rule_db(dy)
+    rules = {
+        "x": "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
+        "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
+        "b": "db = Σ dY, summed over batch and positions",
+    }
+    extra = dict(x_full=x, w_full=w, out_size=g.out)
+    return Derivation(
+        op, g.params(), inputs, y.reshape(y_shape), ds, closed, rules, proof="expand", extra=extra
+    )
+
+
+def full_upstream(
+    dy: np.ndarray, ks: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
+) -> np.ndarray:
+    """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
+    side of each spatial axis (the last ``len(ks)`` axes)."""
+    return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
+
+
+def rotated_filter(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
+    """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
+    return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
+
+
+def rule_dx(
+    dy: np.ndarray,
+    w: np.ndarray,
+    size: tuple[int, ...],
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
+    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
+    it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
+    the rows no window reached, crop the padding p."""
+    ndim = len(size)
+    # padded rows/columns past the last window: n + 2p - ((out - 1) s + span)
+    rest = [
+        n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
+        for n, pp, dd, k, st in zip(size, p, d, ks, s)
+    ]
+    wf = rotated_filter(w, d).transpose((1, 0) + tuple(range(2, 2 + ndim)))
+    out = []
+    for n in range(dy.shape[0]):
+        full = full_upstream(dy[n], ks, s, d)
+        g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
+        out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
+    return np.stack(out)
+
+
+def rule_dw(
+    x: np.ndarray,
+    dy: np.ndarray,
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
+    """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
+    O, C = dy.shape[1], x.shape[1]
+    g = zeros((O, C) + tuple(ks))
+    for n in range(x.shape[0]):
+        xp = pad(x[n], [(q, q) for q in p])
+        for o in range(O):
+            for c in range(C):
+                full = correlate(xp[c][None], dy[n, o][None, None], d, s)[0]
+                g[o, c] = g[o, c] + full[tuple(slice(0, k) for k in ks)]
+    return g
+
+
+def rule_db(dy: np.ndarray) -> np.ndarray:
+    """``db[o] = Σ_{n, positions} dY[n, o]``."""
+    return np.array([sp.Add(*dy[:, o].reshape(-1)) for o in range(dy.shape[1])], dtype=object)
+
+
+def _scalar(v):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ParamError(f"conv1d: expected a single number, got {v!r}")
+        return v[0]
+    return v
+
+
+def conv2d(**params: Any) -> Derivation:
+    return conv_nd("conv2d", params, 2)
+
+
+def conv1d(**params: Any) -> Derivation:
+    return conv_nd("conv1d", params, 1)
+
+
+def conv_matrix(der: Derivation) -> sp.Matrix:
+    r"""The matrix ``M`` of the linear map ``vec(x_pad) ↦ vec(x_pad ⋆ w)`` (bias left out),
+    rows ``(n, o, i...)`` of the output, columns ``(n, c, i...)`` of the *padded* input,
+    row-major.  For worked problem 5 (x ∈ R⁴ padded by 1 to R⁶, w ∈ R³) it is the 4×6
+    banded Toeplitz matrix with rows ``[w1 w2 w3 0 0 0]`` shifted by one.
+
+    Built by correlating a tensor of fresh symbols for the padded input and reading off the
+    coefficients; ``conv_matrix_proves_input_gradient`` shows ``Mᵀ δ`` cropped is dX.
+    """
+    x = der.extra["x_full"]
+    w = der.extra["w_full"]
+    p = der.params["padding"]
+    s, d = der.params["stride"], der.params["dilation"]
+    N = x.shape[0]
+    xp_shape = x.shape[:2] + tuple(n + 2 * q for n, q in zip(x.shape[2:], p))
+    u = symbols("u", xp_shape)
+    y = np.stack([correlate(u[n], w, s, d) for n in range(N)])
+    cols = list(u.reshape(-1))
+    rows = list(y.reshape(-1))
+    return sp.Matrix(len(rows), len(cols), lambda i, j: rows[i].coeff(cols[j]))
+
+
+def conv_matrix_proves_input_gradient(der: Derivation) -> bool:
+    """``crop_p(Mᵀ vec(δ)) == chain rule dX`` entry by entry (expand to 0); returns True."""
+    M = conv_matrix(der)
+    delta = sp.Matrix(list(der.upstream_array.reshape(-1)))
+    g = M.T * delta
+    x = der.extra["x_full"]
+    p = der.params["padding"]
+    xp_shape = x.shape[:2] + tuple(n + 2 * q for n, q in zip(x.shape[2:], p))
+    g = np.array(list(g), dtype=object).reshape(xp_shape)
+    g = g[(slice(None), slice(None)) + tuple(slice(q, q + n) for q, n in zip(p, x.shape[2:]))]
+    chain = der.chain_array("x").reshape(g.shape)
+    for a, b in zip(g.reshape(-1), chain.reshape(-1)):
+        if sp.expand(a - b) != 0:
+            raise AssertionError(f"{der.op}: Mᵀδ entry {a} != chain rule {b}")
+    return True
+
+
+# -- worked problems 4, 5 and 8 -------------------------------------------------------------
+def _shapes_doc() -> Doc:
+    doc = Doc()
+    doc.h("Shape arithmetic (worked problem 4)")
+    f, (n, p, k, s, d) = symbolic_output_size()
+    doc.p(
+        "The output size of a convolution or pooling window along one axis, from the one formula "
+        "the "
+        "kernels use:"
+    )
+    doc.eq(
+        [
+            (r"n_{out}", [tex(f)]),
+            (r"n_{out}\big|_{d=1,\; s \mid n+2p-k}", [tex((n + 2 * p - k) / s + 1)]),
+        ]
+    )
+    a = conv_layer((32, 32), 3, 5, 1)
+    b = conv_layer((32, 32), 3, 5, 10, padding=2)
+    c = conv_layer((32, 32), 3, 1, 4)
+    doc.p(
+        f"A 32×32×3 image and a 5×5×3 filter at stride 1 give {a['output'][1]}×{a['output'][2]}; "
+        f"zero-padding "
+        f"by 2 keeps {b['output'][1]}×{b['output'][2]}; ten such filters give "
+        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]} with {b['weights']} weights "
+        f"({b['params']} with "
+        f"biases); a 1×1 convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}). "
+        f"Max pooling "
+        f"with window K and stride S gives (W − K)/S + 1 and keeps the channels."
+    )
+    return doc
+
+
+def _matrix_doc() -> Doc:
+    d = conv1d(input=4, kernel=3, padding=1, bias=False)
+    doc = Doc()
+    doc.h("Convolution as a matrix (worked problem 5)")
+    doc.p(
+        r"For $x \in \mathbb{R}^4$ zero-padded by 1 to $\mathbb{R}^6$ and $w \in \mathbb{R}^3$, "
+        r"the map"
+        " from the padded input to the output is the "
+        " the banded (Toeplitz) matrix below; derivgrad builds it by reading the coefficients of "
+        "the correlation "
+        "of a symbolic padded input, for any stride, padding, channels and 2-D inputs, and proves "
+        "that its "
+        "transpose applied to δ, cropped, is the input gradient."
+    )
+    doc.eq([("M", [bmatrix(np.array(conv_matrix(d).tolist(), dtype=object))])])
+    return doc
+
+
+def _index_doc() -> Doc:
+    _, dx, dw, _ = conv2d_rules()
+    doc = Doc()
+    doc.h("Channels, filters and batch in index notation (worked problem 8)")
+    doc.p(
+        "From the forward definition with symbolic sizes, SymPy differentiates and resolves the "
+        "Kronecker deltas; "
+        "each input channel is handled by its slice of the filter, the input gradient sums over "
+        "filters, the "
+        "weight gradient sums over the batch:"
+    )
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", dx)])
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", dw)])
+    return doc
+
+
+def _index_rule(lhs, e):
+    """``Sum(Piecewise((term, cond), (0, True)), limits...)`` as the sum of the term, with its
+    condition as an Iverson bracket on the next line."""
+    if isinstance(e, sp.Sum) and isinstance(e.function, sp.Piecewise):
+        (term, cond), _ = e.function.args
+        idx = ",".join(tex(l[0]) for l in e.limits)
+        conds = [tex(c) for c in (cond.args if isinstance(cond, sp.And) else (cond,))]
+        lines = [r"\sum_{%s} %s \;\big[" % (idx, tex(term)) + r" \wedge ".join(conds[:3])]
+        for k in range(3, len(conds), 3):
+            lines.append(r"\wedge " + r" \wedge ".join(conds[k : k + 3]))
+        lines[-1] += r"\big]"
+        return lhs, lines
+    return lhs, [tex(e)]
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+
+
+@st.composite
+def _geometry(draw: Any, ndim: int) -> dict[str, Any]:
+    """Hyper-parameters first, then sizes that fit them; N, C, O drawn independently."""
+    k = [draw(st.integers(1, 3)) for _ in range(ndim)]
+    s = [draw(st.integers(1, 2)) for _ in range(ndim)]
+    p = [draw(st.integers(0, 2)) for _ in range(ndim)]
+    d = [draw(st.integers(1, 2)) for _ in range(ndim)]
+    size = [draw(st.integers(max(1, dd * (kk - 1) + 1 - 2 * pp), 5)) for kk, pp, dd in zip(k, p, d)]
+    out = dict(
+        channels=draw(st.integers(1, 2)),
+        filters=draw(st.integers(1, 2)),
+        batch=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+    )
+    if ndim == 2:
+        out.update(input=tuple(size), kernel=tuple(k), stride=tuple(s), padding=tuple(p))
+        out.update(dilation=tuple(d))
+    else:
+        out.update(input=size[0], kernel=k[0], stride=s[0], padding=p[0], dilation=d[0])
+    return out
+
+
+def _compact_rule_section(d: Derivation) -> list[Block]:
+    """The course's pad–flip–correlate steps, printed from the rule's own functions, for a
+    single-sample, single-channel, single-filter instance (the notes' drawing)."""
+    P = d.params
+    if (P["batch"], P["channels"], P["filters"]) != (1, 1, 1):
+        return []
+    padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
+    rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
+    return [
+        ("h", (2, "The compact rule: pad, flip, correlate")),
+        (
+            "p",
+            "How much to pad follows from the sizes: a full correlation of a map of size "
+            r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
+            r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
+            "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
+        ),
+        (
+            "eq",
+            [
+                (r"\operatorname{pad}(\delta)", [bmatrix(padded)]),
+                (r"\operatorname{rot180}(w)", [bmatrix(rotated)]),
+            ],
+        ),
+        (
+            "p",
+            r"and $\partial L/\partial x = \operatorname{crop}_p(\operatorname{pad}(\delta) \star "
+            r"\operatorname{rot180}(w))$, while $\partial L/\partial w = x \star \delta$.",
+        ),
+    ]
+
+
+class _Conv(Op):
+    params = _GEOMETRY
+    ndim: int
+
+    def build(self, **params: Any) -> Derivation:
+        return conv_nd(self.name, params, self.ndim)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        P = d.params
+        x = values["x"].reshape(d.extra["x_full"].shape)
+        w = values["w"].reshape(d.extra["w_full"].shape)
+        b = values.get("b")
+        hyper = (P["stride"], P["padding"], P["dilation"])
+        if self.ndim == 1:
+            hyper = tuple(h[0] for h in hyper)
+        forward = K.conv2d_forward if self.ndim == 2 else K.conv1d_forward
+        backward = K.conv2d_backward if self.ndim == 2 else K.conv1d_backward
+        y = forward(x, w, b, *hyper)
+        dx, dw, db = backward(upstream.reshape(y.shape), x, w, *hyper, bias=b is not None)
+        grads = {"x": dx.reshape(values["x"].shape), "w": dw.reshape(values["w"].shape)}
+        if b is not None:
+            grads["b"] = db
+        return y.reshape(upstream.shape), grads
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _geometry(self.ndim)
+
+    def sections(self, d: Derivation) -> list[Block]:
+        return _compact_rule_section(d)
+
+
+class Conv1d(_Conv):
+    name = "conv1d"
+    title = "1-D convolution"
+    problems = "5, 6"
+    ndim = 1
+
+    def worked_problems(self) -> list[Problem]:
+        return [
+            Problem("5", make=_matrix_doc),
+            Problem("6", params=dict(input=4, kernel=3, bias=False)),
+        ]
+
+
+class Conv2d(_Conv):
+    name = "conv2d"
+    title = "2-D convolution"
+    problems = "7, 8, 9"
+    ndim = 2
+
+    def worked_problems(self) -> list[Problem]:
+        return [
+            Problem("4", make=_shapes_doc),
+            Problem("7", params=dict(input=(3, 3), kernel=(2, 2), bias=False)),
+            Problem("8", make=_index_doc),
+            Problem("9", params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+        ]
+
+    def shapes(self, **params: Any) -> str:
+        def given(name: str, default: Any, minimum: int = 1) -> int:
+            v = params.get(name)
+            return default if v is None else count("shapes conv2d", name, v, minimum)
+
+        size = pair("shapes conv2d", "input", params.get("input") or "32x32", 1)
+        r = conv_layer(
+            size,
+            given("channels", 1),
+            given("kernel", 3),
+            given("filters", 1),
+            given("stride", 1),
+            given("padding", 0, 0),
+        )
+        if min(r["output"][1:]) < 1:
+            raise ParamError(
+                f"shapes conv2d: a {given('kernel', 3)}x{given('kernel', 3)} kernel does not fit "
+                f"a {size[0]}x{size[1]} input with padding {given('padding', 0, 0)}"
+            )
+        return json.dumps(r)
+
+
+OPS = (Conv1d(), Conv2d())

@@ -1,0 +1,495 @@
+r"""Symbolic linear layer, ReLU, softmax, softmax cross-entropy, logistic regression,
+the residual block and flatten (worked problems 1-3)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from derivgrad import kernels as K
+
+from ..document import Block, bmatrix
+from ..symbolic.derivation import Derivation
+from ..symbolic.functions import Relu, Step
+from ..symbolic.params import ParamError, check_unknown, count
+from ..symbolic.shapes import linear_layer
+from ..symbolic.tensors import symbols
+from .base import Op, Param, Problem
+
+
+def _vec(name, n, latex=None):
+    return symbols(name, (n,), latex=latex)
+
+
+def linear(**params: Any) -> Derivation:
+    r"""``y = W x + b`` for one sample (``y = x Wᵀ + b`` row-wise for a batch).
+
+    Closed forms: ``dx = Wᵀ δ``, ``dW = δ xᵀ`` (summed over the batch), ``db = δ``."""
+    op = "linear"
+    check_unknown(op, params, ("features", "outputs", "batch", "bias"))
+    n_in = count(op, "features", params.get("features", 3))
+    n_out = count(op, "outputs", params.get("outputs", 2))
+    N = count(op, "batch", params.get("batch", 1))
+    bias = params.get("bias", True)
+    xs = symbols("x", (N, n_in) if N > 1 else (n_in,))
+    W = symbols("W", (n_out, n_in))
+    b = _vec("b", n_out)
+    x = xs.reshape(N, n_in)
+    y = np.array(
+        [
+            [
+                sp.Add(*[W[o, i] * x[n, i] for i in range(n_in)]) + (b[o] if bias else 0)
+                for o in range(n_out)
+            ]
+            for n in range(N)
+        ],
+        dtype=object,
+    )
+    ds = symbols("d", (N, n_out) if N > 1 else (n_out,), latex=r"\delta")
+    d = ds.reshape(N, n_out)
+    Wm, dm, xm = sp.Matrix(W), sp.Matrix(d), sp.Matrix(x)
+    closed = {
+        "x": lambda: np.array((dm * Wm).tolist(), dtype=object).reshape(xs.shape),  # rows: Wᵀ δ_n
+        "W": lambda: np.array((dm.T * xm).tolist(), dtype=object),  # Σ_n δ_n x_nᵀ
+    }
+    inputs = {"x": xs, "W": W}
+    if bias:
+        inputs["b"] = b
+        closed["b"] = lambda: np.array([sp.Add(*d[:, o]) for o in range(n_out)], dtype=object)
+    rules = {
+        "x": "dx = Wᵀ δ",
+        "W": "dW = δ xᵀ (summed over the batch)",
+        "b": "db = δ (summed over the batch)",
+    }
+    return Derivation(
+        op,
+        dict(features=n_in, outputs=n_out, batch=N, bias=bias),
+        inputs,
+        y.reshape(ds.shape),
+        ds,
+        closed,
+        rules,
+    )
+
+
+def relu(**params: Any) -> Derivation:
+    r"""``y = relu(z)`` elementwise; closed form ``dz = δ ⊙ 1[z > 0]`` (0 at the kink)."""
+    op = "relu"
+    check_unknown(op, params, ("features",))
+    n = count(op, "features", params.get("features", 3))
+    z = _vec("z", n)
+    d = _vec("d", n, latex=r"\delta")
+    y = np.array([Relu(v) for v in z], dtype=object)
+    closed = {"z": lambda: np.array([d[i] * Step(z[i]) for i in range(n)], dtype=object)}
+    return Derivation(op, dict(features=n), {"z": z}, y, d, closed, {"z": "dz = δ ⊙ 1[z > 0]"})
+
+
+def _softmax(z):
+    e = [sp.exp(v) for v in z]
+    s = sp.Add(*e)
+    return np.array([v / s for v in e], dtype=object)
+
+
+def softmax(**params: Any) -> Derivation:
+    r"""``p_i = e^{z_i} / Σ_j e^{z_j}``.  The Jacobian (input-first layout) is
+    ``∂p_i/∂z_j = p_i (δ_ij − p_j)``, i.e. ``diag(p) − p pᵀ`` (symmetric), so
+    ``dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)`` (worked problem 1)."""
+    op = "softmax"
+    check_unknown(op, params, ("classes",))
+    k = count(op, "classes", params.get("classes", 3))
+    z = _vec("z", k)
+    d = _vec("d", k, latex=r"\delta")
+    p = _softmax(z)
+    pd = sp.Add(*[p[j] * d[j] for j in range(k)])
+    closed = {"z": lambda: np.array([p[i] * (d[i] - pd) for i in range(k)], dtype=object)}
+    der = Derivation(
+        op,
+        dict(classes=k),
+        {"z": z},
+        p,
+        d,
+        closed,
+        {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"},
+        proof="rational",
+    )
+    return der
+
+
+def _label(op, params, k):
+    y = count(op, "label", params.get("label", 1))
+    if y > k:
+        raise ParamError(f"{op}: label must be one of 1..{k} (1-based, as in the notes), got {y}")
+    return y - 1
+
+
+def softmax_jacobian(d: Derivation) -> np.ndarray:
+    """The closed-form softmax Jacobian ``diag(p) − p pᵀ`` (symmetric, so the layout does not
+    matter) in the derivation's ``z`` symbols (worked problem 1)."""
+    p = _softmax(d.input_arrays["z"])
+    k = len(p)
+    return np.array(
+        [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)], dtype=object
+    )
+
+
+def softmax_cross_entropy(**params: Any) -> Derivation:
+    r"""``L = −log p_y(z)`` for one sample with label ``y`` (1-based); ``dz = p − e_y``."""
+    op = "softmax_cross_entropy"
+    check_unknown(op, params, ("classes", "label"))
+    k = count(op, "classes", params.get("classes", 3))
+    y = _label(op, params, k)
+    z = _vec("z", k)
+    p = _softmax(z)
+    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    closed = {"z": lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)}
+    return Derivation(
+        op,
+        dict(classes=k, label=y + 1),
+        {"z": z},
+        np.array([L], dtype=object),
+        np.array([sp.Integer(1)], dtype=object),
+        closed,
+        {"z": "dz = p − e_y"},
+        proof="rational",
+        extra=dict(p=p),
+    )
+
+
+def logistic_regression(**params: Any) -> Derivation:
+    r"""Multiclass logistic regression ``L = −log p_y(W x + b)`` (worked problem 2):
+    ``∇_W L = (p − e_y) xᵀ``, ``∇_b L = p − e_y``, ``∇_x L = Wᵀ (p − e_y)``."""
+    op = "logistic_regression"
+    check_unknown(op, params, ("classes", "features", "label"))
+    k = count(op, "classes", params.get("classes", 3))
+    n = count(op, "features", params.get("features", 2))
+    y = _label(op, params, k)
+    x = _vec("x", n)
+    W = symbols("W", (k, n))
+    b = _vec("b", k)
+    z = np.array(
+        [sp.Add(*[W[i, j] * x[j] for j in range(n)]) + b[i] for i in range(k)], dtype=object
+    )
+    p = _softmax(z)
+    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)  # p − e_y
+    closed = {
+        "W": lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
+        "b": lambda: r.copy(),
+        "x": lambda: np.array(
+            [sp.Add(*[W[i, j] * r[i] for i in range(k)]) for j in range(n)], dtype=object
+        ),
+    }
+    rules = {"W": "∇_W L = (p − e_y) xᵀ", "b": "∇_b L = p − e_y", "x": "∇_x L = Wᵀ (p − e_y)"}
+    return Derivation(
+        op,
+        dict(classes=k, features=n, label=y + 1),
+        {"W": W, "b": b, "x": x},
+        np.array([L], dtype=object),
+        np.array([sp.Integer(1)], dtype=object),
+        closed,
+        rules,
+        proof="rational",
+        extra=dict(z=z, p=p),
+    )
+
+
+def residual(**params: Any) -> Derivation:
+    r"""The skip connection ``y = W2 relu(W1 x) + x`` (worked problem 3), upstream ``δ_y``:
+    ``∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y``; also ``∇_{W2} L = δ_y relu(W1 x)ᵀ`` and
+    ``∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ``."""
+    op = "residual"
+    check_unknown(op, params, ("features", "hidden"))
+    n = count(op, "features", params.get("features", 2))
+    m = count(op, "hidden", params.get("hidden", 2))
+    x = _vec("x", n)
+    W1 = symbols("W1", (m, n), latex="W^{(1)}")
+    W2 = symbols("W2", (n, m), latex="W^{(2)}")
+    d = _vec("d", n, latex=r"\delta")
+    h = [sp.Add(*[W1[k, j] * x[j] for j in range(n)]) for k in range(m)]
+    a = [Relu(v) for v in h]
+    y = np.array(
+        [sp.Add(*[W2[i, k] * a[k] for k in range(m)]) + x[i] for i in range(n)], dtype=object
+    )
+    g = [
+        Step(h[k]) * sp.Add(*[W2[i, k] * d[i] for i in range(n)]) for k in range(m)
+    ]  # 1[W1x>0] ⊙ W2ᵀδ
+    closed = {
+        "x": lambda: np.array(
+            [sp.Add(*[W1[k, j] * g[k] for k in range(m)]) + d[j] for j in range(n)], dtype=object
+        ),
+        "W1": lambda: np.array([[g[k] * x[j] for j in range(n)] for k in range(m)], dtype=object),
+        "W2": lambda: np.array([[d[i] * a[k] for k in range(m)] for i in range(n)], dtype=object),
+    }
+    rules = {
+        "x": "∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y",
+        "W1": "∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ",
+        "W2": "∇_{W2} L = δ_y relu(W1 x)ᵀ",
+    }
+    return Derivation(
+        op, dict(features=n, hidden=m), {"x": x, "W1": W1, "W2": W2}, y, d, closed, rules
+    )
+
+
+def flatten(**params: Any) -> Derivation:
+    r"""``y = vec(x)`` in row-major (C, H, W) order; ``dx = reshape(δ, x.shape)``."""
+    from ..symbolic.params import pair
+
+    op = "flatten"
+    check_unknown(op, params, ("input", "channels"))
+    H, W = pair(op, "input", params.get("input", (2, 2)), 1)
+    C = count(op, "channels", params.get("channels", 2))
+    x = symbols("x", (C, H, W))
+    d = _vec("d", C * H * W, latex=r"\delta")
+    closed = {"x": lambda: d.reshape(C, H, W).copy()}
+    return Derivation(
+        op,
+        dict(input=(H, W), channels=C),
+        {"x": x},
+        x.reshape(-1).copy(),
+        d,
+        closed,
+        {"x": "dx = reshape(δ, (C, H, W))"},
+    )
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+Faces = tuple[np.ndarray, dict[str, np.ndarray]]
+_FEATURES = Param("features", "int", "input features")
+_CLASSES = Param("classes", "int", "number of classes k")
+_LABEL = Param("label", "int", "the true class, 1-based as in the notes")
+
+
+def _ints(**ranges: tuple[int, int]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({k: st.integers(lo, hi) for k, (lo, hi) in ranges.items()})
+
+
+@st.composite
+def _classes_label(draw: Any, **extra: tuple[int, int]) -> dict[str, Any]:
+    k = draw(st.integers(2, 4))
+    out = dict(classes=k, label=draw(st.integers(1, k)))
+    out.update({name: draw(st.integers(lo, hi)) for name, (lo, hi) in extra.items()})
+    return out
+
+
+class Linear(Op):
+    name = "linear"
+    title = "Linear layer"
+    problems = "2"
+    params = (
+        _FEATURES,
+        Param("outputs", "int", "output features"),
+        Param("batch", "int", "samples in the batch"),
+        Param("bias", "bool", "add a bias"),
+    )
+
+    def build(self, **params: Any) -> Derivation:
+        return linear(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        x = values["x"].reshape(-1, d.params["features"])
+        b = values.get("b")
+        y = K.linear_forward(x, values["W"], b)
+        dx, dw, db = K.linear_backward(
+            upstream.reshape(y.shape), x, values["W"], bias=b is not None
+        )
+        grads = {"x": dx.reshape(values["x"].shape), "W": dw}
+        if b is not None:
+            grads["b"] = db
+        return y.reshape(upstream.shape), grads
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries(
+            dict(
+                features=st.integers(1, 4),
+                outputs=st.integers(1, 3),
+                batch=st.integers(1, 3),
+                bias=st.booleans(),
+            )
+        )
+
+    def shapes(self, **params: Any) -> str:
+        n_in = count("shapes linear", "features", params.get("features") or 1024)
+        n_out = count("shapes linear", "outputs", params.get("outputs") or 10)
+        return json.dumps(linear_layer(n_in, n_out))
+
+
+class ReLU(Op):
+    name = "relu"
+    title = "ReLU"
+    problems = "3"
+    params = (_FEATURES,)
+
+    def build(self, **params: Any) -> Derivation:
+        return relu(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        return K.relu_forward(values["z"]), {"z": K.relu_backward(upstream, values["z"])}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _ints(features=(1, 5))
+
+    def values(self, d: Derivation, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        # |z| >= 0.1: a central difference across the kink measures nothing
+        shape = d.inputs["z"].shape
+        return {"z": rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 2.0, shape)}
+
+
+class Softmax(Op):
+    name = "softmax"
+    title = "Softmax"
+    problems = "1"
+    params = (_CLASSES,)
+
+    def build(self, **params: Any) -> Derivation:
+        return softmax(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        # the kernels have no separate softmax backward: use the rule dz = p ⊙ (δ − ⟨p, δ⟩)
+        p = K.softmax(values["z"])
+        return p, {"z": p * (upstream - np.dot(p, upstream))}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _ints(classes=(2, 5))
+
+    def sections(self, d: Derivation) -> list[Block]:
+        k = d.params["classes"]
+        p = sp.symbols(f"p_1:{k + 1}")
+        Jp = np.array(
+            [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)],
+            dtype=object,
+        )
+        return [
+            ("h", (2, "The softmax Jacobian")),
+            (
+                "p",
+                r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = "
+                r"p_i(\delta_{ij} - p_j)$, that is $\nabla p_i = p_i(e_i - p)$ and",
+            ),
+            ("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]),
+        ]
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("1", params=dict(classes=3))]
+
+
+class SoftmaxCrossEntropy(Op):
+    name = "softmax_cross_entropy"
+    title = "Softmax cross-entropy"
+    problems = "2"
+    params = (_CLASSES, _LABEL)
+
+    def build(self, **params: Any) -> Derivation:
+        return softmax_cross_entropy(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        label = np.array([d.params["label"] - 1])
+        loss, p = K.softmax_cross_entropy_forward(values["z"][None], label)
+        return np.array([loss]), {"z": K.softmax_cross_entropy_backward(p, label)[0]}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _classes_label()
+
+
+class LogisticRegression(Op):
+    name = "logistic_regression"
+    title = "Multiclass logistic regression"
+    problems = "2"
+    params = (_CLASSES, _FEATURES, _LABEL)
+
+    def build(self, **params: Any) -> Derivation:
+        return logistic_regression(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        label = np.array([d.params["label"] - 1])
+        x = values["x"][None]
+        z = K.linear_forward(x, values["W"], values["b"])
+        loss, p = K.softmax_cross_entropy_forward(z, label)
+        dz = K.softmax_cross_entropy_backward(p, label)
+        dx, dW, db = K.linear_backward(dz, x, values["W"])
+        return np.array([loss]), {"x": dx[0], "W": dW, "b": db}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _classes_label(features=(1, 3))
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("2", params=dict(classes=3, features=2, label=2))]
+
+
+class Residual(Op):
+    name = "residual"
+    title = "Skip connection y = W2 relu(W1 x) + x"
+    problems = "3"
+    params = (_FEATURES, Param("hidden", "int", "hidden units"))
+
+    def build(self, **params: Any) -> Derivation:
+        return residual(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        x = values["x"][None]
+        h = K.linear_forward(x, values["W1"])
+        a = K.relu_forward(h)
+        y = K.linear_forward(a, values["W2"]) + x
+        da, dW2, _ = K.linear_backward(upstream[None], a, values["W2"], bias=False)
+        dh = K.relu_backward(da, h)
+        dx, dW1, _ = K.linear_backward(dh, x, values["W1"], bias=False)
+        return y[0], {"x": dx[0] + upstream, "W1": dW1, "W2": dW2}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _ints(features=(1, 3), hidden=(1, 3))
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("3", params=dict(features=2, hidden=2))]
+
+
+class Flatten(Op):
+    name = "flatten"
+    title = "Flatten"
+    problems = "12"
+    params = (
+        Param("input", "size", "input size, an int or HxW"),
+        Param("channels", "int", "input channels"),
+    )
+
+    def build(self, **params: Any) -> Derivation:
+        return flatten(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> Faces:
+        return values["x"].reshape(-1), {"x": upstream.reshape(values["x"].shape)}
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries(
+            dict(
+                input=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+                channels=st.integers(1, 2),
+            )
+        )
+
+
+OPS = (
+    Linear(),
+    ReLU(),
+    Softmax(),
+    SoftmaxCrossEntropy(),
+    LogisticRegression(),
+    Residual(),
+    Flatten(),
+)

@@ -1,0 +1,272 @@
+r"""Symbolic max and average pooling (worked problem 10).
+
+Max pooling is piecewise.  The forward is ``WindowMax`` of each window's entries (row-major,
+padding excluded, i.e. −∞); its derivative is the indicator ``FirstMax`` of the window's
+*first* maximum, the kernels' rule (SymPy's ``Max`` would split ties with
+Heaviside(0) = 1/2).  The closed form routes ``δ`` to the arg-max:
+``dX[p] = Σ_{windows w ∋ p} δ_w · 1[p is the first maximum of w]``.  With ``region=SEED``
+the derivation is also specialised to one region of input space — the arg-max of every
+window fixed by a seeded random ordering of the inputs — where the indicators become 0/1
+and the routing is explicit.
+
+Average pooling divides by the full window ``K_H K_W`` (padding counted) and spreads
+``δ/(K_H K_W)`` evenly; for K = S without padding, dX is δ upsampled, divided by K².
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import sympy as sp
+from hypothesis import strategies as st
+
+from derivgrad import kernels as K
+from derivgrad.kernels import output_size
+
+from ..symbolic.derivation import Derivation
+from ..symbolic.functions import FirstMax, WindowMax
+from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.shapes import pool_layer
+from ..symbolic.tensors import symbols, zeros
+from .base import Op, Param, Problem
+
+_WINDOW = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "window size, an int or KHxKW"),
+    Param("stride", "size", "stride (default: the window size)"),
+    Param("padding", "size", "padding on each side, at most half the window"),
+    Param("channels", "int", "input channels"),
+)
+_REGION = Param("region", "int", "fix every window's arg-max by this seed (explicit routing)")
+PARAMS = tuple(p.name for p in (*_WINDOW, _REGION))
+
+
+def _windows(op, params):
+    check_unknown(op, params, PARAMS)
+    H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+    k = pair(op, "kernel", params.get("kernel", (2, 2)), 1)
+    s = pair(op, "stride", params.get("stride", k), 1)
+    p = pair(op, "padding", params.get("padding", 0), 0)
+    C = count(op, "channels", params.get("channels", 1))
+    if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
+        raise ParamError(
+            f"{op}: padding must be at most half the kernel, got padding {p} for kernel {k}"
+        )
+    HO, WO = (output_size(n, kk, ss, pp) for n, kk, ss, pp in zip((H, W), k, s, p))
+    if min(HO, WO) < 1:
+        raise ParamError(
+            f"{op}: a {k[0]}x{k[1]} window does not fit a {H}x{W} input with padding {p}"
+        )
+    x = symbols("x", (C, H, W) if C > 1 else (H, W))
+    x3 = x.reshape(C, H, W)
+    wins = window_positions(C, H, W, k, s, p, HO, WO)
+    d = symbols("d", (C, HO, WO) if C > 1 else (HO, WO), latex=r"\delta")
+    return dict(H=H, W=W, k=k, s=s, p=p, C=C, HO=HO, WO=WO), x, x3, wins, d, d.reshape(C, HO, WO)
+
+
+def rule_maxpool_dx(
+    x3: np.ndarray, d3: np.ndarray, wins: dict[tuple[int, int, int], list[tuple[int, int, int]]]
+) -> np.ndarray:
+    """Route each ``δ`` of window ``w`` to the window's first maximum: ``dX[p] = Σ_w δ_w ·
+    FirstMax(p, window entries)``; ``wins`` maps output index → input positions."""
+    out = zeros(x3.shape)
+    for key, pos in wins.items():
+        vals = [x3[q] for q in pos]
+        for m, q in enumerate(pos):
+            out[q] = out[q] + d3[key] * FirstMax(sp.Integer(m), *vals)
+    return out
+
+
+def window_positions(
+    C: int,
+    H: int,
+    W: int,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    HO: int,
+    WO: int,
+) -> dict[tuple[int, int, int], list[tuple[int, int, int]]]:
+    """Input positions ``(c, i, j)`` of each pooling window, padding left out (row-major)."""
+    return {
+        (c, i, j): [
+            (c, a, b)
+            for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
+            for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1])
+            if 0 <= a < H and 0 <= b < W
+        ]
+        for c, i, j in itertools.product(range(C), range(HO), range(WO))
+    }
+
+
+def maxpool2d(**params: Any) -> Derivation:
+    op = "maxpool2d"
+    g, x, x3, wins, d, d3 = _windows(op, params)
+    y = np.empty((g["C"], g["HO"], g["WO"]), dtype=object)
+    for key, pos in wins.items():
+        y[key] = WindowMax(*[x3[q] for q in pos])
+
+    dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
+    region = params.get("region")
+    notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
+    extra: dict[str, Any] = dict(windows=wins)
+    if region is not None:
+        # One region of input space: a seeded ordering of the inputs fixes every arg-max.
+        rng = np.random.default_rng(count(op, "region", region, 0))
+        rank = rng.permutation(x3.size).reshape(x3.shape)
+        extra["region_point"] = {x3[q]: sp.Integer(int(rank[q])) for q in np.ndindex(*x3.shape)}
+        notes.append(
+            f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
+            f"random permutation of the inputs."
+        )
+    return Derivation(
+        op,
+        dict(
+            input=(g["H"], g["W"]),
+            kernel=g["k"],
+            stride=g["s"],
+            padding=g["p"],
+            channels=g["C"],
+            region=region,
+        ),
+        {"x": x},
+        y.reshape(d.shape),
+        d,
+        {"x": dX},
+        {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
+        notes=notes,
+        extra=extra,
+    )
+
+
+def routed(der: Derivation) -> np.ndarray:
+    """The closed-form input gradient of a ``maxpool2d(region=SEED)`` derivation with every
+    window's first maximum fixed by the region's ordering: 0/1 indicators, explicit routing."""
+    point = der.extra.get("region_point")
+    if point is None:
+        raise ValueError("routed() needs a maxpool2d derivation built with region=SEED")
+    fix = lambda e: e.replace(
+        lambda a: isinstance(a, FirstMax),
+        lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
+    )
+    return np.vectorize(fix, otypes=[object])(der.grad_array("x"))
+
+
+def avgpool2d(**params: Any) -> Derivation:
+    op = "avgpool2d"
+    g, x, x3, wins, d, d3 = _windows(op, params)
+    K = g["k"][0] * g["k"][1]
+    y = np.empty((g["C"], g["HO"], g["WO"]), dtype=object)
+    for key, pos in wins.items():
+        y[key] = sp.Add(*[x3[q] for q in pos]) / K
+
+    def dX():
+        out = zeros(x3.shape)
+        for key, pos in wins.items():
+            for q in pos:
+                out[q] = out[q] + d3[key] / K
+        return out.reshape(x.shape)
+
+    return Derivation(
+        op,
+        dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"], channels=g["C"]),
+        {"x": x},
+        y.reshape(d.shape),
+        d,
+        {"x": dX},
+        {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
+        notes=["Padded zeros count in the window size (count_include_pad=True)."],
+    )
+
+
+# -- the op protocol ---------------------------------------------------------------------------
+@st.composite
+def _window(draw: Any) -> dict[str, Any]:
+    """Kernel, then stride (overlapping windows too), padding <= k/2, then a size that fits."""
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, k[0])), draw(st.integers(1, k[1])))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    size = (
+        draw(st.integers(max(1, k[0] - 2 * p[0]), 5)),
+        draw(st.integers(max(1, k[1] - 2 * p[1]), 5)),
+    )
+    return dict(input=size, kernel=k, stride=s, padding=p, channels=draw(st.integers(1, 2)))
+
+
+class _Pool(Op):
+    params: ClassVar[tuple[Param, ...]] = _WINDOW
+    problems = "10"
+
+    def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
+        return _window()
+
+    def shapes(self, **params: Any) -> str:
+        size = pair(f"shapes {self.name}", "input", params.get("input") or "32x32", 1)
+        channels = params.get("channels")
+        C = 1 if channels is None else count(f"shapes {self.name}", "channels", channels)
+        kk = params.get("kernel")
+        k = 2 if kk is None else count(f"shapes {self.name}", "kernel", kk)
+        ss = params.get("stride")
+        s = None if ss is None else count(f"shapes {self.name}", "stride", ss)
+        if k > min(size):
+            raise ParamError(
+                f"shapes {self.name}: a {k}x{k} window does not fit a {size[0]}x{size[1]} input"
+            )
+        return json.dumps(pool_layer(size, C, k, s))
+
+    def _x(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        return values["x"].reshape((1, -1) + values["x"].shape[-2:])
+
+
+class MaxPool2d(_Pool):
+    name = "maxpool2d"
+    title = "Max pooling"
+    params = (*_WINDOW, _REGION)
+
+    def build(self, **params: Any) -> Derivation:
+        return maxpool2d(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        P, x = d.params, self._x(values)
+        y, idx = K.maxpool2d_forward(x, P["kernel"], P["stride"], P["padding"])
+        dx = K.maxpool2d_backward(upstream.reshape(y.shape), idx, x.shape)
+        return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
+
+    def values(self, d: Derivation, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        # a permutation of well-separated values: no ties, and a step of 1e-5 cannot change
+        # a window's winner (a central difference across a switch measures nothing)
+        shape = d.inputs["x"].shape
+        size = int(np.prod(shape))
+        return {"x": (rng.permutation(size) / size - 0.5).reshape(shape)}
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("10", params=dict(input=(4, 4), kernel=2))]
+
+
+class AvgPool2d(_Pool):
+    name = "avgpool2d"
+    title = "Average pooling"
+
+    def build(self, **params: Any) -> Derivation:
+        return avgpool2d(**params)
+
+    def kernel(
+        self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        P, x = d.params, self._x(values)
+        y = K.avgpool2d_forward(x, P["kernel"], P["stride"], P["padding"])
+        dy = upstream.reshape(y.shape)
+        dx = K.avgpool2d_backward(dy, x.shape, P["kernel"], P["stride"], P["padding"])
+        return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
+
+    def worked_problems(self) -> list[Problem]:
+        return [Problem("10b", params=dict(input=(4, 4), kernel=2))]
+
+
+OPS = (MaxPool2d(), AvgPool2d())
