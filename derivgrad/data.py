@@ -62,9 +62,10 @@ def _regular_file(path):
     return st.st_size
 
 
-def _read_bytes(path, limit=MAX_BYTES):
+def _read_bytes(path, limit=None):
     """The file's bytes, gunzipped if it is gzip; at most ``limit`` bytes are ever held,
-    whatever a gzip stream inflates to."""
+    whatever a gzip stream inflates to (default :data:`MAX_BYTES`)."""
+    limit = MAX_BYTES if limit is None else limit
     path = Path(path)
     size = _regular_file(path)
     with open(path, "rb") as f:

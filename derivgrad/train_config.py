@@ -163,18 +163,14 @@ class TrainConfig:
         (missing directory, a directory, read-only place), and an existing checkpoint that
         neither --resume nor --overwrite allows touching."""
         if self.checkpoint:
-            if self.resume:
-                target = resolve(self.checkpoint)
-                if not target.exists():
-                    raise CheckpointError(f"{self.checkpoint}: no such checkpoint to --resume")
-                check_writable(self.checkpoint, "--checkpoint")
-            elif not self.overwrite and resolve(self.checkpoint).exists():
+            if self.resume and not resolve(self.checkpoint).exists():
+                raise CheckpointError(f"{self.checkpoint}: no such checkpoint to --resume")
+            target = check_writable(self.checkpoint, "--checkpoint")
+            if not (self.resume or self.overwrite) and target.exists():
                 raise UsageError(
                     f"--checkpoint {self.checkpoint}: exists; pass --resume to continue it "
                     f"or --overwrite to replace it"
                 )
-            else:
-                check_writable(self.checkpoint, "--checkpoint")
         if self.plot:
             check_writable(self.plot, "--plot")
 

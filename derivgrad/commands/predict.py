@@ -55,7 +55,9 @@ def _npy(path: str):
     with open(path, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)
-            shape, _, dtype = np.lib.format._read_array_header(f, version)
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
         except (ValueError, OSError, EOFError) as e:
             raise DataError(f"{path}: not a .npy file ({e})") from None
     if len(shape) not in (2, 3) or tuple(shape[-2:]) != (28, 28):
