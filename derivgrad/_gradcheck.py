@@ -14,6 +14,7 @@ functions, hence the default ``rtol = 1e-5``, ``atol = 1e-7``.
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,24 @@ def _check_tolerances(eps: object, rtol: object, atol: object) -> None:
     _positive_finite("eps", eps, False)
     _positive_finite("rtol", rtol, True)
     _positive_finite("atol", atol, True)
+
+
+def _count(name: str, v: object, lo: int) -> None:
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
+        raise ValueError(f"gradcheck: {name} must be an integer >= {lo}, got {v!r}")
+
+
+def _check_arguments(f, inputs, grads, projections, max_report, kink_tol) -> None:
+    if not callable(f):
+        raise TypeError(f"gradcheck: f must be callable, got {type(f).__name__}")
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise TypeError("gradcheck: inputs must be a non-empty dict {name: array}")
+    if not (callable(grads) or isinstance(grads, Mapping)):
+        raise TypeError("gradcheck: grads must be a dict {name: array} or a callable")
+    _count("projections", projections, 1)
+    _count("max_report", max_report, 0)
+    if kink_tol is not None:
+        _positive_finite("kink_tol", kink_tol, True)
 
 
 def _finite_array(name: str, v: object) -> np.ndarray:
@@ -143,6 +162,7 @@ def gradcheck(
     if mode == "symbolic" and oracle is None:
         raise ValueError("gradcheck: mode='symbolic' needs oracle=derivgrad.derive(...)")
     _check_tolerances(eps, rtol, atol)
+    _check_arguments(f, inputs, grads, projections, max_report, kink_tol)
     rng = np.random.default_rng(seed)
     xs = {k: _finite_array(f"inputs[{k!r}]", v) for k, v in inputs.items()}
     if callable(grads):
@@ -152,6 +172,8 @@ def gradcheck(
         g = grads(upstream, **{k: v.copy() for k, v in xs.items()})
     else:
         g = grads
+    if not isinstance(g, Mapping):
+        raise TypeError(f"gradcheck: grads(...) must return a dict, got {type(g).__name__}")
     up = None if upstream is None else _finite_array("upstream", upstream)
     g = {k: _real_array(f"grads[{k!r}]", v) for k, v in g.items() if v is not None}
     for k, v in g.items():

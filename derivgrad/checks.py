@@ -122,6 +122,11 @@ def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
     case, which can take many more derivations; ``shrink=False`` reports the first one found.
     """
     get(name)  # an unknown name is a ParamError naming the known ops
+    for arg, v in (("examples", examples), ("seed", seed)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if arg == "examples" else 0):
+            raise ValueError(
+                f"check_op: {arg} must be an integer >= {int(arg == 'examples')}, got {v!r}"
+            )
     res = CheckResult(name)
     last_fail = {}
     t0 = time.perf_counter()

@@ -85,27 +85,58 @@ def _read_bytes(path, limit=None):
     return raw
 
 
+def _stream(path):
+    """An open binary stream of the file's content, gunzipped on the fly if it is gzip."""
+    _regular_file(path)
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb"), f
+    f.seek(0)
+    return f, f
+
+
+def _read_exactly(stream, n, path):
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+
+
 def read_idx(path, expect_ndim):
-    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data); the
-    size the header claims is checked against :data:`MAX_BYTES` before the data is read."""
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'})")
-    if raw[2] != 0x08:
-        raise DataError(f"{path}: IDX element type 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    if ndim != expect_ndim:
-        raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    need = 4 + 4 * ndim + math.prod(dims)
-    if len(raw) != need:
+    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data).
+
+    The header is read first; the data it announces is checked against :data:`MAX_BYTES`
+    and then exactly that much (plus one byte, to detect padding) is read, so memory is
+    bounded by the header's claim however far a gzip stream would inflate."""
+    stream, raw_file = _stream(path)
+    with raw_file, stream:
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise DataError(f"{path}: not an IDX file (bad magic {head.hex() or 'empty'})")
+        if head[2] != 0x08:
+            raise DataError(f"{path}: IDX element type 0x{head[2]:02x} is not unsigned byte (0x08)")
+        ndim = head[3]
+        if ndim != expect_ndim:
+            raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
+        dimbytes = _read_exactly(stream, 4 * ndim, path)
+        if len(dimbytes) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header")
+        dims = tuple(int.from_bytes(dimbytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        need = math.prod(dims)
+        if need > MAX_BYTES:
+            raise DataError(
+                f"{path}: header claims {dims} ({need:,d} bytes), over the "
+                f"{MAX_BYTES:,d}-byte limit"
+            )
+        data = _read_exactly(stream, need + 1, path)
+    if len(data) != need:
+        have = 4 + 4 * ndim + len(data)
         raise DataError(
-            f"{path}: truncated or padded: header says {dims} ({need} bytes) but the file "
-            f"has {len(raw)} bytes"
+            f"{path}: truncated or padded: header says {dims} ({4 + 4 * ndim + need} bytes) "
+            f"but the file has {'more' if len(data) > need else have} bytes"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _check_pair(images, labels, where):

@@ -28,7 +28,7 @@ from .atomic import write_atomic
 from .errors import CheckpointError, DivergedError, ParamError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
-from .train_config import EVAL_BATCH, TrainConfig, config
+from .train_config import EVAL_BATCH, TrainConfig, config, from_mapping
 from .train_state import (
     Position,
     SavedState,
@@ -317,7 +317,7 @@ def train(
     cfg: TrainConfig | Mapping[str, Any], log: Log = print, progress: bool = True
 ) -> tuple[dict[str, Any], Sequential]:
     """Run training as ``cfg`` says; returns (metrics of the last epoch, the network)."""
-    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig(**cfg)
+    cfg = cfg if isinstance(cfg, TrainConfig) else from_mapping(cfg)
     cfg.check_outputs()
     data = load_data(cfg, log)
     run = _start(cfg, data, log)

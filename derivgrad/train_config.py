@@ -13,6 +13,7 @@ import dataclasses
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,8 +129,12 @@ class TrainConfig:
                     + (f"unsupported format {ext!r}" if ext else "no file extension")
                     + f"; use one of {', '.join(PLOT_FORMATS)}"
                 )
-        if self.plot and self.checkpoint and resolve(self.plot) == resolve(self.checkpoint):
+        outs = [(k, getattr(self, k)) for k in ("checkpoint", "plot") if getattr(self, k)]
+        if len(outs) == 2 and resolve(outs[0][1]) == resolve(outs[1][1]):
             raise UsageError(f"--plot and --checkpoint are the same file {self.plot}")
+        for k, v in outs:
+            if self.data and resolve(v) == resolve(self.data):
+                raise UsageError(f"--{k} {v} would overwrite the --data file")
 
     def _check_size(self) -> None:
         rows = lenet_rows(self.filters, self.kernel, self.hidden, CLASSES, IN_SHAPE, self.batchnorm)
@@ -193,6 +198,19 @@ class TrainConfig:
                 )
 
 
+def from_mapping(values: Mapping[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping; an unknown name is refused by name."""
+    if not isinstance(values, Mapping):
+        raise ParamError(f"training settings must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(map(str, set(values) - known))
+    if unknown:
+        raise ParamError(
+            f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return TrainConfig(**values)
+
+
 def config(**overrides: Any) -> TrainConfig:
     """A :class:`TrainConfig` from keyword overrides (``None`` means the default)."""
-    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return from_mapping({k: v for k, v in overrides.items() if v is not None})

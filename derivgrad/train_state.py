@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoint import ArraySpec
 from .errors import CheckpointError, DerivgradError
 from .model import SGD, Adam, Sequential, lenet
-from .train_config import CLASSES, IN_SHAPE, TrainConfig
+from .train_config import CLASSES, IN_SHAPE, TrainConfig, from_mapping
 
 FORMAT = 2
 
@@ -119,9 +119,11 @@ def parse_meta(meta: dict, where: str) -> SavedState:
     saved = meta.get("config")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{where}: metadata has no 'config' object")
+    # where the data and outputs were does not change what the state means
+    saved = {k: v for k, v in saved.items() if k not in ("data", "checkpoint", "plot")}
     try:
-        cfg = TrainConfig(**saved)
-    except (DerivgradError, TypeError) as e:
+        cfg = from_mapping(saved)
+    except DerivgradError as e:
         raise CheckpointError(f"{where}: saved configuration refused: {e}") from None
     pos = Position(_int(meta, "epoch", where), _int(meta, "batch", where))
     history = _history(meta.get("history"), where)

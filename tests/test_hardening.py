@@ -384,12 +384,36 @@ def test_pickles_with_wrong_pixels_or_labels_are_refused(tmp_path, x, y, match):
 # 11. sizes are checked before reading ------------------------------------------------------
 
 
+def test_a_gzip_that_inflates_past_its_header_is_read_only_as_far_as_the_header_says(tmp_path):
+    from test_data import idx_bytes
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    # a header for 2 images, then 40 MB of zeros that compress to ~40 kB
+    bomb.write_bytes(gzip.compress(idx_bytes(np.zeros((2, 28, 28))) + bytes(40 * 10**6)))
+    import tracemalloc
+
+    tracemalloc.start()
+    with pytest.raises(DataError, match="padded"):
+        D.read_idx(bomb, 3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * 10**6  # far below the 40 MB the stream inflates to
+
+
+def test_a_header_claiming_too_much_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "MAX_BYTES", 10**6)
+    f = tmp_path / "t10k-images-idx3-ubyte"
+    f.write_bytes(bytes([0, 0, 8, 3]) + (10**9).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+    with pytest.raises(DataError, match="over the 1,000,000-byte limit"):
+        D.read_idx(f, 3)
+
+
 def test_a_gzip_that_inflates_past_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "MAX_BYTES", 10**6)
-    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb = tmp_path / "mnist.pkl.gz"
     bomb.write_bytes(gzip.compress(bytes(4 * 10**6)))  # 4 kB that inflate to 4 MB
     with pytest.raises(DataError, match="inflates past"):
-        D.read_idx(bomb, 3)
+        D.load(bomb)
 
 
 # 12. nothing hangs -------------------------------------------------------------------------
@@ -570,3 +594,31 @@ def test_library_messages_name_the_argument():
         K.sgd_update(*_sgd_args(np.ones(3, np.float16)))
     with pytest.raises(ValueError, match="weight_decay"):
         K.sgd_update(*_sgd_args(np.ones(3)), weight_decay=float("inf"))
+
+
+# found by attacking the project after the audit ---------------------------------------------
+
+
+def test_unknown_training_settings_are_named():
+    with pytest.raises(ParamError, match="bogus"):
+        T.train({"epochs": 1, "bogus": 2}, **quiet)
+
+
+def test_an_output_that_would_overwrite_the_data_is_refused(tmp_path):
+    data = tmp_path / "mnist.pkl.gz"
+    data.write_bytes(b"data")
+    with pytest.raises(UsageError, match="overwrite the --data"):
+        T.config(data=str(data), checkpoint=str(data), overwrite=True)
+
+
+def test_check_op_and_gradcheck_refuse_meaningless_arguments():
+    from derivgrad import gradcheck
+    from derivgrad.checks import check_op
+
+    with pytest.raises(ValueError, match="examples"):
+        check_op("relu", examples=0)
+    with pytest.raises(TypeError, match="inputs"):
+        gradcheck(lambda x: x, None, {})
+    with pytest.raises(ValueError, match="projections"):
+        gradcheck(np.sin, {"x": np.ones(2)}, {"x": np.cos(np.ones(2))}, upstream=np.ones(2),
+                  mode="fast", projections=0)  # fmt: skip
