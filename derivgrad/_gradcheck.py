@@ -47,8 +47,9 @@ def entry_passes(analytic: float, numeric: float, rtol: float, atol: float) -> b
 
 
 def _positive_finite(name: str, v: object, allow_zero: bool) -> None:
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < 0 or (v == 0 and not allow_zero):
+    real = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    x = float(v) if real else math.nan  # type: ignore[arg-type]
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
         need = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise ValueError(f"gradcheck: {name} must be {need}, got {v!r}")
 
@@ -164,6 +165,22 @@ def gradcheck(
     _check_tolerances(eps, rtol, atol)
     _check_arguments(f, inputs, grads, projections, max_report, kink_tol)
     rng = np.random.default_rng(seed)
+    xs, g, up = _arrays(f, inputs, grads, upstream, rng)
+    kink_tol = 1e-3 + 1e3 * eps if kink_tol is None else kink_tol
+    if mode == "symbolic":
+        rows = _symbolic_rows(oracle, xs, g, up)
+    else:
+        probe = _Prober(f, xs, up, eps, kink_tol)
+        rows = _difference_rows(mode, probe, xs, g, projections, rng)
+    return _report(mode, rows, rtol, atol, max_report)
+
+
+# (input name, index or "projection j", analytic, numeric, kink)
+Row = tuple[str, object, float, float, bool]
+
+
+def _arrays(f, inputs, grads, upstream, rng):
+    """float64 copies of the inputs, the analytic gradients and the upstream gradient."""
     xs = {k: _finite_array(f"inputs[{k!r}]", v) for k, v in inputs.items()}
     if callable(grads):
         if upstream is None:
@@ -183,30 +200,46 @@ def gradcheck(
             raise ValueError(
                 f"gradcheck: grads[{k!r}] has shape {v.shape}, input has {xs[k].shape}"
             )
-    kink_tol = 1e-3 + 1e3 * eps if kink_tol is None else kink_tol
-    rep = GradcheckReport(mode)
-    L0 = _scalar(f, xs, up) if mode != "symbolic" else 0.0
+    return xs, g, up
 
-    def probe(name, direction):
-        x0 = xs[name]
+
+class _Prober:
+    """Central differences of ``L = <upstream, f>`` along a direction, with a kink test
+    (the one-sided differences disagree: f is not smooth there)."""
+
+    def __init__(self, f, xs, up, eps, kink_tol):
+        self.f, self.xs, self.up, self.eps, self.kink_tol = f, xs, up, eps, kink_tol
+        self.L0 = _scalar(f, xs, up)
+
+    def __call__(self, name, direction):
+        xs, eps, x0 = self.xs, self.eps, self.xs[name]
         xs[name] = x0 + eps * direction
-        lp = _scalar(f, xs, up)
+        lp = _scalar(self.f, xs, self.up)
         xs[name] = x0 - eps * direction
-        lm = _scalar(f, xs, up)
+        lm = _scalar(self.f, xs, self.up)
         xs[name] = x0
         central = (lp - lm) / (2 * eps)
-        kink = abs((lp - L0) / eps - (L0 - lm) / eps) > kink_tol * max(1.0, abs(central))
-        return central, kink
+        one_sided = abs((lp - self.L0) / eps - (self.L0 - lm) / eps)
+        return central, one_sided > self.kink_tol * max(1.0, abs(central))
 
-    rows = []
+
+def _symbolic_rows(oracle, xs, g, up) -> list[Row]:
+    rows: list[Row] = []
     for name, ga in g.items():
-        if mode == "symbolic":
-            fn = oracle.lambdify(name)
-            extra = {"upstream": up} if "upstream" in fn.argnames else {}
-            truth = fn(**{k: xs[k] for k in fn.argnames if k in xs}, **extra)
-            for idx in np.ndindex(*ga.shape):
-                rows.append((name, idx, float(ga[idx]), float(truth[idx]), False))
-        elif mode == "full":
+        fn = oracle.lambdify(name)
+        extra = {"upstream": up} if "upstream" in fn.argnames else {}
+        truth = np.asarray(fn(**{k: xs[k] for k in fn.argnames if k in xs}, **extra))
+        if truth.shape != ga.shape:
+            raise ValueError(f"gradcheck: oracle gives {name} shape {truth.shape}, not {ga.shape}")
+        for idx in np.ndindex(*ga.shape):
+            rows.append((name, idx, float(ga[idx]), float(truth[idx]), False))
+    return rows
+
+
+def _difference_rows(mode, probe, xs, g, projections, rng) -> list[Row]:
+    rows: list[Row] = []
+    for name, ga in g.items():
+        if mode == "full":
             for idx in np.ndindex(*xs[name].shape):
                 e = np.zeros_like(xs[name])
                 e[idx] = 1.0
@@ -217,16 +250,22 @@ def gradcheck(
                 u = rng.standard_normal(xs[name].shape)
                 num, kink = probe(name, u)
                 rows.append((name, f"projection {j}", float(np.vdot(ga, u)), num, kink))
+    return rows
+
+
+def _report(mode, rows, rtol, atol, max_report) -> GradcheckReport:
+    rep = GradcheckReport(mode)
     for name, idx, a, n, kink in rows:
         err = entry_error(a, n)
         rep.checked += 1
         rep.max_abs_error = max(rep.max_abs_error, err)
-        rep.max_rel_error = max(rep.max_rel_error, err / max(abs(n), 1e-300))
+        rel = err / max(abs(n), 1e-300) if math.isfinite(err) else math.inf
+        rep.max_rel_error = max(rep.max_rel_error, rel)
         if not entry_passes(a, n, rtol, atol):
             # a non-finite value is never a kink: it is a failure whatever f looks like
             is_kink = kink and math.isfinite(err)
             (rep.kinks if is_kink else rep.failures).append((name, idx, a, n, err))
-    rows.sort(key=lambda r: -entry_error(r[2], r[3]))
+    rows = sorted(rows, key=lambda r: -entry_error(r[2], r[3]))
     rep.worst = [(r[0], r[1], r[2], r[3], entry_error(r[2], r[3])) for r in rows[:max_report]]
     if rep.failures:
         rep.failures.sort(key=lambda r: -r[4])

@@ -96,11 +96,11 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     for k, g in grads.items():
         if g is None:
             continue
-        e = compare(g, d.lambdify(k)(**values, **extra))
-        err = max(err, e)
-        if not _within(e):
+        gerr = compare(g, d.lambdify(k)(**values, **extra))
+        err = max(err, gerr)
+        if not _within(gerr):
             raise AssertionError(
-                f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}"
+                f"{name}: gradient of {k} differs from the symbolic closed form by {gerr:.3g}"
             )
     if numeric:
         f = lambda **v: face(d, v, up)[0]

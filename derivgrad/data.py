@@ -43,6 +43,7 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # No MNIST file is larger than this once decompressed (the training images are 47 MB, the
 # float pickle 220 MB); a file that claims or inflates to more is refused, not read.
 MAX_BYTES = 512 * 2**20
@@ -390,3 +391,12 @@ def _fetch(url, part, timeout, deadline=600, log=print):
                 f"incomplete transfer of {url}: {got} of {expected} bytes; "
                 f"{part} kept, the next attempt resumes from it"
             )
+
+
+def prepare(images, normalize):
+    """Pixels ``(N, 28, 28)`` on the 0..255 scale (uint8 or float) → float32
+    ``(N, 1, 28, 28)`` in [0, 1], or standardised with MNIST's mean and std."""
+    x = images.astype(np.float32)[:, None] / np.float32(255.0)
+    if normalize:
+        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from . import checkpoint as ckpt
+from .data import prepare
 from .errors import DataError
 from .model import Sequential
 from .train_config import TrainConfig
@@ -67,8 +68,6 @@ def as_images(images: object, where: str = "images") -> np.ndarray:
 def predict(checkpoint_path: str | os.PathLike, images: object) -> np.ndarray:
     """Class probabilities ``(N, 10)`` for images ``(N, 28, 28)`` (see :func:`as_images`)."""
     from derivgrad.kernels import softmax
-
-    from .train import prepare
 
     x8 = as_images(images)
     net, cfg = load_network(checkpoint_path)

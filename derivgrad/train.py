@@ -25,9 +25,11 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import data as mnist
 from .atomic import write_atomic
+from .data import MNIST_MEAN, MNIST_STD, prepare
 from .errors import CheckpointError, DivergedError, ParamError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
+from .predict import predict
 from .train_config import EVAL_BATCH, TrainConfig, config, from_mapping
 from .train_state import (
     Position,
@@ -41,19 +43,21 @@ from .train_state import (
     specs_of,
 )
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 Log = Callable[[str], Any]
 
-__all__ = ["TrainConfig", "config", "train", "evaluate", "predict", "plot", "metrics_line"]
-
-
-def prepare(images: np.ndarray, normalize: bool) -> np.ndarray:
-    """uint8 images ``(N, 28, 28)`` → float32 ``(N, 1, 28, 28)`` in [0, 1] (or standardised)."""
-    x = images.astype(np.float32)[:, None] / np.float32(255.0)
-    if normalize:
-        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
-    return np.ascontiguousarray(x, dtype=np.float32)
+__all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "TrainConfig",
+    "config",
+    "evaluate",
+    "metrics_line",
+    "plot",
+    "predict",
+    "prepare",
+    "train",
+]
 
 
 def evaluate(net: Sequential, x: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH):
@@ -207,7 +211,7 @@ def _start(cfg: TrainConfig, data: Data, log: Log) -> Run:
 
 
 def _resume(run: Run) -> None:
-    cfg, where = run.cfg, run.cfg.checkpoint
+    cfg, where = run.cfg, str(run.cfg.checkpoint)
     found: dict[str, SavedState] = {}
 
     def expect(meta: dict) -> dict[str, ckpt.ArraySpec]:
@@ -326,7 +330,7 @@ def train(
     if run.pos.epoch >= cfg.epochs:
         log(f"the checkpoint has already finished {cfg.epochs} epochs; nothing to train")
     _loop(run, progress)
-    metrics = dict(run.history[-1])
+    metrics: dict[str, Any] = dict(run.history[-1])
     metrics.update(
         total_seconds=time.perf_counter() - t_start,
         params=run.net.n_params(),
@@ -376,13 +380,6 @@ def plot(history: list[dict[str, float]], path: str) -> None:
         write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=ext))
     finally:
         plt.close(fig)
-
-
-def predict(checkpoint_path: str, images: np.ndarray) -> np.ndarray:
-    """Class probabilities ``(N, 10)`` for images ``(N, 28, 28)``; see :mod:`derivgrad.predict`."""
-    from .predict import predict as _predict
-
-    return _predict(checkpoint_path, images)
 
 
 def metrics_line(metrics: dict[str, Any]) -> str:

@@ -44,6 +44,7 @@ def _opt(name: str) -> str:
 def _int(name: str, v: Any, lo: int, hi: int | None = None) -> int:
     if not isinstance(v, numbers.Integral) or isinstance(v, bool):
         raise ParamError(f"{_opt(name)} must be an integer, got {v!r}")
+    v = int(v)
     if v < lo or (hi is not None and v > hi):
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ParamError(f"{_opt(name)} must be {bound}, got {v}")

@@ -13,7 +13,7 @@ def _threads(n: int | None) -> None:
         return
     import numba
 
-    top = numba.config.NUMBA_NUM_THREADS
+    top = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     if not 1 <= n <= top:
         raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {n}")
     numba.set_num_threads(n)
@@ -43,7 +43,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
-    from ..train_config import OPTIMIZERS, SCHEDULES, TrainConfig
+    from ..train_config import TrainConfig
 
     D = TrainConfig()
     p = sub.add_parser(
@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p.add_argument(
         "--download", action="store_true", help="download MNIST into --data or the user cache first"
     )
+    _add_settings(p, D)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_settings(p: argparse.ArgumentParser, D) -> None:
+    from ..train_config import OPTIMIZERS, SCHEDULES
+
     p.add_argument("--epochs", type=int, default=D.epochs)
     p.add_argument("--batch-size", type=int, default=D.batch_size)
     p.add_argument("--lr", type=float, default=D.lr)
@@ -92,4 +99,3 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     )
     p.add_argument("--limit", type=int, help="use only the first N (>= 1) training images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
