@@ -161,7 +161,7 @@ class Run:
         loss, probs = self.net.loss_and_grads(self.data.xtr[idx], self.data.ytr[idx])
         if not np.isfinite(loss):
             raise DivergedError(
-                f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
+                f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b + 1} "
                 f"(lr {lr:g}); lower --lr. The last checkpoint, if any, is from before the "
                 f"divergence."
             )
@@ -210,6 +210,11 @@ def _start(cfg: TrainConfig, data: Data, log: Log) -> Run:
     return run
 
 
+def _where(pos: Position, n_batches: int) -> str:
+    """A position for people: 1-based epoch, batches done."""
+    return f"epoch {pos.epoch + 1} after {pos.batch} of {n_batches} batches"
+
+
 def _resume(run: Run) -> None:
     cfg, where = run.cfg, str(run.cfg.checkpoint)
     found: dict[str, SavedState] = {}
@@ -232,13 +237,13 @@ def _resume(run: Run) -> None:
         or (s.position.epoch == cfg.epochs and s.position.batch > 0)
     ):
         raise CheckpointError(
-            f"{where}: checkpoint is at epoch {s.position.epoch + 1}, batch {s.position.batch}, "
+            f"{where}: checkpoint is at {_where(s.position, run.n_batches)}, "
             f"beyond this run's --epochs {cfg.epochs}"
         )
     restore(run.net, run.opt, arrays, s.steps)
     run.pos, run.tally, run.history = s.position, s.tally, list(s.history)
     run.saved_at = (run.pos, s.steps)
-    run.log(f"resumed from {where} at epoch {run.pos.epoch + 1}, batch {run.pos.batch}")
+    run.log(f"resumed from {where} at {_where(run.pos, run.n_batches)}")
 
 
 def _warm_up(run: Run) -> None:
@@ -266,8 +271,7 @@ def _stop_if_asked(run: Run, intr: Interrupts) -> None:
     run.in_unit = True  # a second signal during the save must not start another one
     run.save()
     run.in_unit = False
-    epoch, b = run.pos
-    where = f"epoch {epoch + 1}, batch {b}"
+    where = _where(run.pos, run.n_batches)
     run.log(
         f"interrupted ({intr.name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
         f"continue with --resume"
@@ -313,7 +317,7 @@ def _loop(run: Run, progress: bool) -> None:
                 run.log("interrupted inside a step: the last checkpoint written stands")
             else:  # raised between steps by code other than our handler: consistent
                 run.save()
-                run.log(f"interrupted at epoch {run.pos.epoch + 1}, batch {run.pos.batch}")
+                run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
             raise
 
 
