@@ -71,7 +71,7 @@ def test_random_real_signals_resume_bit_exactly(tmp_path):
     span = time.monotonic() - t0  # how long the steps, evaluations and saves take
     assert p.returncode == 0, err
     ckpt, interrupts, resume = tmp_path / "c.npz", 0, False
-    for _ in range(8):
+    for _ in range(5):
         p = _start(ckpt, resume)
         _wait_ready(p)
         time.sleep(rng.uniform(0, (0.9 if interrupts == 0 else 1.1) * span))
