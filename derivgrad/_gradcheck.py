@@ -16,10 +16,22 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .errors import GradcheckError
+
+
+class Entry(NamedTuple):
+    """One compared entry: which input, where (an index or ``"projection j"``), the two
+    values and ``|analytic - numeric|`` (``inf`` when either is not finite)."""
+
+    input: str
+    where: object
+    analytic: float
+    numeric: float
+    error: float
 
 
 @dataclass
@@ -28,9 +40,9 @@ class GradcheckReport:
     checked: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
-    worst: list = field(default_factory=list)  # (input, index, analytic, numeric, error)
-    kinks: list = field(default_factory=list)  # (input, index) where f was not smooth
-    failures: list = field(default_factory=list)
+    worst: list[Entry] = field(default_factory=list)  # the largest errors, passing or not
+    kinks: list[Entry] = field(default_factory=list)  # out of tolerance where f is not smooth
+    failures: list[Entry] = field(default_factory=list)
 
 
 def entry_error(analytic: float, numeric: float) -> float:
@@ -264,11 +276,11 @@ def _report(mode, rows, rtol, atol, max_report) -> GradcheckReport:
         if not entry_passes(a, n, rtol, atol):
             # a non-finite value is never a kink: it is a failure whatever f looks like
             is_kink = kink and math.isfinite(err)
-            (rep.kinks if is_kink else rep.failures).append((name, idx, a, n, err))
+            (rep.kinks if is_kink else rep.failures).append(Entry(name, idx, a, n, err))
     rows = sorted(rows, key=lambda r: -entry_error(r[2], r[3]))
-    rep.worst = [(r[0], r[1], r[2], r[3], entry_error(r[2], r[3])) for r in rows[:max_report]]
+    rep.worst = [Entry(r[0], r[1], r[2], r[3], entry_error(r[2], r[3])) for r in rows[:max_report]]
     if rep.failures:
-        rep.failures.sort(key=lambda r: -r[4])
+        rep.failures.sort(key=lambda r: -r.error)
         lines = "\n".join(
             f"  {n}[{i}]: analytic {a:.10g}, numeric {m:.10g}, error {e:.3g}"
             for n, i, a, m, e in rep.failures[:max_report]
