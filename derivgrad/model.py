@@ -6,6 +6,8 @@ PyTorch's defaults (``kaiming_uniform_(a=√5)``, i.e. ``U(−1/√fan_in, 1/√
 weights and biases), seeded, in float32 unless asked otherwise.
 """
 
+from __future__ import annotations
+
 from typing import NamedTuple
 
 import numpy as np
@@ -181,24 +183,24 @@ class Sequential:
             g = layer.backward(g)
         return loss, probs
 
-    def named_params(self):
+    def named_params(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
         }
 
-    def named_grads(self):
+    def named_grads(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
         }
 
-    def named_buffers(self):
+    def named_buffers(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v
             for i, layer in enumerate(self.layers)
             for k, v in getattr(layer, "buffers", {}).items()
         }
 
-    def summary(self):
+    def summary(self) -> list[LayerRow]:
         """``[(description, output shape, parameter count)]`` per layer."""
         rows, s = [], self.in_shape
         for layer in self.layers:
@@ -207,7 +209,7 @@ class Sequential:
             rows.append(LayerRow(layer.describe(), tuple(s), n))
         return rows
 
-    def n_params(self):
+    def n_params(self) -> int:
         return sum(int(v.size) for v in self.named_params().values())
 
 
@@ -266,26 +268,27 @@ def lenet_rows(
 
 
 def lenet(
-    filters=20,
-    kernel=5,
-    hidden=500,
-    classes=10,
-    in_shape=(1, 28, 28),
-    batchnorm=False,
-    seed=0,
-    dtype=np.float32,
-):
+    filters: int = 20,
+    kernel: int = 5,
+    hidden: int = 500,
+    classes: int = 10,
+    in_shape: tuple[int, int, int] = (1, 28, 28),
+    batchnorm: bool = False,
+    seed: int = 0,
+    dtype: type = np.float32,
+) -> Sequential:
     """The course network: conv F@K×K (+bias) → [batchnorm] → max-pool 2×2/2 → flatten →
     fc hidden → ReLU → fc classes.  With the defaults, 520 + 1,440,500 + 5,010 = 1,446,030
     parameters (worked problem 12).  The first layer computes no input gradient."""
     lenet_rows(filters, kernel, hidden, classes, in_shape, batchnorm)  # refuse bad sizes first
     rng = np.random.default_rng(seed)
     C, H, W = in_shape
-    layers = [Conv2d(C, filters, kernel, rng, dtype, need_dx=False)]
+    conv = Conv2d(C, filters, kernel, rng, dtype, need_dx=False)
+    layers: list[Layer] = [conv]
     if batchnorm:
         layers.append(BatchNorm2d(filters, dtype))
     layers += [MaxPool2d(2)]
-    conv_out = layers[0].out_shape(in_shape)
+    conv_out = conv.out_shape(in_shape)
     flat = filters * K.output_size(conv_out[1], 2, 2) * K.output_size(conv_out[2], 2, 2)
     layers += [
         Flatten(),
