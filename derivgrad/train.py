@@ -178,6 +178,12 @@ class Run:
         self.in_unit = True
         seconds = time.perf_counter() - self.t_epoch
         test_loss, test_acc = evaluate(self.net, self.data.xte, self.data.yte)
+        if not np.isfinite(test_loss):
+            raise DivergedError(
+                f"training diverged: the test loss is {test_loss} after epoch "
+                f"{self.pos.epoch + 1}; lower --lr. The last checkpoint, if any, is from "
+                f"before this epoch."
+            )
         t = self.tally
         rec = dict(
             epoch=self.pos.epoch + 1,
