@@ -622,3 +622,12 @@ def test_check_op_and_gradcheck_refuse_meaningless_arguments():
     with pytest.raises(ValueError, match="projections"):
         gradcheck(np.sin, {"x": np.ones(2)}, {"x": np.cos(np.ones(2))}, upstream=np.ones(2),
                   mode="fast", projections=0)  # fmt: skip
+
+
+def test_an_infinite_test_loss_is_a_divergence_and_writes_nothing(tmp_path, monkeypatch):
+    from derivgrad.errors import DivergedError
+
+    monkeypatch.setattr(T, "evaluate", lambda *a, **k: (float("inf"), 0.1))
+    with pytest.raises(DivergedError, match="test loss is inf"):
+        T.train(tiny(tmp_path / "c.npz"), **quiet)
+    assert not (tmp_path / "c.npz").exists()
