@@ -12,7 +12,9 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
@@ -50,7 +52,7 @@ def _key(params):
     )
 
 
-def compare(actual, expected) -> float:
+def compare(actual: object, expected: object) -> float:
     """The relative error ``max|a - e| / max(max|e|, 1)`` of a kernel's result against the
     symbolic truth; ``inf`` when the shapes differ or either holds NaN or inf, so that a
     NaN can never pass (``nan > tol`` is false).  ``derivgrad check``, ``check_op`` and the
@@ -68,7 +70,14 @@ def _within(err: float) -> bool:
     return err <= RTOL  # false for NaN as well as for anything too large
 
 
-def check_case(name, params, values, upstream, kernel=None, numeric=True):
+def check_case(
+    name: str,
+    params: dict,
+    values: dict[str, np.ndarray],
+    upstream: Any,
+    kernel: Callable | None = None,
+    numeric: bool = True,
+) -> float:
     """One case: returns the largest relative error; raises AssertionError on a mismatch."""
     d = _derive(name, _key(params))
     face = kernel or get(name).kernel
@@ -115,7 +124,14 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     return err
 
 
-def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
+def check_op(
+    name: str,
+    examples: int = 20,
+    seed: int = 0,
+    kernel: Callable | None = None,
+    numeric: bool = True,
+    shrink: bool = True,
+) -> CheckResult:
     """Run the property for op ``name`` on ``examples`` drawn cases; returns a CheckResult.
 
     With ``shrink`` (the default) a failure is reduced by hypothesis to the smallest failing
@@ -128,7 +144,7 @@ def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
                 f"check_op: {arg} must be an integer >= {int(arg == 'examples')}, got {v!r}"
             )
     res = CheckResult(name)
-    last_fail = {}
+    last_fail: dict[str, Any] = {}
     t0 = time.perf_counter()
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+PathLike = str | os.PathLike
 EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # No MNIST file is larger than this once decompressed (the training images are 47 MB, the
@@ -104,7 +106,7 @@ def _read_exactly(stream, n, path):
         raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
 
 
-def read_idx(path, expect_ndim):
+def read_idx(path: PathLike, expect_ndim: int) -> np.ndarray:
     """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data).
 
     The header is read first; the data it announces is checked against :data:`MAX_BYTES`
@@ -165,7 +167,7 @@ def _find(directory, stem):
     )
 
 
-def load_idx_dir(directory):
+def load_idx_dir(directory: PathLike) -> dict[str, np.ndarray]:
     """The four standard files from ``directory`` → dict of uint8 images (N, 28, 28) and labels."""
     out = {}
     for key, stem in FILES.items():
@@ -221,7 +223,7 @@ def _pickle_part(path, name, x, y):
     return u8.reshape(-1, 28, 28), y.astype(np.uint8)
 
 
-def load_pickle(path):
+def load_pickle(path: PathLike) -> dict[str, np.ndarray]:
     """The classic ``mnist.pkl.gz``: ((train x, y), (valid x, y), (test x, y)) with float
     pixels in [0, 1).  Training and validation are joined into 60,000 training images."""
     raw = _read_bytes(path)
@@ -246,7 +248,7 @@ def load_pickle(path):
     return out
 
 
-def load_embedded():
+def load_embedded() -> dict[str, np.ndarray]:
     """The subset shipped in the package (see README for its selection and licence)."""
     try:
         with np.load(EMBEDDED) as z:
@@ -260,7 +262,7 @@ def load_embedded():
     return out
 
 
-def load(path=None):
+def load(path: PathLike | None = None) -> dict[str, np.ndarray]:
     """``None`` → the embedded subset; a directory → IDX files; a file → ``mnist.pkl.gz``."""
     if path is None:
         return load_embedded()
@@ -272,7 +274,9 @@ def load(path=None):
     raise DataError(f"{path}: no such file or directory")
 
 
-def make_subset(directory, out_path, n_train=10000, n_test=2000, seed=0):
+def make_subset(
+    directory: PathLike, out_path: PathLike, n_train: int = 10000, n_test: int = 2000, seed: int = 0
+) -> None:
     """Write the embedded subset: ``n_train`` / ``n_test`` images drawn without replacement
     by ``numpy.random.default_rng(seed)`` from the full files in ``directory``."""
     full = load_idx_dir(directory)
@@ -291,7 +295,7 @@ def make_subset(directory, out_path, n_train=10000, n_test=2000, seed=0):
     )
 
 
-def cache_dir():
+def cache_dir() -> Path:
     base = os.environ.get("DERIVGRAD_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "derivgrad"
     )
@@ -302,7 +306,13 @@ def _sha256_decompressed(path):
     return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
-def download(directory=None, mirrors=MIRRORS, timeout=30, log=print, deadline=600):
+def download(
+    directory: PathLike | None = None,
+    mirrors: tuple[str, ...] = MIRRORS,
+    timeout: float = 30,
+    log: Callable[[str], object] = print,
+    deadline: float = 600,
+) -> Path:
     """Fetch the four files into ``directory`` (default: the user cache) and return it.
 
     Each file is written to ``NAME.gz.part`` and resumed from there after a failed attempt
@@ -393,7 +403,7 @@ def _fetch(url, part, timeout, deadline=600, log=print):
             )
 
 
-def prepare(images, normalize):
+def prepare(images: np.ndarray, normalize: bool) -> np.ndarray:
     """Pixels ``(N, 28, 28)`` on the 0..255 scale (uint8 or float) → float32
     ``(N, 1, 28, 28)`` in [0, 1], or standardised with MNIST's mean and std."""
     x = images.astype(np.float32)[:, None] / np.float32(255.0)
