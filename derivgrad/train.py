@@ -320,7 +320,8 @@ def _loop(run: Run, progress: bool) -> None:
             raise
         except KeyboardInterrupt:
             if run.in_unit or intr.requested():  # a second signal, or inside a step
-                run.log("interrupted inside a step: the last checkpoint written stands")
+                why = "a second signal" if intr.requested() else "an interrupt inside a step"
+                run.log(f"stopped at once by {why}: the last checkpoint written stands")
             else:  # raised between steps by code other than our handler: consistent
                 run.save()
                 run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
