@@ -136,6 +136,21 @@ def test_a_read_only_checkpoint_directory_fails_before_training(tmp_path):
         ro.chmod(0o700)
 
 
+def test_an_unwritable_checkpoint_place_fails_before_training(tmp_path, monkeypatch):
+    # the probe that catches read-only mounts and permissions, made to fail as they would
+    # (root writes through permissions, so the test cannot rely on chmod alone)
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    logged = []
+    with pytest.raises(UsageError, match="cannot write in .*Read-only file system"):
+        T.train(tiny(tmp_path / "c.npz"), log=logged.append, progress=False)
+    assert logged == []
+
+
 # 6. predict: no silent reshaping, no NaN, valid JSON ---------------------------------------
 
 
