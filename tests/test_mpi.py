@@ -284,3 +284,54 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["epochs"] == meta["epoch"] + 1
+
+
+def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_path):
+    # SIGTERM to mpiexec reaches every rank; they agree on the step to stop at, rank 0
+    # checkpoints there, all exit 130; one process then continues as if never stopped
+    path = tmp_path / "s.npz"
+    env = dict(os.environ, MPIEXEC_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    small = [*SMALL[:4], "--limit", "640", *SMALL[6:]]  # 640 images: 20 steps an epoch
+    proc = subprocess.Popen(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            *DERIVGRAD,
+            "train",
+            *small,
+            "--epochs",
+            "1000",
+            "--checkpoint",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert path.exists(), "no checkpoint written"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted (SIGTERM)" in err
+    arrays, meta = read_ckpt(path)
+    epochs = meta["epoch"] + 1
+    base = dict(filters=4, hidden=32, limit=640, batch_size=32)
+    T.train(
+        T.config(epochs=epochs, checkpoint=str(path), resume=True, **base),
+        log=lambda s: None,
+        progress=False,
+    )
+    resumed, meta2 = read_ckpt(path)
+    full, _ = train_one_process(tmp_path, "full.npz", epochs=epochs, limit=640)
+    assert meta2["steps"] == epochs * 20
+    assert_close_to_float32_rounding(full, resumed, epochs * 20)
