@@ -26,6 +26,7 @@ from .document import (
     tex_name,
     tex_split,
 )
+from .numeric_steps import at as numbers_at
 from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
 
@@ -36,6 +37,7 @@ def build(d: Derivation) -> Doc:
     op = get(d.op)
     whole = op.document(d)
     if whole is not None:
+        whole.blocks.extend(numbers_at("whole", d))  # NUMBERS: a numeric instance, appended
         return whole
     doc = Doc()
     title = op.title
@@ -58,6 +60,7 @@ def build(d: Derivation) -> Doc:
         )
         + " Indices are 1-based, as in the course notes."
     )
+    doc.blocks.extend(numbers_at("problem", d))  # NUMBERS: the given values
     # forward
     doc.h("Forward pass in scalar form", 2)
     out_name = "L" if not has_upstream(d) else "y"
@@ -69,6 +72,7 @@ def build(d: Derivation) -> Doc:
     doc.eq(lines[:24])
     if len(lines) > 24:
         doc.p(f"(and {len(lines) - 24} more entries of the same form).")
+    doc.blocks.extend(numbers_at("forward", d))  # NUMBERS: forward outputs
     # local derivatives
     doc.h("Local derivatives", 2)
     doc.p(
@@ -124,6 +128,7 @@ def build(d: Derivation) -> Doc:
                 )
             ]
         )
+    doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
     # chain rule
     doc.h("Chain rule", 2)
     if has_upstream(d):
@@ -143,6 +148,7 @@ def build(d: Derivation) -> Doc:
         doc.eq(rows[:16])
         if len(rows) > 16:
             doc.p(f"(and {len(rows) - 16} more entries.)")
+    doc.blocks.extend(numbers_at("chain", d))  # NUMBERS: each sum written out
     # closed form
     doc.h("Closed form", 2)
     for k in d._closed:
@@ -162,6 +168,7 @@ def build(d: Derivation) -> Doc:
             ]
             doc.eq(rows[:16])
     doc.blocks.extend(op.sections(d))
+    doc.blocks.extend(numbers_at("closed", d))  # NUMBERS: the compact rule evaluated
     doc.h("Proof", 2)
     how = {
         "expand": "expanding the difference of the two to a polynomial that is identically zero",
@@ -176,6 +183,7 @@ def build(d: Derivation) -> Doc:
         f"For every entry, the closed form equals the chain rule: derivgrad proved it "
         f"symbolically by {how}" + (" (" + "; ".join(d.notes) + ")" if d.notes else "") + "."
     )
+    doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
 
 

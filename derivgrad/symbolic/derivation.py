@@ -80,6 +80,9 @@ class Derivation:
         self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
         self._cache = {}
         self.timings = {}
+        # numbers for some inputs and δ (a numeric instance, derivgrad.instance.attach):
+        # {name: object array of exact numbers}; empty for a purely symbolic derivation
+        self.values: dict = {}
 
     # -- the public views ------------------------------------------------------------
     @property
