@@ -60,7 +60,7 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     face = kernel or get(name).kernel
     fwd = d.lambdify()
     scalar_loss = "upstream" not in fwd.argnames
-    up = np.ones(d._upstream.shape) if scalar_loss else upstream
+    up = np.ones(d.upstream_array.shape) if scalar_loss else upstream
     extra = {} if scalar_loss else {"upstream": up}
     y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
     err = _rel(y, fwd(**values, **extra))

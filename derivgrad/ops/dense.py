@@ -130,7 +130,7 @@ def _label(op, params, k):
 def softmax_jacobian(d: Derivation) -> np.ndarray:
     """The closed-form softmax Jacobian ``diag(p) − p pᵀ`` (symmetric, so the layout does not
     matter) in the derivation's ``z`` symbols (worked problem 1)."""
-    p = _softmax(d._inputs["z"])
+    p = _softmax(d.input_arrays["z"])
     k = len(p)
     return np.array(
         [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)], dtype=object

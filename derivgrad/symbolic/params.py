@@ -1,7 +1,7 @@
 """Parameter parsing shared by the symbolic ops (the command line uses the same names)."""
 
 from ..errors import ParamError
-from ..kernels import _validate as v
+from ..kernels import hyperparams as v
 
 
 def pair(op, name, value, minimum):
