@@ -45,9 +45,9 @@ MAX_SUM_TERMS = 6  # terms of a written-out sum per displayed line
 def num_tex(v: sp.Expr) -> str:
     """A number (or a partly numeric expression): exact when rational, else six digits."""
     v = sp.sympify(v)
-    if v.is_Rational:
+    if v.is_Rational or (v.free_symbols and not v.has(sp.Float)):
         return tex(v)
-    return tex(v.evalf(6) if v.free_symbols or v.is_number else v)
+    return tex(v.evalf(6))
 
 
 def _factor(v: sp.Expr) -> str:
@@ -84,7 +84,8 @@ def _given(d: Derivation) -> list[Block]:
         "(integers and fractions stay exact)"
     )
     if left:
-        text += "; " + ", ".join(f"${_symbol_tex(n)}$" for n in left) + " stay symbolic"
+        text += "; " + ", ".join(f"${_symbol_tex(n)}$" for n in left)
+        text += " stays symbolic" if len(left) == 1 else " stay symbolic"
     rows = [(_symbol_tex(n), [array_tex(d.values[n])]) for n in given]
     return [("p", text + "."), ("eq", rows)]
 

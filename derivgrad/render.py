@@ -287,27 +287,34 @@ def to_markdown(doc):
 
 
 def to_text(doc):
-    out = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            out.append(("=" if x[0] == 1 else "-") * 3 + " " + x[1])
-        elif kind == "p":
-            out.append(_prose_md(x).replace("$", "").replace("`", ""))
-        else:
-            for lhs, frags in x:
-                out.append(f"  {lhs} = " + " ".join(frags))
-    return "\n".join(out) + "\n"
+    """Unicode text for a terminal (:mod:`derivgrad.formats.text`): never LaTeX source."""
+    from .formats.text import to_text as unicode_text
+
+    return unicode_text(doc)
+
+
+FORMATS = ("latex", "markdown", "text", "html", "json")
 
 
 def render(d, fmt="latex", standalone=True):
+    """``d`` in one of :data:`FORMATS`; ``standalone=False`` gives a LaTeX fragment or an
+    HTML fragment (no page around it)."""
+    if fmt == "json":  # the derivation as data, not a document
+        from .formats.json import dumps
+
+        return dumps(d)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     doc = build(d)
     if fmt == "latex":
         return to_latex(doc, standalone)
     if fmt == "markdown":
         return to_markdown(doc)
-    if fmt == "text":
-        return to_text(doc)
-    raise ValueError(f"unknown format {fmt!r}; choose latex, markdown or text")
+    if fmt == "html":
+        from .formats.html import fragment, to_html
+
+        return to_html(doc) if standalone else fragment(doc)
+    return to_text(doc)
 
 
 def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
