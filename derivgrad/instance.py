@@ -169,6 +169,13 @@ def evaluate(arr: Any, subs: Mapping[sp.Symbol, sp.Expr]) -> np.ndarray:
     return out
 
 
+def numbers(d: Derivation, name: str | None = None) -> sp.Array:
+    """The closed-form gradient of ``name`` (the forward output when ``None``) at ``d``'s
+    values, as a ``sympy.Array`` (a notebook shows it as a matrix)."""
+    arr = d.output_array if name is None else d.grad_array(name)
+    return sp.Array(evaluate(arr, substitutions(d)).tolist() if arr.ndim else arr.item())
+
+
 def complete(d: Derivation) -> bool:
     """Whether every input and δ has numbers (so the kernels can run on them)."""
     return set(value_names(d)) <= set(getattr(d, "values", {}))

@@ -53,7 +53,7 @@ def num_tex(v: sp.Expr) -> str:
 def _factor(v: sp.Expr) -> str:
     """A number as a factor of a product: parenthesised when negative or compound."""
     s = num_tex(v)
-    return f"\\left({s}\\right)" if s.startswith("-") or " " in s.strip() else s
+    return f"({s})" if s.startswith("-") or " " in s.strip() else s
 
 
 def substituted_tex(e: sp.Expr, subs: Mapping[sp.Symbol, sp.Expr]) -> str:

@@ -22,6 +22,8 @@ def _cmd_derive(a):
 
         if a.value or a.random_values is not None:
             raise UsageError("--value and --random-values need one op, not worked-problems")
+        if fmt == "json":
+            raise UsageError("--format json describes one derivation: name an op")
         text = document(fmt)
         op_name = "worked-problems"
     else:

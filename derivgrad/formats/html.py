@@ -28,6 +28,9 @@ math { font-size: 1.05em; }
 .eq { overflow-x: auto; overflow-y: hidden; margin: 0.7rem 0; padding: 0.3rem 0.2rem;
       border-left: 3px solid #e3e6ea; max-width: 100%; }
 .eq math { display: block; margin: 0; }
+/* MathML Core has no columnalign: the align* columns are set by CSS */
+.eq > math > mtable > mtr > mtd:first-child { text-align: right; padding-right: 0.2em; }
+.eq > math > mtable > mtr > mtd:last-child { text-align: left; }
 nav.toc { border: 1px solid #e3e6ea; border-radius: 6px; padding: 0.6rem 1rem; }
 nav.toc ol { margin: 0.3rem 0; padding-left: 1.4rem; }
 code { font-size: 0.9em; }

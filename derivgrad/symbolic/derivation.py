@@ -281,6 +281,17 @@ class Derivation:
         """The worked solution as a LaTeX document (``standalone=False``: a fragment)."""
         return _document_face()(self, "latex", **kw)
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter shows a derivation as its worked solution: HTML with MathML (the notebook's
+        choice), the LaTeX fragment, Markdown with ``$``-math, and Unicode text."""
+        render = _document_face()
+        return {
+            "text/html": render(self, "html", standalone=False),
+            "text/latex": render(self, "latex", standalone=False),
+            "text/markdown": render(self, "markdown"),
+            "text/plain": render(self, "text"),
+        }
+
     def __repr__(self):
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())
         out = tuple(self._output.shape)
