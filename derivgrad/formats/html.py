@@ -27,13 +27,15 @@ p { margin: 0.6rem 0; overflow-wrap: break-word; }
 math { font-size: 1.05em; }
 .eq { overflow-x: auto; overflow-y: hidden; margin: 0.7rem 0; padding: 0.3rem 0.2rem;
       border-left: 3px solid #e3e6ea; max-width: 100%; }
-.eq math { display: block; margin: 0; }
+.eq math { margin: 0; }
 /* MathML Core has no columnalign: the align* columns are set by CSS */
 .eq > math > mtable > mtr > mtd:first-child { text-align: right; padding-right: 0.2em; }
 .eq > math > mtable > mtr > mtd:last-child { text-align: left; }
 nav.toc { border: 1px solid #e3e6ea; border-radius: 6px; padding: 0.6rem 1rem; }
 nav.toc ol { margin: 0.3rem 0; padding-left: 1.4rem; }
 code { font-size: 0.9em; }
+span.m { display: inline-block; max-width: 100%; overflow-x: auto; overflow-y: hidden;
+         vertical-align: middle; }
 """
 
 
@@ -43,7 +45,8 @@ def _prose(text: str) -> str:
     out = []
     for i, part in enumerate(parts):
         if i % 2:
-            out.append(mathml(part))
+            # inline math does not break across lines: a long formula scrolls in its span
+            out.append(f'<span class="m">{mathml(part)}</span>')
             continue
         code = []
 
