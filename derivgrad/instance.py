@@ -75,13 +75,13 @@ def exact_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ParamError(f"values[{name!r}] is ragged: every row needs the same length") from None
     if raw.dtype != object or any(isinstance(v, list) for v in raw.reshape(-1)):
         raise ParamError(f"values[{name!r}] is ragged: every row needs the same length")
+    flat = [_number(v, name) for v in raw.reshape(-1)]  # what is wrong with an entry first
     size = int(np.prod(shape)) if shape else 1
     if raw.size != size:
         raise ParamError(
             f"values[{name!r}] has shape {raw.shape} ({raw.size} entries); the derivation's "
             f"{name} has shape {tuple(shape)} ({size} entries)"
         )
-    flat = [_number(v, name) for v in raw.reshape(-1)]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(shape)

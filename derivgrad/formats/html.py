@@ -27,7 +27,9 @@ p { margin: 0.6rem 0; overflow-wrap: break-word; }
 math { font-size: 1.05em; }
 .eq { overflow-x: auto; overflow-y: hidden; margin: 0.7rem 0; padding: 0.3rem 0.2rem;
       border-left: 3px solid #e3e6ea; max-width: 100%; }
-.eq math { margin: 0; }
+/* left-aligned like align* (block math is centred), fractions full size as in display */
+.eq math { display: inline math; margin: 0; }
+.eq mtable, .eq mtd { math-style: normal; }
 /* MathML Core has no columnalign: the align* columns are set by CSS */
 .eq > math > mtable > mtr > mtd:first-child { text-align: right; padding-right: 0.2em; }
 .eq > math > mtable > mtr > mtd:last-child { text-align: left; }
