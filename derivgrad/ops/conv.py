@@ -39,17 +39,18 @@ from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
 from .base import Op, Param, Problem
 
-PARAMS = (
-    "input",
-    "kernel",
-    "stride",
-    "padding",
-    "dilation",
-    "channels",
-    "filters",
-    "batch",
-    "bias",
+_GEOMETRY = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "kernel size, an int or KHxKW"),
+    Param("stride", "size", "stride, an int or SHxSW"),
+    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
+    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
+    Param("channels", "int", "input channels"),
+    Param("filters", "int", "output channels (filters)"),
+    Param("batch", "int", "samples in the batch"),
+    Param("bias", "bool", "add a bias per filter"),
 )
+PARAMS = tuple(p.name for p in _GEOMETRY)
 
 
 def _squeeze(shape, keep):
@@ -90,10 +91,12 @@ def conv_geometry(op: str, params: Mapping[str, Any], ndim: int) -> ConvGeometry
     """Parse and check ``params`` (the command line's names, with the notes' defaults: a 3×3
     input and a 2×2 filter in 2-D, x ∈ R⁴ and w ∈ R³ in 1-D); raises ``ParamError``."""
     check_unknown(op, params, PARAMS)
-    if ndim == 2:
-        axes = lambda name, dflt, lo: pair(op, name, params.get(name, dflt), lo)
-    else:
-        axes = lambda name, dflt, lo: (count(op, name, _scalar(params.get(name, dflt)), lo),)
+
+    def axes(name: str, default: Any, minimum: int) -> tuple[int, ...]:
+        if ndim == 2:
+            return pair(op, name, params.get(name, default), minimum)
+        return (count(op, name, _scalar(params.get(name, default)), minimum),)
+
     size = axes("input", (3, 3) if ndim == 2 else 4, 1)
     ks = axes("kernel", (2, 2) if ndim == 2 else 3, 1)
     s, p, d = axes("stride", 1, 1), axes("padding", 0, 0), axes("dilation", 1, 1)
@@ -164,18 +167,28 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     )
 
 
-def full_upstream(dy, ks, s, d):
+def full_upstream(
+    dy: np.ndarray, ks: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
+) -> np.ndarray:
     """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
     side of each spatial axis (the last ``len(ks)`` axes)."""
     return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
 
 
-def rotated_filter(w, d):
+def rotated_filter(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
     """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
     return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
 
 
-def rule_dx(dy, w, size, ks, s, p, d):
+def rule_dx(
+    dy: np.ndarray,
+    w: np.ndarray,
+    size: tuple[int, ...],
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
     """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
     it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
     the rows no window reached, crop the padding p."""
@@ -194,7 +207,14 @@ def rule_dx(dy, w, size, ks, s, p, d):
     return np.stack(out)
 
 
-def rule_dw(x, dy, ks, s, p, d):
+def rule_dw(
+    x: np.ndarray,
+    dy: np.ndarray,
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
     """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
     O, C = dy.shape[1], x.shape[1]
     g = zeros((O, C) + tuple(ks))
@@ -207,7 +227,7 @@ def rule_dw(x, dy, ks, s, p, d):
     return g
 
 
-def rule_db(dy):
+def rule_db(dy: np.ndarray) -> np.ndarray:
     """``db[o] = Σ_{n, positions} dY[n, o]``."""
     return np.array([sp.Add(*dy[:, o].reshape(-1)) for o in range(dy.shape[1])], dtype=object)
 
@@ -220,15 +240,15 @@ def _scalar(v):
     return v
 
 
-def conv2d(**params):
+def conv2d(**params: Any) -> Derivation:
     return conv_nd("conv2d", params, 2)
 
 
-def conv1d(**params):
+def conv1d(**params: Any) -> Derivation:
     return conv_nd("conv1d", params, 1)
 
 
-def conv_matrix(der):
+def conv_matrix(der: Derivation) -> sp.Matrix:
     r"""The matrix ``M`` of the linear map ``vec(x_pad) ↦ vec(x_pad ⋆ w)`` (bias left out),
     rows ``(n, o, i...)`` of the output, columns ``(n, c, i...)`` of the *padded* input,
     row-major.  For worked problem 5 (x ∈ R⁴ padded by 1 to R⁶, w ∈ R³) it is the 4×6
@@ -250,7 +270,7 @@ def conv_matrix(der):
     return sp.Matrix(len(rows), len(cols), lambda i, j: rows[i].coeff(cols[j]))
 
 
-def conv_matrix_proves_input_gradient(der):
+def conv_matrix_proves_input_gradient(der: Derivation) -> bool:
     """``crop_p(Mᵀ vec(δ)) == chain rule dX`` entry by entry (expand to 0); returns True."""
     M = conv_matrix(der)
     delta = sp.Matrix(list(der.upstream_array.reshape(-1)))
@@ -349,17 +369,6 @@ def _index_rule(lhs, e):
 
 
 # -- the op protocol ---------------------------------------------------------------------------
-_GEOMETRY = (
-    Param("input", "size", "input size, an int or HxW"),
-    Param("kernel", "size", "kernel size, an int or KHxKW"),
-    Param("stride", "size", "stride, an int or SHxSW"),
-    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
-    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
-    Param("channels", "int", "input channels"),
-    Param("filters", "int", "output channels (filters)"),
-    Param("batch", "int", "samples in the batch"),
-    Param("bias", "bool", "add a bias per filter"),
-)
 
 
 @st.composite

@@ -35,7 +35,7 @@ from .conv import rule_db, rule_dw
 from .pool import rule_maxpool_dx, window_positions
 
 
-def lenet(**params):
+def lenet(**params: Any) -> Derivation:
     op = "lenet"
     H, W, K, F, hid, k, y = _sizes(op, params)
     HO, WO = output_size(H, K), output_size(W, K)
