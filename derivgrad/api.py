@@ -28,5 +28,5 @@ def derive(op: str, values: Mapping[str, Any] | None = None, **params: Any) -> D
     if values is not None:
         from .instance import attach
 
-        attach(d, values)
+        d = attach(d, values)
     return d

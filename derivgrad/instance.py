@@ -12,6 +12,7 @@ module holds the data: parsing, validation, substitution and the kernel comparis
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping
 from fractions import Fraction
@@ -120,8 +121,9 @@ def parse_array(text: str, name: str = "value") -> Any:
 
 
 def attach(d: Derivation, values: Mapping[str, Any]) -> Derivation:
-    """Give ``d`` numbers for some of its inputs (and δ); returns ``d`` (``d.values`` holds
-    them as exact object arrays shaped like the inputs)."""
+    """A copy of ``d`` with numbers for some of its inputs (and δ): its ``values`` holds them
+    as exact object arrays shaped like the inputs.  ``d`` itself is left as it was (the
+    copy shares its symbolic results, which the numbers do not change)."""
     if not isinstance(values, Mapping):
         raise ParamError(f"values must be a dict name -> array, got {type(values).__name__}")
     allowed = value_names(d)
@@ -132,8 +134,9 @@ def attach(d: Derivation, values: Mapping[str, Any]) -> Derivation:
                 f"values: {d.op} has no input named {name!r}; it takes {', '.join(allowed)}"
             )
         out[name] = exact_array(name, v, _symbol_array(d, name).shape)
-    d.values = out
-    return d
+    numeric = copy.copy(d)
+    numeric.values = out
+    return numeric
 
 
 def random_values(d: Derivation, seed: int) -> dict[str, np.ndarray]:

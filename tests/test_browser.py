@@ -62,7 +62,7 @@ PROBE = """<script>
 
 def _derivation(name):
     d = derive(name)
-    attach(d, random_values(d, 0))
+    d = attach(d, random_values(d, 0))
     return d
 
 

@@ -36,7 +36,7 @@ def instances():
     out = {}
     for name in OPS:
         d = derive(name)
-        attach(d, random_values(d, 3))
+        d = attach(d, random_values(d, 3))
         out[name] = (d, build(d))
     return out
 
@@ -149,7 +149,7 @@ def test_exact_rationals_and_partial_values():
     first, *rest = value_names(d)
     shape = d.input_arrays[first].shape
     values = {first: np.full(shape, Fraction(1, 3), dtype=object).tolist()}
-    attach(d, values)
+    d = attach(d, values)
     assert all(v == sp.Rational(1, 3) for v in d.values[first].reshape(-1))
     text = render(d, "text")
     assert "1/3" in text

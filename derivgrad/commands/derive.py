@@ -29,7 +29,7 @@ def _cmd_derive(a):
     else:
         d = derive(a.op, **op_arguments(a, get(a.op)))
         if a.value or a.random_values is not None:
-            _attach_values(d, a.value or [], a.random_values)
+            d = _attach_values(d, a.value or [], a.random_values)
         if not a.no_verify:
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
@@ -52,7 +52,7 @@ def _cmd_derive(a):
         sys.stdout.write(text)
 
 
-def _attach_values(d, pairs: list[str], seed: int | None) -> None:
+def _attach_values(d, pairs: list[str], seed: int | None):
     """``--random-values SEED`` fills every input and δ; each ``--value NAME=ARRAY`` then sets
     (or overrides) one of them."""
     from ..instance import attach, parse_array, random_values
@@ -63,7 +63,7 @@ def _attach_values(d, pairs: list[str], seed: int | None) -> None:
         if not sep or not name.strip():
             raise UsageError(f"--value takes NAME=ARRAY (e.g. x='[[1,2],[3,4]]'), got {pair!r}")
         values[name.strip()] = parse_array(text, name.strip())
-    attach(d, values)
+    return attach(d, values)
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
