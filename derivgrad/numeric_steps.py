@@ -201,10 +201,13 @@ def _compact(d: Derivation) -> list[Block]:
 
     subs = substitutions(d)
     out: list[Block] = [("p", "The compact rule evaluated at these numbers:")]
+    op = get(d.op)
     try:  # the op's own arrays of the rule (pad(δ), rot180(w)), printed with numbers
-        own = [b for b in get(d.op).sections(_numeric_view(d)) if b[0] == "eq"]
+        own = [b for b in op.sections(_numeric_view(d)) if b[0] == "eq"]
     except Exception:  # an op whose sections need symbols: its arrays are not printed
         own = []
+    symbolic = [b for b in op.sections(d) if b[0] == "eq"]
+    own = [b for b in own if b not in symbolic]  # formulas the numbers do not change: once
     out.extend(own)
     for k in d._closed:
         g = evaluate(d.grad_array(k), subs)

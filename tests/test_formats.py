@@ -195,6 +195,7 @@ def test_cli_values_and_random_values():
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert set(data["values"]) == set(value_names(d))
+    assert data["proof"]["verified"] is True  # the command line proves before it writes
     assert all(v == "1" for v in np.array(data["values"][first]).reshape(-1))
     for bad, word in (("--value", "nonsense"), ("--random-values", "-1")):
         arg = [bad, word] if bad == "--value" else [bad, word]
