@@ -49,6 +49,8 @@ def test_numbers_reach_every_format(instances, name):
     for out in (latex, md, text):
         assert "give the same arrays" in out.replace("\n", " ")
     assert "give the same arrays" in page
+    # standalone: nothing fetched from anywhere (no script, stylesheet, font or image links)
+    assert not re.search(r"<script|<link|<img|@import|url\(|src=", page)
     # every given number is printed: the inputs' matrices are in each format
     for k in d.values:
         for v in d.values[k].reshape(-1):
