@@ -243,7 +243,7 @@ class _Emitter:
         if factor == 1:
             self.acc_add(d, up)
         else:
-            self.acc_add(d, f"{up} * {self.value(factor, reads, names)}")
+            self.acc_add(d, f"{up} * ({self.value(factor, reads, names)})")
 
 
 def _aff(a: Any, names: dict[sp.Symbol, str]) -> sp.Expr:

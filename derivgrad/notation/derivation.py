@@ -9,6 +9,7 @@ rules the kernels run.
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,8 +34,10 @@ class DefinedDerivation(Derivation):
     def _is_zero(self, e: sp.Expr) -> bool:
         if e == 0:
             return True
-        if sp.expand(e) == 0:
-            return True
+        if not e.has(sp.exp) and not any(
+            not p.exp.is_Integer for p in e.atoms(sp.Pow)
+        ):
+            return sp.expand(e) == 0
         subs: dict[Any, Any] = {}
         bases: dict[Any, sp.Symbol] = {}
         for atom in e.atoms(sp.exp):
@@ -57,8 +60,41 @@ class DefinedDerivation(Derivation):
                 if b in rad and x.is_Rational and not x.is_Integer:
                     pows[p] = S[b] ** int(x * rad[b])
             f = f.xreplace(pows).xreplace({b: S[b] ** rad[b] for b in rad})
+        if _rational(f):
+            return _zero_at_random_points(f)
+        f = sp.expand(f)
+        if f == 0:
+            return True
         num, _ = sp.fraction(sp.together(f))
         return sp.expand(num) == 0
+
+
+PROOF = (
+    "expanding the difference of the two to zero; where exponentials or radicals occur, by "
+    r"writing each $e^{a}$ and each radical $\\sqrt[q]{B}$ as a positive symbol, which leaves a "
+    "rational function, and evaluating it exactly at three random integer points of "
+    r"$\\{1, \\dots, 2^{61}\\}^n$ (Schwartz--Zippel: a non-zero rational function of degree $d$ "
+    r"vanishes there with probability at most $d / 2^{61}$)"
+)
+
+
+def _rational(f: sp.Expr) -> bool:
+    """Whether ``f`` is a rational function of its symbols (no function calls left)."""
+    return not f.atoms(sp.Function) and all(p.exp.is_Integer for p in f.atoms(sp.Pow))
+
+
+def _zero_at_random_points(f: sp.Expr, points: int = 3) -> bool:
+    """Schwartz–Zippel: a rational function that is not identically zero, of total degree
+    ``d``, vanishes at a uniformly random point of ``{1..M}^n`` with probability at most
+    ``d / M``.  Evaluated exactly (rationals) at ``points`` points with ``M = 2^61``, a
+    non-zero ``f`` passes with probability below ``(d / 2^61)^points``."""
+    rng = random.Random(0x5EED)
+    syms = sorted(f.free_symbols, key=str)
+    for _ in range(points):
+        v = f.xreplace({s: sp.Integer(rng.randint(1, 2**61)) for s in syms})
+        if v != 0:
+            return False
+    return True
 
 
 def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
@@ -97,7 +133,7 @@ def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivatio
         up,
         closed,
         rules,
-        proof="expand, then over a common denominator",
+        proof=PROOF,
         notes=["the closed form is the reverse-mode rule in gather form evaluated on this instance"],
     )
 
