@@ -62,7 +62,7 @@ class _Printer(PythonCodePrinter):
         self.names = names
 
     def _print_Symbol(self, s: sp.Symbol) -> str:
-        if s.name.startswith("R["):
+        if s.name.startswith(("R[", "d_")):
             return s.name
         return self.names.get(s) or _code(s.name)
 
@@ -147,72 +147,22 @@ class _Emitter:
     def acc_value(self) -> str:
         return "acc" if self.backend == "numba" else "_sum(acc)"
 
-    # -- forward ------------------------------------------------------------------------
-    def forward(self) -> None:
-        prog = self.prog
-        args = ["R"] + [f"T_{n}" for n in prog.inputs + prog.defined]
-        self.w(0, f"def forward({', '.join(args)}):")
-        for k, st in enumerate(prog.statements):
-            loc = local(k, st)
-            names = {idx_sym(t): _code(t) for t in st.indices}
-            reads = {
-                ph: f"T_{tensor}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
-                for ph, tensor, subs in loc.reads
-            }
-            d = 1
-            for j, t in enumerate(st.lhs):
-                lo, hi = self.p(lo_sym(k, t), {}), self.p(hi_sym(k, t), {})
-                self.loop(d, _code(t), lo, hi, parallel=j == 0)
-                d += 1
-            out = ", ".join(f"{_code(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
-            val = self.value(loc.expr, reads, names)
-            if st.accumulate and st.summed:
-                self.acc_start(d)
-                inner = d
-                for t in st.summed:
-                    lo, hi = self.p(lo_sym(k, t), {}), self.p(hi_sym(k, t), {})
-                    self.loop(inner, _code(t), lo, hi, parallel=False)
-                    inner += 1
-                self.acc_add(inner, val)
-                self.w(d, f"T_{st.target}[{out}] = {self.acc_value()}")
-            else:
-                self.w(d, f"T_{st.target}[{out}] = {val}")
-        self.w(1, "return None")
-
-    # -- backward -----------------------------------------------------------------------
-    def backward(self, example: Ranges) -> None:
-        prog = self.prog
-        args = (
-            ["R"]
-            + [f"T_{n}" for n in prog.inputs + prog.defined]
-            + [f"d_{n}" for n in prog.defined]
-            + [f"d_{n}" for n in prog.inputs]
-        )
-        self.w(0, f"def backward({', '.join(args)}):")
-        order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
-        for name in order:
-            free, terms = adjoint_terms(prog, name, example)
-            fnames = {f: _code("P" + f.name) for f in free}
-            for j, f in enumerate(free):
-                self.loop(1 + j, fnames[f], "0", f"d_{name}.shape[{j}]", parallel=j == 0)
-            d = 1 + len(free)
-            self.acc_start(d)
-            for term in terms:
-                self.term(d, term, fnames)
-            self.w(d, f"d_{name}[{', '.join(fnames[f] for f in free)}] = {self.acc_value()}")
-        self.w(1, "return None")
-
-    def term(self, depth: int, term: Term, fnames: dict[sp.Symbol, str]) -> None:
-        names = dict(fnames)
-        for v, _, _ in term.loops:
-            names[v] = _code(v.name)
-        order = [v for v, _, _ in term.loops]
-        lower: dict[sp.Symbol, list[str]] = {v: [self.p(lo, names)] for v, lo, _ in term.loops}
-        upper: dict[sp.Symbol, list[str]] = {
-            v: [self.p(hi - 1, names)] for v, _, hi in term.loops
-        }
+    # -- loop nests -----------------------------------------------------------------------
+    def nest(
+        self,
+        depth: int,
+        order: list[sp.Symbol],
+        bounds: dict[sp.Symbol, tuple[Any, Any]],
+        conds: list[tuple[sp.Expr, Any, Any]],
+        names: dict[sp.Symbol, str],
+    ) -> int:
+        """Loops over ``order`` (``bounds``: inclusive ``lo, hi`` per variable), each condition
+        ``L <= e <= U`` turned into bounds on the innermost variable it involves (``if`` only
+        when it involves none); returns the depth of the body."""
+        lower = {v: [self.p(bounds[v][0], names)] for v in order}
+        upper = {v: [self.p(bounds[v][1], names)] for v in order}
         guards = []
-        for e, L, U in term.conds:
+        for e, L, U in conds:
             inside = [v for v in order if e.coeff(v) != 0]
             if not inside:
                 guards.append(f"{self.p(L, names)} <= {self.p(e, names)} <= {self.p(U, names)}")
@@ -233,17 +183,105 @@ class _Emitter:
         for v in order:
             self.loop(d, names[v], _nest("max", lower[v]), _nest("min", upper[v]) + " + 1", False)
             d += 1
+        return d
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self) -> None:
+        prog = self.prog
+        args = ["R"] + [f"T_{n}" for n in prog.inputs + prog.defined]
+        self.w(0, f"def forward({', '.join(args)}):")
+        for k, st in enumerate(prog.statements):
+            loc = local(k, st)
+            syms = {t: idx_sym(t) for t in st.indices}
+            names = {syms[t]: _code(t) for t in st.indices}
+            reads = {
+                ph: f"T_{tensor}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+                for ph, tensor, subs in loc.reads
+            }
+            bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+            out = ", ".join(f"{_code(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
+            target = f"T_{st.target}[{out}]"
+            val = self.value(loc.expr, reads, names)
+            t0 = st.lhs[0]
+            self.loop(1, _code(t0), *[self.p(b, {}) for b in (lo_sym(k, t0), hi_sym(k, t0))], True)
+            rest = [syms[t] for t in st.lhs[1:]]
+            summed = [syms[t] for t in st.summed]
+            if not (st.accumulate and summed):
+                d = self.nest(2, rest, bounds, [], names)
+                self.w(d, f"{target} = {val}")
+            elif self.backend == "numba" and rest:
+                # the reductions outside the last left indices: the innermost loop runs along
+                # contiguous rows of the output and the reads, and vectorises; the output
+                # entries belong to this iteration of the parallel loop
+                d = self.nest(2, rest, bounds, [], names)
+                self.w(d, f"{target} = 0.0")
+                keep = rest[-2:]
+                d = self.nest(2, rest[:-2] + summed + keep, bounds, [], names)
+                self.w(d, f"{target} += {val}")
+            else:
+                d = self.nest(2, rest, bounds, [], names)
+                self.acc_start(d)
+                inner = self.nest(d, summed, bounds, [], names)
+                self.acc_add(inner, val)
+                self.w(d, f"{target} = {self.acc_value()}")
+        self.w(1, "return None")
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, example: Ranges) -> None:
+        prog = self.prog
+        args = (
+            ["R"]
+            + [f"T_{n}" for n in prog.inputs + prog.defined]
+            + [f"d_{n}" for n in prog.defined]
+            + [f"d_{n}" for n in prog.inputs]
+        )
+        self.w(0, f"def backward({', '.join(args)}):")
+        order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
+        for name in order:
+            free, terms = adjoint_terms(prog, name, example)
+            names = {f: _code("P" + f.name) for f in free}
+            fb = {f: (0, sp.Symbol(f"d_{name}.shape[{j}]") - 1) for j, f in enumerate(free)}
+            self.loop(1, names[free[0]], "0", f"d_{name}.shape[0]", parallel=True)
+            target = f"d_{name}[{', '.join(names[f] for f in free)}]"
+            rest = list(free[1:])
+            if self.backend == "numba" and rest:
+                # every term accumulates into this iteration's slice, the last free indices
+                # innermost (contiguous, vectorised)
+                d = self.nest(2, rest, fb, [], names)
+                self.w(d, f"{target} = 0.0")
+                for term in terms:
+                    tn = dict(names)
+                    tb = dict(fb)
+                    for v, lo, hi in term.loops:
+                        tn[v] = _code(v.name)
+                        tb[v] = (lo, hi - 1)
+                    loops = [v for v, _, _ in term.loops]
+                    d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
+                    self.w(d, f"{target} += {self.term_value(term, tn)}")
+            else:
+                d = self.nest(2, rest, fb, [], names)
+                self.acc_start(d)
+                for term in terms:
+                    tn = dict(names)
+                    tb = {}
+                    for v, lo, hi in term.loops:
+                        tn[v] = _code(v.name)
+                        tb[v] = (lo, hi - 1)
+                    inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
+                    self.acc_add(inner, self.term_value(term, tn))
+                self.w(d, f"{target} = {self.acc_value()}")
+        self.w(1, "return None")
+
+    def term_value(self, term: Term, names: dict[sp.Symbol, str]) -> str:
         tensor, subs = term.upstream
         up = f"d_{tensor}[{', '.join(self.p(s, names) for s in subs)}]"
         reads = {
             ph: f"T_{t}[{', '.join(self.p(s, names) for s in ss)}]"
             for ph, (t, ss) in term.reads.items()
         }
-        factor = term.factor
-        if factor == 1:
-            self.acc_add(d, up)
-        else:
-            self.acc_add(d, f"{up} * ({self.value(factor, reads, names)})")
+        if term.factor == 1:
+            return up
+        return f"{up} * ({self.value(term.factor, reads, names)})"
 
 
 def _aff(a: Any, names: dict[sp.Symbol, str]) -> sp.Expr:
