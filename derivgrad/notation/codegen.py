@@ -62,7 +62,7 @@ class _Printer(PythonCodePrinter):
         self.names = names
 
     def _print_Symbol(self, s: sp.Symbol) -> str:
-        if s.name.startswith(("R[", "d_")):
+        if s.name.startswith(("r_", "d_")):
             return s.name
         return self.names.get(s) or _code(s.name)
 
@@ -104,13 +104,14 @@ def range_values(prog: Program, ranges: Ranges) -> list[int]:
 
 
 class _Emitter:
-    def __init__(self, prog: Program, backend: str, ranges: Ranges | None = None):
+    def __init__(self, prog: Program, backend: str, ranges: Ranges):
         self.prog, self.backend, self.lines = prog, backend, []
+        self.example = ranges
         self.bounds: dict[sp.Symbol, Any] = {}
         for s, (k, t) in enumerate(slots(prog)):
             if backend == "numba":
-                self.bounds[lo_sym(k, t)] = sp.Symbol(f"R[{2 * s}]")
-                self.bounds[hi_sym(k, t)] = sp.Symbol(f"R[{2 * s + 1}]")
+                self.bounds[lo_sym(k, t)] = sp.Symbol(f"r_{2 * s}")
+                self.bounds[hi_sym(k, t)] = sp.Symbol(f"r_{2 * s + 1}")
             else:
                 assert ranges is not None
                 lo, hi = ranges.index[k][t]
@@ -146,6 +147,33 @@ class _Emitter:
 
     def acc_value(self) -> str:
         return "acc" if self.backend == "numba" else "_sum(acc)"
+
+    def _ext(self, k: int, names: list[str]) -> int:
+        out = 1
+        for t in names[-2:]:
+            lo, hi = self.example.index[k][t]
+            out *= int(hi) - int(lo)
+        return out
+
+    def outer(self, k: int, rest: tuple[str, ...], summed: tuple[str, ...]) -> bool:
+        """Whether the reductions go outside the last two left indices (the longer pair of
+        loops innermost, on the example shapes)."""
+        return self._ext(k, list(rest)) >= self._ext(k, list(summed))
+
+    def outer_adj(self, name: str, rank: int, k: int, loops: list[str]) -> bool:
+        shape = self.example.shapes[name]
+        free = 1
+        for n in shape[1:][-2:]:
+            free *= int(n)
+        known = [t for t in loops if t in self.example.index[k]]
+        return free >= self._ext(k, known) if known else True
+
+    def unpack(self) -> None:
+        """The ranges as local scalars: LLVM then knows no store can change them (an array
+        ``R`` read in the loops would be reloaded after every store, and block vectorising)."""
+        if self.backend == "numba":
+            for s in range(2 * len(slots(self.prog))):
+                self.w(1, f"r_{s} = R[{s}]")
 
     # -- loop nests -----------------------------------------------------------------------
     def nest(
@@ -190,6 +218,7 @@ class _Emitter:
         prog = self.prog
         args = ["R"] + [f"T_{n}" for n in prog.inputs + prog.defined]
         self.w(0, f"def forward({', '.join(args)}):")
+        self.unpack()
         for k, st in enumerate(prog.statements):
             loc = local(k, st)
             syms = {t: idx_sym(t) for t in st.indices}
@@ -209,7 +238,7 @@ class _Emitter:
             if not (st.accumulate and summed):
                 d = self.nest(2, rest, bounds, [], names)
                 self.w(d, f"{target} = {val}")
-            elif self.backend == "numba" and rest:
+            elif self.backend == "numba" and rest and self.outer(k, st.lhs[1:], st.summed):
                 # the reductions outside the last left indices: the innermost loop runs along
                 # contiguous rows of the output and the reads, and vectorises; the output
                 # entries belong to this iteration of the parallel loop
@@ -236,6 +265,7 @@ class _Emitter:
             + [f"d_{n}" for n in prog.inputs]
         )
         self.w(0, f"def backward({', '.join(args)}):")
+        self.unpack()
         order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
         for name in order:
             free, terms = adjoint_terms(prog, name, example)
@@ -244,7 +274,10 @@ class _Emitter:
             self.loop(1, names[free[0]], "0", f"d_{name}.shape[0]", parallel=True)
             target = f"d_{name}[{', '.join(names[f] for f in free)}]"
             rest = list(free[1:])
-            if self.backend == "numba" and rest:
+            tails = [[t.name for t, _, _ in term.loops] for term in terms]
+            if self.backend == "numba" and rest and all(
+                self.outer_adj(name, len(free), term.statement, tl) for term, tl in zip(terms, tails)
+            ):
                 # every term accumulates into this iteration's slice, the last free indices
                 # innermost (contiguous, vectorised)
                 d = self.nest(2, rest, fb, [], names)
@@ -305,7 +338,7 @@ def _nest(fn: str, items: list[str]) -> str:
 
 def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = True) -> str:
     """The module text of the generated kernels (see the module docstring)."""
-    em = _Emitter(prog, "numba")
+    em = _Emitter(prog, "numba", example)
     em.forward()
     fwd = em.lines
     em.lines = []

@@ -389,7 +389,9 @@ def adjoint_terms(
                 if not (t in example.bare[k] and sol == free[j]):
                     conds.append((sol, lo[t], hi[t] - 1))
             else:
-                conds.append((e, free[j], free[j]))
+                # no index of coefficient ±1 (x[2*i]): the equation stays a condition, written
+                # with every variable on one side so that it bounds the innermost loop
+                conds.append((sp.expand(e - free[j]), sp.Integer(0), sp.Integer(0)))
         conds = [(sp.expand(ce.xreplace(solved)), L, U) for ce, L, U in conds]
         loops = [(names[t], lo[t], hi[t]) for t in st.indices if names[t] not in solved]
 
@@ -398,9 +400,6 @@ def adjoint_terms(
 
         up = tuple(sp.expand(names[t].xreplace(solved) - lo[t]) for t in st.lhs)
         term_reads = {p: (tensor, tuple(sub(a) for a in s)) for p, tensor, s in loc.reads}
-        lens = {}
-        for t in st.indices:  # len(t) inside the factor stays hi - lo: nothing to rename
-            lens[t] = None
         terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads))
     return free, terms
 
