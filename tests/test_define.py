@@ -199,9 +199,10 @@ def test_general_size_rule_is_in_index_notation_with_its_conditions(ops):
     tex = render(d, "latex")
     # dx gathers δ over the outputs whose window covers the entry: solved for u = p - 2i
     assert r"\frac{\partial L}{\partial x_{n,c,p,q}}" in tex
-    assert r"\delta_{n,c,i,j}" in tex and "w_{c,p - 2 i,q - 2 j}" in tex
-    assert r"\le p - 2 i \le" in tex
-    assert "Schwartz" not in tex or "expanding" in tex
+    assert r"{\delta}_{n,c,i,j} {w}_{c,- 2 i + p,- 2 j + q}" in tex
+    assert r"[0 \le - 2 i + p \le N_{u} - 1]" in tex
+    # the output's rows end 2 i + u <= n^x_3 - 1: i < floor((n^x_3 - N_u) / 2) + 1
+    assert r"i \in [0,\ \left\lfloor{- \frac{N_{u}}{2} + \frac{n^{x}_{3}}{2}}\right\rfloor + 1)" in tex
 
 
 def test_definition_is_registered_and_reachable_by_name(ops):

@@ -71,10 +71,10 @@ class DefinedDerivation(Derivation):
 
 PROOF = (
     "expanding the difference of the two to zero; where exponentials or radicals occur, by "
-    r"writing each $e^{a}$ and each radical $\\sqrt[q]{B}$ as a positive symbol, which leaves a "
+    r"writing each $e^{a}$ and each radical $\sqrt[q]{B}$ as a positive symbol, which leaves a "
     "rational function, and evaluating it exactly at three random integer points of "
-    r"$\\{1, \\dots, 2^{61}\\}^n$ (Schwartz--Zippel: a non-zero rational function of degree $d$ "
-    r"vanishes there with probability at most $d / 2^{61}$)"
+    r"$\{1, \dots, 2^{61}\}^n$ (Schwartz--Zippel: a non-zero rational function of degree "
+    r"$d$ vanishes there with probability at most $d / 2^{61}$)"
 )
 
 
@@ -219,25 +219,24 @@ def sections(op: DefinedOp, d: Derivation) -> list[Block]:
     out: list[Block] = [("h", (2, "General-size rules in index notation"))]
     defs = "; ".join(rf"\texttt{{{_tt(st.text)}}}" for st in prog.statements)
     out.append(("p", f"The definition: {defs}."))
-    rows = []
+    lines = []
     for k, st in enumerate(prog.statements):
-        for t in st.indices:
-            lo, hi = ranges.index[k][t]
-            rows.append(
-                (
-                    r"\text{statement %d: } %s" % (k + 1, t),
-                    [r"\in [%s,\ %s)" % (tex(sp.simplify(lo)), tex(sp.simplify(hi)))],
-                )
-            )
+        rs = ", ".join(
+            r"$%s \in [%s,\ %s)$"
+            % (t, tex(sp.simplify(ranges.index[k][t][0])), tex(sp.simplify(ranges.index[k][t][1])))
+            for t in st.indices
+        )
+        lines.append(f"statement {k + 1}: {rs}")
     out.append(
         (
             "p",
             "Index ranges for general sizes (an index read alone takes its axis's extent; "
             "an index inside an affine subscript takes the largest range that keeps every read "
-            r"in bounds). A tensor defined on the left is stored from 0, at $t - \mathrm{lo}_t$.",
+            r"in bounds; a tensor defined on the left is stored from 0, at $t - \mathrm{lo}_t$): "
+            + "; ".join(lines)
+            + ".",
         )
     )
-    out.append(("eq", rows))
     out.append(
         (
             "p",
