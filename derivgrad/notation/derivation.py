@@ -99,7 +99,7 @@ def _zero_at_random_points(f: sp.Expr, points: int = 3) -> bool:
 
 def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
     prog = op.program
-    ranges = prog.infer(shapes)
+    ranges = prog.infer(shapes, fixed=op.fixed)
     fwd, bwd = sympy_functions(prog, ranges)
     inputs = {k: symbols(k, shapes[k], latex=tex_name(k), real=True) for k in prog.inputs}
     T = {n: np.empty(ranges.shapes[n], dtype=object) for n in prog.defined}
@@ -156,7 +156,7 @@ def general_sizes(op: DefinedOp) -> tuple[dict[str, tuple[sp.Symbol, ...]], list
                       positive=True, integer=True)
             for a in range(len(shape))
         )
-    ranges = op.program.infer(sizes, check=False)
+    ranges = op.program.infer(sizes, check=False, fixed=op.fixed)
     return sizes, ranges.equal
 
 
@@ -166,7 +166,7 @@ def general_ranges(op: DefinedOp) -> Ranges:
     for a, b in equal:
         rep[b] = rep.get(a, a)
     return op.program.infer(
-        {k: tuple(rep.get(s, s) for s in v) for k, v in sizes.items()}, check=False
+        {k: tuple(rep.get(s, s) for s in v) for k, v in sizes.items()}, check=False, fixed=op.fixed
     )
 
 

@@ -72,17 +72,26 @@ class DefinedOp(Op):
         shapes: Mapping[str, Any],
         name: str | None = None,
         title: str | None = None,
+        ranges: Mapping[str, Any] | None = None,
     ) -> None:
         statements = parse(spec)
+        self.fixed = _fixed_ranges(statements, ranges or {})
         self.spec = spec
         example = {k: _shape(k, v) for k, v in shapes.items()}
         self.program = Program(statements, {k: len(v) for k, v in example.items()})
         self.example = {k: example[k] for k in self.program.inputs}
-        self.example_ranges = self.program.infer(self.example)
+        self.example_ranges = self.program.infer(self.example, fixed=self.fixed)
         self.inputs = tuple(self.program.inputs)
         self.output = self.program.output
         self.key = hashlib.sha256(
-            json.dumps([CODEGEN_VERSION, _canonical(statements), sorted(self.example.items())]).encode()
+            json.dumps(
+                [
+                    CODEGEN_VERSION,
+                    _canonical(statements),
+                    sorted(self.example.items()),
+                    sorted(self.fixed.items()),
+                ]
+            ).encode()
         ).hexdigest()[:16]
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
             raise ParamError(f"define: name must be an identifier, got {name!r}")
@@ -149,7 +158,9 @@ class DefinedOp(Op):
                 )
             out[k] = np.ascontiguousarray(a)
         try:
-            ranges = self.program.infer({k: tuple(int(n) for n in v.shape) for k, v in out.items()})
+            ranges = self.program.infer(
+                {k: tuple(int(n) for n in v.shape) for k, v in out.items()}, fixed=self.fixed
+            )
         except DefineError as e:
             raise ParamError(f"{self.name}: the input shapes do not fit the definition: {e}") from None
         return out, ranges
@@ -216,7 +227,7 @@ class DefinedOp(Op):
 
     def _fits(self, shapes: dict[str, tuple[int, ...]]) -> bool:
         try:
-            self.program.infer(shapes)
+            self.program.infer(shapes, fixed=self.fixed)
         except DefineError:
             return False
         return True
@@ -294,9 +305,26 @@ class DefinedOp(Op):
         return f"<defined op {self.name}: {self.output} from {', '.join(self.inputs)} ({shapes})>"
 
 
+def _fixed_ranges(statements: list[Statement], ranges: Mapping[str, Any]) -> dict:
+    """``ranges={"u": 2}`` or ``{"u": (lo, hi)}``: an index's range, fixed in every statement
+    (for an index no read determines, as a pooling window's offsets)."""
+    names = {t for st in statements for t in st.indices}
+    out = {}
+    for t, r in ranges.items():
+        if t not in names:
+            raise ParamError(f"define: ranges names {t!r}, which is no index of the definition")
+        lo, hi = (0, r) if isinstance(r, (int, np.integer)) else tuple(r)
+        if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))) or hi <= lo:
+            raise ParamError(f"define: the range of {t} must be n > 0 or (lo, hi) with lo < hi, got {r!r}")
+        out[t] = (int(lo), int(hi))
+    return out
+
+
 def _shape(name: str, v: Any) -> tuple[int, ...]:
     if isinstance(v, (int, np.integer)):
         v = (int(v),)
+    if isinstance(v, (str, bytes)):
+        raise ParamError(f"define: the shape of {name} must be a tuple of positive ints, got {v!r}")
     try:
         shape = tuple(int(n) for n in v)
         ok = all(float(n) == int(n) for n in v)

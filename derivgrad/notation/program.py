@@ -87,6 +87,11 @@ class Program:
         self.stmt_of: dict[str, int] = {}
         indices = {t for st in statements for t in st.indices}
         for k, st in enumerate(statements):
+            if st.target in indices:
+                raise st.error(0, f"{st.target!r} is both an index and a tensor: rename one")
+            if st.target in self.ranks or st.target in ranks:
+                what = "an input" if st.target in ranks else "defined above"
+                raise st.error(0, f"{st.target!r} is {what}: a name is defined once")
             for name, subs, col in st.refs:
                 if name in indices:
                     raise st.error(col, f"{name!r} is both an index and a tensor: rename one")
@@ -95,7 +100,7 @@ class Program:
                         raise st.error(
                             col,
                             f"{name} is read with {len(subs)} subscript(s) but has "
-                            f"{self.ranks[name]} ax{'e' if self.ranks[name] == 1 else 'i'}s",
+                            f"{_axes(self.ranks[name])}",
                         )
                     continue
                 if name == st.target or name in {s.target for s in statements[k + 1 :]}:
@@ -108,15 +113,10 @@ class Program:
                     raise st.error(
                         col,
                         f"{name} is read with {len(subs)} subscript(s) but its shape has "
-                        f"{ranks[name]} ax{'e' if ranks[name] == 1 else 'i'}s",
+                        f"{_axes(ranks[name])}",
                     )
                 self.ranks[name] = ranks[name]
                 self.inputs.append(name)
-            if st.target in indices:
-                raise st.error(0, f"{st.target!r} is both an index and a tensor: rename one")
-            if st.target in self.ranks or st.target in ranks:
-                what = "an input" if st.target in ranks else "defined above"
-                raise st.error(0, f"{st.target!r} is {what}: a name is defined once")
             self.ranks[st.target] = len(st.lhs)
             self.stmt_of[st.target] = k
             self.defined.append(st.target)
@@ -131,7 +131,12 @@ class Program:
         self.output = statements[-1].target
 
     # -- ranges -----------------------------------------------------------------------------
-    def infer(self, shapes: dict[str, tuple[Number, ...]], check: bool = True) -> Ranges:
+    def infer(
+        self,
+        shapes: dict[str, tuple[Number, ...]],
+        check: bool = True,
+        fixed: dict[str, tuple[int, int]] | None = None,
+    ) -> Ranges:
         """Index ranges for input ``shapes`` (ints, or SymPy symbols for general sizes).
 
         With ints (``check``) an inconsistent shape, an empty range or a read out of bounds is
@@ -142,6 +147,9 @@ class Program:
             rng: dict[str, tuple[Number, Number]] = {}
             src: dict[str, str] = {}
             bare: set[str] = set()
+            for t, r in (fixed or {}).items():
+                if t in st.indices:
+                    rng[t], src[t] = r, f"the range {t}={r} given to define"
             for name, subs, col in st.refs:
                 for axis, a in enumerate(subs):
                     t = a.bare()
@@ -151,7 +159,7 @@ class Program:
                     if t not in rng:
                         rng[t], src[t] = (0, n), f"axis {axis} of {name} ({n})"
                         bare.add(t)
-                    elif rng[t][1] != n:
+                    elif rng[t][1] != n or rng[t][0] != 0:
                         if _is_int(n, rng[t][1]):
                             raise st.error(
                                 col,
@@ -214,6 +222,10 @@ class Program:
             shapes[st.target] = tuple(rng[t][1] - rng[t][0] for t in st.lhs)
         out.shapes = shapes
         return out
+
+
+def _axes(r: int) -> str:
+    return f"{r} axis" if r == 1 else f"{r} axes"
 
 
 def _span(a: Affine, rng: dict[str, tuple[Number, Number]], skip: str = "") -> tuple:
