@@ -59,7 +59,9 @@ def bench(repeats: int) -> list[tuple[str, float, float]]:
         K.conv2d_forward(x, w)
         K.conv2d_backward(dy, x, w, bias=False)
 
-    rows.append(("conv2 (64,20,12,12)->50@5x5", _median(gen_std, repeats), _median(hand_std, repeats)))
+    rows.append(
+        ("conv2 (64,20,12,12)->50@5x5", _median(gen_std, repeats), _median(hand_std, repeats))
+    )
     # depthwise, stride 2
     x = rng.standard_normal((64, 20, 28, 28))
     w = rng.standard_normal((20, 5, 5))
@@ -76,7 +78,9 @@ def bench(repeats: int) -> list[tuple[str, float, float]]:
             K.conv2d_forward(xc, wc, stride=2)
             K.conv2d_backward(dy[:, c : c + 1], xc, wc, stride=2, bias=False)
 
-    rows.append(("depthwise s2 (64,20,28,28) 5x5", _median(gen_dw, repeats), _median(hand_dw, repeats)))
+    rows.append(
+        ("depthwise s2 (64,20,28,28) 5x5", _median(gen_dw, repeats), _median(hand_dw, repeats))
+    )
     return rows
 
 
@@ -100,7 +104,10 @@ def startup() -> tuple[float, float]:
         env = dict(os.environ, DERIVGRAD_CACHE_DIR=tmp)
         run = lambda: float(
             subprocess.run(
-                [sys.executable, "-c", STARTUP, spec], env=env, capture_output=True, text=True,
+                [sys.executable, "-c", STARTUP, spec],
+                env=env,
+                capture_output=True,
+                text=True,
                 check=True,
             ).stdout.split()[-1]
         )

@@ -31,8 +31,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from ._gradcheck import gradcheck
     from .api import derive
-    from .notation import define
     from .errors import DerivgradError, GradcheckError, ParamError
+    from .notation import define
     from .registry import OPS
 
 

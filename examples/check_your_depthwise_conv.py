@@ -50,8 +50,10 @@ if __name__ == "__main__":
     d = op.derive()
     print(f"derived and proved: {d.verify()}; the rule for dx in index notation is in d.latex()")
     result = op.check(my_depthwise_backward, examples=5)
-    print(f"my_depthwise_backward: {'PASS' if result.passed else 'FAIL'} "
-          f"({result.cases} cases, largest error {result.max_error:.1e})")
+    print(
+        f"my_depthwise_backward: {'PASS' if result.passed else 'FAIL'} "
+        f"({result.cases} cases, largest error {result.max_error:.1e})"
+    )
     result = op.check(buggy_backward, examples=5, shrink=True)
     print(f"buggy_backward: {'PASS' if result.passed else 'FAIL'}")
     if not result.passed:

@@ -17,9 +17,7 @@ LAYERNORM = """
     var[n]  += (x[n, d] - mu[n])**2 / len(d)
     y[n, d]  = g[d] * (x[n, d] - mu[n]) / sqrt(var[n] + 1e-5) + b[d]
 """
-GELU = (
-    "y[n, d] = 0.5 * x[n, d] * (1 + tanh(0.7978845608 * (x[n, d] + 0.044715 * x[n, d]**3)))"
-)
+GELU = "y[n, d] = 0.5 * x[n, d] * (1 + tanh(0.7978845608 * (x[n, d] + 0.044715 * x[n, d]**3)))"
 ATTENTION = """
     s[i, j] += q[i, d] * k[j, d] / sqrt(len(d))
     e[i, j]  = exp(s[i, j])
@@ -79,7 +77,9 @@ def ref_causal(x, w):
 def ref_dilated(x, w):
     K = w.shape[2]
     L = x.shape[2] - 2 * (K - 1)
-    return np.einsum("ncki,ock->noi", np.stack([x[:, :, 2 * u : 2 * u + L] for u in range(K)], 2), w)
+    return np.einsum(
+        "ncki,ock->noi", np.stack([x[:, :, 2 * u : 2 * u + L] for u in range(K)], 2), w
+    )
 
 
 def ref_rmsnorm(x, g):
@@ -188,8 +188,13 @@ def test_kernels_run_on_sizes_other_than_the_example(ops):
     op = ops["depthwise"]
     assert_close(op.forward(x=x, w=w), ref_depthwise(x, w), np.float64, "depthwise 12x9")
     up = rng.standard_normal((3, 2, 5, 3))
-    gradcheck(lambda **v: op.forward(**v), {"x": x, "w": w}, op.backward(up, x=x, w=w),
-              upstream=up, mode="fast")
+    gradcheck(
+        lambda **v: op.forward(**v),
+        {"x": x, "w": w},
+        op.backward(up, x=x, w=w),
+        upstream=up,
+        mode="fast",
+    )
 
 
 def test_general_size_rule_is_in_index_notation_with_its_conditions(ops):
@@ -202,7 +207,9 @@ def test_general_size_rule_is_in_index_notation_with_its_conditions(ops):
     assert r"{\delta}_{n,c,i,j} {w}_{c,- 2 i + p,- 2 j + q}" in tex
     assert r"[0 \le - 2 i + p \le N_{u} - 1]" in tex
     # the output's rows end 2 i + u <= n^x_3 - 1: i < floor((n^x_3 - N_u) / 2) + 1
-    assert r"i \in [0,\ \left\lfloor{- \frac{N_{u}}{2} + \frac{n^{x}_{3}}{2}}\right\rfloor + 1)" in tex
+    assert (
+        r"i \in [0,\ \left\lfloor{- \frac{N_{u}}{2} + \frac{n^{x}_{3}}{2}}\right\rfloor + 1)" in tex
+    )
 
 
 def test_definition_is_registered_and_reachable_by_name(ops):

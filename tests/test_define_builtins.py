@@ -134,8 +134,14 @@ def test_generated_kernels_on_drawn_sizes(shapes, seed, dtype):
     assert_close(y, _ref(x.astype(float), w.astype(float)), np.dtype(dtype), "forward")
     up = rng.standard_normal(y.shape)
     xd, wd = x.astype(float), w.astype(float)
-    gradcheck(lambda **v: DEPTHWISE.forward(**v), {"x": xd, "w": wd},
-              DEPTHWISE.backward(up, x=xd, w=wd), upstream=up, mode="fast", projections=3)
+    gradcheck(
+        lambda **v: DEPTHWISE.forward(**v),
+        {"x": xd, "w": wd},
+        DEPTHWISE.backward(up, x=xd, w=wd),
+        upstream=up,
+        mode="fast",
+        projections=3,
+    )
 
 
 # -- op.check: a user's hand-written backward ------------------------------------------------

@@ -10,8 +10,19 @@ SPEC = "y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]"
 
 def test_derive_a_definition_in_every_format(capsys):
     for fmt in ("latex", "markdown", "text"):
-        rc = main(["derive", "--define", SPEC, "--shape", "x=1x2x5x5", "--shape", "w=2x3x3",
-                   "--format", fmt])
+        rc = main(
+            [
+                "derive",
+                "--define",
+                SPEC,
+                "--shape",
+                "x=1x2x5x5",
+                "--shape",
+                "w=2x3x3",
+                "--format",
+                fmt,
+            ]
+        )
         assert rc in (0, None)
         out = capsys.readouterr().out
         assert "General-size rules in index notation" in out
@@ -27,8 +38,17 @@ def test_derive_reads_a_definition_file_with_statements_on_lines(tmp_path, capsy
 
 
 def test_check_a_definition(capsys):
-    rc = main(["check", "--define", "y[n, d] = x[n, d] * sigmoid(x[n, d])", "--shape", "x=2x3",
-               "--examples", "2"])
+    rc = main(
+        [
+            "check",
+            "--define",
+            "y[n, d] = x[n, d] * sigmoid(x[n, d])",
+            "--shape",
+            "x=2x3",
+            "--examples",
+            "2",
+        ]
+    )
     assert rc == 0
     assert "pass" in capsys.readouterr().out
 

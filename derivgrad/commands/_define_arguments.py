@@ -66,4 +66,4 @@ def defined_op(a: argparse.Namespace) -> Any:
         if len(sizes) != 1:
             raise UsageError(f"--range takes INDEX=N, got {r!r}")
         ranges[name] = sizes[0]
-    return define(spec, ranges=ranges, **shapes)
+    return define(spec, ranges=ranges, **shapes)  # type: ignore[arg-type]

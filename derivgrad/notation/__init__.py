@@ -22,9 +22,10 @@ def define(
     ``shapes``: an example shape per input tensor (``x=(2, 3, 7, 7)``), from which the index
     ranges are inferred; the kernels run on any sizes that fit.  The op is registered under
     ``name`` (default ``defined_<hash>``), so ``derivgrad.derive(name)``, the renderer and
-    ``derivgrad check`` know it.  ``ranges={"u": 2}`` (or ``(lo, hi)``) fixes an index's range
-    where no read determines it (a pooling window's offsets).  A malformed definition raises a one-line
-    :class:`DefineError` (a ``ValueError``) naming the statement and the column.
+    ``derivgrad check`` know it.  ``ranges={"u": 2}`` (or ``(lo, hi)``) fixes an index's
+    range where no read determines it (a pooling window's offsets).  A malformed definition
+    raises a one-line :class:`DefineError` (a ``ValueError``) naming the statement and the
+    column.
     """
     from ..registry import register
 

@@ -105,7 +105,8 @@ def range_values(prog: Program, ranges: Ranges) -> list[int]:
 
 class _Emitter:
     def __init__(self, prog: Program, backend: str, ranges: Ranges):
-        self.prog, self.backend, self.lines = prog, backend, []
+        self.prog, self.backend = prog, backend
+        self.lines: list[str] = []
         self.example = ranges
         self.bounds: dict[sp.Symbol, Any] = {}
         for s, (k, t) in enumerate(slots(prog)):
@@ -232,7 +233,8 @@ class _Emitter:
             target = f"T_{st.target}[{out}]"
             val = self.value(loc.expr, reads, names)
             t0 = st.lhs[0]
-            self.loop(1, _code(t0), *[self.p(b, {}) for b in (lo_sym(k, t0), hi_sym(k, t0))], True)
+            lo0, hi0 = self.p(lo_sym(k, t0), {}), self.p(hi_sym(k, t0), {})
+            self.loop(1, _code(t0), lo0, hi0, True)
             rest = [syms[t] for t in st.lhs[1:]]
             summed = [syms[t] for t in st.summed]
             if not (st.accumulate and summed):
@@ -275,8 +277,13 @@ class _Emitter:
             target = f"d_{name}[{', '.join(names[f] for f in free)}]"
             rest = list(free[1:])
             tails = [[t.name for t, _, _ in term.loops] for term in terms]
-            if self.backend == "numba" and rest and all(
-                self.outer_adj(name, len(free), term.statement, tl) for term, tl in zip(terms, tails)
+            if (
+                self.backend == "numba"
+                and rest
+                and all(
+                    self.outer_adj(name, len(free), term.statement, tl)
+                    for term, tl in zip(terms, tails)
+                )
             ):
                 # every term accumulates into this iteration's slice, the last free indices
                 # innermost (contiguous, vectorised)

@@ -34,9 +34,7 @@ class DefinedDerivation(Derivation):
     def _is_zero(self, e: sp.Expr) -> bool:
         if e == 0:
             return True
-        if not e.has(sp.exp) and not any(
-            not p.exp.is_Integer for p in e.atoms(sp.Pow)
-        ):
+        if not e.has(sp.exp) and not any(not p.exp.is_Integer for p in e.atoms(sp.Pow)):
             return sp.expand(e) == 0
         subs: dict[Any, Any] = {}
         bases: dict[Any, sp.Symbol] = {}
@@ -134,7 +132,9 @@ def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivatio
         closed,
         rules,
         proof=PROOF,
-        notes=["the closed form is the reverse-mode rule in gather form evaluated on this instance"],
+        notes=[
+            "the closed form is the reverse-mode rule in gather form evaluated on this instance"
+        ],
     )
 
 
@@ -152,8 +152,11 @@ def general_sizes(op: DefinedOp) -> tuple[dict[str, tuple[sp.Symbol, ...]], list
                     named.setdefault((name, axis), t)
     for k, shape in op.example.items():
         sizes[k] = tuple(
-            sp.Symbol(f"N_{{{named[(k, a)]}}}" if (k, a) in named else f"n^{{{k}}}_{{{a + 1}}}",
-                      positive=True, integer=True)
+            sp.Symbol(
+                f"N_{{{named[(k, a)]}}}" if (k, a) in named else f"n^{{{k}}}_{{{a + 1}}}",
+                positive=True,
+                integer=True,
+            )
             for a in range(len(shape))
         )
     ranges = op.program.infer(sizes, check=False, fixed=op.fixed)
@@ -255,7 +258,16 @@ def sections(op: DefinedOp, d: Derivation) -> list[Block]:
 
 
 def _tt(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("#", r"\#"), ("%", r"\%"),
-                 ("&", r"\&"), ("{", r"\{"), ("}", r"\}"), ("^", r"\^{}"), ("~", r"\~{}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("^", r"\^{}"),
+        ("~", r"\~{}"),
+    ):
         s = s.replace(a, b)
     return s

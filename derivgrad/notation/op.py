@@ -153,8 +153,7 @@ class DefinedOp(Op):
             dtype = a.dtype
             if a.ndim != self.program.ranks[k]:
                 raise ParamError(
-                    f"{self.name}: {k} must have {self.program.ranks[k]} axes, got shape "
-                    f"{a.shape}"
+                    f"{self.name}: {k} must have {self.program.ranks[k]} axes, got shape {a.shape}"
                 )
             out[k] = np.ascontiguousarray(a)
         try:
@@ -162,7 +161,9 @@ class DefinedOp(Op):
                 {k: tuple(int(n) for n in v.shape) for k, v in out.items()}, fixed=self.fixed
             )
         except DefineError as e:
-            raise ParamError(f"{self.name}: the input shapes do not fit the definition: {e}") from None
+            raise ParamError(
+                f"{self.name}: the input shapes do not fit the definition: {e}"
+            ) from None
         return out, ranges
 
     def _run_forward(self, arrays: Mapping[str, Any]) -> tuple:
@@ -314,8 +315,13 @@ def _fixed_ranges(statements: list[Statement], ranges: Mapping[str, Any]) -> dic
         if t not in names:
             raise ParamError(f"define: ranges names {t!r}, which is no index of the definition")
         lo, hi = (0, r) if isinstance(r, (int, np.integer)) else tuple(r)
-        if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))) or hi <= lo:
-            raise ParamError(f"define: the range of {t} must be n > 0 or (lo, hi) with lo < hi, got {r!r}")
+        if (
+            not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer)))
+            or hi <= lo
+        ):
+            raise ParamError(
+                f"define: the range of {t} must be n > 0 or (lo, hi) with lo < hi, got {r!r}"
+            )
         out[t] = (int(lo), int(hi))
     return out
 

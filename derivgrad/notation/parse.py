@@ -131,7 +131,7 @@ _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow
 
 def _expr(st: Statement, node: ast.AST) -> Expr:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return ("num", float(node.value))
+        return ("num", float(node.value))  # type: ignore[arg-type]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return ("neg", _expr(st, node.operand))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
@@ -161,7 +161,8 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
         want = 2 if fname == "max" else 1
         if len(node.args) != want:
             raise st.error(
-                _col(node), f"{fname}() takes {want} argument{'s' * (want > 1)}, got {len(node.args)}"
+                _col(node),
+                f"{fname}() takes {want} argument{'s' * (want > 1)}, got {len(node.args)}",
             )
         return ("call", fname, tuple(_expr(st, a) for a in node.args))
     if isinstance(node, ast.Name):
@@ -183,6 +184,7 @@ def parse_statement(number: int, line: str) -> Statement:
     if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign)):
         raise st.error(0, "a statement is 'T[i, ...] = expression' or 'T[i, ...] += expression'")
     node = tree.body[0]
+    target: ast.expr
     if isinstance(node, ast.AugAssign):
         if not isinstance(node.op, ast.Add):
             raise st.error(_col(node), "only '=' and '+=' are allowed")
@@ -197,9 +199,7 @@ def parse_statement(number: int, line: str) -> Statement:
     lhs = []
     for s in _subscripts(target):
         if not isinstance(s, ast.Name):
-            raise st.error(
-                _col(s), f"left subscript {ast.unparse(s)!r} must be a plain index name"
-            )
+            raise st.error(_col(s), f"left subscript {ast.unparse(s)!r} must be a plain index name")
         if s.id in lhs:
             raise st.error(_col(s), f"index {s.id!r} appears twice on the left")
         lhs.append(s.id)
@@ -226,8 +226,7 @@ def parse_statement(number: int, line: str) -> Statement:
             col = max(text.find(extra[0], text.find("=")), 0)
             raise st.error(
                 col,
-                f"index {extra[0]!r} is on the right but not on the left: "
-                "use '+=' to sum over it",
+                f"index {extra[0]!r} is on the right but not on the left: use '+=' to sum over it",
             )
     return st
 
@@ -236,7 +235,7 @@ def parse(spec: str) -> list[Statement]:
     """The statements of ``spec``; raises :class:`DefineError` for a malformed one."""
     if not isinstance(spec, str):
         raise DefineError(f"define: the definition must be a string, got {type(spec).__name__}")
-    statements = []
+    statements: list[Statement] = []
     for line in spec.splitlines():
         code = line.split("#", 1)[0]
         if code.strip():

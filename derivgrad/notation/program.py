@@ -152,9 +152,10 @@ class Program:
                     rng[t], src[t] = r, f"the range {t}={r} given to define"
             for name, subs, col in st.refs:
                 for axis, a in enumerate(subs):
-                    t = a.bare()
-                    if t is None:
+                    b = a.bare()
+                    if b is None:
                         continue
+                    t = b
                     n = shapes[name][axis]
                     if t not in rng:
                         rng[t], src[t] = (0, n), f"axis {axis} of {name} ({n})"
@@ -386,9 +387,7 @@ def adjoint_terms(
             e = affine_expr(a, names).xreplace(solved)
             e = sp.expand(e)
             cands = [
-                v
-                for v in e.free_symbols
-                if v in inv and v not in solved and abs(e.coeff(v)) == 1
+                v for v in e.free_symbols if v in inv and v not in solved and abs(e.coeff(v)) == 1
             ]
             if cands:
                 v = max(cands, key=lambda s: (ext[inv[s]], -st.indices.index(inv[s])))
