@@ -159,7 +159,7 @@ class Doc:
 
 
 def has_upstream(d):
-    return any(isinstance(s, sp.Symbol) for s in np.asarray(d._upstream).reshape(-1))
+    return any(isinstance(s, sp.Symbol) for s in np.asarray(d.upstream_array).reshape(-1))
 
 
 def fmt_param(v, key=""):

@@ -45,7 +45,7 @@ def build(d: Derivation) -> Doc:
     doc.h(f"{title}: the gradient, derived{probs}")
     params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
     shapes = "; ".join(
-        f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d._inputs.items()
+        f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
     )
     doc.p(
         f"Problem. For the {title[0].lower() + title[1:] if title[1:2].islower() else title} with "
@@ -63,7 +63,7 @@ def build(d: Derivation) -> Doc:
     out_name = "L" if not has_upstream(d) else "y"
     lines = [
         (indexed(out_name, idx) if has_upstream(d) else "L", tex_split(e))
-        for idx, e in entries(d._output, lambda i: i)
+        for idx, e in entries(d.output_array, lambda i: i)
     ]
     doc.p("Each output is a scalar expression of the named inputs:")
     doc.eq(lines[:24])
@@ -81,11 +81,11 @@ def build(d: Derivation) -> Doc:
             " For a 2-D input it is drawn as a block matrix: "
             "the block at position $(i, j)$ holds the derivatives of "
             "every output with respect to $x_{i,j}$."
-            if any(v.ndim == 2 for v in d._inputs.values())
+            if any(v.ndim == 2 for v in d.input_arrays.values())
             else ""
         )
     )
-    for k, v in d._inputs.items():
+    for k, v in d.input_arrays.items():
         J = d.jacobian_array(k)
         if max(len(tex(e)) for e in J.reshape(-1)) > MAX_ENTRY_CHARS and J.size <= 400:
             nz = [
@@ -120,7 +120,7 @@ def build(d: Derivation) -> Doc:
             [
                 (
                     r"\frac{\partial y}{\partial " + tex_name(k) + "}",
-                    [jacobian_tex(J, v.shape, d._output.shape)],
+                    [jacobian_tex(J, v.shape, d.output_array.shape)],
                 )
             ]
         )
@@ -134,7 +134,7 @@ def build(d: Derivation) -> Doc:
         )
     else:
         doc.p(r"The output is the loss, so the gradient is the Jacobian itself.")
-    for k in d._inputs:
+    for k in d.input_arrays:
         ch = d.chain_array(k)
         rows = [
             (r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}", tex_split(e))
@@ -145,7 +145,7 @@ def build(d: Derivation) -> Doc:
             doc.p(f"(and {len(rows) - 16} more entries.)")
     # closed form
     doc.h("Closed form", 2)
-    for k in d._closed:
+    for k in d.grad_names:
         rule = d.rules.get(k, "")
         doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(rule)}.")
         g = d.grad_array(k)

@@ -1,10 +1,11 @@
 """derivgrad's numeric core: batched forward and backward kernels on NumPy arrays.
 
 Layout NCHW, PyTorch's conventions (see each function).  Every public function validates
-its arguments in Python before compiled code runs.  Imports NumPy and Numba only.
+its arguments in Python before compiled code runs.  Imports NumPy, Numba, SciPy's BLAS
+(through Numba) and threadpoolctl; never the rest of derivgrad.
 """
 
-from ._geometry import output_size
+from ._geometry import output_size, window_span
 from .activation import (
     relu_backward,
     relu_forward,
@@ -41,6 +42,7 @@ __all__ = [
     "im2col",
     "col2im",
     "output_size",
+    "window_span",
     "sgd_update",
     "adam_update",
 ]

@@ -24,7 +24,7 @@ def _any_rank(op, name, x):
     return v.float_array(op, name, x, x.ndim)
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> np.ndarray:
     """``y = max(x, 0)`` elementwise, any shape, float32/float64."""
     x = _any_rank("relu_forward", "x", x)
     y = np.empty_like(x)
@@ -32,7 +32,7 @@ def relu_forward(x):
     return y
 
 
-def relu_backward(dy, x):
+def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     r"""``dx = dy ⊙ 1[x > 0]``; dy and x share shape and dtype."""
     op = "relu_backward"
     x = _any_rank(op, "x", x)
@@ -44,7 +44,7 @@ def relu_backward(dy, x):
     return dx
 
 
-def softmax(z):
+def softmax(z: np.ndarray) -> np.ndarray:
     r"""``p_i = e^{z_i} / Σ_j e^{z_j}`` over the last axis of ``z`` (any rank >= 1), stable."""
     op = "softmax"
     z = _any_rank(op, "z", z)
@@ -63,7 +63,9 @@ def _xent_params(op, name, a, labels):
     return a, labels
 
 
-def softmax_cross_entropy_forward(logits, labels):
+def softmax_cross_entropy_forward(
+    logits: np.ndarray, labels: np.ndarray
+) -> tuple[float, np.ndarray]:
     r"""Mean cross-entropy of softmax probabilities.
 
     .. math:: L = \frac{1}{N} \sum_n \Big(\log \sum_j e^{z_{n,j}} - z_{n, y_n}\Big)
@@ -82,7 +84,7 @@ def softmax_cross_entropy_forward(logits, labels):
     return float(losses.mean()), p
 
 
-def softmax_cross_entropy_backward(probs, labels):
+def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     r"""``dL/dz = (p - e_y) / N`` for the mean loss; every row sums to zero.
 
     Args: probs ``(N, classes)`` from the forward, labels ``(N,)``.  Returns ``dlogits``.

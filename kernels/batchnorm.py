@@ -47,8 +47,15 @@ def _channel_vector(op, name, a, C, dtype, writable=False):
 
 
 def batchnorm2d_forward(
-    x, gamma, beta, eps=1e-5, training=True, running_mean=None, running_var=None, momentum=0.1
-):
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    eps: float = 1e-5,
+    training: bool = True,
+    running_mean: np.ndarray | None = None,
+    running_var: np.ndarray | None = None,
+    momentum: float = 0.1,
+) -> tuple[np.ndarray, BatchNormCache]:
     r"""Batch norm of ``x (N, C, H, W)`` with per-channel ``gamma``, ``beta`` ``(C,)``.
 
     Training (``training=True``) uses the batch statistics and, when ``running_mean`` and
@@ -67,6 +74,43 @@ def batchnorm2d_forward(
     N, C, H, W = x.shape
     gamma = _channel_vector(op, "gamma", gamma, C, x.dtype)
     beta = _channel_vector(op, "beta", beta, C, x.dtype)
+    _check_scalars(op, eps, momentum, training)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var or neither")
+    x3 = x.reshape(N, C, H * W)
+    M = N * H * W
+    if training:
+        if M < 2:
+            raise ValueError(
+                f"{op}: training needs more than one value per channel, got x of shape "
+                f"{x.shape} (N*H*W = {M})"
+            )
+        mean, var = channel_moments(x3)
+        if running_mean is not None and running_var is not None:
+            rm = _channel_vector(op, "running_mean", running_mean, C, x.dtype, writable=True)
+            rv = _channel_vector(op, "running_var", running_var, C, x.dtype, writable=True)
+            # in place, as PyTorch: the running variance tracks the unbiased estimate
+            rm *= 1 - momentum
+            rm += (momentum * mean).astype(x.dtype)
+            rv *= 1 - momentum
+            rv += (momentum * var * (M / (M - 1))).astype(x.dtype)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                f"{op}: evaluation (training=False) needs running_mean and running_var"
+            )
+        mean = _channel_vector(op, "running_mean", running_mean, C, x.dtype).astype(np.float64)
+        var = _channel_vector(op, "running_var", running_var, C, x.dtype).astype(np.float64)
+        if np.any(var + eps <= 0):
+            raise ValueError(f"{op}: running_var + eps must be positive, got min {var.min() + eps}")
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = np.empty_like(x3)
+    y = np.empty_like(x3)
+    normalize(x3, mean, invstd, gamma, beta, xhat, y)
+    return y.reshape(x.shape), BatchNormCache(xhat.reshape(x.shape), invstd, gamma, bool(training))
+
+
+def _check_scalars(op: str, eps: float, momentum: float, training: bool) -> None:
     for name, val, lo, hi in (("eps", eps, 0.0, np.inf), ("momentum", momentum, 0.0, 1.0)):
         if (
             isinstance(val, bool)
@@ -80,45 +124,11 @@ def batchnorm2d_forward(
             )
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"{op}: training must be a bool, got {training!r}")
-    have_running = (running_mean is not None, running_var is not None)
-    if have_running[0] != have_running[1]:
-        raise ValueError(f"{op}: give both running_mean and running_var or neither")
-    if have_running[0]:
-        running_mean = _channel_vector(
-            op, "running_mean", running_mean, C, x.dtype, writable=training
-        )
-        running_var = _channel_vector(op, "running_var", running_var, C, x.dtype, writable=training)
-    x3 = x.reshape(N, C, H * W)
-    M = N * H * W
-    if training:
-        if M < 2:
-            raise ValueError(
-                f"{op}: training needs more than one value per channel, got x of shape "
-                f"{x.shape} (N*H*W = {M})"
-            )
-        mean, var = channel_moments(x3)
-        if have_running[0]:
-            running_mean *= 1 - momentum
-            running_mean += (momentum * mean).astype(x.dtype)
-            running_var *= 1 - momentum
-            running_var += (momentum * var * (M / (M - 1))).astype(x.dtype)
-    else:
-        if not have_running[0]:
-            raise ValueError(
-                f"{op}: evaluation (training=False) needs running_mean and running_var"
-            )
-        mean = running_mean.astype(np.float64)
-        var = running_var.astype(np.float64)
-        if np.any(var + eps <= 0):
-            raise ValueError(f"{op}: running_var + eps must be positive, got min {var.min() + eps}")
-    invstd = 1.0 / np.sqrt(var + eps)
-    xhat = np.empty_like(x3)
-    y = np.empty_like(x3)
-    normalize(x3, mean, invstd, gamma, beta, xhat, y)
-    return y.reshape(x.shape), BatchNormCache(xhat.reshape(x.shape), invstd, gamma, bool(training))
 
 
-def batchnorm2d_backward(dy, cache):
+def batchnorm2d_backward(
+    dy: np.ndarray, cache: BatchNormCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Gradients of :func:`batchnorm2d_forward`: ``(dx, dgamma, dbeta)``.
 
     ``dgamma = Σ dy ⊙ x̂`` and ``dbeta = Σ dy`` over ``(N, H, W)``; ``dx`` by the formula in

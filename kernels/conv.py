@@ -1,6 +1,6 @@
 r"""2-D and 1-D convolution (cross-correlation, as in PyTorch), forward and backward.
 
-Algorithm (chosen by measurement, see the note of issue 2 and ``benchmarks/``): work is cut
+Algorithm (chosen by measurement, see ``benchmarks/bench_kernels.py``): work is cut
 into units — (sample, block of output rows) for the forward and the weight gradient,
 (sample, block of input channels) for the input gradient — and one Numba ``prange`` runs
 them; each unit writes its im2col block into its chunk's workspace and calls a

@@ -4,6 +4,7 @@ import numpy as np
 
 from . import _validate as v
 from ._geometry import output_shape2d
+from ._types import IntOrPair
 from ._window_kernels import col2im_all, im2col_all
 
 
@@ -17,7 +18,13 @@ def _window_params(op, input_hw, kernel_size, stride, padding, dilation):
     return k, s, p, d, output_shape2d(input_hw, k, s, p, d)
 
 
-def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+def im2col(
+    x: np.ndarray,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> np.ndarray:
     """Unfold sliding windows of ``x (N, C, H, W)`` into columns.
 
     Returns ``cols (N, C*KH*KW, H_out*W_out)``: row ``(c, kh, kw)`` (in that order), column
@@ -35,7 +42,14 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
     return out
 
 
-def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1):
+def col2im(
+    cols: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> np.ndarray:
     """Adjoint of :func:`im2col` (``torch.nn.functional.fold``): sum columns into an image.
 
     ``cols (N, C*KH*KW, H_out*W_out)`` → ``x (N, C, H, W)`` with ``input_shape = (N, C, H, W)``;

@@ -12,6 +12,7 @@ import numpy as np
 from . import _validate as v
 from ._geometry import output_shape2d
 from ._pool_kernels import avgpool_bwd, avgpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd
+from ._types import IntOrPair
 
 
 def _params(op, input_shape, kernel_size, stride, padding):
@@ -34,7 +35,9 @@ def _input_shape(op, input_shape):
     return tuple(v.int_param(op, f"input_shape[{i}]", n, 1) for i, n in enumerate(input_shape))
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
+def maxpool2d_forward(
+    x: np.ndarray, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Max pooling: ``y[n,c,i,j] = max over the window of x_pad`` (padding = -inf).
 
     Args:
@@ -60,7 +63,9 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0):
     return y, idx
 
 
-def maxpool2d_backward(dy, indices, input_shape):
+def maxpool2d_backward(
+    dy: np.ndarray, indices: np.ndarray, input_shape: tuple[int, ...]
+) -> np.ndarray:
     r"""Route each ``dy[n,c,i,j]`` to ``indices[n,c,i,j]`` of its plane; positions that
     win several (overlapping) windows receive the sum.
 
@@ -95,7 +100,9 @@ def maxpool2d_backward(dy, indices, input_shape):
     return dx
 
 
-def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
+def avgpool2d_forward(
+    x: np.ndarray, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0
+) -> np.ndarray:
     r"""Average pooling: ``y[n,c,i,j] = (1 / (KH KW)) Σ_window x_pad`` (padded zeros count).
 
     Args as :func:`maxpool2d_forward`.  Returns ``y (N, C, H_out, W_out)``.
@@ -109,7 +116,13 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0):
     return y
 
 
-def avgpool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
+def avgpool2d_backward(
+    dy: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+) -> np.ndarray:
     r"""Spread each ``dy[n,c,i,j] / (KH KW)`` over its window (entries in the padding are
     dropped).  For ``K = S`` and no padding this is dY upsampled by K, divided by K².
 

@@ -104,8 +104,8 @@ def test_planted_batchnorm_bug_is_caught():
     assert not check_op("batchnorm2d", examples=20, kernel=buggy, shrink=False).passed
     # and the same bug really is invisible to an all-ones upstream:
     d = OPS["batchnorm2d"].build(batch=2, channels=1, input=(1, 2))
-    v = {k: np.random.default_rng(0).standard_normal(a.shape) for k, a in d._inputs.items()}
-    ones = np.ones(d._upstream.shape)
+    v = {k: np.random.default_rng(0).standard_normal(a.shape) for k, a in d.input_arrays.items()}
+    ones = np.ones(d.upstream_array.shape)
     assert np.allclose(buggy(d, v, ones)[1]["x"], _batchnorm_kernel(d, v, ones)[1]["x"])
 
 

@@ -53,7 +53,7 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
     end = next((i for i in heads if i > start), len(doc.blocks))
     printed = [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
     expected = []
-    for k in d._closed:
+    for k in d.grad_names:
         g = d.grad_array(k)
         if (
             g.ndim == 2

@@ -13,6 +13,7 @@ from derivgrad import derive
 from derivgrad.errors import ParamError
 from derivgrad.ops.conv import conv_matrix, conv_matrix_proves_input_gradient
 from derivgrad.ops.dense import softmax_jacobian
+from derivgrad.ops.pool import routed as pool_routed
 from derivgrad.registry import OPS
 from derivgrad.symbolic.functions import Relu, Step, WindowMax
 
@@ -152,7 +153,7 @@ def test_wp7_conv2d_backward_no_jacobian_required():
 # -- worked problem 8: channels, filters, batch -----------------------------------------
 def test_wp8_filters_add_up_and_batch_sums_the_weight_gradient():
     d = derive("conv2d", input=(3, 3), kernel=(2, 2), channels=2, filters=2, batch=2, bias=False)
-    up = d._upstream  # (N, O, HO, WO)
+    up = d.upstream_array  # (N, O, HO, WO)
     dx, dw = d.grad_array("x"), d.grad_array("w")
     # the input gradient is the sum of the contributions of each filter
     keep0 = {s: 0 for s in up[:, 1].reshape(-1)}
@@ -184,8 +185,8 @@ def test_wp8_index_rule_derived_by_sympy_matches_the_closed_form():
             filters=2,
             bias=False,
         )
-        vals = {k: rng.standard_normal(v.shape) for k, v in d._inputs.items()}
-        up = rng.standard_normal(d._upstream.shape)
+        vals = {k: rng.standard_normal(v.shape) for k, v in d.input_arrays.items()}
+        up = rng.standard_normal(d.upstream_array.shape)
         gx = d.lambdify("x")(**vals, upstream=up)
         gw = d.lambdify("w")(**vals, upstream=up)
         HO = d.extra["out_size"][0]
@@ -230,9 +231,9 @@ def test_wp9_verify_grid(s, p, dl):
 def test_wp10_maxpool_routes_to_the_first_maximum():
     d = derive("maxpool2d", input=(4, 4), kernel=2, region=7)
     assert d.verify()
-    routed = d.routed()
+    routed = pool_routed(d)
     x = np.array(d.inputs["x"].tolist())
-    ranks = np.vectorize(lambda s: int(d.region_point[s]))(x)
+    ranks = np.vectorize(lambda s: int(d.extra["region_point"][s]))(x)
     dl = np.array(d.upstream.tolist())
     for i, j in itertools.product(range(2), range(2)):
         win = ranks[2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
@@ -241,7 +242,7 @@ def test_wp10_maxpool_routes_to_the_first_maximum():
     assert sum(1 for e in routed.reshape(-1) if e != 0) == 4
     # ties: the symbolic rule sends the gradient to the first entry, as the kernels do
     g = d.grad_array("x")
-    same = {s: 1 for s in d._inputs["x"].reshape(-1)}
+    same = {s: 1 for s in d.input_arrays["x"].reshape(-1)}
     assert g[0, 0].subs(same) == dl[0, 0] and g[0, 1].subs(same) == 0
 
 
@@ -269,8 +270,8 @@ def test_wp11_batchnorm_is_the_fully_connected_one_after_reshaping():
     d = derive("batchnorm2d", batch=2, channels=2, input=(1, 2))
     assert d.verify()
     rng = np.random.default_rng(3)
-    v = {k: rng.standard_normal(a.shape) for k, a in d._inputs.items()}
-    up = rng.standard_normal(d._upstream.shape)
+    v = {k: rng.standard_normal(a.shape) for k, a in d.input_arrays.items()}
+    up = rng.standard_normal(d.upstream_array.shape)
     _, _, _, back = naive.batchnorm2d(v["x"], v["gamma"], v["beta"], 1e-5)  # (BHW, C) formulas
     for got, ref in zip(
         (d.lambdify(k)(**v, upstream=up) for k in ("x", "gamma", "beta")), back(up)
@@ -316,11 +317,11 @@ def test_every_op_verifies_and_its_kernels_match_the_ground_truth(name):
         assert d.jacobian(k).shape == tuple(v.shape) + tuple(d.output.shape)
     rng = np.random.default_rng(11)
     for _ in range(3):
-        vals = {k: rng.standard_normal(v.shape) for k, v in d._inputs.items()}
-        up = rng.standard_normal(d._upstream.shape)
+        vals = {k: rng.standard_normal(v.shape) for k, v in d.input_arrays.items()}
+        up = rng.standard_normal(d.upstream_array.shape)
         extra = {"upstream": up} if "upstream" in d.lambdify().argnames else {}
         if not extra:
-            up = np.ones(d._upstream.shape)
+            up = np.ones(d.upstream_array.shape)
         y, grads = op.kernel(d, vals, up)
         assert np.allclose(d.lambdify()(**vals, **extra), y, rtol=1e-10, atol=1e-12)
         for k, g in grads.items():
@@ -331,7 +332,7 @@ def test_lenet_kernels_match_the_ground_truth():
     op = OPS["lenet"]
     d = op.build()
     rng = np.random.default_rng(12)
-    vals = {k: rng.standard_normal(v.shape) for k, v in d._inputs.items()}
+    vals = {k: rng.standard_normal(v.shape) for k, v in d.input_arrays.items()}
     y, grads = op.kernel(d, vals, np.ones(1))
     assert np.allclose(d.lambdify()(**vals), y)
     for k, g in grads.items():
@@ -363,7 +364,9 @@ def test_bad_parameters_are_refused(op, params, words):
             "conv2d",
             dict(input=(3, 3), kernel=(2, 2)),
             "x",
-            lambda d, g: g.__setitem__((0, 0), g[0, 0] + d._upstream[0, 0] * d._inputs["w"][1, 1]),
+            lambda d, g: g.__setitem__(
+                (0, 0), g[0, 0] + d.upstream_array[0, 0] * d.input_arrays["w"][1, 1]
+            ),
         ),  # extra term
         ("logistic_regression", {}, "b", lambda d, g: g.__setitem__(0, g[0] + 2)),  # p + e_y
         (
@@ -371,7 +374,7 @@ def test_bad_parameters_are_refused(op, params, words):
             {},
             "x",
             lambda d, g: g.__setitem__(
-                (0, 0, 0, 0), g[0, 0, 0, 0] + d._upstream[0, 0, 0, 0] / 1000
+                (0, 0, 0, 0), g[0, 0, 0, 0] + d.upstream_array[0, 0, 0, 0] / 1000
             ),
         ),  # a stray term
         (

@@ -29,7 +29,7 @@ from ..symbolic.tensors import symbols
 from .base import Op, Param, Problem
 
 
-def batchnorm2d(**params):
+def batchnorm2d(**params: Any) -> Derivation:
     op = "batchnorm2d"
     check_unknown(op, params, ("batch", "channels", "input", "eps"))
     eps_value = params.get("eps", 1e-5)
@@ -54,7 +54,9 @@ def batchnorm2d(**params):
         m = sp.Add(*xc) / M
         v = sp.Add(*[(t - m) ** 2 for t in xc]) / M
         b = v + eps
-        mu.append(m), var.append(v), B.append(b)
+        mu.append(m)
+        var.append(v)
+        B.append(b)
         for idx in np.ndindex(N, H, W):
             n, i, j = idx
             xhat[n, c, i, j] = (x[n, c, i, j] - m) * b ** sp.Rational(-1, 2)
@@ -103,7 +105,6 @@ def batchnorm2d(**params):
         extra=dict(mu=mu, var=var, eps=eps, radicands=B),
         constants={eps: sp.Float(eps_value)},
     )
-    der.eps = eps
     return der
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,7 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from derivgrad import kernels as K
-from derivgrad.kernels import output_size
-from derivgrad.kernels._geometry import window_span
+from derivgrad.kernels import output_size, window_span
 
 from ..document import Block, Doc, bmatrix, tex
 from ..symbolic.derivation import Derivation
@@ -39,40 +39,67 @@ from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
 from .base import Op, Param, Problem
 
-PARAMS = (
-    "input",
-    "kernel",
-    "stride",
-    "padding",
-    "dilation",
-    "channels",
-    "filters",
-    "batch",
-    "bias",
+_GEOMETRY = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "kernel size, an int or KHxKW"),
+    Param("stride", "size", "stride, an int or SHxSW"),
+    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
+    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
+    Param("channels", "int", "input channels"),
+    Param("filters", "int", "output channels (filters)"),
+    Param("batch", "int", "samples in the batch"),
+    Param("bias", "bool", "add a bias per filter"),
 )
+PARAMS = tuple(p.name for p in _GEOMETRY)
 
 
 def _squeeze(shape, keep):
     return tuple(n for n, k in zip(shape, keep) if k)
 
 
-def conv_nd(op, params, ndim):
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution's validated parameters: sizes per spatial axis (``size``, ``kernel``,
+    ``stride``, ``padding``, ``dilation``, ``out``), batch ``N``, channels ``C``, filters ``O``."""
+
+    size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    out: tuple[int, ...]
+    N: int
+    C: int
+    O: int
+    bias: bool
+
+    def params(self) -> dict[str, Any]:
+        return dict(
+            input=self.size,
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            channels=self.C,
+            filters=self.O,
+            batch=self.N,
+            bias=self.bias,
+        )
+
+
+def conv_geometry(op: str, params: Mapping[str, Any], ndim: int) -> ConvGeometry:
+    """Parse and check ``params`` (the command line's names, with the notes' defaults: a 3×3
+    input and a 2×2 filter in 2-D, x ∈ R⁴ and w ∈ R³ in 1-D); raises ``ParamError``."""
     check_unknown(op, params, PARAMS)
-    default_in = (3, 3) if ndim == 2 else (4,)
-    default_k = (2, 2) if ndim == 2 else (3,)
-    if ndim == 2:
-        size = pair(op, "input", params.get("input", default_in), 1)
-        ks = pair(op, "kernel", params.get("kernel", default_k), 1)
-        s = pair(op, "stride", params.get("stride", 1), 1)
-        p = pair(op, "padding", params.get("padding", 0), 0)
-        d = pair(op, "dilation", params.get("dilation", 1), 1)
-    else:
-        one = lambda name, dflt, lo: (count(op, name, _scalar(params.get(name, dflt)), lo),)
-        size, ks = one("input", 4, 1), one("kernel", 3, 1)
-        s, p, d = one("stride", 1, 1), one("padding", 0, 0), one("dilation", 1, 1)
-    C = count(op, "channels", params.get("channels", 1))
-    O = count(op, "filters", params.get("filters", 1))
-    N = count(op, "batch", params.get("batch", 1))
+
+    def axes(name: str, default: Any, minimum: int) -> tuple[int, ...]:
+        if ndim == 2:
+            return pair(op, name, params.get(name, default), minimum)
+        return (count(op, name, _scalar(params.get(name, default)), minimum),)
+
+    size = axes("input", (3, 3) if ndim == 2 else 4, 1)
+    ks = axes("kernel", (2, 2) if ndim == 2 else 3, 1)
+    s, p, d = axes("stride", 1, 1), axes("padding", 0, 0), axes("dilation", 1, 1)
     bias = params.get("bias", True)
     if isinstance(bias, str):
         bias = bias.lower() not in ("0", "false", "no")
@@ -82,79 +109,86 @@ def conv_nd(op, params, ndim):
             f"{op}: a {'x'.join(map(str, ks))} kernel (dilation {d}) does not fit a "
             f"{'x'.join(map(str, size))} input with padding {p}; output size would be {outs}"
         )
-    if C * O * N * np.prod(size) * np.prod(ks) > 20000:
+    g = ConvGeometry(
+        size,
+        ks,
+        s,
+        p,
+        d,
+        outs,
+        N=count(op, "batch", params.get("batch", 1)),
+        C=count(op, "channels", params.get("channels", 1)),
+        O=count(op, "filters", params.get("filters", 1)),
+        bias=bool(bias),
+    )
+    work = g.C * g.O * g.N * int(np.prod(size)) * int(np.prod(ks))
+    if work > 20000:
         raise ParamError(
             f"{op}: too large for a symbolic derivation "
-            "(batch*channels*filters*input*kernel = "
-            f"{C * O * N * np.prod(size) * np.prod(ks)} > 20000)"
+            f"(batch*channels*filters*input*kernel = {work} > 20000)"
         )
+    return g
+
+
+def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
+    """The convolution's derivation: forward by correlating the padded symbolic input, the
+    compact rules ``rule_dx``, ``rule_dw``, ``rule_db`` as the closed form."""
+    g = conv_geometry(op, params, ndim)
+    N, C, O, size, ks, s, p, d = g.N, g.C, g.O, g.size, g.kernel, g.stride, g.padding, g.dilation
     # symbol tensors: singleton batch/channel/filter axes are left out, as the notes do
     xs = symbols("x", _squeeze((N, C) + size, (N > 1, C > 1) + (True,) * ndim))
     ws = symbols("w", _squeeze((O, C) + ks, (O > 1, C > 1) + (True,) * ndim))
-    bs = symbols("b", (O,)) if bias else None
     x = xs.reshape((N, C) + size)
     w = ws.reshape((O, C) + ks)
     pads = [(q, q) for q in p]
     y = np.stack([correlate(pad(x[n], pads), w, s, d) for n in range(N)])
-    if bias:
+    y_shape = _squeeze((N, O) + g.out, (N > 1, O > 1) + (True,) * ndim)
+    ds = symbols("d", y_shape, latex=r"\delta")
+    dy = ds.reshape((N, O) + g.out)
+    inputs = {"x": xs, "w": ws}
+    closed = {
+        "x": lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
+        "w": lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape),
+    }
+    if g.bias:
+        bs = symbols("b", (O,))
         for o in range(O):
             y[:, o] = y[:, o] + bs[o]
-    y_shape = _squeeze((N, O) + outs, (N > 1, O > 1) + (True,) * ndim)
-    ds = symbols("d", y_shape, latex=r"\delta")
-    dy = ds.reshape((N, O) + outs)
-
-    dX = lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape)
-    dW = lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape)
-    db = lambda: rule_db(dy)
-
-    inputs = {"x": xs, "w": ws}
-    closed = {"x": dX, "w": dW}
-    if bias:
         inputs["b"] = bs
-        closed["b"] = db
+        closed["b"] = lambda: rule_db(dy)
     rules = {
         "x": "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
         "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
         "b": "db = Σ dY, summed over batch and positions",
     }
-    params_out = dict(
-        input=size,
-        kernel=ks,
-        stride=s,
-        padding=p,
-        dilation=d,
-        channels=C,
-        filters=O,
-        batch=N,
-        bias=bias,
+    extra = dict(x_full=x, w_full=w, out_size=g.out)
+    return Derivation(
+        op, g.params(), inputs, y.reshape(y_shape), ds, closed, rules, proof="expand", extra=extra
     )
-    der = Derivation(
-        op,
-        params_out,
-        inputs,
-        y.reshape(y_shape),
-        ds,
-        closed,
-        rules,
-        proof="expand",
-        extra=dict(x_full=x, w_full=w, out_size=outs),
-    )
-    der.conv_matrix = lambda: conv_matrix(der)
-    return der
 
 
-def full_upstream(dy, ks, s, d):
+def full_upstream(
+    dy: np.ndarray, ks: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
+) -> np.ndarray:
     """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
     side of each spatial axis (the last ``len(ks)`` axes)."""
     return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
 
 
-def rotated_filter(w, d):
+def rotated_filter(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
     """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
     return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
 
 
-def rule_dx(dy, w, size, ks, s, p, d):
+def rule_dx(
+    dy: np.ndarray,
+    w: np.ndarray,
+    size: tuple[int, ...],
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
     """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
     it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
     the rows no window reached, crop the padding p."""
@@ -173,7 +207,14 @@ def rule_dx(dy, w, size, ks, s, p, d):
     return np.stack(out)
 
 
-def rule_dw(x, dy, ks, s, p, d):
+def rule_dw(
+    x: np.ndarray,
+    dy: np.ndarray,
+    ks: tuple[int, ...],
+    s: tuple[int, ...],
+    p: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
     """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
     O, C = dy.shape[1], x.shape[1]
     g = zeros((O, C) + tuple(ks))
@@ -186,7 +227,7 @@ def rule_dw(x, dy, ks, s, p, d):
     return g
 
 
-def rule_db(dy):
+def rule_db(dy: np.ndarray) -> np.ndarray:
     """``db[o] = Σ_{n, positions} dY[n, o]``."""
     return np.array([sp.Add(*dy[:, o].reshape(-1)) for o in range(dy.shape[1])], dtype=object)
 
@@ -199,15 +240,15 @@ def _scalar(v):
     return v
 
 
-def conv2d(**params):
+def conv2d(**params: Any) -> Derivation:
     return conv_nd("conv2d", params, 2)
 
 
-def conv1d(**params):
+def conv1d(**params: Any) -> Derivation:
     return conv_nd("conv1d", params, 1)
 
 
-def conv_matrix(der):
+def conv_matrix(der: Derivation) -> sp.Matrix:
     r"""The matrix ``M`` of the linear map ``vec(x_pad) ↦ vec(x_pad ⋆ w)`` (bias left out),
     rows ``(n, o, i...)`` of the output, columns ``(n, c, i...)`` of the *padded* input,
     row-major.  For worked problem 5 (x ∈ R⁴ padded by 1 to R⁶, w ∈ R³) it is the 4×6
@@ -229,10 +270,10 @@ def conv_matrix(der):
     return sp.Matrix(len(rows), len(cols), lambda i, j: rows[i].coeff(cols[j]))
 
 
-def conv_matrix_proves_input_gradient(der):
+def conv_matrix_proves_input_gradient(der: Derivation) -> bool:
     """``crop_p(Mᵀ vec(δ)) == chain rule dX`` entry by entry (expand to 0); returns True."""
     M = conv_matrix(der)
-    delta = sp.Matrix(list(der._upstream.reshape(-1)))
+    delta = sp.Matrix(list(der.upstream_array.reshape(-1)))
     g = M.T * delta
     x = der.extra["x_full"]
     p = der.params["padding"]
@@ -328,17 +369,6 @@ def _index_rule(lhs, e):
 
 
 # -- the op protocol ---------------------------------------------------------------------------
-_GEOMETRY = (
-    Param("input", "size", "input size, an int or HxW"),
-    Param("kernel", "size", "kernel size, an int or KHxKW"),
-    Param("stride", "size", "stride, an int or SHxSW"),
-    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
-    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
-    Param("channels", "int", "input channels"),
-    Param("filters", "int", "output channels (filters)"),
-    Param("batch", "int", "samples in the batch"),
-    Param("bias", "bool", "add a bias per filter"),
-)
 
 
 @st.composite
@@ -369,8 +399,8 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
     P = d.params
     if (P["batch"], P["channels"], P["filters"]) != (1, 1, 1):
         return []
-    padded = full_upstream(d._upstream, P["kernel"], P["stride"], P["dilation"])
-    rotated = rotated_filter(d._inputs["w"], P["dilation"])
+    padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
+    rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
     return [
         ("h", (2, "The compact rule: pad, flip, correlate")),
         (

@@ -26,7 +26,7 @@ def _vec(name, n, latex=None):
     return symbols(name, (n,), latex=latex)
 
 
-def linear(**params):
+def linear(**params: Any) -> Derivation:
     r"""``y = W x + b`` for one sample (``y = x Wᵀ + b`` row-wise for a batch).
 
     Closed forms: ``dx = Wᵀ δ``, ``dW = δ xᵀ`` (summed over the batch), ``db = δ``."""
@@ -77,7 +77,7 @@ def linear(**params):
     )
 
 
-def relu(**params):
+def relu(**params: Any) -> Derivation:
     r"""``y = relu(z)`` elementwise; closed form ``dz = δ ⊙ 1[z > 0]`` (0 at the kink)."""
     op = "relu"
     check_unknown(op, params, ("features",))
@@ -95,7 +95,7 @@ def _softmax(z):
     return np.array([v / s for v in e], dtype=object)
 
 
-def softmax(**params):
+def softmax(**params: Any) -> Derivation:
     r"""``p_i = e^{z_i} / Σ_j e^{z_j}``.  The Jacobian (input-first layout) is
     ``∂p_i/∂z_j = p_i (δ_ij − p_j)``, i.e. ``diag(p) − p pᵀ`` (symmetric), so
     ``dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)`` (worked problem 1)."""
@@ -130,14 +130,14 @@ def _label(op, params, k):
 def softmax_jacobian(d: Derivation) -> np.ndarray:
     """The closed-form softmax Jacobian ``diag(p) − p pᵀ`` (symmetric, so the layout does not
     matter) in the derivation's ``z`` symbols (worked problem 1)."""
-    p = _softmax(d._inputs["z"])
+    p = _softmax(d.input_arrays["z"])
     k = len(p)
     return np.array(
         [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)], dtype=object
     )
 
 
-def softmax_cross_entropy(**params):
+def softmax_cross_entropy(**params: Any) -> Derivation:
     r"""``L = −log p_y(z)`` for one sample with label ``y`` (1-based); ``dz = p − e_y``."""
     op = "softmax_cross_entropy"
     check_unknown(op, params, ("classes", "label"))
@@ -160,7 +160,7 @@ def softmax_cross_entropy(**params):
     )
 
 
-def logistic_regression(**params):
+def logistic_regression(**params: Any) -> Derivation:
     r"""Multiclass logistic regression ``L = −log p_y(W x + b)`` (worked problem 2):
     ``∇_W L = (p − e_y) xᵀ``, ``∇_b L = p − e_y``, ``∇_x L = Wᵀ (p − e_y)``."""
     op = "logistic_regression"
@@ -198,7 +198,7 @@ def logistic_regression(**params):
     )
 
 
-def residual(**params):
+def residual(**params: Any) -> Derivation:
     r"""The skip connection ``y = W2 relu(W1 x) + x`` (worked problem 3), upstream ``δ_y``:
     ``∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y``; also ``∇_{W2} L = δ_y relu(W1 x)ᵀ`` and
     ``∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ``."""
@@ -235,7 +235,7 @@ def residual(**params):
     )
 
 
-def flatten(**params):
+def flatten(**params: Any) -> Derivation:
     r"""``y = vec(x)`` in row-major (C, H, W) order; ``dx = reshape(δ, x.shape)``."""
     from ..symbolic.params import pair
 

@@ -35,24 +35,12 @@ from .conv import rule_db, rule_dw
 from .pool import rule_maxpool_dx, window_positions
 
 
-def lenet(**params):
+def lenet(**params: Any) -> Derivation:
     op = "lenet"
-    check_unknown(op, params, ("input", "kernel", "filters", "hidden", "classes", "label"))
-    H, W = pair(op, "input", params.get("input", (4, 4)), 1)
-    K = count(op, "kernel", params.get("kernel", 3))
-    F = count(op, "filters", params.get("filters", 2))
-    hid = count(op, "hidden", params.get("hidden", 2))
-    k = count(op, "classes", params.get("classes", 2))
-    y = count(op, "label", params.get("label", 1)) - 1
-    if y >= k:
-        raise ParamError(f"{op}: label must be one of 1..{k}, got {y + 1}")
+    H, W, K, F, hid, k, y = _sizes(op, params)
     HO, WO = output_size(H, K), output_size(W, K)
     HP, WP = output_size(HO, 2, 2), output_size(WO, 2, 2)
-    if min(HP, WP) < 1:
-        raise ParamError(f"{op}: input {H}x{W} is too small for a {K}x{K} conv and a 2x2 pool")
     nf = F * HP * WP
-    if H * W * F * K * K + nf * hid > 400:
-        raise ParamError(f"{op}: instance too large for a symbolic derivation; use a smaller input")
     x = symbols("x", (H, W))
     Wc, bc = symbols("w", (F, K, K)), symbols("b", (F,))
     W1, b1 = symbols("W1", (hid, nf), latex="W^{(1)}"), symbols("b1", (hid,), latex="b^{(1)}")
@@ -66,13 +54,9 @@ def lenet(**params):
     for key, pos in wins.items():
         pooled[key] = WindowMax(*[zc[q] for q in pos])
     f_ = pooled.reshape(-1)
-    h = np.array(
-        [sp.Add(*[W1[i, j] * f_[j] for j in range(nf)]) + b1[i] for i in range(hid)], dtype=object
-    )
+    h = _affine(W1, f_, b1)
     a = np.array([Relu(v) for v in h], dtype=object)
-    z = np.array(
-        [sp.Add(*[W2[i, j] * a[j] for j in range(hid)]) + b2[i] for i in range(k)], dtype=object
-    )
+    z = _affine(W2, a, b2)
     e = [sp.exp(v) for v in z]
     p = np.array([v / sp.Add(*e) for v in e], dtype=object)
     L = -z[y] + sp.log(sp.Add(*e))
@@ -81,27 +65,7 @@ def lenet(**params):
     # full expressions for the proof, on per-layer symbols for the document
     deltas = _backward(W1, W2, zc, wins, p, h, y, (F, HP, WP))
     dz, dh, dconv = deltas["z"], deltas["h"], deltas["conv"]
-    Z = symbols("z", zc.shape)
-    disp = dict(
-        conv=zc,
-        pooled=_pool_of(Z, wins, (F, HP, WP)),
-        p=symbols("p", (k,)),
-        h=symbols("h", (hid,)),
-        a=symbols("a", (hid,)),
-        f=symbols("f", (nf,)),
-        z=Z,
-    )
-    disp_f = disp["pooled"].reshape(-1)
-    disp["h_expr"] = np.array(
-        [sp.Add(*[W1[i, j] * disp["f"][j] for j in range(nf)]) + b1[i] for i in range(hid)],
-        dtype=object,
-    )
-    disp["s_expr"] = np.array(
-        [sp.Add(*[W2[i, j] * disp["a"][j] for j in range(hid)]) + b2[i] for i in range(k)],
-        dtype=object,
-    )
-    disp["flat"] = disp_f
-    disp["deltas"] = _backward(W1, W2, Z, wins, disp["p"], disp["h"], y, (F, HP, WP))
+    disp = _display(zc, wins, W1, b1, W2, b2, y, (F, HP, WP))
     closed = {
         "W2": lambda: np.array(
             [[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object
@@ -146,6 +110,59 @@ def lenet(**params):
         ),
     )
     return der
+
+
+def _sizes(op: str, params: Mapping[str, Any]) -> tuple[int, int, int, int, int, int, int]:
+    """``(H, W, K, F, hidden, classes, label0)`` checked: the pooled map must exist, the
+    label be a class, and the instance small enough for SymPy."""
+    check_unknown(op, params, ("input", "kernel", "filters", "hidden", "classes", "label"))
+    H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+    K = count(op, "kernel", params.get("kernel", 3))
+    F = count(op, "filters", params.get("filters", 2))
+    hid = count(op, "hidden", params.get("hidden", 2))
+    k = count(op, "classes", params.get("classes", 2))
+    y = count(op, "label", params.get("label", 1)) - 1
+    if y >= k:
+        raise ParamError(f"{op}: label must be one of 1..{k}, got {y + 1}")
+    HO, WO = output_size(H, K), output_size(W, K)
+    HP, WP = output_size(HO, 2, 2), output_size(WO, 2, 2)
+    if min(HP, WP) < 1:
+        raise ParamError(f"{op}: input {H}x{W} is too small for a {K}x{K} conv and a 2x2 pool")
+    nf = F * HP * WP
+    if H * W * F * K * K + nf * hid > 400:
+        raise ParamError(f"{op}: instance too large for a symbolic derivation; use a smaller input")
+    return H, W, K, F, hid, k, y
+
+
+def _affine(Wm: np.ndarray, v: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``W v + b`` as an object array of sums."""
+    rows, cols = Wm.shape
+    return np.array(
+        [sp.Add(*[Wm[i, j] * v[j] for j in range(cols)]) + b[i] for i in range(rows)],
+        dtype=object,
+    )
+
+
+def _display(zc, wins, W1, b1, W2, b2, y, pool_shape) -> dict[str, Any]:
+    """The document's version of the network: a fresh symbol per layer output (z, m, f, h, a,
+    p) so each layer prints in terms of the one before, and the δ's in those symbols."""
+    k, hid = W2.shape
+    nf = W1.shape[1]
+    Z = symbols("z", zc.shape)
+    disp = dict(
+        conv=zc,
+        pooled=_pool_of(Z, wins, pool_shape),
+        p=symbols("p", (k,)),
+        h=symbols("h", (hid,)),
+        a=symbols("a", (hid,)),
+        f=symbols("f", (nf,)),
+        z=Z,
+    )
+    disp["h_expr"] = _affine(W1, disp["f"], b1)
+    disp["s_expr"] = _affine(W2, disp["a"], b2)
+    disp["flat"] = disp["pooled"].reshape(-1)
+    disp["deltas"] = _backward(W1, W2, Z, wins, disp["p"], disp["h"], y, pool_shape)
+    return disp
 
 
 def _pool_of(zc, wins, shape):
@@ -223,7 +240,7 @@ def lenet_document(d: Derivation) -> Doc:
         doc.p(f"${sym}$: {what}.")
         doc.eq([(indexed(sym, i), tex_split(e)) for i, e in entries(D[key], lambda i: i)][:12])
     doc.h("Parameter gradients", 2)
-    for k in d._closed:
+    for k in d.grad_names:
         doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k])}.")
     doc.h("Parameter counts of the full network", 2)
     doc.p(

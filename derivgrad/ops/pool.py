@@ -34,7 +34,15 @@ from ..symbolic.shapes import pool_layer
 from ..symbolic.tensors import symbols, zeros
 from .base import Op, Param, Problem
 
-PARAMS = ("input", "kernel", "stride", "padding", "channels", "region")
+_WINDOW = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "window size, an int or KHxKW"),
+    Param("stride", "size", "stride (default: the window size)"),
+    Param("padding", "size", "padding on each side, at most half the window"),
+    Param("channels", "int", "input channels"),
+)
+_REGION = Param("region", "int", "fix every window's arg-max by this seed (explicit routing)")
+PARAMS = tuple(p.name for p in (*_WINDOW, _REGION))
 
 
 def _windows(op, params):
@@ -60,7 +68,9 @@ def _windows(op, params):
     return dict(H=H, W=W, k=k, s=s, p=p, C=C, HO=HO, WO=WO), x, x3, wins, d, d.reshape(C, HO, WO)
 
 
-def rule_maxpool_dx(x3, d3, wins):
+def rule_maxpool_dx(
+    x3: np.ndarray, d3: np.ndarray, wins: dict[tuple[int, int, int], list[tuple[int, int, int]]]
+) -> np.ndarray:
     """Route each ``δ`` of window ``w`` to the window's first maximum: ``dX[p] = Σ_w δ_w ·
     FirstMax(p, window entries)``; ``wins`` maps output index → input positions."""
     out = zeros(x3.shape)
@@ -71,7 +81,16 @@ def rule_maxpool_dx(x3, d3, wins):
     return out
 
 
-def window_positions(C, H, W, k, s, p, HO, WO):
+def window_positions(
+    C: int,
+    H: int,
+    W: int,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    HO: int,
+    WO: int,
+) -> dict[tuple[int, int, int], list[tuple[int, int, int]]]:
     """Input positions ``(c, i, j)`` of each pooling window, padding left out (row-major)."""
     return {
         (c, i, j): [
@@ -84,7 +103,7 @@ def window_positions(C, H, W, k, s, p, HO, WO):
     }
 
 
-def maxpool2d(**params):
+def maxpool2d(**params: Any) -> Derivation:
     op = "maxpool2d"
     g, x, x3, wins, d, d3 = _windows(op, params)
     y = np.empty((g["C"], g["HO"], g["WO"]), dtype=object)
@@ -94,7 +113,17 @@ def maxpool2d(**params):
     dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
     region = params.get("region")
     notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
-    der = Derivation(
+    extra: dict[str, Any] = dict(windows=wins)
+    if region is not None:
+        # One region of input space: a seeded ordering of the inputs fixes every arg-max.
+        rng = np.random.default_rng(count(op, "region", region, 0))
+        rank = rng.permutation(x3.size).reshape(x3.shape)
+        extra["region_point"] = {x3[q]: sp.Integer(int(rank[q])) for q in np.ndindex(*x3.shape)}
+        notes.append(
+            f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
+            f"random permutation of the inputs."
+        )
+    return Derivation(
         op,
         dict(
             input=(g["H"], g["W"]),
@@ -110,27 +139,24 @@ def maxpool2d(**params):
         {"x": dX},
         {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
         notes=notes,
-        extra=dict(windows=wins),
+        extra=extra,
     )
-    if region is not None:
-        # One region of input space: a seeded ordering of the inputs fixes every arg-max.
-        rng = np.random.default_rng(count(op, "region", region, 0))
-        rank = rng.permutation(x3.size).reshape(x3.shape)
-        point = {x3[q]: sp.Integer(int(rank[q])) for q in np.ndindex(*x3.shape)}
-        fix = lambda e: e.replace(
-            lambda a: isinstance(a, FirstMax),
-            lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
-        )
-        der.region_point = point
-        der.routed = lambda: np.vectorize(fix, otypes=[object])(der.grad_array("x"))
-        der.notes.append(
-            f"Region {region}: every window's arg-max fixed by the ordering of a seeded "
-            f"random permutation of the inputs."
-        )
-    return der
 
 
-def avgpool2d(**params):
+def routed(der: Derivation) -> np.ndarray:
+    """The closed-form input gradient of a ``maxpool2d(region=SEED)`` derivation with every
+    window's first maximum fixed by the region's ordering: 0/1 indicators, explicit routing."""
+    point = der.extra.get("region_point")
+    if point is None:
+        raise ValueError("routed() needs a maxpool2d derivation built with region=SEED")
+    fix = lambda e: e.replace(
+        lambda a: isinstance(a, FirstMax),
+        lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
+    )
+    return np.vectorize(fix, otypes=[object])(der.grad_array("x"))
+
+
+def avgpool2d(**params: Any) -> Derivation:
     op = "avgpool2d"
     g, x, x3, wins, d, d3 = _windows(op, params)
     K = g["k"][0] * g["k"][1]
@@ -172,13 +198,7 @@ def _window(draw: Any) -> dict[str, Any]:
 
 
 class _Pool(Op):
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("input", "size", "input size, an int or HxW"),
-        Param("kernel", "size", "window size, an int or KHxKW"),
-        Param("stride", "size", "stride (default: the window size)"),
-        Param("padding", "size", "padding on each side, at most half the window"),
-        Param("channels", "int", "input channels"),
-    )
+    params: ClassVar[tuple[Param, ...]] = _WINDOW
     problems = "10"
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
@@ -205,9 +225,7 @@ class _Pool(Op):
 class MaxPool2d(_Pool):
     name = "maxpool2d"
     title = "Max pooling"
-    params = _Pool.params + (
-        Param("region", "int", "fix every window's arg-max by this seed (explicit routing)"),
-    )
+    params = (*_WINDOW, _REGION)
 
     def build(self, **params: Any) -> Derivation:
         return maxpool2d(**params)

@@ -103,6 +103,27 @@ class Derivation:
 
     # -- the public views ------------------------------------------------------------
     @property
+    def input_arrays(self) -> dict[str, np.ndarray]:
+        """``{name: object array}`` of the input symbols (NumPy object arrays, for documents
+        and rules that index and reshape them; ``inputs`` gives ``sympy.Array`` s)."""
+        return dict(self._inputs)
+
+    @property
+    def output_array(self) -> np.ndarray:
+        """The forward expressions as a NumPy object array."""
+        return self._output
+
+    @property
+    def upstream_array(self) -> np.ndarray:
+        """The upstream-gradient symbols δ (ones for a loss) as a NumPy object array."""
+        return self._upstream
+
+    @property
+    def grad_names(self) -> list[str]:
+        """The inputs that have a closed-form gradient, in the op's order."""
+        return list(self._closed)
+
+    @property
     def inputs(self):
         return {k: to_array(v) for k, v in self._inputs.items()}
 

@@ -1,10 +1,13 @@
 """Parameter parsing shared by the symbolic ops (the command line uses the same names)."""
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from ..errors import ParamError
-from ..kernels import _validate as v
+from ..kernels import hyperparams as v
 
 
-def pair(op, name, value, minimum):
+def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     if isinstance(value, str):
         parts = value.lower().replace("×", "x").split("x")
         try:
@@ -17,14 +20,14 @@ def pair(op, name, value, minimum):
         raise ParamError(str(e)) from None
 
 
-def count(op, name, value, minimum=1):
+def count(op: str, name: str, value: Any, minimum: int = 1) -> int:
     try:
         return v.int_param(op, name, int(value) if isinstance(value, str) else value, minimum)
     except (TypeError, ValueError) as e:
         raise ParamError(str(e)) from None
 
 
-def check_unknown(op, params, allowed):
+def check_unknown(op: str, params: Mapping[str, Any], allowed: Iterable[str]) -> None:
     extra = set(params) - set(allowed)
     if extra:
         raise ParamError(
