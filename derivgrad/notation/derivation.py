@@ -23,7 +23,6 @@ from .program import Ranges, adjoint_terms, hi_sym, lo_sym
 
 if TYPE_CHECKING:
     from ..document import Block
-    from .op import DefinedOp
 
 
 class DefinedDerivation(Derivation):
@@ -95,7 +94,7 @@ def _zero_at_random_points(f: sp.Expr, points: int = 3) -> bool:
     return True
 
 
-def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
+def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
     prog = op.program
     ranges = prog.infer(shapes, fixed=op.fixed)
     fwd, bwd = sympy_functions(prog, ranges)
@@ -139,7 +138,7 @@ def build(op: DefinedOp, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivatio
 
 
 # -- general sizes ---------------------------------------------------------------------------
-def general_sizes(op: DefinedOp) -> tuple[dict[str, tuple[sp.Symbol, ...]], list]:
+def general_sizes(op: Any) -> tuple[dict[str, tuple[sp.Symbol, ...]], list]:
     """A symbol per input axis (``N_c`` after the first index read alone on it, else
     ``n^{x}_{3}``) and the pairs of symbols the definition forces equal."""
     sizes: dict[str, tuple[sp.Symbol, ...]] = {}
@@ -163,7 +162,7 @@ def general_sizes(op: DefinedOp) -> tuple[dict[str, tuple[sp.Symbol, ...]], list
     return sizes, ranges.equal
 
 
-def general_ranges(op: DefinedOp) -> Ranges:
+def general_ranges(op: Any) -> Ranges:
     sizes, equal = general_sizes(op)
     rep: dict[Any, Any] = {}
     for a, b in equal:
@@ -173,7 +172,7 @@ def general_ranges(op: DefinedOp) -> Ranges:
     )
 
 
-def _rule_tex(op: DefinedOp, name: str, ranges: Ranges) -> str:
+def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
     prog = op.program
     free, terms = adjoint_terms(prog, name, op.example_ranges)
     bounds = {}
@@ -214,7 +213,7 @@ def _rule_tex(op: DefinedOp, name: str, ranges: Ranges) -> str:
     return lhs + " = " + (" + ".join(parts) if parts else "0")
 
 
-def sections(op: DefinedOp, d: Derivation) -> list[Block]:
+def sections(op: Any, d: Derivation) -> list[Block]:
     """The definition, its index ranges for general sizes and the gradient of every tensor in
     index notation (derived, not typed)."""
     prog = op.program
