@@ -105,6 +105,7 @@ def startup() -> tuple[tuple[float, float], tuple[float, float]]:
     spec = DEPTHWISE + f" * {time.time_ns() % 997 + 2}"
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, DERIVGRAD_CACHE_DIR=tmp)
+
         def run() -> tuple[float, float]:
             out = subprocess.run(
                 [sys.executable, "-c", STARTUP, spec],
@@ -135,10 +136,14 @@ def main() -> None:
         print(f"{name:34s} {1e3 * g:13.1f} {1e3 * h:9.1f} {g / h:6.2f}")
     first, warm = startup()
     print("fresh processes; imports (numpy, numba, derivgrad, sympy) counted apart:")
-    print(f"  first call, empty cache: imports {first[0]:.2f} s, define + codegen + compile + "
-          f"first forward/backward {first[1]:.2f} s")
-    print(f"  warm start from the disk cache: imports {warm[0]:.2f} s, define + load + first "
-          f"forward/backward {warm[1]:.2f} s")
+    print(
+        f"  first call, empty cache: imports {first[0]:.2f} s, define + codegen + compile + "
+        f"first forward/backward {first[1]:.2f} s"
+    )
+    print(
+        f"  warm start from the disk cache: imports {warm[0]:.2f} s, define + load + first "
+        f"forward/backward {warm[1]:.2f} s"
+    )
 
 
 if __name__ == "__main__":

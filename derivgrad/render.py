@@ -26,6 +26,7 @@ from .document import (
     tex_name,
     tex_split,
 )
+from .numeric_steps import at as numbers_at
 from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
 
@@ -36,6 +37,7 @@ def build(d: Derivation) -> Doc:
     op = get(d.op)
     whole = op.document(d)
     if whole is not None:
+        whole.blocks.extend(numbers_at("whole", d))  # NUMBERS: a numeric instance, appended
         return whole
     doc = Doc()
     title = op.title
@@ -58,6 +60,7 @@ def build(d: Derivation) -> Doc:
         )
         + " Indices are 1-based, as in the course notes."
     )
+    doc.blocks.extend(numbers_at("problem", d))  # NUMBERS: the given values
     # forward
     doc.h("Forward pass in scalar form", 2)
     out_name = "L" if not has_upstream(d) else "y"
@@ -69,6 +72,7 @@ def build(d: Derivation) -> Doc:
     doc.eq(lines[:24])
     if len(lines) > 24:
         doc.p(f"(and {len(lines) - 24} more entries of the same form).")
+    doc.blocks.extend(numbers_at("forward", d))  # NUMBERS: forward outputs
     # local derivatives
     doc.h("Local derivatives", 2)
     doc.p(
@@ -124,6 +128,7 @@ def build(d: Derivation) -> Doc:
                 )
             ]
         )
+    doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
     # chain rule
     doc.h("Chain rule", 2)
     if has_upstream(d):
@@ -143,6 +148,7 @@ def build(d: Derivation) -> Doc:
         doc.eq(rows[:16])
         if len(rows) > 16:
             doc.p(f"(and {len(rows) - 16} more entries.)")
+    doc.blocks.extend(numbers_at("chain", d))  # NUMBERS: each sum written out
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
@@ -162,6 +168,7 @@ def build(d: Derivation) -> Doc:
             ]
             doc.eq(rows[:16])
     doc.blocks.extend(op.sections(d))
+    doc.blocks.extend(numbers_at("closed", d))  # NUMBERS: the compact rule evaluated
     doc.h("Proof", 2)
     how = {
         "expand": "expanding the difference of the two to a polynomial that is identically zero",
@@ -176,6 +183,7 @@ def build(d: Derivation) -> Doc:
         f"For every entry, the closed form equals the chain rule: derivgrad proved it "
         f"symbolically by {how}" + (" (" + "; ".join(d.notes) + ")" if d.notes else "") + "."
     )
+    doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
 
 
@@ -279,27 +287,34 @@ def to_markdown(doc):
 
 
 def to_text(doc):
-    out = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            out.append(("=" if x[0] == 1 else "-") * 3 + " " + x[1])
-        elif kind == "p":
-            out.append(_prose_md(x).replace("$", "").replace("`", ""))
-        else:
-            for lhs, frags in x:
-                out.append(f"  {lhs} = " + " ".join(frags))
-    return "\n".join(out) + "\n"
+    """Unicode text for a terminal (:mod:`derivgrad.formats.text`): never LaTeX source."""
+    from .formats.text import to_text as unicode_text
+
+    return unicode_text(doc)
+
+
+FORMATS = ("latex", "markdown", "text", "html", "json")
 
 
 def render(d, fmt="latex", standalone=True):
+    """``d`` in one of :data:`FORMATS`; ``standalone=False`` gives a LaTeX fragment or an
+    HTML fragment (no page around it)."""
+    if fmt == "json":  # the derivation as data, not a document
+        from .formats.json import dumps
+
+        return dumps(d)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     doc = build(d)
     if fmt == "latex":
         return to_latex(doc, standalone)
     if fmt == "markdown":
         return to_markdown(doc)
-    if fmt == "text":
-        return to_text(doc)
-    raise ValueError(f"unknown format {fmt!r}; choose latex, markdown or text")
+    if fmt == "html":
+        from .formats.html import fragment, to_html
+
+        return to_html(doc) if standalone else fragment(doc)
+    return to_text(doc)
 
 
 def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
@@ -331,7 +346,9 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
             if r.returncode:
                 err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
                 raise RuntimeError(f"{engine} failed: {err}")
-        shutil.copy(Path(tmp) / "doc.pdf", out_pdf)
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())
     return out_pdf
 
 

@@ -127,6 +127,10 @@ class Run:
     saved_at: tuple | None = None
     session_seen: int = 0  # samples processed in this process during the current epoch
     t_epoch: float = 0.0
+    # data-parallel over MPI (derivgrad.distributed.Communicator); None: one process
+    dist: Any = None
+    stop_voted: bool = False  # under MPI: some rank asked to stop (agreed in the last step)
+    intr: Interrupts | None = None
 
     @property
     def n_batches(self) -> int:
@@ -141,13 +145,14 @@ class Run:
         )
 
     def save(self) -> None:
-        """Checkpoint the current (consistent) state, once per position."""
+        """Checkpoint the current (consistent) state, once per position (under MPI every
+        rank calls this at the same steps; rank 0 alone writes)."""
         key = (self.pos, self.opt.steps)
         if not self.cfg.checkpoint or self.saved_at == key:
             return
-        ckpt.save(
-            self.cfg.checkpoint, arrays_of(self.net, self.opt), meta_of(self.cfg, self.state())
-        )
+        arrays = arrays_of(self.net, self.opt)  # collective if the optimizer is sharded
+        if self.dist is None or self.dist.is_root:
+            ckpt.save(self.cfg.checkpoint, arrays, meta_of(self.cfg, self.state()))
         self.saved_at = key
 
     def step(self, perm: np.ndarray) -> float:
@@ -158,15 +163,21 @@ class Run:
         lr = lr_at(self.cfg, epoch, b, self.n_batches)
         self.in_unit = True
         self.opt.lr = lr
-        loss, probs = self.net.loss_and_grads(self.data.xtr[idx], self.data.ytr[idx])
+        if self.dist is None:
+            loss, probs = self.net.loss_and_grads(self.data.xtr[idx], self.data.ytr[idx])
+            correct = int((probs.argmax(1) == self.data.ytr[idx]).sum())
+            grads = self.net.named_grads()
+        else:  # this rank's shard; the global batch's loss, count and mean gradients
+            loss, correct, grads, self.stop_voted = self.dist.step(
+                self.net, self.data.xtr, self.data.ytr, idx, self.stop_vote()
+            )
         if not np.isfinite(loss):
             raise DivergedError(
                 f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b + 1} "
                 f"(lr {lr:g}); lower --lr. The last checkpoint, if any, is from before the "
                 f"divergence."
             )
-        self.opt.step(self.net.named_grads())
-        correct = int((probs.argmax(1) == self.data.ytr[idx]).sum())
+        self.opt.step(grads)
         self.tally = self.tally.add(float(loss), correct, len(idx))
         self.session_seen += len(idx)
         self.pos = Position(epoch, b + 1)
@@ -177,7 +188,13 @@ class Run:
         """Evaluate, record the epoch, move to the next one and checkpoint."""
         self.in_unit = True
         seconds = time.perf_counter() - self.t_epoch
-        test_loss, test_acc = evaluate(self.net, self.data.xte, self.data.yte)
+        if self.dist is None:
+            test_loss, test_acc = evaluate(self.net, self.data.xte, self.data.yte)
+        else:  # rank 0 evaluates; every rank records its result
+            self.dist.check_same_params(self.net.named_params())
+            test_loss, test_acc = self.dist.root_call(
+                evaluate, self.net, self.data.xte, self.data.yte
+            )
         if not np.isfinite(test_loss):
             raise DivergedError(
                 f"training diverged: the test loss is {test_loss} after epoch "
@@ -200,10 +217,22 @@ class Run:
         self.in_unit = False
         return rec
 
+    def stop_vote(self) -> bool:
+        return self.intr is not None and self.intr.requested()
 
-def _start(cfg: TrainConfig, data: Data, log: Log) -> Run:
+    def stop_requested(self) -> bool:
+        """Whether to stop at this step boundary: this process's signal, or under MPI the
+        ranks' agreement (every rank stops at the same step, so the checkpoint is whole)."""
+        return self.stop_voted if self.dist is not None else self.stop_vote()
+
+
+def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
     net, opt = build(cfg)
-    run = Run(cfg, data, net, opt, log)
+    if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update
+        from .distributed import make_data_parallel
+
+        opt = make_data_parallel(dist, net, opt)
+    run = Run(cfg, data, net, opt, log, dist=dist)
     if cfg.resume:
         _resume(run)
     for row in net.summary():
@@ -224,14 +253,18 @@ def _where(pos: Position, n_batches: int) -> str:
 def _resume(run: Run) -> None:
     cfg, where = run.cfg, str(run.cfg.checkpoint)
     found: dict[str, SavedState] = {}
+    specs = specs_of(run.net, run.opt)  # (collective if the optimizer is sharded)
 
     def expect(meta: dict) -> dict[str, ckpt.ArraySpec]:
         found["state"] = s = parse_meta(meta, where)
         cfg.check_resume(s.config.to_dict(), where)
-        return specs_of(run.net, run.opt)
+        return specs
 
-    arrays, _ = ckpt.load(where, expect)
-    s = found["state"]
+    def load() -> tuple[dict[str, np.ndarray], SavedState]:
+        return ckpt.load(where, expect)[0], found["state"]
+
+    # under MPI rank 0 reads and every rank gets the state (no shared file system needed)
+    arrays, s = load() if run.dist is None else run.dist.root_call(load)
     if s.n_train is not None and s.n_train != len(run.data.ytr):
         raise CheckpointError(
             f"{where}: checkpoint was trained on {s.n_train} images but this run has "
@@ -247,6 +280,10 @@ def _resume(run: Run) -> None:
             f"beyond this run's --epochs {cfg.epochs}"
         )
     restore(run.net, run.opt, arrays, s.steps)
+    if getattr(run.dist, "sharded", None) is not None:  # its state is spread over the ranks
+        run.opt.load_state_dict(
+            {k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": s.steps}
+        )
     run.pos, run.tally, run.history = s.position, s.tally, list(s.history)
     run.saved_at = (run.pos, s.steps)
     run.log(f"resumed from {where} at {_where(run.pos, run.n_batches)}")
@@ -269,22 +306,25 @@ def _warm_up(run: Run) -> None:
 class Stopped(KeyboardInterrupt):
     """Raised at a step boundary after a deferred signal, once the checkpoint is written."""
 
+    all_ranks = True  # under MPI every rank stops at the same step: no abort needed
+
 
 def _stop_if_asked(run: Run, intr: Interrupts) -> None:
     """At a step boundary: if a signal came, checkpoint this position and stop."""
-    if not intr.requested():
+    if not run.stop_requested():
         return
     run.in_unit = True  # a second signal during the save must not start another one
     run.save()
     run.in_unit = False
     where = _where(run.pos, run.n_batches)
+    name = intr.name or "a signal to another rank"
     run.log(
-        f"interrupted ({intr.name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
+        f"interrupted ({name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
         f"continue with --resume"
         if run.cfg.checkpoint
-        else f"interrupted ({intr.name}) at {where} (no --checkpoint given, nothing saved)"
+        else f"interrupted ({name}) at {where} (no --checkpoint given, nothing saved)"
     )
-    raise Stopped(intr.name)
+    raise Stopped(name)
 
 
 def _epoch(run: Run, intr: Interrupts, progress: bool) -> None:
@@ -312,6 +352,9 @@ def _epoch(run: Run, intr: Interrupts, progress: bool) -> None:
 
 def _loop(run: Run, progress: bool) -> None:
     with deferred_interrupts() as intr:
+        run.intr = intr
+        if run.dist is not None:  # a wait that hangs after a signal ends the job
+            run.dist.stop_requested = intr.requested
         try:
             while run.pos.epoch < run.cfg.epochs:
                 _epoch(run, intr, progress)
@@ -322,20 +365,33 @@ def _loop(run: Run, progress: bool) -> None:
             if run.in_unit or intr.requested():  # a second signal, or inside a step
                 why = "a second signal" if intr.requested() else "an interrupt inside a step"
                 run.log(f"stopped at once by {why}: the last checkpoint written stands")
-            else:  # raised between steps by code other than our handler: consistent
+            elif run.dist is None:  # raised between steps by other code: consistent
                 run.save()
                 run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
             raise
 
 
 def train(
-    cfg: TrainConfig | Mapping[str, Any], log: Log = print, progress: bool = True
+    cfg: TrainConfig | Mapping[str, Any],
+    log: Log = print,
+    progress: bool = True,
+    dist: Any = None,
 ) -> tuple[dict[str, Any], Sequential]:
-    """Run training as ``cfg`` says; returns (metrics of the last epoch, the network)."""
+    """Run training as ``cfg`` says; returns (metrics of the last epoch, the network).
+
+    ``dist``: a :class:`derivgrad.distributed.Communicator` for data-parallel training over
+    MPI (``None``: one process).  Every rank takes its shard of each global batch and the
+    gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
+    """
     cfg = cfg if isinstance(cfg, TrainConfig) else from_mapping(cfg)
+    if dist is not None:
+        dist.check_batch(cfg.batch_size)
+        if not dist.is_root:
+            log, progress = (lambda s: None), False
+        log(dist.describe())
     cfg.check_outputs()
     data = load_data(cfg, log)
-    run = _start(cfg, data, log)
+    run = _start(cfg, data, log, dist)
     _warm_up(run)
     t_start = time.perf_counter()
     if run.pos.epoch >= cfg.epochs:
@@ -348,7 +404,7 @@ def train(
         epochs=cfg.epochs,
         history=run.history,
     )
-    if cfg.plot:
+    if cfg.plot and (dist is None or dist.is_root):
         plot(run.history, cfg.plot)
         log(f"plot written to {cfg.plot}")
     return metrics, run.net

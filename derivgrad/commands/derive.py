@@ -14,6 +14,7 @@ def _cmd_derive(a):
     from pathlib import Path
 
     from .. import derive
+    from ..atomic import write_text_atomic
     from ..registry import get
     from ..render import compile_pdf, render
 
@@ -22,6 +23,8 @@ def _cmd_derive(a):
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
         d = defined_op(a).derive()
+        if a.value or a.random_values is not None:
+            d = _attach_values(d, a.value or [], a.random_values)
         if not a.no_verify:
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
@@ -31,10 +34,16 @@ def _cmd_derive(a):
     elif a.op.replace("_", "-") == "worked-problems":
         from ..worked import document
 
+        if a.value or a.random_values is not None:
+            raise UsageError("--value and --random-values need one op, not worked-problems")
+        if fmt == "json":
+            raise UsageError("--format json describes one derivation: name an op")
         text = document(fmt)
         op_name = "worked-problems"
     else:
         d = derive(a.op, **op_arguments(a, get(a.op)))
+        if a.value or a.random_values is not None:
+            d = _attach_values(d, a.value or [], a.random_values)
         if not a.no_verify:
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
@@ -43,7 +52,7 @@ def _cmd_derive(a):
         if fmt != "latex" or a.fragment:
             raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
         out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
-        Path(out).with_suffix(".tex").write_text(text)
+        write_text_atomic(Path(out).with_suffix(".tex"), text)
         try:
             compile_pdf(text, out)
         except RuntimeError as e:
@@ -51,10 +60,24 @@ def _cmd_derive(a):
         print(f"wrote {out} and {Path(out).with_suffix('.tex')}", file=sys.stderr)
         return
     if a.output:
-        Path(a.output).write_text(text)
+        write_text_atomic(a.output, text)  # a full disk leaves the old file, not half a new one
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+def _attach_values(d, pairs: list[str], seed: int | None):
+    """``--random-values SEED`` fills every input and δ; each ``--value NAME=ARRAY`` then sets
+    (or overrides) one of them."""
+    from ..instance import attach, parse_array, random_values
+
+    values = random_values(d, seed) if seed is not None else {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--value takes NAME=ARRAY (e.g. x='[[1,2],[3,4]]'), got {pair!r}")
+        values[name.strip()] = parse_array(text, name.strip())
+    return attach(d, values)
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
@@ -73,7 +96,22 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     if full:
         add_op_arguments(p)
     add_define_arguments(p)
-    p.add_argument("--format", choices=["latex", "markdown", "text"], default="latex")
+    p.add_argument(
+        "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
+    )
+    p.add_argument(
+        "--value",
+        action="append",
+        metavar="NAME=ARRAY",
+        help="numbers for one input (or upstream, for δ), e.g. x='[[1,2,0],[0,-1,3],[2,1,1]]'; "
+        "repeatable; the worked solution carries them through every step",
+    )
+    p.add_argument(
+        "--random-values",
+        type=int,
+        metavar="SEED",
+        help="fill every input and δ with small integers drawn from SEED",
+    )
     p.add_argument(
         "--fragment", action="store_true", help="LaTeX without preamble, to paste into a document"
     )

@@ -8,12 +8,14 @@ import sys
 from ..errors import UsageError
 
 
-def _threads(n: int | None) -> None:
-    if n is None:
-        return
+def _threads(n: int | None, default: int | None = None) -> None:
     import numba
 
     top = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    if n is None:  # under MPI: the node's cores shared among its ranks
+        if default is not None:
+            numba.set_num_threads(min(default, top))
+        return
     if not 1 <= n <= top:
         raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {n}")
     numba.set_num_threads(n)
@@ -29,15 +31,29 @@ def config_from_args(a: argparse.Namespace):
 
 def _cmd_train(a: argparse.Namespace) -> None:
     from .. import data as mnist
+    from ..distributed import abort_on_error, detect
     from ..train import metrics_line, train
 
     cfg = config_from_args(a)  # every value checked before anything is read or downloaded
+    # under an MPI launcher (or --mpi): the communicator; None (and no mpi4py import) otherwise
+    dist = detect(force=a.mpi)
+    if dist is not None:
+        dist.shard_optimizer = a.shard_optimizer
+        try:  # the same verdict on every rank: rank 0 says it, all exit with status 2
+            dist.check_batch(cfg.batch_size)
+        except UsageError:
+            if dist.is_root:
+                raise
+            sys.exit(2)
     cfg.check_outputs()
-    _threads(a.threads)
+    _threads(a.threads, dist.default_threads() if dist is not None else None)
     if a.download:
         cfg = cfg.replace(data=str(mnist.download(a.data, log=lambda s: print(s, file=sys.stderr))))
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
-    metrics, _ = train(cfg, log=log, progress=not a.quiet and sys.stderr.isatty())
+    with abort_on_error(dist):
+        metrics, _ = train(cfg, log=log, progress=not a.quiet and sys.stderr.isatty(), dist=dist)
+    if dist is not None and not dist.is_root:
+        return
     log(f"test accuracy {100 * metrics['test_acc']:.2f}% after {metrics['epochs']} epochs")
     print(metrics_line(metrics))
 
@@ -90,7 +106,24 @@ def _add_settings(p: argparse.ArgumentParser, D) -> None:
         "--overwrite", action="store_true", help="replace an existing --checkpoint from scratch"
     )
     p.add_argument("--plot", help="write loss and accuracy curves to this .png, .pdf or .svg")
-    p.add_argument("--threads", type=int, help="number of threads (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads per process (default: all cores; under MPI, the node's cores divided "
+        "among its ranks)",
+    )
+    p.add_argument(
+        "--shard-optimizer",
+        action="store_true",
+        help="under MPI: each rank updates 1/P of the parameters (reduce-scatter, update, "
+        "all-gather) instead of all of them",
+    )
+    p.add_argument(
+        "--mpi",
+        action="store_true",
+        help="use MPI even where no launcher is detected (mpiexec, mpirun and srun are "
+        "detected); see the README",
+    )
     p.add_argument("--filters", type=int, default=D.filters)
     p.add_argument("--hidden", type=int, default=D.hidden)
     p.add_argument("--kernel", type=int, default=D.kernel)

@@ -100,6 +100,9 @@ class Derivation:
         self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
         self._cache = {}
         self.timings = {}
+        # numbers for some inputs and δ (a numeric instance, derivgrad.instance.attach):
+        # {name: object array of exact numbers}; empty for a purely symbolic derivation
+        self.values: dict = {}
 
     # -- the public views ------------------------------------------------------------
     @property
@@ -322,6 +325,17 @@ class Derivation:
     def latex(self, **kw):
         """The worked solution as a LaTeX document (``standalone=False``: a fragment)."""
         return _document_face()(self, "latex", **kw)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter shows a derivation as its worked solution: HTML with MathML (the notebook's
+        choice), the LaTeX fragment, Markdown with ``$``-math, and Unicode text."""
+        render = _document_face()
+        return {
+            "text/html": render(self, "html", standalone=False),
+            "text/latex": render(self, "latex", standalone=False),
+            "text/markdown": render(self, "markdown"),
+            "text/plain": render(self, "text"),
+        }
 
     def __repr__(self):
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())
