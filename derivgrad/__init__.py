@@ -20,6 +20,7 @@ __version__ = "0.2.0"
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "derive": ".api",
+    "define": ".notation",
     "OPS": ".registry",
     "gradcheck": "._gradcheck",
     "GradcheckError": ".errors",
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ._gradcheck import gradcheck
     from .api import derive
     from .errors import DerivgradError, GradcheckError, ParamError
+    from .notation import define
     from .registry import OPS
 
 
@@ -49,6 +51,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "derive",
+    "define",
     "gradcheck",
     "GradcheckError",
     "OPS",

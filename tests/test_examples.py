@@ -37,3 +37,10 @@ def test_check_your_kernel(tmp_path):
     out = run([EX / "check_your_kernel.py"], tmp_path)
     assert "my_conv2d_backward:" in out and "PASS" in out.splitlines()[0]
     assert "caught:" in out
+
+
+def test_check_your_depthwise_conv(tmp_path):
+    out = run([EX / "check_your_depthwise_conv.py"], tmp_path)
+    assert "derived and proved: True" in out
+    assert "my_depthwise_backward: PASS" in out and "buggy_backward: FAIL" in out
+    assert "caught: my_depthwise: gradient of x differs" in out

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
+from ._define_arguments import add_define_arguments, defined_op
 
 
 def _cmd_check(a):
@@ -12,7 +13,12 @@ def _cmd_check(a):
 
     if a.examples < 1:
         raise UsageError(f"--examples must be at least 1, got {a.examples}")
-    ops = [get(n) for n in a.ops] if a.ops else list(OPS.values())
+    if a.define is not None:
+        if a.ops:
+            raise UsageError(f"give either ops ({' '.join(a.ops)}) or --define, not both")
+        ops = [defined_op(a)]
+    else:
+        ops = [get(n) for n in a.ops] if a.ops else list(OPS.values())
     results = []
     for op in ops:
         # a slow op (the whole network) is one derivation of several seconds: one case
@@ -32,4 +38,5 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p.add_argument("ops", nargs="*", help="ops to check (default: all)")
     p.add_argument("--examples", type=int, default=8, help="hypothesis examples per op")
     p.add_argument("--seed", type=int, default=0)
+    add_define_arguments(p)
     p.set_defaults(func=_cmd_check)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
+from ._define_arguments import add_define_arguments, defined_op
 from ._op_arguments import OPS, add_op_arguments, op_arguments
 
 
@@ -18,7 +19,19 @@ def _cmd_derive(a):
     from ..render import compile_pdf, render
 
     fmt = a.format
-    if a.op.replace("_", "-") == "worked-problems":
+    if a.define is not None:
+        if a.op:
+            raise UsageError(f"give either an op ({a.op}) or --define, not both")
+        d = defined_op(a).derive()
+        if a.value or a.random_values is not None:
+            d = _attach_values(d, a.value or [], a.random_values)
+        if not a.no_verify:
+            d.verify()
+        text = render(d, fmt, standalone=not a.fragment)
+        op_name = d.op
+    elif not a.op:
+        raise UsageError("give an op name (derivgrad derive conv2d) or --define SPEC --shape ...")
+    elif a.op.replace("_", "-") == "worked-problems":
         from ..worked import document
 
         if a.value or a.random_values is not None:
@@ -76,11 +89,13 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     names = ", ".join(OPS()) if full else "an op name"
     p.add_argument(
         "op",
+        nargs="?",
         help=f"{names}, or worked-problems "
         "(all the worked problems of the notes in one document with a table of contents)",
     )
     if full:
         add_op_arguments(p)
+    add_define_arguments(p)
     p.add_argument(
         "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
     )

@@ -40,6 +40,26 @@ def _idx(shape):
     return itertools.product(*(range(n) for n in shape))
 
 
+def _partials(expr, wanted):
+    """``{s: ∂expr/∂s}`` for the symbols of ``wanted`` that occur in ``expr``, differentiating
+    each term of a sum only by the symbols it contains (a product of distinct factors by
+    dropping the factor: no ``diff`` call)."""
+    out = {}
+    for term in sp.Add.make_args(expr):
+        hit = term.free_symbols & wanted
+        if not hit:
+            continue
+        factors = sp.Mul.make_args(term)
+        for s in hit:
+            if s in factors and sum(1 for f in factors if f.has(s)) == 1:
+                k = factors.index(s)
+                dv = sp.Mul(*(factors[:k] + factors[k + 1 :]))
+            else:
+                dv = sp.diff(term, s)
+            out.setdefault(s, []).append(dv)
+    return {s: sp.Add(*v) for s, v in out.items()}
+
+
 class Derivation:
     """Built by an op's symbolic face (see :mod:`derivgrad.registry`); users get it from
     :func:`derivgrad.derive`.
@@ -122,23 +142,47 @@ class Derivation:
         if name not in self._inputs:
             raise KeyError(f"{self.op}: no input named {name!r}; inputs are {sorted(self._inputs)}")
 
-    def jacobian_array(self, name):
-        """Object-array Jacobian, shape ``inputs[name].shape + output.shape`` (sparse: an
-        entry is differentiated only when the symbol occurs in the output expression)."""
+    def _sparse_jacobian(self, name):
+        """``{input index: [(output index, ∂output/∂input), ...]}``, the non-zeros only.
+
+        Each output expression is walked once, term by term: a term is differentiated only
+        with respect to the input symbols it contains, so the work grows with the non-zeros
+        of the Jacobian, not with input size × output size (conv2d 28×28 with a 5×5 filter:
+        14 400 non-zeros of 451 584 entries)."""
         self._check(name)
-        key = ("J", name)
+        key = ("Jsparse", name)
         if key not in self._cache:
             t = time.perf_counter()
             x = self._inputs[name]
             y = self._output
-            J = np.empty(x.shape + y.shape, dtype=object)
-            free = {o: y[o].free_symbols for o in _idx(y.shape)}
+            where = {}
             for i in _idx(x.shape):
-                s = x[i]
-                for o in _idx(y.shape):
-                    J[i + o] = sp.diff(y[o], s) if s in free[o] else sp.Integer(0)
-            self._cache[key] = J
+                if isinstance(x[i], sp.Symbol):
+                    where.setdefault(x[i], []).append(i)
+            rows = {i: [] for i in _idx(x.shape)}
+            wanted = set(where)
+            for o in _idx(y.shape):
+                for s, v in _partials(y[o], wanted).items():
+                    if v != 0:
+                        for i in where[s]:
+                            rows[i].append((o, v))
+            self._cache[key] = rows
             self.timings[f"jacobian {name}"] = time.perf_counter() - t
+        return self._cache[key]
+
+    def jacobian_array(self, name):
+        """Object-array Jacobian, shape ``inputs[name].shape + output.shape`` (built from the
+        non-zeros of :meth:`_sparse_jacobian`)."""
+        key = ("J", name)
+        if key not in self._cache:
+            rows = self._sparse_jacobian(name)
+            x, y = self._inputs[name], self._output
+            J = np.empty(x.shape + y.shape, dtype=object)
+            J.fill(sp.Integer(0))
+            for i, row in rows.items():
+                for o, v in row:
+                    J[i + o] = v
+            self._cache[key] = J
         return self._cache[key]
 
     def jacobian(self, name):
@@ -146,15 +190,16 @@ class Derivation:
         return to_array(self.jacobian_array(name))
 
     def chain_array(self, name):
-        """The chain rule as a tensor contraction: ``Σ_o J[i, o] δ[o]``, shape of the input."""
+        """The chain rule as a tensor contraction: ``Σ_o J[i, o] δ[o]``, shape of the input
+        (over the non-zeros of the Jacobian only)."""
         key = ("chain", name)
         if key not in self._cache:
-            J = self.jacobian_array(name)
+            rows = self._sparse_jacobian(name)
             x = self._inputs[name]
             d = self._upstream
             out = np.empty(x.shape, dtype=object)
             for i in _idx(x.shape):
-                out[i] = sp.Add(*[J[i + o] * d[o] for o in _idx(d.shape) if J[i + o] != 0])
+                out[i] = sp.Add(*[v * d[o] for o, v in rows[i]])
             self._cache[key] = out
         return self._cache[key]
 

@@ -1,0 +1,69 @@
+"""``--define SPEC`` (or ``--define @FILE``), ``--shape NAME=AxB`` and ``--range INDEX=N``:
+a layer in index notation on the command line (``derivgrad derive``, ``derivgrad check``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+
+def add_define_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("a layer of your own, in index notation (instead of OP)")
+    g.add_argument(
+        "--define",
+        metavar="SPEC",
+        help="the definition, e.g. 'y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]'; "
+        "statements on separate lines or separated by ';'; @FILE reads it from FILE",
+    )
+    g.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=AxB",
+        help="an input's example shape, e.g. x=2x3x7x7 (one --shape per input)",
+    )
+    g.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="INDEX=N",
+        help="fix an index's range where no read determines it, e.g. u=2",
+    )
+
+
+def _sizes(option: str, text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        sizes = tuple(int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--{option} takes NAME=AxB (e.g. x=2x3x7x7), got {text!r}") from None
+    return name.strip(), sizes
+
+
+def defined_op(a: argparse.Namespace) -> Any:
+    """The op of ``--define``/``--shape``/``--range`` (registered under its name)."""
+    from ..notation import define
+
+    spec = a.define
+    if spec.startswith("@"):
+        path = Path(spec[1:])
+        try:
+            spec = path.read_text()
+        except OSError as e:
+            raise UsageError(f"--define @{path}: cannot read it ({e.strerror})") from None
+    spec = spec.replace(";", "\n")
+    shapes = dict(_sizes("shape", s) for s in a.shape)
+    if not shapes:
+        raise UsageError("--define needs the example shape of every input: --shape x=2x3x7x7 ...")
+    ranges = {}
+    for r in a.range:
+        name, sizes = _sizes("range", r)
+        if len(sizes) != 1:
+            raise UsageError(f"--range takes INDEX=N, got {r!r}")
+        ranges[name] = sizes[0]
+    return define(spec, ranges=ranges, **shapes)  # type: ignore[arg-type]

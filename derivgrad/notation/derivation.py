@@ -1,0 +1,272 @@
+r"""The symbolic face of a defined op: a :class:`Derivation` on concrete shapes, and the
+general-size rules in index notation for its document.
+
+The forward expressions and the closed-form gradients come from the same loop nests as the
+kernels (:mod:`derivgrad.notation.codegen`, SymPy back end), so the proof that the closed form
+equals the chain rule (the Jacobian contracted with δ) on the instance is a proof about the
+rules the kernels run.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy as sp
+
+from ..document import tex, tex_name
+from ..symbolic.derivation import Derivation
+from ..symbolic.tensors import symbols
+from .codegen import sympy_functions
+from .program import Ranges, adjoint_terms, hi_sym, lo_sym
+
+if TYPE_CHECKING:
+    from ..document import Block
+
+
+class DefinedDerivation(Derivation):
+    """A :class:`Derivation` whose proof tries, in turn: expanding the difference; writing each
+    ``e^a`` as a positive symbol and expanding the numerator over a common denominator; the
+    same with every radical base ``B`` of ``B^{p/q}`` written as ``S^q``."""
+
+    def _is_zero(self, e: sp.Expr) -> bool:
+        if e == 0:
+            return True
+        if not e.has(sp.exp) and not any(not p.exp.is_Integer for p in e.atoms(sp.Pow)):
+            return sp.expand(e) == 0
+        subs: dict[Any, Any] = {}
+        bases: dict[Any, sp.Symbol] = {}
+        for atom in e.atoms(sp.exp):
+            c, a = sp.factor_terms(atom.args[0]).as_coeff_Mul()
+            E = bases.setdefault(a, sp.Symbol(f"E{len(bases)}", positive=True))
+            subs[atom] = E**c
+        f = e.xreplace(subs) if subs else e
+        # B^{p/q} -> S^{p q_B / q} with B = S^{q_B} (q_B: the lcm of B's denominators): the
+        # identity must then hold for any positive S, a rational function in S
+        rad: dict[Any, int] = {}
+        for p in f.atoms(sp.Pow):
+            b, x = p.args
+            if x.is_Rational and not x.is_Integer:
+                rad[b] = int(sp.ilcm(rad.get(b, 1), x.q))
+        if rad:
+            S = {b: sp.Symbol(f"S{i}", positive=True) for i, b in enumerate(rad)}
+            pows = {}
+            for p in f.atoms(sp.Pow):
+                b, x = p.args
+                if b in rad and x.is_Rational and not x.is_Integer:
+                    pows[p] = S[b] ** int(x * rad[b])
+            f = f.xreplace(pows).xreplace({b: S[b] ** rad[b] for b in rad})
+        if _rational(f):
+            return _zero_at_random_points(f)
+        f = sp.expand(f)
+        if f == 0:
+            return True
+        num, _ = sp.fraction(sp.together(f))
+        return sp.expand(num) == 0
+
+
+PROOF = (
+    "expanding the difference of the two to zero; where exponentials or radicals occur, by "
+    r"writing each $e^{a}$ and each radical $\sqrt[q]{B}$ as a positive symbol, which leaves a "
+    "rational function, and evaluating it exactly at three random integer points of "
+    r"$\{1, \dots, 2^{61}\}^n$ (Schwartz--Zippel: a non-zero rational function of degree "
+    r"$d$ vanishes there with probability at most $d / 2^{61}$)"
+)
+
+
+def _rational(f: sp.Expr) -> bool:
+    """Whether ``f`` is a rational function of its symbols (no function calls left)."""
+    return not f.atoms(sp.Function) and all(p.exp.is_Integer for p in f.atoms(sp.Pow))
+
+
+def _zero_at_random_points(f: sp.Expr, points: int = 3) -> bool:
+    """Schwartz–Zippel: a rational function that is not identically zero, of total degree
+    ``d``, vanishes at a uniformly random point of ``{1..M}^n`` with probability at most
+    ``d / M``.  Evaluated exactly (rationals) at ``points`` points with ``M = 2^61``, a
+    non-zero ``f`` passes with probability below ``(d / 2^61)^points``."""
+    rng = random.Random(0x5EED)
+    syms = sorted(f.free_symbols, key=str)
+    for _ in range(points):
+        v = f.xreplace({s: sp.Integer(rng.randint(1, 2**61)) for s in syms})
+        if v != 0:
+            return False
+    return True
+
+
+def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
+    prog = op.program
+    ranges = prog.infer(shapes, fixed=op.fixed)
+    fwd, bwd = sympy_functions(prog, ranges)
+    inputs = {k: symbols(k, shapes[k], latex=tex_name(k), real=True) for k in prog.inputs}
+    T = {n: np.empty(ranges.shapes[n], dtype=object) for n in prog.defined}
+    fwd(None, *inputs.values(), *T.values())
+    y = T[prog.output]
+    up = symbols("d", y.shape, latex=r"\delta", real=True)
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def grads() -> dict[str, np.ndarray]:
+        if "g" not in cache:
+            adj = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined[:-1]}
+            adj[prog.output] = up
+            g = {k: np.empty(v.shape, dtype=object) for k, v in inputs.items()}
+            bwd(
+                None,
+                *inputs.values(),
+                *T.values(),
+                *[adj[n] for n in prog.defined],
+                *g.values(),
+            )
+            cache["g"] = g
+        return cache["g"]
+
+    closed = {k: (lambda k=k: grads()[k]) for k in prog.inputs}
+    rules = {k: f"dL/d{k}, by the general-size rule in index notation below" for k in prog.inputs}
+    return DefinedDerivation(
+        op.name,
+        {k: shapes[k] for k in prog.inputs},
+        inputs,
+        y,
+        up,
+        closed,
+        rules,
+        proof=PROOF,
+        notes=[
+            "the closed form is the reverse-mode rule in gather form evaluated on this instance"
+        ],
+    )
+
+
+# -- general sizes ---------------------------------------------------------------------------
+def general_sizes(op: Any) -> tuple[dict[str, tuple[sp.Symbol, ...]], list]:
+    """A symbol per input axis (``N_c`` after the first index read alone on it, else
+    ``n^{x}_{3}``) and the pairs of symbols the definition forces equal."""
+    sizes: dict[str, tuple[sp.Symbol, ...]] = {}
+    named: dict[tuple[str, int], str] = {}
+    for st in op.program.statements:
+        for name, subs, _ in st.refs:
+            for axis, a in enumerate(subs):
+                t = a.bare()
+                if t is not None and name in op.example:
+                    named.setdefault((name, axis), t)
+    for k, shape in op.example.items():
+        sizes[k] = tuple(
+            sp.Symbol(
+                f"N_{{{named[(k, a)]}}}" if (k, a) in named else f"n^{{{k}}}_{{{a + 1}}}",
+                positive=True,
+                integer=True,
+            )
+            for a in range(len(shape))
+        )
+    ranges = op.program.infer(sizes, check=False, fixed=op.fixed)
+    return sizes, ranges.equal
+
+
+def general_ranges(op: Any) -> Ranges:
+    sizes, equal = general_sizes(op)
+    rep: dict[Any, Any] = {}
+    for a, b in equal:
+        rep[b] = rep.get(a, a)
+    return op.program.infer(
+        {k: tuple(rep.get(s, s) for s in v) for k, v in sizes.items()}, check=False, fixed=op.fixed
+    )
+
+
+def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
+    prog = op.program
+    free, terms = adjoint_terms(prog, name, op.example_ranges)
+    bounds = {}
+    for k, st in enumerate(prog.statements):
+        for t in st.indices:
+            lo, hi = ranges.index[k][t]
+            bounds[lo_sym(k, t)] = lo
+            bounds[hi_sym(k, t)] = hi
+
+    def bar(t: str) -> str:
+        return r"\delta" if t == prog.output else r"\bar{%s}" % tex_name(t)
+
+    parts = []
+    for term in terms:
+        s = ""
+        for v, lo, hi in term.loops:
+            s += r"\sum_{%s=%s}^{%s}" % (
+                tex(v),
+                tex(sp.simplify(lo.xreplace(bounds))),
+                tex(sp.simplify((hi - 1).xreplace(bounds))),
+            )
+        conds = ""
+        for e, L, U in term.conds:
+            L, U = sp.simplify(L.xreplace(bounds)), sp.simplify(U.xreplace(bounds))
+            if L == U:
+                conds += r"\,[%s = %s]" % (tex(e), tex(L))
+            else:
+                conds += r"\,[%s \le %s \le %s]" % (tex(L), tex(e), tex(U))
+        tensor, subs = term.upstream
+        ups = sp.Indexed(sp.IndexedBase(bar(tensor)), *[x.xreplace(bounds) for x in subs])
+        reads = {
+            ph: sp.Indexed(sp.IndexedBase(tex_name(t)), *[x.xreplace(bounds) for x in ss])
+            for ph, (t, ss) in term.reads.items()
+        }
+        body = (ups * term.factor.xreplace(reads)).xreplace(bounds)
+        parts.append(s + conds + r"\, " + tex(body))
+    lhs = r"\frac{\partial L}{\partial %s_{%s}}" % (tex_name(name), ",".join(tex(f) for f in free))
+    return lhs + " = " + (" + ".join(parts) if parts else "0")
+
+
+def sections(op: Any, d: Derivation) -> list[Block]:
+    """The definition, its index ranges for general sizes and the gradient of every tensor in
+    index notation (derived, not typed)."""
+    prog = op.program
+    ranges = general_ranges(op)
+    out: list[Block] = [("h", (2, "General-size rules in index notation"))]
+    defs = "; ".join(rf"\texttt{{{_tt(st.text)}}}" for st in prog.statements)
+    out.append(("p", f"The definition: {defs}."))
+    lines = []
+    for k, st in enumerate(prog.statements):
+        rs = ", ".join(
+            r"$%s \in [%s,\ %s)$"
+            % (t, tex(sp.simplify(ranges.index[k][t][0])), tex(sp.simplify(ranges.index[k][t][1])))
+            for t in st.indices
+        )
+        lines.append(f"statement {k + 1}: {rs}")
+    out.append(
+        (
+            "p",
+            "Index ranges for general sizes (an index read alone takes its axis's extent; "
+            "an index inside an affine subscript takes the largest range that keeps every read "
+            r"in bounds; a tensor defined on the left is stored from 0, at $t - \mathrm{lo}_t$): "
+            + "; ".join(lines)
+            + ".",
+        )
+    )
+    out.append(
+        (
+            "p",
+            r"Reverse mode, statement by statement from the last, with $\bar{T} = \partial L/"
+            r"\partial T$ for each defined tensor and $\delta$ for the output; the equations "
+            r"between subscripts are solved for one index each, and the brackets "
+            r"$[\cdot]$ are 1 when the condition holds and 0 otherwise:",
+        )
+    )
+    eqs = []
+    for name in list(reversed(prog.defined[:-1])) + list(prog.inputs):
+        lhs, rhs = _rule_tex(op, name, ranges).split(" = ", 1)
+        eqs.append((lhs, [rhs]))
+    out.append(("eq", eqs))
+    return out
+
+
+def _tt(s: str) -> str:
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("^", r"\^{}"),
+        ("~", r"\~{}"),
+    ):
+        s = s.replace(a, b)
+    return s

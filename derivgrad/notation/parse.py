@@ -1,0 +1,245 @@
+r"""The index notation of :func:`derivgrad.define`, parsed into statements.
+
+One statement a line (blank lines and ``#`` comments are skipped)::
+
+    T[i, j, ...]  = expression      # elementwise: every index on the right is on the left
+    T[i, j, ...] += expression      # sums over the indices on the right and not on the left
+
+The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh
+sigmoid erf abs`` and ``max(a, b)``, ``len(d)`` (the extent of index ``d``) and tensor reads
+``x[e_1, ..., e_r]`` whose subscripts are affine in the indices with integer coefficients
+(``2*i + u``, ``i - u``, ``i + 2*u``).  The left side's subscripts are plain, distinct index
+names.  Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact; every
+malformed statement raises a one-line :class:`~derivgrad.errors.ParamError` (a
+``ValueError``) naming the statement, its column and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from ..errors import ParamError
+
+FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "max")
+
+
+class DefineError(ParamError):
+    """A malformed definition: one line naming the statement and the column."""
+
+
+@dataclass(frozen=True)
+class Affine:
+    """``Σ coef[t] · t + const`` over index names ``t`` (a subscript)."""
+
+    coef: tuple[tuple[str, int], ...]
+    const: int
+
+    def indices(self) -> tuple[str, ...]:
+        return tuple(t for t, _ in self.coef)
+
+    def bare(self) -> str | None:
+        """The index name when the subscript is exactly one index, else ``None``."""
+        if self.const == 0 and len(self.coef) == 1 and self.coef[0][1] == 1:
+            return self.coef[0][0]
+        return None
+
+    def text(self) -> str:
+        parts = []
+        for t, c in self.coef:
+            term = t if abs(c) == 1 else f"{abs(c)}*{t}"
+            parts.append(("- " if c < 0 else "+ ") + term)
+        if self.const or not parts:
+            parts.append(("- " if self.const < 0 else "+ ") + str(abs(self.const)))
+        s = " ".join(parts)
+        return s[2:] if s.startswith("+ ") else "-" + s[2:]
+
+
+# expression nodes: tuples, so that they hash and compare by value
+#   ("num", float) | ("ref", tensor, (Affine, ...)) | ("len", index) | ("neg", e)
+#   ("add"|"sub"|"mul"|"div"|"pow", a, b) | ("call", fname, (args...))
+Expr = tuple
+
+
+@dataclass
+class Statement:
+    number: int  # 1-based, counting statements (not blank lines)
+    text: str  # the line as written, stripped
+    target: str
+    lhs: tuple[str, ...]
+    accumulate: bool  # "+=" (sum over the right's extra indices) or "=" (elementwise)
+    rhs: Expr
+    refs: list[tuple[str, tuple[Affine, ...], int]] = field(default_factory=list)  # + column
+    indices: tuple[str, ...] = ()  # lhs first, then the summed ones in order of appearance
+    len_indices: set[str] = field(default_factory=set)
+
+    def error(self, col: int, message: str) -> DefineError:
+        return DefineError(f"statement {self.number} ({self.text!r}), column {col + 1}: {message}")
+
+    @property
+    def summed(self) -> tuple[str, ...]:
+        return tuple(t for t in self.indices if t not in self.lhs)
+
+
+def _col(node: ast.AST) -> int:
+    return getattr(node, "col_offset", 0)
+
+
+def _affine(st: Statement, node: ast.AST) -> dict[str, int] | int:
+    """A subscript as ``{index: coef, "": const}``."""
+    if isinstance(node, ast.Name):
+        return {node.id: 1, "": 0}
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return {"": node.value}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        a = _affine(st, node.operand)
+        s = -1 if isinstance(node.op, ast.USub) else 1
+        return {k: s * v for k, v in a.items()}  # type: ignore[union-attr]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        a, b = _affine(st, node.left), _affine(st, node.right)
+        s = 1 if isinstance(node.op, ast.Add) else -1
+        out = dict(a)  # type: ignore[arg-type]
+        for k, v in b.items():  # type: ignore[union-attr]
+            out[k] = out.get(k, 0) + s * v
+        return out
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        a, b = _affine(st, node.left), _affine(st, node.right)
+        for c, e in ((a, b), (b, a)):
+            if set(c) == {""}:  # type: ignore[arg-type]
+                k = c[""]  # type: ignore[index]
+                return {t: k * v for t, v in e.items()}  # type: ignore[union-attr]
+    raise st.error(
+        _col(node),
+        f"subscript {ast.unparse(node)!r} is not affine in the indices "
+        "(use index names, integers, +, - and integer multiples such as 2*i + u)",
+    )
+
+
+def _to_affine(st: Statement, node: ast.AST) -> Affine:
+    a = _affine(st, node)
+    coef = tuple((t, c) for t, c in a.items() if t and c != 0)  # type: ignore[union-attr]
+    return Affine(coef, a.get("", 0))  # type: ignore[union-attr]
+
+
+def _subscripts(node: ast.Subscript) -> list[ast.AST]:
+    s = node.slice
+    return list(s.elts) if isinstance(s, ast.Tuple) else [s]
+
+
+_BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+
+
+def _expr(st: Statement, node: ast.AST) -> Expr:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return ("num", float(node.value))  # type: ignore[arg-type]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return ("neg", _expr(st, node.operand))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        return _expr(st, node.operand)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+        return (_BIN[type(node.op)], _expr(st, node.left), _expr(st, node.right))
+    if isinstance(node, ast.Subscript):
+        if not isinstance(node.value, ast.Name):
+            raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
+        subs = tuple(_to_affine(st, s) for s in _subscripts(node))
+        st.refs.append((node.value.id, subs, _col(node)))
+        return ("ref", node.value.id, subs)
+    if isinstance(node, ast.Call):
+        fname = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+        if node.keywords:
+            raise st.error(_col(node), f"{fname}() takes no keyword arguments")
+        if fname == "len":
+            if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+                raise st.error(_col(node), "len() takes one index name, as in len(d)")
+            st.len_indices.add(node.args[0].id)
+            return ("len", node.args[0].id)
+        if fname not in FUNCTIONS:
+            raise st.error(
+                _col(node),
+                f"unknown function {fname!r}; known: {', '.join(FUNCTIONS)} and len(index)",
+            )
+        want = 2 if fname == "max" else 1
+        if len(node.args) != want:
+            raise st.error(
+                _col(node),
+                f"{fname}() takes {want} argument{'s' * (want > 1)}, got {len(node.args)}",
+            )
+        return ("call", fname, tuple(_expr(st, a) for a in node.args))
+    if isinstance(node, ast.Name):
+        raise st.error(
+            _col(node),
+            f"{node.id!r} has no subscripts: read a tensor as {node.id}[...], "
+            "and an index's extent as len(index)",
+        )
+    raise st.error(_col(node), f"{ast.unparse(node)!r} is not allowed in a definition")
+
+
+def parse_statement(number: int, line: str) -> Statement:
+    text = line.strip()
+    st = Statement(number, text, "", (), False, ("num", 0.0))
+    try:
+        tree = ast.parse(text, mode="exec")
+    except SyntaxError as e:
+        raise st.error((e.offset or 1) - 1, f"syntax error ({e.msg})") from None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign)):
+        raise st.error(0, "a statement is 'T[i, ...] = expression' or 'T[i, ...] += expression'")
+    node = tree.body[0]
+    target: ast.expr
+    if isinstance(node, ast.AugAssign):
+        if not isinstance(node.op, ast.Add):
+            raise st.error(_col(node), "only '=' and '+=' are allowed")
+        target, st.accumulate = node.target, True
+    else:
+        if len(node.targets) != 1:
+            raise st.error(0, "one tensor on the left")
+        target = node.targets[0]
+    if not (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name)):
+        raise st.error(_col(target), "the left side must be a tensor with indices, as in y[i, j]")
+    st.target = target.value.id
+    lhs = []
+    for s in _subscripts(target):
+        if not isinstance(s, ast.Name):
+            raise st.error(_col(s), f"left subscript {ast.unparse(s)!r} must be a plain index name")
+        if s.id in lhs:
+            raise st.error(_col(s), f"index {s.id!r} appears twice on the left")
+        lhs.append(s.id)
+    st.lhs = tuple(lhs)
+    st.rhs = _expr(st, node.value)
+    order = list(lhs)
+    for _, subs, _ in st.refs:
+        for a in subs:
+            for t in a.indices():
+                if t not in order:
+                    order.append(t)
+    st.indices = tuple(order)
+    # every index on the left must be read on the right, else its range is undefined
+    right = {t for _, subs, _ in st.refs for a in subs for t in a.indices()}
+    for t in lhs:
+        if t not in right:
+            col = text.find(t, _col(target))
+            raise st.error(col, f"index {t!r} on the left does not appear on the right")
+    for t in st.len_indices - right:
+        raise st.error(text.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
+    if not st.accumulate:
+        extra = [t for t in order if t not in lhs]
+        if extra:
+            col = max(text.find(extra[0], text.find("=")), 0)
+            raise st.error(
+                col,
+                f"index {extra[0]!r} is on the right but not on the left: use '+=' to sum over it",
+            )
+    return st
+
+
+def parse(spec: str) -> list[Statement]:
+    """The statements of ``spec``; raises :class:`DefineError` for a malformed one."""
+    if not isinstance(spec, str):
+        raise DefineError(f"define: the definition must be a string, got {type(spec).__name__}")
+    statements: list[Statement] = []
+    for line in spec.splitlines():
+        code = line.split("#", 1)[0]
+        if code.strip():
+            statements.append(parse_statement(len(statements) + 1, code))
+    if not statements:
+        raise DefineError("define: the definition has no statement")
+    return statements

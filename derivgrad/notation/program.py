@@ -1,0 +1,422 @@
+r"""A parsed definition as a program: names checked, index ranges inferred, gradients derived.
+
+**Ranges.**  Every statement has its own indices.  An index used alone as a subscript takes
+that axis's extent, ``[0, n)`` (every such use must agree).  An index that appears only inside
+affine subscripts takes the largest range keeping every read in bounds: from
+``0 <= a·t + rest <= n - 1`` for all values of the other indices,
+
+.. math:: t \ge \lceil -\min(\mathrm{rest}) / a \rceil, \qquad
+          t \le \lfloor (n - 1 - \max(\mathrm{rest})) / a \rfloor \quad (a > 0)
+
+(a "valid" convolution; ``x[i - u]`` starts ``i`` at ``K - 1``: a causal convolution whose
+output entry ``i - (K-1)`` is the one ending at ``x[i]``).  A tensor defined on the left is
+stored from 0: entry ``t - lo_t``.  Padding is not part of the notation: pad the input
+(``np.pad``) and read it with an offset.  A read that can fall outside its tensor is an error
+naming the statement, never a silent zero.
+
+The same inference runs on integers (the example shapes, and every call of the generated
+kernels, where it validates the arrays' shapes) and on SymPy symbols (the general-size rules).
+
+**Gradients.**  Reverse mode over the statements, written in *gather* form: the adjoint of
+a tensor ``R`` read as ``R[a(t)]`` by statement ``T[lhs] (+)= E`` receives
+
+.. math:: \bar R[p] \mathrel{+}= \sum_{t:\ a(t) = p} \bar T[\mathrm{lhs}(t)]\,
+          \frac{\partial E}{\partial R[a(t)]}(t)
+
+and the equations ``a_j(t) = p_j`` are solved for an index of coefficient ±1 each (SymPy does
+the algebra), leaving the other indices as sums bounded by the solved indices' ranges
+(``[0 <= p - 2i <= K - 1]``).  Each adjoint entry is owned by one output point, so the
+generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from ..symbolic.functions import WindowMax
+from .parse import Affine, DefineError, Statement
+
+Number = Any  # int (concrete shapes) or a SymPy expression (general sizes)
+
+
+def _is_int(*v: Any) -> bool:
+    return all(isinstance(a, int) for a in v)
+
+
+def _fdiv(a: Number, b: int) -> Number:
+    return a // b if _is_int(a) else sp.floor(a / b)
+
+
+def _cdiv(a: Number, b: int) -> Number:
+    return -((-a) // b) if _is_int(a) else sp.ceiling(a / b)
+
+
+def _max(a: Number, b: Number) -> Number:
+    return max(a, b) if _is_int(a, b) else sp.Max(a, b)
+
+
+def _min(a: Number, b: Number) -> Number:
+    return min(a, b) if _is_int(a, b) else sp.Min(a, b)
+
+
+@dataclass
+class Ranges:
+    """Per statement ``{index: (lo, hi)}`` (``hi`` exclusive) and every tensor's shape."""
+
+    index: list[dict[str, tuple[Number, Number]]]
+    shapes: dict[str, tuple[Number, ...]]
+    bare: list[set[str]]  # indices whose range comes from a bare read: always [0, n)
+    equal: list[tuple[Any, Any]] = field(default_factory=list)  # symbolic: sizes found equal
+
+
+class Program:
+    """The checked statements of a definition with the ranks of its tensors.
+
+    ``inputs``: the tensors read and never defined, in order of first read; ``defined``: the
+    tensors defined, in order; ``output``: the last one.
+    """
+
+    def __init__(self, statements: list[Statement], ranks: dict[str, int]):
+        self.statements = statements
+        self.inputs: list[str] = []
+        self.defined: list[str] = []
+        self.ranks: dict[str, int] = {}
+        self.stmt_of: dict[str, int] = {}
+        indices = {t for st in statements for t in st.indices}
+        for k, st in enumerate(statements):
+            if st.target in indices:
+                raise st.error(0, f"{st.target!r} is both an index and a tensor: rename one")
+            if st.target in self.ranks or st.target in ranks:
+                what = "an input" if st.target in ranks else "defined above"
+                raise st.error(0, f"{st.target!r} is {what}: a name is defined once")
+            for name, subs, col in st.refs:
+                if name in indices:
+                    raise st.error(col, f"{name!r} is both an index and a tensor: rename one")
+                if name in self.ranks:
+                    if len(subs) != self.ranks[name]:
+                        raise st.error(
+                            col,
+                            f"{name} is read with {len(subs)} subscript(s) but has "
+                            f"{_axes(self.ranks[name])}",
+                        )
+                    continue
+                if name == st.target or name in {s.target for s in statements[k + 1 :]}:
+                    raise st.error(col, f"{name} is read before it is defined")
+                if name not in ranks:
+                    raise st.error(
+                        col, f"unknown tensor {name!r}: give its shape, as in {name}=(2, 3)"
+                    )
+                if len(subs) != ranks[name]:
+                    raise st.error(
+                        col,
+                        f"{name} is read with {len(subs)} subscript(s) but its shape has "
+                        f"{_axes(ranks[name])}",
+                    )
+                self.ranks[name] = ranks[name]
+                self.inputs.append(name)
+            self.ranks[st.target] = len(st.lhs)
+            self.stmt_of[st.target] = k
+            self.defined.append(st.target)
+            if not st.lhs:
+                raise st.error(0, "the left side needs at least one index, as in y[i]")
+        unused = [k for k in ranks if k not in self.ranks]
+        if unused:
+            raise DefineError(
+                f"define: a shape was given for {', '.join(unused)}, which the definition "
+                "never reads"
+            )
+        self.output = statements[-1].target
+
+    # -- ranges -----------------------------------------------------------------------------
+    def infer(
+        self,
+        shapes: dict[str, tuple[Number, ...]],
+        check: bool = True,
+        fixed: dict[str, tuple[int, int]] | None = None,
+    ) -> Ranges:
+        """Index ranges for input ``shapes`` (ints, or SymPy symbols for general sizes).
+
+        With ints (``check``) an inconsistent shape, an empty range or a read out of bounds is
+        a :class:`DefineError` naming the statement."""
+        shapes = dict(shapes)
+        out = Ranges([], shapes, [])
+        for st in self.statements:
+            rng: dict[str, tuple[Number, Number]] = {}
+            src: dict[str, str] = {}
+            bare: set[str] = set()
+            for t, r in (fixed or {}).items():
+                if t in st.indices:
+                    rng[t], src[t] = r, f"the range {t}={r} given to define"
+            for name, subs, col in st.refs:
+                for axis, a in enumerate(subs):
+                    b = a.bare()
+                    if b is None:
+                        continue
+                    t = b
+                    n = shapes[name][axis]
+                    if t not in rng:
+                        rng[t], src[t] = (0, n), f"axis {axis} of {name} ({n})"
+                        bare.add(t)
+                    elif rng[t][1] != n or rng[t][0] != 0:
+                        if _is_int(n, rng[t][1]):
+                            raise st.error(
+                                col,
+                                f"index {t!r} runs over {src[t]} and axis {axis} of {name} "
+                                f"({n}): the sizes must agree",
+                            )
+                        out.equal.append((rng[t][1], n))
+            # indices read only inside affine subscripts: the largest in-bounds range
+            todo = [t for t in st.indices if t not in rng]
+            while todo:
+                progress = False
+                for t in list(todo):
+                    lo: Number = None
+                    hi: Number = None
+                    for name, subs, _ in st.refs:
+                        for axis, a in enumerate(subs):
+                            c = dict(a.coef).get(t, 0)
+                            if not c or any(u not in rng for u in a.indices() if u != t):
+                                continue
+                            rmin, rmax = _span(a, rng, skip=t)
+                            n = shapes[name][axis]
+                            if c > 0:
+                                lo_c, hi_c = _cdiv(-rmin, c), _fdiv(n - 1 - rmax, c)
+                            else:
+                                lo_c, hi_c = _cdiv(rmax - n + 1, -c), _fdiv(rmin, -c)
+                            lo = lo_c if lo is None else _max(lo, lo_c)
+                            hi = hi_c if hi is None else _min(hi, hi_c)
+                    if lo is not None:
+                        rng[t] = (lo, hi + 1)
+                        todo.remove(t)
+                        progress = True
+                if not progress:
+                    col = st.text.find(todo[0], st.text.find("="))
+                    raise st.error(
+                        max(col, 0),
+                        f"cannot infer the range of index {todo[0]!r}: it is read only "
+                        "together with other indices of unknown range",
+                    )
+            if check:
+                for t in st.indices:
+                    lo, hi = rng[t]
+                    if _is_int(lo, hi) and hi <= lo:
+                        raise st.error(
+                            max(st.text.find(t), 0),
+                            f"index {t!r} has an empty range [{lo}, {hi}): the input shapes "
+                            f"{_fmt_shapes(shapes, st)} are too small for this statement",
+                        )
+                for name, subs, col in st.refs:
+                    for axis, a in enumerate(subs):
+                        lo, hi = _span(a, rng)
+                        n = shapes[name][axis]
+                        if _is_int(lo, hi, n) and (lo < 0 or hi > n - 1):
+                            raise st.error(
+                                col,
+                                f"{name}[...] axis {axis} subscript {a.text()} reads "
+                                f"[{lo}, {hi}] outside [0, {n - 1}]",
+                            )
+            out.index.append(rng)
+            out.bare.append(bare)
+            shapes[st.target] = tuple(rng[t][1] - rng[t][0] for t in st.lhs)
+        out.shapes = shapes
+        return out
+
+
+def _axes(r: int) -> str:
+    return f"{r} axis" if r == 1 else f"{r} axes"
+
+
+def _span(a: Affine, rng: dict[str, tuple[Number, Number]], skip: str = "") -> tuple:
+    lo: Number = a.const
+    hi: Number = a.const
+    for u, c in a.coef:
+        if u == skip:
+            continue
+        ulo, uhi = rng[u]
+        if c > 0:
+            lo, hi = lo + c * ulo, hi + c * (uhi - 1)
+        else:
+            lo, hi = lo + c * (uhi - 1), hi + c * ulo
+    return lo, hi
+
+
+def _fmt_shapes(shapes: dict, st: Statement) -> str:
+    names = dict.fromkeys(n for n, _, _ in st.refs)
+    return ", ".join(f"{n}={tuple(shapes[n])}" for n in names)
+
+
+# -- symbolic pieces shared by the derivation, the kernels and the documents ------------------
+def lo_sym(k: int, t: str) -> sp.Symbol:
+    return sp.Symbol(f"lo{k}_{t}", integer=True)
+
+
+def hi_sym(k: int, t: str) -> sp.Symbol:
+    return sp.Symbol(f"hi{k}_{t}", integer=True)
+
+
+def _sigmoid(a: sp.Expr) -> sp.Expr:
+    return 1 / (1 + sp.exp(-a))
+
+
+SYMPY_FUNCTIONS = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "tanh": sp.tanh,
+    "sigmoid": _sigmoid,
+    "erf": sp.erf,
+    "abs": sp.Abs,
+    "max": lambda a, b: WindowMax(a, b),
+}
+
+
+@dataclass
+class Local:
+    """A statement's right side as SymPy over placeholders, one per distinct read."""
+
+    expr: sp.Expr
+    reads: list[tuple[sp.Symbol, str, tuple[Affine, ...]]]  # placeholder, tensor, subscripts
+
+
+def local(k: int, st: Statement) -> Local:
+    reads: dict[tuple[str, tuple[Affine, ...]], sp.Symbol] = {}
+
+    def go(e: tuple) -> sp.Expr:
+        kind = e[0]
+        if kind == "num":
+            v = e[1]
+            return sp.Integer(int(v)) if float(v).is_integer() else sp.Rational(repr(v))
+        if kind == "ref":
+            key = (e[1], e[2])
+            if key not in reads:
+                reads[key] = sp.Symbol(f"ph{k}_{len(reads)}", real=True)
+            return reads[key]
+        if kind == "len":
+            return hi_sym(k, e[1]) - lo_sym(k, e[1])
+        if kind == "neg":
+            return -go(e[1])
+        if kind == "call":
+            return SYMPY_FUNCTIONS[e[1]](*[go(a) for a in e[2]])
+        a, b = go(e[1]), go(e[2])
+        return {
+            "add": lambda: a + b,
+            "sub": lambda: a - b,
+            "mul": lambda: a * b,
+            "div": lambda: a / b,
+            "pow": lambda: a**b,
+        }[kind]()
+
+    expr = go(st.rhs)
+    return Local(expr, [(s, name, subs) for (name, subs), s in reads.items()])
+
+
+def idx_sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True)
+
+
+def affine_expr(a: Affine, names: dict[str, sp.Symbol]) -> sp.Expr:
+    return sp.Add(sp.Integer(a.const), *[c * names[t] for t, c in a.coef])
+
+
+@dataclass
+class Term:
+    """One contribution to an adjoint in gather form (see the module docstring).
+
+    ``free``: the adjoint's index symbols; ``loops``: remaining summed ``(symbol, lo, hi)``
+    (``hi`` exclusive; bounds in ``lo{k}_t``/``hi{k}_t`` symbols); ``conds``: ``(e, L, U)``
+    meaning ``L <= e <= U``; ``upstream``: ``(tensor, subscripts)`` of the adjoint read;
+    ``factor``: ``∂E/∂R`` over placeholders; ``reads``: placeholder → ``(tensor, subscripts)``.
+    """
+
+    statement: int
+    free: tuple[sp.Symbol, ...]
+    loops: list[tuple[sp.Symbol, sp.Expr, sp.Expr]]
+    conds: list[tuple[sp.Expr, sp.Expr, sp.Expr]]
+    upstream: tuple[str, tuple[sp.Expr, ...]]
+    factor: sp.Expr
+    reads: dict[sp.Symbol, tuple[str, tuple[sp.Expr, ...]]]
+
+
+_POOL = "pqrsabcefghklm"
+
+
+def adjoint_terms(
+    prog: Program, name: str, example: Ranges
+) -> tuple[tuple[sp.Symbol, ...], list[Term]]:
+    """The gather-form terms of ``dL/d name``, with the free index symbols (names chosen for
+    the document: the bare index of the first read where there is one, else p, q, ...)."""
+    rank = prog.ranks[name]
+    used = {t for st in prog.statements for t in st.indices}
+    reads = []  # (k, Local, placeholder, subs)
+    for k, st in enumerate(prog.statements):
+        loc = local(k, st)
+        for ph, tensor, subs in loc.reads:
+            if tensor == name:
+                reads.append((k, loc, ph, subs))
+    free_names: list[str] = []
+    first = reads[0][3] if reads else ()
+    pool = [c for c in _POOL if c not in used]
+    for j in range(rank):
+        t = first[j].bare() if first else None
+        if t is not None and t not in free_names:
+            free_names.append(t)
+        else:
+            free_names.append(pool.pop(0))
+    free = tuple(idx_sym(n) for n in free_names)
+    terms = []
+    for k, loc, ph, subs in reads:
+        st = prog.statements[k]
+        factor = sp.diff(loc.expr, ph)
+        if factor == 0:
+            continue
+        # the statement's indices, renamed where they would clash with the free ones
+        names = {
+            t: idx_sym(t if t not in free_names else _fresh(t, free_names, used))
+            for t in st.indices
+        }
+        lo = {t: lo_sym(k, t) for t in st.indices}
+        hi = {t: hi_sym(k, t) for t in st.indices}
+        ext = {t: example.index[k][t][1] - example.index[k][t][0] for t in st.indices}
+        solved: dict[sp.Symbol, sp.Expr] = {}
+        conds: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = []
+        inv = {v: t for t, v in names.items()}
+        for j, a in enumerate(subs):
+            e = affine_expr(a, names).xreplace(solved)
+            e = sp.expand(e)
+            cands = [
+                v for v in e.free_symbols if v in inv and v not in solved and abs(e.coeff(v)) == 1
+            ]
+            if cands:
+                v = max(cands, key=lambda s: (ext[inv[s]], -st.indices.index(inv[s])))
+                c = e.coeff(v)
+                sol = sp.expand((free[j] - (e - c * v)) / c)
+                solved = {s: sp.expand(x.xreplace({v: sol})) for s, x in solved.items()}
+                solved[v] = sol
+                conds = [(sp.expand(ce.xreplace({v: sol})), L, U) for ce, L, U in conds]
+                t = inv[v]
+                if not (t in example.bare[k] and sol == free[j]):
+                    conds.append((sol, lo[t], hi[t] - 1))
+            else:
+                # no index of coefficient ±1 (x[2*i]): the equation stays a condition, written
+                # with every variable on one side so that it bounds the innermost loop
+                conds.append((sp.expand(e - free[j]), sp.Integer(0), sp.Integer(0)))
+        conds = [(sp.expand(ce.xreplace(solved)), L, U) for ce, L, U in conds]
+        loops = [(names[t], lo[t], hi[t]) for t in st.indices if names[t] not in solved]
+
+        def sub(a: Affine) -> sp.Expr:
+            return sp.expand(affine_expr(a, names).xreplace(solved))
+
+        up = tuple(sp.expand(names[t].xreplace(solved) - lo[t]) for t in st.lhs)
+        term_reads = {p: (tensor, tuple(sub(a) for a in s)) for p, tensor, s in loc.reads}
+        terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads))
+    return free, terms
+
+
+def _fresh(t: str, taken: list[str], used: set[str]) -> str:
+    for cand in (t + "_", t + "__", t + "2", t + "3"):
+        if cand not in taken and cand not in used:
+            return cand
+    raise DefineError(f"define: cannot rename index {t!r}")

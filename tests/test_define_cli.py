@@ -1,0 +1,82 @@
+"""``derivgrad derive --define`` and ``derivgrad check --define`` (in-process, through
+``derivgrad.cli.main``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from derivgrad.cli import main
+
+SPEC = "y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registry_restored():
+    # the ops these tests define leave the registry as they found it: the snapshot and
+    # render tests iterate it and expect the built-ins only
+    from derivgrad import registry
+
+    before = dict(registry.OPS)
+    yield
+    registry.OPS.clear()
+    registry.OPS.update(before)
+
+
+def test_derive_a_definition_in_every_format(capsys):
+    for fmt in ("latex", "markdown", "text"):
+        rc = main(
+            [
+                "derive",
+                "--define",
+                SPEC,
+                "--shape",
+                "x=1x2x5x5",
+                "--shape",
+                "w=2x3x3",
+                "--format",
+                fmt,
+            ]
+        )
+        assert rc in (0, None)
+        out = capsys.readouterr().out
+        assert "General-size rules in index notation" in out
+        if fmt != "text":  # text prints the mathematics in Unicode
+            assert "- 2 i + p" in out
+
+
+def test_derive_reads_a_definition_file_with_statements_on_lines(tmp_path, capsys):
+    f = tmp_path / "rms.dg"
+    f.write_text("ms[n] += x[n, d]**2 / len(d)\ny[n, d] = x[n, d] / sqrt(ms[n] + 1e-6)\n")
+    rc = main(["derive", "--define", f"@{f}", "--shape", "x=2x3", "--format", "text"])
+    assert rc in (0, None)
+    assert "ms" in capsys.readouterr().out
+
+
+def test_check_a_definition(capsys):
+    rc = main(
+        [
+            "check",
+            "--define",
+            "y[n, d] = x[n, d] * sigmoid(x[n, d])",
+            "--shape",
+            "x=2x3",
+            "--examples",
+            "2",
+        ]
+    )
+    assert rc == 0
+    assert "pass" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_exit_2(capsys):
+    assert main(["derive", "--define", "y[i] = x[i * i]", "--shape", "x=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("derivgrad derive: error: statement 1") and "\n" not in err
+    assert main(["derive", "--define", SPEC, "--shape", "x=2by3"]) == 2
+    assert "NAME=AxB" in capsys.readouterr().err
+    assert main(["derive", "--define", SPEC]) == 2
+    assert "--shape" in capsys.readouterr().err
+    assert main(["derive", "conv2d", "--define", SPEC, "--shape", "x=1x1x5x5"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["derive", "--define", "@/nonexistent/layer.dg", "--shape", "x=3"]) == 2
+    assert "cannot read" in capsys.readouterr().err
