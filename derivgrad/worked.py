@@ -10,6 +10,7 @@ import numpy as np
 from .document import Doc
 from .registry import OPS
 from .render import PREAMBLE, build, to_latex, to_markdown, to_text
+from .symbolic.derivation import Derivation
 
 
 def _gradcheck_doc():
@@ -51,8 +52,15 @@ def problems() -> list[tuple[str, Any]]:
             if p.make is not None:
                 found.append((p.number, p.make))
             else:
-                found.append((p.number, lambda op=op, p=p: build(op.build(**p.params))))
+                found.append((p.number, lambda op=op, p=p: _proved(op.build(**p.params))))
     return sorted(found, key=lambda item: _number_key(item[0]))
+
+
+def _proved(d: Derivation) -> Doc:
+    """The generic worked solution of ``d`` after :meth:`Derivation.verify` held: a worked
+    problem says "proved" only when the proof ran."""
+    d.verify()
+    return build(d)
 
 
 def _number_key(number: str) -> tuple[int, str]:

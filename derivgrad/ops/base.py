@@ -114,6 +114,11 @@ class Op:
         return {k: rng.standard_normal(v.shape) for k, v in d.inputs.items()}
 
     # -- document face ------------------------------------------------------------------------
+    def definitions(self, d: Derivation) -> list[Block]:
+        """Document blocks placed before the forward pass: the named intermediates (softmax's
+        ``p`` and its stable form) the rest of the document prints (default none)."""
+        return []
+
     def sections(self, d: Derivation) -> list[Block]:
         """Document blocks specific to this op, placed after the closed form (default none)."""
         return []

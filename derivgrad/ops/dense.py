@@ -3,6 +3,7 @@ the residual block and flatten (worked problems 1-3)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,9 +14,9 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import Block, bmatrix
+from ..document import ABBREVIATED, Block, abbreviated, bmatrix
 from ..symbolic.derivation import Derivation
-from ..symbolic.functions import Relu, Step
+from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stable_softmax
 from ..symbolic.params import ParamError, check_unknown, count
 from ..symbolic.shapes import linear_layer
 from ..symbolic.tensors import symbols
@@ -90,9 +91,61 @@ def relu(**params: Any) -> Derivation:
 
 
 def _softmax(z):
-    e = [sp.exp(v) for v in z]
-    s = sp.Add(*e)
-    return np.array([v / s for v in e], dtype=object)
+    # p_i = e^{z_i − lse(z)}: the max-shift form, finite at any logits (see LogSumExp)
+    return stable_softmax(z)
+
+
+def _print_as(z: Any, p: Any, zsyms: Any = None) -> dict[Any, Any]:
+    """Documents print ``e^{z_i − lse(z)}`` as ``p_i`` (and a logit expression as ``z_i``)."""
+    names = {e: s for e, s in zip(p, symbols("p", (len(p),)))}
+    if zsyms is not None:
+        names[LogSumExp(*z)] = LogSumExp(*zsyms)
+    return names
+
+
+def stable_definitions(d: Derivation) -> list[Block]:
+    """The max-shift / log-sum-exp step of the notes, stated before the forward pass of every
+    document that uses softmax; "proved" only when verify() proved it."""
+    return [
+        ("h", (2, "Softmax, computed stably")),
+        (
+            "p",
+            r"The probabilities are $p_i = e^{z_i} / \sum_j e^{z_j}$, but $e^{1000}$ overflows in "
+            r"floating point. For any number $m$, $\log \sum_j e^{z_j} = m + \log \sum_j "
+            r"e^{z_j - m}$; with $m = \max_j z_j$ every exponent is at most 0 and nothing "
+            r"overflows. Writing $\operatorname{lse}(z)$ for this log-sum-exp,",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"\operatorname{lse}(z)",
+                    [r"\log \sum_j e^{z_j} = m + \log \sum_j e^{z_j - m}, \quad m = \max_j z_j"],
+                ),
+                (r"p_i", [r"\frac{e^{z_i}}{\sum_j e^{z_j}} = e^{z_i - \operatorname{lse}(z)}"]),
+                (r"\frac{\partial \operatorname{lse}(z)}{\partial z_j}", [r"p_j"]),
+            ],
+        ),
+        (
+            "p",
+            (
+                "derivgrad proved these three identities symbolically (for every $m$)"
+                if d.verified
+                else "These identities are not verified in this document (the proof was skipped)"
+            )
+            + r", and the expressions below use them: $p_i$ stands for "
+            r"$e^{z_i - \operatorname{lse}(z)}$, which is what the ground truth evaluates.",
+        ),
+    ]
+
+
+def _lemmas(k: int) -> list[tuple[str, Any]]:
+    return [
+        (
+            "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
+            functools.partial(stable_forms_agree, k),
+        )
+    ]
 
 
 def softmax(**params: Any) -> Derivation:
@@ -116,6 +169,7 @@ def softmax(**params: Any) -> Derivation:
         closed,
         {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"},
         proof="rational",
+        extra=dict(lemmas=_lemmas(k), print_as=_print_as(z, p)),
     )
     return der
 
@@ -145,7 +199,7 @@ def softmax_cross_entropy(**params: Any) -> Derivation:
     y = _label(op, params, k)
     z = _vec("z", k)
     p = _softmax(z)
-    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    L = -z[y] + LogSumExp(*z)
     closed = {"z": lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)}
     return Derivation(
         op,
@@ -156,7 +210,7 @@ def softmax_cross_entropy(**params: Any) -> Derivation:
         closed,
         {"z": "dz = p − e_y"},
         proof="rational",
-        extra=dict(p=p),
+        extra=dict(p=p, lemmas=_lemmas(k), print_as=_print_as(z, p)),
     )
 
 
@@ -175,7 +229,7 @@ def logistic_regression(**params: Any) -> Derivation:
         [sp.Add(*[W[i, j] * x[j] for j in range(n)]) + b[i] for i in range(k)], dtype=object
     )
     p = _softmax(z)
-    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    L = -z[y] + LogSumExp(*z)
     r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)  # p − e_y
     closed = {
         "W": lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
@@ -194,7 +248,7 @@ def logistic_regression(**params: Any) -> Derivation:
         closed,
         rules,
         proof="rational",
-        extra=dict(z=z, p=p),
+        extra=dict(z=z, p=p, lemmas=_lemmas(k), print_as=_print_as(z, p, symbols("z", (k,)))),
     )
 
 
@@ -352,6 +406,9 @@ class Softmax(Op):
     def build(self, **params: Any) -> Derivation:
         return softmax(**params)
 
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -374,10 +431,12 @@ class Softmax(Op):
             (
                 "p",
                 r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = "
-                r"p_i(\delta_{ij} - p_j)$, that is $\nabla p_i = p_i(e_i - p)$ and",
+                r"p_i(\mathbf{1}[i = j] - p_j)$ (the indicator $\mathbf{1}[i = j]$ is 1 when "
+                r"$i = j$ and 0 otherwise; $\delta$ is kept for the upstream gradient), that is "
+                r"$\nabla p_i = p_i(e_i - p)$ and",
             ),
             ("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]),
-        ]
+        ] + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
 
     def worked_problems(self) -> list[Problem]:
         return [Problem("1", params=dict(classes=3))]
@@ -391,6 +450,9 @@ class SoftmaxCrossEntropy(Op):
 
     def build(self, **params: Any) -> Derivation:
         return softmax_cross_entropy(**params)
+
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -411,6 +473,9 @@ class LogisticRegression(Op):
 
     def build(self, **params: Any) -> Derivation:
         return logistic_regression(**params)
+
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

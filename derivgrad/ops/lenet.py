@@ -16,6 +16,7 @@ routing), so the network proves the rules composed:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,14 @@ from derivgrad.kernels import output_size
 
 from ..document import Doc, entries, indexed, rule_tex, tex, tex_name, tex_split
 from ..symbolic.derivation import Derivation
-from ..symbolic.functions import Relu, Step, WindowMax
+from ..symbolic.functions import (
+    LogSumExp,
+    Relu,
+    Step,
+    WindowMax,
+    stable_forms_agree,
+    stable_softmax,
+)
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.tensors import correlate, symbols
 from .base import Op, Param, Problem
@@ -57,9 +65,8 @@ def lenet(**params: Any) -> Derivation:
     h = _affine(W1, f_, b1)
     a = np.array([Relu(v) for v in h], dtype=object)
     z = _affine(W2, a, b2)
-    e = [sp.exp(v) for v in z]
-    p = np.array([v / sp.Add(*e) for v in e], dtype=object)
-    L = -z[y] + sp.log(sp.Add(*e))
+    p = stable_softmax(z)  # e^{z_i − lse(z)}: finite at any logits
+    L = -z[y] + LogSumExp(*z)
 
     # backward, layer by layer (the δ's of the notes): one function, used twice — on the
     # full expressions for the proof, on per-layer symbols for the document
@@ -97,6 +104,12 @@ def lenet(**params: Any) -> Derivation:
         rules,
         proof="rational",
         extra=dict(
+            lemmas=[
+                (
+                    "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
+                    functools.partial(stable_forms_agree, k),
+                )
+            ],
             conv=zc,
             pooled=pooled,
             flat=f_,
@@ -249,14 +262,19 @@ def lenet_document(d: Derivation) -> Doc:
         "all."
     )
     doc.h("Proof", 2)
-    doc.p(
-        "derivgrad differentiated $L$ directly with respect to every parameter (the chain rule "
-        "through the whole "
-        "network, as SymPy's derivative of one expression) and proved it equal to the "
-        "layer-by-layer result above, "
-        "entry by entry, by writing every $e^{a}$ as a positive symbol and cancelling the "
-        "difference to zero."
+    how = (
+        "differentiating $L$ directly with respect to every parameter (the chain rule through "
+        "the whole network, as SymPy's derivative of one expression) and comparing it with the "
+        "layer-by-layer result above, entry by entry, by writing every $e^{a}$ as a positive "
+        "symbol and cancelling the difference to zero"
     )
+    if d.verified:
+        doc.p(f"derivgrad proved the gradients by {how}.")
+    else:
+        doc.p(
+            f"Not verified: the symbolic proof (by {how}) was skipped for this document. Run "
+            r"\texttt{d.verify()}, or derive without \texttt{--no-verify}, before relying on it."
+        )
     return doc
 
 
