@@ -17,6 +17,9 @@ def derive(op: str, **params: Any) -> Derivation:
     :class:`~derivgrad.errors.ParamError` (a ``ValueError``) for parameters that describe
     no valid op.
     """
+    from .ops.base import check_size
     from .registry import get
 
-    return get(op).build(**params)
+    the_op = get(op)
+    check_size(the_op, params)  # the one size guard: refuse in well under a second
+    return the_op.build(**params)

@@ -26,7 +26,7 @@ from derivgrad import kernels as K
 from ..symbolic.derivation import Derivation
 from ..symbolic.params import check_unknown, count, pair
 from ..symbolic.tensors import symbols
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 
 def batchnorm2d(**params: Any) -> Derivation:
@@ -130,6 +130,13 @@ class BatchNorm2d(Op):
 
     def build(self, **params: Any) -> Derivation:
         return batchnorm2d(**params)
+
+    def cost(self, **params: Any) -> int:
+        N = count(self.name, "batch", params.get("batch", 2))
+        C = count(self.name, "channels", params.get("channels", 1))
+        H, W = pair(self.name, "input", params.get("input", (1, 2)), 1)
+        M = N * H * W  # every output of a channel holds the channel's mean and variance
+        return symbolic_work(M * C, M, M + 2, M * C + 2 * C)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

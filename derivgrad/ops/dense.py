@@ -20,7 +20,7 @@ from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stab
 from ..symbolic.params import ParamError, check_unknown, count
 from ..symbolic.shapes import linear_layer
 from ..symbolic.tensors import symbols
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 
 def _vec(name, n, latex=None):
@@ -344,6 +344,13 @@ class Linear(Op):
     def build(self, **params: Any) -> Derivation:
         return linear(**params)
 
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 3))
+        m = count(self.name, "outputs", params.get("outputs", 2))
+        N = count(self.name, "batch", params.get("batch", 1))
+        b = 1 if params.get("bias", True) else 0
+        return symbolic_work(N * m, n + b, 2 * n + b, N * n + m * n + m * b)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -383,6 +390,10 @@ class ReLU(Op):
     def build(self, **params: Any) -> Derivation:
         return relu(**params)
 
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 3))
+        return symbolic_work(n, 1, 1, n)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -405,6 +416,10 @@ class Softmax(Op):
 
     def build(self, **params: Any) -> Derivation:
         return softmax(**params)
+
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        return symbolic_work(k, k, k, k)
 
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)
@@ -451,6 +466,10 @@ class SoftmaxCrossEntropy(Op):
     def build(self, **params: Any) -> Derivation:
         return softmax_cross_entropy(**params)
 
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        return symbolic_work(1, k, k, k)
+
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)
 
@@ -473,6 +492,11 @@ class LogisticRegression(Op):
 
     def build(self, **params: Any) -> Derivation:
         return logistic_regression(**params)
+
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        n = count(self.name, "features", params.get("features", 2))
+        return symbolic_work(1, k * (n + 1), k * (n + 1) + n, k * (n + 1) + n)
 
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)
@@ -504,6 +528,11 @@ class Residual(Op):
     def build(self, **params: Any) -> Derivation:
         return residual(**params)
 
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 2))
+        m = count(self.name, "hidden", params.get("hidden", 2))
+        return symbolic_work(n, m * (n + 1) + 1, 2 * m * n + n, 2 * m * n + n)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -534,6 +563,13 @@ class Flatten(Op):
 
     def build(self, **params: Any) -> Derivation:
         return flatten(**params)
+
+    def cost(self, **params: Any) -> int:
+        from ..symbolic.params import pair
+
+        H, W = pair(self.name, "input", params.get("input", (2, 2)), 1)
+        size = H * W * count(self.name, "channels", params.get("channels", 2))
+        return symbolic_work(size, 1, 1, size)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

@@ -33,7 +33,7 @@ from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.shapes import pool_layer
 from ..symbolic.tensors import symbols, zeros
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 PARAMS = ("input", "kernel", "stride", "padding", "channels", "region")
 
@@ -218,6 +218,19 @@ class _Pool(Op):
         Param("channels", "int", "input channels"),
     )
     problems = "10"
+
+    def cost(self, **params: Any) -> int:
+        op = self.name
+        H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+        k = pair(op, "kernel", params.get("kernel", (2, 2)), 1)
+        s = pair(op, "stride", params.get("stride", k), 1)
+        p = pair(op, "padding", params.get("padding", 0), 0)
+        C = count(op, "channels", params.get("channels", 1))
+        HO, WO = ((n + 2 * pp - kk) // ss + 1 for n, kk, ss, pp in zip((H, W), k, s, p))
+        K = k[0] * k[1]
+        outputs = C * max(HO, 0) * max(WO, 0)
+        # each window's maximum differentiates into a K-way indicator for each of its K entries
+        return symbolic_work(outputs, K, K, C * H * W)
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _window()
