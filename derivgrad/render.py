@@ -88,7 +88,7 @@ def build(d: Derivation) -> Doc:
     probs = (
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
-    doc.h(f"{title}: the gradient, derived{probs}")
+    doc.h(f"{title}: the gradient{probs}")
     params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
     shapes = "; ".join(
         f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
@@ -257,7 +257,7 @@ def _local_derivatives(doc, d, k, v, show, loss):
 
 def proof_sentence(d: Derivation, how: str) -> str:
     """ "Proved" only when :meth:`Derivation.verify` ran and held; "not verified" otherwise."""
-    notes = " (" + "; ".join(d.notes) + ")" if d.notes else ""
+    notes = " (" + "; ".join(n.rstrip(".") for n in d.notes) + ")" if d.notes else ""
     if d.verified:
         return (
             f"For every entry, the closed form equals the chain rule: derivgrad proved it "
@@ -393,9 +393,10 @@ def render(d, fmt="latex", standalone=True):
     raise ValueError(f"unknown format {fmt!r}; choose latex, markdown or text")
 
 
-def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
+def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=None):
     """Compile with a TeX engine into ``out_pdf``; raises ``RuntimeError`` with the log's
-    first error, or ``FileNotFoundError`` if no engine is installed."""
+    first error, or ``FileNotFoundError`` if no engine is installed.  ``overfull``: a list
+    that receives the log's "Overfull" warnings (a line of the document past the margin)."""
     import shutil
     import subprocess
     import tempfile
@@ -422,6 +423,9 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
             if r.returncode:
                 err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
                 raise RuntimeError(f"{engine} failed: {err}")
+        if overfull is not None:
+            log = (Path(tmp) / "doc.log").read_text(errors="replace")
+            overfull.extend(line for line in log.splitlines() if line.startswith("Overfull"))
         shutil.copy(Path(tmp) / "doc.pdf", out_pdf)
     return out_pdf
 

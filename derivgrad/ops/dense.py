@@ -110,10 +110,10 @@ def stable_definitions(d: Derivation) -> list[Block]:
         ("h", (2, "Softmax, computed stably")),
         (
             "p",
-            r"The probabilities are $p_i = e^{z_i} / \sum_j e^{z_j}$, but $e^{1000}$ overflows in "
-            r"floating point. For any number $m$, $\log \sum_j e^{z_j} = m + \log \sum_j "
-            r"e^{z_j - m}$; with $m = \max_j z_j$ every exponent is at most 0 and nothing "
-            r"overflows. Writing $\operatorname{lse}(z)$ for this log-sum-exp,",
+            r"The probabilities are $p_i = e^{z_i} / \sum_j e^{z_j}$, but $e^{1000}$ overflows "
+            r"in floating point. For any number $m$, $\log \sum_j e^{z_j}$ equals "
+            r"$m + \log \sum_j e^{z_j - m}$; with $m = \max_j z_j$ every exponent is at most 0 "
+            r"and nothing overflows. Writing $\operatorname{lse}(z)$ for this log-sum-exp,",
         ),
         (
             "eq",
@@ -419,7 +419,8 @@ class Softmax(Op):
 
     def cost(self, **params: Any) -> int:
         k = count(self.name, "classes", params.get("classes", 3))
-        return symbolic_work(k, k, k, k)
+        # the proof puts k-term sums over a common denominator: k² terms per entry
+        return symbolic_work(k, k * k, k, k)
 
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)

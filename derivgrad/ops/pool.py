@@ -181,7 +181,7 @@ def avgpool2d(**params: Any) -> Derivation:
         d,
         {"x": dX},
         {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
-        notes=["Padded zeros count in the window size (count_include_pad=True)."],
+        notes=["padded zeros count in the window size, as count_include_pad=True does in PyTorch"],
     )
 
 
