@@ -192,6 +192,29 @@ def entries(arr, sym_of):
         yield sym_of(idx), arr[idx]
 
 
+MAX_ROWS = 16  # entries printed per gradient; past it, non-zero entries first, the rest counted
+
+
+def entry_rows(lhs, arr, show, limit=MAX_ROWS):
+    """``(rows, note)`` for the entries of object array ``arr``: every entry in order when they
+    fit in ``limit`` rows; otherwise the non-zero entries first (at most ``limit``) and a note
+    that says what was left out — never a silent cut.  ``lhs(idx)`` is an entry's LaTeX name."""
+    items = list(entries(arr, lambda i: i))
+    if len(items) <= limit:
+        return [(lhs(idx), tex_split(show(e))) for idx, e in items], ""
+    nonzero = [(idx, e) for idx, e in items if e != 0]
+    rows = [(lhs(idx), tex_split(show(e))) for idx, e in nonzero[:limit]]
+    zeros = len(items) - len(nonzero)
+    more = len(nonzero) - len(rows)
+    if more and zeros:
+        note = f"(and {more} more non-zero entries, not printed; the other {zeros} entries are 0.)"
+    elif more:
+        note = f"(and {more} more entries, not printed.)"
+    else:
+        note = f"All other entries ({zeros} of them) are 0." if zeros else ""
+    return rows, note
+
+
 def indexed(base, idx):
     return base if not idx else f"{base}_{{{','.join(str(i + 1) for i in idx)}}}"
 
@@ -244,6 +267,7 @@ _RULE_TEX = [
     ("∈", r"\in "),
     ("∋", r"\ni "),
     ("∇", r"\nabla "),
+    ("∂", r"\partial "),
     ("−", "-"),
     ("⟨", r"\langle "),
     ("⟩", r"\rangle "),

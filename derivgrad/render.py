@@ -22,6 +22,7 @@ from .document import (
     abbreviated,
     bmatrix,
     entries,
+    entry_rows,
     fmt_param,
     fmt_shape,
     has_upstream,
@@ -35,8 +36,6 @@ from .document import (
 from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
 
-MAX_ROWS = 16  # entries printed per gradient; past it, non-zero entries first, the rest counted
-
 
 def _lowercase_title(title: str) -> str:
     """ "Max pooling" -> "max pooling"; an acronym or a formula keeps its case ("ReLU")."""
@@ -44,26 +43,6 @@ def _lowercase_title(title: str) -> str:
     if len(first) > 1 and (first[1:].islower() or not first[1:].isalpha()) and first.isalpha():
         return title[0].lower() + title[1:]
     return title
-
-
-def entry_rows(lhs, arr, show, limit=MAX_ROWS):
-    """``(rows, note)`` for the entries of object array ``arr``: every entry in order when they
-    fit in ``limit`` rows; otherwise the non-zero entries first (at most ``limit``) and a note
-    that says what was left out — never a silent cut.  ``lhs(idx)`` is an entry's LaTeX name."""
-    items = list(entries(arr, lambda i: i))
-    if len(items) <= limit:
-        return [(lhs(idx), tex_split(show(e))) for idx, e in items], ""
-    nonzero = [(idx, e) for idx, e in items if e != 0]
-    rows = [(lhs(idx), tex_split(show(e))) for idx, e in nonzero[:limit]]
-    zeros = len(items) - len(nonzero)
-    more = len(nonzero) - len(rows)
-    if more and zeros:
-        note = f"(and {more} more non-zero entries, not printed; the other {zeros} entries are 0.)"
-    elif more:
-        note = f"(and {more} more entries, not printed.)"
-    else:
-        note = f"All other entries ({zeros} of them) are 0." if zeros else ""
-    return rows, note
 
 
 def _eq_rows(doc, rows, note):

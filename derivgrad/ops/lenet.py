@@ -8,10 +8,10 @@ routing), so the network proves the rules composed:
 
 .. code-block:: text
 
-    δ_z  = p − e_y                         dW2 = δ_z aᵀ,   db2 = δ_z
-    δ_a  = W2ᵀ δ_z,  δ_h = δ_a ⊙ 1[h > 0]  dW1 = δ_h fᵀ,   db1 = δ_h
-    δ_f  = W1ᵀ δ_h → reshape → δ_pool → routed to each window's first maximum → δ_conv
-    dWc  = X ⋆ δ_conv,  dbc = Σ δ_conv
+    δ_s  = p − e_y  (logits s)             dW2 = δ_s aᵀ,   db2 = δ_s
+    δ_a  = W2ᵀ δ_s,  δ_h = δ_a ⊙ 1[h > 0]  dW1 = δ_h fᵀ,   db1 = δ_h
+    δ_f  = W1ᵀ δ_h → reshape → δ_pool → routed to each window's first maximum → δ_z
+    dWc  = X ⋆ δ_z,  dbc = Σ δ_z            (z: the convolution's output)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from derivgrad.kernels import output_size
 
-from ..document import Doc, entries, indexed, rule_tex, tex, tex_name, tex_split
+from ..document import Doc, entries, entry_rows, indexed, rule_tex, tex, tex_name, tex_split
 from ..symbolic.derivation import Derivation
 from ..symbolic.functions import (
     LogSumExp,
@@ -86,12 +86,12 @@ def lenet(**params: Any) -> Derivation:
         "b": lambda: rule_db(dconv[None]),
     }
     rules = {
-        "W2": "dW2 = δ_z aᵀ",
-        "b2": "db2 = δ_z = p − e_y",
+        "W2": "dW2 = δ_s aᵀ",
+        "b2": "db2 = δ_s = p − e_y",
         "W1": "dW1 = δ_h fᵀ",
         "b1": "db1 = δ_h",
-        "w": "dWc = X ⋆ δ_conv",
-        "b": "dbc = Σ δ_conv",
+        "w": "dWc = X ⋆ δ_z",
+        "b": "dbc = Σ δ_z",
     }
     inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
     der = Derivation(
@@ -240,15 +240,28 @@ def lenet_document(d: Derivation) -> Doc:
     )
     D = V["deltas"]
     names = [
-        ("z", r"\delta^{(s)}", "logits: $p - e_y$"),
-        ("a", r"\delta^{(a)}", r"$W^{(2)\top} \delta^{(s)}$"),
-        ("h", r"\delta^{(h)}", r"$\delta^{(a)} \odot \mathbf{1}[h > 0]$"),
-        ("f", r"\delta^{(f)}", r"$W^{(1)\top} \delta^{(h)}$, reshaped to the pooled maps"),
-        ("conv", r"\delta^{(z)}", "routed to the first maximum of each pooling window"),
+        ("z", r"\delta_{s}", "the logits $s$: $p - e_y$"),
+        ("a", r"\delta_{a}", r"$W^{(2)\top} \delta_{s}$"),
+        ("h", r"\delta_{h}", r"$\delta_{a} \odot \mathbf{1}[h > 0]$"),
+        ("f", r"\delta_{f}", r"$W^{(1)\top} \delta_{h}$, reshaped to the pooled maps"),
+        (
+            "conv",
+            r"\delta_{z}",
+            "the convolution's output $z$: each pooled $\\delta$ routed to the first maximum "
+            "of its window",
+        ),
     ]
     for key, sym, what in names:
         doc.p(f"${sym}$: {what}.")
-        doc.eq([(indexed(sym, i), tex_split(e)) for i, e in entries(D[key], lambda i: i)][:12])
+        rows, note = entry_rows(
+            lambda i, sym=sym: sym[:-1] + "," + ",".join(str(k + 1) for k in i) + "}",
+            D[key],
+            lambda e: e,
+            limit=12,
+        )
+        doc.eq(rows)
+        if note:
+            doc.p(note)
     doc.h("Parameter gradients", 2)
     for k in d.grad_names:
         doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k])}.")
