@@ -40,17 +40,18 @@ from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
 from .base import Op, Param, Problem, symbolic_work
 
-PARAMS = (
-    "input",
-    "kernel",
-    "stride",
-    "padding",
-    "dilation",
-    "channels",
-    "filters",
-    "batch",
-    "bias",
+_GEOMETRY = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "kernel size, an int or KHxKW"),
+    Param("stride", "size", "stride, an int or SHxSW"),
+    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
+    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
+    Param("channels", "int", "input channels"),
+    Param("filters", "int", "output channels (filters)"),
+    Param("batch", "int", "samples in the batch"),
+    Param("bias", "bool", "add a bias per filter"),
 )
+PARAMS = tuple(p.name for p in _GEOMETRY)
 
 
 def _squeeze(shape, keep):
@@ -363,17 +364,6 @@ def _index_rule(lhs, e):
 
 
 # -- the op protocol ---------------------------------------------------------------------------
-_GEOMETRY = (
-    Param("input", "size", "input size, an int or HxW"),
-    Param("kernel", "size", "kernel size, an int or KHxKW"),
-    Param("stride", "size", "stride, an int or SHxSW"),
-    Param("padding", "size", "zero padding on each side, an int or PHxPW"),
-    Param("dilation", "size", "spacing between kernel taps, an int or DHxDW"),
-    Param("channels", "int", "input channels"),
-    Param("filters", "int", "output channels (filters)"),
-    Param("batch", "int", "samples in the batch"),
-    Param("bias", "bool", "add a bias per filter"),
-)
 
 
 @st.composite

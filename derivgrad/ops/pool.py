@@ -35,7 +35,15 @@ from ..symbolic.shapes import pool_layer
 from ..symbolic.tensors import symbols, zeros
 from .base import Op, Param, Problem, symbolic_work
 
-PARAMS = ("input", "kernel", "stride", "padding", "channels", "region")
+_WINDOW = (
+    Param("input", "size", "input size, an int or HxW"),
+    Param("kernel", "size", "window size, an int or KHxKW"),
+    Param("stride", "size", "stride (default: the window size)"),
+    Param("padding", "size", "padding on each side, at most half the window"),
+    Param("channels", "int", "input channels"),
+)
+_REGION = Param("region", "int", "fix every window's arg-max by this seed (explicit routing)")
+PARAMS = tuple(p.name for p in (*_WINDOW, _REGION))
 
 
 def _windows(op, params):
@@ -210,13 +218,7 @@ def _window(draw: Any) -> dict[str, Any]:
 
 
 class _Pool(Op):
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("input", "size", "input size, an int or HxW"),
-        Param("kernel", "size", "window size, an int or KHxKW"),
-        Param("stride", "size", "stride (default: the window size)"),
-        Param("padding", "size", "padding on each side, at most half the window"),
-        Param("channels", "int", "input channels"),
-    )
+    params: ClassVar[tuple[Param, ...]] = _WINDOW
     problems = "10"
 
     def cost(self, **params: Any) -> int:
@@ -256,9 +258,7 @@ class _Pool(Op):
 class MaxPool2d(_Pool):
     name = "maxpool2d"
     title = "Max pooling"
-    params = _Pool.params + (
-        Param("region", "int", "fix every window's arg-max by this seed (explicit routing)"),
-    )
+    params = (*_WINDOW, _REGION)
 
     def build(self, **params: Any) -> Derivation:
         return maxpool2d(**params)
