@@ -237,3 +237,39 @@ def test_every_default_and_worked_instance_passes_the_guard():
         for p in op.worked_problems():
             if p.params is not None:
                 assert op.cost(**p.params) <= SYMBOLIC_WORK_LIMIT, (op.name, p.number)
+
+
+# -- the course's notation -------------------------------------------------------------------
+def test_index_notation_is_one_based_with_no_kronecker_delta_and_no_trivial_condition():
+    from derivgrad.ops.conv import _index_doc
+
+    text = _text(_index_doc())
+    assert "KroneckerDelta" not in text and "delta_{o" not in text
+    assert "c' \\geq 0" not in text and "C - 1" not in text  # a free index's own range
+    assert "w}_{o,c',a - i + 1,b - j + 1}" in text  # 1-based: w_{.., a-i+1, ..}
+    assert "1 \\leq n \\leq N" in text
+
+
+def test_index_rule_in_one_based_form_still_equals_the_closed_form():
+    # evaluate the printed (1-based) dx rule and compare with the 0-based derived one
+    from derivgrad.ops.conv import one_based
+    from derivgrad.symbolic import index_rules as R
+
+    _, dx, _, _ = R.conv2d_rules()
+    shown = one_based(dx, (R.n, R.cp, R.a, R.b))
+    rng = np.random.default_rng(5)
+    sizes = {R.C: 1, R.O: 2, R.KH: 2, R.KW: 2, R.HO: 2, R.WO: 2}
+    delta = rng.standard_normal((1, 2, 2, 2))
+    w = rng.standard_normal((2, 1, 2, 2))
+    pad1 = lambda a: np.pad(a, [(1, 0)] * a.ndim)  # noqa: E731  (index 0 unused: 1-based)
+    for a0, b0 in np.ndindex(3, 3):
+        zero = R.evaluate(
+            dx, sizes, {"\\delta": delta, "w": w}, {R.n: 0, R.cp: 0, R.a: a0, R.b: b0}
+        )
+        one = R.evaluate(
+            shown,
+            sizes,
+            {"\\delta": pad1(delta), "w": pad1(w)},
+            {R.n: 1, R.cp: 1, R.a: a0 + 1, R.b: b0 + 1},
+        )
+        assert one == pytest.approx(zero)

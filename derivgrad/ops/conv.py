@@ -33,6 +33,7 @@ from derivgrad import kernels as K
 from derivgrad.kernels import output_size, window_span
 
 from ..document import Block, Doc, bmatrix, tex
+from ..symbolic import index_rules as IR
 from ..symbolic.derivation import Derivation
 from ..symbolic.index_rules import conv2d_rules
 from ..symbolic.params import ParamError, check_unknown, count, pair
@@ -338,14 +339,46 @@ def _index_doc() -> Doc:
     doc.h("Channels, filters and batch in index notation (worked problem 8)")
     doc.p(
         "From the forward definition with symbolic sizes, SymPy differentiates and resolves the "
-        "Kronecker deltas; "
-        "each input channel is handled by its slice of the filter, the input gradient sums over "
-        "filters, the "
-        "weight gradient sums over the batch:"
+        "Kronecker deltas; each input channel is handled by its slice of the filter, the input "
+        "gradient sums over filters, the weight gradient sums over the batch. Indices are "
+        r"1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / \partial y$, "
+        "and a bracket [condition] is 1 when the condition holds and 0 otherwise:"
     )
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", dx)])
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", dw)])
+    free_x = (IR.n, IR.cp, IR.a, IR.b)
+    free_w = (IR.op_, IR.cp, IR.a, IR.b)
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", one_based(dx, free_x))])
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", one_based(dw, free_w))])
     return doc
+
+
+def one_based(e: sp.Expr, free: tuple[sp.Symbol, ...]) -> sp.Expr:
+    """A derived 0-based index rule ``Sum(Piecewise((term, cond), (0, True)), limits)`` in the
+    notes' 1-based indices, with its Kronecker deltas resolved and the conditions that only
+    restate a free index's range (``0 <= c' <= C − 1``) left out."""
+    if not (isinstance(e, sp.Sum) and isinstance(e.function, sp.Piecewise)):
+        return e
+    (term, cond), _ = e.function.args
+    limits = list(e.limits)
+    # KroneckerDelta(o, o'): the sum over o keeps only o = o'
+    for kd in term.atoms(sp.KroneckerDelta):
+        bound = [v for v in kd.args if any(v == lim[0] for lim in limits)]
+        if bound:
+            v = bound[0]
+            other = kd.args[0] if kd.args[1] == v else kd.args[1]
+            term, cond = term.subs(kd, 1).subs(v, other), cond.subs(v, other)
+            limits = [lim for lim in limits if lim[0] != v]
+    summed = {lim[0] for lim in limits}
+    conds = cond.args if isinstance(cond, sp.And) else (cond,)
+    kept = [c for c in conds if c.free_symbols & summed]  # the rest is a free index's range
+    idx = summed | set(free)
+    shift = {v: v - 1 for v in idx}
+    term = term.replace(
+        lambda t: isinstance(t, sp.Indexed),
+        lambda t: t.base[tuple(sp.expand(i.subs(shift) + 1) for i in t.indices)],
+    )
+    new_cond = sp.And(*[c.subs(shift) for c in kept]) if kept else sp.true
+    new_limits = [(v, lo + 1, hi + 1) for v, lo, hi in limits]
+    return sp.Sum(sp.Piecewise((term, new_cond), (0, True)), *new_limits)
 
 
 def _index_rule(lhs, e):
