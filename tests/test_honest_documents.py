@@ -273,3 +273,16 @@ def test_index_rule_in_one_based_form_still_equals_the_closed_form():
             {R.n: 1, R.cp: 1, R.a: a0 + 1, R.b: b0 + 1},
         )
         assert one == pytest.approx(zero)
+
+
+def test_batchnorm_document_uses_the_notes_intermediates_and_proves_them():
+    from derivgrad.ops.batchnorm import named_forms_hold
+
+    d = derivgrad.derive("batchnorm2d", batch=2, channels=2, input=(1, 2))
+    d.verify()
+    assert named_forms_hold(d)
+    text = _text(build(d))
+    assert "too long to print" not in text
+    assert "\\mu_{1}" in text and "\\sigma^2_{1}" in text and "\\hat x_{1,1,1,1}" in text
+    assert "(BHW, C)" in text and "derivgrad proved" in text
+    assert "y_{1,2,1,1} = \\beta_{2} + \\gamma_{2} \\hat x_{1,2,1,1}" in text
