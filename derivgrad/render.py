@@ -123,7 +123,9 @@ def build(d: Derivation) -> Doc:
             r"$\frac{\partial L}{\partial x_i} = \sum_o \frac{\partial y_o}{\partial "
             r"x_i}\,\delta_o$."
         )
-        for k in d.input_arrays:
+        for k, v in d.input_arrays.items():
+            if _inner_products(doc, d, k, v):
+                continue
             rows, note = entry_rows(
                 lambda idx, k=k: r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}",
                 d.chain_array(k),
@@ -161,6 +163,39 @@ def build(d: Derivation) -> Doc:
     }.get(d.proof, d.proof)
     doc.p(proof_sentence(d, how))
     return doc
+
+
+def _inner_products(doc, d, k, v) -> bool:
+    """The lecture's drawing of the chain rule for a small 2-D input and 2-D output: each
+    entry is the inner product of its block of the Jacobian with δ.  False if it does not fit."""
+    out = d.output_array.shape
+    if v.ndim != 2 or len(out) != 2 or max(v.shape) > 4 or max(out) > 3 or "print_as" in d.extra:
+        return False
+    J = d.jacobian_array(k)
+    if max(len(tex(e)) for e in J.reshape(-1)) > 24:
+        return False
+    doc.p(
+        f"For ${tex_name(k)}$, entry by entry: the inner product of the block of the Jacobian at "
+        r"that position with $\delta$ (the sum of their entrywise products):"
+    )
+    name = tex_name(k)
+    doc.eq(
+        [
+            (
+                r"\frac{\partial L}{\partial " + indexed(name, idx) + "}",
+                [
+                    r"\left\langle "
+                    + bmatrix(J[idx])
+                    + ", "
+                    + bmatrix(d.upstream_array)
+                    + r" \right\rangle = "
+                    + tex(d.chain_array(k)[idx])
+                ],
+            )
+            for idx in np.ndindex(*v.shape)
+        ]
+    )
+    return True
 
 
 def _local_derivatives(doc, d, k, v, show, loss):

@@ -286,3 +286,28 @@ def test_batchnorm_document_uses_the_notes_intermediates_and_proves_them():
     assert "\\mu_{1}" in text and "\\sigma^2_{1}" in text and "\\hat x_{1,1,1,1}" in text
     assert "(BHW, C)" in text and "derivgrad proved" in text
     assert "y_{1,2,1,1} = \\beta_{2} + \\gamma_{2} \\hat x_{1,2,1,1}" in text
+
+
+def test_chain_rule_drawn_as_inner_products_and_the_correlation_carried_out():
+    d = derivgrad.derive("conv2d")
+    d.verify()
+    doc = build(d)
+    text = _text(doc)
+    assert "inner product of the block of the Jacobian" in text
+    assert (
+        "\\left\\langle \\begin{bmatrix} w_{2,2} & w_{2,1} \\\\ w_{1,2} & w_{1,1} \\end{bmatrix}"
+        in text
+    )
+    start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
+    printed = [
+        frags for kind, x in doc.blocks[start:] if kind == "eq" for lhs, frags in x if "x_" in lhs
+    ]
+    g = d.grad_array("x")
+    assert [parse(" ".join(f)) for f in printed] == [g[i] for i in np.ndindex(*g.shape)]
+
+
+def test_block_matrix_sentence_only_where_one_is_drawn():
+    text = _text(build(derivgrad.derive("conv2d", input=(5, 5), kernel=(2, 2))))
+    assert "With respect to x it is drawn" not in text  # a 5x5 input is listed, not drawn
+    assert "With respect to w it is drawn as a block matrix" in text  # 2x2 blocks of 4x4
+    assert "drawn as a block matrix" not in _text(build(derivgrad.derive("linear")))

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size, window_span
 
-from ..document import Block, Doc, bmatrix, tex
+from ..document import Block, Doc, bmatrix, indexed, tex, tex_split
 from ..symbolic import index_rules as IR
 from ..symbolic.derivation import Derivation
 from ..symbolic.index_rules import conv2d_rules
@@ -447,9 +447,22 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
         ),
         (
             "p",
-            r"and $\partial L/\partial x = \operatorname{crop}_p(\operatorname{pad}(\delta) \star "
-            r"\operatorname{rot180}(w))$, while $\partial L/\partial w = x \star \delta$.",
+            r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
+            r"\operatorname{crop}_p(\operatorname{pad}(\delta) \star \operatorname{rot180}(w))$ "
+            r"(while $\partial L/\partial w = x \star \delta$):",
         ),
+        ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
+    ]
+
+
+def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:
+    """A small gradient as one matrix; wide entries or many columns entry by entry."""
+    g2 = g if g.ndim == 2 else g.reshape(-1, 1)
+    if g2.shape[1] <= 4 and max(len(tex(e)) for e in g2.reshape(-1)) <= 40:
+        return [(lhs, [bmatrix(g)])]
+    return [
+        (r"\frac{\partial L}{\partial %s}" % indexed(name, idx), tex_split(g[idx]))
+        for idx in np.ndindex(*g.shape)
     ]
 
 
