@@ -305,5 +305,7 @@ def rule_tex(rule):
         for a, b in _RULE_TEX:
             t = t.replace(a, f"${b.strip()}$")
         t = re.sub(r"\b([a-z]) \$\\ni\$ ([a-z])\b", r"$\1 \\ni \2$", t)
+        # a one-letter quantity named in the prose is mathematics too ("stride $d$")
+        t = re.sub(r"\b(stride|dilation|padding|window) ([a-z])\b", r"\1 $\2$", t)
         out += f", {t}"
     return out
