@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
@@ -49,12 +52,32 @@ def _key(params):
     )
 
 
-def _rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+def compare(actual: object, expected: object) -> float:
+    """The relative error ``max|a - e| / max(max|e|, 1)`` of a kernel's result against the
+    symbolic truth; ``inf`` when the shapes differ or either holds NaN or inf, so that a
+    NaN can never pass (``nan > tol`` is false).  ``derivgrad check``, ``check_op`` and the
+    examples all compare through this one function."""
+    a, b = np.asarray(actual), np.asarray(expected)
+    if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf" or a.shape != b.shape:
+        return math.inf
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.inf
     return float(np.abs(a - b).max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1.0))
 
 
-def check_case(name, params, values, upstream, kernel=None, numeric=True):
+def _within(err: float) -> bool:
+    return err <= RTOL  # false for NaN as well as for anything too large
+
+
+def check_case(
+    name: str,
+    params: dict,
+    values: dict[str, np.ndarray],
+    upstream: Any,
+    kernel: Callable | None = None,
+    numeric: bool = True,
+) -> float:
     """One case: returns the largest relative error; raises AssertionError on a mismatch."""
     d = _derive(name, _key(params))
     face = kernel or get(name).kernel
@@ -62,18 +85,31 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     scalar_loss = "upstream" not in fwd.argnames
     up = np.ones(d.upstream_array.shape) if scalar_loss else upstream
     extra = {} if scalar_loss else {"upstream": up}
-    y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
-    err = _rel(y, fwd(**values, **extra))
-    if err > RTOL:
+    try:
+        y, grads = face(d, {k: v.copy() for k, v in values.items()}, up)
+    except Exception as e:  # a kernel under test that raises has failed its check
+        raise AssertionError(f"{name}: the kernel raised {type(e).__name__}: {e}") from e
+    if not isinstance(grads, dict):
+        raise AssertionError(f"{name}: the kernel returned {type(grads).__name__} for grads")
+    unknown = sorted(set(grads) - set(values))
+    if unknown:
+        raise AssertionError(f"{name}: the kernel returned gradients of non-inputs {unknown}")
+    if kernel is not None:  # a replacement must give every gradient the built-in face gives
+        _, ref = get(name).kernel(d, {k: v.copy() for k, v in values.items()}, up)
+        missing = sorted(k for k, g in ref.items() if g is not None and grads.get(k) is None)
+        if missing:
+            raise AssertionError(f"{name}: the kernel returned no gradient for {missing}")
+    err = compare(y, fwd(**values, **extra))
+    if not _within(err):
         raise AssertionError(f"{name}: forward differs from the symbolic forward by {err:.3g}")
     for k, g in grads.items():
         if g is None:
             continue
-        e = _rel(g, d.lambdify(k)(**values, **extra))
-        err = max(err, e)
-        if e > RTOL:
+        gerr = compare(g, d.lambdify(k)(**values, **extra))
+        err = max(err, gerr)
+        if not _within(gerr):
             raise AssertionError(
-                f"{name}: gradient of {k} differs from the symbolic closed form by {e:.3g}"
+                f"{name}: gradient of {k} differs from the symbolic closed form by {gerr:.3g}"
             )
     if numeric:
         f = lambda **v: face(d, v, up)[0]
@@ -88,15 +124,27 @@ def check_case(name, params, values, upstream, kernel=None, numeric=True):
     return err
 
 
-def check_op(name, examples=20, seed=0, kernel=None, numeric=True, shrink=True):
+def check_op(
+    name: str,
+    examples: int = 20,
+    seed: int = 0,
+    kernel: Callable | None = None,
+    numeric: bool = True,
+    shrink: bool = True,
+) -> CheckResult:
     """Run the property for op ``name`` on ``examples`` drawn cases; returns a CheckResult.
 
     With ``shrink`` (the default) a failure is reduced by hypothesis to the smallest failing
     case, which can take many more derivations; ``shrink=False`` reports the first one found.
     """
     get(name)  # an unknown name is a ParamError naming the known ops
+    for arg, v in (("examples", examples), ("seed", seed)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if arg == "examples" else 0):
+            raise ValueError(
+                f"check_op: {arg} must be an integer >= {int(arg == 'examples')}, got {v!r}"
+            )
     res = CheckResult(name)
-    last_fail = {}
+    last_fail: dict[str, Any] = {}
     t0 = time.perf_counter()
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])

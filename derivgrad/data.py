@@ -10,10 +10,15 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import pickle
+import stat
+import time
 import urllib.error
 import urllib.request
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,52 +43,118 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+PathLike = str | os.PathLike
 EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# No MNIST file is larger than this once decompressed (the training images are 47 MB, the
+# float pickle 220 MB); a file that claims or inflates to more is refused, not read.
+MAX_BYTES = 512 * 2**20
 
 
-def _read_bytes(path):
-    path = Path(path)
+def _regular_file(path):
+    """``path``'s size, refusing what is not a regular file (a FIFO or ``/dev/zero`` would
+    hang or be read without end)."""
     try:
-        raw = path.read_bytes()
+        st = os.stat(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    if raw[:2] == b"\x1f\x8b":
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    return st.st_size
+
+
+def _read_bytes(path, limit=None):
+    """The file's bytes, gunzipped if it is gzip; at most ``limit`` bytes are ever held,
+    whatever a gzip stream inflates to (default :data:`MAX_BYTES`)."""
+    limit = MAX_BYTES if limit is None else limit
+    path = Path(path)
+    size = _regular_file(path)
+    with open(path, "rb") as f:
+        magic = f.read(2)
+        f.seek(0)
+        if magic != b"\x1f\x8b":
+            if size > limit:
+                raise DataError(f"{path}: {size:,d} bytes, over the {limit:,d}-byte limit")
+            return f.read()
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            with gzip.GzipFile(fileobj=f) as z:
+                raw = z.read(limit + 1)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    if len(raw) > limit:
+        raise DataError(f"{path}: inflates past the {limit:,d}-byte limit (not an MNIST file)")
     return raw
 
 
-def read_idx(path, expect_ndim):
-    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data)."""
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'})")
-    if raw[2] != 0x08:
-        raise DataError(f"{path}: IDX element type 0x{raw[2]:02x} is not unsigned byte (0x08)")
-    ndim = raw[3]
-    if ndim != expect_ndim:
-        raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    need = 4 + 4 * ndim + int(np.prod(dims))
-    if len(raw) != need:
+def _stream(path):
+    """An open binary stream of the file's content, gunzipped on the fly if it is gzip."""
+    _regular_file(path)
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb"), f
+    f.seek(0)
+    return f, f
+
+
+def _read_exactly(stream, n, path):
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+
+
+def read_idx(path: PathLike, expect_ndim: int) -> np.ndarray:
+    """Read an IDX file (``0x00 0x00 type ndim`` magic, big-endian dims, uint8 data).
+
+    The header is read first; the data it announces is checked against :data:`MAX_BYTES`
+    and then exactly that much (plus one byte, to detect padding) is read, so memory is
+    bounded by the header's claim however far a gzip stream would inflate."""
+    stream, raw_file = _stream(path)
+    with raw_file, stream:
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise DataError(f"{path}: not an IDX file (bad magic {head.hex() or 'empty'})")
+        if head[2] != 0x08:
+            raise DataError(f"{path}: IDX element type 0x{head[2]:02x} is not unsigned byte (0x08)")
+        ndim = head[3]
+        if ndim != expect_ndim:
+            raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
+        dimbytes = _read_exactly(stream, 4 * ndim, path)
+        if len(dimbytes) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header")
+        dims = tuple(int.from_bytes(dimbytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        need = math.prod(dims)
+        if need > MAX_BYTES:
+            raise DataError(
+                f"{path}: header claims {dims} ({need:,d} bytes), over the "
+                f"{MAX_BYTES:,d}-byte limit"
+            )
+        data = _read_exactly(stream, need + 1, path)
+    if len(data) != need:
+        have = 4 + 4 * ndim + len(data)
         raise DataError(
-            f"{path}: truncated or padded: header says {dims} ({need} bytes) but the file "
-            f"has {len(raw)} bytes"
+            f"{path}: truncated or padded: header says {dims} ({4 + 4 * ndim + need} bytes) "
+            f"but the file has {'more' if len(data) > need else have} bytes"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _check_pair(images, labels, where):
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{where}: images must be N x 28 x 28, got {images.shape}")
+    if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise DataError(f"{where}: expected uint8 images and integer labels")
     if labels.shape != (images.shape[0],):
-        raise DataError(f"{where}: {images.shape[0]} images but {labels.shape[0]} labels")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{where}: label {int(labels.max())} is not a digit 0-9 (mislabeled file?)")
+        n = labels.shape[0] if labels.ndim == 1 else labels.shape
+        raise DataError(f"{where}: {images.shape[0]} images but {n} labels")
+    if images.shape[0] == 0:
+        raise DataError(f"{where}: no images")
+    if labels.min() < 0 or labels.max() > 9:
+        bad = int(labels.max()) if labels.max() > 9 else int(labels.min())
+        raise DataError(f"{where}: label {bad} is not a digit 0-9 (mislabeled file?)")
 
 
 def _find(directory, stem):
@@ -96,7 +167,7 @@ def _find(directory, stem):
     )
 
 
-def load_idx_dir(directory):
+def load_idx_dir(directory: PathLike) -> dict[str, np.ndarray]:
     """The four standard files from ``directory`` → dict of uint8 images (N, 28, 28) and labels."""
     out = {}
     for key, stem in FILES.items():
@@ -126,7 +197,33 @@ class _ArraysOnly(pickle.Unpickler):
         )
 
 
-def load_pickle(path):
+PICKLE_PARTS = ("training", "validation", "test")
+
+
+def _pickle_part(path, name, x, y):
+    """One (images, labels) pair of ``mnist.pkl.gz``: float pixels in [0, 1] as rows of 784
+    (or 28x28), integer labels; returned as uint8 images and labels."""
+    x, y = np.asarray(x), np.asarray(y)
+    where = f"{path} ({name})"
+    if x.dtype.kind != "f" or not (x.ndim == 2 and x.shape[1] == 784 or x.shape[1:] == (28, 28)):
+        raise DataError(
+            f"{where}: images must be float rows of 784 pixels, got {x.dtype} {x.shape}"
+        )
+    if not np.isfinite(x).all() or x.min(initial=0) < 0 or x.max(initial=0) > 1:
+        raise DataError(
+            f"{where}: pixels must be finite floats in [0, 1] (0-255 data is not the classic "
+            f"pickle's format)"
+        )
+    if y.dtype.kind not in "iu" or y.shape != (len(x),):
+        raise DataError(f"{where}: labels must be {len(x)} integers, got {y.dtype} {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"{where}: labels must be digits 0-9")
+    # the classic file stores k/256; round back to the original byte
+    u8 = np.clip(np.round(x.astype(np.float64) * 256), 0, 255).astype(np.uint8)
+    return u8.reshape(-1, 28, 28), y.astype(np.uint8)
+
+
+def load_pickle(path: PathLike) -> dict[str, np.ndarray]:
     """The classic ``mnist.pkl.gz``: ((train x, y), (valid x, y), (test x, y)) with float
     pixels in [0, 1).  Training and validation are joined into 60,000 training images."""
     raw = _read_bytes(path)
@@ -138,23 +235,20 @@ def load_pickle(path):
         (tx, ty), (vx, vy), (sx, sy) = data
     except (TypeError, ValueError):
         raise DataError(f"{path}: expected three (images, labels) pairs") from None
-    to_u8 = lambda a: (
-        np.clip(np.round(np.asarray(a, np.float64) * 256), 0, 255)
-        .astype(np.uint8)
-        .reshape(-1, 28, 28)
-    )
+    parts = [_pickle_part(path, name, x, y) for name, (x, y) in zip(PICKLE_PARTS, data)]
+    (tx, ty), (vx, vy), (sx, sy) = parts
     out = dict(
-        train_images=to_u8(np.concatenate([tx, vx])),
-        train_labels=np.concatenate([ty, vy]).astype(np.uint8),
-        test_images=to_u8(sx),
-        test_labels=np.asarray(sy).astype(np.uint8),
+        train_images=np.concatenate([tx, vx]),
+        train_labels=np.concatenate([ty, vy]),
+        test_images=sx,
+        test_labels=sy,
     )
     _check_pair(out["train_images"], out["train_labels"], f"{path} (training)")
     _check_pair(out["test_images"], out["test_labels"], f"{path} (test)")
     return out
 
 
-def load_embedded():
+def load_embedded() -> dict[str, np.ndarray]:
     """The subset shipped in the package (see README for its selection and licence)."""
     try:
         with np.load(EMBEDDED) as z:
@@ -168,7 +262,7 @@ def load_embedded():
     return out
 
 
-def load(path=None):
+def load(path: PathLike | None = None) -> dict[str, np.ndarray]:
     """``None`` → the embedded subset; a directory → IDX files; a file → ``mnist.pkl.gz``."""
     if path is None:
         return load_embedded()
@@ -180,7 +274,9 @@ def load(path=None):
     raise DataError(f"{path}: no such file or directory")
 
 
-def make_subset(directory, out_path, n_train=10000, n_test=2000, seed=0):
+def make_subset(
+    directory: PathLike, out_path: PathLike, n_train: int = 10000, n_test: int = 2000, seed: int = 0
+) -> None:
     """Write the embedded subset: ``n_train`` / ``n_test`` images drawn without replacement
     by ``numpy.random.default_rng(seed)`` from the full files in ``directory``."""
     full = load_idx_dir(directory)
@@ -199,7 +295,7 @@ def make_subset(directory, out_path, n_train=10000, n_test=2000, seed=0):
     )
 
 
-def cache_dir():
+def cache_dir() -> Path:
     base = os.environ.get("DERIVGRAD_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "derivgrad"
     )
@@ -210,13 +306,22 @@ def _sha256_decompressed(path):
     return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
-def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
+def download(
+    directory: PathLike | None = None,
+    mirrors: tuple[str, ...] = MIRRORS,
+    timeout: float = 30,
+    log: Callable[[str], object] = print,
+    deadline: float = 600,
+) -> Path:
     """Fetch the four files into ``directory`` (default: the user cache) and return it.
 
     Each file is written to ``NAME.gz.part`` and resumed from there after a failed attempt
     (HTTP Range), verified against the SHA-256 of its decompressed content, and only then
     renamed into place (atomic).  A file that fails verification is deleted and the next
     mirror tried; if every mirror fails, :class:`DataError` names the file and the reasons.
+    ``timeout`` bounds each network wait and ``deadline`` each file's whole transfer (a
+    server that trickles a byte at a time cannot hold the run forever); progress is logged
+    every few seconds.
     """
     directory = Path(directory or cache_dir())
     directory.mkdir(parents=True, exist_ok=True)
@@ -228,7 +333,7 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
         for mirror in mirrors:
             part = directory / (stem + ".gz.part")
             try:
-                _fetch(mirror + stem + ".gz", part, timeout)
+                _fetch(mirror + stem + ".gz", part, timeout, deadline, log)
                 try:
                     got = _sha256_decompressed(part)
                 except DataError as e:
@@ -249,24 +354,42 @@ def download(directory=None, mirrors=MIRRORS, timeout=30, log=print):
     return directory
 
 
-def _fetch(url, part, timeout):
+def _fetch(url, part, timeout, deadline=600, log=print):
     """Append the rest of ``url`` to ``part`` (HTTP Range from its current size).  A transfer
-    that ends early raises ``OSError`` and leaves ``part`` in place for the next attempt."""
+    that ends early, or runs past ``deadline`` seconds, raises ``OSError`` and leaves
+    ``part`` in place for the next attempt."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    t0 = time.monotonic()
     with urllib.request.urlopen(req, timeout=timeout) as r:
         resumed = bool(have) and r.status == 206
         length = r.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
-        got = 0
+        if expected is not None and expected > MAX_BYTES:
+            raise OSError(f"{url}: {expected:,d} bytes announced, over the {MAX_BYTES:,d} limit")
+        got, shown = 0, t0
         with open(part, "ab" if resumed else "wb") as f:
             try:
                 while True:
-                    chunk = r.read(1 << 16)
+                    # read1: whatever has arrived (one recv), so the deadline is looked at
+                    # at least every `timeout` seconds however slowly bytes trickle in
+                    chunk = r.read1(1 << 16)
                     if not chunk:
                         break
                     f.write(chunk)
                     got += len(chunk)
+                    now = time.monotonic()
+                    if now - t0 > deadline:
+                        raise OSError(
+                            f"{url}: {got:,d} bytes in {now - t0:.0f} s, past the {deadline} s "
+                            f"deadline; {part} kept, the next attempt resumes from it"
+                        )
+                    if got > MAX_BYTES:
+                        raise OSError(f"{url}: more than {MAX_BYTES:,d} bytes")
+                    if now - shown >= 5:
+                        of = f" of {expected:,d}" if expected else ""
+                        log(f"  {part.name}: {got:,d}{of} bytes, {now - t0:.0f} s")
+                        shown = now
             except http.client.IncompleteRead as e:
                 f.write(e.partial)
                 got += len(e.partial)
@@ -278,3 +401,12 @@ def _fetch(url, part, timeout):
                 f"incomplete transfer of {url}: {got} of {expected} bytes; "
                 f"{part} kept, the next attempt resumes from it"
             )
+
+
+def prepare(images: np.ndarray, normalize: bool) -> np.ndarray:
+    """Pixels ``(N, 28, 28)`` on the 0..255 scale (uint8 or float) → float32
+    ``(N, 1, 28, 28)`` in [0, 1], or standardised with MNIST's mean and std."""
+    x = images.astype(np.float32)[:, None] / np.float32(255.0)
+    if normalize:
+        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -10,6 +10,7 @@ built-in exception it has always been (a bad parameter is still a ``ValueError``
     ├── DataError        (ValueError)   an unreadable, corrupt or inconsistent data file
     ├── CheckpointError  (ValueError)   an unreadable or mismatched checkpoint
     ├── DivergedError    (ValueError)   training produced a non-finite loss
+    ├── DistributedError (RuntimeError) a rank of a multi-process (MPI) run failed or died
     └── GradcheckError   (AssertionError) analytic and numerical gradients disagree
 """
 
@@ -40,6 +41,10 @@ class DivergedError(DerivgradError, ValueError):
     """Training produced a non-finite loss; the last checkpoint is left untouched."""
 
 
+class DistributedError(DerivgradError, RuntimeError):
+    """A rank of a multi-process (MPI) run failed, died or disagrees with the others."""
+
+
 class GradcheckError(DerivgradError, AssertionError):
     """Analytic and numerical gradients disagree; ``.report`` holds the details."""
 
@@ -55,5 +60,6 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "DivergedError",
+    "DistributedError",
     "GradcheckError",
 ]

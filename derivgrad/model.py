@@ -6,9 +6,15 @@ PyTorch's defaults (``kaiming_uniform_(a=√5)``, i.e. ``U(−1/√fan_in, 1/√
 weights and biases), seeded, in float32 unless asked otherwise.
 """
 
+from __future__ import annotations
+
+from typing import NamedTuple
+
 import numpy as np
 
 from derivgrad import kernels as K
+
+from .errors import ParamError
 
 
 class Layer:
@@ -177,55 +183,112 @@ class Sequential:
             g = layer.backward(g)
         return loss, probs
 
-    def named_params(self):
+    def named_params(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
         }
 
-    def named_grads(self):
+    def named_grads(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
         }
 
-    def named_buffers(self):
+    def named_buffers(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{k}": v
             for i, layer in enumerate(self.layers)
             for k, v in getattr(layer, "buffers", {}).items()
         }
 
-    def summary(self):
+    def summary(self) -> list[LayerRow]:
         """``[(description, output shape, parameter count)]`` per layer."""
         rows, s = [], self.in_shape
         for layer in self.layers:
             s = layer.out_shape(s)
-            rows.append((layer.describe(), s, sum(int(v.size) for v in layer.params.values())))
+            n = sum(int(v.size) for v in layer.params.values())
+            rows.append(LayerRow(layer.describe(), tuple(s), n))
         return rows
 
-    def n_params(self):
+    def n_params(self) -> int:
         return sum(int(v.size) for v in self.named_params().values())
 
 
+class LayerRow(NamedTuple):
+    """One row of a network summary: what the layer is, its output shape, its parameters."""
+
+    description: str
+    shape: tuple[int, ...]
+    params: int
+
+
+def lenet_rows(
+    filters: int = 20,
+    kernel: int = 5,
+    hidden: int = 500,
+    classes: int = 10,
+    in_shape: tuple[int, int, int] = (1, 28, 28),
+    batchnorm: bool = False,
+) -> list[LayerRow]:
+    """The course LeNet's summary computed from the sizes alone, allocating nothing, so a
+    request for a huge network can be priced (and refused) before any weight exists.
+
+    Raises :class:`~derivgrad.errors.ParamError` when the sizes describe no network (a
+    kernel larger than the image, an image too small to pool)."""
+    C, H, W = in_shape
+    for name, v in (("filters", filters), ("kernel", kernel), ("hidden", hidden)):
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool)) or v < 1:
+            raise ParamError(f"lenet: {name} must be an integer >= 1, got {v!r}")
+    if kernel > min(H, W):
+        raise ParamError(f"lenet: kernel {kernel} is larger than the {H}x{W} input")
+    hc, wc = H - kernel + 1, W - kernel + 1
+    if min(hc, wc) < 2:
+        raise ParamError(
+            f"lenet: kernel {kernel} leaves a {hc}x{wc} feature map, too small for the 2x2 "
+            f"max-pool; use kernel <= {min(H, W) - 1}"
+        )
+    hp, wp = hc // 2, wc // 2
+    flat = filters * hp * wp
+    rows = [
+        LayerRow(
+            f"Conv2d {C}->{filters} {kernel}x{kernel} stride 1 pad 0",
+            (filters, hc, wc),
+            filters * (C * kernel * kernel + 1),
+        )
+    ]
+    if batchnorm:
+        rows.append(LayerRow(f"BatchNorm2d {filters}", (filters, hc, wc), 2 * filters))
+    rows += [
+        LayerRow("MaxPool2d 2x2/2", (filters, hp, wp), 0),
+        LayerRow("Flatten", (flat,), 0),
+        LayerRow(f"Linear {flat}->{hidden}", (hidden,), hidden * (flat + 1)),
+        LayerRow("ReLU", (hidden,), 0),
+        LayerRow(f"Linear {hidden}->{classes}", (classes,), classes * (hidden + 1)),
+    ]
+    return rows
+
+
 def lenet(
-    filters=20,
-    kernel=5,
-    hidden=500,
-    classes=10,
-    in_shape=(1, 28, 28),
-    batchnorm=False,
-    seed=0,
-    dtype=np.float32,
-):
+    filters: int = 20,
+    kernel: int = 5,
+    hidden: int = 500,
+    classes: int = 10,
+    in_shape: tuple[int, int, int] = (1, 28, 28),
+    batchnorm: bool = False,
+    seed: int = 0,
+    dtype: type = np.float32,
+) -> Sequential:
     """The course network: conv F@K×K (+bias) → [batchnorm] → max-pool 2×2/2 → flatten →
     fc hidden → ReLU → fc classes.  With the defaults, 520 + 1,440,500 + 5,010 = 1,446,030
     parameters (worked problem 12).  The first layer computes no input gradient."""
+    lenet_rows(filters, kernel, hidden, classes, in_shape, batchnorm)  # refuse bad sizes first
     rng = np.random.default_rng(seed)
     C, H, W = in_shape
-    layers = [Conv2d(C, filters, kernel, rng, dtype, need_dx=False)]
+    conv = Conv2d(C, filters, kernel, rng, dtype, need_dx=False)
+    layers: list[Layer] = [conv]
     if batchnorm:
         layers.append(BatchNorm2d(filters, dtype))
     layers += [MaxPool2d(2)]
-    conv_out = layers[0].out_shape(in_shape)
+    conv_out = conv.out_shape(in_shape)
     flat = filters * K.output_size(conv_out[1], 2, 2) * K.output_size(conv_out[2], 2, 2)
     layers += [
         Flatten(),

@@ -33,6 +33,7 @@ from .document import (
     tex_name,
     tex_split,
 )
+from .numeric_steps import at as numbers_at
 from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
 
@@ -58,6 +59,7 @@ def build(d: Derivation) -> Doc:
     op = get(d.op)
     whole = op.document(d)
     if whole is not None:
+        whole.blocks.extend(numbers_at("whole", d))  # NUMBERS: a numeric instance, appended
         return whole
     doc = Doc()
     title = op.title
@@ -84,6 +86,7 @@ def build(d: Derivation) -> Doc:
         + " Indices are 1-based, as in the course notes."
     )
     doc.blocks.extend(op.definitions(d))
+    doc.blocks.extend(numbers_at("problem", d))  # NUMBERS: the given values
     # forward
     doc.h("Forward pass in scalar form", 2)
     lines, note = entry_rows(
@@ -95,6 +98,7 @@ def build(d: Derivation) -> Doc:
         else "Each output is a scalar expression of the named inputs:"
     )
     _eq_rows(doc, lines, note)
+    doc.blocks.extend(numbers_at("forward", d))  # NUMBERS: forward outputs
     # local derivatives
     doc.h("Local derivatives", 2)
     if loss:
@@ -110,6 +114,7 @@ def build(d: Derivation) -> Doc:
         )
     for k, v in d.input_arrays.items():
         _local_derivatives(doc, d, k, v, show, loss)
+    doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
     # chain rule
     doc.h("Chain rule", 2)
     if loss:
@@ -132,6 +137,7 @@ def build(d: Derivation) -> Doc:
                 show,
             )
             _eq_rows(doc, rows, note)
+    doc.blocks.extend(numbers_at("chain", d))  # NUMBERS: each sum written out
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
@@ -152,6 +158,7 @@ def build(d: Derivation) -> Doc:
             )
             _eq_rows(doc, rows, note)
     doc.blocks.extend(op.sections(d))
+    doc.blocks.extend(numbers_at("closed", d))  # NUMBERS: the compact rule evaluated
     doc.h("Proof", 2)
     how = {
         "expand": "expanding the difference of the two to a polynomial that is identically zero",
@@ -162,6 +169,7 @@ def build(d: Derivation) -> Doc:
         r"to zero",
     }.get(d.proof, d.proof)
     doc.p(proof_sentence(d, how))
+    doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
 
 
@@ -384,27 +392,34 @@ def to_markdown(doc):
 
 
 def to_text(doc):
-    out = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            out.append(("=" if x[0] == 1 else "-") * 3 + " " + x[1])
-        elif kind == "p":
-            out.append(_prose_md(x).replace("$", "").replace("`", ""))
-        else:
-            for lhs, frags in x:
-                out.append(f"  {lhs} = " + " ".join(frags))
-    return "\n".join(out) + "\n"
+    """Unicode text for a terminal (:mod:`derivgrad.formats.text`): never LaTeX source."""
+    from .formats.text import to_text as unicode_text
+
+    return unicode_text(doc)
+
+
+FORMATS = ("latex", "markdown", "text", "html", "json")
 
 
 def render(d, fmt="latex", standalone=True):
+    """``d`` in one of :data:`FORMATS`; ``standalone=False`` gives a LaTeX fragment or an
+    HTML fragment (no page around it)."""
+    if fmt == "json":  # the derivation as data, not a document
+        from .formats.json import dumps
+
+        return dumps(d)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
     doc = build(d)
     if fmt == "latex":
         return to_latex(doc, standalone)
     if fmt == "markdown":
         return to_markdown(doc)
-    if fmt == "text":
-        return to_text(doc)
-    raise ValueError(f"unknown format {fmt!r}; choose latex, markdown or text")
+    if fmt == "html":
+        from .formats.html import fragment, to_html
+
+        return to_html(doc) if standalone else fragment(doc)
+    return to_text(doc)
 
 
 def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=None):

@@ -2,32 +2,71 @@
 
 Determinism: epoch e shuffles with ``default_rng([seed, e])``, so a run resumed from a
 checkpoint at any batch continues exactly as the uninterrupted run would.
+
+Exactness under interruption: the *step* (forward, backward, optimizer update, running
+sums, position) is the atomic unit.  SIGINT and SIGTERM are deferred to the boundary between
+two steps (:mod:`derivgrad.interrupt`), where the state is consistent and is checkpointed;
+the end of an epoch (evaluation, history, checkpoint) is one unit too.  A second signal
+stops at once *without* saving, since the state may then be half-updated: the previous
+checkpoint, consistent by construction, stands.
 """
 
+from __future__ import annotations
+
 import json
+import math
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from . import data as mnist
-from .errors import DivergedError
-from .model import SGD, Adam, lenet
+from .atomic import write_atomic
+from .data import MNIST_MEAN, MNIST_STD, prepare
+from .errors import CheckpointError, DivergedError, ParamError
+from .interrupt import Interrupts, deferred_interrupts
+from .model import SGD, Adam, Sequential
+from .predict import predict
+from .train_config import EVAL_BATCH, TrainConfig, config, from_mapping
+from .train_state import (
+    Position,
+    SavedState,
+    Tally,
+    arrays_of,
+    build,
+    meta_of,
+    parse_meta,
+    restore,
+    specs_of,
+)
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+Log = Callable[[str], Any]
+
+__all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "TrainConfig",
+    "config",
+    "evaluate",
+    "metrics_line",
+    "plot",
+    "predict",
+    "prepare",
+    "train",
+]
 
 
-def prepare(images, normalize):
-    x = images.astype(np.float32)[:, None] / np.float32(255.0)
-    if normalize:
-        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def evaluate(net, x, y, batch=1000):
-    correct, loss = 0, 0.0
+def evaluate(net: Sequential, x: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH):
+    """Mean loss and accuracy of ``net`` on ``(x, y)``, ``batch`` images at a time."""
     from derivgrad.kernels import softmax_cross_entropy_forward
 
+    if len(y) == 0:
+        raise ParamError("evaluate: no images to evaluate on")
+    correct, loss = 0, 0.0
     for i in range(0, len(y), batch):
         logits = net.forward(x[i : i + batch])
         l, p = softmax_cross_entropy_forward(logits, y[i : i + batch])
@@ -36,186 +75,342 @@ def evaluate(net, x, y, batch=1000):
     return loss / len(y), correct / len(y)
 
 
-def lr_at(cfg, epoch, batch, n_batches):
-    if cfg["schedule"] == "cosine":
-        t = (epoch + batch / n_batches) / cfg["epochs"]
-        return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * t))
-    return cfg["lr"]
+def lr_at(cfg: TrainConfig, epoch: int, batch: int, n_batches: int) -> float:
+    """The learning rate of step (epoch, batch): constant, or cosine-annealed to 0."""
+    if cfg.schedule == "cosine":
+        t = (epoch + batch / n_batches) / cfg.epochs
+        return cfg.lr * 0.5 * (1 + np.cos(np.pi * t))
+    return cfg.lr
 
 
-def make_optimizer(cfg, params):
-    if cfg["optimizer"] == "sgd":
-        return SGD(params, cfg["lr"], cfg["momentum"], cfg["weight_decay"])
-    return Adam(params, cfg["lr"], weight_decay=cfg["weight_decay"])
+@dataclass
+class Data:
+    """Training and test sets, prepared (float32 ``(N, 1, 28, 28)``, int64 labels)."""
+
+    xtr: np.ndarray
+    ytr: np.ndarray
+    xte: np.ndarray
+    yte: np.ndarray
 
 
-def _load_state(net, arrays, where):
-    """Parameters and buffers of a checkpoint into ``net`` (names and shapes must match)."""
-    for prefix, named in (("p", net.named_params()), ("b", net.named_buffers())):
-        for k, v in named.items():
-            a = arrays.get(f"{prefix}.{k}")
-            if a is None or a.shape != v.shape:
-                raise ckpt.CheckpointError(
-                    f"{where}: {'parameter' if prefix == 'p' else 'buffer'} {k} "
-                    f"missing or of the wrong shape"
-                )
-            v[...] = a
-
-
-def _arch(cfg):
-    return {k: cfg[k] for k in ("filters", "kernel", "hidden", "batchnorm")}
-
-
-def train(cfg, log=print, progress=True):
-    """Run training as ``cfg`` says (the command line's options); returns the metrics dict."""
-    data = mnist.load(cfg.get("data"))
-    xtr, ytr = (
-        prepare(data["train_images"], cfg["normalize"]),
-        data["train_labels"].astype(np.int64),
-    )
-    xte, yte = prepare(data["test_images"], cfg["normalize"]), data["test_labels"].astype(np.int64)
-    if cfg.get("limit"):
-        xtr, ytr = xtr[: cfg["limit"]], ytr[: cfg["limit"]]
-    net = lenet(
-        cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], cfg["seed"]
-    )
-    params = net.named_params()
-    opt = make_optimizer(cfg, params)
-    start_epoch, start_batch, history, partial = 0, 0, [], (0.0, 0, 0)
-    if cfg.get("resume"):
-        arrays, meta = ckpt.load(cfg["checkpoint"])
-        if meta.get("arch") != _arch(cfg):
-            raise ckpt.CheckpointError(
-                f"{cfg['checkpoint']}: checkpoint is for architecture {meta.get('arch')} "
-                f"but this run builds {_arch(cfg)}; pass the same --filters/--hidden/"
-                f"--kernel/--batchnorm or start without --resume"
-            )
-        _load_state(net, arrays, cfg["checkpoint"])
-        opt.load_state_dict(
-            {k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": meta["steps"]}
+def load_data(cfg: TrainConfig, log: Log) -> Data:
+    d = mnist.load(cfg.data)
+    xtr, ytr = d["train_images"], d["train_labels"]
+    if cfg.limit is not None:
+        if cfg.limit > len(ytr):
+            log(f"--limit {cfg.limit} is more than the {len(ytr)} training images: using all")
+        xtr, ytr = xtr[: cfg.limit], ytr[: cfg.limit]
+    if len(ytr) < cfg.batch_size:
+        raise ParamError(
+            f"--batch-size {cfg.batch_size} is larger than the {len(ytr)} training images"
+            f"{' (--limit)' if cfg.limit else ''}: not one full batch; lower --batch-size"
         )
-        start_epoch, start_batch, history = meta["epoch"], meta["batch"], meta["history"]
-        partial = tuple(meta["partial"])
-        log(f"resumed from {cfg['checkpoint']} at epoch {start_epoch + 1}, batch {start_batch}")
-    for name, shape, n in net.summary():
-        log(f"  {name:34s} -> {'x'.join(map(str, shape)):>10s}  {n:>9,d} params")
-    log(f"  total {net.n_params():,d} parameters; {len(ytr)} training / {len(yte)} test images")
+    prep = lambda a: prepare(a, cfg.normalize)  # noqa: E731
+    return Data(
+        prep(xtr), ytr.astype(np.int64), prep(d["test_images"]), d["test_labels"].astype(np.int64)
+    )
 
-    def save(epoch, batch, partial):
-        if not cfg.get("checkpoint"):
+
+@dataclass
+class Run:
+    """A training run's mutable state; :meth:`step` and :meth:`end_epoch` are atomic."""
+
+    cfg: TrainConfig
+    data: Data
+    net: Sequential
+    opt: SGD | Adam
+    log: Log
+    pos: Position = Position(0, 0)
+    tally: Tally = Tally()
+    history: list[dict[str, float]] = field(default_factory=list)
+    in_unit: bool = False  # inside a step or an epoch's end: the state may be half-updated
+    saved_at: tuple | None = None
+    session_seen: int = 0  # samples processed in this process during the current epoch
+    t_epoch: float = 0.0
+    # data-parallel over MPI (derivgrad.distributed.Communicator); None: one process
+    dist: Any = None
+    stop_voted: bool = False  # under MPI: some rank asked to stop (agreed in the last step)
+    intr: Interrupts | None = None
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.data.ytr) // self.cfg.batch_size
+
+    def perm(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.data.ytr))
+
+    def state(self) -> SavedState:
+        return SavedState(
+            self.cfg, self.pos, self.opt.steps, self.tally, self.history, len(self.data.ytr)
+        )
+
+    def save(self) -> None:
+        """Checkpoint the current (consistent) state, once per position (under MPI every
+        rank calls this at the same steps; rank 0 alone writes)."""
+        key = (self.pos, self.opt.steps)
+        if not self.cfg.checkpoint or self.saved_at == key:
             return
-        arrays = {f"p.{k}": v for k, v in params.items()}
-        arrays |= {f"b.{k}": v for k, v in net.named_buffers().items()}
-        st = opt.state_dict()
-        arrays |= {f"o.{k}": v for k, v in st.items() if k != "steps"}
-        ckpt.save(
-            cfg["checkpoint"],
-            arrays,
-            dict(
-                arch=_arch(cfg),
-                config={k: v for k, v in cfg.items() if k != "resume"},
-                epoch=epoch,
-                batch=batch,
-                steps=st["steps"],
-                history=history,
-                partial=list(partial),
-            ),
-        )
+        arrays = arrays_of(self.net, self.opt)  # collective if the optimizer is sharded
+        if self.dist is None or self.dist.is_root:
+            ckpt.save(self.cfg.checkpoint, arrays, meta_of(self.cfg, self.state()))
+        self.saved_at = key
 
-    # make the first-call JIT cost visible: compile (or load from the cache) on one tiny batch
-    t_jit = time.perf_counter()
-    log("preparing kernels (compiled on the first run on a machine, loaded from the cache after)")
-    # evaluation mode and a zero gradient: every kernel of the step runs, no parameter or
-    # batch-norm statistic changes (exact resumption depends on that)
-    g = np.zeros_like(net.forward(xtr[:2], train=False))
-    for layer in reversed(net.layers):
-        g = layer.backward(g)
-    log(f"  kernels ready in {time.perf_counter() - t_jit:.1f} s")
-    bs = cfg["batch_size"]
-    n_batches = len(ytr) // bs if cfg.get("drop_last", True) else -(-len(ytr) // bs)
-    t_start = time.perf_counter()
-    epoch, b = start_epoch, start_batch
-    try:
-        for epoch in range(start_epoch, cfg["epochs"]):
-            perm = np.random.default_rng([cfg["seed"], epoch]).permutation(len(ytr))
-            loss_sum, correct, seen = partial if epoch == start_epoch else (0.0, 0, 0)
-            bar = _bar(
-                progress,
-                n_batches,
-                epoch,
-                cfg["epochs"],
-                start_batch if epoch == start_epoch else 0,
+    def step(self, perm: np.ndarray) -> float:
+        """Apply batch ``pos.batch`` of the current epoch; returns its loss."""
+        epoch, b = self.pos
+        bs = self.cfg.batch_size
+        idx = perm[b * bs : (b + 1) * bs]
+        lr = lr_at(self.cfg, epoch, b, self.n_batches)
+        self.in_unit = True
+        self.opt.lr = lr
+        if self.dist is None:
+            loss, probs = self.net.loss_and_grads(self.data.xtr[idx], self.data.ytr[idx])
+            correct = int((probs.argmax(1) == self.data.ytr[idx]).sum())
+            grads = self.net.named_grads()
+        else:  # this rank's shard; the global batch's loss, count and mean gradients
+            loss, correct, grads, self.stop_voted = self.dist.step(
+                self.net, self.data.xtr, self.data.ytr, idx, self.stop_vote()
             )
-            t0 = time.perf_counter()
-            for b in range(start_batch if epoch == start_epoch else 0, n_batches):
-                idx = perm[b * bs : (b + 1) * bs]
-                if hasattr(opt, "lr"):
-                    opt.lr = lr_at(cfg, epoch, b, n_batches)
-                loss, probs = net.loss_and_grads(xtr[idx], ytr[idx])
-                if not np.isfinite(loss):
-                    raise DivergedError(
-                        f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b} "
-                        f"(lr {getattr(opt, 'lr', cfg['lr']):g}); lower --lr. The last "
-                        f"checkpoint, if any, is from before the divergence."
-                    )
-                opt.step(net.named_grads())
-                loss_sum += loss * len(idx)
-                correct += int((probs.argmax(1) == ytr[idx]).sum())
-                seen += len(idx)
-                if bar is not None:
-                    bar.update(1)
-                    if b % 20 == 0:
-                        bar.set_postfix(
-                            loss=f"{loss_sum / seen:.4f}",
-                            acc=f"{correct / seen:.4f}",
-                            sps=f"{seen / max(time.perf_counter() - t0, 1e-9):.0f}",
-                        )
-            if bar is not None:
-                bar.close()
-            train_time = time.perf_counter() - t0
-            test_loss, test_acc = evaluate(net, xte, yte)
-            history.append(
-                dict(
-                    epoch=epoch + 1,
-                    train_loss=loss_sum / max(seen, 1),
-                    train_acc=correct / max(seen, 1),
-                    test_loss=test_loss,
-                    test_acc=test_acc,
-                    seconds=train_time,
-                    samples_per_s=seen / max(train_time, 1e-9),
-                )
+        if not np.isfinite(loss):
+            raise DivergedError(
+                f"training diverged: the loss is {loss} at epoch {epoch + 1}, batch {b + 1} "
+                f"(lr {lr:g}); lower --lr. The last checkpoint, if any, is from before the "
+                f"divergence."
             )
-            log(
-                f"epoch {epoch + 1}/{cfg['epochs']}: train loss {loss_sum / max(seen, 1):.4f} acc "
-                f"{correct / max(seen, 1):.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                f"{train_time:.1f} s, {seen / max(train_time, 1e-9):.0f} samples/s"
+        self.opt.step(grads)
+        self.tally = self.tally.add(float(loss), correct, len(idx))
+        self.session_seen += len(idx)
+        self.pos = Position(epoch, b + 1)
+        self.in_unit = False
+        return float(loss)
+
+    def end_epoch(self) -> dict[str, float]:
+        """Evaluate, record the epoch, move to the next one and checkpoint."""
+        self.in_unit = True
+        seconds = time.perf_counter() - self.t_epoch
+        if self.dist is None:
+            test_loss, test_acc = evaluate(self.net, self.data.xte, self.data.yte)
+        else:  # rank 0 evaluates; every rank records its result
+            self.dist.check_same_params(self.net.named_params())
+            test_loss, test_acc = self.dist.root_call(
+                evaluate, self.net, self.data.xte, self.data.yte
             )
-            save(epoch + 1, 0, (0.0, 0, 0))
-            partial = (0.0, 0, 0)
-    except KeyboardInterrupt:
-        # the batch b was not applied if the interrupt came inside it: resume at b
-        save(epoch, b, (loss_sum, correct, seen))
-        log(
-            f"interrupted at epoch {epoch + 1}, batch {b}; "
-            f"checkpoint written to {cfg.get('checkpoint')}"
-            if cfg.get("checkpoint")
-            else "interrupted (no --checkpoint given, nothing saved)"
+        if not np.isfinite(test_loss):
+            raise DivergedError(
+                f"training diverged: the test loss is {test_loss} after epoch "
+                f"{self.pos.epoch + 1}; lower --lr. The last checkpoint, if any, is from "
+                f"before this epoch."
+            )
+        t = self.tally
+        rec = dict(
+            epoch=self.pos.epoch + 1,
+            train_loss=t.loss_sum / max(t.seen, 1),
+            train_acc=t.correct / max(t.seen, 1),
+            test_loss=float(test_loss),
+            test_acc=test_acc,
+            seconds=seconds,
+            samples_per_s=self.session_seen / max(seconds, 1e-9),
         )
-        raise
-    metrics = dict(history[-1]) if history else {}
+        self.history = [*self.history, rec]
+        self.pos, self.tally = Position(self.pos.epoch + 1, 0), Tally()
+        self.save()
+        self.in_unit = False
+        return rec
+
+    def stop_vote(self) -> bool:
+        return self.intr is not None and self.intr.requested()
+
+    def stop_requested(self) -> bool:
+        """Whether to stop at this step boundary: this process's signal, or under MPI the
+        ranks' agreement (every rank stops at the same step, so the checkpoint is whole)."""
+        return self.stop_voted if self.dist is not None else self.stop_vote()
+
+
+def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
+    net, opt = build(cfg)
+    if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update
+        from .distributed import make_data_parallel
+
+        opt = make_data_parallel(dist, net, opt)
+    run = Run(cfg, data, net, opt, log, dist=dist)
+    if cfg.resume:
+        _resume(run)
+    for row in net.summary():
+        shape = "x".join(map(str, row.shape))
+        log(f"  {row.description:34s} -> {shape:>10s}  {row.params:>9,d} params")
+    log(
+        f"  total {net.n_params():,d} parameters; "
+        f"{len(data.ytr)} training / {len(data.yte)} test images"
+    )
+    return run
+
+
+def _where(pos: Position, n_batches: int) -> str:
+    """A position for people: 1-based epoch, batches done."""
+    return f"epoch {pos.epoch + 1} after {pos.batch} of {n_batches} batches"
+
+
+def _resume(run: Run) -> None:
+    cfg, where = run.cfg, str(run.cfg.checkpoint)
+    found: dict[str, SavedState] = {}
+    specs = specs_of(run.net, run.opt)  # (collective if the optimizer is sharded)
+
+    def expect(meta: dict) -> dict[str, ckpt.ArraySpec]:
+        found["state"] = s = parse_meta(meta, where)
+        cfg.check_resume(s.config.to_dict(), where)
+        return specs
+
+    def load() -> tuple[dict[str, np.ndarray], SavedState]:
+        return ckpt.load(where, expect)[0], found["state"]
+
+    # under MPI rank 0 reads and every rank gets the state (no shared file system needed)
+    arrays, s = load() if run.dist is None else run.dist.root_call(load)
+    if s.n_train is not None and s.n_train != len(run.data.ytr):
+        raise CheckpointError(
+            f"{where}: checkpoint was trained on {s.n_train} images but this run has "
+            f"{len(run.data.ytr)}; resume with the same data and --limit"
+        )
+    if (
+        s.position.batch > run.n_batches
+        or s.position.epoch > cfg.epochs
+        or (s.position.epoch == cfg.epochs and s.position.batch > 0)
+    ):
+        raise CheckpointError(
+            f"{where}: checkpoint is at {_where(s.position, run.n_batches)}, "
+            f"beyond this run's --epochs {cfg.epochs}"
+        )
+    restore(run.net, run.opt, arrays, s.steps)
+    if getattr(run.dist, "sharded", None) is not None:  # its state is spread over the ranks
+        run.opt.load_state_dict(
+            {k[2:]: v for k, v in arrays.items() if k.startswith("o.")} | {"steps": s.steps}
+        )
+    run.pos, run.tally, run.history = s.position, s.tally, list(s.history)
+    run.saved_at = (run.pos, s.steps)
+    run.log(f"resumed from {where} at {_where(run.pos, run.n_batches)}")
+
+
+def _warm_up(run: Run) -> None:
+    """Compile (or load from the cache) every kernel of a step on a tiny batch, so the
+    first-call JIT cost is visible.  Evaluation mode and a zero gradient: no parameter or
+    batch-norm statistic changes (exact resumption depends on that)."""
+    t = time.perf_counter()
+    run.log(
+        "preparing kernels (compiled on the first run on a machine, loaded from the cache after)"
+    )
+    g = np.zeros_like(run.net.forward(run.data.xtr[:2], train=False))
+    for layer in reversed(run.net.layers):
+        g = layer.backward(g)
+    run.log(f"  kernels ready in {time.perf_counter() - t:.1f} s")
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised at a step boundary after a deferred signal, once the checkpoint is written."""
+
+    all_ranks = True  # under MPI every rank stops at the same step: no abort needed
+
+
+def _stop_if_asked(run: Run, intr: Interrupts) -> None:
+    """At a step boundary: if a signal came, checkpoint this position and stop."""
+    if not run.stop_requested():
+        return
+    run.in_unit = True  # a second signal during the save must not start another one
+    run.save()
+    run.in_unit = False
+    where = _where(run.pos, run.n_batches)
+    name = intr.name or "a signal to another rank"
+    run.log(
+        f"interrupted ({name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
+        f"continue with --resume"
+        if run.cfg.checkpoint
+        else f"interrupted ({name}) at {where} (no --checkpoint given, nothing saved)"
+    )
+    raise Stopped(name)
+
+
+def _epoch(run: Run, intr: Interrupts, progress: bool) -> None:
+    epoch, perm = run.pos.epoch, run.perm(run.pos.epoch)
+    bar = _bar(progress, run.n_batches, epoch, run.cfg.epochs, run.pos.batch)
+    run.t_epoch, run.session_seen = time.perf_counter(), 0
+    while run.pos.batch < run.n_batches:
+        _stop_if_asked(run, intr)
+        run.step(perm)
+        if bar is not None:
+            bar.update(1)
+            if run.pos.batch % 20 == 1:
+                t = run.tally
+                bar.set_postfix(loss=f"{t.loss_sum / t.seen:.4f}", acc=f"{t.correct / t.seen:.4f}")
+    if bar is not None:
+        bar.close()
+    _stop_if_asked(run, intr)
+    r = run.end_epoch()
+    run.log(
+        f"epoch {r['epoch']}/{run.cfg.epochs}: train loss {r['train_loss']:.4f} acc "
+        f"{r['train_acc']:.4f} | test loss {r['test_loss']:.4f} acc {r['test_acc']:.4f} | "
+        f"{r['seconds']:.1f} s, {r['samples_per_s']:.0f} samples/s"
+    )
+
+
+def _loop(run: Run, progress: bool) -> None:
+    with deferred_interrupts() as intr:
+        run.intr = intr
+        if run.dist is not None:  # a wait that hangs after a signal ends the job
+            run.dist.stop_requested = intr.requested
+        try:
+            while run.pos.epoch < run.cfg.epochs:
+                _epoch(run, intr, progress)
+            _stop_if_asked(run, intr)
+        except Stopped:
+            raise
+        except KeyboardInterrupt:
+            if run.in_unit or intr.requested():  # a second signal, or inside a step
+                why = "a second signal" if intr.requested() else "an interrupt inside a step"
+                run.log(f"stopped at once by {why}: the last checkpoint written stands")
+            elif run.dist is None:  # raised between steps by other code: consistent
+                run.save()
+                run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
+            raise
+
+
+def train(
+    cfg: TrainConfig | Mapping[str, Any],
+    log: Log = print,
+    progress: bool = True,
+    dist: Any = None,
+) -> tuple[dict[str, Any], Sequential]:
+    """Run training as ``cfg`` says; returns (metrics of the last epoch, the network).
+
+    ``dist``: a :class:`derivgrad.distributed.Communicator` for data-parallel training over
+    MPI (``None``: one process).  Every rank takes its shard of each global batch and the
+    gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
+    """
+    cfg = cfg if isinstance(cfg, TrainConfig) else from_mapping(cfg)
+    if dist is not None:
+        dist.check_batch(cfg.batch_size)
+        if not dist.is_root:
+            log, progress = (lambda s: None), False
+        log(dist.describe())
+    cfg.check_outputs()
+    data = load_data(cfg, log)
+    run = _start(cfg, data, log, dist)
+    _warm_up(run)
+    t_start = time.perf_counter()
+    if run.pos.epoch >= cfg.epochs:
+        log(f"the checkpoint has already finished {cfg.epochs} epochs; nothing to train")
+    _loop(run, progress)
+    metrics: dict[str, Any] = dict(run.history[-1])
     metrics.update(
         total_seconds=time.perf_counter() - t_start,
-        params=net.n_params(),
-        epochs=cfg["epochs"],
-        history=history,
+        params=run.net.n_params(),
+        epochs=cfg.epochs,
+        history=run.history,
     )
-    if cfg.get("plot"):
-        plot(history, cfg["plot"])
-        log(f"plot written to {cfg['plot']}")
-    return metrics, net
+    if cfg.plot and (dist is None or dist.is_root):
+        plot(run.history, cfg.plot)
+        log(f"plot written to {cfg.plot}")
+    return metrics, run.net
 
 
-def _bar(progress, total, epoch, epochs, initial):
+def _bar(progress: bool, total: int, epoch: int, epochs: int, initial: int):
     if not progress:
         return None
     try:
@@ -227,12 +422,18 @@ def _bar(progress, total, epoch, epochs, initial):
     )
 
 
-def plot(history, path):
+def plot(history: list[dict[str, float]], path: str) -> None:
+    """Loss and accuracy curves, written atomically to ``path`` (format from its suffix)."""
+    import os
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    if not ext:
+        raise ParamError(f"--plot {path}: no file extension (.png, .pdf or .svg)")
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
@@ -242,59 +443,19 @@ def plot(history, path):
     b.plot(ep, [100 * h["test_acc"] for h in history], "s-", label="test")
     b.set_xlabel("epoch"), b.set_ylabel("accuracy (%)"), b.legend(), b.set_title("accuracy")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=ext))
+    finally:
+        plt.close(fig)
 
 
-def predict(checkpoint_path, images):
-    """Class probabilities ``(N, 10)`` for uint8 or float images ``(N, 28, 28)``."""
-    arrays, meta = ckpt.load(checkpoint_path)
-    cfg = meta["config"]
-    net = lenet(cfg["filters"], cfg["kernel"], cfg["hidden"], 10, (1, 28, 28), cfg["batchnorm"], 0)
-    _load_state(net, arrays, checkpoint_path)
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        x = prepare(images, cfg["normalize"])
-    else:
-        x = prepare(np.clip(images * 255.0, 0, 255), cfg["normalize"])
-    from derivgrad.kernels import softmax
-
-    return softmax(net.forward(x))
-
-
-DEFAULTS = dict(
-    data=None,
-    epochs=3,
-    batch_size=64,
-    lr=0.01,
-    momentum=0.9,
-    optimizer="sgd",
-    weight_decay=0.0,
-    seed=0,
-    checkpoint=None,
-    resume=False,
-    plot=None,
-    filters=20,
-    kernel=5,
-    hidden=500,
-    batchnorm=False,
-    normalize=False,
-    schedule="constant",
-    limit=None,
-)
-
-
-def config(**overrides):
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    return cfg
-
-
-def metrics_line(metrics):
-    return json.dumps(
-        {
-            k: (round(v, 6) if isinstance(v, float) else v)
-            for k, v in metrics.items()
-            if k != "history"
-        }
-    )
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """The metrics as one JSON line (non-finite numbers as null: JSON has no NaN)."""
+    out = {}
+    for k, v in metrics.items():
+        if k == "history":
+            continue
+        if isinstance(v, float):
+            v = round(v, 6) if math.isfinite(v) else None
+        out[k] = v
+    return json.dumps(out, allow_nan=False)

@@ -102,6 +102,12 @@ def document(fmt="latex"):
             + body
             + "\\end{document}\n"
         )
+    if fmt == "html":  # one page, with a table of contents
+        from .formats.html import to_html
+
+        return to_html(
+            docs, title="Gradients of convolutional networks: worked solutions", toc=True
+        )
     if fmt == "markdown":
         return "\n\n".join(to_markdown(doc) for doc in docs)
     return "\n\n".join(to_text(doc) for doc in docs)

@@ -27,6 +27,7 @@ cfg = config(
     lr=0.01,
     momentum=0.9,
     checkpoint=str(out / "lenet.npz"),
+    overwrite=True,
 )
 metrics, net = train(cfg, progress=False)
 plot(metrics["history"], out / "lenet_curves.png")

@@ -3,6 +3,8 @@
 Convolution, pooling, im2col and the symbolic face all call :func:`output_size`.
 """
 
+import numbers
+
 
 def output_size(n, k, stride=1, padding=0, dilation=1):
     r"""Number of window positions along one axis.
@@ -13,6 +15,17 @@ def output_size(n, k, stride=1, padding=0, dilation=1):
     ``dilation`` d.  Works on ints and on SymPy integers alike; a result below 1 means the
     window does not fit (callers validate).
     """
+    for name, v, lo in (
+        ("n", n, 0),
+        ("k", k, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
+        if isinstance(v, (bool, float, complex)):
+            raise TypeError(f"output_size: {name} must be an integer, got {v!r}")
+        if isinstance(v, numbers.Integral) and v < lo:
+            raise ValueError(f"output_size: {name} must be >= {lo}, got {v}")
     return (n + 2 * padding - window_span(k, dilation)) // stride + 1
 
 

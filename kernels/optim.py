@@ -8,6 +8,9 @@ Adam (PyTorch's, L2 weight decay): ``g ← g + λ p``; ``m ← β₁ m + (1 − 
 corrections ``c₁ = 1 − β₁ᵗ``, ``c₂ = 1 − β₂ᵗ``.
 """
 
+import math
+import numbers
+
 import numpy as np
 from numba import prange
 
@@ -29,28 +32,56 @@ def _sgd(p, g, v, lr, mu, wd, first):
             p[i] -= lr * d
 
 
+def _real(op, name, value, lo, hi=None, lo_open=False, hi_open=True):
+    """A finite float hyper-parameter in [lo, hi) (or (lo, ...) with ``lo_open``)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    low_bad = v <= lo if lo_open else v < lo
+    high_bad = hi is not None and (v >= hi if hi_open else v > hi)
+    if not math.isfinite(v) or low_bad or high_bad:
+        rng = ("(" if lo_open else "[") + f"{lo}, " + ("inf)" if hi is None else f"{hi})")
+        raise ValueError(f"{op}: {name} must be finite and in {rng}, got {value!r}")
+    return v
+
+
+def _buffers(op, writable, **arrays):
+    """Same-shape, same-dtype, C-contiguous float32/float64 plain ndarrays; the names in
+    ``writable`` are updated in place and must be writable."""
+    first = None
+    for name, a in arrays.items():
+        if isinstance(a, np.ma.MaskedArray):
+            raise TypeError(f"{op}: {name} is a masked array; its masked values would be used")
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{op}: {name} must be a NumPy array, got {type(a).__name__}")
+        if a.dtype not in val.FLOAT_DTYPES:
+            raise TypeError(
+                f"{op}: {name} must be a float32 or float64 array, got dtype {a.dtype} "
+                f"(no silent cast: an update in another dtype would be truncated or lost)"
+            )
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{op}: {name} must be C-contiguous (it is updated in place)")
+        if name in writable and not a.flags.writeable:
+            raise ValueError(f"{op}: {name} is read-only but is updated in place")
+        if first is None:
+            first = name, a
+        else:
+            val.shape_is(op, name, a, first[1].shape, f"{first[0]}.shape")
+    val.same_dtype(op, **arrays)
+
+
 def sgd_update(p, g, v, lr, momentum=0.0, weight_decay=0.0, first=False):
-    """Update ``p`` (and the momentum buffer ``v``) in place; all three share shape and dtype."""
+    """Update ``p`` (and the momentum buffer ``v``) in place; all three share shape and dtype.
+
+    ``lr``, ``momentum`` and ``weight_decay`` are finite and >= 0; ``first`` is a bool."""
     op = "sgd_update"
-    for name, a in (("p", p), ("g", g), ("v", v)):
-        if (
-            not isinstance(a, np.ndarray)
-            or not a.flags.c_contiguous
-            or not a.flags.writeable
-            and name != "g"
-        ):
-            raise ValueError(f"{op}: {name} must be a writable C-contiguous ndarray")
-        val.shape_is(op, name, a, p.shape, "p.shape")
-    val.same_dtype(op, p=p, g=g, v=v)
-    _sgd(
-        p.reshape(-1),
-        g.reshape(-1),
-        v.reshape(-1),
-        float(lr),
-        float(momentum),
-        float(weight_decay),
-        bool(first),
-    )
+    _buffers(op, ("p", "v"), p=p, g=g, v=v)
+    lr = _real(op, "lr", lr, 0.0)
+    momentum = _real(op, "momentum", momentum, 0.0)
+    weight_decay = _real(op, "weight_decay", weight_decay, 0.0)
+    if not isinstance(first, (bool, np.bool_)):
+        raise TypeError(f"{op}: first must be a bool, got {first!r}")
+    _sgd(p.reshape(-1), g.reshape(-1), v.reshape(-1), lr, momentum, weight_decay, bool(first))
 
 
 @parallel
@@ -65,25 +96,33 @@ def _adam(p, g, m, v, lr, b1, b2, eps, wd, c1, c2):
 
 
 def adam_update(p, g, m, v, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, step=1):
-    """Update ``p`` and the moment buffers ``m``, ``v`` in place; ``step`` counts from 1."""
+    """Update ``p`` and the moment buffers ``m``, ``v`` in place; ``step`` counts from 1.
+
+    ``betas`` are two finite numbers in [0, 1) (β = 1 would divide by a zero bias
+    correction), ``eps`` > 0, ``lr`` and ``weight_decay`` finite and >= 0."""
     op = "adam_update"
-    for name, a in (("p", p), ("g", g), ("m", m), ("v", v)):
-        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
-            raise ValueError(f"{op}: {name} must be a C-contiguous ndarray")
-        val.shape_is(op, name, a, p.shape, "p.shape")
-    val.same_dtype(op, p=p, g=g, m=m, v=v)
+    _buffers(op, ("p", "m", "v"), p=p, g=g, m=m, v=v)
     step = val.int_param(op, "step", step, 1)
-    b1, b2 = betas
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{op}: betas must be a pair (beta1, beta2), got {betas!r}")
+    b1 = _real(op, "betas[0]", betas[0], 0.0, 1.0)
+    b2 = _real(op, "betas[1]", betas[1], 0.0, 1.0)
+    eps = _real(op, "eps", eps, 0.0, lo_open=True)
+    lr = _real(op, "lr", lr, 0.0)
+    weight_decay = _real(op, "weight_decay", weight_decay, 0.0)
+    c1, c2 = 1.0 - b1**step, 1.0 - b2**step
+    if c1 == 0.0 or c2 == 0.0:  # b**step rounds to 1 only for b within an ulp of 1
+        raise ValueError(f"{op}: betas {betas!r} too close to 1 for step {step}")
     _adam(
         p.reshape(-1),
         g.reshape(-1),
         m.reshape(-1),
         v.reshape(-1),
-        float(lr),
-        float(b1),
-        float(b2),
-        float(eps),
-        float(weight_decay),
-        1.0 - b1**step,
-        1.0 - b2**step,
+        lr,
+        b1,
+        b2,
+        eps,
+        weight_decay,
+        c1,
+        c2,
     )

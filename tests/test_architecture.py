@@ -122,6 +122,10 @@ OP_AGNOSTIC = [
     "derivgrad/strategies.py",
     "derivgrad/worked.py",
     "derivgrad/document.py",
+    "derivgrad/instance.py",
+    "derivgrad/numeric_steps.py",
+    "derivgrad/api.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "derivgrad" / "formats").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "derivgrad" / "commands").glob("*.py")),
 ]
 

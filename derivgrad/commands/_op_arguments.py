@@ -41,7 +41,7 @@ def op_arguments(a: argparse.Namespace, op: Any) -> dict[str, Any]:
     is an error naming what it does take (silently ignoring it would mislead)."""
     declared = {p.name: p.kind for p in op.params}
     params: dict[str, Any] = {}
-    for name, kind in _declared().items():
+    for name, (kind, _help) in _declared().items():
         given = getattr(a, f"no_{name}" if kind == "bool" else name, None)
         if given in (None, False):
             continue

@@ -5,6 +5,16 @@ import argparse
 
 def _cmd_bench(a):
     from ..bench import run
+    from ..errors import UsageError
+
+    if a.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {a.repeats}")
+    if a.threads is not None:
+        import numba
+
+        top = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= a.threads <= top:
+            raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {a.threads}")
 
     run(a.repeats, a.threads, a.json)
 

@@ -20,10 +20,16 @@ def _cmd_derive(a):
     if a.op.replace("_", "-") == "worked-problems":
         from ..worked import document
 
+        if a.value or a.random_values is not None:
+            raise UsageError("--value and --random-values need one op, not worked-problems")
+        if fmt == "json":
+            raise UsageError("--format json describes one derivation: name an op")
         text = document(fmt)
         op_name = "worked-problems"
     else:
         d = derive(a.op, **op_arguments(a, get(a.op)))
+        if a.value or a.random_values is not None:
+            d = _attach_values(d, a.value or [], a.random_values)
         if not a.no_verify:
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
@@ -46,6 +52,20 @@ def _cmd_derive(a):
         sys.stdout.write(text)
 
 
+def _attach_values(d, pairs: list[str], seed: int | None):
+    """``--random-values SEED`` fills every input and δ; each ``--value NAME=ARRAY`` then sets
+    (or overrides) one of them."""
+    from ..instance import attach, parse_array, random_values
+
+    values = random_values(d, seed) if seed is not None else {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--value takes NAME=ARRAY (e.g. x='[[1,2],[3,4]]'), got {pair!r}")
+        values[name.strip()] = parse_array(text, name.strip())
+    return attach(d, values)
+
+
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p = sub.add_parser(
         "derive",
@@ -60,7 +80,22 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     )
     if full:
         add_op_arguments(p)
-    p.add_argument("--format", choices=["latex", "markdown", "text"], default="latex")
+    p.add_argument(
+        "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
+    )
+    p.add_argument(
+        "--value",
+        action="append",
+        metavar="NAME=ARRAY",
+        help="numbers for one input (or upstream, for δ), e.g. x='[[1,2,0],[0,-1,3],[2,1,1]]'; "
+        "repeatable; the worked solution carries them through every step",
+    )
+    p.add_argument(
+        "--random-values",
+        type=int,
+        metavar="SEED",
+        help="fill every input and δ with small integers drawn from SEED",
+    )
     p.add_argument(
         "--fragment", action="store_true", help="LaTeX without preamble, to paste into a document"
     )

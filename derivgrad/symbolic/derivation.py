@@ -98,6 +98,9 @@ class Derivation:
         # True once verify() ran and held for every closed form: documents say "proved" only
         # then, and "not verified" otherwise
         self.verified = False
+        # numbers for some inputs and δ (a numeric instance, derivgrad.instance.attach):
+        # {name: object array of exact numbers}; empty for a purely symbolic derivation
+        self.values: dict = {}
 
     # -- the public views ------------------------------------------------------------
     @property
@@ -305,6 +308,17 @@ class Derivation:
     def latex(self, **kw):
         """The worked solution as a LaTeX document (``standalone=False``: a fragment)."""
         return _document_face()(self, "latex", **kw)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter shows a derivation as its worked solution: HTML with MathML (the notebook's
+        choice), the LaTeX fragment, Markdown with ``$``-math, and Unicode text."""
+        render = _document_face()
+        return {
+            "text/html": render(self, "html", standalone=False),
+            "text/latex": render(self, "latex", standalone=False),
+            "text/markdown": render(self, "markdown"),
+            "text/plain": render(self, "text"),
+        }
 
     def __repr__(self):
         shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self._inputs.items())

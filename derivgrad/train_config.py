@@ -1,0 +1,217 @@
+"""The settings of a training run, validated in one place (:class:`TrainConfig`).
+
+The command line builds a :class:`TrainConfig` from its options and :func:`derivgrad.train.
+train` takes one; every value is checked when the object is made, so a bad value is refused
+before any data is read or any weight allocated, with the option's name in the message.
+Output paths (checkpoint, plot) are checked separately by :meth:`TrainConfig.check_outputs`,
+which touches the file system, also before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .atomic import check_writable, resolve
+from .errors import CheckpointError, ParamError, UsageError
+from .model import lenet_rows
+
+IN_SHAPE = (1, 28, 28)
+CLASSES = 10
+EVAL_BATCH = 1000
+# A run whose weights, gradients, optimizer state and activations would need more than
+# this is refused before anything is allocated (the default LeNet needs about 60 MB).
+MAX_TRAIN_BYTES = 4 * 2**30
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine")
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+ARCH_KEYS = ("filters", "kernel", "hidden", "batchnorm")
+# Settings a resumed run must share with its checkpoint: each changes what the saved state
+# or the saved position means (the batch order comes from seed, limit and batch size).
+# epochs, lr, weight_decay, schedule, data, plot may change (documented under --resume).
+RESUME_FIXED = (*ARCH_KEYS, "optimizer", "momentum", "batch_size", "seed", "limit", "normalize")
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _int(name: str, v: Any, lo: int, hi: int | None = None) -> int:
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+        raise ParamError(f"{_opt(name)} must be an integer, got {v!r}")
+    v = int(v)
+    if v < lo or (hi is not None and v > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ParamError(f"{_opt(name)} must be {bound}, got {v}")
+    return int(v)
+
+
+def _float(name: str, v: Any, lo: float, hi: float | None = None, lo_open: bool = False) -> float:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        raise ParamError(f"{_opt(name)} must be a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ParamError(f"{_opt(name)} must be finite, got {v}")
+    if (v <= lo if lo_open else v < lo) or (hi is not None and v >= hi):
+        low = f"({lo}" if lo_open else f"[{lo}"
+        high = f"{hi})" if hi is not None else "inf)"
+        raise ParamError(f"{_opt(name)} must be in {low}, {high}, got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (the command line's options, same names)."""
+
+    data: str | None = None
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    plot: str | None = None
+    filters: int = 20
+    kernel: int = 5
+    hidden: int = 500
+    batchnorm: bool = False
+    normalize: bool = False
+    schedule: str = "constant"
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        for k in ("epochs", "batch_size", "filters", "kernel", "hidden"):
+            set_(k, _int(k, getattr(self, k), 1))
+        set_("seed", _int("seed", self.seed, 0, 2**63 - 1))
+        if self.limit is not None:
+            set_("limit", _int("limit", self.limit, 1))
+        set_("lr", _float("lr", self.lr, 0.0, lo_open=True))
+        set_("momentum", _float("momentum", self.momentum, 0.0, 1.0))
+        set_("weight_decay", _float("weight_decay", self.weight_decay, 0.0))
+        for k, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            if getattr(self, k) not in choices:
+                raise ParamError(
+                    f"{_opt(k)} must be one of {', '.join(choices)}, got {getattr(self, k)!r}"
+                )
+        for k in ("resume", "overwrite", "batchnorm", "normalize"):
+            if not isinstance(getattr(self, k), bool):
+                raise ParamError(f"{_opt(k)} must be True or False, got {getattr(self, k)!r}")
+        for k in ("data", "checkpoint", "plot"):
+            v = getattr(self, k)
+            if v is not None:
+                if not isinstance(v, (str, os.PathLike)) or os.fspath(v) == "":
+                    raise ParamError(f"{_opt(k)} must be a non-empty path, got {v!r}")
+                set_(k, os.fspath(v))
+        self._check_combinations()
+        self._check_size()
+
+    def _check_combinations(self) -> None:
+        if self.resume and not self.checkpoint:
+            raise UsageError("--resume needs --checkpoint PATH")
+        if self.resume and self.overwrite:
+            raise UsageError(
+                "--resume continues the checkpoint and --overwrite replaces it; pick one"
+            )
+        if self.plot is not None:
+            ext = os.path.splitext(self.plot)[1].lower()
+            if ext not in PLOT_FORMATS:
+                raise UsageError(
+                    f"--plot {self.plot}: "
+                    + (f"unsupported format {ext!r}" if ext else "no file extension")
+                    + f"; use one of {', '.join(PLOT_FORMATS)}"
+                )
+        outs = [(k, getattr(self, k)) for k in ("checkpoint", "plot") if getattr(self, k)]
+        if len(outs) == 2 and resolve(outs[0][1]) == resolve(outs[1][1]):
+            raise UsageError(f"--plot and --checkpoint are the same file {self.plot}")
+        for k, v in outs:
+            if self.data and resolve(v) == resolve(self.data):
+                raise UsageError(f"--{k} {v} would overwrite the --data file")
+
+    def _check_size(self) -> None:
+        rows = lenet_rows(self.filters, self.kernel, self.hidden, CLASSES, IN_SHAPE, self.batchnorm)
+        params = sum(r.params for r in rows)
+        act = sum(math.prod(r.shape) for r in rows) + math.prod(IN_SHAPE)
+        need = 4 * (4 * params + 3 * max(self.batch_size, EVAL_BATCH) * act)
+        if need > MAX_TRAIN_BYTES:
+            raise ParamError(
+                f"this network ({params:,d} parameters, batch {self.batch_size}) would need "
+                f"about {need / 2**30:.1f} GiB, over the {MAX_TRAIN_BYTES / 2**30:.0f} GiB "
+                f"limit; lower --hidden, --filters or --batch-size"
+            )
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        """The settings that decide the network's shapes (saved in every checkpoint)."""
+        return {k: getattr(self, k) for k in ARCH_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as saved in a checkpoint (without the per-invocation flags)."""
+        d = dataclasses.asdict(self)
+        for k in ("resume", "overwrite"):
+            d.pop(k)
+        return d
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def check_outputs(self) -> None:
+        """Refuse, before any work, a checkpoint or plot path that could not be written
+        (missing directory, a directory, read-only place), and an existing checkpoint that
+        neither --resume nor --overwrite allows touching."""
+        if self.checkpoint:
+            if self.resume and not resolve(self.checkpoint).exists():
+                raise CheckpointError(f"{self.checkpoint}: no such checkpoint to --resume")
+            target = check_writable(self.checkpoint, "--checkpoint")
+            if not (self.resume or self.overwrite) and target.exists():
+                raise UsageError(
+                    f"--checkpoint {self.checkpoint}: exists; pass --resume to continue it "
+                    f"or --overwrite to replace it"
+                )
+        if self.plot:
+            check_writable(self.plot, "--plot")
+
+    def check_resume(self, saved: Any, where: str) -> None:
+        """Refuse to resume a checkpoint written with settings that change what its state
+        means; ``saved`` is the configuration stored in it."""
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{where}: checkpoint has no saved configuration")
+        for k in RESUME_FIXED:
+            if k not in saved:
+                raise CheckpointError(f"{where}: checkpoint does not record its {_opt(k)}")
+            mine = getattr(self, k)
+            if k == "momentum" and self.optimizer == "adam":
+                continue  # Adam does not use momentum
+            if saved[k] != mine or type(saved[k]) is not type(mine):
+                raise CheckpointError(
+                    f"{where}: checkpoint was written with {_opt(k)} {saved[k]!r} but this run "
+                    f"has {mine!r}; resume with the same value (only --epochs, --lr, "
+                    f"--weight-decay, --schedule, --data and --plot may change)"
+                )
+
+
+def from_mapping(values: Mapping[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping; an unknown name is refused by name."""
+    if not isinstance(values, Mapping):
+        raise ParamError(f"training settings must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(map(str, set(values) - known))
+    if unknown:
+        raise ParamError(
+            f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return TrainConfig(**values)
+
+
+def config(**overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from keyword overrides (``None`` means the default)."""
+    return from_mapping({k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,337 @@
+"""Data-parallel training over MPI: ``mpiexec -n 2`` runs launched from plain pytest.
+
+Every launch has ``MPIEXEC_TIMEOUT`` (Hydra ends the job after it) and a subprocess timeout
+above that, so a hang fails the test instead of blocking CI.  The tests skip when mpi4py or
+an ``mpiexec`` is missing (``pip install '.[mpi]'`` provides both).
+
+Tolerance of "the same answer as one process": with P = 2 each gradient entry is the sum of
+two half-batch float32 sums instead of one sum over the batch, so it differs from P = 1 by
+a few units of float32 rounding (u = 2⁻²⁴ of its magnitude); SGD with momentum carries that
+into the parameters, and over k steps the differences add up to at most about k·u·max|p|
+per layer.  We allow 4·k·u·max|p|; a wrong shard, a missing average or unsynchronised
+batch norm moves parameters by 1e-4 or more after a few steps.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import derivgrad.train as T
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which(
+    "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
+if MPIEXEC is None:
+    pytest.skip("no mpiexec on PATH", allow_module_level=True)
+DERIVGRAD = [sys.executable, "-m", "derivgrad"]
+U = 2.0**-24
+SMALL = ["--filters", "4", "--hidden", "32", "--limit", "320", "--batch-size", "32", "--quiet"]
+K_STEPS = 10  # 320 images / 32 a batch, one epoch
+
+
+def launch(n, args, timeout=60, env_extra=None, extra_mpiexec=()):
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(timeout), PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
+    return subprocess.run(
+        [MPIEXEC, *extra_mpiexec, "-n", str(n), *DERIVGRAD, "train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout + 30,
+    )
+
+
+def read_ckpt(path):
+    """``(arrays, meta)`` of a checkpoint file, read directly (no expectations)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        return {k[2:]: z[k] for k in z.files if k.startswith("a/")}, meta
+
+
+def train_one_process(tmp_path, name, **cfg):
+    path = str(tmp_path / name)
+    base = dict(filters=4, hidden=32, limit=320, batch_size=32, checkpoint=path)
+    T.train(T.config(**(base | cfg)), log=lambda s: None, progress=False)
+    return read_ckpt(path)
+
+
+def assert_close_to_float32_rounding(a, b, steps):
+    for k in a:
+        if not k.startswith("p."):
+            continue
+        tol = 4 * steps * U * float(np.abs(a[k]).max())
+        err = float(np.abs(a[k] - b[k]).max())
+        assert err <= tol, f"{k}: max difference {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize(
+    "batchnorm, shard", [(False, False), (True, False), (True, True)], ids=["", "bn", "bn-shard"]
+)
+def test_two_ranks_train_the_same_model_as_one_process(tmp_path, batchnorm, shard):
+    opts = (["--batchnorm"] if batchnorm else []) + (["--shard-optimizer"] if shard else [])
+    r = launch(2, [*SMALL, *opts, "--epochs", "1", "--checkpoint", str(tmp_path / "p2.npz")])
+    assert r.returncode == 0, r.stderr
+    assert "MPI: 2 ranks on 1 node(s)" in r.stderr  # the world size we launched
+    assert r.stdout.count("{") == 1  # rank 0 alone prints the metrics
+    p2, meta2 = read_ckpt(tmp_path / "p2.npz")
+    p1, meta1 = train_one_process(tmp_path, "p1.npz", epochs=1, batchnorm=batchnorm)
+    assert meta2["steps"] == meta1["steps"] == K_STEPS
+    assert sorted(p2) == sorted(p1)  # the same checkpoint format, sharded optimizer or not
+    assert_close_to_float32_rounding(p1, p2, K_STEPS)
+    if batchnorm:  # the running statistics are those of the whole batch, too
+        for k in ("b.1.running_mean", "b.1.running_var"):
+            np.testing.assert_allclose(p2[k], p1[k], rtol=4 * K_STEPS * U, atol=1e-7)
+    h1, h2 = meta1["history"][0], meta2["history"][0]
+    assert h2["test_acc"] == h1["test_acc"]
+    assert abs(h2["train_loss"] - h1["train_loss"]) < 1e-6
+
+
+def test_one_rank_under_mpiexec_is_bitwise_the_plain_run(tmp_path):
+    # a world of one: every reduction is the identity, so nothing may change
+    r = launch(1, [*SMALL, "--epochs", "1", "--checkpoint", str(tmp_path / "m.npz")])
+    assert r.returncode == 0, r.stderr
+    assert "MPI: 1 ranks" in r.stderr
+    a, _ = read_ckpt(tmp_path / "m.npz")
+    b, _ = train_one_process(tmp_path, "p.npz", epochs=1)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+def test_resume_across_rank_counts(tmp_path):
+    # epoch 1 with 2 ranks, epoch 2 with 1 process, against 2 epochs in one process; and
+    # epoch 1 in one process, epoch 2 with 2 ranks and the optimizer sharded over them
+    path = str(tmp_path / "c.npz")
+    r = launch(2, [*SMALL, "--epochs", "1", "--checkpoint", path])
+    assert r.returncode == 0, r.stderr
+    base = dict(filters=4, hidden=32, limit=320, batch_size=32)
+    T.train(
+        T.config(epochs=2, checkpoint=path, resume=True, **base), log=lambda s: None, progress=False
+    )
+    resumed, meta = read_ckpt(path)
+    full, _ = train_one_process(tmp_path, "full.npz", epochs=2)
+    assert meta["epoch"] == 2 and len(meta["history"]) == 2
+    assert_close_to_float32_rounding(full, resumed, 2 * K_STEPS)
+
+    path1 = str(tmp_path / "d.npz")
+    T.train(T.config(epochs=1, checkpoint=path1, **base), log=lambda s: None, progress=False)
+    r = launch(2, [*SMALL, "--epochs", "2", "--checkpoint", path1, "--resume", "--shard-optimizer"])
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stderr
+    resumed2, meta2 = read_ckpt(path1)
+    assert meta2["epoch"] == 2
+    assert_close_to_float32_rounding(full, resumed2, 2 * K_STEPS)
+
+
+def test_synchronised_batchnorm_equals_batchnorm_of_the_whole_batch(tmp_path):
+    script = tmp_path / "syncbn.py"
+    script.write_text(
+        """
+import sys, numpy as np
+from derivgrad import kernels as K
+from derivgrad.distributed import SyncBatchNorm2d, detect
+from derivgrad.model import BatchNorm2d
+d = detect(force=True)
+assert d.size == 2
+rng = np.random.default_rng(0)
+x = (rng.standard_normal((8, 3, 5, 5)) * 2 + 1).astype(np.float32)
+dy = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+whole = BatchNorm2d(3, np.float32)
+whole.params["gamma"][:] = [0.5, 1.5, 2.0]
+y = whole.forward(x, True)
+dx = whole.backward(dy)
+sync = SyncBatchNorm2d(BatchNorm2d(3, np.float32), d)
+sync.params["gamma"][:] = [0.5, 1.5, 2.0]
+s = slice(4 * d.rank, 4 * d.rank + 4)
+ys = sync.forward(x[s], True)
+dxs = sync.backward(dy[s])
+# dgamma, dbeta: each rank's sums over its shard; summed over ranks, the whole batch's
+g = np.concatenate([sync.grads["gamma"], sync.grads["beta"]]).astype(np.float64)
+d.allreduce_sum(g)
+tol = dict(rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(ys, y[s], **tol)
+np.testing.assert_allclose(dxs, dx[s], **tol)
+np.testing.assert_allclose(g[:3], whole.grads["gamma"], **tol)
+np.testing.assert_allclose(g[3:], whole.grads["beta"], **tol)
+for k in ("running_mean", "running_var"):
+    np.testing.assert_allclose(sync.buffers[k], whole.buffers[k], **tol)
+print("ok", d.rank)
+"""
+    )
+    env = dict(os.environ, MPIEXEC_TIMEOUT="60")
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(r.stdout.split()) == ["0", "1", "ok", "ok"]
+
+
+def test_bad_launches_get_clear_errors(tmp_path):
+    r = launch(2, [*SMALL, "--epochs", "1", "--batch-size", "33"])
+    assert r.returncode != 0
+    assert "--batch-size 33 (the global batch) is not divisible by the 2 MPI ranks" in r.stderr
+    assert "32 or 34" in r.stderr
+    r = launch(2, [*SMALL, "--epochs", "1", "--batch-size", "1"])
+    assert r.returncode != 0
+    assert "--batch-size 1 is smaller than the 2 MPI ranks" in r.stderr
+    assert "Traceback" not in r.stderr
+    # a launcher that says 2 processes, an MPI world of 1 (another MPI's mpiexec): refused
+    env = dict(os.environ, PMI_SIZE="2", PMI_RANK="1")
+    for k in ("PMI_FD", "PMI_PORT", "PMI_ID", "PMI_HOSTNAME"):
+        env.pop(k, None)
+    r = subprocess.run(
+        [*DERIVGRAD, "train", *SMALL, "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "started 2 processes but mpi4py's MPI" in r.stderr
+    assert "sees a world of 1" in r.stderr
+
+
+def test_without_a_launcher_mpi4py_is_not_imported():
+    code = (
+        "import sys; from derivgrad.distributed import detect; "
+        "assert detect() is None; assert 'mpi4py' not in sys.modules; print('ok')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM"))}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def _pid_of_rank(parent_pid, rank):
+    """The pid of the process with PMI_RANK=rank below ``parent_pid`` (Linux /proc)."""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            env = (p / "environ").read_bytes().split(b"\0")
+            cmd = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in env and b"derivgrad" in cmd:
+            q = int(p.name)
+            while q > 1:  # is it one of ours?
+                if q == parent_pid:
+                    return int(p.name)
+                stat = Path(f"/proc/{q}/stat").read_text()
+                q = int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
+    path = tmp_path / "k.npz"
+    env = dict(os.environ, MPIEXEC_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            *DERIVGRAD,
+            "train",
+            *SMALL,
+            "--epochs",
+            "1000",
+            "--checkpoint",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert path.exists(), "no checkpoint written"
+        victim = _pid_of_rank(proc.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        ended_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert ended_in < 10, f"the job took {ended_in:.1f} s to end after a rank died"
+    # the launcher names the dead pid; the run's first line maps pids to ranks
+    assert f"1:{victim}" in err
+    assert str(victim) in out + err
+    arrays, meta = read_ckpt(path)  # intact
+    r = launch(
+        2, [*SMALL, "--epochs", str(meta["epoch"] + 1), "--checkpoint", str(path), "--resume"]
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["epochs"] == meta["epoch"] + 1
+
+
+def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_path):
+    # SIGTERM to mpiexec reaches every rank; they agree on the step to stop at, rank 0
+    # checkpoints there, all exit 130; one process then continues as if never stopped
+    path = tmp_path / "s.npz"
+    env = dict(os.environ, MPIEXEC_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    small = [*SMALL[:4], "--limit", "640", *SMALL[6:]]  # 640 images: 20 steps an epoch
+    proc = subprocess.Popen(
+        [
+            MPIEXEC,
+            "-n",
+            "2",
+            *DERIVGRAD,
+            "train",
+            *small,
+            "--epochs",
+            "1000",
+            "--checkpoint",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert path.exists(), "no checkpoint written"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "interrupted (SIGTERM)" in err
+    arrays, meta = read_ckpt(path)
+    epochs = meta["epoch"] + 1
+    base = dict(filters=4, hidden=32, limit=640, batch_size=32)
+    T.train(
+        T.config(epochs=epochs, checkpoint=str(path), resume=True, **base),
+        log=lambda s: None,
+        progress=False,
+    )
+    resumed, meta2 = read_ckpt(path)
+    full, _ = train_one_process(tmp_path, "full.npz", epochs=epochs, limit=640)
+    assert meta2["steps"] == epochs * 20
+    assert_close_to_float32_rounding(full, resumed, epochs * 20)
