@@ -145,6 +145,16 @@ class LogSumExp(sp.Function):
     def fdiff(self, argindex=1):
         return sp.exp(self.args[argindex - 1] - self)
 
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args) or None
+
+    def _eval_evalf(self, prec):
+        # numbers (a numeric instance): the max shift, so that nothing overflows
+        if all(a.is_number for a in self.args):
+            m = max(self.args, key=lambda a: a.evalf(prec))
+            return (m + sp.log(sp.Add(*[sp.exp(a - m) for a in self.args]))).evalf(prec)
+        return None
+
     def _latex(self, printer):
         return r"\operatorname{lse}\left(%s\right)" % ", ".join(
             printer._print(a) for a in self.args
