@@ -18,14 +18,15 @@ from derivgrad.document import ABBREVIATED, tex
 from derivgrad.errors import ParamError
 from derivgrad.ops.base import SYMBOLIC_WORK_LIMIT
 from derivgrad.registry import OPS
-from derivgrad.render import build, to_text
+from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
 
 TIES = dict(input=(5, 5), kernel=3, stride=2, padding=1)
 
 
 def _text(doc):
-    return to_text(doc)
+    # Markdown keeps the LaTeX of every formula (the text format draws Unicode)
+    return to_markdown(doc)
 
 
 # -- max pooling: the tie rule --------------------------------------------------------------
@@ -285,7 +286,7 @@ def test_batchnorm_document_uses_the_notes_intermediates_and_proves_them():
     assert "too long to print" not in text
     assert "\\mu_{1}" in text and "\\sigma^2_{1}" in text and "\\hat x_{1,1,1,1}" in text
     assert "(BHW, C)" in text and "derivgrad proved" in text
-    assert "y_{1,2,1,1} = \\beta_{2} + \\gamma_{2} \\hat x_{1,2,1,1}" in text
+    assert "y_{1,2,1,1} &= \\beta_{2} + \\gamma_{2} \\hat x_{1,2,1,1}" in text
 
 
 def test_chain_rule_drawn_as_inner_products_and_the_correlation_carried_out():
@@ -308,5 +309,5 @@ def test_chain_rule_drawn_as_inner_products_and_the_correlation_carried_out():
 
 def test_block_matrix_sentence_only_where_one_is_drawn():
     text = _text(build(derivgrad.derive("conv2d", input=(5, 5), kernel=(2, 2))))
-    assert "With respect to x it is drawn" not in text  # a 5x5 input is listed, not drawn
-    assert "With respect to w it is drawn as a block matrix" in text  # 2x2 blocks of 4x4
+    assert "With respect to $x$ it is drawn" not in text  # a 5x5 input is listed, not drawn
+    assert "With respect to $w$ it is drawn as a block matrix" in text  # 2x2 blocks of 4x4
