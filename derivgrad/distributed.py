@@ -136,7 +136,9 @@ class Communicator:
         self.grace_s = 10.0
         self._buf: np.ndarray | None = None
         self._layout: list[tuple[str, int, int, tuple[int, ...]]] = []
-        self.timings = {"allreduce_s": 0.0, "exposed_s": 0.0, "steps": 0}
+        self._views: dict[str, np.ndarray] = {}
+        # seconds spent waiting for the reductions after the backward, over steps
+        self.timings = {"exposed_s": 0.0, "steps": 0}
         self.overlap = True
         self.sharded: ShardedOptimizer | None = None
         # split the optimizer's update over the ranks (--shard-optimizer); an execution
@@ -251,21 +253,18 @@ class Communicator:
     # ---- gradients ---------------------------------------------------------------------
     def _layout_for(self, layers: list[Any]) -> None:
         """One float32 buffer for every parameter gradient, in backward order (last layer
-        first), and the index of the layer after whose backward each bucket is complete."""
+        first): ``_layout`` holds ``(name, layer index, offset, shape)`` per parameter."""
         layout, off = [], 0
         for i in reversed(range(len(layers))):
             for k, p in layers[i].params.items():
                 layout.append((f"{i}.{k}", i, off, tuple(p.shape)))
                 off += int(p.size)
         self._layout = layout
-        self._buf = np.zeros(off, dtype=np.float32)
-
-    def grad_views(self) -> dict[str, np.ndarray]:
-        """Named views of the flat buffer, shaped like the parameters."""
-        assert self._buf is not None
-        return {
-            name: self._buf[off : off + int(np.prod(shape))].reshape(shape)
-            for name, _, off, shape in self._layout
+        self._buf = buf = np.zeros(off, dtype=np.float32)
+        # named views of the flat buffer, shaped like the parameters
+        self._views = {
+            name: buf[off : off + int(np.prod(shape))].reshape(shape)
+            for name, _, off, shape in layout
         }
 
     def step(
@@ -337,7 +336,7 @@ class Communicator:
         exposed = time.perf_counter() - t
         self.timings["exposed_s"] += exposed + t_comm
         self.timings["steps"] += 1
-        return stats[0] / len(idx), int(round(stats[1])), self.grad_views(), bool(stats[2])
+        return float(stats[0] / len(idx)), int(round(stats[1])), self._views, bool(stats[2])
 
     def time_allreduce(self, repeats: int = 20) -> float:
         """Seconds of one blocking ``Allreduce`` of the whole gradient buffer (median)."""

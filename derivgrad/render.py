@@ -455,7 +455,9 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=No
         if overfull is not None:
             log = (Path(tmp) / "doc.log").read_text(errors="replace")
             overfull.extend(line for line in log.splitlines() if line.startswith("Overfull"))
-        shutil.copy(Path(tmp) / "doc.pdf", out_pdf)
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())
     return out_pdf
 
 

@@ -1,7 +1,7 @@
 """Data-parallel training over MPI: ``mpiexec -n 2`` runs launched from plain pytest.
 
 Every launch has ``MPIEXEC_TIMEOUT`` (Hydra ends the job after it) and a subprocess timeout
-above that, so a hang fails the test instead of blocking CI.  The tests skip when mpi4py or
+above that, so a hang fails the test instead of blocking CI.  Those tests skip when mpi4py or
 an ``mpiexec`` is missing (``pip install '.[mpi]'`` provides both).
 
 Tolerance of "the same answer as one process": with P = 2 each gradient entry is the sum of
@@ -12,6 +12,7 @@ per layer.  We allow 4·k·u·max|p|; a wrong shard, a missing average or unsync
 batch norm moves parameters by 1e-4 or more after a few steps.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -26,19 +27,24 @@ import pytest
 
 import derivgrad.train as T
 
-pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which(
     "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 )
-if MPIEXEC is None:
-    pytest.skip("no mpiexec on PATH", allow_module_level=True)
+# the tests that launch ranks; the others (detection, threads, dead peers) need no MPI
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
+    reason="needs mpi4py and an mpiexec: pip install '.[mpi]'",
+)
 DERIVGRAD = [sys.executable, "-m", "derivgrad"]
 U = 2.0**-24
 SMALL = ["--filters", "4", "--hidden", "32", "--limit", "320", "--batch-size", "32", "--quiet"]
 K_STEPS = 10  # 320 images / 32 a batch, one epoch
+# bound on one launch: generous, since a fresh install compiles the kernels in every rank
+# first (tens of seconds on a loaded machine); a hang still fails instead of blocking CI
+LIMIT_S = 300
 
 
-def launch(n, args, timeout=60, env_extra=None, extra_mpiexec=()):
+def launch(n, args, timeout=LIMIT_S, env_extra=None, extra_mpiexec=()):
     env = dict(os.environ, MPIEXEC_TIMEOUT=str(timeout), PYTHONUNBUFFERED="1")
     env.update(env_extra or {})
     return subprocess.run(
@@ -73,6 +79,7 @@ def assert_close_to_float32_rounding(a, b, steps):
         assert err <= tol, f"{k}: max difference {err:.3g} > {tol:.3g}"
 
 
+@needs_mpi
 @pytest.mark.parametrize(
     "batchnorm, shard", [(False, False), (True, False), (True, True)], ids=["", "bn", "bn-shard"]
 )
@@ -95,6 +102,7 @@ def test_two_ranks_train_the_same_model_as_one_process(tmp_path, batchnorm, shar
     assert abs(h2["train_loss"] - h1["train_loss"]) < 1e-6
 
 
+@needs_mpi
 def test_one_rank_under_mpiexec_is_bitwise_the_plain_run(tmp_path):
     # a world of one: every reduction is the identity, so nothing may change
     r = launch(1, [*SMALL, "--epochs", "1", "--checkpoint", str(tmp_path / "m.npz")])
@@ -106,6 +114,7 @@ def test_one_rank_under_mpiexec_is_bitwise_the_plain_run(tmp_path):
         assert np.array_equal(a[k], b[k]), k
 
 
+@needs_mpi
 def test_resume_across_rank_counts(tmp_path):
     # epoch 1 with 2 ranks, epoch 2 with 1 process, against 2 epochs in one process; and
     # epoch 1 in one process, epoch 2 with 2 ranks and the optimizer sharded over them
@@ -131,6 +140,7 @@ def test_resume_across_rank_counts(tmp_path):
     assert_close_to_float32_rounding(full, resumed2, 2 * K_STEPS)
 
 
+@needs_mpi
 def test_synchronised_batchnorm_equals_batchnorm_of_the_whole_batch(tmp_path):
     script = tmp_path / "syncbn.py"
     script.write_text(
@@ -166,18 +176,19 @@ for k in ("running_mean", "running_var"):
 print("ok", d.rank)
 """
     )
-    env = dict(os.environ, MPIEXEC_TIMEOUT="60")
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(LIMIT_S))
     r = subprocess.run(
         [MPIEXEC, "-n", "2", sys.executable, str(script)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=90,
+        timeout=LIMIT_S + 30,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(r.stdout.split()) == ["0", "1", "ok", "ok"]
 
 
+@needs_mpi
 def test_bad_launches_get_clear_errors(tmp_path):
     r = launch(2, [*SMALL, "--epochs", "1", "--batch-size", "33"])
     assert r.returncode != 0
@@ -236,10 +247,11 @@ def _pid_of_rank(parent_pid, rank):
     return None
 
 
+@needs_mpi
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
     path = tmp_path / "k.npz"
-    env = dict(os.environ, MPIEXEC_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(LIMIT_S), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [
             MPIEXEC,
@@ -259,22 +271,22 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
         env=env,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LIMIT_S
         while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert path.exists(), "no checkpoint written"
         victim = _pid_of_rank(proc.pid, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
-        t0 = time.monotonic()
-        out, err = proc.communicate(timeout=30)
-        ended_in = time.monotonic() - t0
+        try:  # the bound: a job that outlives its dead rank this long is hanging
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the job still runs 30 s after rank 1 was killed")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode != 0
-    assert ended_in < 10, f"the job took {ended_in:.1f} s to end after a rank died"
     # the launcher names the dead pid; the run's first line maps pids to ranks
     assert f"1:{victim}" in err
     assert str(victim) in out + err
@@ -286,11 +298,12 @@ def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
     assert json.loads(r.stdout)["epochs"] == meta["epoch"] + 1
 
 
+@needs_mpi
 def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_path):
     # SIGTERM to mpiexec reaches every rank; they agree on the step to stop at, rank 0
     # checkpoints there, all exit 130; one process then continues as if never stopped
     path = tmp_path / "s.npz"
-    env = dict(os.environ, MPIEXEC_TIMEOUT="120", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, MPIEXEC_TIMEOUT=str(LIMIT_S), PYTHONUNBUFFERED="1")
     small = [*SMALL[:4], "--limit", "640", *SMALL[6:]]  # 640 images: 20 steps an epoch
     proc = subprocess.Popen(
         [
@@ -311,7 +324,7 @@ def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_pat
         env=env,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LIMIT_S
         while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert path.exists(), "no checkpoint written"
@@ -335,3 +348,51 @@ def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_pat
     full, _ = train_one_process(tmp_path, "full.npz", epochs=epochs, limit=640)
     assert meta2["steps"] == epochs * 20
     assert_close_to_float32_rounding(full, resumed, epochs * 20)
+
+
+# ---- pieces that need no launcher -------------------------------------------------------
+
+
+def test_launcher_detection_from_the_environment():
+    from derivgrad.distributed import launched_size
+
+    assert launched_size({}) is None
+    assert launched_size({"PMI_SIZE": "4", "PMI_RANK": "2"}) == 4
+    assert launched_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
+    assert launched_size({"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "8"}) == 8
+    # a batch script's own step (Slurm's special ids) is not an MPI launch
+    assert launched_size({"SLURM_STEP_ID": "4294967291", "SLURM_STEP_NUM_TASKS": "1"}) is None
+
+
+def _fake_communicator(**attrs):
+    from derivgrad.distributed import Communicator
+
+    c = object.__new__(Communicator)  # no MPI: only the attributes the method reads
+    c.__dict__.update(attrs)
+    return c
+
+
+def test_default_threads_share_the_node_and_respect_binding():
+    shared = [list(range(16))] * 4
+    c = _fake_communicator(_local_affinities=shared, local_rank=1, local_size=4)
+    assert c.default_threads() == 4  # 16 cores, 4 ranks on the node
+    c = _fake_communicator(_local_affinities=[list(range(16))] * 32, local_rank=0, local_size=32)
+    assert c.default_threads() == 1  # never fewer than one
+    bound = [[0, 1, 2], [3, 4, 5]]  # the launcher gave each rank its own cores
+    c = _fake_communicator(_local_affinities=bound, local_rank=1, local_size=2)
+    assert c.default_threads() == 3
+
+
+def test_a_dead_rank_on_this_node_is_named():
+    from derivgrad.errors import DistributedError
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()  # exited and reaped: its pid is gone
+    host = "here"
+    c = _fake_communicator(
+        rank=0, host=host, peers=[(0, os.getpid(), host), (1, done.pid, host), (2, 1, "other")]
+    )
+    with pytest.raises(DistributedError, match=rf"rank 1 \(pid {done.pid} on here\) died"):
+        c._check_peers()
+    alive = _fake_communicator(rank=0, host=host, peers=[(0, os.getpid(), host)])
+    alive._check_peers()  # itself: no complaint
