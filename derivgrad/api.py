@@ -22,9 +22,12 @@ def derive(op: str, values: Mapping[str, Any] | None = None, **params: Any) -> D
     ``d.inputs`` plus ``"upstream"`` for δ (a name left out stays symbolic); integers and
     fractions stay exact, and the worked solution carries them through every step.
     """
+    from .ops.base import check_size
     from .registry import get
 
-    d = get(op).build(**params)
+    the_op = get(op)
+    check_size(the_op, params)  # the one size guard: refuse in well under a second
+    d = the_op.build(**params)
     if values is not None:
         from .instance import attach
 

@@ -31,6 +31,29 @@ def tex(e):
     return sp.latex(e, mul_symbol=None)
 
 
+def abbreviate(e, print_as=None):
+    """``e`` with named intermediates in place of what they stand for (``print_as``: ``{expr:
+    symbol}``), e.g. softmax's ``e^{z_i − lse(z)}`` printed as ``p_i``; an exponential
+    ``e^{c·a}`` whose ``e^{a}`` is named prints as the name to the power ``c``."""
+    if not print_as or not isinstance(e, sp.Basic):
+        return e
+
+    def named_power(a):
+        c, base = sp.factor_terms(a.args[0]).as_coeff_Mul()
+        sym = print_as.get(sp.exp(base))
+        return None if sym is None else sym**c
+
+    e = e.replace(lambda a: isinstance(a, sp.exp) and named_power(a) is not None, named_power)
+    return e.xreplace(print_as)
+
+
+def abbreviate_array(a, print_as=None):
+    """:func:`abbreviate` entry by entry over an object array."""
+    if not print_as:
+        return a
+    return np.vectorize(lambda e: abbreviate(e, print_as), otypes=[object])(a)
+
+
 def _too_long(e):
     n = len(sp.Add.make_args(e))
     return r"\text{(an expression of %d term%s, too long to print; verify() compares it)}" % (
@@ -88,12 +111,44 @@ def tex_split(e, per_line=MAX_TERMS_PER_LINE):
     return lines
 
 
+MAX_MATRIX_SIDE = 6  # rows or columns of a printed matrix; past it, ⋯ / ⋮ / ⋱ stand for the middle
+
+
+def abbreviated(a) -> bool:
+    """Whether :func:`bmatrix` prints ``a`` with its middle rows or columns left out."""
+    a = np.asarray(a, dtype=object)
+    return any(n > MAX_MATRIX_SIDE for n in a.shape[:2])
+
+
+def _keep(n):
+    # the first MAX_MATRIX_SIDE - 2 indices, a gap (None), the last one
+    return list(range(n)) if n <= MAX_MATRIX_SIDE else [*range(MAX_MATRIX_SIDE - 2), None, n - 1]
+
+
 def bmatrix(a):
+    """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than
+    ``MAX_MATRIX_SIDE`` keeps its first entries and its last, with ⋯, ⋮ and ⋱ between (the
+    caller says so in the text: see :func:`abbreviated`)."""
     a = np.asarray(a, dtype=object)
     if a.ndim == 1:
         a = a.reshape(-1, 1) if a.shape[0] > 1 else a.reshape(1, 1)
-    rows = [" & ".join(tex(v) for v in row) for row in a]
+    rows = []
+    for i in _keep(a.shape[0]):
+        cells = []
+        for j in _keep(a.shape[1]):
+            if i is None:
+                cells.append(r"\ddots" if j is None else r"\vdots")
+            else:
+                cells.append(r"\cdots" if j is None else tex(a[i, j]))
+        rows.append(" & ".join(cells))
     return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
+
+
+ABBREVIATED = (
+    r"The middle rows and columns of matrices with more than %d of them are left out "
+    r"($\cdots$, $\vdots$, $\ddots$): they follow the pattern of the entries shown."
+    % MAX_MATRIX_SIDE
+)
 
 
 def jacobian_tex(J, in_shape, out_shape):
@@ -135,6 +190,29 @@ def entries(arr, sym_of):
         return
     for idx in itertools.product(*(range(n) for n in arr.shape)):
         yield sym_of(idx), arr[idx]
+
+
+MAX_ROWS = 16  # entries printed per gradient; past it, non-zero entries first, the rest counted
+
+
+def entry_rows(lhs, arr, show, limit=MAX_ROWS):
+    """``(rows, note)`` for the entries of object array ``arr``: every entry in order when they
+    fit in ``limit`` rows; otherwise the non-zero entries first (at most ``limit``) and a note
+    that says what was left out — never a silent cut.  ``lhs(idx)`` is an entry's LaTeX name."""
+    items = list(entries(arr, lambda i: i))
+    if len(items) <= limit:
+        return [(lhs(idx), tex_split(show(e))) for idx, e in items], ""
+    nonzero = [(idx, e) for idx, e in items if e != 0]
+    rows = [(lhs(idx), tex_split(show(e))) for idx, e in nonzero[:limit]]
+    zeros = len(items) - len(nonzero)
+    more = len(nonzero) - len(rows)
+    if more and zeros:
+        note = f"(and {more} more non-zero entries, not printed; the other {zeros} entries are 0.)"
+    elif more:
+        note = f"(and {more} more entries, not printed.)"
+    else:
+        note = f"All other entries ({zeros} of them) are 0." if zeros else ""
+    return rows, note
 
 
 def indexed(base, idx):
@@ -189,6 +267,7 @@ _RULE_TEX = [
     ("∈", r"\in "),
     ("∋", r"\ni "),
     ("∇", r"\nabla "),
+    ("∂", r"\partial "),
     ("−", "-"),
     ("⟨", r"\langle "),
     ("⟩", r"\rangle "),
@@ -226,5 +305,7 @@ def rule_tex(rule):
         for a, b in _RULE_TEX:
             t = t.replace(a, f"${b.strip()}$")
         t = re.sub(r"\b([a-z]) \$\\ni\$ ([a-z])\b", r"$\1 \\ni \2$", t)
+        # a one-letter quantity named in the prose is mathematics too ("stride $d$")
+        t = re.sub(r"\b(stride|dilation|padding|window) ([a-z])\b", r"\1 $\2$", t)
         out += f", {t}"
     return out

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .document import (
+    ABBREVIATED,
     MAX_ENTRY_CHARS,
     Doc,
+    abbreviate,
+    abbreviate_array,
+    abbreviated,
     bmatrix,
     entries,
+    entry_rows,
     fmt_param,
     fmt_shape,
     has_upstream,
@@ -31,6 +38,21 @@ from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
 
 
+def _lowercase_title(title: str) -> str:
+    """ "Max pooling" -> "max pooling"; an acronym or a formula keeps its case ("ReLU")."""
+    first = title.split()[0]
+    if len(first) > 1 and (first[1:].islower() or not first[1:].isalpha()) and first.isalpha():
+        return title[0].lower() + title[1:]
+    return title
+
+
+def _eq_rows(doc, rows, note):
+    if rows:
+        doc.eq(rows)
+    if note:
+        doc.p(note)
+
+
 def build(d: Derivation) -> Doc:
     """The worked solution of derivation ``d`` as a :class:`Doc`: the op's own document if
     it has one (a network), else the generic steps with the op's own sections inserted."""
@@ -41,120 +63,87 @@ def build(d: Derivation) -> Doc:
         return whole
     doc = Doc()
     title = op.title
+    loss = not has_upstream(d)
+    print_as = d.extra.get("print_as")
+    show = lambda e: abbreviate(e, print_as)  # noqa: E731
     probs = (
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
-    doc.h(f"{title}: the gradient, derived{probs}")
+    doc.h(f"{title}: the gradient{probs}")
     params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
     shapes = "; ".join(
         f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
     )
     doc.p(
-        f"Problem. For the {title[0].lower() + title[1:] if title[1:2].islower() else title} with "
+        f"Problem. For the {_lowercase_title(title)} with "
         f"{params}, inputs {shapes}, derive the gradient of the "
-        f"loss $L$ with respect to every input, given the upstream gradient "
         + (
+            "loss $L$ with respect to every input (the output is the loss itself)."
+            if loss
+            else r"loss $L$ with respect to every input, given the upstream gradient "
             r"$\delta = \partial L / \partial y$."
-            if has_upstream(d)
-            else "(the output is the loss itself)."
         )
         + " Indices are 1-based, as in the course notes."
     )
+    doc.blocks.extend(op.definitions(d))
     doc.blocks.extend(numbers_at("problem", d))  # NUMBERS: the given values
     # forward
     doc.h("Forward pass in scalar form", 2)
-    out_name = "L" if not has_upstream(d) else "y"
-    lines = [
-        (indexed(out_name, idx) if has_upstream(d) else "L", tex_split(e))
-        for idx, e in entries(d.output_array, lambda i: i)
-    ]
-    doc.p("Each output is a scalar expression of the named inputs:")
-    doc.eq(lines[:24])
-    if len(lines) > 24:
-        doc.p(f"(and {len(lines) - 24} more entries of the same form).")
+    lines, note = entry_rows(
+        lambda idx: "L" if loss else indexed("y", idx), d.output_array, show, limit=24
+    )
+    doc.p(
+        "The output is a scalar expression of the named inputs:"
+        if loss
+        else "Each output is a scalar expression of the named inputs:"
+    )
+    _eq_rows(doc, lines, note)
     doc.blocks.extend(numbers_at("forward", d))  # NUMBERS: forward outputs
     # local derivatives
     doc.h("Local derivatives", 2)
-    doc.p(
-        r"The Jacobian of the output with respect to each input has shape input shape + output "
-        r"shape "
-        r"(the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the output first): "
-        r"entry $[i, o]$ is "
-        r"$\partial y_o / \partial x_i$."
-        + (
-            " For a 2-D input it is drawn as a block matrix: "
-            "the block at position $(i, j)$ holds the derivatives of "
-            "every output with respect to $x_{i,j}$."
-            if any(v.ndim == 2 for v in d.input_arrays.values())
-            else ""
+    if loss:
+        doc.p(
+            r"The output is the loss $L$ itself, so its derivative with respect to each input "
+            r"has the shape of that input: entry $i$ is $\partial L / \partial x_i$."
         )
-    )
+    else:
+        doc.p(
+            r"The Jacobian of the output with respect to each input has shape input shape + "
+            r"output shape (the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the "
+            r"output first): entry $[i, o]$ is $\partial y_o / \partial x_i$."
+        )
     for k, v in d.input_arrays.items():
-        J = d.jacobian_array(k)
-        if max(len(tex(e)) for e in J.reshape(-1)) > MAX_ENTRY_CHARS and J.size <= 400:
-            nz = [
-                (
-                    r"\frac{\partial y_{%s}}{\partial %s}"
-                    % (
-                        ",".join(str(i + 1) for i in idx[v.ndim :]) or "",
-                        indexed(tex_name(k), idx[: v.ndim]),
-                    ),
-                    tex_split(e),
-                )
-                for idx, e in entries(J, lambda i: i)
-                if e != 0
-            ]
-            doc.p(
-                f"The non-zero entries of the Jacobian with respect to ${tex_name(k)}$ (shape "
-                f"{fmt_shape(J.shape)}):"
-            )
-            doc.eq(nz[:12])
-            if len(nz) > 12:
-                doc.p(f"(and {len(nz) - 12} more non-zero entries.)")
-            continue
-        if J.size > 400:
-            doc.p(
-                f"The Jacobian with respect to ${tex_name(k)}$ has shape {fmt_shape(J.shape)} "
-                f"({J.size} entries, {sum(1 for e in J.reshape(-1) if e != 0)} non-zero); it is "
-                f"too "
-                f"large to print, and the chain rule below contracts it."
-            )
-            continue
-        doc.eq(
-            [
-                (
-                    r"\frac{\partial y}{\partial " + tex_name(k) + "}",
-                    [jacobian_tex(J, v.shape, d.output_array.shape)],
-                )
-            ]
-        )
+        _local_derivatives(doc, d, k, v, show, loss)
     doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
     # chain rule
     doc.h("Chain rule", 2)
-    if has_upstream(d):
+    if loss:
+        doc.p(
+            "The output is the loss, so there is no upstream gradient to contract: the "
+            "gradient is the derivatives above."
+        )
+    else:
         doc.p(
             r"The gradient is the Jacobian contracted with the upstream gradient: "
             r"$\frac{\partial L}{\partial x_i} = \sum_o \frac{\partial y_o}{\partial "
             r"x_i}\,\delta_o$."
         )
-    else:
-        doc.p(r"The output is the loss, so the gradient is the Jacobian itself.")
-    for k in d.input_arrays:
-        ch = d.chain_array(k)
-        rows = [
-            (r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}", tex_split(e))
-            for idx, e in entries(ch, lambda i: i)
-        ]
-        doc.eq(rows[:16])
-        if len(rows) > 16:
-            doc.p(f"(and {len(rows) - 16} more entries.)")
+        for k, v in d.input_arrays.items():
+            if _inner_products(doc, d, k, v):
+                continue
+            rows, note = entry_rows(
+                lambda idx, k=k: r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}",
+                d.chain_array(k),
+                show,
+            )
+            _eq_rows(doc, rows, note)
     doc.blocks.extend(numbers_at("chain", d))  # NUMBERS: each sum written out
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
         rule = d.rules.get(k, "")
         doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(rule)}.")
-        g = d.grad_array(k)
+        g = abbreviate_array(d.grad_array(k), print_as)
         if (
             g.ndim == 2
             and g.size <= 36
@@ -162,29 +151,145 @@ def build(d: Derivation) -> Doc:
         ):
             doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [bmatrix(g)])])
         else:
-            rows = [
-                (r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}", tex_split(e))
-                for idx, e in entries(g, lambda i: i)
-            ]
-            doc.eq(rows[:16])
+            rows, note = entry_rows(
+                lambda idx, k=k: r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}",
+                g,
+                lambda e: e,
+            )
+            _eq_rows(doc, rows, note)
     doc.blocks.extend(op.sections(d))
     doc.blocks.extend(numbers_at("closed", d))  # NUMBERS: the compact rule evaluated
     doc.h("Proof", 2)
     how = {
         "expand": "expanding the difference of the two to a polynomial that is identically zero",
         "rational": r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a "
-        "rational "
-        r"function, to zero",
+        r"rational function, to zero",
         "radical": r"writing $\sqrt{\sigma^2 + \epsilon}$ as a positive symbol $S$ (the chain rule "
         r"differentiates $\sigma^2$ explicitly) and expanding the numerator of the difference "
         r"to zero",
     }.get(d.proof, d.proof)
-    doc.p(
-        f"For every entry, the closed form equals the chain rule: derivgrad proved it "
-        f"symbolically by {how}" + (" (" + "; ".join(d.notes) + ")" if d.notes else "") + "."
-    )
+    doc.p(proof_sentence(d, how))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
+
+
+def _inner_products(doc, d, k, v) -> bool:
+    """The lecture's drawing of the chain rule for a small 2-D input and 2-D output: each
+    entry is the inner product of its block of the Jacobian with δ.  False if it does not fit."""
+    out = d.output_array.shape
+    if v.ndim != 2 or len(out) != 2 or max(v.shape) > 4 or max(out) > 3 or "print_as" in d.extra:
+        return False
+    J = d.jacobian_array(k)
+    if max(len(tex(e)) for e in J.reshape(-1)) > 24:
+        return False
+    doc.p(
+        f"For ${tex_name(k)}$, entry by entry: the inner product of the block of the Jacobian at "
+        r"that position with $\delta$ (the sum of their entrywise products):"
+    )
+    name = tex_name(k)
+    doc.eq(
+        [
+            (
+                r"\frac{\partial L}{\partial " + indexed(name, idx) + "}",
+                [
+                    r"\left\langle "
+                    + bmatrix(J[idx])
+                    + ", "
+                    + bmatrix(d.upstream_array)
+                    + r" \right\rangle = "
+                    + tex(d.chain_array(k)[idx])
+                ],
+            )
+            for idx in np.ndindex(*v.shape)
+        ]
+    )
+    return True
+
+
+def _local_derivatives(doc, d, k, v, show, loss):
+    """The Jacobian with respect to input ``k`` (values ``v``): a block matrix for a 2-D input
+    when it is small and its entries short, else its non-zero entries, else a count."""
+    J = d.jacobian_array(k)
+    name = tex_name(k)
+    if loss:
+        rows, note = entry_rows(
+            lambda idx: r"\frac{\partial L}{\partial " + indexed(name, idx) + "}",
+            J.reshape(v.shape),
+            show,
+        )
+        _eq_rows(doc, rows, note)
+        return
+    if J.size > 400:
+        nz = sum(1 for e in J.reshape(-1) if e != 0)
+        doc.p(
+            f"The Jacobian with respect to ${name}$ has shape {fmt_shape(J.shape)} "
+            f"({J.size} entries, {nz} non-zero); it is too large to print, and the chain rule "
+            f"below contracts it."
+        )
+        return
+    shown = abbreviate_array(J, d.extra.get("print_as"))
+    # a block matrix fits the page for small 2-D inputs and outputs; a plain matrix is
+    # abbreviated past MAX_MATRIX_SIDE rows or columns
+    blocks_fit = v.ndim != 2 or (max(v.shape) <= 4 and max(d.output_array.shape) <= 4)
+    drawable = (
+        max(len(tex(e)) for e in shown.reshape(-1)) <= MAX_ENTRY_CHARS
+        and blocks_fit
+        and v.ndim <= 2
+        and d.output_array.ndim <= 2
+    )
+    if not drawable:
+        nonzero = [(idx, e) for idx, e in entries(J, lambda i: i) if e != 0]
+        rows = [
+            (
+                r"\frac{\partial y_{%s}}{\partial %s}"
+                % (",".join(str(i + 1) for i in idx[v.ndim :]), indexed(name, idx[: v.ndim])),
+                tex_split(show(e)),
+            )
+            for idx, e in nonzero[:12]
+        ]
+        zeros = J.size - len(nonzero)
+        doc.p(
+            f"The non-zero entries of the Jacobian with respect to ${name}$ (shape "
+            f"{fmt_shape(J.shape)})" + (f"; the other {zeros} entries are 0:" if zeros else ":")
+        )
+        _eq_rows(
+            doc,
+            rows,
+            f"(and {len(nonzero) - 12} more non-zero entries, not printed.)"
+            if len(nonzero) > 12
+            else "",
+        )
+        return
+    if v.ndim == 2:
+        doc.p(
+            f"With respect to ${name}$ it is drawn as a block matrix: the block at position "
+            f"$(i, j)$ holds the derivatives of every output with respect to ${name}_{{i,j}}$."
+        )
+    doc.eq(
+        [
+            (
+                r"\frac{\partial y}{\partial " + name + "}",
+                [jacobian_tex(shown, v.shape, d.output_array.shape)],
+            )
+        ]
+    )
+    if v.ndim < 2 and abbreviated(shown.reshape(int(np.prod(v.shape)) or 1, -1)):
+        doc.p(ABBREVIATED)
+
+
+def proof_sentence(d: Derivation, how: str) -> str:
+    """ "Proved" only when :meth:`Derivation.verify` ran and held; "not verified" otherwise."""
+    notes = " (" + "; ".join(n.rstrip(".") for n in d.notes) + ")" if d.notes else ""
+    if d.verified:
+        return (
+            f"For every entry, the closed form equals the chain rule: derivgrad proved it "
+            f"symbolically by {how}{notes}."
+        )
+    return (
+        f"Not verified: the symbolic proof was skipped for this document (it would compare "
+        f"the closed form with the chain rule entry by entry, by {how}){notes}. Run "
+        r"\texttt{d.verify()}, or derive without \texttt{--no-verify}, before relying on it."
+    )
 
 
 PREAMBLE = r"""\documentclass[11pt]{article}
@@ -317,9 +422,10 @@ def render(d, fmt="latex", standalone=True):
     return to_text(doc)
 
 
-def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
+def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=None):
     """Compile with a TeX engine into ``out_pdf``; raises ``RuntimeError`` with the log's
-    first error, or ``FileNotFoundError`` if no engine is installed."""
+    first error, or ``FileNotFoundError`` if no engine is installed.  ``overfull``: a list
+    that receives the log's "Overfull" warnings (a line of the document past the margin)."""
     import shutil
     import subprocess
     import tempfile
@@ -346,6 +452,9 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
             if r.returncode:
                 err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
                 raise RuntimeError(f"{engine} failed: {err}")
+        if overfull is not None:
+            log = (Path(tmp) / "doc.log").read_text(errors="replace")
+            overfull.extend(line for line in log.splitlines() if line.startswith("Overfull"))
         from .atomic import write_bytes_atomic
 
         write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())

@@ -10,34 +10,58 @@ import numpy as np
 from .document import Doc
 from .registry import OPS
 from .render import PREAMBLE, build, to_latex, to_markdown, to_text
+from .symbolic.derivation import Derivation
 
 
 def _gradcheck_doc():
+    """Worked problem 13 with the notes' numbers: ``y = x_1 x_2 x_3`` at ``(2, 1, 3)``, whose
+    gradient is ``(3, 6, 2)``, and a planted mistake in a linear layer that the check
+    catches."""
     from ._gradcheck import gradcheck
     from .errors import GradcheckError
 
     doc = Doc()
     doc.h("Numerical gradient checking (worked problem 13)")
-    x = dict(x1=np.array(2.0), x2=np.array(-3.0), x3=np.array(0.5))
-    f = lambda x1, x2, x3: x1 * x2 * x3
+    x = dict(x1=np.array(2.0), x2=np.array(1.0), x3=np.array(3.0))
+    f = lambda x1, x2, x3: x1 * x2 * x3  # noqa: E731
     good = dict(x1=x["x2"] * x["x3"], x2=x["x1"] * x["x3"], x3=x["x1"] * x["x2"])
     rep = gradcheck(f, x, good)
     doc.p(
-        r"For $y = x_1 x_2 x_3$ at $x = (2, -3, 0.5)$ the central differences "
-        r"$(f(x + h e_i) - f(x - h e_i)) / 2h$ with $h = 10^{-5}$ agree with the analytic gradient "
-        f"$(x_2 x_3, x_1 x_3, x_1 x_2) = ({good['x1']:g}, {good['x2']:g}, {good['x3']:g})$ to "
-        f"{rep.max_abs_error:.1e}."
+        r"The central difference $\frac{f(x + h e_i) - f(x - h e_i)}{2h}$ with $h = 10^{-5}$, "
+        r"one coordinate at a time, approximates $\partial f / \partial x_i$ with an error of "
+        r"order $h^2$. For $y = x_1 x_2 x_3$ at $x = (2, 1, 3)$ the analytic gradient is "
+        f"$(x_2 x_3, x_1 x_3, x_1 x_2) = ({good['x1']:g}, {good['x2']:g}, {good['x3']:g})$, "
+        f"and the central differences agree with it to {rep.max_abs_error:.1e}."
     )
+    # a linear layer y = W x + b whose backward forgot the transpose: dx = W δ, not Wᵀ δ
+    W = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    b = np.array([0.1, -0.2])
+    xv = np.array([0.7, -1.1])
+    delta = np.array([1.0, 2.0])
+    lin = lambda x, W, b: W @ x + b  # noqa: E731
+    wrong = dict(x=W @ delta, W=np.outer(delta, xv), b=delta)
     try:
-        gradcheck(f, x, dict(good, x2=x["x1"] * x["x1"]))
-        caught = "not caught"
+        gradcheck(lin, dict(x=xv, W=W, b=b), wrong, upstream=delta)
+        caught = None
     except GradcheckError as e:
         caught = e.report.failures[0]
+    right = W.T @ delta
     doc.p(
-        f"A planted mistake, $\\partial y/\\partial x_2 = x_1^2$, is caught: analytic "
-        f"{caught[2]:g}, numeric "
-        f"{caught[3]:.6g}. Two evaluations per coordinate make this too slow to train with, and "
-        f"right for tests."
+        r"A planted mistake: a linear layer $y = Wx + b$ whose backward pass forgets the "
+        r"transpose, $\partial L / \partial x = W \delta$ instead of $W^\top \delta$. With "
+        r"$W = \begin{bmatrix} 1 & 2 \\ -3 & 0.5 \end{bmatrix}$ and $\delta = (1, 2)$ it "
+        f"returns $({wrong['x'][0]:g}, {wrong['x'][1]:g})$ where $W^\\top \\delta = "
+        f"({right[0]:g}, {right[1]:g})$"
+        + (
+            f"; the check catches it at $x_{{{caught[1][0] + 1 if caught[1] else 1}}}$: "
+            f"analytic {caught[2]:g}, numeric {caught[3]:.6g}."
+            if caught is not None
+            else "; the check did NOT catch it."
+        )
+    )
+    doc.p(
+        "Two evaluations of the whole function per coordinate make this far too slow to train "
+        "with, and right for tests."
     )
     return doc
 
@@ -51,8 +75,15 @@ def problems() -> list[tuple[str, Any]]:
             if p.make is not None:
                 found.append((p.number, p.make))
             else:
-                found.append((p.number, lambda op=op, p=p: build(op.build(**p.params))))
+                found.append((p.number, lambda op=op, p=p: _proved(op.build(**p.params))))
     return sorted(found, key=lambda item: _number_key(item[0]))
+
+
+def _proved(d: Derivation) -> Doc:
+    """The generic worked solution of ``d`` after :meth:`Derivation.verify` held: a worked
+    problem says "proved" only when the proof ran."""
+    d.verify()
+    return build(d)
 
 
 def _number_key(number: str) -> tuple[int, str]:

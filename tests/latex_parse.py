@@ -7,7 +7,7 @@ import re
 
 import sympy as sp
 
-from derivgrad.symbolic.functions import FirstMax, Relu, Step, WindowMax
+from derivgrad.symbolic.functions import FirstMax, FirstMaxRule, Relu, Step, WindowMax
 
 TOKEN = re.compile(
     r"\s*(\\begin\{bmatrix\}|\\end\{bmatrix\}|\\left|\\right|\\Big|\\big|\\frac|\\mathbf\{1\}|"
@@ -71,6 +71,8 @@ class Parser:
             "\\\\",
             ">",
             "=",
+            r"\geq",
+            r"\wedge",
             r"\end{bmatrix}",
         ):
             f.append(self.power())
@@ -137,10 +139,23 @@ class Parser:
                 self.take(")")
                 self.take("]")
                 return FirstMax(sp.Integer(args.index(e)), *args)
-            self.take(">")
-            self.take("0")
+            rel = self.take()
+            rhs = self.expr()
+            if rel == ">" and rhs == 0 and self.peek() == "]":
+                self.take("]")
+                return Step(e)
+            # the first-maximum rule: 1[a_k > max(earlier) \wedge a_k \geq max(later)]
+            sides = {rel: rhs}
+            while self.peek() == r"\wedge":
+                self.take()
+                assert self.expr() == e
+                rel = self.take()
+                sides[rel] = self.expr()
             self.take("]")
-            return Step(e)
+            group = lambda v: list(v.args) if isinstance(v, WindowMax) else [v]
+            before = group(sides[">"]) if ">" in sides else []
+            after = group(sides[r"\geq"]) if r"\geq" in sides else []
+            return FirstMaxRule(sp.Integer(len(before)), *before, e, *after)
         if t == r"\operatorname{relu}":
             self.take("(")
             e = self.expr()

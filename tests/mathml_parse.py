@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import sympy as sp
 
-from derivgrad.symbolic.functions import FirstMax, Relu, Step, WindowMax
+from derivgrad.symbolic.functions import FirstMax, FirstMaxRule, Relu, Step, WindowMax
 
 MATHML_TAGS = {
     "math", "mrow", "mi", "mn", "mo", "msub", "msup", "msubsup", "mfrac", "mtable", "mtr",
@@ -163,10 +163,23 @@ class _Reader:
         e = self.expr()
         op = self.peek()
         self.pos += 1
-        if op == ("op", ">"):
-            if self.atom() != 0:
-                raise ValueError("an indicator compares with 0")
+        if op == ("op", ">") and self.toks[self.pos : self.pos + 2] == [("num", "0"), ("op", "]")]:
+            self.pos += 1
             out = Step(e)
+        elif op in (("op", ">"), ("op", "≥")):
+            # the first-maximum rule: 1[a_k > max(earlier) ∧ a_k ≥ max(later)]
+            sides = {op[1]: self.expr()}
+            while self.peek() == ("op", "∧"):
+                self.pos += 1
+                if self.expr() != e:
+                    raise ValueError("each condition of the rule compares the same entry")
+                rel = self.peek()[1]
+                self.pos += 1
+                sides[rel] = self.expr()
+            group = lambda v: list(v.args) if isinstance(v, WindowMax) else [v]  # noqa: E731
+            before = group(sides[">"]) if ">" in sides else []
+            after = group(sides["≥"]) if "≥" in sides else []
+            out = FirstMaxRule(sp.Integer(len(before)), *before, e, *after)
         elif op == ("op", "=") and self.peek() == ("func", "max"):
             self.pos += 1
             args = self.arguments()

@@ -15,8 +15,13 @@ from derivgrad.worked import document
 GOLDEN = Path(__file__).parent / "golden"
 
 
+def _verified(d):
+    d.verify()  # what `derivgrad derive NAME` does by default
+    return d
+
+
 def _current() -> dict[str, str]:
-    docs = {name: render(derivgrad.derive(name), "latex") for name in OPS}
+    docs = {name: render(_verified(derivgrad.derive(name)), "latex") for name in OPS}
     docs["worked-problems"] = document("latex")
     return docs
 

@@ -15,11 +15,11 @@ from derivgrad.ops.conv import conv_matrix, conv_matrix_proves_input_gradient
 from derivgrad.ops.dense import softmax_jacobian
 from derivgrad.ops.pool import routed as pool_routed
 from derivgrad.registry import OPS
-from derivgrad.symbolic.functions import Relu, Step, WindowMax
+from derivgrad.symbolic.functions import Relu, Step, WindowMax, plain_form
 
 
 def _zero(e):
-    return sp.simplify(e) == 0
+    return sp.simplify(plain_form(e)) == 0
 
 
 # -- worked problem 1: softmax Jacobian ------------------------------------------------

@@ -32,6 +32,7 @@ SYMBOLS = {
     "{": "{", "}": "}", "_": "_", "%": "%", "&": "&", "#": "#", ",": " ", ";": " ", ":": " ",
     "!": "", " ": " ", "|": "‖", "vert": "|", "Vert": "‖", "pm": "±", "circ": "∘",
     "forall": "∀", "exists": "∃", "cap": "∩", "cup": "∪", "setminus": "∖", "ell": "ℓ",
+    "wedge": "∧", "vdots": "⋮", "ddots": "⋱",
 }  # fmt: skip
 SIZES = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr",
          "displaystyle", "limits", "nolimits", "mathop"}  # fmt: skip

@@ -68,6 +68,82 @@ class Problem:
     make: Callable[[], Any] | None = None
 
 
+# Steps of symbolic work (see symbolic_work) that SymPy gets through in about half a minute on
+# one core, derivation, proof and document together; past it, minutes (measured: conv2d 16x16
+# with 2 channels and 2 filters, ~490,000, took 48 s and wrote 50 pages)
+SYMBOLIC_WORK_LIMIT = 300_000
+
+
+def symbolic_work(outputs: int, terms: int, symbols: int, inputs: int) -> int:
+    """The symbolic work of a derivation with ``outputs`` output entries, each a sum of about
+    ``terms`` terms in about ``symbols`` input symbols, out of ``inputs`` input symbols in all:
+    differentiating every output by every symbol it holds (``outputs·terms·symbols``) plus
+    visiting every (input, output) pair of the Jacobian (``inputs·outputs``)."""
+    return outputs * terms * symbols + inputs * outputs
+
+
+def check_size(op: Op, params: Mapping[str, Any]) -> None:
+    """Refuse, before any symbolic work, an instance whose estimated work passes
+    :data:`SYMBOLIC_WORK_LIMIT`, naming the limit and a smaller instance that fits."""
+    work = op.cost(**params)
+    if work is None or work <= SYMBOLIC_WORK_LIMIT:
+        return
+    from ..errors import ParamError
+
+    raise ParamError(
+        f"{op.name}: too large for a symbolic derivation: about "
+        f"{f'{work:,}' if work < 10**15 else 'more than 10^15'} steps of symbolic work, "
+        f"over the limit of {SYMBOLIC_WORK_LIMIT:,} (it would take SymPy minutes or more); "
+        f"{_smaller(op, params)}"
+    )
+
+
+def _smaller(op: Op, params: Mapping[str, Any]) -> str:
+    """A suggestion: halve the given size parameter that saves the most work until the
+    estimate fits (greedy, a few dozen estimates at most)."""
+    from ..errors import ParamError
+    from ..symbolic.params import count, pair
+
+    kinds = {p.name: p.kind for p in op.params}
+    current: dict[str, Any] = {}
+    for name, value in params.items():
+        if kinds.get(name) == "size" and value is not None:
+            current[name] = pair(op.name, name, value, 0)
+        elif kinds.get(name) == "int" and value is not None:
+            current[name] = count(op.name, name, value, 0)
+    original = dict(current)
+    trial = dict(params)
+    trial.update(current)
+    for _ in range(64):
+        best: tuple[int, str, Any] | None = None
+        for name, value in current.items():
+            smaller = tuple(v // 2 for v in value) if isinstance(value, tuple) else value // 2
+            if smaller == value:
+                continue
+            try:
+                work = op.cost(**dict(trial, **{name: smaller}))
+            except ParamError:
+                continue
+            if work is not None and (best is None or work < best[0]):
+                best = (work, name, smaller)
+        if best is None:
+            break
+        trial[best[1]] = current[best[1]] = best[2]
+        if best[0] <= SYMBOLIC_WORK_LIMIT:
+            changed = [
+                f"--{n} "
+                + (
+                    "x".join(map(str, v))
+                    if isinstance(v, tuple) and len(set(v)) > 1
+                    else str(v[0] if isinstance(v, tuple) else v)
+                )
+                for n, v in current.items()
+                if v != original[n]
+            ]
+            return "try a smaller instance, e.g. " + " ".join(changed)
+    return f"try a smaller instance (the defaults: derivgrad derive {op.name})"
+
+
 class Op:
     """Base class of every op: subclass it and fill in the faces.
 
@@ -89,6 +165,14 @@ class Op:
     def build(self, **params: Any) -> Derivation:
         """The derivation on a small instance; raises ``ParamError`` for invalid parameters."""
         raise NotImplementedError(f"{type(self).__name__} has no symbolic face")
+
+    def cost(self, **params: Any) -> int | None:
+        """An estimate of the symbolic work of ``build(**params)`` (and of its proof and
+        document), computed from the parameters alone in well under a second, in Python ints
+        (no overflow); ``None``: no estimate, no guard.  :func:`check_size` refuses an instance
+        whose estimate passes :data:`SYMBOLIC_WORK_LIMIT`.  Most ops return
+        :func:`symbolic_work` of their sizes."""
+        return None
 
     # -- kernel face --------------------------------------------------------------------------
     def kernel(
@@ -114,6 +198,11 @@ class Op:
         return {k: rng.standard_normal(v.shape) for k, v in d.inputs.items()}
 
     # -- document face ------------------------------------------------------------------------
+    def definitions(self, d: Derivation) -> list[Block]:
+        """Document blocks placed before the forward pass: the named intermediates (softmax's
+        ``p`` and its stable form) the rest of the document prints (default none)."""
+        return []
+
     def sections(self, d: Derivation) -> list[Block]:
         """Document blocks specific to this op, placed after the closed form (default none)."""
         return []

@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
+from ..document import Doc, indexed, tex, tex_split
 from ..symbolic.derivation import Derivation
 from ..symbolic.params import check_unknown, count, pair
 from ..symbolic.tensors import symbols
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 
 def batchnorm2d(**params: Any) -> Derivation:
@@ -112,6 +113,167 @@ def batchnorm2d(**params: Any) -> Derivation:
     return der
 
 
+# -- the document: the notes' named intermediates ----------------------------------------------
+def _named(d: Derivation, c: int) -> dict[str, Any]:
+    """Channel ``c`` in the notes' names: symbols ``x̂`` for the normalised inputs and ``S`` for
+    ``√(σ²+ε)``, the Jacobian and the gradients written in them, and the substitution back
+    to the inputs (``x̂ = (x − μ)/S``, ``S = √(σ²+ε)``) that proves them."""
+    x = d.input_arrays["x"][:, c].reshape(-1)
+    dl = d.upstream_array[:, c].reshape(-1)
+    gamma = d.input_arrays["gamma"][c]
+    M = len(x)
+    k = c + 1
+    xh = [
+        sp.Symbol(r"\hat x_{%d,%d,%d,%d}" % (n + 1, k, i + 1, j + 1)) for n, i, j in _positions(d)
+    ]
+    S = sp.Symbol(r"S_{%d}" % k, positive=True)
+    J = [
+        [
+            gamma / S * ((1 if i == o else 0) - sp.Rational(1, M) - xh[i] * xh[o] / M)
+            for o in range(M)
+        ]
+        for i in range(M)
+    ]
+    mean_d = sp.Add(*dl) / M
+    mean_dh = sp.Add(*[a * h for a, h in zip(dl, xh)]) / M
+    dx = [gamma / S * (dl[i] - mean_d - xh[i] * mean_dh) for i in range(M)]
+    dgamma = sp.Add(*[a * h for a, h in zip(dl, xh)])
+    mu = d.extra["mu"][c]
+    B = d.extra["radicands"][c]
+    back = {S: sp.sqrt(B), **{h: (v - mu) / sp.sqrt(B) for h, v in zip(xh, x)}}
+    return dict(x=x, dl=dl, xh=xh, S=S, J=J, dx=dx, dgamma=dgamma, back=back, M=M, k=k)
+
+
+def _positions(d: Derivation) -> list[tuple[int, ...]]:
+    N, _, H, W = d.input_arrays["x"].shape
+    return list(np.ndindex(N, H, W))
+
+
+def named_forms_hold(d: Derivation) -> bool:
+    """Prove that the named Jacobian and closed forms of the document, with ``x̂`` and ``S``
+    substituted back, equal the derivation's Jacobian and chain rule entry by entry."""
+    C = d.input_arrays["gamma"].shape[0]
+    Jx = d.jacobian_array("x")
+    chain = d.chain_array("x")
+    N, _, H, W = d.input_arrays["x"].shape
+    for c in range(C):
+        nm = _named(d, c)
+        pos = [(n, c, i, j) for n, i, j in np.ndindex(N, H, W)]
+        for a, p in enumerate(pos):
+            if not d._is_zero(nm["dx"][a].xreplace(nm["back"]) - chain[p]):
+                return False
+            for o, q in enumerate(pos):
+                if not d._is_zero(nm["J"][a][o].xreplace(nm["back"]) - Jx[p + q]):
+                    return False
+    return True
+
+
+def batchnorm_document(d: Derivation) -> Doc:
+    """Worked problem 11 as the notes write it: per-channel statistics, the named
+    intermediates μ, σ², x̂, the Jacobian and the gradients in them, the reshape argument."""
+    N, C, H, W = d.input_arrays["x"].shape
+    M = N * H * W
+    doc = Doc()
+    doc.h("Batch normalisation for CNNs (worked problem 11)")
+    doc.p(
+        f"Problem. A batch of {N} with {C} channel{'s' * (C > 1)} of size {H}×{W}: normalise each "
+        f"channel with statistics over the batch and every position, scale by $\\gamma_c$ and "
+        f"shift by $\\beta_c$; given the upstream gradient $\\delta = \\partial L/\\partial y$, "
+        f"derive $\\partial L/\\partial x$, $\\partial L/\\partial \\gamma$ and "
+        f"$\\partial L/\\partial \\beta$. Indices are 1-based, as in the course notes."
+    )
+    doc.h("Why per channel: the reshape", 2)
+    doc.p(
+        "A CNN must treat a picture the same way wherever a pattern sits, so the outputs of one "
+        "filter at every position of every picture count as samples of one mini-batch. Permuting "
+        "(B, C, H, W) to (B, H, W, C) and reshaping to (BHW, C) makes each channel a column: "
+        "the fully connected batch norm over BHW samples, whose gradient is reshaped back. "
+        f"Here each channel has $M = N H W = {M}$ values."
+    )
+    doc.h("Forward pass with named intermediates", 2)
+    gamma, beta = d.input_arrays["gamma"], d.input_arrays["beta"]
+    for c in range(C):
+        nm = _named(d, c)
+        k = nm["k"]
+        rows = [
+            (r"\mu_{%d}" % k, tex_split(d.extra["mu"][c])),
+            (
+                r"\sigma^2_{%d}" % k,
+                [r"\frac{1}{%d} \sum_{n,i,j} (x_{n,%d,i,j} - \mu_{%d})^2" % (M, k, k)],
+            ),
+            (r"S_{%d}" % k, [r"\sqrt{\sigma^2_{%d} + \epsilon}" % k]),
+        ]
+        for (n, i, j), h in zip(_positions(d), nm["xh"]):
+            xs = tex(d.input_arrays["x"][n, c, i, j])
+            rows.append((tex(h), [r"\frac{%s - \mu_{%d}}{S_{%d}}" % (xs, k, k)]))
+        for (n, i, j), h in zip(_positions(d), nm["xh"]):
+            rows.append((indexed("y", (n, c, i, j)), [tex(gamma[c] * h + beta[c])]))
+        doc.eq(rows)
+    doc.h("Local derivatives", 2)
+    doc.p(
+        r"With $\partial \mu/\partial x_i = 1/M$ and $\partial \sigma^2/\partial x_i = 2(x_i - "
+        r"\mu)/M$, the quotient rule gives, for two positions $i, o$ of one channel (the indicator "
+        r"$\mathbf{1}[i = o]$ is 1 when they are the same position), "
+        r"$\frac{\partial \hat x_o}{\partial x_i} = \frac{1}{S}\left(\mathbf{1}[i = o] - "
+        r"\frac{1}{M} - \frac{\hat x_i \hat x_o}{M}\right)$, so "
+        r"$\partial y_o/\partial x_i = \gamma\, \partial \hat x_o/\partial x_i$, "
+        r"$\partial y_o/\partial \gamma = \hat x_o$ and $\partial y_o/\partial \beta = 1$. "
+        r"Entries of different channels are 0. For channel 1:"
+    )
+    nm = _named(d, 0)
+    pos = _positions(d)
+    rows = [
+        (
+            r"\frac{\partial y_{%s}}{\partial %s}"
+            % (
+                ",".join(map(str, (pos[o][0] + 1, 1, pos[o][1] + 1, pos[o][2] + 1))),
+                indexed("x", (pos[i][0], 0, pos[i][1], pos[i][2])),
+            ),
+            tex_split(nm["J"][i][o]),
+        )
+        for i in range(nm["M"])
+        for o in range(nm["M"])
+    ]
+    doc.eq(rows[:16])
+    if len(rows) > 16:
+        doc.p(f"(and {len(rows) - 16} more entries of the same form, not printed.)")
+    doc.h("Chain rule and closed form", 2)
+    doc.p(
+        r"Contracting with $\delta$: $\frac{\partial L}{\partial x_i} = \sum_o \delta_o "
+        r"\frac{\gamma}{S}\left(\mathbf{1}[i = o] - \frac{1}{M} - \frac{\hat x_i \hat x_o}{M}"
+        r"\right) = \frac{\gamma}{S}\left(\delta_i - \operatorname{mean}(\delta) - \hat x_i\, "
+        r"\operatorname{mean}(\delta \hat x)\right)$, the means over the channel's $M$ values:"
+    )
+    for c in range(C):
+        nm = _named(d, c)
+        rows = [
+            (r"\frac{\partial L}{\partial %s}" % indexed("x", (n, c, i, j)), tex_split(e))
+            for (n, i, j), e in zip(pos, nm["dx"])
+        ]
+        rows.append((r"\frac{\partial L}{\partial \gamma_{%d}}" % nm["k"], tex_split(nm["dgamma"])))
+        rows.append(
+            (r"\frac{\partial L}{\partial \beta_{%d}}" % nm["k"], tex_split(sp.Add(*nm["dl"])))
+        )
+        doc.eq(rows[:18])
+        if len(rows) > 18:
+            doc.p(f"(and {len(rows) - 18} more entries of the same form, not printed.)")
+    doc.h("Proof", 2)
+    if d.verified and named_forms_hold(d):
+        doc.p(
+            r"derivgrad proved, entry by entry, that the closed forms equal the chain rule of "
+            r"the full expressions, and that the named forms above are those expressions once "
+            r"$\hat x = (x - \mu)/S$ and $S = \sqrt{\sigma^2 + \epsilon}$ are substituted back "
+            r"(writing $S$ as a positive symbol and expanding the numerator of each difference "
+            r"to zero)."
+        )
+    else:
+        doc.p(
+            r"Not verified: the symbolic proof was skipped for this document. Run "
+            r"\texttt{d.verify()}, or derive without \texttt{--no-verify}, before relying on it."
+        )
+    return doc
+
+
 # -- the op protocol ---------------------------------------------------------------------------
 @st.composite
 def _sizes(draw: Any) -> dict[str, Any]:
@@ -135,6 +297,13 @@ class BatchNorm2d(Op):
     def build(self, **params: Any) -> Derivation:
         return batchnorm2d(**params)
 
+    def cost(self, **params: Any) -> int:
+        N = count(self.name, "batch", params.get("batch", 2))
+        C = count(self.name, "channels", params.get("channels", 1))
+        H, W = pair(self.name, "input", params.get("input", (1, 2)), 1)
+        M = N * H * W  # every output of a channel holds the channel's mean and variance
+        return symbolic_work(M * C, M, M + 2, M * C + 2 * C)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -144,6 +313,9 @@ class BatchNorm2d(Op):
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _sizes()
+
+    def document(self, d: Derivation) -> Doc:
+        return batchnorm_document(d)
 
     def worked_problems(self) -> list[Problem]:
         return [Problem("11", params=dict(batch=2, channels=1, input=(1, 2)))]

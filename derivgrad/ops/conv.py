@@ -20,6 +20,7 @@ Compact rules, derived once here and proved against the chain rule by ``verify()
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +32,14 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size, window_span
 
-from ..document import Block, Doc, bmatrix, tex
+from ..document import Block, Doc, bmatrix, indexed, tex, tex_split
+from ..symbolic import index_rules as IR
 from ..symbolic.derivation import Derivation
 from ..symbolic.index_rules import conv2d_rules
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 _GEOMETRY = (
     Param("input", "size", "input size, an int or HxW"),
@@ -121,13 +123,7 @@ def conv_geometry(op: str, params: Mapping[str, Any], ndim: int) -> ConvGeometry
         O=count(op, "filters", params.get("filters", 1)),
         bias=bool(bias),
     )
-    work = g.C * g.O * g.N * int(np.prod(size)) * int(np.prod(ks))
-    if work > 20000:
-        raise ParamError(
-            f"{op}: too large for a symbolic derivation "
-            f"(batch*channels*filters*input*kernel = {work} > 20000)"
-        )
-    return g
+    return g  # its size is checked by the one guard, from _Conv.cost
 
 
 def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
@@ -343,14 +339,46 @@ def _index_doc() -> Doc:
     doc.h("Channels, filters and batch in index notation (worked problem 8)")
     doc.p(
         "From the forward definition with symbolic sizes, SymPy differentiates and resolves the "
-        "Kronecker deltas; "
-        "each input channel is handled by its slice of the filter, the input gradient sums over "
-        "filters, the "
-        "weight gradient sums over the batch:"
+        "Kronecker deltas; each input channel is handled by its slice of the filter, the input "
+        "gradient sums over filters, the weight gradient sums over the batch. Indices are "
+        r"1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / \partial y$, "
+        "and a bracket [condition] is 1 when the condition holds and 0 otherwise:"
     )
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", dx)])
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", dw)])
+    free_x = (IR.n, IR.cp, IR.a, IR.b)
+    free_w = (IR.op_, IR.cp, IR.a, IR.b)
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", one_based(dx, free_x))])
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", one_based(dw, free_w))])
     return doc
+
+
+def one_based(e: sp.Expr, free: tuple[sp.Symbol, ...]) -> sp.Expr:
+    """A derived 0-based index rule ``Sum(Piecewise((term, cond), (0, True)), limits)`` in the
+    notes' 1-based indices, with its Kronecker deltas resolved and the conditions that only
+    restate a free index's range (``0 <= c' <= C − 1``) left out."""
+    if not (isinstance(e, sp.Sum) and isinstance(e.function, sp.Piecewise)):
+        return e
+    (term, cond), _ = e.function.args
+    limits = list(e.limits)
+    # KroneckerDelta(o, o'): the sum over o keeps only o = o'
+    for kd in term.atoms(sp.KroneckerDelta):
+        bound = [v for v in kd.args if any(v == lim[0] for lim in limits)]
+        if bound:
+            v = bound[0]
+            other = kd.args[0] if kd.args[1] == v else kd.args[1]
+            term, cond = term.subs(kd, 1).subs(v, other), cond.subs(v, other)
+            limits = [lim for lim in limits if lim[0] != v]
+    summed = {lim[0] for lim in limits}
+    conds = cond.args if isinstance(cond, sp.And) else (cond,)
+    kept = [c for c in conds if c.free_symbols & summed]  # the rest is a free index's range
+    idx = summed | set(free)
+    shift = {v: v - 1 for v in idx}
+    term = term.replace(
+        lambda t: isinstance(t, sp.Indexed),
+        lambda t: t.base[tuple(sp.expand(i.subs(shift) + 1) for i in t.indices)],
+    )
+    new_cond = sp.And(*[c.subs(shift) for c in kept]) if kept else sp.true
+    new_limits = [(v, lo + 1, hi + 1) for v, lo, hi in limits]
+    return sp.Sum(sp.Piecewise((term, new_cond), (0, True)), *new_limits)
 
 
 def _index_rule(lhs, e):
@@ -419,9 +447,22 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
         ),
         (
             "p",
-            r"and $\partial L/\partial x = \operatorname{crop}_p(\operatorname{pad}(\delta) \star "
-            r"\operatorname{rot180}(w))$, while $\partial L/\partial w = x \star \delta$.",
+            r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
+            r"\operatorname{crop}_p(\operatorname{pad}(\delta) \star \operatorname{rot180}(w))$ "
+            r"(while $\partial L/\partial w = x \star \delta$):",
         ),
+        ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
+    ]
+
+
+def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:
+    """A small gradient as one matrix; wide entries or many columns entry by entry."""
+    g2 = g if g.ndim == 2 else g.reshape(-1, 1)
+    if g2.shape[1] <= 4 and max(len(tex(e)) for e in g2.reshape(-1)) <= 40:
+        return [(lhs, [bmatrix(g)])]
+    return [
+        (r"\frac{\partial L}{\partial %s}" % indexed(name, idx), tex_split(g[idx]))
+        for idx in np.ndindex(*g.shape)
     ]
 
 
@@ -431,6 +472,14 @@ class _Conv(Op):
 
     def build(self, **params: Any) -> Derivation:
         return conv_nd(self.name, params, self.ndim)
+
+    def cost(self, **params: Any) -> int:
+        g = conv_geometry(self.name, params, self.ndim)
+        taps = g.C * math.prod(g.kernel)
+        b = int(g.bias)
+        outputs = g.N * g.O * math.prod(g.out)
+        inputs = g.N * g.C * math.prod(g.size) + g.O * taps + g.O * b
+        return symbolic_work(outputs, taps + b, 2 * taps + b, inputs)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

@@ -3,6 +3,7 @@ the residual block and flatten (worked problems 1-3)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,13 +14,13 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import Block, bmatrix
+from ..document import ABBREVIATED, Block, abbreviated, bmatrix
 from ..symbolic.derivation import Derivation
-from ..symbolic.functions import Relu, Step
+from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stable_softmax
 from ..symbolic.params import ParamError, check_unknown, count
 from ..symbolic.shapes import linear_layer
 from ..symbolic.tensors import symbols
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 
 def _vec(name, n, latex=None):
@@ -90,9 +91,61 @@ def relu(**params: Any) -> Derivation:
 
 
 def _softmax(z):
-    e = [sp.exp(v) for v in z]
-    s = sp.Add(*e)
-    return np.array([v / s for v in e], dtype=object)
+    # p_i = e^{z_i − lse(z)}: the max-shift form, finite at any logits (see LogSumExp)
+    return stable_softmax(z)
+
+
+def _print_as(z: Any, p: Any, zsyms: Any = None) -> dict[Any, Any]:
+    """Documents print ``e^{z_i − lse(z)}`` as ``p_i`` (and a logit expression as ``z_i``)."""
+    names = {e: s for e, s in zip(p, symbols("p", (len(p),)))}
+    if zsyms is not None:
+        names[LogSumExp(*z)] = LogSumExp(*zsyms)
+    return names
+
+
+def stable_definitions(d: Derivation) -> list[Block]:
+    """The max-shift / log-sum-exp step of the notes, stated before the forward pass of every
+    document that uses softmax; "proved" only when verify() proved it."""
+    return [
+        ("h", (2, "Softmax, computed stably")),
+        (
+            "p",
+            r"The probabilities are $p_i = e^{z_i} / \sum_j e^{z_j}$, but $e^{1000}$ overflows "
+            r"in floating point. For any number $m$, $\log \sum_j e^{z_j}$ equals "
+            r"$m + \log \sum_j e^{z_j - m}$; with $m = \max_j z_j$ every exponent is at most 0 "
+            r"and nothing overflows. Writing $\operatorname{lse}(z)$ for this log-sum-exp,",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"\operatorname{lse}(z)",
+                    [r"\log \sum_j e^{z_j} = m + \log \sum_j e^{z_j - m}, \quad m = \max_j z_j"],
+                ),
+                (r"p_i", [r"\frac{e^{z_i}}{\sum_j e^{z_j}} = e^{z_i - \operatorname{lse}(z)}"]),
+                (r"\frac{\partial \operatorname{lse}(z)}{\partial z_j}", [r"p_j"]),
+            ],
+        ),
+        (
+            "p",
+            (
+                "derivgrad proved these three identities symbolically (for every $m$)"
+                if d.verified
+                else "These identities are not verified in this document (the proof was skipped)"
+            )
+            + r", and the expressions below use them: $p_i$ stands for "
+            r"$e^{z_i - \operatorname{lse}(z)}$, which is what the ground truth evaluates.",
+        ),
+    ]
+
+
+def _lemmas(k: int) -> list[tuple[str, Any]]:
+    return [
+        (
+            "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
+            functools.partial(stable_forms_agree, k),
+        )
+    ]
 
 
 def softmax(**params: Any) -> Derivation:
@@ -116,6 +169,7 @@ def softmax(**params: Any) -> Derivation:
         closed,
         {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"},
         proof="rational",
+        extra=dict(lemmas=_lemmas(k), print_as=_print_as(z, p)),
     )
     return der
 
@@ -145,7 +199,7 @@ def softmax_cross_entropy(**params: Any) -> Derivation:
     y = _label(op, params, k)
     z = _vec("z", k)
     p = _softmax(z)
-    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    L = -z[y] + LogSumExp(*z)
     closed = {"z": lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)}
     return Derivation(
         op,
@@ -156,7 +210,7 @@ def softmax_cross_entropy(**params: Any) -> Derivation:
         closed,
         {"z": "dz = p − e_y"},
         proof="rational",
-        extra=dict(p=p),
+        extra=dict(p=p, lemmas=_lemmas(k), print_as=_print_as(z, p)),
     )
 
 
@@ -175,7 +229,7 @@ def logistic_regression(**params: Any) -> Derivation:
         [sp.Add(*[W[i, j] * x[j] for j in range(n)]) + b[i] for i in range(k)], dtype=object
     )
     p = _softmax(z)
-    L = -z[y] + sp.log(sp.Add(*[sp.exp(v) for v in z]))
+    L = -z[y] + LogSumExp(*z)
     r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)  # p − e_y
     closed = {
         "W": lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
@@ -194,7 +248,7 @@ def logistic_regression(**params: Any) -> Derivation:
         closed,
         rules,
         proof="rational",
-        extra=dict(z=z, p=p),
+        extra=dict(z=z, p=p, lemmas=_lemmas(k), print_as=_print_as(z, p, symbols("z", (k,)))),
     )
 
 
@@ -290,6 +344,13 @@ class Linear(Op):
     def build(self, **params: Any) -> Derivation:
         return linear(**params)
 
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 3))
+        m = count(self.name, "outputs", params.get("outputs", 2))
+        N = count(self.name, "batch", params.get("batch", 1))
+        b = 1 if params.get("bias", True) else 0
+        return symbolic_work(N * m, n + b, 2 * n + b, N * n + m * n + m * b)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -329,6 +390,10 @@ class ReLU(Op):
     def build(self, **params: Any) -> Derivation:
         return relu(**params)
 
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 3))
+        return symbolic_work(n, 1, 1, n)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -352,6 +417,14 @@ class Softmax(Op):
     def build(self, **params: Any) -> Derivation:
         return softmax(**params)
 
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        # the proof puts k-term sums over a common denominator: k² terms per entry
+        return symbolic_work(k, k * k, k, k)
+
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -374,10 +447,12 @@ class Softmax(Op):
             (
                 "p",
                 r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = "
-                r"p_i(\delta_{ij} - p_j)$, that is $\nabla p_i = p_i(e_i - p)$ and",
+                r"p_i(\mathbf{1}[i = j] - p_j)$ (the indicator $\mathbf{1}[i = j]$ is 1 when "
+                r"$i = j$ and 0 otherwise; $\delta$ is kept for the upstream gradient), that is "
+                r"$\nabla p_i = p_i(e_i - p)$ and",
             ),
             ("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]),
-        ]
+        ] + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
 
     def worked_problems(self) -> list[Problem]:
         return [Problem("1", params=dict(classes=3))]
@@ -391,6 +466,13 @@ class SoftmaxCrossEntropy(Op):
 
     def build(self, **params: Any) -> Derivation:
         return softmax_cross_entropy(**params)
+
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        return symbolic_work(1, k, k, k)
+
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -411,6 +493,14 @@ class LogisticRegression(Op):
 
     def build(self, **params: Any) -> Derivation:
         return logistic_regression(**params)
+
+    def cost(self, **params: Any) -> int:
+        k = count(self.name, "classes", params.get("classes", 3))
+        n = count(self.name, "features", params.get("features", 2))
+        return symbolic_work(1, k * (n + 1), k * (n + 1) + n, k * (n + 1) + n)
+
+    def definitions(self, d: Derivation) -> list[Block]:
+        return stable_definitions(d)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -438,6 +528,11 @@ class Residual(Op):
 
     def build(self, **params: Any) -> Derivation:
         return residual(**params)
+
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 2))
+        m = count(self.name, "hidden", params.get("hidden", 2))
+        return symbolic_work(n, m * (n + 1) + 1, 2 * m * n + n, 2 * m * n + n)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -469,6 +564,13 @@ class Flatten(Op):
 
     def build(self, **params: Any) -> Derivation:
         return flatten(**params)
+
+    def cost(self, **params: Any) -> int:
+        from ..symbolic.params import pair
+
+        H, W = pair(self.name, "input", params.get("input", (2, 2)), 1)
+        size = H * W * count(self.name, "channels", params.get("channels", 2))
+        return symbolic_work(size, 1, 1, size)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

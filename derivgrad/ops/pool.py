@@ -27,12 +27,13 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
+from ..document import Block
 from ..symbolic.derivation import Derivation
-from ..symbolic.functions import FirstMax, WindowMax
+from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.shapes import pool_layer
 from ..symbolic.tensors import symbols, zeros
-from .base import Op, Param, Problem
+from .base import Op, Param, Problem, symbolic_work
 
 _WINDOW = (
     Param("input", "size", "input size, an int or HxW"),
@@ -72,12 +73,13 @@ def rule_maxpool_dx(
     x3: np.ndarray, d3: np.ndarray, wins: dict[tuple[int, int, int], list[tuple[int, int, int]]]
 ) -> np.ndarray:
     """Route each ``δ`` of window ``w`` to the window's first maximum: ``dX[p] = Σ_w δ_w ·
-    FirstMax(p, window entries)``; ``wins`` maps output index → input positions."""
+    FirstMaxRule(p, window entries)`` (the comparisons ``x_p > every earlier entry, x_p >=
+    every later one``); ``wins`` maps output index → input positions."""
     out = zeros(x3.shape)
     for key, pos in wins.items():
         vals = [x3[q] for q in pos]
         for m, q in enumerate(pos):
-            out[q] = out[q] + d3[key] * FirstMax(sp.Integer(m), *vals)
+            out[q] = out[q] + d3[key] * FirstMaxRule(sp.Integer(m), *vals)
     return out
 
 
@@ -112,7 +114,12 @@ def maxpool2d(**params: Any) -> Derivation:
 
     dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
     region = params.get("region")
-    notes = ["Ties go to the first maximum in row-major window order; padding is −∞."]
+    notes = [
+        "the chain rule differentiates the window maximum into an arg-max indicator, the "
+        "closed form states the first-maximum rule as comparisons; the two indicators were "
+        "proved equal by cases, over every way each other entry of a window can compare with "
+        "$x_p$: less, equal or greater"
+    ]
     extra: dict[str, Any] = dict(windows=wins)
     if region is not None:
         # One region of input space: a seeded ordering of the inputs fixes every arg-max.
@@ -137,7 +144,10 @@ def maxpool2d(**params: Any) -> Derivation:
         y.reshape(d.shape),
         d,
         {"x": dX},
-        {"x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], the first maximum of each window w ∋ p"},
+        {
+            "x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], summed over the windows w ∋ p, the arg-max "
+            "being the first maximum in row-major order"
+        },
         notes=notes,
         extra=extra,
     )
@@ -150,8 +160,8 @@ def routed(der: Derivation) -> np.ndarray:
     if point is None:
         raise ValueError("routed() needs a maxpool2d derivation built with region=SEED")
     fix = lambda e: e.replace(
-        lambda a: isinstance(a, FirstMax),
-        lambda a: FirstMax(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
+        lambda a: isinstance(a, FirstMaxRule),
+        lambda a: FirstMaxRule(a.args[0], *[v.xreplace(point) for v in a.args[1:]]),
     )
     return np.vectorize(fix, otypes=[object])(der.grad_array("x"))
 
@@ -179,8 +189,18 @@ def avgpool2d(**params: Any) -> Derivation:
         d,
         {"x": dX},
         {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
-        notes=["Padded zeros count in the window size (count_include_pad=True)."],
+        notes=["padded zeros count in the window size, as count_include_pad=True does in PyTorch"],
     )
+
+
+TIE_RULE = (
+    r"Each window passes its $\delta$ to one entry only: its first maximum in row-major order "
+    r"(left to right, then top to bottom), the entry that is strictly greater than every entry "
+    r"before it in the window and at least as large as every entry after it. This is the rule "
+    r"the kernels follow. With four equal inputs in a $2 \times 2$ window, the top-left one "
+    r"receives $\delta$ and the other three receive 0, so the gradient still sums to $\delta$; "
+    r"a rule $\mathbf{1}[x_p = \max(w)]$ would count it four times."
+)
 
 
 # -- the op protocol ---------------------------------------------------------------------------
@@ -200,6 +220,19 @@ def _window(draw: Any) -> dict[str, Any]:
 class _Pool(Op):
     params: ClassVar[tuple[Param, ...]] = _WINDOW
     problems = "10"
+
+    def cost(self, **params: Any) -> int:
+        op = self.name
+        H, W = pair(op, "input", params.get("input", (4, 4)), 1)
+        k = pair(op, "kernel", params.get("kernel", (2, 2)), 1)
+        s = pair(op, "stride", params.get("stride", k), 1)
+        p = pair(op, "padding", params.get("padding", 0), 0)
+        C = count(op, "channels", params.get("channels", 1))
+        HO, WO = ((n + 2 * pp - kk) // ss + 1 for n, kk, ss, pp in zip((H, W), k, s, p))
+        K = k[0] * k[1]
+        outputs = C * max(HO, 0) * max(WO, 0)
+        # each window's maximum differentiates into a K-way indicator for each of its K entries
+        return symbolic_work(outputs, K, K, C * H * W)
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return _window()
@@ -244,6 +277,9 @@ class MaxPool2d(_Pool):
         shape = d.inputs["x"].shape
         size = int(np.prod(shape))
         return {"x": (rng.permutation(size) / size - 0.5).reshape(shape)}
+
+    def sections(self, d: Derivation) -> list[Block]:
+        return [("h", (2, "Ties")), ("p", TIE_RULE)]
 
     def worked_problems(self) -> list[Problem]:
         return [Problem("10", params=dict(input=(4, 4), kernel=2))]

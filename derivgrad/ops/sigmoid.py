@@ -25,7 +25,7 @@ from ..document import Block
 from ..symbolic.derivation import Derivation
 from ..symbolic.params import check_unknown, count
 from ..symbolic.tensors import symbols
-from .base import Op, Param
+from .base import Op, Param, symbolic_work
 
 
 # -- the symbolic face --------------------------------------------------------------------------
@@ -98,6 +98,10 @@ class Sigmoid(Op):
 
     def build(self, **params: Any) -> Derivation:
         return sigmoid(**params)
+
+    def cost(self, **params: Any) -> int:
+        n = count(self.name, "features", params.get("features", 3))
+        return symbolic_work(n, 1, 1, n)
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import sympy as sp
 
+from .functions import plain_form
 from .tensors import to_array
 
 # The document face registers its renderer here when it is imported (derivgrad.render): the
@@ -60,6 +61,20 @@ def _partials(expr, wanted):
     return {s: sp.Add(*v) for s, v in out.items()}
 
 
+def _first_max_as_rule(e):
+    """Max pooling: the chain rule's ``FirstMax`` (the arg-max, the derivative of the window
+    maximum) replaced by the closed form's ``FirstMaxRule`` (written from comparisons) once the
+    lemma that they agree is proved by cases for that window size; ``None`` if it fails."""
+    from .functions import FirstMax, FirstMaxRule, first_max_rule_agrees
+
+    subs = {}
+    for a in e.atoms(FirstMax):
+        if not first_max_rule_agrees(int(a.args[0]), len(a.args) - 1):
+            return None
+        subs[a] = FirstMaxRule(*a.args)
+    return e.xreplace(subs) if subs else e
+
+
 class Derivation:
     """Built by an op's symbolic face (see :mod:`derivgrad.registry`); users get it from
     :func:`derivgrad.derive`.
@@ -100,6 +115,9 @@ class Derivation:
         self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
         self._cache = {}
         self.timings = {}
+        # True once verify() ran and held for every closed form: documents say "proved" only
+        # then, and "not verified" otherwise
+        self.verified = False
         # numbers for some inputs and δ (a numeric instance, derivgrad.instance.attach):
         # {name: object array of exact numbers}; empty for a purely symbolic derivation
         self.values: dict = {}
@@ -224,6 +242,9 @@ class Derivation:
     def _is_zero(self, e):
         if e == 0:
             return True
+        e = _first_max_as_rule(plain_form(e))
+        if e is None:
+            return False
         if self.proof == "expand":
             return sp.expand(e) == 0
         if self.proof == "rational":
@@ -262,6 +283,11 @@ class Derivation:
         ``AssertionError`` naming the first entry that differs.
         """
         t = time.perf_counter()
+        # facts the expressions rely on (the stable log-sum-exp equals the plain form), each a
+        # (statement, proof) pair proved here too
+        for statement, proof in self.extra.get("lemmas", ()):
+            if not proof():
+                raise AssertionError(f"{self.op}: could not prove {statement}")
         for name in names or self._closed:
             g, c = self.grad_array(name), self.chain_array(name)
             if g.shape != c.shape:
@@ -274,6 +300,8 @@ class Derivation:
                         f"{self.op}: d{name}{list(i)} closed form {g[i]} != chain rule {c[i]}"
                     )
         self.timings["verify"] = time.perf_counter() - t
+        if names is None or set(names) >= set(self._closed):
+            self.verified = True
         return True
 
     # -- numbers -------------------------------------------------------------------
