@@ -1,19 +1,15 @@
-"""Kernel timings against PyTorch CPU (or NumPy), side by side in one process.
+"""Kernel timings against PyTorch CPU (or NumPy), side by side in one process, at each
+thread count, with the LeNet epoch and the GEMM ceiling.
 
-    python benchmarks/bench_kernels.py [--repeats 20] [--threads N] [--json]
+    python benchmarks/bench_kernels.py [--repeats 20] [--threads 1,2,4] [--no-epoch] [--step]
 
-The same table as ``derivgrad bench``.  Compile time is measured by
-``benchmarks/bench_startup.py``.
+The same table as ``derivgrad bench`` (same options; this calls it).  Compile time is
+measured by ``benchmarks/bench_startup.py``.
 """
 
-import argparse
+import sys
 
-from derivgrad.bench import run
+from derivgrad.cli import main
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    run(a.repeats, a.threads, a.json)
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -26,9 +26,9 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets
 
 
 def side_ours(a):
-    import numba
+    from derivgrad.kernels import set_threads
 
-    numba.set_num_threads(a.threads)
+    set_threads(a.threads)
     from derivgrad.train import config, train
 
     m, _ = train(

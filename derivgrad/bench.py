@@ -8,6 +8,7 @@ Used by ``derivgrad bench`` and ``benchmarks/bench_kernels.py``.
 
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -145,14 +146,49 @@ def linear_row(torch, repeats, dtype=np.float32):
     )
 
 
-def run(repeats=20, threads=None, as_json=False, out=print):
-    import numba
+def linear_former_row(torch, repeats, dtype=np.float32):
+    """The linear row with the former batch-row split forced (the before/after comparison)."""
+    from derivgrad.kernels import linear
 
-    threads = threads or numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(threads)
-    torch = _torch(threads)
-    ref = f"PyTorch {torch.__version__}" if torch is not None else "NumPy (PyTorch not installed)"
+    linear.force_strategy("rows")
+    try:
+        r = linear_row(torch, repeats, dtype)
+    finally:
+        linear.force_strategy(None)
+    r["case"] += " (former row split)"
+    return r
+
+
+def gemm_ceiling(torch, repeats):
+    """GFLOP/s of one multithreaded sgemm of the linear layer's forward shape
+    ``(N, in) @ (in, out)``: NumPy's BLAS, and PyTorch's when installed, at the current count."""
+    N, IN, OUT = LINEAR_CASE
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, IN)).astype(np.float32)
+    w = rng.standard_normal((OUT, IN)).astype(np.float32)
+    y = np.empty((N, OUT), np.float32)
+    flops = 2.0 * N * IN * OUT
+    best = lambda f: min(_times(f, max(repeats, 5)))
+    res = dict(numpy=flops / best(lambda: np.matmul(x, w.T, out=y)) / 1e9)
+    if torch is not None:
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        res["torch"] = flops / best(lambda: torch.mm(xt, wt.t())) / 1e9
+    return res
+
+
+def _times(f, repeats):
+    f()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def kernel_rows(torch, repeats):
     rows = conv_rows(torch, repeats) + [pool_row(torch, repeats), linear_row(torch, repeats)]
+    rows.append(linear_former_row(torch, repeats))
     for r in rows:
         tot, rtot = r["fwd_ms"] + r["bwd_ms"], None
         if r["ref_bwd_ms"] is not None:
@@ -160,22 +196,105 @@ def run(repeats=20, threads=None, as_json=False, out=print):
         r["ratio_fwd"] = r["fwd_ms"] / r["ref_fwd_ms"]
         r["ratio_bwd"] = None if r["ref_bwd_ms"] is None else r["bwd_ms"] / r["ref_bwd_ms"]
         r["ratio_total"] = None if rtot is None else tot / rtot
-    if as_json:
-        out(json.dumps(dict(reference=ref, threads=threads, rows=rows)))
-        return rows
-    out(f"reference: {ref}; threads: {threads}; float32; median of {repeats} interleaved repeats")
-    out("ratio = derivgrad time / reference time (below 1: derivgrad is faster)")
-    out(
-        f"{'case':44s} {'fwd ms':>8s} {'ref':>8s} {'ratio':>6s} {'bwd ms':>8s} {'ref':>8s} "
-        f"{'ratio':>6s} {'f+b ratio':>9s} {'GFLOP/s f/b':>12s}"
-    )
-    fmt = lambda v, f: "-" if v is None else format(v, f)
-    for r in rows:
-        gf = "-" if "gflops_fwd" not in r else f"{r['gflops_fwd']:.0f}/{r['gflops_bwd']:.0f}"
-        out(
-            f"{r['case']:44s} {r['fwd_ms']:8.2f} {r['ref_fwd_ms']:8.2f} {r['ratio_fwd']:6.2f} "
-            f"{r['bwd_ms']:8.2f} {fmt(r['ref_bwd_ms'], '8.2f'):>8s} "
-            f"{fmt(r['ratio_bwd'], '6.2f'):>6s} "
-            f"{fmt(r['ratio_total'], '9.2f'):>9s} {gf:>12s}"
-        )
     return rows
+
+
+def measure(threads, repeats, epoch=True, data=None, limit=None, log=lambda s: None):
+    """Every kernel row, the GEMM ceiling and (if ``epoch``) the LeNet epoch at each count
+    in ``threads``; returns ``{"reference": str, "by_threads": {T: {...}}}``."""
+    from derivgrad.kernels import linear, set_threads
+
+    from .bench_epoch import run_side
+
+    out = {}
+    ref = None
+    for T in threads:
+        set_threads(T)
+        torch = _torch(T)
+        ref = f"PyTorch {torch.__version__}" if torch is not None else None
+        log(f"threads {T}: kernels")
+        res = dict(
+            rows=kernel_rows(torch, repeats),
+            ceiling=gemm_ceiling(torch, repeats),
+            linear_strategy=linear.strategy(T),
+        )
+        if epoch:
+            log(f"threads {T}: LeNet epoch, one process per side")
+            ep = dict(ours=run_side("ours", T, data, limit=limit))
+            ep["former"] = run_side("ours", T, data, limit=limit, linear="rows")
+            if torch is not None:
+                ep["torch"] = run_side("torch", T, data, limit=limit)
+            res["epoch"] = ep
+        out[T] = res
+    return dict(reference=ref or "NumPy (PyTorch not installed)", by_threads=out)
+
+
+def _fmt(v, f):
+    return "-" if v is None else format(v, f)
+
+
+def print_table(m, repeats, out=print):
+    by = m["by_threads"]
+    Ts = list(by)
+    torch = not m["reference"].startswith("NumPy")
+    out(
+        f"reference: {m['reference']}"
+        + ("" if torch else " -- install torch to compare with PyTorch")
+        + f"; float32; median of {repeats} interleaved repeats; threads {','.join(map(str, Ts))}"
+    )
+    out("ratio = derivgrad time / reference time at the same thread count (below 1: faster)")
+    for T in Ts:
+        c = by[T]["ceiling"]
+        out(
+            f"GEMM ceiling at {T} thread(s), one sgemm {LINEAR_CASE[0]}x{LINEAR_CASE[1]} @ "
+            f"{LINEAR_CASE[1]}x{LINEAR_CASE[2]}: NumPy BLAS {c['numpy']:.0f} GFLOP/s"
+            + (f", PyTorch {c['torch']:.0f} GFLOP/s" if "torch" in c else "")
+            + f"; linear strategy: {by[T]['linear_strategy']}"
+        )
+    head = f"{'case':52s}" + "".join(
+        f" | T={T:<2d}{'ms':>7s} {'ref':>7s} {'ratio':>5s} {'GF/s':>5s} {'%ceil':>5s}" for T in Ts
+    )
+    out(head)
+    out("-" * len(head))
+    for i, r0 in enumerate(by[Ts[0]]["rows"]):
+        for d in ("fwd", "bwd"):
+            line = f"{r0['case'] + ' ' + d:52s}"
+            for T in Ts:
+                r = by[T]["rows"][i]
+                gf = r.get(f"gflops_{d}")
+                ceil = by[T]["ceiling"]["numpy"]
+                line += (
+                    f" | {r[d + '_ms']:11.2f} {_fmt(r['ref_' + d + '_ms'], '7.2f'):>7s} "
+                    f"{_fmt(r['ratio_' + d], '5.2f'):>5s} {_fmt(gf, '5.0f'):>5s} "
+                    f"{_fmt(None if gf is None else 100 * gf / ceil, '5.0f'):>5s}"
+                )
+            out(line)
+    if "epoch" not in by[Ts[0]]:
+        return
+    for label, key in (("epoch loop s", "epoch_s"), ("whole process s", "process_s")):
+        for side, name in (("ours", "derivgrad"), ("former", "former linear split")):
+            line = f"{'LeNet epoch ' + label + ': ' + name:52s}"
+            for T in Ts:
+                ep = by[T]["epoch"]
+                t = ep.get("torch", {}).get(key)
+                line += (
+                    f" | {ep[side][key]:11.2f} {_fmt(t, '7.2f'):>7s} "
+                    f"{_fmt(None if t is None else ep[side][key] / t, '5.2f'):>5s} "
+                    f"{'':5s} {'':5s}"
+                )
+            out(line)
+
+
+def run(repeats=20, threads=None, as_json=False, out=print, epoch=False, data=None, limit=None):
+    """Measure at each count in ``threads`` (a list; default: the current count) and print
+    the side-by-side table (or one JSON object); returns the measurements."""
+    from derivgrad.kernels import get_threads
+
+    threads = list(threads or [get_threads()])
+    log = (lambda s: None) if as_json else (lambda s: print(s, file=sys.stderr))
+    m = measure(threads, repeats, epoch, data, limit, log)
+    if as_json:
+        out(json.dumps(m))
+    else:
+        print_table(m, repeats, out)
+    return m

@@ -346,7 +346,9 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120):
             if r.returncode:
                 err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
                 raise RuntimeError(f"{engine} failed: {err}")
-        shutil.copy(Path(tmp) / "doc.pdf", out_pdf)
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())
     return out_pdf
 
 

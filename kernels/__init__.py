@@ -6,6 +6,7 @@ its arguments in Python before compiled code runs.  Imports NumPy, Numba, SciPy'
 """
 
 from ._geometry import output_size, window_span
+from ._threads import get_threads, set_threads
 from .activation import (
     relu_backward,
     relu_forward,
@@ -45,4 +46,6 @@ __all__ = [
     "window_span",
     "sgd_update",
     "adam_update",
+    "set_threads",
+    "get_threads",
 ]

@@ -125,3 +125,23 @@ def conv_input_grad(dy, wT, geo, nb, cblk, ws, dyws, dx):
             np.dot(wT[c0 * KK : c1 * KK], dyg, dcols)
             for n in range(n0, n1):
                 col2im_block(ws[ch], m, (n - n0) * HW, c0, c1, geo, H, W, dx[n].reshape(-1))
+
+
+@parallel
+def sum_slabs(parts, out):
+    """``out[j] = Σ_s parts[s, j]`` (the weight-gradient partials), columns split in blocks.
+
+    At many threads the partial sums are many (one slab per chunk); a serial NumPy sum over
+    them would be the one single-threaded pass of the backward.  Each block owns its
+    columns of ``out``; slabs are added in chunk order, as ``parts.sum(axis=0)`` does.
+    """
+    S, J = parts.shape
+    nblk = (J + 4095) // 4096
+    for blk in prange(nblk):
+        j0 = blk * 4096
+        j1 = min(J, j0 + 4096)
+        for j in range(j0, j1):
+            out[j] = parts[0, j]
+        for s in range(1, S):
+            for j in range(j0, j1):
+                out[j] += parts[s, j]

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _blas  # noqa: F401  (pins the BLAS that np.dot uses inside kernels to 1 thread)
 from . import _validate as v
-from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad
+from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
 from ._geometry import output_shape2d
 from ._window_kernels import channel_sums
 from ._workspace import buffer
@@ -97,7 +97,8 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     dyws = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
     dwp = np.empty((nch, CO, R), dtype=x.dtype)
     conv_weight_grad(dy3, x, geo, rows, ws, dyws, dwp)
-    dw = dwp.sum(axis=0).reshape(w.shape)
+    dw = np.empty(w.shape, dtype=x.dtype)
+    sum_slabs(dwp.reshape(nch, -1), dw.reshape(-1))
     dx = None
     if need_dx:
         # Whole samples per unit when one sample's columns are small, else channel blocks.

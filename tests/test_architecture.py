@@ -199,3 +199,15 @@ def test_version_is_in_one_place():
     from importlib.metadata import version
 
     assert derivgrad.__version__ == version("derivgrad")
+
+
+def test_every_package_is_installed():
+    """A non-editable ``pip install .`` (what CI and users run) ships only the packages that
+    pyproject.toml lists: every folder with an ``__init__.py`` must be there."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    present = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    assert present <= listed, f"packages missing from pyproject.toml: {sorted(present - listed)}"

@@ -1,27 +1,70 @@
-"""``derivgrad bench``: kernel timings side by side with PyTorch."""
+"""``derivgrad bench``: kernel timings side by side with PyTorch at each thread count."""
 
 import argparse
 
+from ..errors import UsageError
+
+
+def parse_thread_list(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``, each a valid count for :func:`kernels.set_threads`."""
+    from derivgrad.kernels._threads import parse_threads
+
+    items = [t.strip() for t in str(text).split(",")]
+    if not all(items):
+        raise UsageError(f"--threads must be a comma-separated list of counts, got {text!r}")
+    try:
+        counts = [parse_threads(t, "--threads") for t in items]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if len(set(counts)) != len(counts):
+        raise UsageError(f"--threads lists a count twice: {text!r}")
+    return counts
+
 
 def _cmd_bench(a):
-    from ..bench import run
-    from ..errors import UsageError
-
     if a.repeats < 1:
         raise UsageError(f"--repeats must be >= 1, got {a.repeats}")
-    if a.threads is not None:
-        import numba
+    if a.limit is not None and a.limit < 64:
+        raise UsageError(f"--limit must be >= 64 (one batch), got {a.limit}")
+    from derivgrad.kernels import set_threads
 
-        top = numba.config.NUMBA_NUM_THREADS
-        if not 1 <= a.threads <= top:
-            raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {a.threads}")
+    threads = parse_thread_list(a.threads) if a.threads is not None else None
+    if threads is None:
+        try:
+            threads = [set_threads()]  # DERIVGRAD_THREADS, else all of Numba's threads
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    from ..bench import run
+    from ..bench_step import print_breakdown
 
-    run(a.repeats, a.threads, a.json)
+    run(a.repeats, threads, a.json, epoch=a.epoch, data=a.data, limit=a.limit)
+    if a.step:
+        for T in threads:
+            set_threads(T)
+            print_breakdown(T)
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
-    b = sub.add_parser("bench", help="kernel timings side by side with PyTorch (or NumPy)")
-    b.add_argument("--repeats", type=int, default=20)
-    b.add_argument("--threads", type=int, default=None)
+    b = sub.add_parser(
+        "bench",
+        help="kernel timings side by side with PyTorch (or NumPy) at each thread count",
+    )
+    b.add_argument("--repeats", type=int, default=20, help="timed repeats per kernel (>= 1)")
+    b.add_argument(
+        "--threads",
+        help="comma-separated thread counts, e.g. 1,2,4 (default: DERIVGRAD_THREADS, "
+        "else all cores); sets Numba's and every BLAS pool to each in turn",
+    )
+    b.add_argument(
+        "--no-epoch",
+        dest="epoch",
+        action="store_false",
+        help="skip the LeNet epoch (timed per side in a process of its own)",
+    )
+    b.add_argument("--data", help="MNIST directory for --epoch (default: the embedded subset)")
+    b.add_argument("--limit", type=int, help="--epoch on the first N training images only")
+    b.add_argument(
+        "--step", action="store_true", help="also break one LeNet training step down by layer"
+    )
     b.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     b.set_defaults(func=_cmd_bench)

@@ -13,6 +13,7 @@ def _cmd_derive(a):
     from pathlib import Path
 
     from .. import derive
+    from ..atomic import write_text_atomic
     from ..registry import get
     from ..render import compile_pdf, render
 
@@ -38,7 +39,7 @@ def _cmd_derive(a):
         if fmt != "latex" or a.fragment:
             raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
         out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
-        Path(out).with_suffix(".tex").write_text(text)
+        write_text_atomic(Path(out).with_suffix(".tex"), text)
         try:
             compile_pdf(text, out)
         except RuntimeError as e:
@@ -46,7 +47,7 @@ def _cmd_derive(a):
         print(f"wrote {out} and {Path(out).with_suffix('.tex')}", file=sys.stderr)
         return
     if a.output:
-        Path(a.output).write_text(text)
+        write_text_atomic(a.output, text)  # a full disk leaves the old file, not half a new one
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -9,16 +9,17 @@ from ..errors import UsageError
 
 
 def _threads(n: int | None, default: int | None = None) -> None:
-    import numba
+    # derivgrad.kernels.set_threads: Numba's pool and every BLAS pool, the same way as bench;
+    # None without MPI: DERIVGRAD_THREADS or all cores
+    from derivgrad.kernels import set_threads
+    from derivgrad.kernels._threads import max_threads
 
-    top = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-    if n is None:  # under MPI: the node's cores shared among its ranks
-        if default is not None:
-            numba.set_num_threads(min(default, top))
-        return
-    if not 1 <= n <= top:
-        raise UsageError(f"--threads must be in 1..{top} (NUMBA_NUM_THREADS), got {n}")
-    numba.set_num_threads(n)
+    if n is None and default is not None:  # under MPI: the node's cores shared among its ranks
+        n = min(default, max_threads())
+    try:
+        set_threads(n, name="--threads")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def config_from_args(a: argparse.Namespace):

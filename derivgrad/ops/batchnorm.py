@@ -33,7 +33,11 @@ def batchnorm2d(**params: Any) -> Derivation:
     op = "batchnorm2d"
     check_unknown(op, params, ("batch", "channels", "input", "eps"))
     eps_value = params.get("eps", 1e-5)
-    if not isinstance(eps_value, (int, float)) or not eps_value > 0:
+    if (
+        isinstance(eps_value, bool)
+        or not isinstance(eps_value, (int, float))
+        or not 0 < eps_value < float("inf")
+    ):
         from ..symbolic.params import ParamError
 
         raise ParamError(f"{op}: eps must be a positive number, got {eps_value!r}")

@@ -21,8 +21,13 @@ def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
 
 
 def count(op: str, name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ParamError(f"{op}: {name} must be a whole number, got {value!r}") from None
     try:
-        return v.int_param(op, name, int(value) if isinstance(value, str) else value, minimum)
+        return v.int_param(op, name, value, minimum)
     except (TypeError, ValueError) as e:
         raise ParamError(str(e)) from None
 
