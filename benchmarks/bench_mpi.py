@@ -38,9 +38,9 @@ BATCH = 64
 
 
 def worker_ours(a):
-    import numba
+    from derivgrad.kernels import set_threads
 
-    numba.set_num_threads(a.threads)
+    set_threads(a.threads)  # Numba's pool and NumPy's BLAS, as --threads does
     from derivgrad.distributed import detect
     from derivgrad.train import config, train
 

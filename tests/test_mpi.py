@@ -185,7 +185,7 @@ print("ok", d.rank)
         timeout=LIMIT_S + 30,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(r.stdout.split()) == ["0", "1", "ok", "ok"]
+    assert r.stdout.count("ok") == 2  # both ranks got there (their lines may interleave)
 
 
 @needs_mpi
