@@ -12,7 +12,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,7 +198,7 @@ def _command(name, params):
     return " ".join(parts)
 
 
-def table(results):
+def table(results: Iterable[CheckResult]) -> str:
     lines = [f"{'op':24s} {'cases':>6s} {'largest error':>14s} {'result':>7s} {'seconds':>8s}"]
     for r in results:
         lines.append(

@@ -9,7 +9,9 @@ states, by one printer (:func:`tex`), so text and mathematics cannot drift apart
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -363,7 +365,7 @@ def _escape_text(t):
     return "$".join(parts)
 
 
-def to_latex(doc, standalone=True, numbered=False):
+def to_latex(doc: Doc, standalone: bool = True, numbered: bool = False) -> str:
     body = _latex_blocks(doc, numbered)
     if not standalone:
         return body + "\n"
@@ -379,7 +381,7 @@ def _prose_md(t):
     return "$".join(parts)
 
 
-def to_markdown(doc):
+def to_markdown(doc: Doc) -> str:
     out = []
     for kind, x in doc.blocks:
         if kind == "h":
@@ -391,7 +393,7 @@ def to_markdown(doc):
     return "\n\n".join(out) + "\n"
 
 
-def to_text(doc):
+def to_text(doc: Doc) -> str:
     """Unicode text for a terminal (:mod:`derivgrad.formats.text`): never LaTeX source."""
     from .formats.text import to_text as unicode_text
 
@@ -401,7 +403,7 @@ def to_text(doc):
 FORMATS = ("latex", "markdown", "text", "html", "json")
 
 
-def render(d, fmt="latex", standalone=True):
+def render(d: Derivation, fmt: str = "latex", standalone: bool = True) -> str:
     """``d`` in one of :data:`FORMATS`; ``standalone=False`` gives a LaTeX fragment or an
     HTML fragment (no page around it)."""
     if fmt == "json":  # the derivation as data, not a document
@@ -422,7 +424,13 @@ def render(d, fmt="latex", standalone=True):
     return to_text(doc)
 
 
-def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=None):
+def compile_pdf(
+    tex_source: str,
+    out_pdf: str | os.PathLike[str],
+    engine: str = "pdflatex",
+    timeout: float = 120,
+    overfull: list[str] | None = None,
+) -> Path:
     """Compile with a TeX engine into ``out_pdf``; raises ``RuntimeError`` with the log's
     first error, or ``FileNotFoundError`` if no engine is installed.  ``overfull``: a list
     that receives the log's "Overfull" warnings (a line of the document past the margin)."""
@@ -458,7 +466,7 @@ def compile_pdf(tex_source, out_pdf, engine="pdflatex", timeout=120, overfull=No
         from .atomic import write_bytes_atomic
 
         write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())
-    return out_pdf
+    return Path(out_pdf)
 
 
 register_renderer(render)

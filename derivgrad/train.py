@@ -60,7 +60,9 @@ __all__ = [
 ]
 
 
-def evaluate(net: Sequential, x: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH):
+def evaluate(
+    net: Sequential, x: np.ndarray, y: np.ndarray, batch: int = EVAL_BATCH
+) -> tuple[float, float]:
     """Mean loss and accuracy of ``net`` on ``(x, y)``, ``batch`` images at a time."""
     from derivgrad.kernels import softmax_cross_entropy_forward
 

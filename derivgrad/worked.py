@@ -91,7 +91,7 @@ def _number_key(number: str) -> tuple[int, str]:
     return int(digits), number
 
 
-def document(fmt="latex"):
+def document(fmt: str = "latex") -> str:
     docs = [make() for _, make in problems()]
     if fmt == "latex":
         body = "\n".join(to_latex(doc, standalone=False, numbered=True) for doc in docs)

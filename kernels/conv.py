@@ -26,6 +26,7 @@ from . import _blas  # noqa: F401  (pins the BLAS that np.dot uses inside kernel
 from . import _validate as v
 from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
 from ._geometry import output_shape2d
+from ._types import IntOrPair
 from ._window_kernels import channel_sums
 from ._workspace import buffer
 
@@ -117,7 +118,14 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     return dx, dw, db
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> np.ndarray:
     r"""2-D convolution (cross-correlation) of a batch.
 
     .. math::
@@ -146,7 +154,17 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     return _forward(x, w, b, k, s, p, d)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, bias=True, need_dx=True):
+def conv2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    *,
+    bias: bool = True,
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     r"""Gradients of a 2-D convolution with respect to its input, weights and bias.
 
     .. math::
@@ -188,7 +206,14 @@ def _conv1d_params(op, x, w, stride, padding, dilation):
     return x[:, :, None, :], w[:, :, None, :], (1, w.shape[2]), (1, s), (0, p), (1, d)
 
 
-def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
+def conv1d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+) -> np.ndarray:
     r"""1-D convolution (cross-correlation) of a batch.
 
     .. math:: y_{n,o,i} = b_o + \sum_{c,h} w_{o,c,h}\, x^{pad}_{n,c,\,i s + h d}
@@ -207,7 +232,17 @@ def conv1d_forward(x, w, b=None, stride=1, padding=0, dilation=1):
     return _forward(x4, w4, b, k, s, p, d)[:, :, 0, :]
 
 
-def conv1d_backward(dy, x, w, stride=1, padding=0, dilation=1, *, bias=True, need_dx=True):
+def conv1d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    *,
+    bias: bool = True,
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     r"""Gradients of :func:`conv1d_forward`: ``(dx, dw, db)`` shaped like x, w, ``(C_out,)``.
 
     ``dy`` is ``(N, C_out, L_out)``.  For stride 1 and no padding,

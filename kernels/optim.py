@@ -70,7 +70,15 @@ def _buffers(op, writable, **arrays):
     val.same_dtype(op, **arrays)
 
 
-def sgd_update(p, g, v, lr, momentum=0.0, weight_decay=0.0, first=False):
+def sgd_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    first: bool = False,
+) -> None:
     """Update ``p`` (and the momentum buffer ``v``) in place; all three share shape and dtype.
 
     ``lr``, ``momentum`` and ``weight_decay`` are finite and >= 0; ``first`` is a bool."""
@@ -95,7 +103,17 @@ def _adam(p, g, m, v, lr, b1, b2, eps, wd, c1, c2):
             p[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
 
 
-def adam_update(p, g, m, v, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, step=1):
+def adam_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    step: int = 1,
+) -> None:
     """Update ``p`` and the moment buffers ``m``, ``v`` in place; ``step`` counts from 1.
 
     ``betas`` are two finite numbers in [0, 1) (β = 1 would divide by a zero bias

@@ -10,8 +10,12 @@ convention of SymPy's ``derive_by_array`` (PyTorch's ``jacobian`` puts the outpu
 where ``δ = upstream`` is the gradient of the loss with respect to the output.
 """
 
+from __future__ import annotations
+
 import itertools
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -26,7 +30,7 @@ from .tensors import to_array
 _RENDERERS: list = []
 
 
-def register_renderer(render) -> None:
+def register_renderer(render: Callable[..., str]) -> None:
     """Called once by :mod:`derivgrad.render` with ``render(derivation, fmt, **kw) -> str``."""
     _RENDERERS[:] = [render]
 
@@ -90,18 +94,18 @@ class Derivation:
 
     def __init__(
         self,
-        op,
-        params,
-        inputs,
-        output,
-        upstream,
-        closed,
-        rules,
-        proof="expand",
-        notes=(),
-        extra=None,
-        constants=None,
-    ):
+        op: str,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Any],
+        output: Any,
+        upstream: Any,
+        closed: Mapping[str, Callable[[], Any]],
+        rules: Mapping[str, str],
+        proof: str = "expand",
+        notes: Iterable[str] = (),
+        extra: Mapping[str, Any] | None = None,
+        constants: Mapping[Any, Any] | None = None,
+    ) -> None:
         self.op = op
         self.params = dict(params)
         self._inputs = {k: np.asarray(v, dtype=object) for k, v in inputs.items()}
@@ -113,8 +117,8 @@ class Derivation:
         self.notes = list(notes)
         self.extra = extra or {}  # op-specific intermediate arrays for documents
         self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
-        self._cache = {}
-        self.timings = {}
+        self._cache: dict[tuple[str, Any], Any] = {}
+        self.timings: dict[str, float] = {}
         # True once verify() ran and held for every closed form: documents say "proved" only
         # then, and "not verified" otherwise
         self.verified = False
@@ -145,15 +149,15 @@ class Derivation:
         return list(self._closed)
 
     @property
-    def inputs(self):
+    def inputs(self) -> dict[str, sp.Array]:
         return {k: to_array(v) for k, v in self._inputs.items()}
 
     @property
-    def output(self):
+    def output(self) -> sp.Array:
         return to_array(self._output)
 
     @property
-    def upstream(self):
+    def upstream(self) -> sp.Array:
         return to_array(self._upstream)
 
     def _check(self, name):
@@ -188,7 +192,7 @@ class Derivation:
             self.timings[f"jacobian {name}"] = time.perf_counter() - t
         return self._cache[key]
 
-    def jacobian_array(self, name):
+    def jacobian_array(self, name: str) -> np.ndarray:
         """Object-array Jacobian, shape ``inputs[name].shape + output.shape`` (built from the
         non-zeros of :meth:`_sparse_jacobian`)."""
         key = ("J", name)
@@ -203,11 +207,11 @@ class Derivation:
             self._cache[key] = J
         return self._cache[key]
 
-    def jacobian(self, name):
+    def jacobian(self, name: str) -> sp.Array:
         """``∂output/∂inputs[name]``, a ``sympy.Array`` of shape ``input.shape + output.shape``."""
         return to_array(self.jacobian_array(name))
 
-    def chain_array(self, name):
+    def chain_array(self, name: str) -> np.ndarray:
         """The chain rule as a tensor contraction: ``Σ_o J[i, o] δ[o]``, shape of the input
         (over the non-zeros of the Jacobian only)."""
         key = ("chain", name)
@@ -221,10 +225,10 @@ class Derivation:
             self._cache[key] = out
         return self._cache[key]
 
-    def chain(self, name):
+    def chain(self, name: str) -> sp.Array:
         return to_array(self.chain_array(name))
 
-    def grad_array(self, name):
+    def grad_array(self, name: str) -> np.ndarray:
         self._check(name)
         key = ("grad", name)
         if key not in self._cache:
@@ -233,7 +237,7 @@ class Derivation:
             self.timings[f"closed form {name}"] = time.perf_counter() - t
         return self._cache[key]
 
-    def grad(self, name):
+    def grad(self, name: str) -> sp.Array:
         """The closed-form gradient ``dL/d inputs[name]`` from the op's compact rule (not from
         the Jacobian), in the symbols of ``inputs`` and ``upstream``."""
         return to_array(self.grad_array(name))
@@ -273,7 +277,7 @@ class Derivation:
             return sp.expand(num) == 0
         raise ValueError(f"unknown proof method {self.proof!r}")
 
-    def verify(self, names=None):
+    def verify(self, names: Iterable[str] | None = None) -> bool:
         """Prove ``grad(name) == chain(name)`` entry by entry, symbolically.
 
         Polynomial ops expand the difference to 0; softmax-like ops write it over a common
@@ -313,7 +317,7 @@ class Derivation:
             syms.append(("upstream", self._upstream))
         return syms
 
-    def lambdify(self, name=None):
+    def lambdify(self, name: str | None = None) -> Callable[..., np.ndarray]:
         """A NumPy function of keyword arrays named like ``inputs`` (plus ``upstream`` when the
         output is not a scalar loss) returning the closed-form gradient of ``name`` (or the
         forward output when ``name`` is None), with common subexpressions eliminated.
@@ -346,11 +350,11 @@ class Derivation:
                 args.append(list(a.reshape(-1)))
             return np.array(f(*args), dtype=np.float64).reshape(out_shape)
 
-        fn.argnames = names
+        fn.argnames = names  # type: ignore[attr-defined]
         self._cache[key] = fn
         return fn
 
-    def latex(self, **kw):
+    def latex(self, **kw: Any) -> str:
         """The worked solution as a LaTeX document (``standalone=False``: a fragment)."""
         return _document_face()(self, "latex", **kw)
 
