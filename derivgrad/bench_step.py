@@ -61,9 +61,9 @@ def breakdown(steps: int = 200, batch: int = 64, seed: int = 0) -> dict:
 
     names = [f"{i} {layer.describe()}" for i, layer in enumerate(net.layers)]
     for name, layer in zip(names, net.layers):
-        layer.forward = timed(f"{name} forward", layer.forward)
+        layer.forward = timed(f"{name} forward", layer.forward)  # type: ignore[method-assign]
     for name, layer in reversed(list(zip(names, net.layers))):
-        layer.backward = timed(f"{name} backward", layer.backward)
+        layer.backward = timed(f"{name} backward", layer.backward)  # type: ignore[method-assign]
     loss_f = K.softmax_cross_entropy_forward
     loss_b = K.softmax_cross_entropy_backward
     opt_step = opt.step

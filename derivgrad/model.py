@@ -8,7 +8,8 @@ weights and biases), seeded, in float32 unless asked otherwise.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,12 +25,36 @@ class Layer:
     def __init__(self):
         self.params, self.grads = {}, {}
 
-    def describe(self):
+    need_dx: bool = True  # whether backward computes the input gradient (not for the first layer)
+
+    def describe(self) -> str:
         return type(self).__name__
+
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """The layer's output; with ``train`` it keeps what its backward needs."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """The input gradient from ``dy``; parameter gradients go into ``self.grads``."""
+        raise NotImplementedError
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        """Output shape of one sample of shape ``s``."""
+        raise NotImplementedError
 
 
 class Conv2d(Layer):
-    def __init__(self, c_in, c_out, k, rng, dtype, stride=1, padding=0, need_dx=True):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int,
+        rng: np.random.Generator,
+        dtype: Any,
+        stride: int = 1,
+        padding: int = 0,
+        need_dx: bool = True,
+    ) -> None:
         super().__init__()
         bound = 1.0 / np.sqrt(c_in * k * k)
         self.params = {
@@ -38,61 +63,63 @@ class Conv2d(Layer):
         }
         self.stride, self.padding, self.need_dx = stride, padding, need_dx
 
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self.x = x
         return K.conv2d_forward(x, self.params["w"], self.params["b"], self.stride, self.padding)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         dx, self.grads["w"], self.grads["b"] = K.conv2d_backward(
             dy, self.x, self.params["w"], self.stride, self.padding, need_dx=self.need_dx
         )
         return dx
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         C, H, W = s
         o = lambda n: K.output_size(n, self.params["w"].shape[2], self.stride, self.padding)
         return (self.params["w"].shape[0], o(H), o(W))
 
-    def describe(self):
+    def describe(self) -> str:
         co, ci, k, _ = self.params["w"].shape
         return f"Conv2d {ci}->{co} {k}x{k} stride {self.stride} pad {self.padding}"
 
 
 class MaxPool2d(Layer):
-    def __init__(self, k, stride=None):
+    def __init__(self, k: int, stride: int | None = None) -> None:
         super().__init__()
         self.k, self.stride = k, stride or k
 
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         y, self.idx = K.maxpool2d_forward(x, self.k, self.stride)
         self.shape = x.shape
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         return K.maxpool2d_backward(dy, self.idx, self.shape)
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         C, H, W = s
         return (C, K.output_size(H, self.k, self.stride), K.output_size(W, self.k, self.stride))
 
-    def describe(self):
+    def describe(self) -> str:
         return f"MaxPool2d {self.k}x{self.k}/{self.stride}"
 
 
 class Flatten(Layer):
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self.shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self.shape)
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return (int(np.prod(s)),)
 
 
 class Linear(Layer):
-    def __init__(self, n_in, n_out, rng, dtype, need_dx=True):
+    def __init__(
+        self, n_in: int, n_out: int, rng: np.random.Generator, dtype: Any, need_dx: bool = True
+    ) -> None:
         super().__init__()
         bound = 1.0 / np.sqrt(n_in)
         self.params = {
@@ -101,44 +128,44 @@ class Linear(Layer):
         }
         self.need_dx = need_dx
 
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self.x = x
         return K.linear_forward(x, self.params["w"], self.params["b"])
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         dx, self.grads["w"], self.grads["b"] = K.linear_backward(
             dy, self.x, self.params["w"], need_dx=self.need_dx
         )
         return dx
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return (self.params["w"].shape[0],)
 
-    def describe(self):
+    def describe(self) -> str:
         o, i = self.params["w"].shape
         return f"Linear {i}->{o}"
 
 
 class ReLU(Layer):
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self.x = x
         return K.relu_forward(x)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         return K.relu_backward(dy, self.x)
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return s
 
 
 class BatchNorm2d(Layer):
-    def __init__(self, c, dtype, momentum=0.1, eps=1e-5):
+    def __init__(self, c: int, dtype: Any, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.params = {"gamma": np.ones(c, dtype), "beta": np.zeros(c, dtype)}
         self.buffers = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
         self.momentum, self.eps = momentum, eps
 
-    def forward(self, x, train):
+    def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         y, self.cache = K.batchnorm2d_forward(
             x,
             self.params["gamma"],
@@ -151,31 +178,36 @@ class BatchNorm2d(Layer):
         )
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         dx, self.grads["gamma"], self.grads["beta"] = K.batchnorm2d_backward(dy, self.cache)
         return dx
 
-    def out_shape(self, s):
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return s
 
-    def describe(self):
+    def describe(self) -> str:
         return f"BatchNorm2d {self.params['gamma'].shape[0]}"
 
 
 class Sequential:
     """Layers in order; ``loss_and_grads`` runs forward, softmax cross-entropy, backward."""
 
-    def __init__(self, layers, in_shape, config=None):
+    def __init__(
+        self,
+        layers: Iterable[Layer],
+        in_shape: Iterable[int],
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         self.layers = list(layers)
         self.in_shape = tuple(in_shape)
         self.config = dict(config or {})
 
-    def forward(self, x, train=False):
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         for layer in self.layers:
             x = layer.forward(x, train)
         return x
 
-    def loss_and_grads(self, x, labels):
+    def loss_and_grads(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         logits = self.forward(x, train=True)
         loss, probs = K.softmax_cross_entropy_forward(logits, labels)
         g = K.softmax_cross_entropy_backward(probs, labels)
@@ -309,7 +341,9 @@ def lenet(
     return Sequential(layers, in_shape, cfg)
 
 
-def lenet_loss_and_grads(d, v):
+def lenet_loss_and_grads(
+    d: Any, v: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run the kernels' LeNet on a symbolic LeNet derivation's instance: values ``v`` named
     like ``d.inputs``; returns (loss as a 1-element array, gradients in the derivation's
     shapes).  The kernel face of the registry's ``lenet`` entry."""
@@ -336,12 +370,18 @@ def lenet_loss_and_grads(d, v):
 class SGD:
     """PyTorch's SGD: ``v ← μ v + (g + λ p)``, ``p ← p − lr v`` (dampening 0)."""
 
-    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
         self.params, self.lr, self.momentum, self.wd = params, lr, momentum, weight_decay
         self.state = {k: np.zeros_like(p) for k, p in params.items()} if momentum else {}
         self.steps = 0
 
-    def step(self, grads):
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
         for k, p in self.params.items():
             # PyTorch initialises the momentum buffer with the first gradient
             K.sgd_update(
@@ -355,10 +395,10 @@ class SGD:
             )
         self.steps += 1
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, **{f"v.{k}": v for k, v in self.state.items()}}
 
-    def load_state_dict(self, s):
+    def load_state_dict(self, s: Mapping[str, Any]) -> None:
         self.steps = int(s["steps"])
         for k in self.state:
             self.state[k][...] = s[f"v.{k}"]
@@ -367,7 +407,14 @@ class SGD:
 class Adam:
     """Adam (Kingma & Ba) with PyTorch's defaults and bias correction; L2 weight decay."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         self.params, self.lr, self.b1, self.b2, self.eps, self.wd = (
             params,
             lr,
@@ -380,7 +427,7 @@ class Adam:
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
         self.steps = 0
 
-    def step(self, grads):
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
         self.steps += 1
         for k, p in self.params.items():
             K.adam_update(
@@ -395,14 +442,14 @@ class Adam:
                 self.steps,
             )
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
             **{f"m.{k}": v for k, v in self.m.items()},
             **{f"v.{k}": v for k, v in self.v.items()},
         }
 
-    def load_state_dict(self, s):
+    def load_state_dict(self, s: Mapping[str, Any]) -> None:
         self.steps = int(s["steps"])
         for k in self.m:
             self.m[k][...] = s[f"m.{k}"]
