@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,12 @@ MAX_LINE_CHARS = 300  # a single term longer than this cannot be broken: summari
 LINE_CHARS = 140  # LaTeX characters that fit one displayed line of subscripted math
 
 
-def tex(e):
+def tex(e: Any) -> str:
     """LaTeX of one expression: SymPy's printer, products without ``\\cdot`` noise."""
     return sp.latex(e, mul_symbol=None)
 
 
-def abbreviate(e, print_as=None):
+def abbreviate(e: Any, print_as: Mapping[Any, Any] | None = None) -> Any:
     """``e`` with named intermediates in place of what they stand for (``print_as``: ``{expr:
     symbol}``), e.g. softmax's ``e^{z_i − lse(z)}`` printed as ``p_i``; an exponential
     ``e^{c·a}`` whose ``e^{a}`` is named prints as the name to the power ``c``."""
@@ -47,7 +48,7 @@ def abbreviate(e, print_as=None):
     return e.xreplace(print_as)
 
 
-def abbreviate_array(a, print_as=None):
+def abbreviate_array(a: np.ndarray, print_as: Mapping[Any, Any] | None = None) -> np.ndarray:
     """:func:`abbreviate` entry by entry over an object array."""
     if not print_as:
         return a
@@ -62,7 +63,7 @@ def _too_long(e):
     )
 
 
-def tex_split(e, per_line=MAX_TERMS_PER_LINE):
+def tex_split(e: Any, per_line: int = MAX_TERMS_PER_LINE) -> list[str]:
     """A long sum broken over ``align*`` lines (returns a list of line fragments); an
     expression whose single terms are too long for a line is summarised, not printed."""
     whole = tex(e)
@@ -82,7 +83,7 @@ def tex_split(e, per_line=MAX_TERMS_PER_LINE):
         return [whole] if len(whole) <= MAX_LINE_CHARS else [_too_long(e)]
     terms = list(sp.Add.make_args(e))
     terms = sorted(terms, key=sp.default_sort_key)
-    lines = []
+    lines: list[str] = []
     k = 0
     while k < len(terms):
         # as many terms as fit on a line, at most per_line
@@ -114,7 +115,7 @@ def tex_split(e, per_line=MAX_TERMS_PER_LINE):
 MAX_MATRIX_SIDE = 6  # rows or columns of a printed matrix; past it, ⋯ / ⋮ / ⋱ stand for the middle
 
 
-def abbreviated(a) -> bool:
+def abbreviated(a: np.ndarray) -> bool:
     """Whether :func:`bmatrix` prints ``a`` with its middle rows or columns left out."""
     a = np.asarray(a, dtype=object)
     return any(n > MAX_MATRIX_SIDE for n in a.shape[:2])
@@ -125,7 +126,7 @@ def _keep(n):
     return list(range(n)) if n <= MAX_MATRIX_SIDE else [*range(MAX_MATRIX_SIDE - 2), None, n - 1]
 
 
-def bmatrix(a):
+def bmatrix(a: Any) -> str:
     """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than
     ``MAX_MATRIX_SIDE`` keeps its first entries and its last, with ⋯, ⋮ and ⋱ between (the
     caller says so in the text: see :func:`abbreviated`)."""
@@ -151,7 +152,7 @@ ABBREVIATED = (
 )
 
 
-def jacobian_tex(J, in_shape, out_shape):
+def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:
     """Input-first Jacobian as a (block) matrix: for a 2-D input, an outer matrix indexed by
     the input position whose blocks are shaped like the output (the course's drawing)."""
     J = np.asarray(J, dtype=object)
@@ -172,7 +173,7 @@ def jacobian_tex(J, in_shape, out_shape):
     return bmatrix(flat)
 
 
-def tex_name(k):
+def tex_name(k: str) -> str:
     return {
         "gamma": r"\gamma",
         "beta": r"\beta",
@@ -183,7 +184,7 @@ def tex_name(k):
     }.get(k, k)
 
 
-def entries(arr, sym_of):
+def entries(arr: Any, sym_of: Callable[[tuple[int, ...]], Any]) -> Iterator[tuple[Any, Any]]:
     arr = np.asarray(arr, dtype=object)
     if arr.ndim == 0:
         yield sym_of(()), arr.item()
@@ -195,7 +196,12 @@ def entries(arr, sym_of):
 MAX_ROWS = 16  # entries printed per gradient; past it, non-zero entries first, the rest counted
 
 
-def entry_rows(lhs, arr, show, limit=MAX_ROWS):
+def entry_rows(
+    lhs: Callable[..., str],
+    arr: np.ndarray,
+    show: Callable[[Any], Any],
+    limit: int = MAX_ROWS,
+) -> tuple[list[tuple[str, list[str]]], str]:
     """``(rows, note)`` for the entries of object array ``arr``: every entry in order when they
     fit in ``limit`` rows; otherwise the non-zero entries first (at most ``limit``) and a note
     that says what was left out — never a silent cut.  ``lhs(idx)`` is an entry's LaTeX name."""
@@ -215,32 +221,32 @@ def entry_rows(lhs, arr, show, limit=MAX_ROWS):
     return rows, note
 
 
-def indexed(base, idx):
+def indexed(base: str, idx: tuple[int, ...]) -> str:
     return base if not idx else f"{base}_{{{','.join(str(i + 1) for i in idx)}}}"
 
 
 class Doc:
     """A list of (kind, payload) blocks shared by the three output formats."""
 
-    def __init__(self):
-        self.blocks = []
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
 
-    def h(self, text, level=1):
+    def h(self, text: str, level: int = 1) -> None:
         self.blocks.append(("h", (level, text)))
 
-    def p(self, text):
+    def p(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def eq(self, lines):
+    def eq(self, lines: list[tuple[str, list[str]]]) -> None:
         """``lines``: list of (lhs, [rhs fragments]); one align* block."""
         self.blocks.append(("eq", lines))
 
 
-def has_upstream(d):
+def has_upstream(d: Any) -> bool:
     return any(isinstance(s, sp.Symbol) for s in np.asarray(d.upstream_array).reshape(-1))
 
 
-def fmt_param(v, key=""):
+def fmt_param(v: Any, key: str = "") -> str:
     """Sizes print as a×b; a hyper-parameter equal on both axes prints as one number."""
     if isinstance(v, tuple):
         if key not in ("input", "kernel") and len(set(v)) == 1:
@@ -249,7 +255,7 @@ def fmt_param(v, key=""):
     return str(v)
 
 
-def fmt_shape(s):
+def fmt_shape(s: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, s)) + ")" if s else "()"
 
 
@@ -276,7 +282,7 @@ _RULE_TEX = [
 ]
 
 
-def rule_tex(rule):
+def rule_tex(rule: str) -> str:
     """A rule from ``Derivation.rules`` (Unicode) as inline LaTeX: the formula in math mode,
     a trailing explanation (after a comma or in parentheses) as text."""
     m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
