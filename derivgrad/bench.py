@@ -6,10 +6,14 @@ separately, interleaved with the reference, and the median of the repeats is rep
 Used by ``derivgrad bench`` and ``benchmarks/bench_kernels.py``.
 """
 
+from __future__ import annotations
+
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +61,7 @@ def _numpy_conv(x, w, s, p):
     return np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
 
 
-def conv_rows(torch, repeats, dtype=np.float32):
+def conv_rows(torch: Any, repeats: int, dtype: Any = np.float32) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     rows = []
     for case in CONV_CASES:
@@ -93,7 +97,7 @@ def conv_rows(torch, repeats, dtype=np.float32):
     return rows
 
 
-def pool_row(torch, repeats, dtype=np.float32):
+def pool_row(torch: Any, repeats: int, dtype: Any = np.float32) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     x = rng.standard_normal(POOL_CASE).astype(dtype)
     y, idx = K.maxpool2d_forward(x, 2)
@@ -119,7 +123,7 @@ def pool_row(torch, repeats, dtype=np.float32):
     )
 
 
-def linear_row(torch, repeats, dtype=np.float32):
+def linear_row(torch: Any, repeats: int, dtype: Any = np.float32) -> dict[str, Any]:
     rng = np.random.default_rng(2)
     N, IN, OUT = LINEAR_CASE
     x = rng.standard_normal((N, IN)).astype(dtype)
@@ -146,7 +150,7 @@ def linear_row(torch, repeats, dtype=np.float32):
     )
 
 
-def linear_former_row(torch, repeats, dtype=np.float32):
+def linear_former_row(torch: Any, repeats: int, dtype: Any = np.float32) -> dict[str, Any]:
     """The linear row with the former batch-row split forced (the before/after comparison)."""
     from derivgrad.kernels import linear
 
@@ -159,7 +163,7 @@ def linear_former_row(torch, repeats, dtype=np.float32):
     return r
 
 
-def gemm_ceiling(torch, repeats):
+def gemm_ceiling(torch: Any, repeats: int) -> dict[str, Any]:
     """GFLOP/s of one multithreaded sgemm of the linear layer's forward shape
     ``(N, in) @ (in, out)``: NumPy's BLAS, and PyTorch's when installed, at the current count."""
     N, IN, OUT = LINEAR_CASE
@@ -186,7 +190,7 @@ def _times(f, repeats):
     return out
 
 
-def kernel_rows(torch, repeats):
+def kernel_rows(torch: Any, repeats: int) -> list[dict[str, Any]]:
     rows = conv_rows(torch, repeats) + [pool_row(torch, repeats), linear_row(torch, repeats)]
     rows.append(linear_former_row(torch, repeats))
     for r in rows:
@@ -199,7 +203,14 @@ def kernel_rows(torch, repeats):
     return rows
 
 
-def measure(threads, repeats, epoch=True, data=None, limit=None, log=lambda s: None):
+def measure(
+    threads: Sequence[int],
+    repeats: int,
+    epoch: bool = True,
+    data: str | None = None,
+    limit: int | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """Every kernel row, the GEMM ceiling and (if ``epoch``) the LeNet epoch at each count
     in ``threads``; returns ``{"reference": str, "by_threads": {T: {...}}}``."""
     from derivgrad.kernels import linear, set_threads
@@ -233,7 +244,7 @@ def _fmt(v, f):
     return "-" if v is None else format(v, f)
 
 
-def print_table(m, repeats, out=print):
+def print_table(m: Mapping[str, Any], repeats: int, out: Callable[..., None] = print) -> None:
     by = m["by_threads"]
     Ts = list(by)
     torch = not m["reference"].startswith("NumPy")
@@ -285,7 +296,15 @@ def print_table(m, repeats, out=print):
             out(line)
 
 
-def run(repeats=20, threads=None, as_json=False, out=print, epoch=False, data=None, limit=None):
+def run(
+    repeats: int = 20,
+    threads: Sequence[int] | None = None,
+    as_json: bool = False,
+    out: Callable[..., None] = print,
+    epoch: bool = False,
+    data: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
     """Measure at each count in ``threads`` (a list; default: the current count) and print
     the side-by-side table (or one JSON object); returns the measurements."""
     from derivgrad.kernels import get_threads

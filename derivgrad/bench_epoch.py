@@ -8,6 +8,8 @@ process: interpreter start, imports, data, kernel loading, the epoch and the tes
 reads each side's own loop time (``epoch_s``) from its last output line.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -15,11 +17,12 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 
-def side_ours(a):
+def side_ours(a: argparse.Namespace) -> list[dict[str, Any]]:
     from derivgrad.kernels import linear, set_threads
 
     set_threads(a.threads)
@@ -37,7 +40,7 @@ def side_ours(a):
     ]
 
 
-def side_torch(a):
+def side_torch(a: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
     import torch.nn as nn
 
@@ -78,7 +81,14 @@ def side_torch(a):
     return out
 
 
-def run_side(side, threads, data=None, epochs=1, limit=None, linear=None):
+def run_side(
+    side: str,
+    threads: int,
+    data: str | None = None,
+    epochs: int = 1,
+    limit: int | None = None,
+    linear: str | None = None,
+) -> dict[str, Any]:
     """Run one side in a fresh process; returns its result dict plus ``process_s``."""
     cmd = [sys.executable, "-m", "derivgrad.bench_epoch", "--side", side]
     cmd += ["--threads", str(threads), "--epochs", str(epochs)]
@@ -100,7 +110,7 @@ def run_side(side, threads, data=None, epochs=1, limit=None, linear=None):
     return res
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", choices=["ours", "torch"], required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())

@@ -7,7 +7,10 @@ the optimizer and the batch gather wrapped in timers.  ``rest`` is the instrumen
 minus its timed parts: Python glue between the calls and the bookkeeping.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -110,7 +113,7 @@ class _LossTimed:
         return getattr(self._k, name)
 
 
-def print_breakdown(threads: int, steps: int = 200, out=print) -> dict:
+def print_breakdown(threads: int, steps: int = 200, out: Callable[..., None] = print) -> dict:
     r = breakdown(steps)
     out(
         f"LeNet training step, batch 64, {threads} thread(s): median {r['step']:.2f} ms "

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..train_config import TrainConfig
 
 
 def _threads(n: int | None, default: int | None = None) -> None:
@@ -22,7 +26,7 @@ def _threads(n: int | None, default: int | None = None) -> None:
         raise UsageError(str(e)) from None
 
 
-def config_from_args(a: argparse.Namespace):
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
     """The :class:`~derivgrad.train_config.TrainConfig` the options describe (validated)."""
     from ..train_config import TrainConfig
 

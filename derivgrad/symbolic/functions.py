@@ -12,6 +12,7 @@ take ``relu'(0) = 0``.  These functions state those rules once:
 
 import functools
 import itertools
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -23,7 +24,7 @@ class Step(sp.Function):
     nargs = 1
 
     @classmethod
-    def eval(cls, z):
+    def eval(cls, z: sp.Expr) -> Any:
         if z.is_number:
             return sp.Integer(1) if z > 0 else sp.Integer(0)
         if z.is_positive:
@@ -31,7 +32,7 @@ class Step(sp.Function):
         if z.is_nonpositive:
             return sp.Integer(0)
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(0)  # almost everywhere
 
     def _latex(self, printer):
@@ -44,7 +45,7 @@ class Relu(sp.Function):
     nargs = 1
 
     @classmethod
-    def eval(cls, z):
+    def eval(cls, z: sp.Expr) -> Any:
         if z.is_number:
             return z if z > 0 else sp.Integer(0)
         if z.is_nonnegative:
@@ -52,7 +53,7 @@ class Relu(sp.Function):
         if z.is_nonpositive:
             return sp.Integer(0)
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return Step(self.args[0])
 
     def _latex(self, printer):
@@ -63,13 +64,13 @@ class FirstMax(sp.Function):
     r"""``FirstMax(k, a_1..a_K)`` = 1 if ``a_k`` (k 0-based) is the first maximum, else 0."""
 
     @classmethod
-    def eval(cls, k, *a):
+    def eval(cls, k: sp.Expr, *a: sp.Expr) -> Any:
         if all(v.is_number for v in a) and k.is_number:
             k = int(k)
             best = max(range(len(a)), key=lambda j: (a[j], -j))
             return sp.Integer(1) if best == k else sp.Integer(0)
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(0)
 
     def _latex(self, printer):
@@ -88,13 +89,13 @@ class FirstMaxRule(sp.Function):
     """
 
     @classmethod
-    def eval(cls, k, *a):
+    def eval(cls, k: sp.Expr, *a: sp.Expr) -> Any:
         if len(a) == 1:
             return sp.Integer(1)
         if all(v.is_number for v in a) and k.is_number:
             return sp.Integer(int(_rule_holds(int(k), [float(v) for v in a])))
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(0)
 
     def _latex(self, printer):
@@ -138,11 +139,11 @@ class LogSumExp(sp.Function):
     """
 
     @classmethod
-    def eval(cls, *z):
+    def eval(cls, *z: sp.Expr) -> Any:
         if len(z) == 1:
             return z[0]
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.exp(self.args[argindex - 1] - self)
 
     def _eval_is_real(self):
@@ -161,7 +162,7 @@ class LogSumExp(sp.Function):
         )
 
 
-def plain_form(e):
+def plain_form(e: Any) -> Any:
     """``e`` with every ``lse(z)`` written out as ``log Σ_j e^{z_j}`` (its definition; SymPy
     then folds ``e^{z_i − log S}`` into ``e^{z_i} / S``): the form proofs compare."""
     if not isinstance(e, sp.Basic) or not e.has(LogSumExp):
@@ -172,7 +173,7 @@ def plain_form(e):
     )
 
 
-def stable_softmax(z) -> np.ndarray:
+def stable_softmax(z: Any) -> np.ndarray:
     """``p_i = e^{z_i − lse(z)}`` for a sequence of expressions ``z`` (an object array)."""
     lse = LogSumExp(*z)
     return np.array([sp.exp(v - lse) for v in z], dtype=object)
@@ -211,13 +212,13 @@ class WindowMax(sp.Function):
     r"""The maximum of a pooling window, entries in row-major order."""
 
     @classmethod
-    def eval(cls, *a):
+    def eval(cls, *a: sp.Expr) -> Any:
         if len(a) == 1:
             return a[0]
         if all(v.is_number for v in a):
             return max(a)
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
         return FirstMax(sp.Integer(argindex - 1), *self.args)
 
     def _latex(self, printer):

@@ -15,6 +15,12 @@ i.e. ``Σ_{o,h,l} δ_{n,o,a-h,b-l} w_{o,c',h,l}`` — the full correlation of δ
 flipped filter.  (The notes write the same rule with the true-convolution index order.)
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 import sympy as sp
 
 n, o, c, i, j, h, l, a, b, cp, op_ = sp.symbols("n o c i j h l a b c' o'", integer=True)
@@ -22,7 +28,9 @@ H, W, KH, KW, C, O, HO, WO = sp.symbols("H W K_H K_W C O H_out W_out", integer=T
 x, w, delta = sp.IndexedBase("x"), sp.IndexedBase("w"), sp.IndexedBase(r"\delta")
 
 
-def conv2d_rules(stride=1, padding=0, dilation=1):
+def conv2d_rules(
+    stride: int = 1, padding: int = 0, dilation: int = 1
+) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
     """``(forward, dL/dx, dL/dw, dL/db)`` as SymPy expressions in index notation, derived from
     the forward sum by ``diff`` and ``doit``.  Indices are 0-based here."""
     s, p, d = (sp.sympify(v) for v in (stride, padding, dilation))
@@ -44,7 +52,12 @@ def conv2d_rules(stride=1, padding=0, dilation=1):
     return y, dx, dw, db
 
 
-def evaluate(expr, sizes, arrays, index):
+def evaluate(
+    expr: sp.Expr,
+    sizes: Mapping[Any, int],
+    arrays: Mapping[Any, np.ndarray],
+    index: Mapping[Any, int],
+) -> float:
     """Evaluate an index-notation expression for concrete sizes, arrays and free indices
     (used by the tests to hold the derived rule to the closed forms)."""
     subs = {k: v for k, v in sizes.items()}

@@ -6,7 +6,11 @@ end.  Display names are 1-based, as in the course notes: ``x[0, 1]`` is the symb
 ``x_{1,2}``.
 """
 
+from __future__ import annotations
+
 import itertools
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -14,7 +18,9 @@ import sympy as sp
 ZERO = sp.Integer(0)
 
 
-def symbols(name, shape, latex=None, **assumptions):
+def symbols(
+    name: str, shape: tuple[int, ...], latex: str | None = None, **assumptions
+) -> np.ndarray:
     """An object array of symbols ``name_{i,j,...}`` (1-based indices) of ``shape``.
 
     ``latex`` is the base used in LaTeX (``\\delta`` for ``d``), default ``name``.
@@ -27,13 +33,13 @@ def symbols(name, shape, latex=None, **assumptions):
     return out
 
 
-def zeros(shape):
+def zeros(shape: tuple[int, ...]) -> np.ndarray:
     out = np.empty(shape, dtype=object)
     out.fill(ZERO)
     return out
 
 
-def pad(a, widths):
+def pad(a: np.ndarray, widths: Sequence[tuple[int, int]]) -> np.ndarray:
     """Zero-pad the last ``len(widths)`` axes; ``widths`` is a list of ``(before, after)``."""
     full = [(0, 0)] * (a.ndim - len(widths)) + list(widths)
     out = zeros(tuple(n + b + e for n, (b, e) in zip(a.shape, full)))
@@ -41,7 +47,7 @@ def pad(a, widths):
     return out
 
 
-def dilate(a, factors):
+def dilate(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """Insert ``f - 1`` zeros between neighbours along each of the last axes."""
     lead = a.ndim - len(factors)
     shape = a.shape[:lead] + tuple(f * (n - 1) + 1 for n, f in zip(a.shape[lead:], factors))
@@ -50,7 +56,7 @@ def dilate(a, factors):
     return out
 
 
-def flip(a, axes):
+def flip(a: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     """Reverse the given axes (``rot180`` of a 2-D filter is ``flip(w, (-2, -1))``)."""
     return a[
         tuple(
@@ -60,7 +66,9 @@ def flip(a, axes):
     ]
 
 
-def correlate(x, w, stride, dilation):
+def correlate(
+    x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int]
+) -> np.ndarray:
     r"""Multi-channel cross-correlation of one image, no padding (pad beforehand).
 
     ``x (C, *spatial)`` and ``w (O, C, *kernel)`` give ``y (O, *out)`` with
@@ -92,7 +100,7 @@ def correlate(x, w, stride, dilation):
     return y
 
 
-def to_array(a):
+def to_array(a: Any) -> sp.Array:
     """Object array → ``sympy.ImmutableDenseNDimArray`` (a 0-d array becomes shape ``()``)."""
     a = np.asarray(a, dtype=object)
     if a.ndim == 0:
