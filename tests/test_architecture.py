@@ -211,3 +211,32 @@ def test_every_package_is_installed():
     )
     present = {name for name, path in MODULES.items() if path.name == "__init__.py"}
     assert present <= listed, f"packages missing from pyproject.toml: {sorted(present - listed)}"
+
+
+def _unannotated() -> list[str]:
+    """Public functions and methods (of public classes, in public modules) missing a hint."""
+    missing = []
+    for name, path in MODULES.items():
+        if any(part.startswith("_") for part in name.split(".")):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            members = [node]
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                members = [n for n in node.body if isinstance(n, ast.FunctionDef)]
+            for f in members:
+                if not isinstance(f, ast.FunctionDef):
+                    continue
+                if f.name.startswith("_") and f.name not in ("__init__", "__call__"):
+                    continue
+                args = [a for a in f.args.args + f.args.kwonlyargs if a.arg not in ("self", "cls")]
+                if any(a.annotation is None for a in args) or (
+                    f.returns is None and f.name != "__init__"
+                ):
+                    missing.append(f"{path.relative_to(ROOT)}:{f.lineno} {f.name}")
+    return missing
+
+
+def test_every_public_function_is_annotated():
+    missing = _unannotated()
+    assert not missing, f"{len(missing)} public functions without type hints: {missing[:10]}"
