@@ -13,9 +13,20 @@ never pulls in SymPy or the symbolic engine.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
+
+# Installed, the kernels live in derivgrad/kernels (pyproject maps the top-level folder
+# kernels/ there).  Run from a source checkout (``python -m derivgrad`` in the repository
+# root puts the checkout first on sys.path) that subfolder does not exist: let
+# ``derivgrad.kernels`` resolve to the checkout's kernels/ instead of failing to import.
+_here = __path__[0]
+if not os.path.isdir(os.path.join(_here, "kernels")) and os.path.isfile(
+    os.path.join(os.path.dirname(_here), "kernels", "__init__.py")
+):
+    __path__.append(os.path.dirname(_here))
 
 # public name -> module that defines it (imported on first access)
 _LAZY = {
