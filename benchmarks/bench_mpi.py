@@ -77,7 +77,7 @@ def worker_torch(a):
     import torch.distributed as tdist
     import torch.nn as nn
 
-    from derivgrad import data as mnist
+    from derivgrad.bench_epoch import torch_lenet
 
     torch.set_num_threads(a.threads)
     rank, size = int(os.environ.get("PMI_RANK", 0)), int(os.environ.get("PMI_SIZE", 1))
@@ -87,20 +87,7 @@ def worker_torch(a):
             "gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=rank, world_size=size
         )
     torch.manual_seed(0)
-    d = mnist.load(a.data)
-    prep = lambda im: torch.from_numpy(im.astype(np.float32)[:, None] / 255.0)
-    xtr, ytr = prep(d["train_images"]), torch.from_numpy(d["train_labels"].astype(np.int64))
-    xte, yte = prep(d["test_images"]), torch.from_numpy(d["test_labels"].astype(np.int64))
-    if a.limit:
-        xtr, ytr = xtr[: a.limit], ytr[: a.limit]
-    net = nn.Sequential(
-        nn.Conv2d(1, 20, 5),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(2880, 500),
-        nn.ReLU(),
-        nn.Linear(500, 10),
-    )
+    net, (xtr, ytr, xte, yte) = torch_lenet(a.data, a.limit)
     model = nn.parallel.DistributedDataParallel(net) if size > 1 else net
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     lossf = nn.CrossEntropyLoss()

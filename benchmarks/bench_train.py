@@ -17,7 +17,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,59 +50,22 @@ def side_ours(a):
 
 def side_torch(a):
     import torch
-    import torch.nn as nn
 
-    from derivgrad import data as mnist
-    from derivgrad.train import MNIST_MEAN, MNIST_STD
+    from derivgrad.bench_epoch import torch_epochs, torch_lenet
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    d = mnist.load(a.data)
-    prep = lambda im: (
-        (
-            torch.from_numpy(im.astype(np.float32)[:, None] / 255.0)
-            - (MNIST_MEAN if a.normalize else 0)
-        )
-        / (MNIST_STD if a.normalize else 1)
-    )
-    xtr, ytr = prep(d["train_images"]), torch.from_numpy(d["train_labels"].astype(np.int64))
-    xte, yte = prep(d["test_images"]), torch.from_numpy(d["test_labels"].astype(np.int64))
-    net = nn.Sequential(
-        nn.Conv2d(1, 20, 5),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(2880, 500),
-        nn.ReLU(),
-        nn.Linear(500, 10),
-    )
+    net, tensors = torch_lenet(a.data, normalize=a.normalize)
     opt = (
         torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
         if a.optimizer == "sgd"
         else torch.optim.Adam(net.parameters(), lr=a.lr)
     )
+    steps = a.epochs * (len(tensors[1]) // 64)
     sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs * (len(ytr) // 64))
-        if a.schedule == "cosine"
-        else None
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if a.schedule == "cosine" else None
     )
-    lossf = nn.CrossEntropyLoss()
-    out = []
-    for epoch in range(a.epochs):
-        perm = np.random.default_rng([a.seed, epoch]).permutation(len(ytr))
-        t0 = time.perf_counter()
-        for b in range(len(ytr) // 64):
-            idx = torch.from_numpy(perm[b * 64 : (b + 1) * 64])
-            opt.zero_grad(set_to_none=True)
-            loss = lossf(net(xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-            if sched:
-                sched.step()
-        secs = time.perf_counter() - t0
-        with torch.no_grad():
-            acc = float((net(xte).argmax(1) == yte).float().mean())
-        out.append(dict(epoch=epoch + 1, seconds=secs, test_acc=acc))
-    return out
+    return torch_epochs(net, opt, tensors, a.epochs, a.seed, sched)
 
 
 def main():

@@ -40,20 +40,27 @@ def side_ours(a: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
-def side_torch(a: argparse.Namespace) -> list[dict[str, Any]]:
+def torch_lenet(
+    data: str | None, limit: int | None = None, normalize: bool = False
+) -> tuple[Any, tuple[Any, Any, Any, Any]]:
+    """PyTorch's side of every comparison: the course LeNet (``torch.nn``, PyTorch's default
+    initialisation, seeded by the caller) and MNIST as tensors scaled as derivgrad scales
+    them (÷255, then MNIST's mean and std with ``normalize``).  Returns
+    ``(net, (x_train, y_train, x_test, y_test))``; ``limit`` keeps the first training images."""
     import torch
     import torch.nn as nn
 
     from derivgrad import data as mnist
+    from derivgrad.train import MNIST_MEAN, MNIST_STD
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    d = mnist.load(a.data)
-    prep = lambda im: torch.from_numpy(im.astype(np.float32)[:, None] / 255.0)
-    xtr, ytr = prep(d["train_images"]), torch.from_numpy(d["train_labels"].astype(np.int64))
-    if a.limit:
-        xtr, ytr = xtr[: a.limit], ytr[: a.limit]
-    xte, yte = prep(d["test_images"]), torch.from_numpy(d["test_labels"].astype(np.int64))
+    d = mnist.load(data)
+    mean, std = (MNIST_MEAN, MNIST_STD) if normalize else (0.0, 1.0)
+    prep = lambda im: (torch.from_numpy(im.astype(np.float32)[:, None] / 255.0) - mean) / std
+    labels = lambda y: torch.from_numpy(y.astype(np.int64))
+    xtr, ytr = prep(d["train_images"]), labels(d["train_labels"])
+    if limit:
+        xtr, ytr = xtr[:limit], ytr[:limit]
+    xte, yte = prep(d["test_images"]), labels(d["test_labels"])
     net = nn.Sequential(
         nn.Conv2d(1, 20, 5),
         nn.MaxPool2d(2),
@@ -62,11 +69,26 @@ def side_torch(a: argparse.Namespace) -> list[dict[str, Any]]:
         nn.ReLU(),
         nn.Linear(500, 10),
     )
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    lossf = nn.CrossEntropyLoss()
+    return net, (xtr, ytr, xte, yte)
+
+
+def torch_epochs(
+    net: Any,
+    opt: Any,
+    tensors: tuple[Any, Any, Any, Any],
+    epochs: int,
+    seed: int,
+    sched: Any = None,
+) -> list[dict[str, Any]]:
+    """Train ``net`` in batches of 64 in derivgrad's batch order (a permutation seeded by
+    ``[seed, epoch]``); per epoch the loop's seconds and the test accuracy."""
+    import torch
+
+    xtr, ytr, xte, yte = tensors
+    lossf = torch.nn.CrossEntropyLoss()
     out = []
-    for epoch in range(a.epochs):
-        perm = np.random.default_rng([a.seed, epoch]).permutation(len(ytr))
+    for epoch in range(epochs):
+        perm = np.random.default_rng([seed, epoch]).permutation(len(ytr))
         t0 = time.perf_counter()
         for b in range(len(ytr) // 64):
             idx = torch.from_numpy(perm[b * 64 : (b + 1) * 64])
@@ -74,11 +96,23 @@ def side_torch(a: argparse.Namespace) -> list[dict[str, Any]]:
             loss = lossf(net(xtr[idx]), ytr[idx])
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
         secs = time.perf_counter() - t0
         with torch.no_grad():
             acc = float((net(xte).argmax(1) == yte).float().mean())
         out.append(dict(epoch=epoch + 1, seconds=secs, test_acc=acc))
     return out
+
+
+def side_torch(a: argparse.Namespace) -> list[dict[str, Any]]:
+    import torch
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    net, tensors = torch_lenet(a.data, a.limit)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    return torch_epochs(net, opt, tensors, a.epochs, a.seed)
 
 
 def run_side(

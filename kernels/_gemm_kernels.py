@@ -30,42 +30,11 @@ def tiled_gemm(ta, tb, M, N, K, a, lda, b, ldb, c, ldc, tm, tn, tk, part):
         k0, k1 = s * K // tk, (s + 1) * K // tk
         ia = k0 * lda + m0 if ta else m0 * lda + k0
         ib = n0 * ldb + k0 if tb else k0 * ldb + n0
-        if tk == 1:
-            gemm(
-                ta,
-                tb,
-                m1 - m0,
-                n1 - n0,
-                k1 - k0,
-                a,
-                ia,
-                lda,
-                b,
-                ib,
-                ldb,
-                0.0,
-                c,
-                m0 * ldc + n0,
-                ldc,
-            )
-        else:
-            gemm(
-                ta,
-                tb,
-                m1 - m0,
-                n1 - n0,
-                k1 - k0,
-                a,
-                ia,
-                lda,
-                b,
-                ib,
-                ldb,
-                0.0,
-                part,
-                s * M * N + m0 * N + n0,
-                N,
-            )
+        # tk == 1: the unit's own tile of C; else its tile of slice s of the workspace
+        out = c if tk == 1 else part
+        io = m0 * ldc + n0 if tk == 1 else s * M * N + m0 * N + n0
+        ldo = ldc if tk == 1 else N
+        gemm(ta, tb, m1 - m0, n1 - n0, k1 - k0, a, ia, lda, b, ib, ldb, 0.0, out, io, ldo)
     if tk > 1:
         for i in prange(M):
             for j in range(N):

@@ -6,6 +6,7 @@ Select with ``DERIVGRAD_PROFILE=thorough pytest`` or ``pytest --hypothesis-profi
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/naive.py
@@ -21,3 +22,16 @@ settings.register_profile("thorough", max_examples=1000, **common)
 settings.load_profile(
     os.environ.get("DERIVGRAD_PROFILE", "ci" if os.environ.get("CI") else "default")
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registry_restored():
+    """Ops a test module defines (``derivgrad.define``, ``registry.register``) leave the
+    registry as they found it: the snapshot and render tests iterate it and expect the
+    built-ins only."""
+    from derivgrad import registry
+
+    before = dict(registry.OPS)
+    yield
+    registry.OPS.clear()
+    registry.OPS.update(before)

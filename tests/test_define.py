@@ -38,18 +38,6 @@ MAXPOOL = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registry_restored():
-    # the ops these tests define leave the registry as they found it: the snapshot and
-    # render tests iterate it and expect the built-ins only
-    from derivgrad import registry
-
-    before = dict(registry.OPS)
-    yield
-    registry.OPS.clear()
-    registry.OPS.update(before)
-
-
 # -- independent NumPy forwards ------------------------------------------------------------
 def ref_depthwise(x, w):
     N, C, H, W = x.shape

@@ -18,18 +18,6 @@ from derivgrad.notation import DefinedOp
 RNG = np.random.default_rng(7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registry_restored():
-    # the ops these tests define leave the registry as they found it: the snapshot and
-    # render tests iterate it and expect the built-ins only
-    from derivgrad import registry
-
-    before = dict(registry.OPS)
-    yield
-    registry.OPS.clear()
-    registry.OPS.update(before)
-
-
 def _same(op, kernel_y, kernel_grads, upstream, **inputs):
     assert_close(op.forward(**inputs), kernel_y, np.float64, f"{op.name} forward")
     grads = op.backward(upstream, **inputs)

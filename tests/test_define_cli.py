@@ -3,23 +3,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from derivgrad.cli import main
 
 SPEC = "y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _registry_restored():
-    # the ops these tests define leave the registry as they found it: the snapshot and
-    # render tests iterate it and expect the built-ins only
-    from derivgrad import registry
-
-    before = dict(registry.OPS)
-    yield
-    registry.OPS.clear()
-    registry.OPS.update(before)
 
 
 def test_derive_a_definition_in_every_format(capsys):

@@ -8,18 +8,6 @@ import pytest
 import derivgrad
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registry_restored():
-    # the ops these tests define leave the registry as they found it: the snapshot and
-    # render tests iterate it and expect the built-ins only
-    from derivgrad import registry
-
-    before = dict(registry.OPS)
-    yield
-    registry.OPS.clear()
-    registry.OPS.update(before)
-
-
 def _error(spec, **shapes):
     with pytest.raises(ValueError) as info:
         derivgrad.define(spec, **shapes)

@@ -247,34 +247,34 @@ def _pid_of_rank(parent_pid, rank):
     return None
 
 
-@needs_mpi
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
-def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
-    path = tmp_path / "k.npz"
+def _train_until_a_checkpoint(args: list[str], path: Path) -> subprocess.Popen:
+    """``mpiexec -n 2 derivgrad train ARGS --epochs 1000 --checkpoint PATH`` started, and
+    returned once its first checkpoint exists (the process is killed if none appears)."""
     env = dict(os.environ, MPIEXEC_TIMEOUT=str(LIMIT_S), PYTHONUNBUFFERED="1")
+    cmd = [MPIEXEC, "-n", "2", *DERIVGRAD, "train", *args, "--epochs", "1000"]
     proc = subprocess.Popen(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            *DERIVGRAD,
-            "train",
-            *SMALL,
-            "--epochs",
-            "1000",
-            "--checkpoint",
-            str(path),
-        ],
+        [*cmd, "--checkpoint", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+    deadline = time.monotonic() + LIMIT_S
+    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if not path.exists():
+        proc.kill()
+        proc.communicate()
+    assert path.exists(), "no checkpoint written"
+    return proc
+
+
+@needs_mpi
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(tmp_path):
+    path = tmp_path / "k.npz"
+    proc = _train_until_a_checkpoint(SMALL, path)
     try:
-        deadline = time.monotonic() + LIMIT_S
-        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert path.exists(), "no checkpoint written"
         victim = _pid_of_rank(proc.pid, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
@@ -303,31 +303,9 @@ def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_pat
     # SIGTERM to mpiexec reaches every rank; they agree on the step to stop at, rank 0
     # checkpoints there, all exit 130; one process then continues as if never stopped
     path = tmp_path / "s.npz"
-    env = dict(os.environ, MPIEXEC_TIMEOUT=str(LIMIT_S), PYTHONUNBUFFERED="1")
     small = [*SMALL[:4], "--limit", "640", *SMALL[6:]]  # 640 images: 20 steps an epoch
-    proc = subprocess.Popen(
-        [
-            MPIEXEC,
-            "-n",
-            "2",
-            *DERIVGRAD,
-            "train",
-            *small,
-            "--epochs",
-            "1000",
-            "--checkpoint",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = _train_until_a_checkpoint(small, path)
     try:
-        deadline = time.monotonic() + LIMIT_S
-        while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert path.exists(), "no checkpoint written"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
