@@ -9,6 +9,7 @@ Used by ``derivgrad bench`` and ``benchmarks/bench_kernels.py``.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -237,7 +238,12 @@ def measure(
                 ep["torch"] = run_side("torch", T, data, limit=limit)
             res["epoch"] = ep
         out[T] = res
-    return dict(reference=ref or "NumPy (PyTorch not installed)", by_threads=out)
+    return dict(
+        reference=ref or "NumPy (PyTorch not installed)",
+        by_threads=out,
+        blas=K.blas_info(),
+        openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"),
+    )
 
 
 def _fmt(v, f):
@@ -254,6 +260,21 @@ def print_table(m: Mapping[str, Any], repeats: int, out: Callable[..., None] = p
         + f"; float32; median of {repeats} interleaved repeats; threads {','.join(map(str, Ts))}"
     )
     out("ratio = derivgrad time / reference time at the same thread count (below 1: faster)")
+    blas = m.get("blas", [])
+    out(
+        "BLAS kernels: "
+        + ", ".join(
+            f"{lib['version']} {lib['architecture']}"
+            + (" (inside prange)" if lib["inside_prange"] else " (NumPy)")
+            for lib in blas
+        )
+        + (
+            f"; OPENBLAS_CORETYPE={m['openblas_coretype']} is set: OpenBLAS runs that core's "
+            "kernels, not the ones it would pick for this CPU"
+            if m.get("openblas_coretype")
+            else ""
+        )
+    )
     for T in Ts:
         c = by[T]["ceiling"]
         out(

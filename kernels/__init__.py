@@ -6,7 +6,7 @@ its arguments in Python before compiled code runs.  Imports NumPy, Numba, SciPy'
 """
 
 from ._geometry import output_size, window_span
-from ._threads import get_threads, set_threads
+from ._threads import blas_info, get_threads, set_threads
 from .activation import (
     relu_backward,
     relu_forward,
@@ -48,4 +48,5 @@ __all__ = [
     "adam_update",
     "set_threads",
     "get_threads",
+    "blas_info",
 ]

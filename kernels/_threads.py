@@ -76,6 +76,25 @@ def set_threads(n: int | None = None, *, name: str = "threads") -> int:
     return n
 
 
+def blas_info() -> list[dict[str, object]]:
+    """The BLAS libraries loaded in this process, as threadpoolctl reports them: ``filepath``,
+    ``version``, ``architecture`` (the CPU kernels OpenBLAS chose at load: it reads
+    ``OPENBLAS_CORETYPE`` then, which some machines set to an older core),
+    ``num_threads`` and ``inside_prange`` (whether it is the one-thread library our parallel
+    loops call)."""
+    return [
+        {
+            "filepath": lib.filepath,
+            "version": lib.version,
+            "architecture": lib.info().get("architecture"),
+            "num_threads": lib.num_threads,
+            "inside_prange": (lib.filepath or "") in _blas.PINNED,
+        }
+        for lib in ThreadpoolController().lib_controllers
+        if lib.user_api == "blas"
+    ]
+
+
 def get_threads() -> int:
     """The count the kernels run on now (Numba's pool, as :func:`set_threads` left it)."""
     return int(numba.get_num_threads())

@@ -6,7 +6,9 @@ into units — (sample, block of output rows) for the forward and the weight gra
 them; each unit writes its im2col block into its chunk's workspace and calls a
 single-threaded BLAS GEMM on it.  One thread pool runs at a time: a multithreaded BLAS
 called between Numba's parallel loops made the two pools spin against each other and cost
-5-10x on 2 cores.
+5-10x on 2 cores.  A 3x3 window at stride 1 with 8-90 channels takes the Winograd
+F(2x2, 3x3) path instead, for the output and for the input gradient (:mod:`._winograd`
+says when and why).
 
 .. code-block:: text
 
@@ -22,7 +24,10 @@ by s (derivgrad proves both symbolically).
 import numba
 import numpy as np
 
-from . import _blas  # noqa: F401  (pins the BLAS that np.dot uses inside kernels to 1 thread)
+from . import (
+    _blas,  # noqa: F401  (pins the BLAS that np.dot uses inside kernels to 1 thread)
+    _winograd,
+)
 from . import _validate as v
 from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
 from ._geometry import output_shape2d
@@ -73,12 +78,14 @@ def _forward(x, w, b, k, s, p, d):
     N, C, H, W = x.shape
     CO = w.shape[0]
     HO, WO = output_shape2d((H, W), k, s, p, d)
+    bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
+    if p[0] == p[1] and _winograd.applies(C, CO, k, s, d):
+        return _winograd.forward(x, w, bias, p[0])
     R = C * k[0] * k[1]
     geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
     rows, nch = _plan(N * HO, R * WO * x.itemsize, numba.get_num_threads())
     ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
     tmp = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
-    bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
     y = np.empty((N, CO, HO * WO), dtype=x.dtype)
     conv_forward(x, w.reshape(CO, R), bias, geo, rows, ws, tmp, y)
     return y.reshape(N, CO, HO, WO)
@@ -101,7 +108,12 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     dw = np.empty(w.shape, dtype=x.dtype)
     sum_slabs(dwp.reshape(nch, -1), dw.reshape(-1))
     dx = None
-    if need_dx:
+    if need_dx and p[0] == p[1] <= 2 and _winograd.applies(CO, C, k, s, d):
+        # dX is the full correlation of dY with the flipped, transposed filters: for a 3x3
+        # window at stride 1 a 3x3 convolution again, padded by 2 - p.
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        dx = _winograd.forward(dy, wf, np.zeros(C, dtype=x.dtype), 2 - p[0])
+    elif need_dx:
         # Whole samples per unit when one sample's columns are small, else channel blocks.
         nb, nch = _plan(N, R * HW * x.itemsize, threads)
         cblk = C

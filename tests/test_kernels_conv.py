@@ -157,3 +157,83 @@ def test_conv2d_nan_propagates_to_windows_that_contain_it():
         and np.isfinite(y[0, 0, 1:, :]).all()
         and np.isfinite(y[0, 0, :, 1:]).all()
     )
+
+
+# The Winograd F(2x2, 3x3) path (kernels/_winograd.py): its kernel over drawn sizes, block
+# sizes and paddings (called directly, below the channel threshold the public functions
+# apply), and the public functions on shapes that take it.
+
+
+@given(
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(0, 3),
+    st.integers(1, 40),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**16),
+)
+def test_winograd_kernel_matches_reference(n, c, co, h, wd, pad, block, dtype, seed):
+    from derivgrad.kernels import _winograd
+
+    h, wd = max(h, 3 - 2 * pad), max(wd, 3 - 2 * pad)
+    x, w, b = arrays(seed, dtype, (n, c, h, wd), (co, c, 3, 3), (co,))
+    y = _winograd.forward(x, w, b, pad, block_tiles=block)
+    assert_close(y, naive.conv2d(x, w, b, padding=pad), dtype, "y")
+
+
+def _winograd_shapes():
+    """Channels and a width at which the public functions take the Winograd path."""
+    from derivgrad.kernels import _winograd
+
+    return _winograd.MIN_CHANNELS, 9
+
+
+def test_winograd_path_forward_and_backward_match_reference():
+    from derivgrad.kernels import _winograd
+
+    c, wo = _winograd_shapes()
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64):
+        for pad, (h, wd) in ((1, (wo + 1, wo)), (0, (7, wo + 3)), (2, (5, wo - 1))):
+            x = rng.standard_normal((3, c, h, wd)).astype(dtype)
+            w = rng.standard_normal((c + 1, c, 3, 3)).astype(dtype)
+            b = rng.standard_normal(c + 1).astype(dtype)
+            assert _winograd.applies(c, c + 1, (3, 3), (1, 1), (1, 1))
+            y = K.conv2d_forward(x, w, b, padding=pad)
+            assert_close(y, naive.conv2d(x, w, b, padding=pad), dtype, f"y pad {pad}")
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            got = K.conv2d_backward(dy, x, w, padding=pad)
+            for name, g, r in zip(
+                "dx dw db".split(), got, naive.conv2d_backward(dy, x, w, padding=pad)
+            ):
+                assert_close(g, r, dtype, f"{name} pad {pad}")
+
+
+def test_winograd_path_adjoint_identity_in_float64():
+    c, wo = _winograd_shapes()
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, c, 6, wo + 2))
+    w = rng.standard_normal((c, c, 3, 3))
+    y = K.conv2d_forward(x, w)
+    v = rng.standard_normal(y.shape)
+    dx, dw, _ = K.conv2d_backward(v, x, w)
+    assert np.isclose(np.vdot(y, v), np.vdot(x, dx), rtol=1e-12, atol=1e-12)
+    assert np.isclose(np.vdot(y, v), np.vdot(w, dw), rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it():
+    """An inf or NaN input makes the outputs whose 3x3 windows hold it non-finite (an inf
+    may come out as NaN: the transforms subtract it from itself) and no others."""
+    c, wo = _winograd_shapes()
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, q in ((0, 0), (3, 5), (5, wo + 1)):
+            x = np.ones((1, c, 6, wo + 2))
+            x[0, 1, r, q] = bad
+            y = K.conv2d_forward(x, np.ones((c, c, 3, 3)))
+            held = np.zeros(y.shape[2:], bool)
+            held[max(0, r - 2) : r + 1, max(0, q - 2) : q + 1] = True
+            assert (~np.isfinite(y[0])).all(axis=0).tolist() == held.tolist()
+            assert np.isfinite(y[0][:, ~held]).all()

@@ -1,0 +1,87 @@
+"""When and how the convolutions take the Winograd F(2x2, 3x3) path (:mod:`._winograd_kernels`).
+
+Chosen by measurement (``benchmarks/bench_kernels.py`` for the 64-channel case; the table
+below from one-thread CPU time, float32, padding 1, against PyTorch 2.13 on a 2-core AMD
+EPYC with AVX-512): a 3x3 window at stride 1 and dilation 1 needs 2.25x fewer
+multiplications this way, and the transforms cost less than that saves unless U, the
+transformed filters that every block of tiles streams, outgrows the cache, or there are so
+few channels that the GEMMs are tiny.
+
+=====================  ================  =================
+x -> C_out             im2col / PyTorch  Winograd / PyTorch
+=====================  ================  =================
+(32, 64, 32, 32) -> 64       1.42              0.98
+(32, 32, 32, 32) -> 32       1.97              1.24
+(32, 8, 32, 32) -> 8         2.40              1.27
+(64, 64, 8, 8) -> 64         2.72              2.06
+(16, 16, 16, 16) -> 32       2.56              1.87
+(8, 128, 16, 16) -> 128      1.92              2.53
+(8, 256, 8, 8) -> 256        1.38              3.67
+(8, 3, 64, 64) -> 64         1.24              2.64
+=====================  ================  =================
+
+Accuracy: the transforms have entries 0, ±1, ±1/2 and add at most 4 terms per stage, so
+the result's rounding error is a small multiple of the direct sum's (measured relative
+error 1.3e-7 in float32, 2.4e-16 in float64, within ``tests/tolerances.py``).  A non-finite
+input still makes exactly the outputs whose windows hold it non-finite, but an inf may come
+out as NaN (the transforms subtract it from itself).
+"""
+
+import numba
+import numpy as np
+
+from ._winograd_kernels import winograd_forward
+from ._workspace import buffer
+
+MIN_CHANNELS = 8  # input and output channels both at least this
+MAX_CHANNEL_PAIRS = 8192  # C_in * C_out at most: U (16 C_in C_out values) stays in cache
+# Tiles per block: the block's V and M (16 (C + CO) values a tile) within about 1 MiB,
+# the L2 of one core here; 64-256 tiles measured best at 32-128 channels.
+BLOCK_BYTES = 1 << 20
+MIN_BLOCK_TILES = 32
+
+# G of F(2x2, 3x3): U = G g Gᵀ.
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def applies(c_in: int, c_out: int, k, s, d) -> bool:
+    """Whether a convolution of this geometry takes the Winograd path."""
+    return (
+        tuple(k) == (3, 3)
+        and tuple(s) == (1, 1)
+        and tuple(d) == (1, 1)
+        and min(c_in, c_out) >= MIN_CHANNELS
+        and c_in * c_out <= MAX_CHANNEL_PAIRS
+    )
+
+
+def weights(w: np.ndarray) -> np.ndarray:
+    """``U[ξ, o, c] = (G w[o, c] Gᵀ)[ξ]`` for ``w (CO, C, 3, 3)``, in w's dtype: computed in
+    float64 and rounded once (``G`` has halves, exact in both)."""
+    co, c = w.shape[:2]
+    u = np.einsum("ia,ocab,jb->ijoc", _G, w.astype(np.float64), _G)
+    return np.ascontiguousarray(u.reshape(16, co, c), dtype=w.dtype)
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, block_tiles: int = 0
+) -> np.ndarray:
+    """``conv2d(x, w) + b`` for a 3x3 window, stride 1, padding ``pad`` (both sides); x and
+    w contiguous, one dtype, shapes checked by the caller (``H + 2 pad >= 3``, likewise W).
+    ``block_tiles`` is the tiles per block (rounded to whole tile rows; tests vary it), 0
+    for the size that fits ``BLOCK_BYTES``."""
+    N, C, H, W = x.shape
+    CO = w.shape[0]
+    HO, WO = H + 2 * pad - 2, W + 2 * pad - 2
+    TH, TW = (HO + 1) // 2, (WO + 1) // 2
+    if block_tiles <= 0:
+        block_tiles = max(MIN_BLOCK_TILES, BLOCK_BYTES // (16 * (C + CO) * x.itemsize))
+    rows = max(1, min(N * TH, -(-block_tiles // TW)))
+    blocks = -(-(N * TH) // rows)
+    nch = max(1, min(blocks, numba.get_num_threads()))
+    slots = rows * (TW + 1)  # a dummy slot per tile row (see _winograd_kernels)
+    vws = buffer("wino_v", nch * 16 * C * slots, x.dtype).reshape(nch, -1)
+    mws = buffer("wino_m", nch * 16 * CO * slots, x.dtype).reshape(nch, -1)
+    y = np.empty((N, CO, HO, WO), dtype=x.dtype)
+    winograd_forward(x, weights(w), b, pad, rows, vws, mws, y)
+    return y
