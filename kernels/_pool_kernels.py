@@ -53,8 +53,13 @@ def maxpool_fwd(x, KH, KW, sh, sw, ph, pw, y, idx):
 
 
 @parallel
-def maxpool_bwd(dy, idx, dx):
+def maxpool_bwd(dy, idx, dx, bad):
+    """``dx[n, c].flat[idx[n, c, i]] += dy[n, c, i]``; an index outside ``[0, H*W)`` is not
+    followed but counted in ``bad[n*C + c]`` (the wrapper raises): checking here, in the one
+    pass that reads the indices anyway, replaced two NumPy passes (min and max) that cost
+    about a third of the backward."""
     N, C, HO, WO = dy.shape
+    HW = dx.shape[2] * dx.shape[3]
     for t in prange(N * C):
         n = t // C
         c = t % C
@@ -62,8 +67,14 @@ def maxpool_bwd(dy, idx, dx):
         plane[:] = 0
         g = dy[n, c].reshape(-1)
         k = idx[n, c].reshape(-1)
+        nbad = 0
         for i in range(HO * WO):
-            plane[k[i]] += g[i]
+            j = k[i]
+            if 0 <= j < HW:
+                plane[j] += g[i]
+            else:
+                nbad += 1
+        bad[t] = nbad
 
 
 @parallel

@@ -89,14 +89,15 @@ def maxpool2d_backward(
             f"{op}: dy must have shape [N, C, H_out, W_out] with (N, C) = {(N, C)} "
             f"from input_shape, got {dy.shape}"
         )
-    if indices.size and (indices.min() < 0 or indices.max() >= H * W):
+    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    dx = np.empty((N, C, H, W), dtype=dy.dtype)
+    bad = np.empty(N * C, dtype=np.int64)
+    maxpool_bwd(dy, idx, dx, bad)  # follows only indices inside [0, H*W), counts the rest
+    if bad.any():
         raise ValueError(
             f"{op}: indices must lie in [0, H*W) = [0, {H * W}) for input_shape "
             f"{(N, C, H, W)}, found values in [{indices.min()}, {indices.max()}]"
         )
-    idx = np.ascontiguousarray(indices, dtype=np.int64)
-    dx = np.empty((N, C, H, W), dtype=dy.dtype)
-    maxpool_bwd(dy, idx, dx)
     return dx
 
 

@@ -78,6 +78,16 @@ CASES = [
         ["indices"],
     ),
     (
+        # One bad index among good ones, far outside: counted by the kernel, never followed.
+        lambda: K.maxpool2d_backward(
+            np.ones((2, 3, 3, 3)),
+            np.where(np.arange(54).reshape(2, 3, 3, 3) == 40, 2**62, 0),
+            (2, 3, 6, 6),
+        ),
+        ValueError,
+        ["indices", str(2**62)],
+    ),
+    (
         lambda: K.maxpool2d_backward(np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 3, 3)), (2, 3, 6, 6)),
         TypeError,
         ["indices", "integer"],
