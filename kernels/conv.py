@@ -37,6 +37,11 @@ from ._workspace import buffer
 
 # A unit's im2col block: 1 MiB measured best (256 KiB-4 MiB tried, benchmarks/bench_kernels.py).
 BLOCK_BYTES = 1 << 20
+# At most this many output columns per forward unit: with few rows R (LeNet's conv1 has
+# R = 25) a 1 MiB block is 10,000 columns.  One-thread CPU time against PyTorch for conv1's
+# forward, capped at 1024 / 2048 / 4096 / uncapped columns: 0.64-0.71 / 1.16-1.37 /
+# 0.93-1.36 / 1.08-1.31x; the 7x7 stem 0.48 / 0.47 / 0.46 / 0.53x; conv2 (512) unchanged.
+MAX_COLUMNS = 1024
 
 
 def _input_and_weights(op, x, w, ndim, x_layout, w_layout):
@@ -84,6 +89,7 @@ def _forward(x, w, b, k, s, p, d):
     R = C * k[0] * k[1]
     geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
     rows, nch = _plan(N * HO, R * WO * x.itemsize, numba.get_num_threads())
+    rows = max(1, min(rows, MAX_COLUMNS // WO))
     ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
     tmp = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
     y = np.empty((N, CO, HO * WO), dtype=x.dtype)
