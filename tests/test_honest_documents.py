@@ -311,3 +311,41 @@ def test_block_matrix_sentence_only_where_one_is_drawn():
     text = _text(build(derivgrad.derive("conv2d", input=(5, 5), kernel=(2, 2))))
     assert "With respect to $x$ it is drawn" not in text  # a 5x5 input is listed, not drawn
     assert "With respect to $w$ it is drawn as a block matrix" in text  # 2x2 blocks of 4x4
+
+
+# -- the worked-problems collection ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def worked_docs():
+    from derivgrad.worked import documents
+
+    return documents()
+
+
+def test_every_worked_problem_has_its_own_title_in_every_format(worked_docs):
+    from derivgrad.worked import document
+
+    latex = document("latex", worked_docs)
+    markdown = document("markdown", worked_docs)
+    html = document("html", worked_docs)
+    tocs = {
+        "latex": re.findall(r"^\\section\{(.*)\}$", latex, re.M),
+        "markdown": re.findall(r"^# (.*)$", markdown, re.M),
+        "html": re.findall(r'<li><a href="#[^"]*">(.*?)</a></li>', html),
+    }
+    for fmt, toc in tocs.items():
+        assert len(toc) == len(worked_docs), fmt  # one entry per problem
+        repeated = {t for t in toc if toc.count(t) > 1}
+        assert not repeated, f"{fmt}: the same table-of-contents entry twice: {repeated}"
+
+
+def test_a_problem_with_a_document_of_its_own_is_headed_by_its_title():
+    from derivgrad.worked import heading
+
+    for op in OPS.values():
+        for p in op.worked_problems():
+            assert p.title, (op.name, p.number)
+            if p.make is not None:
+                first = p.make().blocks[0]
+                assert first[0] == "h" and first[1][1].startswith(p.title), (p.number, first)
+            else:
+                assert heading(p).startswith(p.title)

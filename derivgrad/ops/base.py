@@ -58,12 +58,15 @@ class Param:
 class Problem:
     """A worked problem of the course notes that an op's documents reproduce.
 
-    ``number`` orders the collection (``"10b"`` after ``"10"``).  Either ``params``: the op's
-    generic worked solution for ``build(**params)``; or ``make``: a function returning a
-    :class:`derivgrad.document.Doc` of its own (shape arithmetic, a matrix, index notation).
+    ``number`` orders the collection (``"10b"`` after ``"10"``); ``title`` says what the
+    problem is about and heads its section (two problems of one op must not share the op's
+    title in the table of contents).  Either ``params``: the op's generic worked solution for
+    ``build(**params)``; or ``make``: a function returning a :class:`derivgrad.document.Doc`
+    of its own (shape arithmetic, a matrix, index notation), whose heading it writes itself.
     """
 
     number: str
+    title: str
     params: Mapping[str, Any] | None = None
     make: Callable[[], Any] | None = None
 

@@ -515,8 +515,8 @@ class Conv1d(_Conv):
 
     def worked_problems(self) -> list[Problem]:
         return [
-            Problem("5", make=_matrix_doc),
-            Problem("6", params=dict(input=4, kernel=3, bias=False)),
+            Problem("5", "Convolution as a matrix", make=_matrix_doc),
+            Problem("6", "1-D convolution backward", params=dict(input=4, kernel=3, bias=False)),
         ]
 
 
@@ -528,10 +528,18 @@ class Conv2d(_Conv):
 
     def worked_problems(self) -> list[Problem]:
         return [
-            Problem("4", make=_shapes_doc),
-            Problem("7", params=dict(input=(3, 3), kernel=(2, 2), bias=False)),
-            Problem("8", make=_index_doc),
-            Problem("9", params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+            Problem("4", "Shape arithmetic", make=_shapes_doc),
+            Problem(
+                "7",
+                "2-D convolution backward: a 3×3 input and a 2×2 filter",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+            ),
+            Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
+            Problem(
+                "9",
+                "2-D convolution with stride 2 and padding 1",
+                params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False),
+            ),
         ]
 
     def shapes(self, **params: Any) -> str:

@@ -455,7 +455,7 @@ class Softmax(Op):
         ] + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("1", params=dict(classes=3))]
+        return [Problem("1", "The softmax Jacobian", params=dict(classes=3))]
 
 
 class SoftmaxCrossEntropy(Op):
@@ -517,7 +517,11 @@ class LogisticRegression(Op):
         return _classes_label(features=(1, 3))
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("2", params=dict(classes=3, features=2, label=2))]
+        return [
+            Problem(
+                "2", "Multiclass logistic regression", params=dict(classes=3, features=2, label=2)
+            )
+        ]
 
 
 class Residual(Op):
@@ -550,7 +554,11 @@ class Residual(Op):
         return _ints(features=(1, 3), hidden=(1, 3))
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("3", params=dict(features=2, hidden=2))]
+        return [
+            Problem(
+                "3", "A skip connection y = W2 relu(W1 x) + x", params=dict(features=2, hidden=2)
+            )
+        ]
 
 
 class Flatten(Op):

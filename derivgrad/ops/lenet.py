@@ -329,7 +329,7 @@ class LeNet(Op):
         return lenet_document(d)
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("12", params={})]
+        return [Problem("12", "The course LeNet, layer by layer", params={})]
 
     def shapes(self, **params: Any) -> str:
         from ..model import lenet_rows

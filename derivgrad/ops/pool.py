@@ -282,7 +282,7 @@ class MaxPool2d(_Pool):
         return [("h", (2, "Ties")), ("p", TIE_RULE)]
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("10", params=dict(input=(4, 4), kernel=2))]
+        return [Problem("10", "Max pooling backward", params=dict(input=(4, 4), kernel=2))]
 
 
 class AvgPool2d(_Pool):
@@ -302,7 +302,7 @@ class AvgPool2d(_Pool):
         return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("10b", params=dict(input=(4, 4), kernel=2))]
+        return [Problem("10b", "Average pooling backward", params=dict(input=(4, 4), kernel=2))]
 
 
 OPS = (MaxPool2d(), AvgPool2d())
