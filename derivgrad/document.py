@@ -70,15 +70,13 @@ def tex_split(e: Any, per_line: int = MAX_TERMS_PER_LINE) -> list[str]:
     if len(whole) <= LINE_CHARS:
         return [whole]
     if isinstance(e, sp.Mul):
-        # a product with a long sum inside: keep the other factors, break the sum
+        # a product with a long sum inside: a line may break only between top-level terms,
+        # never inside a parenthesis, so multiply the other factors into the sum's terms
         adds = [f for f in e.args if isinstance(f, sp.Add)]
         if adds:
             A = max(adds, key=lambda f: len(tex(f)))
             rest = sp.Mul(*[f for f in e.args if f is not A])
-            inner = tex_split(A, per_line)
-            if len(inner) > 1 and len(tex(rest)) <= LINE_CHARS:
-                pre = "" if rest == 1 else ("-" if rest == -1 else tex(rest) + " ")
-                return [pre + r"\Big(" + inner[0]] + inner[1:-1] + [inner[-1] + r"\Big)"]
+            return tex_split(sp.Add(*[rest * t for t in A.args], evaluate=False), per_line)
     if not isinstance(e, sp.Add):
         return [whole] if len(whole) <= MAX_LINE_CHARS else [_too_long(e)]
     terms = list(sp.Add.make_args(e))
