@@ -20,6 +20,7 @@ from derivgrad.ops.base import SYMBOLIC_WORK_LIMIT
 from derivgrad.registry import OPS
 from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
+from derivgrad.symbolic.tensors import symbols
 
 TIES = dict(input=(5, 5), kernel=3, stride=2, padding=1)
 
@@ -349,3 +350,83 @@ def test_a_problem_with_a_document_of_its_own_is_headed_by_its_title():
                 assert first[0] == "h" and first[1][1].startswith(p.title), (p.number, first)
             else:
                 assert heading(p).startswith(p.title)
+
+
+# -- line breaking ---------------------------------------------------------------------------
+def _balanced(line):
+    s = line.replace("\\left", "").replace("\\right", "")
+    return all(s.count(a) == s.count(b) for a, b in ("()", "[]", "{}"))
+
+
+def test_a_long_product_breaks_only_between_top_level_terms():
+    from derivgrad.document import LINE_CHARS, tex_split
+
+    x = sp.symbols("x1:31")
+    g, S = sp.symbols("gamma S", positive=True)
+    inner = sp.Add(*[x[0] * xi / 4 for xi in x[1:16]]) - x[1] * sp.Add(*[xi / 4 for xi in x[16:]])
+    e = g / S * (inner + 1)  # a product whose parenthesis holds far more than one line
+    lines = tex_split(e)
+    assert len(lines) > 2
+    for line in lines:
+        assert _balanced(line), line  # no line opens a parenthesis another closes
+        assert len(line) <= LINE_CHARS + 2, line
+        assert "\\Big" not in line
+    assert all(line[:2] in ("+ ", "- ") for line in lines[1:])  # each starts a term
+    back = parse(" ".join(lines))
+    by_name = {tex(v): v for v in e.free_symbols}
+    back = back.xreplace({v: by_name[v.name] for v in back.free_symbols})
+    assert sp.expand(back - e) == 0  # the same expression, nothing lost
+
+
+def test_text_breaks_between_top_level_terms_when_they_fit():
+    from derivgrad.formats.text import WIDTH, wrap_math
+
+    term = "a₁ (b₁ + c₁)"
+    s = "  ∂L/∂x = " + " + ".join(term.replace("₁", str(k)) for k in range(12))
+    lines = wrap_math(s, indent=6)
+    assert len(lines) > 1 and all(width <= WIDTH for width in map(len, lines))
+    assert all(_balanced(line) for line in lines), lines
+    # a single term wider than a line is the one case broken inside its bracket, indented
+    # under it
+    wide = "  ∂L/∂x = δ (" + " + ".join(f"w{k} v{k}" for k in range(20)) + ")"
+    lines = wrap_math(wide, indent=6)
+    col = lines[0].index("(") + 1
+    assert all(line.startswith(" " * col + "+ ") for line in lines[1:]), lines
+
+
+# -- logistic regression: the chain through z ------------------------------------------------
+def test_logistic_regression_shows_the_chain_through_z_in_terms_of_p():
+    from derivgrad.ops.dense import chain_through_z
+
+    d = derivgrad.derive("logistic_regression", classes=3, features=2, label=2)
+    c = chain_through_z(d)
+    p = symbols("p", (3,))  # the document's p_i
+    named = sp.sympify
+    # the notes' entries: ∂L/∂p = −e_y / p_y, ∂p_i/∂z_j = p_i (δ_ij − p_j), ∂L/∂z = p − e_y
+    assert [named(e) for e in c["dL_dp"]] == [0, -1 / p[1], 0]
+    for i, j in np.ndindex(3, 3):
+        assert sp.expand(named(c["dp_dz"][i, j]) - p[i] * (int(i == j) - p[j])) == 0
+    assert [named(e) for e in c["dL_dz"]] == [p[0], p[1] - 1, p[2]]
+    text = _text(build(d))
+    for step in (
+        r"\frac{\partial L}{\partial p} &=",
+        r"\frac{\partial p}{\partial z} &= \operatorname{diag}(p) - p p^\top",
+        r"= p - e_{2}",
+        r"\frac{\partial L}{\partial W} &= \frac{\partial L}{\partial z} x^\top",
+        r"\frac{\partial L}{\partial b} &= \frac{\partial L}{\partial z}",
+        r"\frac{\partial L}{\partial x} &= W^\top \frac{\partial L}{\partial z}",
+    ):
+        assert step in text, step
+
+
+def test_the_chain_through_z_is_checked_against_the_closed_form(monkeypatch):
+    from derivgrad.ops.dense import chain_through_z
+
+    d = derivgrad.derive("logistic_regression")
+    wrong = d.grad_array("b") * 2
+    right = type(d).grad_array
+    monkeypatch.setattr(
+        type(d), "grad_array", lambda self, k: wrong if k == "b" else right(self, k)
+    )
+    with pytest.raises(AssertionError, match="chain through z"):
+        chain_through_z(d)
