@@ -113,28 +113,29 @@ def tex_split(e: Any, per_line: int = MAX_TERMS_PER_LINE) -> list[str]:
 MAX_MATRIX_SIDE = 6  # rows or columns of a printed matrix; past it, ⋯ / ⋮ / ⋱ stand for the middle
 
 
-def abbreviated(a: np.ndarray) -> bool:
+def abbreviated(a: np.ndarray, side: int = MAX_MATRIX_SIDE) -> bool:
     """Whether :func:`bmatrix` prints ``a`` with its middle rows or columns left out."""
     a = np.asarray(a, dtype=object)
-    return any(n > MAX_MATRIX_SIDE for n in a.shape[:2])
+    return any(n > side for n in a.shape[:2])
 
 
-def _keep(n):
-    # the first MAX_MATRIX_SIDE - 2 indices, a gap (None), the last one
-    return list(range(n)) if n <= MAX_MATRIX_SIDE else [*range(MAX_MATRIX_SIDE - 2), None, n - 1]
+def _keep(n, side=MAX_MATRIX_SIDE):
+    # the first side - 2 indices, a gap (None), the last one
+    return list(range(n)) if n <= side else [*range(side - 2), None, n - 1]
 
 
-def bmatrix(a: Any) -> str:
-    """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than
-    ``MAX_MATRIX_SIDE`` keeps its first entries and its last, with ⋯, ⋮ and ⋱ between (the
-    caller says so in the text: see :func:`abbreviated`)."""
+def bmatrix(a: Any, side: int = MAX_MATRIX_SIDE) -> str:
+    """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than ``side``
+    (``MAX_MATRIX_SIDE`` unless the caller knows its entries are short) keeps its first
+    entries and its last, with ⋯, ⋮ and ⋱ between (the caller says so in the text: see
+    :func:`abbreviated` and :func:`abbreviated_note`)."""
     a = np.asarray(a, dtype=object)
     if a.ndim == 1:
         a = a.reshape(-1, 1) if a.shape[0] > 1 else a.reshape(1, 1)
     rows = []
-    for i in _keep(a.shape[0]):
+    for i in _keep(a.shape[0], side):
         cells = []
-        for j in _keep(a.shape[1]):
+        for j in _keep(a.shape[1], side):
             if i is None:
                 cells.append(r"\ddots" if j is None else r"\vdots")
             else:
@@ -143,11 +144,15 @@ def bmatrix(a: Any) -> str:
     return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
 
 
-ABBREVIATED = (
-    r"The middle rows and columns of matrices with more than %d of them are left out "
-    r"($\cdots$, $\vdots$, $\ddots$): they follow the pattern of the entries shown."
-    % MAX_MATRIX_SIDE
-)
+def abbreviated_note(side: int = MAX_MATRIX_SIDE) -> str:
+    """The sentence that goes with a matrix :func:`bmatrix` abbreviated past ``side``."""
+    return (
+        r"The middle rows and columns of matrices with more than %d of them are left out "
+        r"($\cdots$, $\vdots$, $\ddots$): they follow the pattern of the entries shown." % side
+    )
+
+
+ABBREVIATED = abbreviated_note()
 
 
 def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:

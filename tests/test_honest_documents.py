@@ -430,3 +430,71 @@ def test_the_chain_through_z_is_checked_against_the_closed_form(monkeypatch):
     )
     with pytest.raises(AssertionError, match="chain through z"):
         chain_through_z(d)
+
+
+# -- convolution as a matrix, in every conv document ------------------------------------------
+CONV_CONFIGS = [
+    ("conv1d", {}),
+    ("conv2d", {}),
+    ("conv2d", dict(input=(5, 5), kernel=(2, 2), stride=2, padding=1, dilation=2)),
+    ("conv2d", dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+    ("conv2d", dict(channels=2, filters=2, batch=2)),
+    ("conv1d", dict(input=6, kernel=3, stride=2, padding=1, dilation=2, channels=2, filters=3)),
+]
+
+
+@pytest.mark.parametrize("op, params", CONV_CONFIGS)
+def test_conv_as_a_matrix_is_the_forward_pass_numerically(op, params):
+    # independent of the symbolic forward: T with numbers for w, times a random x, against
+    # the kernels' convolution
+    from derivgrad.ops.conv import input_matrix
+
+    d = derivgrad.derive(op, **params)
+    T = input_matrix(d)
+    rng = np.random.default_rng(12)
+    vals = {k: rng.standard_normal(v.shape) for k, v in d.input_arrays.items()}
+    subs = {s: vals["w"].reshape(-1)[i] for i, s in enumerate(d.input_arrays["w"].reshape(-1))}
+    Tn = np.array([[float(sp.sympify(e).xreplace(subs)) for e in row] for row in T])
+    P = d.params
+    x = vals["x"].reshape(d.extra["x_full"].shape)
+    w = vals["w"].reshape(d.extra["w_full"].shape)
+    hyper = (P["stride"], P["padding"], P["dilation"])
+    if op == "conv1d":
+        y = K.conv1d_forward(x, w, None, *(h[0] for h in hyper))
+    else:
+        y = K.conv2d_forward(x, w, None, *hyper)
+    assert np.allclose(Tn @ vals["x"].reshape(-1), y.reshape(-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("op, params", CONV_CONFIGS)
+def test_every_conv_document_draws_the_matrix_and_its_transpose(op, params):
+    from derivgrad.document import abbreviated_note
+    from derivgrad.ops.conv import input_matrix, matrix_side
+
+    d = derivgrad.derive(op, **params)
+    doc = build(d)
+    text = _text(doc)
+    assert "## Convolution as a matrix" in text
+    assert "T &= " in text and r"T^\top \operatorname{vec}(\delta)" in text
+    assert "derivgrad checked both identities" in text
+    T = input_matrix(d)
+    blocks_drawn = r"T &= \left[\begin{array}" in text
+    # "drawn that way" only where the blocks are drawn; an abbreviation only with its note
+    assert ("doubly blocked, and it is drawn that way" in text) == blocks_drawn
+    if op == "conv1d":
+        assert not blocks_drawn and "doubly blocked" not in text
+    shown = "\\cdots" in text.split("T &= ")[1].split("\n")[0]
+    side = matrix_side(T)
+    assert shown == (("p", abbreviated_note(side)) in doc.blocks)
+    assert shown == (not blocks_drawn and max(T.shape) > side)
+
+
+def test_a_wrong_matrix_is_caught():
+    from derivgrad.ops.conv import input_matrix, input_matrix_identities_hold
+
+    d = derivgrad.derive("conv2d", stride=1, padding=1)
+    T = input_matrix(d)
+    assert input_matrix_identities_hold(d, T)
+    T[:, [0, 1]] = T[:, [1, 0]]  # two inputs swapped
+    with pytest.raises(AssertionError, match="forward pass"):
+        input_matrix_identities_hold(d, T)
