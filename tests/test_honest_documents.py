@@ -498,3 +498,49 @@ def test_a_wrong_matrix_is_caught():
     T[:, [0, 1]] = T[:, [1, 0]]  # two inputs swapped
     with pytest.raises(AssertionError, match="forward pass"):
         input_matrix_identities_hold(d, T)
+
+
+# -- the LeNet homework's vector form --------------------------------------------------------
+def test_symbolic_im2col_is_the_kernels_im2col():
+    from derivgrad.kernels import im2col as kernel_im2col
+    from derivgrad.ops.lenet import im2col
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 6))
+    sym = im2col(x.astype(object), 3, 2)
+    assert np.array_equal(sym.astype(float), kernel_im2col(x[None], 3, 2)[0])
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return derivgrad.derive("lenet")
+
+
+def test_lenet_vector_form_equals_the_scalar_form(lenet):
+    from derivgrad.ops.lenet import vector_form
+
+    v = vector_form(lenet)  # raises if any entry differs
+    F, K = lenet.params["filters"], lenet.params["kernel"]
+    assert v["rows"].shape == (F, K * K) and v["cols"].shape[0] == K * K
+    text = _text(build(lenet))
+    assert "## Forward pass in vector form" in text
+    assert text.index("## Forward pass in scalar form") < text.index("vector form")
+    for step in (
+        r"w^{(rows)} = \operatorname{convweight2rows}(w)",
+        r"x^{(cols)} = \operatorname{im2col}(x, K=3, S=1)",
+        r"\hat z = w^{(rows)} x^{(cols)} + b",
+        r"h &= W^{(1)} f + b^{(1)} = \begin{bmatrix}",
+        r"s &= W^{(2)} a + b^{(2)} = \begin{bmatrix}",
+        "derivgrad checked, entry by entry",
+    ):
+        assert step in text, step
+
+
+def test_a_wrong_vector_form_is_caught(lenet, monkeypatch):
+    from derivgrad.ops import lenet as L
+
+    # windows read column-major: the product no longer matches the scalar convolution
+    real = L.im2col
+    monkeypatch.setattr(L, "im2col", lambda x, K, S=1: real(np.swapaxes(x, 1, 2), K, S))
+    with pytest.raises(AssertionError, match="vector form"):
+        L.vector_form(lenet)
