@@ -76,10 +76,16 @@ def problems() -> list[tuple[str, Any]]:
             if p.make is not None:
                 found.append((p.number, p.make))
             else:
-                found.append(
-                    (p.number, lambda op=op, p=p: _proved(op.build(**p.params), heading(p)))
-                )
+                found.append((p.number, lambda op=op, p=p: _proved(derivation(op, p), heading(p))))
     return sorted(found, key=lambda item: _number_key(item[0]))
+
+
+def derivation(op: Any, p: Problem) -> Derivation:
+    """The problem's derivation, with its numbers attached when it has any."""
+    from .instance import attach
+
+    d = op.build(**(p.params or {}))
+    return d if p.values is None else attach(d, p.values)
 
 
 def heading(p: Problem) -> str:

@@ -544,3 +544,47 @@ def test_a_wrong_vector_form_is_caught(lenet, monkeypatch):
     monkeypatch.setattr(L, "im2col", lambda x, K, S=1: real(np.swapaxes(x, 1, 2), K, S))
     with pytest.raises(AssertionError, match="vector form"):
         L.vector_form(lenet)
+
+
+# -- every seed problem is reproduced --------------------------------------------------------
+def test_every_seed_problem_is_in_the_worked_problems():
+    from derivgrad.worked import problems
+
+    numbers = [n for n, _ in problems()]
+    assert len(numbers) == len(set(numbers))
+    for k in range(1, 14):  # the thirteen problems of WORKED_PROBLEMS.md
+        assert str(k) in numbers, k
+    assert "7b" in numbers  # seed 004: conv → ReLU → squared error, both paths
+    assert "7c" in numbers  # the lecture's 3×3 / 2×2 example with its numbers
+
+
+def test_the_lecture_example_with_numbers_matches_an_independent_reference():
+    import json
+    from pathlib import Path
+
+    import naive
+
+    from derivgrad.instance import numbers
+    from derivgrad.ops.conv import LECTURE_NUMBERS
+    from derivgrad.worked import derivation
+
+    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "7c")
+    d = derivation(OPS["conv2d"], p)
+    x, w, up = (np.array(LECTURE_NUMBERS[k], dtype=np.float64) for k in ("x", "w", "upstream"))
+    y = naive.conv2d(x[None, None], w[None, None])[0, 0]
+    dx, dw, _ = naive.conv2d_backward(up[None, None], x[None, None], w[None, None])
+    assert np.array_equal(np.array(numbers(d, "x"), dtype=np.float64), dx[0, 0])
+    assert np.array_equal(np.array(numbers(d, "w"), dtype=np.float64), dw[0, 0])
+    assert np.array_equal(np.array(numbers(d), dtype=np.float64), y)
+    # the same numbers as the example notebook's (one lecture, one set of numbers)
+    nb = Path(__file__).resolve().parents[1] / "examples" / "conv2d_with_numbers.ipynb"
+    src = next(
+        "".join(c["source"])
+        for c in json.loads(nb.read_text())["cells"]
+        if "upstream = " in "".join(c["source"])
+    )
+    scope: dict = {}
+    exec("\n".join(line for line in src.splitlines() if " = [" in line), scope)
+    assert {k: scope[k] for k in LECTURE_NUMBERS} == LECTURE_NUMBERS
+    text = _text(build(d))
+    assert "A numeric instance" in text and "Checked by the kernels" in text

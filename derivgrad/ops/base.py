@@ -63,12 +63,15 @@ class Problem:
     title in the table of contents).  Either ``params``: the op's generic worked solution for
     ``build(**params)``; or ``make``: a function returning a :class:`derivgrad.document.Doc`
     of its own (shape arithmetic, a matrix, index notation), whose heading it writes itself.
+    ``values``: numbers for a numeric instance of ``params`` (as ``derive(..., values=)``
+    takes them), carried through every step of the worked solution.
     """
 
     number: str
     title: str
     params: Mapping[str, Any] | None = None
     make: Callable[[], Any] | None = None
+    values: Mapping[str, Any] | None = None
 
 
 # Steps of symbolic work (see symbolic_work) that SymPy gets through in about half a minute on

@@ -626,6 +626,14 @@ def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[
     ]
 
 
+# the lecture's 3×3 image, 2×2 filter and upstream gradient (examples/conv2d_with_numbers.ipynb)
+LECTURE_NUMBERS = {
+    "x": [[1, 2, 0], [0, -1, 3], [2, 1, 1]],
+    "w": [[1, -1], [2, 0]],
+    "upstream": [[1, 0], [-1, 2]],
+}
+
+
 class _Conv(Op):
     params = _GEOMETRY
     ndim: int
@@ -693,6 +701,12 @@ class Conv2d(_Conv):
                 "7",
                 "2-D convolution backward: a 3×3 input and a 2×2 filter",
                 params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+            ),
+            Problem(
+                "7c",
+                "2-D convolution backward with the lecture's numbers",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+                values=LECTURE_NUMBERS,
             ),
             Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
             Problem(
