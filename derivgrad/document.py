@@ -291,6 +291,8 @@ def rule_tex(rule: str) -> str:
     m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
     head, tail = (m.group(1), m.group(2)) if m else (rule, "")
     head = head.replace("√(σ²+ε)", r"\sqrt{\sigma^2+\epsilon}").replace("·", r"\cdot ")
+    head = re.sub(r"\bd([Wb])([12])\b", r"d\1^{(\2)}", head)  # dW2 = ...: a layer's gradient
+    head = re.sub(r"\bdw\b", r"\\mathrm{d}w", head)
     head = re.sub(r"\bW([12])ᵀ", r"W^{(\1)\\top}", head)
     head = re.sub(r"\bW([12])", r"W^{(\1)}", head)
     for a, b in _RULE_TEX:

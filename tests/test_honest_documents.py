@@ -588,3 +588,28 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     assert {k: scope[k] for k in LECTURE_NUMBERS} == LECTURE_NUMBERS
     text = _text(build(d))
     assert "A numeric instance" in text and "Checked by the kernels" in text
+
+
+# -- found reading the worked-problems PDF ---------------------------------------------------
+def test_an_abbreviated_padded_delta_says_so():
+    d = derivgrad.derive("conv2d", input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)
+    doc = build(d)
+    start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
+    padded = next(x for kind, x in doc.blocks[start:] if kind == "eq")[0][1][0]
+    assert "\\cdots" in padded  # a 7×7 padded δ, cut
+    assert ("p", ABBREVIATED) in doc.blocks[start : start + 4]
+
+
+def test_the_1d_compact_rule_speaks_of_a_flip_and_a_filter_length():
+    text = _text(build(derivgrad.derive("conv1d")))
+    assert "\\operatorname{flip}(w) &=" in text and "filter of length $f$" in text
+    assert "rot180" not in text.split("## The compact rule")[1].split("##")[0]
+    assert "f \\times f" not in text
+
+
+def test_lenet_parameter_gradients_are_typeset(lenet):
+    text = _text(build(lenet))
+    section = text.split("## Parameter gradients")[1].split("##")[0]
+    assert "\\mathrm{d}W^{(2)} = \\delta _{s} a^\\top" in section
+    assert "\\mathrm{d}b^{(1)}" in section and "\\mathrm{d}w = x \\star" in section
+    assert not re.search(r"d[Wb][12c]\b", section)

@@ -589,12 +589,15 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
         return []
     padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
     rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
-    return [
+    # the notes: rot180 of a 2-D filter, flip of a 1-D one
+    turn = r"\operatorname{rot180}" if len(P["kernel"]) == 2 else r"\operatorname{flip}"
+    size = r"an $f \times f$ filter" if len(P["kernel"]) == 2 else "a filter of length $f$"
+    out: list[Block] = [
         ("h", (2, "The compact rule: pad, flip, correlate")),
         (
             "p",
             "How much to pad follows from the sizes: a full correlation of a map of size "
-            r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
+            rf"$h'_{{out}}$ with {size} has size $h'_{{out}} - f + 1$, and this must "
             r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
             "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
         ),
@@ -602,17 +605,22 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
             "eq",
             [
                 (r"\operatorname{pad}(\delta)", [bmatrix(padded)]),
-                (r"\operatorname{rot180}(w)", [bmatrix(rotated)]),
+                (turn + "(w)", [bmatrix(rotated)]),
             ],
         ),
+    ]
+    if abbreviated(padded) or abbreviated(rotated):
+        out.append(("p", abbreviated_note()))
+    out += [
         (
             "p",
             r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
-            r"\operatorname{crop}_p(\operatorname{pad}(\delta) \star \operatorname{rot180}(w))$ "
+            rf"\operatorname{{crop}}_p(\operatorname{{pad}}(\delta) \star {turn}(w))$ "
             r"(while $\partial L/\partial w = x \star \delta$):",
         ),
         ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
     ]
+    return out
 
 
 def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:

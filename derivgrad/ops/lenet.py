@@ -102,8 +102,8 @@ def lenet(**params: Any) -> Derivation:
         "b2": "db2 = δ_s = p − e_y",
         "W1": "dW1 = δ_h fᵀ",
         "b1": "db1 = δ_h",
-        "w": "dWc = X ⋆ δ_z",
-        "b": "dbc = Σ δ_z",
+        "w": "dw = x ⋆ δ_z",
+        "b": "db = Σ δ_z",
     }
     inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
     der = Derivation(
