@@ -613,3 +613,17 @@ def test_lenet_parameter_gradients_are_typeset(lenet):
     assert "\\mathrm{d}W^{(2)} = \\delta _{s} a^\\top" in section
     assert "\\mathrm{d}b^{(1)}" in section and "\\mathrm{d}w = x \\star" in section
     assert not re.search(r"d[Wb][12c]\b", section)
+
+
+def test_average_pooling_with_tiling_windows_is_delta_upsampled():
+    from derivgrad.ops.pool import upsampled
+
+    d = derivgrad.derive("avgpool2d", input=(4, 6), kernel=2, channels=2)
+    up = upsampled(d)  # raises if it differs from the closed form
+    delta = d.upstream_array.reshape(2, 2, 3)
+    for c, i, j in np.ndindex(2, 4, 6):
+        assert up.reshape(2, 4, 6)[c, i, j] == delta[c, i // 2, j // 2] / 4
+    assert "\\operatorname{upsample}(\\delta)" in _text(build(d))
+    overlapping = derivgrad.derive("avgpool2d", input=(5, 5), kernel=3, stride=2)
+    assert upsampled(overlapping) is None
+    assert "upsample" not in _text(build(overlapping))

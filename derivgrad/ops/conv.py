@@ -680,7 +680,7 @@ class _Conv(Op):
         return _geometry(self.ndim)
 
     def sections(self, d: Derivation) -> list[Block]:
-        return _compact_rule_section(d) + _input_matrix_section(d)
+        return _input_matrix_section(d) + _compact_rule_section(d)
 
 
 class Conv1d(_Conv):
