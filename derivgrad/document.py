@@ -70,15 +70,13 @@ def tex_split(e: Any, per_line: int = MAX_TERMS_PER_LINE) -> list[str]:
     if len(whole) <= LINE_CHARS:
         return [whole]
     if isinstance(e, sp.Mul):
-        # a product with a long sum inside: keep the other factors, break the sum
+        # a product with a long sum inside: a line may break only between top-level terms,
+        # never inside a parenthesis, so multiply the other factors into the sum's terms
         adds = [f for f in e.args if isinstance(f, sp.Add)]
         if adds:
             A = max(adds, key=lambda f: len(tex(f)))
             rest = sp.Mul(*[f for f in e.args if f is not A])
-            inner = tex_split(A, per_line)
-            if len(inner) > 1 and len(tex(rest)) <= LINE_CHARS:
-                pre = "" if rest == 1 else ("-" if rest == -1 else tex(rest) + " ")
-                return [pre + r"\Big(" + inner[0]] + inner[1:-1] + [inner[-1] + r"\Big)"]
+            return tex_split(sp.Add(*[rest * t for t in A.args], evaluate=False), per_line)
     if not isinstance(e, sp.Add):
         return [whole] if len(whole) <= MAX_LINE_CHARS else [_too_long(e)]
     terms = list(sp.Add.make_args(e))
@@ -115,28 +113,29 @@ def tex_split(e: Any, per_line: int = MAX_TERMS_PER_LINE) -> list[str]:
 MAX_MATRIX_SIDE = 6  # rows or columns of a printed matrix; past it, ⋯ / ⋮ / ⋱ stand for the middle
 
 
-def abbreviated(a: np.ndarray) -> bool:
+def abbreviated(a: np.ndarray, side: int = MAX_MATRIX_SIDE) -> bool:
     """Whether :func:`bmatrix` prints ``a`` with its middle rows or columns left out."""
     a = np.asarray(a, dtype=object)
-    return any(n > MAX_MATRIX_SIDE for n in a.shape[:2])
+    return any(n > side for n in a.shape[:2])
 
 
-def _keep(n):
-    # the first MAX_MATRIX_SIDE - 2 indices, a gap (None), the last one
-    return list(range(n)) if n <= MAX_MATRIX_SIDE else [*range(MAX_MATRIX_SIDE - 2), None, n - 1]
+def _keep(n, side=MAX_MATRIX_SIDE):
+    # the first side - 2 indices, a gap (None), the last one
+    return list(range(n)) if n <= side else [*range(side - 2), None, n - 1]
 
 
-def bmatrix(a: Any) -> str:
-    """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than
-    ``MAX_MATRIX_SIDE`` keeps its first entries and its last, with ⋯, ⋮ and ⋱ between (the
-    caller says so in the text: see :func:`abbreviated`)."""
+def bmatrix(a: Any, side: int = MAX_MATRIX_SIDE) -> str:
+    """A matrix (a vector prints as a column) as ``bmatrix``; a side longer than ``side``
+    (``MAX_MATRIX_SIDE`` unless the caller knows its entries are short) keeps its first
+    entries and its last, with ⋯, ⋮ and ⋱ between (the caller says so in the text: see
+    :func:`abbreviated` and :func:`abbreviated_note`)."""
     a = np.asarray(a, dtype=object)
     if a.ndim == 1:
         a = a.reshape(-1, 1) if a.shape[0] > 1 else a.reshape(1, 1)
     rows = []
-    for i in _keep(a.shape[0]):
+    for i in _keep(a.shape[0], side):
         cells = []
-        for j in _keep(a.shape[1]):
+        for j in _keep(a.shape[1], side):
             if i is None:
                 cells.append(r"\ddots" if j is None else r"\vdots")
             else:
@@ -145,11 +144,15 @@ def bmatrix(a: Any) -> str:
     return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
 
 
-ABBREVIATED = (
-    r"The middle rows and columns of matrices with more than %d of them are left out "
-    r"($\cdots$, $\vdots$, $\ddots$): they follow the pattern of the entries shown."
-    % MAX_MATRIX_SIDE
-)
+def abbreviated_note(side: int = MAX_MATRIX_SIDE) -> str:
+    """The sentence that goes with a matrix :func:`bmatrix` abbreviated past ``side``."""
+    return (
+        r"The middle rows and columns of matrices with more than %d of them are left out "
+        r"($\cdots$, $\vdots$, $\ddots$): they follow the pattern of the entries shown." % side
+    )
+
+
+ABBREVIATED = abbreviated_note()
 
 
 def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:
@@ -288,6 +291,8 @@ def rule_tex(rule: str) -> str:
     m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
     head, tail = (m.group(1), m.group(2)) if m else (rule, "")
     head = head.replace("√(σ²+ε)", r"\sqrt{\sigma^2+\epsilon}").replace("·", r"\cdot ")
+    head = re.sub(r"\bd([Wb])([12])\b", r"d\1^{(\2)}", head)  # dW2 = ...: a layer's gradient
+    head = re.sub(r"\bdw\b", r"\\mathrm{d}w", head)
     head = re.sub(r"\bW([12])ᵀ", r"W^{(\1)\\top}", head)
     head = re.sub(r"\bW([12])", r"W^{(\1)}", head)
     for a, b in _RULE_TEX:

@@ -55,13 +55,17 @@ def _eq_rows(doc, rows, note):
         doc.p(note)
 
 
-def build(d: Derivation) -> Doc:
+def build(d: Derivation, heading: str | None = None) -> Doc:
     """The worked solution of derivation ``d`` as a :class:`Doc`: the op's own document if
-    it has one (a network), else the generic steps with the op's own sections inserted."""
+    it has one (a network), else the generic steps with the op's own sections inserted.
+    ``heading``: the title of the whole (a worked problem's own title, so that two problems
+    of one op do not share the op's title); by default the op's title."""
     op = get(d.op)
     whole = op.document(d)
     if whole is not None:
         whole.blocks.extend(numbers_at("whole", d))  # NUMBERS: a numeric instance, appended
+        if heading is not None and whole.blocks and whole.blocks[0][0] == "h":
+            whole.blocks[0] = ("h", (1, heading))
         return whole
     doc = Doc()
     title = op.title
@@ -71,7 +75,7 @@ def build(d: Derivation) -> Doc:
     probs = (
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
-    doc.h(f"{title}: the gradient{probs}")
+    doc.h(heading if heading is not None else f"{title}: the gradient{probs}")
     params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
     shapes = "; ".join(
         f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()

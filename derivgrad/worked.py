@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .document import Doc
+from .ops.base import Problem
 from .registry import OPS
 from .render import PREAMBLE, build, to_latex, to_markdown, to_text
 from .symbolic.derivation import Derivation
@@ -75,15 +76,28 @@ def problems() -> list[tuple[str, Any]]:
             if p.make is not None:
                 found.append((p.number, p.make))
             else:
-                found.append((p.number, lambda op=op, p=p: _proved(op.build(**p.params))))
+                found.append((p.number, lambda op=op, p=p: _proved(derivation(op, p), heading(p))))
     return sorted(found, key=lambda item: _number_key(item[0]))
 
 
-def _proved(d: Derivation) -> Doc:
+def derivation(op: Any, p: Problem) -> Derivation:
+    """The problem's derivation, with its numbers attached when it has any."""
+    from .instance import attach
+
+    d = op.build(**(p.params or {}))
+    return d if p.values is None else attach(d, p.values)
+
+
+def heading(p: Problem) -> str:
+    """A worked problem's section title: what it is about, and its number in the notes."""
+    return f"{p.title} (worked problem {_number_key(p.number)[0]})"
+
+
+def _proved(d: Derivation, title: str) -> Doc:
     """The generic worked solution of ``d`` after :meth:`Derivation.verify` held: a worked
     problem says "proved" only when the proof ran."""
     d.verify()
-    return build(d)
+    return build(d, heading=title)
 
 
 def _number_key(number: str) -> tuple[int, str]:
@@ -91,8 +105,15 @@ def _number_key(number: str) -> tuple[int, str]:
     return int(digits), number
 
 
-def document(fmt: str = "latex") -> str:
-    docs = [make() for _, make in problems()]
+def documents() -> list[Doc]:
+    """Every worked problem's document, in the notes' order."""
+    return [make() for _, make in problems()]
+
+
+def document(fmt: str = "latex", docs: list[Doc] | None = None) -> str:
+    """The collection in ``fmt`` (``docs``: :func:`documents`, built once by a caller that
+    renders several formats)."""
+    docs = documents() if docs is None else docs
     if fmt == "latex":
         body = "\n".join(to_latex(doc, standalone=False, numbered=True) for doc in docs)
         return (

@@ -20,6 +20,7 @@ from derivgrad.ops.base import SYMBOLIC_WORK_LIMIT
 from derivgrad.registry import OPS
 from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
+from derivgrad.symbolic.tensors import symbols
 
 TIES = dict(input=(5, 5), kernel=3, stride=2, padding=1)
 
@@ -311,3 +312,318 @@ def test_block_matrix_sentence_only_where_one_is_drawn():
     text = _text(build(derivgrad.derive("conv2d", input=(5, 5), kernel=(2, 2))))
     assert "With respect to $x$ it is drawn" not in text  # a 5x5 input is listed, not drawn
     assert "With respect to $w$ it is drawn as a block matrix" in text  # 2x2 blocks of 4x4
+
+
+# -- the worked-problems collection ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def worked_docs():
+    from derivgrad.worked import documents
+
+    return documents()
+
+
+def test_every_worked_problem_has_its_own_title_in_every_format(worked_docs):
+    from derivgrad.worked import document
+
+    latex = document("latex", worked_docs)
+    markdown = document("markdown", worked_docs)
+    html = document("html", worked_docs)
+    tocs = {
+        "latex": re.findall(r"^\\section\{(.*)\}$", latex, re.M),
+        "markdown": re.findall(r"^# (.*)$", markdown, re.M),
+        "html": re.findall(r'<li><a href="#[^"]*">(.*?)</a></li>', html),
+    }
+    for fmt, toc in tocs.items():
+        assert len(toc) == len(worked_docs), fmt  # one entry per problem
+        repeated = {t for t in toc if toc.count(t) > 1}
+        assert not repeated, f"{fmt}: the same table-of-contents entry twice: {repeated}"
+
+
+def test_a_problem_with_a_document_of_its_own_is_headed_by_its_title():
+    from derivgrad.worked import heading
+
+    for op in OPS.values():
+        for p in op.worked_problems():
+            assert p.title, (op.name, p.number)
+            if p.make is not None:
+                first = p.make().blocks[0]
+                assert first[0] == "h" and first[1][1].startswith(p.title), (p.number, first)
+            else:
+                assert heading(p).startswith(p.title)
+
+
+# -- line breaking ---------------------------------------------------------------------------
+def _balanced(line):
+    s = line.replace("\\left", "").replace("\\right", "")
+    return all(s.count(a) == s.count(b) for a, b in ("()", "[]", "{}"))
+
+
+def test_a_long_product_breaks_only_between_top_level_terms():
+    from derivgrad.document import LINE_CHARS, tex_split
+
+    x = sp.symbols("x1:31")
+    g, S = sp.symbols("gamma S", positive=True)
+    inner = sp.Add(*[x[0] * xi / 4 for xi in x[1:16]]) - x[1] * sp.Add(*[xi / 4 for xi in x[16:]])
+    e = g / S * (inner + 1)  # a product whose parenthesis holds far more than one line
+    lines = tex_split(e)
+    assert len(lines) > 2
+    for line in lines:
+        assert _balanced(line), line  # no line opens a parenthesis another closes
+        assert len(line) <= LINE_CHARS + 2, line
+        assert "\\Big" not in line
+    assert all(line[:2] in ("+ ", "- ") for line in lines[1:])  # each starts a term
+    back = parse(" ".join(lines))
+    by_name = {tex(v): v for v in e.free_symbols}
+    back = back.xreplace({v: by_name[v.name] for v in back.free_symbols})
+    assert sp.expand(back - e) == 0  # the same expression, nothing lost
+
+
+def test_text_breaks_between_top_level_terms_when_they_fit():
+    from derivgrad.formats.text import WIDTH, wrap_math
+
+    term = "a₁ (b₁ + c₁)"
+    s = "  ∂L/∂x = " + " + ".join(term.replace("₁", str(k)) for k in range(12))
+    lines = wrap_math(s, indent=6)
+    assert len(lines) > 1 and all(width <= WIDTH for width in map(len, lines))
+    assert all(_balanced(line) for line in lines), lines
+    # a single term wider than a line is the one case broken inside its bracket, indented
+    # under it
+    wide = "  ∂L/∂x = δ (" + " + ".join(f"w{k} v{k}" for k in range(20)) + ")"
+    lines = wrap_math(wide, indent=6)
+    col = lines[0].index("(") + 1
+    assert all(line.startswith(" " * col + "+ ") for line in lines[1:]), lines
+
+
+# -- logistic regression: the chain through z ------------------------------------------------
+def test_logistic_regression_shows_the_chain_through_z_in_terms_of_p():
+    from derivgrad.ops.dense import chain_through_z
+
+    d = derivgrad.derive("logistic_regression", classes=3, features=2, label=2)
+    c = chain_through_z(d)
+    p = symbols("p", (3,))  # the document's p_i
+    named = sp.sympify
+    # the notes' entries: ∂L/∂p = −e_y / p_y, ∂p_i/∂z_j = p_i (δ_ij − p_j), ∂L/∂z = p − e_y
+    assert [named(e) for e in c["dL_dp"]] == [0, -1 / p[1], 0]
+    for i, j in np.ndindex(3, 3):
+        assert sp.expand(named(c["dp_dz"][i, j]) - p[i] * (int(i == j) - p[j])) == 0
+    assert [named(e) for e in c["dL_dz"]] == [p[0], p[1] - 1, p[2]]
+    text = _text(build(d))
+    for step in (
+        r"\frac{\partial L}{\partial p} &=",
+        r"\frac{\partial p}{\partial z} &= \operatorname{diag}(p) - p p^\top",
+        r"= p - e_{2}",
+        r"\frac{\partial L}{\partial W} &= \frac{\partial L}{\partial z} x^\top",
+        r"\frac{\partial L}{\partial b} &= \frac{\partial L}{\partial z}",
+        r"\frac{\partial L}{\partial x} &= W^\top \frac{\partial L}{\partial z}",
+    ):
+        assert step in text, step
+
+
+def test_the_chain_through_z_is_checked_against_the_closed_form(monkeypatch):
+    from derivgrad.ops.dense import chain_through_z
+
+    d = derivgrad.derive("logistic_regression")
+    wrong = d.grad_array("b") * 2
+    right = type(d).grad_array
+    monkeypatch.setattr(
+        type(d), "grad_array", lambda self, k: wrong if k == "b" else right(self, k)
+    )
+    with pytest.raises(AssertionError, match="chain through z"):
+        chain_through_z(d)
+
+
+# -- convolution as a matrix, in every conv document ------------------------------------------
+CONV_CONFIGS = [
+    ("conv1d", {}),
+    ("conv2d", {}),
+    ("conv2d", dict(input=(5, 5), kernel=(2, 2), stride=2, padding=1, dilation=2)),
+    ("conv2d", dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+    ("conv2d", dict(channels=2, filters=2, batch=2)),
+    ("conv1d", dict(input=6, kernel=3, stride=2, padding=1, dilation=2, channels=2, filters=3)),
+]
+
+
+@pytest.mark.parametrize("op, params", CONV_CONFIGS)
+def test_conv_as_a_matrix_is_the_forward_pass_numerically(op, params):
+    # independent of the symbolic forward: T with numbers for w, times a random x, against
+    # the kernels' convolution
+    from derivgrad.ops.conv import input_matrix
+
+    d = derivgrad.derive(op, **params)
+    T = input_matrix(d)
+    rng = np.random.default_rng(12)
+    vals = {k: rng.standard_normal(v.shape) for k, v in d.input_arrays.items()}
+    subs = {s: vals["w"].reshape(-1)[i] for i, s in enumerate(d.input_arrays["w"].reshape(-1))}
+    Tn = np.array([[float(sp.sympify(e).xreplace(subs)) for e in row] for row in T])
+    P = d.params
+    x = vals["x"].reshape(d.extra["x_full"].shape)
+    w = vals["w"].reshape(d.extra["w_full"].shape)
+    hyper = (P["stride"], P["padding"], P["dilation"])
+    if op == "conv1d":
+        y = K.conv1d_forward(x, w, None, *(h[0] for h in hyper))
+    else:
+        y = K.conv2d_forward(x, w, None, *hyper)
+    assert np.allclose(Tn @ vals["x"].reshape(-1), y.reshape(-1), atol=1e-12)
+
+
+@pytest.mark.parametrize("op, params", CONV_CONFIGS)
+def test_every_conv_document_draws_the_matrix_and_its_transpose(op, params):
+    from derivgrad.document import abbreviated_note
+    from derivgrad.ops.conv import input_matrix, matrix_side
+
+    d = derivgrad.derive(op, **params)
+    doc = build(d)
+    text = _text(doc)
+    assert "## Convolution as a matrix" in text
+    assert "T &= " in text and r"T^\top \operatorname{vec}(\delta)" in text
+    assert "derivgrad checked both identities" in text
+    T = input_matrix(d)
+    blocks_drawn = r"T &= \left[\begin{array}" in text
+    # "drawn that way" only where the blocks are drawn; an abbreviation only with its note
+    assert ("doubly blocked, and it is drawn that way" in text) == blocks_drawn
+    if op == "conv1d":
+        assert not blocks_drawn and "doubly blocked" not in text
+    shown = "\\cdots" in text.split("T &= ")[1].split("\n")[0]
+    side = matrix_side(T)
+    assert shown == (("p", abbreviated_note(side)) in doc.blocks)
+    assert shown == (not blocks_drawn and max(T.shape) > side)
+
+
+def test_a_wrong_matrix_is_caught():
+    from derivgrad.ops.conv import input_matrix, input_matrix_identities_hold
+
+    d = derivgrad.derive("conv2d", stride=1, padding=1)
+    T = input_matrix(d)
+    assert input_matrix_identities_hold(d, T)
+    T[:, [0, 1]] = T[:, [1, 0]]  # two inputs swapped
+    with pytest.raises(AssertionError, match="forward pass"):
+        input_matrix_identities_hold(d, T)
+
+
+# -- the LeNet homework's vector form --------------------------------------------------------
+def test_symbolic_im2col_is_the_kernels_im2col():
+    from derivgrad.kernels import im2col as kernel_im2col
+    from derivgrad.ops.lenet import im2col
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 6))
+    sym = im2col(x.astype(object), 3, 2)
+    assert np.array_equal(sym.astype(float), kernel_im2col(x[None], 3, 2)[0])
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return derivgrad.derive("lenet")
+
+
+def test_lenet_vector_form_equals_the_scalar_form(lenet):
+    from derivgrad.ops.lenet import vector_form
+
+    v = vector_form(lenet)  # raises if any entry differs
+    F, K = lenet.params["filters"], lenet.params["kernel"]
+    assert v["rows"].shape == (F, K * K) and v["cols"].shape[0] == K * K
+    text = _text(build(lenet))
+    assert "## Forward pass in vector form" in text
+    assert text.index("## Forward pass in scalar form") < text.index("vector form")
+    for step in (
+        r"w^{(rows)} = \operatorname{convweight2rows}(w)",
+        r"x^{(cols)} = \operatorname{im2col}(x, K=3, S=1)",
+        r"\hat z = w^{(rows)} x^{(cols)} + b",
+        r"h &= W^{(1)} f + b^{(1)} = \begin{bmatrix}",
+        r"s &= W^{(2)} a + b^{(2)} = \begin{bmatrix}",
+        "derivgrad checked, entry by entry",
+    ):
+        assert step in text, step
+
+
+def test_a_wrong_vector_form_is_caught(lenet, monkeypatch):
+    from derivgrad.ops import lenet as L
+
+    # windows read column-major: the product no longer matches the scalar convolution
+    real = L.im2col
+    monkeypatch.setattr(L, "im2col", lambda x, K, S=1: real(np.swapaxes(x, 1, 2), K, S))
+    with pytest.raises(AssertionError, match="vector form"):
+        L.vector_form(lenet)
+
+
+# -- every seed problem is reproduced --------------------------------------------------------
+def test_every_seed_problem_is_in_the_worked_problems():
+    from derivgrad.worked import problems
+
+    numbers = [n for n, _ in problems()]
+    assert len(numbers) == len(set(numbers))
+    for k in range(1, 14):  # the thirteen problems of WORKED_PROBLEMS.md
+        assert str(k) in numbers, k
+    assert "7b" in numbers  # seed 004: conv → ReLU → squared error, both paths
+    assert "7c" in numbers  # the lecture's 3×3 / 2×2 example with its numbers
+
+
+def test_the_lecture_example_with_numbers_matches_an_independent_reference():
+    import json
+    from pathlib import Path
+
+    import naive
+
+    from derivgrad.instance import numbers
+    from derivgrad.ops.conv import LECTURE_NUMBERS
+    from derivgrad.worked import derivation
+
+    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "7c")
+    d = derivation(OPS["conv2d"], p)
+    x, w, up = (np.array(LECTURE_NUMBERS[k], dtype=np.float64) for k in ("x", "w", "upstream"))
+    y = naive.conv2d(x[None, None], w[None, None])[0, 0]
+    dx, dw, _ = naive.conv2d_backward(up[None, None], x[None, None], w[None, None])
+    assert np.array_equal(np.array(numbers(d, "x"), dtype=np.float64), dx[0, 0])
+    assert np.array_equal(np.array(numbers(d, "w"), dtype=np.float64), dw[0, 0])
+    assert np.array_equal(np.array(numbers(d), dtype=np.float64), y)
+    # the same numbers as the example notebook's (one lecture, one set of numbers)
+    nb = Path(__file__).resolve().parents[1] / "examples" / "conv2d_with_numbers.ipynb"
+    src = next(
+        "".join(c["source"])
+        for c in json.loads(nb.read_text())["cells"]
+        if "upstream = " in "".join(c["source"])
+    )
+    scope: dict = {}
+    exec("\n".join(line for line in src.splitlines() if " = [" in line), scope)
+    assert {k: scope[k] for k in LECTURE_NUMBERS} == LECTURE_NUMBERS
+    text = _text(build(d))
+    assert "A numeric instance" in text and "Checked by the kernels" in text
+
+
+# -- found reading the worked-problems PDF ---------------------------------------------------
+def test_an_abbreviated_padded_delta_says_so():
+    d = derivgrad.derive("conv2d", input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)
+    doc = build(d)
+    start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
+    padded = next(x for kind, x in doc.blocks[start:] if kind == "eq")[0][1][0]
+    assert "\\cdots" in padded  # a 7×7 padded δ, cut
+    assert ("p", ABBREVIATED) in doc.blocks[start : start + 4]
+
+
+def test_the_1d_compact_rule_speaks_of_a_flip_and_a_filter_length():
+    text = _text(build(derivgrad.derive("conv1d")))
+    assert "\\operatorname{flip}(w) &=" in text and "filter of length $f$" in text
+    assert "rot180" not in text.split("## The compact rule")[1].split("##")[0]
+    assert "f \\times f" not in text
+
+
+def test_lenet_parameter_gradients_are_typeset(lenet):
+    text = _text(build(lenet))
+    section = text.split("## Parameter gradients")[1].split("##")[0]
+    assert "\\mathrm{d}W^{(2)} = \\delta _{s} a^\\top" in section
+    assert "\\mathrm{d}b^{(1)}" in section and "\\mathrm{d}w = x \\star" in section
+    assert not re.search(r"d[Wb][12c]\b", section)
+
+
+def test_average_pooling_with_tiling_windows_is_delta_upsampled():
+    from derivgrad.ops.pool import upsampled
+
+    d = derivgrad.derive("avgpool2d", input=(4, 6), kernel=2, channels=2)
+    up = upsampled(d)  # raises if it differs from the closed form
+    delta = d.upstream_array.reshape(2, 2, 3)
+    for c, i, j in np.ndindex(2, 4, 6):
+        assert up.reshape(2, 4, 6)[c, i, j] == delta[c, i // 2, j // 2] / 4
+    assert "\\operatorname{upsample}(\\delta)" in _text(build(d))
+    overlapping = derivgrad.derive("avgpool2d", input=(5, 5), kernel=3, stride=2)
+    assert upsampled(overlapping) is None
+    assert "upsample" not in _text(build(overlapping))

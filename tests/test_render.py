@@ -111,6 +111,11 @@ def test_the_worked_problems_document_compiles(tmp_path):
         ("softmax", dict(classes=10)),
         ("conv2d", dict(input=(5, 5), kernel=(2, 2), stride=2, padding=1, dilation=2)),
         ("maxpool2d", dict(input=(5, 5), kernel=3, stride=2, padding=1)),
+        # convolution as a matrix: drawn in blocks, printed flat, abbreviated with ⋯
+        ("conv2d", dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+        ("conv2d", dict(input=(3, 4), kernel=(2, 2), padding=1)),
+        ("conv2d", dict(channels=2, filters=2, batch=2)),
+        ("conv1d", dict(input=14, kernel=3, padding=2, channels=3, filters=2, batch=2)),
     ],
 )
 def test_documents_the_review_named_have_no_overfull_box(op, params, tmp_path):

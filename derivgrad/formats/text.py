@@ -311,29 +311,88 @@ def inline(latex: str) -> str:
 
 
 # -- wrapping --------------------------------------------------------------------------------
+_OPEN, _CLOSE = "([{⟨", ")]}⟩"
+
+
+def _split_at_depth(s: str, depth: int) -> list[str]:
+    """``s`` cut before each `` + ``, `` − `` or `` = `` that sits inside exactly ``depth``
+    brackets (0: between top-level terms)."""
+    pieces, start, level = [], 0, 0
+    for i, ch in enumerate(s):
+        if ch in _OPEN:
+            level += 1
+        elif ch in _CLOSE:
+            level -= 1
+        elif (
+            ch == " "
+            and level == depth
+            and s[i + 1 : i + 3] in ("+ ", "− ", "= ")
+            and s[start:i].strip()  # not in the indentation
+        ):
+            pieces.append(s[start:i])
+            start = i + 1
+    pieces.append(s[start:])
+    return pieces
+
+
 def wrap_math(s: str, indent: int, limit: int = WIDTH) -> list[str]:
-    """A one-line formula broken before ``+``, ``−`` or ``=`` (never inside a symbol);
-    continuation lines indented past the left side."""
+    """A one-line formula broken before a top-level ``+``, ``−`` or ``=`` — never inside a
+    parenthesis or a symbol; continuation lines indented past the left side.  Only a single
+    term wider than the whole line is broken inside its brackets (at the shallowest level),
+    its continuation indented under the bracket it continues."""
     if width(s) <= limit:
         return [s]
-    pieces = re.split(r" (?=[+−=] )", s)
+    pieces = _split_at_depth(s, 0)
     lines: list[str] = []
     cur = ""
     for p in pieces:
         cand = p if not cur else f"{cur} {p}"
-        if cur and width(cand) > (limit if not lines else limit - indent):
+        # the left side stays with the first term ("∂L/∂x = …"), however wide that term
+        keep_lhs = not lines and p.startswith("= ") and "=" not in cur
+        if cur and not keep_lhs and width(cand) > (limit if not lines else limit - indent):
             lines.append(cur)
             cur = p
         else:
             cur = cand
     lines.append(cur)
-    out = [lines[0]]
-    for line in lines[1:]:
-        if width(line) > limit - indent:  # one term wider than the page: break at spaces
-            out.extend(" " * indent + x for x in textwrap.wrap(line, limit - indent))
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        lead = "" if k == 0 else " " * indent
+        if width(lead + line) > limit:  # one term wider than the page
+            out.extend(_wrap_term(lead + line, limit))
         else:
-            out.append(" " * indent + line)
+            out.append(lead + line)
     return out
+
+
+def _wrap_term(s: str, limit: int) -> list[str]:
+    """One term wider than the page, broken at the shallowest bracket level that has a
+    ``+``/``−`` to break at, continuations under the opening bracket; else at spaces."""
+    for depth in range(1, 4):
+        pieces = _split_at_depth(s, depth)
+        if len(pieces) == 1:
+            continue
+        # the column just past the bracket these pieces sit in
+        level, col = 0, 0
+        for i, ch in enumerate(pieces[0]):
+            if ch in _OPEN:
+                level += 1
+                if level == depth:
+                    col = width(pieces[0][: i + 1])
+            elif ch in _CLOSE:
+                level -= 1
+        if col > limit // 2:
+            continue
+        out = [pieces[0]]
+        for p in pieces[1:]:
+            cand = f"{out[-1]} {p}"
+            if width(cand) <= limit:
+                out[-1] = cand
+            else:
+                out.append(" " * col + p)
+        if all(width(line) <= limit for line in out):
+            return out
+    return textwrap.wrap(s, limit, subsequent_indent="      ")
 
 
 def _too_wide(box: Box, indent: int) -> list[str]:

@@ -58,14 +58,20 @@ class Param:
 class Problem:
     """A worked problem of the course notes that an op's documents reproduce.
 
-    ``number`` orders the collection (``"10b"`` after ``"10"``).  Either ``params``: the op's
-    generic worked solution for ``build(**params)``; or ``make``: a function returning a
-    :class:`derivgrad.document.Doc` of its own (shape arithmetic, a matrix, index notation).
+    ``number`` orders the collection (``"10b"`` after ``"10"``); ``title`` says what the
+    problem is about and heads its section (two problems of one op must not share the op's
+    title in the table of contents).  Either ``params``: the op's generic worked solution for
+    ``build(**params)``; or ``make``: a function returning a :class:`derivgrad.document.Doc`
+    of its own (shape arithmetic, a matrix, index notation), whose heading it writes itself.
+    ``values``: numbers for a numeric instance of ``params`` (as ``derive(..., values=)``
+    takes them), carried through every step of the worked solution.
     """
 
     number: str
+    title: str
     params: Mapping[str, Any] | None = None
     make: Callable[[], Any] | None = None
+    values: Mapping[str, Any] | None = None
 
 
 # Steps of symbolic work (see symbolic_work) that SymPy gets through in about half a minute on

@@ -318,7 +318,11 @@ class BatchNorm2d(Op):
         return batchnorm_document(d)
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("11", params=dict(batch=2, channels=1, input=(1, 2)))]
+        return [
+            Problem(
+                "11", "Batch normalisation for CNNs", params=dict(batch=2, channels=1, input=(1, 2))
+            )
+        ]
 
 
 OPS = (BatchNorm2d(),)

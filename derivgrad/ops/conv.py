@@ -32,7 +32,17 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size, window_span
 
-from ..document import Block, Doc, bmatrix, indexed, tex, tex_split
+from ..document import (
+    MAX_MATRIX_SIDE,
+    Block,
+    Doc,
+    abbreviated,
+    abbreviated_note,
+    bmatrix,
+    indexed,
+    tex,
+    tex_split,
+)
 from ..symbolic import index_rules as IR
 from ..symbolic.derivation import Derivation
 from ..symbolic.index_rules import conv2d_rules
@@ -283,6 +293,155 @@ def conv_matrix_proves_input_gradient(der: Derivation) -> bool:
     return True
 
 
+def input_matrix(der: Derivation) -> np.ndarray:
+    """``T`` (an object array) with ``vec(y) = T vec(x) + bias``: one row per output entry, one
+    column per input entry, both in the derivation's row-major order (batch, channel, row,
+    column; singleton axes left out).  Read off the forward pass's terms ``w·x`` (a bias
+    term holds no ``x``), for any stride, padding, dilation, channels, filters and batch."""
+    x = list(der.input_arrays["x"].reshape(-1))
+    col = {v: j for j, v in enumerate(x)}
+    y = list(der.output_array.reshape(-1))
+    T = np.full((len(y), len(x)), sp.Integer(0), dtype=object)
+    for r, e in enumerate(y):
+        for term in sp.Add.make_args(sp.expand(e)):
+            hit = [v for v in term.free_symbols if v in col]
+            if hit:
+                (v,) = hit  # the forward is linear in x: one input per term
+                T[r, col[v]] += term / v
+    return T
+
+
+def input_matrix_identities_hold(der: Derivation, T: np.ndarray) -> bool:
+    """``T vec(x) + b = vec(y)`` and ``Tᵀ vec(δ) = vec(∂L/∂x)`` (the closed form), entry by
+    entry, each difference expanded to zero; raises ``AssertionError`` naming the entry."""
+    x = der.input_arrays["x"].reshape(-1)
+    y = der.output_array.reshape(-1)
+    full = (der.params["batch"], der.params["filters"]) + tuple(der.extra["out_size"])
+    if "b" in der.input_arrays:
+        b = der.input_arrays["b"].reshape((1, -1) + (1,) * (len(full) - 2))
+        bias = np.broadcast_to(b, full).reshape(-1)
+    else:
+        bias = np.zeros(len(y), dtype=int)
+    for r in range(len(y)):
+        if sp.expand(y[r] - sp.Add(*(T[r] * x)) - bias[r]) != 0:
+            raise AssertionError(f"{der.op}: row {r + 1} of T vec(x) is not the forward pass")
+    delta = der.upstream_array.reshape(-1)
+    dx = der.grad_array("x").reshape(-1)
+    for c in range(len(x)):
+        if sp.expand(sp.Add(*(T[:, c] * delta)) - dx[c]) != 0:
+            raise AssertionError(f"{der.op}: entry {c + 1} of T^T vec(delta) is not dL/dx")
+    return True
+
+
+def _blocks_tex(T: np.ndarray, out: tuple[int, ...], size: tuple[int, ...]) -> str:
+    """A 2-D convolution's ``T`` drawn doubly blocked: block ``(i, a)`` maps input row ``a`` to
+    output row ``i`` (a banded matrix over the columns); an all-zero block prints as 0."""
+    rows = []
+    for i in range(out[0]):
+        cells = []
+        for a in range(size[0]):
+            blk = T[i * out[1] : (i + 1) * out[1], a * size[1] : (a + 1) * size[1]]
+            cells.append(r"\mathbf{0}" if all(e == 0 for e in blk.reshape(-1)) else bmatrix(blk))
+        rows.append(" & ".join(cells))
+    return (
+        r"\left[\begin{array}{"
+        + "c" * size[0]
+        + "} "
+        + r" \\[2.2ex] ".join(rows)
+        + r" \end{array}\right]"
+    )
+
+
+WIDE_SIDE = 10  # columns of T printed before ⋯ when its entries are short (w_{i,j})
+
+
+def matrix_side(T: np.ndarray) -> int:
+    """Rows and columns of ``T`` printed before ⋯: more when its entries are short (a filter
+    with two indices) than when they are long (four: filters and channels)."""
+    longest = max(len(tex(e)) for e in T.reshape(-1))
+    return WIDE_SIDE if longest <= 10 else MAX_MATRIX_SIDE
+
+
+def _input_matrix_section(d: Derivation) -> list[Block]:
+    """Convolution as a matrix, for any configuration: ``vec(y) = T vec(x) (+ b)``, ``T``
+    doubly blocked in 2-D, and the gradient ``Tᵀ vec(δ)``, both checked entry by entry."""
+    T = input_matrix(d)
+    input_matrix_identities_hold(d, T)
+    P = d.params
+    size, out = tuple(P["input"]), tuple(d.extra["out_size"])
+    single = (P["batch"], P["channels"], P["filters"]) == (1, 1, 1)
+    side = matrix_side(T)
+    order = (
+        "row by row"
+        if single
+        else "in row-major order ("
+        + ", ".join(n for n, k in (("sample", P["batch"]), ("channel", P["channels"])) if k > 1)
+        + ", row, column)"
+    )
+    if len(size) == 1:
+        order = "in order" if single else order.replace(", row, column", ", position")
+    bias = r" + b" if "b" in d.input_arrays else ""
+    blocks: list[Block] = [
+        ("h", (2, "Convolution as a matrix")),
+        (
+            "p",
+            f"The convolution is linear in its input. Stack the entries of $x$ {order} into "
+            r"$\operatorname{vec}(x)$ and those of $y$ the same way into $\operatorname{vec}(y)$: "
+            rf"then $\operatorname{{vec}}(y) = T \operatorname{{vec}}(x){bias}$"
+            + (" (each output plus its filter's bias)" if bias else "")
+            + f", where $T$ ({T.shape[0]}×{T.shape[1]}) has one row per output and one column "
+            "per input; row $r$ holds the weight that output $r$ applies to each input, and 0 "
+            "where its window does not reach (the zero padding, the stride and the dilation "
+            "are all in the pattern of zeros).",
+        ),
+    ]
+    drawn = len(size) == 2 and single and math.prod(size) <= 12 and side == WIDE_SIDE
+    if drawn:
+        blocks.append(
+            (
+                "p",
+                "In 2-D, $T$ is doubly blocked, and it is drawn that way below: the block at "
+                "$(i, a)$ maps input row $a$ to output row $i$, and is itself a banded (Toeplitz) "
+                r"matrix over the columns; $\mathbf{0}$ is a block of zeros.",
+            )
+        )
+        blocks.append(("eq", [("T", [_blocks_tex(T, out, size)])]))
+    else:
+        if len(size) == 2:
+            blocks.append(
+                (
+                    "p",
+                    "In 2-D, $T$ is doubly blocked (a block for each output row and input row, "
+                    "each block banded over the columns); here it is printed as one matrix:",
+                )
+            )
+        blocks.append(("eq", [("T", [bmatrix(T, side)])]))
+        if abbreviated(T, side):
+            blocks.append(("p", abbreviated_note(side)))
+    g = d.grad_array("x").reshape(-1)
+    backward = (
+        r"The backward pass is the transpose: $\operatorname{vec}(\partial L / \partial x) = "
+        r"T^\top \operatorname{vec}(\delta)$. Column $c$ of $T$ lists the weights through "
+        r"which input $c$ reaches every output, so entry $c$ of $T^\top \operatorname{vec}"
+        r"(\delta)$ is the chain rule's sum for that input. derivgrad checked both identities "
+        r"entry by entry when it wrote this section ($T \operatorname{vec}(x)"
+        + bias
+        + r"$ is the forward pass, $T^\top \operatorname{vec}(\delta)$ is the closed form of "
+        r"$\partial L / \partial x$), expanding each difference to zero"
+    )
+    if len(g) <= WIDE_SIDE and max(len(tex(e)) for e in g) <= 100:
+        blocks.append(("p", backward + ":"))
+        blocks.append(
+            (
+                "eq",
+                [(r"T^\top \operatorname{vec}(\delta)", [bmatrix(g.reshape(-1, 1), WIDE_SIDE)])],
+            )
+        )
+    else:
+        blocks.append(("p", backward + "."))
+    return blocks
+
+
 # -- worked problems 4, 5 and 8 -------------------------------------------------------------
 def _shapes_doc() -> Doc:
     doc = Doc()
@@ -318,16 +477,17 @@ def _shapes_doc() -> Doc:
 def _matrix_doc() -> Doc:
     d = conv1d(input=4, kernel=3, padding=1, bias=False)
     doc = Doc()
+    conv_matrix_proves_input_gradient(d)  # raises if it does not hold: the text says "proves"
     doc.h("Convolution as a matrix (worked problem 5)")
     doc.p(
         r"For $x \in \mathbb{R}^4$ zero-padded by 1 to $\mathbb{R}^6$ and $w \in \mathbb{R}^3$, "
-        r"the map"
-        " from the padded input to the output is the "
-        " the banded (Toeplitz) matrix below; derivgrad builds it by reading the coefficients of "
-        "the correlation "
-        "of a symbolic padded input, for any stride, padding, channels and 2-D inputs, and proves "
-        "that its "
-        "transpose applied to δ, cropped, is the input gradient."
+        r"the map from the padded input to the output $y = x \star w \in \mathbb{R}^4$ is the "
+        "banded (Toeplitz) matrix $M$ below: each row holds the filter, shifted one place to the "
+        "right of the row above. derivgrad builds it by reading off the coefficients of the "
+        "correlation of a symbolic padded input, and proves that its transpose applied to δ, "
+        "cropped, is the input gradient. Every convolution document (1-D or 2-D, any stride, "
+        "padding, dilation, channels and filters) carries the same construction for the "
+        "unpadded input, in a section of its own."
     )
     doc.eq([("M", [bmatrix(np.array(conv_matrix(d).tolist(), dtype=object))])])
     return doc
@@ -429,12 +589,15 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
         return []
     padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
     rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
-    return [
+    # the notes: rot180 of a 2-D filter, flip of a 1-D one
+    turn = r"\operatorname{rot180}" if len(P["kernel"]) == 2 else r"\operatorname{flip}"
+    size = r"an $f \times f$ filter" if len(P["kernel"]) == 2 else "a filter of length $f$"
+    out: list[Block] = [
         ("h", (2, "The compact rule: pad, flip, correlate")),
         (
             "p",
             "How much to pad follows from the sizes: a full correlation of a map of size "
-            r"$h'_{out}$ with an $f \times f$ filter has size $h'_{out} - f + 1$, and this must "
+            rf"$h'_{{out}}$ with {size} has size $h'_{{out}} - f + 1$, and this must "
             r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
             "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
         ),
@@ -442,17 +605,22 @@ def _compact_rule_section(d: Derivation) -> list[Block]:
             "eq",
             [
                 (r"\operatorname{pad}(\delta)", [bmatrix(padded)]),
-                (r"\operatorname{rot180}(w)", [bmatrix(rotated)]),
+                (turn + "(w)", [bmatrix(rotated)]),
             ],
         ),
+    ]
+    if abbreviated(padded) or abbreviated(rotated):
+        out.append(("p", abbreviated_note()))
+    out += [
         (
             "p",
             r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
-            r"\operatorname{crop}_p(\operatorname{pad}(\delta) \star \operatorname{rot180}(w))$ "
+            rf"\operatorname{{crop}}_p(\operatorname{{pad}}(\delta) \star {turn}(w))$ "
             r"(while $\partial L/\partial w = x \star \delta$):",
         ),
         ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
     ]
+    return out
 
 
 def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:
@@ -464,6 +632,14 @@ def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[
         (r"\frac{\partial L}{\partial %s}" % indexed(name, idx), tex_split(g[idx]))
         for idx in np.ndindex(*g.shape)
     ]
+
+
+# the lecture's 3×3 image, 2×2 filter and upstream gradient (examples/conv2d_with_numbers.ipynb)
+LECTURE_NUMBERS = {
+    "x": [[1, 2, 0], [0, -1, 3], [2, 1, 1]],
+    "w": [[1, -1], [2, 0]],
+    "upstream": [[1, 0], [-1, 2]],
+}
 
 
 class _Conv(Op):
@@ -504,7 +680,7 @@ class _Conv(Op):
         return _geometry(self.ndim)
 
     def sections(self, d: Derivation) -> list[Block]:
-        return _compact_rule_section(d)
+        return _input_matrix_section(d) + _compact_rule_section(d)
 
 
 class Conv1d(_Conv):
@@ -515,8 +691,8 @@ class Conv1d(_Conv):
 
     def worked_problems(self) -> list[Problem]:
         return [
-            Problem("5", make=_matrix_doc),
-            Problem("6", params=dict(input=4, kernel=3, bias=False)),
+            Problem("5", "Convolution as a matrix", make=_matrix_doc),
+            Problem("6", "1-D convolution backward", params=dict(input=4, kernel=3, bias=False)),
         ]
 
 
@@ -528,10 +704,24 @@ class Conv2d(_Conv):
 
     def worked_problems(self) -> list[Problem]:
         return [
-            Problem("4", make=_shapes_doc),
-            Problem("7", params=dict(input=(3, 3), kernel=(2, 2), bias=False)),
-            Problem("8", make=_index_doc),
-            Problem("9", params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)),
+            Problem("4", "Shape arithmetic", make=_shapes_doc),
+            Problem(
+                "7",
+                "2-D convolution backward: a 3×3 input and a 2×2 filter",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+            ),
+            Problem(
+                "7c",
+                "2-D convolution backward with the lecture's numbers",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+                values=LECTURE_NUMBERS,
+            ),
+            Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
+            Problem(
+                "9",
+                "2-D convolution with stride 2 and padding 1",
+                params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False),
+            ),
         ]
 
     def shapes(self, **params: Any) -> str:

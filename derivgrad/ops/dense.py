@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import ABBREVIATED, Block, abbreviated, bmatrix
+from ..document import ABBREVIATED, Block, abbreviate, abbreviate_array, abbreviated, bmatrix
 from ..symbolic.derivation import Derivation
 from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stable_softmax
 from ..symbolic.params import ParamError, check_unknown, count
@@ -252,6 +252,122 @@ def logistic_regression(**params: Any) -> Derivation:
     )
 
 
+def chain_through_z(d: Derivation) -> dict[str, np.ndarray]:
+    """The chain rule of logistic regression one factor at a time, in the notes' ``p``:
+    ``∂L/∂p`` (of ``L = −log p_y``), ``∂p/∂z`` (softmax), their product ``∂L/∂z``, and the
+    products with ``∂z/∂W``, ``∂z/∂b``, ``∂z/∂x``.  Each factor is differentiated here by SymPy;
+    the products are checked equal to the closed form (raises ``AssertionError`` if not)."""
+    k, n = d.input_arrays["W"].shape
+    y = d.params["label"] - 1
+    W, x = d.input_arrays["W"], d.input_arrays["x"]
+    z = symbols("z", (k,))
+    p = _softmax(z)
+    names = _print_as(z, p)
+    P = symbols("p", (k,))
+    dL_dp = np.array([sp.diff(-sp.log(P[y]), P[i]) for i in range(k)], dtype=object)
+    dp_dz = np.array(
+        [[abbreviate(sp.diff(p[i], z[j]), names) for j in range(k)] for i in range(k)],
+        dtype=object,
+    )
+    dL_dz = np.array(
+        [sp.expand(sum(dL_dp[i] * dp_dz[i, j] for i in range(k))) for j in range(k)],
+        dtype=object,
+    )
+    # ∂z_i/∂W_{i,j} = x_j, ∂z_i/∂b_i = 1, ∂z_i/∂x_j = W_{i,j}: from z = Wx + b itself
+    zx = d.extra["z"]
+    dz_dW = np.array([[sp.diff(zx[i], W[i, j]) for j in range(n)] for i in range(k)], dtype=object)
+    dz_db = np.array([sp.diff(zx[i], d.input_arrays["b"][i]) for i in range(k)], dtype=object)
+    dz_dx = np.array([[sp.diff(zx[i], x[j]) for j in range(n)] for i in range(k)], dtype=object)
+    out = dict(
+        dL_dp=dL_dp,
+        dp_dz=dp_dz,
+        dL_dz=dL_dz,
+        dz_dW=dz_dW,
+        dz_db=dz_db,
+        dz_dx=dz_dx,
+        W=np.array([[dL_dz[i] * dz_dW[i, j] for j in range(n)] for i in range(k)], dtype=object),
+        b=np.array([dL_dz[i] * dz_db[i] for i in range(k)], dtype=object),
+        x=np.array(
+            [sp.Add(*[dz_dx[i, j] * dL_dz[i] for i in range(k)]) for j in range(n)], dtype=object
+        ),
+    )
+    shown = d.extra["print_as"]
+    for name in ("W", "b", "x"):
+        closed = abbreviate_array(d.grad_array(name), shown)
+        for a, c in zip(out[name].reshape(-1), closed.reshape(-1)):
+            if sp.expand(a - c) != 0:
+                raise AssertionError(f"logistic regression: the chain through z gives {a} != {c}")
+    return out
+
+
+def _chain_section(d: Derivation) -> list[Block]:
+    c = chain_through_z(d)
+    y = d.params["label"]
+    col = lambda a: bmatrix(a.reshape(-1, 1))  # noqa: E731
+    return [
+        ("h", (2, "The chain rule through z, step by step")),
+        (
+            "p",
+            r"With the logits $z = Wx + b$ and $p = \operatorname{softmax}(z)$, the loss is "
+            f"$L = -\\log p_{{{y}}}$ and the chain rule runs through $p$ and $z$: "
+            r"$\frac{\partial L}{\partial z} = \left(\frac{\partial p}{\partial z}\right)^\top "
+            r"\frac{\partial L}{\partial p}$, then "
+            r"$\frac{\partial L}{\partial W_{i,j}} = \frac{\partial L}{\partial z_i} "
+            r"\frac{\partial z_i}{\partial W_{i,j}}$, "
+            r"$\frac{\partial L}{\partial b_i} = \frac{\partial L}{\partial z_i} "
+            r"\frac{\partial z_i}{\partial b_i}$ and "
+            r"$\frac{\partial L}{\partial x_j} = \sum_i \frac{\partial L}{\partial z_i} "
+            r"\frac{\partial z_i}{\partial x_j}$. Each factor, differentiated:",
+        ),
+        (
+            "eq",
+            [
+                (r"\frac{\partial L}{\partial p}", [col(c["dL_dp"])]),
+                (
+                    r"\frac{\partial p}{\partial z}",
+                    [r"\operatorname{diag}(p) - p p^\top = " + bmatrix(c["dp_dz"])],
+                ),
+                (
+                    r"\frac{\partial L}{\partial z}",
+                    [
+                        r"\left(\frac{\partial p}{\partial z}\right)^\top "
+                        r"\frac{\partial L}{\partial p} = " + col(c["dL_dz"]) + f" = p - e_{{{y}}}"
+                    ],
+                ),
+            ],
+        ),
+        (
+            "p",
+            r"From $z_i = \sum_j W_{i,j} x_j + b_i$ the only non-zero local derivatives are "
+            r"$\partial z_i / \partial W_{i,j} = x_j$, $\partial z_i / \partial b_i = 1$ and "
+            r"$\partial z_i / \partial x_j = W_{i,j}$, so the products are:",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"\frac{\partial L}{\partial W}",
+                    [r"\frac{\partial L}{\partial z} x^\top = " + bmatrix(c["W"])],
+                ),
+                (
+                    r"\frac{\partial L}{\partial b}",
+                    [r"\frac{\partial L}{\partial z} = " + col(c["b"])],
+                ),
+                (
+                    r"\frac{\partial L}{\partial x}",
+                    [r"W^\top \frac{\partial L}{\partial z} = " + col(c["x"])],
+                ),
+            ],
+        ),
+        (
+            "p",
+            "These are the closed forms above, entry by entry (derivgrad checks it when it writes "
+            "this section)."
+            + (" " + ABBREVIATED if abbreviated(c["dp_dz"]) or abbreviated(c["W"]) else ""),
+        ),
+    ]
+
+
 def residual(**params: Any) -> Derivation:
     r"""The skip connection ``y = W2 relu(W1 x) + x`` (worked problem 3), upstream ``δ_y``:
     ``∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y``; also ``∇_{W2} L = δ_y relu(W1 x)ᵀ`` and
@@ -455,7 +571,7 @@ class Softmax(Op):
         ] + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("1", params=dict(classes=3))]
+        return [Problem("1", "The softmax Jacobian", params=dict(classes=3))]
 
 
 class SoftmaxCrossEntropy(Op):
@@ -502,6 +618,9 @@ class LogisticRegression(Op):
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)
 
+    def sections(self, d: Derivation) -> list[Block]:
+        return _chain_section(d)
+
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> Faces:
@@ -517,7 +636,11 @@ class LogisticRegression(Op):
         return _classes_label(features=(1, 3))
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("2", params=dict(classes=3, features=2, label=2))]
+        return [
+            Problem(
+                "2", "Multiclass logistic regression", params=dict(classes=3, features=2, label=2)
+            )
+        ]
 
 
 class Residual(Op):
@@ -550,7 +673,11 @@ class Residual(Op):
         return _ints(features=(1, 3), hidden=(1, 3))
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("3", params=dict(features=2, hidden=2))]
+        return [
+            Problem(
+                "3", "A skip connection y = W2 relu(W1 x) + x", params=dict(features=2, hidden=2)
+            )
+        ]
 
 
 class Flatten(Op):

@@ -26,7 +26,19 @@ from hypothesis import strategies as st
 
 from derivgrad.kernels import output_size
 
-from ..document import Doc, entries, entry_rows, indexed, rule_tex, tex, tex_name, tex_split
+from ..document import (
+    ABBREVIATED,
+    Doc,
+    abbreviated,
+    bmatrix,
+    entries,
+    entry_rows,
+    indexed,
+    rule_tex,
+    tex,
+    tex_name,
+    tex_split,
+)
 from ..symbolic.derivation import Derivation
 from ..symbolic.functions import (
     LogSumExp,
@@ -90,8 +102,8 @@ def lenet(**params: Any) -> Derivation:
         "b2": "db2 = δ_s = p − e_y",
         "W1": "dW1 = δ_h fᵀ",
         "b1": "db1 = δ_h",
-        "w": "dWc = X ⋆ δ_z",
-        "b": "dbc = Σ δ_z",
+        "w": "dw = x ⋆ δ_z",
+        "b": "db = Σ δ_z",
     }
     inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
     der = Derivation(
@@ -197,6 +209,138 @@ def _backward(W1, W2, zc, wins, p, h, y, pool_shape):
     return dict(z=dz, a=da, h=dh, f=df, pool=dpool, conv=dconv)
 
 
+# -- the vector form of the notes: im2col and convweight2rows --------------------------------
+def im2col(x: np.ndarray, K: int, S: int = 1) -> np.ndarray:
+    """The homework's ``im2col`` of one sample ``x (C, H, W)`` on object arrays: row ``(c, u,
+    v)`` of the ``K×K`` window, column ``(i, j)`` of its position, both row-major (the layout
+    of ``derivgrad.kernels.im2col`` and ``torch.nn.functional.unfold``)."""
+    C, H, W = x.shape
+    HO, WO = output_size(H, K, S), output_size(W, K, S)
+    cols = np.empty((C * K * K, HO * WO), dtype=object)
+    for c, u, v in np.ndindex(C, K, K):
+        for i, j in np.ndindex(HO, WO):
+            cols[(c * K + u) * K + v, i * WO + j] = x[c, i * S + u, j * S + v]
+    return cols
+
+
+def convweight2rows(w: np.ndarray) -> np.ndarray:
+    """The homework's ``convweight2rows``: filter ``w (F, C, K, K)`` flattened, one row per
+    filter, in the row order of :func:`im2col`."""
+    return w.reshape(w.shape[0], -1)
+
+
+def vector_form(d: Derivation) -> dict[str, np.ndarray]:
+    """The forward pass in the notes' vector form, ``ẑ = w^(rows) x^(cols) + b``, ``h = W^(1) f
+    + b^(1)``, ``s = W^(2) a + b^(2)``, each checked equal, entry by entry, to the scalar
+    form the document prints (raises ``AssertionError`` if not)."""
+    X, V = d.extra, d.extra["display"]
+    x = d.input_arrays["x"]
+    Wc, bc = d.input_arrays["w"], d.input_arrays["b"]
+    K = Wc.shape[-1]
+    rows = convweight2rows(Wc[:, None])
+    cols = im2col(x[None], K)
+    zhat = np.array(
+        [
+            [sp.Add(*(rows[f] * cols[:, q])) + bc[f] for q in range(cols.shape[1])]
+            for f in range(rows.shape[0])
+        ],
+        dtype=object,
+    )
+    W1, b1, W2, b2 = (d.input_arrays[k] for k in ("W1", "b1", "W2", "b2"))
+    h = np.array([sp.Add(*(W1[i] * V["f"])) + b1[i] for i in range(len(b1))], dtype=object)
+    s = np.array([sp.Add(*(W2[i] * V["a"])) + b2[i] for i in range(len(b2))], dtype=object)
+    pairs = [
+        ("view(w^(rows) x^(cols) + b)", zhat.reshape(X["conv"].shape), X["conv"]),
+        ("W^(1) f + b^(1)", h, V["h_expr"]),
+        ("W^(2) a + b^(2)", s, V["s_expr"]),
+    ]
+    for what, vec, scalar in pairs:
+        for a, c in zip(vec.reshape(-1), scalar.reshape(-1)):
+            if sp.expand(a - c) != 0:
+                raise AssertionError(f"lenet: the vector form {what} gives {a}, not {c}")
+    return dict(rows=rows, cols=cols, zhat=zhat, h=h, s=s)
+
+
+def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
+    """The notes' forward pass in vector form beside the scalar one, with the check."""
+    P, V = d.params, d.extra["display"]
+    F, K = P["filters"], P["kernel"]
+    HO, WO = d.extra["shapes"]["conv"][1:]
+    v = vector_form(d)
+    rows, cols = v["rows"], v["cols"]
+    W1, b1, W2, b2 = (d.input_arrays[k] for k in ("W1", "b1", "W2", "b2"))
+    col = lambda a: bmatrix(a.reshape(-1, 1))  # noqa: E731
+    out: list[tuple[str, Any]] = [
+        ("h", (2, "Forward pass in vector form")),
+        (
+            "p",
+            r"As in the homework, the convolution is one matrix product. "
+            r"$w^{(rows)} = \operatorname{convweight2rows}(w)$ holds each filter flattened "
+            rf"as a row ($F \times (C_{{in}} K K) = {F} \times {K * K}$; "
+            r"$20 \times 25$ in the homework), and "
+            rf"$x^{{(cols)}} = \operatorname{{im2col}}(x, K={K}, S=1)$ holds each "
+            r"$K \times K$ window flattened as a column ($(C_{in} K K) \times "
+            rf"(S_{{out}} S_{{out}}) = {K * K} \times {HO * WO}$; $25 \times 576$ per sample "
+            r"in the homework):",
+        ),
+        (
+            "eq",
+            [
+                (r"w^{(rows)}", [bmatrix(rows)]),
+                (r"x^{(cols)}", [bmatrix(cols)]),
+            ],
+        ),
+    ]
+    if abbreviated(rows) or abbreviated(cols):
+        out.append(("p", ABBREVIATED))
+    first = v["zhat"][0, 0]
+    out += [
+        (
+            "p",
+            r"Then $\hat z = w^{(rows)} x^{(cols)} + b$ (the bias $b_f$ added to every column "
+            rf"of row $f$) is ${F} \times {HO * WO}$, and "
+            rf"$z = \operatorname{{view}}(\hat z, ({F}, {HO}, {WO}))$: entry $(f, q)$ of "
+            r"$\hat z$ is row $f$ of $w^{(rows)}$ times column $q$ of $x^{(cols)}$, the "
+            "window at position $q$ (row-major), plus $b_f$. For example",
+        ),
+        ("eq", [(r"\hat z_{1,1}", tex_split(first))]),
+        (
+            "p",
+            r"which is $z_{1,1,1}$ above. The pooling is "
+            r"$m = \max(\operatorname{im2col}(z, K=2, S=2), \text{axis}=\text{rows})$, one "
+            "maximum per column (window), and the fully connected layers are matrix-vector "
+            "products (the notes write them for a batch of samples as rows, "
+            r"$z^{(fc1)} = z^{(flat)} (W^{(1)})^\top + b^{(1)}$; each row of that is the "
+            "transpose of the column form for one sample):",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"h",
+                    [r"W^{(1)} f + b^{(1)} = " + bmatrix(W1) + " " + col(V["f"]) + " + " + col(b1)],
+                ),
+                (
+                    r"s",
+                    [r"W^{(2)} a + b^{(2)} = " + bmatrix(W2) + " " + col(V["a"]) + " + " + col(b2)],
+                ),
+                (r"p", [r"\frac{\exp(s)}{\operatorname{sum}(\exp(s))}"]),
+            ],
+        ),
+    ]
+    if abbreviated(W1) or abbreviated(W2):
+        out.append(("p", ABBREVIATED))
+    out.append(
+        (
+            "p",
+            r"derivgrad checked, entry by entry, that $\operatorname{view}(w^{(rows)} x^{(cols)} "
+            r"+ b)$, $W^{(1)} f + b^{(1)}$ and $W^{(2)} a + b^{(2)}$ are the scalar forms above "
+            "(each difference expanded to zero) when it wrote this section.",
+        )
+    )
+    return out
+
+
 # -- the document: the network layer by layer ---------------------------------------------
 def lenet_document(d: Derivation) -> Doc:
     """The network, layer by layer: forward in scalar form, each δ of the backward pass
@@ -232,6 +376,7 @@ def lenet_document(d: Derivation) -> Doc:
     rows += [(indexed("s", i), tex_split(e)) for i, e in entries(V["s_expr"], lambda i: i)]
     rows += [("L", [r"-\log p_{%d} = -s_{%d} + \log \sum_j e^{s_j}" % (P["label"], P["label"])])]
     doc.eq(rows)
+    doc.blocks.extend(_vector_section(d))
     doc.h("Backward pass, layer by layer", 2)
     doc.p(
         r"Each $\delta$ is the gradient of $L$ with respect to that layer's output, from the end "
@@ -329,7 +474,7 @@ class LeNet(Op):
         return lenet_document(d)
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("12", params={})]
+        return [Problem("12", "The course LeNet, layer by layer", params={})]
 
     def shapes(self, **params: Any) -> str:
         from ..model import lenet_rows

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
-from ..document import Block
+from ..document import Block, abbreviated, abbreviated_note, bmatrix
 from ..symbolic.derivation import Derivation
 from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair
@@ -193,6 +193,59 @@ def avgpool2d(**params: Any) -> Derivation:
     )
 
 
+def upsampled(der: Derivation) -> np.ndarray | None:
+    """For windows that tile the input (K = S, no padding, sizes divisible by K): δ upsampled,
+    each entry repeated over its K×K block, divided by K², checked equal to the closed form
+    (raises ``AssertionError`` if not); ``None`` when the windows do not tile the input."""
+    P = der.params
+    k, s, p, (H, W) = P["kernel"], P["stride"], P["padding"], P["input"]
+    if k != s or any(p) or H % k[0] or W % k[1]:
+        return None
+    delta = der.upstream_array.reshape((-1,) + der.upstream_array.shape[-2:])
+    up = np.stack([np.kron(c, np.ones(k, dtype=int)) for c in delta]) / (k[0] * k[1])
+    up = up.reshape(der.grad_array("x").shape)
+    for a, c in zip(up.reshape(-1), der.grad_array("x").reshape(-1)):
+        if sp.expand(a - c) != 0:
+            raise AssertionError(f"avgpool2d: upsampled δ gives {a}, the closed form {c}")
+    return up
+
+
+def _upsampled_section(der: Derivation) -> list[Block]:
+    up = upsampled(der)
+    if up is None:
+        return []
+    k = der.params["kernel"]
+    shown = up if up.ndim == 2 else up[0]
+    out: list[Block] = [
+        ("h", (2, "Windows that tile the input: upsampling")),
+        (
+            "p",
+            f"With $K = S$ and no padding the windows do not overlap and cover the input, so "
+            f"each entry of $\\partial L / \\partial x$ receives one $\\delta$: "
+            f"$\\partial L/\\partial x$ is $\\delta$ upsampled (each entry repeated over its "
+            f"${k[0]} \\times {k[1]}$ block) and divided by $K^2 = {k[0] * k[1]}$"
+            + (", channel by channel (channel 1 shown)" if up.ndim == 3 else "")
+            + " (checked equal to the closed form above, entry by entry):",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"\frac{\partial L}{\partial x}",
+                    [
+                        r"\frac{1}{%d} \operatorname{upsample}(\delta) = \frac{1}{%d} "
+                        % (k[0] * k[1], k[0] * k[1])
+                        + bmatrix(shown * (k[0] * k[1]))
+                    ],
+                )
+            ],
+        ),
+    ]
+    if abbreviated(shown):
+        out.append(("p", abbreviated_note()))
+    return out
+
+
 TIE_RULE = (
     r"Each window passes its $\delta$ to one entry only: its first maximum in row-major order "
     r"(left to right, then top to bottom), the entry that is strictly greater than every entry "
@@ -282,7 +335,7 @@ class MaxPool2d(_Pool):
         return [("h", (2, "Ties")), ("p", TIE_RULE)]
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("10", params=dict(input=(4, 4), kernel=2))]
+        return [Problem("10", "Max pooling backward", params=dict(input=(4, 4), kernel=2))]
 
 
 class AvgPool2d(_Pool):
@@ -301,8 +354,11 @@ class AvgPool2d(_Pool):
         dx = K.avgpool2d_backward(dy, x.shape, P["kernel"], P["stride"], P["padding"])
         return y.reshape(upstream.shape), {"x": dx.reshape(values["x"].shape)}
 
+    def sections(self, d: Derivation) -> list[Block]:
+        return _upsampled_section(d)
+
     def worked_problems(self) -> list[Problem]:
-        return [Problem("10b", params=dict(input=(4, 4), kernel=2))]
+        return [Problem("10b", "Average pooling backward", params=dict(input=(4, 4), kernel=2))]
 
 
 OPS = (MaxPool2d(), AvgPool2d())

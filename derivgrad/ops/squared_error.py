@@ -238,7 +238,7 @@ class SquaredError(Op):
         ]
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("7b", make=_seed004_doc)]
+        return [Problem("7b", "Convolution, ReLU and a squared error", make=_seed004_doc)]
 
 
 OPS = (SquaredError(),)
