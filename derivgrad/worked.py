@@ -89,8 +89,9 @@ def derivation(op: Any, p: Problem) -> Derivation:
 
 
 def heading(p: Problem) -> str:
-    """A worked problem's section title: what it is about, and its number in the notes."""
-    return f"{p.title} (worked problem {_number_key(p.number)[0]})"
+    """A worked problem's section title: what it is about, and its number in the notes (or
+    its source, for one that is not a numbered problem of the notes)."""
+    return f"{p.title} ({p.source or f'worked problem {_number_key(p.number)[0]}'})"
 
 
 def _proved(d: Derivation, title: str) -> Doc:

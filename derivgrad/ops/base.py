@@ -64,7 +64,9 @@ class Problem:
     ``build(**params)``; or ``make``: a function returning a :class:`derivgrad.document.Doc`
     of its own (shape arithmetic, a matrix, index notation), whose heading it writes itself.
     ``values``: numbers for a numeric instance of ``params`` (as ``derive(..., values=)``
-    takes them), carried through every step of the worked solution.
+    takes them), carried through every step of the worked solution.  ``source``: where the
+    problem comes from, when it is not the notes' worked problem of that number (``"the
+    lecture's example"``); the heading names it instead of a problem number.
     """
 
     number: str
@@ -72,6 +74,7 @@ class Problem:
     params: Mapping[str, Any] | None = None
     make: Callable[[], Any] | None = None
     values: Mapping[str, Any] | None = None
+    source: str | None = None
 
 
 # Steps of symbolic work (see symbolic_work) that SymPy gets through in about half a minute on

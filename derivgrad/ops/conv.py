@@ -712,9 +712,10 @@ class Conv2d(_Conv):
             ),
             Problem(
                 "7c",
-                "2-D convolution backward with the lecture's numbers",
+                "2-D convolution backward with numbers",
                 params=dict(input=(3, 3), kernel=(2, 2), bias=False),
                 values=LECTURE_NUMBERS,
+                source="the lecture's example",
             ),
             Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
             Problem(

@@ -675,7 +675,7 @@ class Residual(Op):
     def worked_problems(self) -> list[Problem]:
         return [
             Problem(
-                "3", "A skip connection y = W2 relu(W1 x) + x", params=dict(features=2, hidden=2)
+                "3", "A skip connection around two ReLU layers", params=dict(features=2, hidden=2)
             )
         ]
 
