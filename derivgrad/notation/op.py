@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..symbolic.derivation import Derivation
 
 # bump when the generated code changes meaning: old cache entries are then never loaded
-CODEGEN_VERSION = "5"
+CODEGEN_VERSION = "6"
 
 
 def cache_dir() -> Path:
@@ -166,14 +166,20 @@ class DefinedOp(Op):
             ) from None
         return out, ranges
 
-    def _run_forward(self, arrays: Mapping[str, Any]) -> tuple:
+    def _run_forward(self, arrays: Mapping[str, Any], compute: bool = True) -> tuple:
+        """Validated inputs, ranges, ``R`` and the defined tensors, filled by the forward
+        kernel unless ``compute`` is false (then left uninitialised)."""
+        import numba
+
         from .codegen import range_values
 
         x, ranges = self._prepare(arrays)
         dtype = next(iter(x.values())).dtype
-        R = np.array(range_values(self.program, ranges), dtype=np.int64)
+        # the ranges, then the thread count (how many partial sums a split contraction keeps)
+        R = np.array([*range_values(self.program, ranges), numba.get_num_threads()], dtype=np.int64)
         T = {n: np.empty(ranges.shapes[n], dtype) for n in self.program.defined}
-        self.kernels().forward(R, *x.values(), *T.values())
+        if compute:
+            self.kernels().forward(R, *x.values(), *T.values())
         return x, ranges, R, T
 
     def forward(self, **arrays: Any) -> np.ndarray:
@@ -183,7 +189,9 @@ class DefinedOp(Op):
 
     def backward(self, dy: Any, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
-        x, ranges, R, T = self._run_forward(arrays)
+        # the backward kernel reads the inputs and the intermediate tensors, never the output
+        # itself (no statement reads it): one statement needs no forward run first
+        x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
         dtype = T[self.output].dtype
         dy = np.asarray(dy)
         if dy.shape != T[self.output].shape:
