@@ -38,6 +38,7 @@ from numba import prange
 
 from derivgrad.kernels import _blas  # noqa: F401  (the BLAS of gemm: one thread per call)
 from derivgrad.kernels._gemm import gemm
+from derivgrad.notation.runtime import run_parallel
 
 
 @numba.njit(cache=True, inline="always")
@@ -444,6 +445,79 @@ def _nest(fn: str, items: list[str]) -> str:
     return out
 
 
+def phases(lines: list[str], deco: str) -> str:
+    """A function emitted with ``prange`` loops, rewritten as phases run by
+    :func:`derivgrad.notation.runtime.run_parallel` (which says why): each top-level
+    ``prange`` loop becomes a ``@njit`` function of ``(tid, nt, ...)`` running chunk ``tid`` of
+    ``nt`` of that loop; the serial code between them becomes ``@njit`` functions returning the
+    arrays they allocate, passed on to later phases; the scalar assignments at the top level
+    (ranges, extents) are repeated in every phase (LLVM drops the unused ones).  The function
+    of the same name, in plain Python, runs the phases in order."""
+    head = lines[0]
+    name = head[len("def ") : head.index("(")]
+    params = head[head.index("(") + 1 : head.index(")")]
+    blocks: list[list[str]] = []
+    for line in lines[1:]:
+        if line.startswith("    ") and not line.startswith("        "):
+            blocks.append([line])
+        else:
+            blocks[-1].append(line)
+    scalars: list[str] = []
+    arrays: list[str] = []
+    out: list[str] = []
+    driver = [f"def {name}({params}):"]
+    serial: list[list[str]] = []
+
+    def args() -> str:
+        return ", ".join([params, *arrays])
+
+    def flush() -> None:
+        if not serial:
+            return
+        k = len(out)
+        made = [b[0].split("=")[0].strip() for b in serial if "np.empty(" in b[0]]
+        body = [line for b in serial for line in b]
+        ret = f"    return ({''.join(m + ', ' for m in made)})" if made else "    return None"
+        out.append("\n".join([deco, f"def _{name}_{k}({args()}):", *scalars, *body, ret]))
+        driver.append(
+            f"    {''.join(m + ', ' for m in made)}{' = ' if made else ''}_{name}_{k}({args()})"
+        )
+        arrays.extend(made)
+        serial.clear()
+
+    for b in blocks:
+        first = b[0].strip()
+        m = re.fullmatch(r"for (\w+) in prange\((.*)\):", first)
+        if m:
+            flush()
+            var, rng = m.group(1), m.group(2)
+            lo, hi = rng.split(", ", 1) if ", " in rng else ("0", rng)
+            k = len(out)
+            body = [
+                f"    _lo = {lo}",
+                f"    _hi = {hi}",
+                f"    for {var} in range(_lo + _tid * (_hi - _lo) // _nt, "
+                f"_lo + (_tid + 1) * (_hi - _lo) // _nt):",
+                *b[1:],
+            ]
+            out.append("\n".join([deco, f"def _{name}_{k}(_tid, _nt, {args()}):", *scalars, *body]))
+            driver.append(f"    run_parallel(_{name}_{k}, {args()})")
+        elif first == "return None":
+            continue
+        elif (
+            len(b) == 1
+            and re.fullmatch(r"\w+ = .*", first)
+            and "np.empty(" not in first
+            and ".reshape(" not in first
+        ):
+            # a scalar: a range read from R, an extent, a block size (no array made)
+            scalars.append(b[0])
+        else:
+            serial.append(b)
+    flush()
+    return "\n\n\n".join(out + ["\n".join(driver)])
+
+
 def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = True) -> str:
     """The module text of the generated kernels (see the module docstring)."""
     em = _Emitter(prog, "numba", example)
@@ -453,19 +527,10 @@ def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = Tru
     em.backward(example)
     bwd = em.lines
     fm = '{"reassoc", "nsz", "contract", "arcp"}' if fastmath else "False"
-    deco = f"@numba.njit(parallel=True, cache=True, fastmath={fm})"
+    deco = f"@numba.njit(cache=True, nogil=True, fastmath={fm})"
     quoted = spec.strip().replace('"""', "'''")
     return (
-        HEADER.format(spec=quoted)
-        + "\n"
-        + deco
-        + "\n"
-        + "\n".join(fwd)
-        + "\n\n\n"
-        + deco
-        + "\n"
-        + "\n".join(bwd)
-        + "\n"
+        HEADER.format(spec=quoted) + "\n" + phases(fwd, deco) + "\n\n\n" + phases(bwd, deco) + "\n"
     )
 
 
