@@ -66,3 +66,41 @@ def test_errors_are_one_line_and_exit_2(capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["derive", "--define", "@/nonexistent/layer.dg", "--shape", "x=3"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def _failure(text: str) -> tuple[str, str]:
+    """(the failure message without the op's name, the smallest failing case's command)."""
+    lines = text.splitlines()
+    cmd = [x.split("smallest failing case: ", 1)[1] for x in lines if "smallest failing" in x]
+    i = next(i for i, x in enumerate(lines) if "smallest failing" in x)
+    return lines[i - 1].split(": ", 1)[1], cmd[0]
+
+
+def test_a_failing_check_prints_a_shell_command_that_fails_the_same_way(capsys):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # sqrt of standard normal inputs: NaN, a failure of the definition itself; two statements
+    # and a fixed range, so that the command must carry all of them, quoted for a shell
+    spec = "s[i] += x[i + u] - 0.5\ny[i] = sqrt(s[i])"
+    argv = ["check", "--define", spec, "--shape", "x=5", "--range", "u=2", "--examples", "3"]
+    assert main(argv) == 1
+    message, cmd = _failure(capsys.readouterr().out)
+    assert cmd.startswith("derivgrad check --define '") and "--range u=2" in cmd
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    rerun = subprocess.run(
+        f"{sys.executable} -m derivgrad {cmd.removeprefix('derivgrad ')}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
+    assert rerun.returncode == 1, rerun.stderr
+    again, cmd2 = _failure(rerun.stdout)
+    assert again == message
+    # the failing shapes are the rerun's example, tried first: the same smallest case
+    assert cmd2 == cmd

@@ -215,8 +215,10 @@ class DefinedOp(Op):
 
     # -- property tests -----------------------------------------------------------------------
     def strategy(self) -> SearchStrategy[dict[str, Any]]:
-        """Input shapes around the example's: each group of axes that must agree gets one
-        size drawn from ``[max(1, n - 2), n + 1]``; draws that fit no range are rejected."""
+        """The example shapes, then shapes around them: each group of axes that must agree
+        gets one size drawn from ``[max(1, n - 2), n + 1]``; draws that fit no range are
+        rejected.  Hypothesis tries the first branch of ``one_of`` first and shrinks towards
+        it, so a check given a failing case's shapes as its example tests those first."""
         from hypothesis import strategies as st
 
         groups = self.size_groups()
@@ -232,7 +234,23 @@ class DefinedOp(Op):
         draw = st.fixed_dictionaries(
             {g: st.integers(max(1, ex[g] - 2), ex[g] + 1) for g in sorted(reps)}
         ).map(shapes)
-        return draw.filter(self._fits)
+        return st.one_of(st.just(dict(self.example)), draw.filter(self._fits))
+
+    def command(
+        self, shapes: Mapping[str, tuple[int, ...]], seed: int = 0, verb: str = "check"
+    ) -> str:
+        """The shell command that checks (or derives, ``verb``) this definition with
+        ``shapes`` as its example shapes, which :meth:`strategy` draws first: the smallest
+        failing case of ``derivgrad check --define`` as a command that reproduces it."""
+        import shlex
+
+        spec = "; ".join(st.text for st in self.program.statements)
+        parts = ["derivgrad", verb, "--define", shlex.quote(spec)]
+        for k in self.inputs:
+            parts += ["--shape", shlex.quote(f"{k}={'x'.join(str(n) for n in shapes[k])}")]
+        for t, (lo, hi) in sorted(self.fixed.items()):
+            parts += ["--range", shlex.quote(f"{t}={hi}" if lo == 0 else f"{t}={lo}:{hi}")]
+        return " ".join(parts + (["--seed", str(int(seed))] if verb == "check" else []))
 
     def _fits(self, shapes: dict[str, tuple[int, ...]]) -> bool:
         try:
