@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from derivgrad.cli import main
 
 SPEC = "y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]"
@@ -104,3 +106,20 @@ def test_a_failing_check_prints_a_shell_command_that_fails_the_same_way(capsys):
     assert again == message
     # the failing shapes are the rerun's example, tried first: the same smallest case
     assert cmd2 == cmd
+
+
+def test_range_takes_a_count_or_low_and_high(capsys):
+    from derivgrad.commands._define_arguments import defined_op
+    from derivgrad.errors import UsageError
+
+    def op(r):
+        import argparse
+
+        a = argparse.Namespace(define="y[i] += x[i + u]", shape=["x=6"], range=[r])
+        return defined_op(a)
+
+    assert op("u=2").fixed == {"u": (0, 2)}
+    assert op("u=1:3").fixed == {"u": (1, 3)}
+    for bad in ("u=1:2:3", "u=a", "=2"):
+        with pytest.raises(UsageError, match="INDEX=LO:HI"):
+            op(bad)

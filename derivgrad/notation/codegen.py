@@ -1,9 +1,11 @@
 """Loop nests from a :class:`~derivgrad.notation.program.Program`: one emitter, two back ends.
 
-* ``"numba"``: Python source of two ``@njit(parallel=True, cache=True)`` functions,
-  ``forward(R, inputs..., defined...)`` and ``backward(R, inputs..., defined...,
-  adjoints of the defined..., gradients of the inputs...)``, for any sizes: ``R`` holds every
-  statement index's ``lo, hi`` (computed and validated in Python by ``Program.infer``).  Each
+* ``"numba"``: Python source of two functions, ``forward(R, inputs..., defined...)`` and
+  ``backward(R, inputs..., defined..., adjoints of the defined..., gradients of the
+  inputs...)``, for any sizes: ``R`` holds every statement index's ``lo, hi`` (computed and
+  validated in Python by ``Program.infer``), then the thread count.  They are emitted as
+  ``prange`` loop nests and run as phases (:func:`phases`: serial ``@njit(nogil=True,
+  cache=True)`` functions, the parallel ones in chunks on a thread pool).  Each
   statement is a ``prange`` over its first left index; each adjoint a ``prange`` over its first
   index, every entry summed by the one iteration that owns it (no races, no atomics).  Loop
   bounds come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is
@@ -250,8 +252,10 @@ class _Emitter:
             gemm = self.forward_gemm(k, st) if st.accumulate and summed else None
             if gemm is not None:
                 self.lines.pop()  # the prange above: the contraction has its own loops
-                self.zero(target.split("[")[0])
-                contract.emit(gemm, self.writer(), 1, self.uid(), names)
+                inchunk = gemm.par is not None  # each chunk zeroes the slice it owns
+                if not inchunk:
+                    self.zero(target.split("[")[0])
+                contract.emit(gemm, self.writer(), 1, self.uid(), names, inchunk)
             elif not (st.accumulate and summed):
                 d = self.nest(2, rest, bounds, [], names)
                 self.w(d, f"{target} = {val}")
@@ -287,10 +291,14 @@ class _Emitter:
         for name in order:
             plans = self.adjoint_gemms(name)
             if plans:
-                self.zero(f"d_{name}")
+                # one contraction with chunks owning slices zeroes them itself; several
+                # writing one adjoint need it zeroed once, before all of them
+                inchunk = len(plans) == 1 and plans[0].par is not None
+                if not inchunk:
+                    self.zero(f"d_{name}")
                 for pl in plans:
                     names = {idx_sym(t): _code(t) for t in pl.c.indices}
-                    contract.emit(pl, self.writer(), 1, self.uid(), names)
+                    contract.emit(pl, self.writer(), 1, self.uid(), names, inchunk)
                 continue
             free, terms = adjoint_terms(prog, name, example)
             names = {f: _code("P" + f.name) for f in free}

@@ -26,10 +26,12 @@ statements this does not apply to (an elementwise product, a depthwise conv: no 
 Parallel, race-free (each entry of the written array written by one ``prange`` iteration):
 
 * *batch*: a batch index that is alone on an axis of the written array runs the ``prange``:
-  iteration ``b`` writes only entries with that axis ``b``.  A factor with no batch index
-  (the weights) is packed once before the loop.  ``Y`` is packed in blocks of its first
-  index so that a block stays within ``BLOCK`` elements (a large image never allocates its
-  whole im2col).
+  iteration ``b`` writes only entries with that axis ``b`` (and zeroes them first, where it is
+  the array's only writer).  Without a batch index, chunks of a ``Y`` index alone on an axis
+  (or of an ``X`` index, the roles swapped) run it the same way.  ``Y`` is packed in blocks
+  of its first index so that a block stays within ``BLOCK`` elements (a large image never
+  allocates its whole im2col); each chunk packs its own copy of the ``X`` factor (the
+  weights: small), which keeps the whole contraction one parallel phase to compile.
 * *split K* (no batch index, e.g. a weight gradient ``dw[o, c, u, v]`` summed over
   ``n, i, j``): the first ``K`` index is cut into one chunk per thread; a chunk accumulates
   its GEMMs (in blocks of that index) into its own partial ``C``; the partials are summed
@@ -74,6 +76,7 @@ class Plan:
     c: Contraction
     batch: list[str]
     par: str | None  # the index that runs the prange: batch or Y[0] (None: split K)
+    axis: int  # the axis of the written array that par is alone on (-1: split K)
     X: list[str]
     Y: list[str]
     K: list[str]
@@ -136,7 +139,8 @@ def plan(c: Contraction) -> Plan | None:
         if par is not None:
             Y.remove(par)
             Y.insert(0, par)
-    return Plan(c, batch, par, X, Y, K, fx, fy)
+    axis = next((j for j, names in enumerate(c.out.order) if names == (par,)), -1)
+    return Plan(c, batch, par, axis, X, Y, K, fx, fy)
 
 
 class Writer:
@@ -146,8 +150,12 @@ class Writer:
         self.w, self.p = w, p
 
 
-def emit(pl: Plan, wr: Writer, depth: int, uid: int, names: dict[sp.Symbol, str]) -> None:
-    """The code of one planned contraction at ``depth`` (the function body's level)."""
+def emit(
+    pl: Plan, wr: Writer, depth: int, uid: int, names: dict[sp.Symbol, str], zero: bool
+) -> None:
+    """The code of one planned contraction at ``depth`` (the function body's level);
+    ``zero``: each chunk first zeroes the slice of the written array it owns (only for a plan
+    with ``par``, and only where no other contraction writes that array)."""
     c = pl.c
     w, p = wr.w, wr.p
     sym = {t: c.indices[t][0] for t in c.indices}
@@ -194,26 +202,33 @@ def emit(pl: Plan, wr: Writer, depth: int, uid: int, names: dict[sp.Symbol, str]
     if pl.par is not None:
         par = pl.par
         fx_batch = any(t in pl.batch for t in _uses(pl.fx))
-        if not fx_batch:  # loop-invariant across the prange: packed once
-            w(depth, f"{pa} = np.empty({n}X * {n}K, {dt})")
-            d = loops(depth, X + K, pl.fx, {})
-            w(d, f"{pa}[{pos(X)} * {n}K + {pos(K)}] = {read(pl.fx)}")
         y0 = Y[0]
         rest = f"{n}Y // {ext[y0]}"
         w(depth, f"{n}b = max(1, min({ext[y0]}, {BLOCK} // max(1, {n}K * {rest})))")
+        rank = len(c.out.subs)
+        owned = ", ".join(p(c.out.subs[j], names) if j == pl.axis else ":" for j in range(rank))
         if par in pl.batch:  # one batch value an iteration, Y[0] in blocks
             w(depth, f"for {var[par]} in prange({lo[par]}, {lo[par]} + {ext[par]}):")
             y_lo, y_hi = lo[y0], f"{lo[y0]} + {ext[y0]}"
+            if zero:
+                w(depth + 1, f"{c.out.array}[{owned}] = 0.0")
         else:  # par is Y[0]: one chunk of it an iteration, in blocks
             w(depth, f"{n}c = max(1, min(nthreads, {ext[par]}))")
             w(depth, f"for _ch{uid} in prange({n}c):")
             y_lo = f"{lo[par]} + _ch{uid} * {ext[par]} // {n}c"
             y_hi = f"{lo[par]} + (_ch{uid} + 1) * {ext[par]} // {n}c"
+            if zero:
+                w(depth + 1, f"for {var[par]} in range({y_lo}, {y_hi}):")
+                w(depth + 2, f"{c.out.array}[{owned}] = 0.0")
         d0 = depth + 1
-        if fx_batch:
-            w(d0, f"{pa} = np.empty({n}X * {n}K, {dt})")
+        # the first factor is packed by every chunk (once, unless it holds a batch index):
+        # a copy per thread, against a serial phase more to compile and run
+        w(d0, f"{pa} = np.empty({n}X * {n}K, {dt})")
         w(d0, f"{pb} = np.empty({n}K * {n}b * {rest}, {dt})")
         w(d0, f"{pc} = np.empty({n}X * {n}b * {rest}, {dt})")
+        if not fx_batch:
+            dd = loops(d0, X + K, pl.fx, {})
+            w(dd, f"{pa}[{pos(X)} * {n}K + {pos(K)}] = {read(pl.fx)}")
         d = loops(d0, [t for t in pl.batch if t != par], c.out, {})
         if fx_batch:
             dd = loops(d, X + K, pl.fx, {})
