@@ -38,9 +38,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from derivgrad.kernels import _blas  # noqa: F401  (the BLAS of gemm: one thread per call)
-from derivgrad.kernels._gemm import gemm
-from derivgrad.notation.runtime import run_parallel
+from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
+from derivgrad.notation.runtime import PhaseCompiler, run_parallel
 
 
 @numba.njit(cache=True, inline="always")
@@ -535,7 +534,7 @@ def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = Tru
     em.backward(example)
     bwd = em.lines
     fm = '{"reassoc", "nsz", "contract", "arcp"}' if fastmath else "False"
-    deco = f"@numba.njit(cache=True, nogil=True, fastmath={fm})"
+    deco = f"@numba.njit(cache=True, nogil=True, fastmath={fm}, pipeline_class=PhaseCompiler)"
     quoted = spec.strip().replace('"""', "'''")
     return (
         HEADER.format(spec=quoted) + "\n" + phases(fwd, deco) + "\n\n\n" + phases(bwd, deco) + "\n"

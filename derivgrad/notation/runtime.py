@@ -18,6 +18,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
+from numba.core.compiler import Compiler
+
+
+class PhaseCompiler(Compiler):
+    """Numba's pipeline with the two flags its ``prange`` bodies get (``parfor_lowering``):
+    ``noalias`` (the array arguments do not overlap) and the NumPy error model (no
+    zero-division checks: every integer divisor here is a positive extent, and a float
+    division by zero gives inf as NumPy's does).  Sound for a phase: every array it writes
+    was allocated by :class:`~derivgrad.notation.op.DefinedOp` for the call; the only arrays
+    that may overlap are the inputs and the upstream gradient, which are only read.
+    Measured on the depthwise conv's backward (one thread): 10.7 ms without, 8.7 ms with,
+    as fast as the ``prange`` version; the loops vectorise without run-time overlap checks."""
+
+    def define_pipelines(self) -> list:
+        self.state.flags.noalias = True
+        self.state.flags.error_model = "numpy"
+        return super().define_pipelines()
+
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
