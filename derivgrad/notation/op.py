@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..symbolic.derivation import Derivation
 
 # bump when the generated code changes meaning: old cache entries are then never loaded
-CODEGEN_VERSION = "10"
+CODEGEN_VERSION = "11"
 
 
 def cache_dir() -> Path:
