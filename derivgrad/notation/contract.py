@@ -34,11 +34,14 @@ Parallel, race-free (each entry of the written array written by one ``prange`` i
   (or of an ``X`` index, the roles swapped) run it the same way.  ``Y`` is packed in blocks
   of its first index so that a block stays within ``BLOCK`` elements (a large image never
   allocates its whole im2col); each chunk packs its own copy of the ``X`` factor (the
-  weights: small), which keeps the whole contraction one parallel phase to compile.
-* *split K* (no batch index, e.g. a weight gradient ``dw[o, c, u, v]`` summed over
-  ``n, i, j``): the first ``K`` index is cut into one chunk per thread; a chunk accumulates
-  its GEMMs (in blocks of that index) into its own partial ``C``; the partials are summed
-  and scattered after the parallel loop, serially (``X·Y`` work against ``X·Y·K``).
+  weights in a conv's forward, the upstream gradient in its weight gradient ``dw[o, c, u,
+  v]``, whose chunks are of ``c``), which keeps the contraction one parallel phase to
+  compile, at one extra copy of that factor per thread.
+* *split K* (no index alone on an axis of the written array, e.g. ``da[i + u]`` of
+  ``y[o, i] += a[i + u] * b[o, u]``): the first ``K`` index is cut into one chunk per
+  thread; a chunk accumulates its GEMMs (in blocks of that index) into its own partial
+  ``C``; the partials are summed and scattered after the parallel loop, serially (``X·Y``
+  work against ``X·Y·K``; the scatter's entries may collide).
 """
 
 from __future__ import annotations
