@@ -180,14 +180,19 @@ def check_op(
         res.message = last_fail.get(
             "message", str(e).splitlines()[0] if str(e) else type(e).__name__
         )
-        res.command = _command(name, res.failing_params)
+        res.command = _command(name, res.failing_params, seed, kernel is None)
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _command(name, params):
+def _command(name, params, seed=0, own_kernel=True):
     if params is None:
         return ""
+    reproduce = getattr(get(name), "command", None)
+    if reproduce is not None:
+        # a defined op: the command that defines it and checks its own kernels on these
+        # shapes, or (a user's kernel failed, which no command runs) derives them
+        return reproduce(params, seed) if own_kernel else reproduce(params, verb="derive")
     parts = [f"derivgrad derive {name}"]
     for k, v in params.items():
         if k == "bias":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 from . import ops as _ops_package
 from .errors import ParamError
@@ -56,3 +57,15 @@ def register(op: Op) -> Op:
         raise ParamError(f"{op.name!r} is a built-in op; choose another name")
     OPS[op.name] = op
     return op
+
+
+def _adopt_pending() -> None:
+    """Register the ops :func:`derivgrad.define` made before this module was imported."""
+    notation = sys.modules.get("derivgrad.notation")
+    if notation is not None:
+        for op in notation.PENDING:
+            register(op)
+        notation.PENDING.clear()
+
+
+_adopt_pending()

@@ -219,6 +219,34 @@ def test_definition_is_registered_and_reachable_by_name(ops):
     assert derivgrad.derive("t_gelu").verify()
 
 
+def test_a_definition_before_the_registry_is_registered_when_it_is_imported():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # a fresh process: define() alone does not load the built-in ops (start-up time), and the
+    # op is in the registry once something imports it
+    code = (
+        "import sys\n"
+        "from derivgrad.notation import define\n"
+        "op = define('y[i] = x[i] * 3', x=(2,))\n"
+        "assert 'derivgrad.registry' not in sys.modules\n"
+        "import derivgrad\n"
+        "assert derivgrad.OPS[op.name] is op and derivgrad.derive(op.name).verify()\n"
+        "try:\n"
+        "    define('y[i] = x[i]', x=(2,), name='conv2d')\n"
+        "except ValueError as e:\n"
+        "    assert 'built-in' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('a built-in name was taken')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=None
+    )
+    assert r.returncode == 0, r.stderr
+
+
 def test_generated_module_is_cached_on_disk_by_the_definitions_hash(ops, tmp_path, monkeypatch):
     from derivgrad.notation import cache_dir
 

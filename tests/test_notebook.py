@@ -78,12 +78,13 @@ def test_the_lecture_numbers_match_an_independent_reference(cells):
 
 
 def test_the_user_defined_layer(cells):
-    data = _cell(cells, "register(WeightedSquare())")
+    src = next(source for source, _ in cells if "derivgrad.define(" in source)
+    assert "class " not in src  # written in index notation, not as an Op subclass
+    data = _cell(cells, "derivgrad.define(")
     assert "<math" in data["text/html"]
     assert "give the same arrays" in data["text/plain"].replace("\n", " ")
     dz, dw = _value(_cell(cells, 'numbers(mine, "z")'))
     # its rule, y = w ⊙ z²: dz = 2 δ w z, dw = δ z², on the notebook's own numbers, exactly
-    src = next(source for source, _ in cells if "register(WeightedSquare())" in source)
     call = next(
         n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.keyword) and n.arg == "values"
     )
@@ -91,3 +92,7 @@ def test_the_user_defined_layer(cells):
     z, w, up = given["z"], given["w"], given["upstream"]
     assert list(dz) == [2 * u * b * a for a, b, u in zip(z, w, up)]
     assert list(dw) == [u * a**2 for a, u in zip(z, up)]
+    # the generated kernels on the same numbers (exact in float64: halves and small integers)
+    shown = eval(_cell(cells, "layer.backward(")["text/plain"], {"array": np.array})
+    assert list(shown["z"]) == [float(v) for v in dz]
+    assert list(shown["w"]) == [float(v) for v in dw]

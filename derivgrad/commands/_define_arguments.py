@@ -30,7 +30,7 @@ def add_define_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="INDEX=N",
-        help="fix an index's range where no read determines it, e.g. u=2",
+        help="fix an index's range where no read determines it: u=2 (0 to 1) or u=1:3",
     )
 
 
@@ -60,10 +60,14 @@ def defined_op(a: argparse.Namespace) -> Any:
     shapes = dict(_sizes("shape", s) for s in a.shape)
     if not shapes:
         raise UsageError("--define needs the example shape of every input: --shape x=2x3x7x7 ...")
-    ranges = {}
+    ranges: dict[str, Any] = {}
     for r in a.range:
-        name, sizes = _sizes("range", r)
-        if len(sizes) != 1:
-            raise UsageError(f"--range takes INDEX=N, got {r!r}")
-        ranges[name] = sizes[0]
+        name, sep, value = r.partition("=")
+        try:
+            bounds = tuple(int(v) for v in value.split(":"))
+            if not sep or not name.strip() or len(bounds) not in (1, 2):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--range takes INDEX=N or INDEX=LO:HI, got {r!r}") from None
+        ranges[name.strip()] = bounds[0] if len(bounds) == 1 else bounds
     return define(spec, ranges=ranges, **shapes)  # type: ignore[arg-type]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .op import DefinedOp, cache_dir
 from .parse import DefineError
+
+# ops defined before the registry was first imported; it registers them when it is imported.
+# Importing it loads every built-in op with its kernels and hypothesis: 0.3-0.5 s that a
+# script running only its own layer (and the warm start from the disk cache) need not pay.
+PENDING: list[DefinedOp] = []
 
 
 def define(
@@ -27,9 +33,14 @@ def define(
     raises a one-line :class:`DefineError` (a ``ValueError``) naming the statement and the
     column.
     """
-    from ..registry import register
+    op = DefinedOp(spec, shapes, name=name, title=title, ranges=ranges)
+    if name is None and "derivgrad.registry" not in sys.modules:
+        # a ``defined_<hash>`` name cannot be a built-in's: registered with the built-ins
+        PENDING.append(op)
+        return op
+    from ..registry import register  # a chosen name is checked against the built-ins now
 
-    return register(DefinedOp(spec, shapes, name=name, title=title, ranges=ranges))  # type: ignore[return-value]
+    return register(op)  # type: ignore[return-value]
 
 
 __all__ = ["define", "DefinedOp", "DefineError", "cache_dir"]

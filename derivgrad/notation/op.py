@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..symbolic.derivation import Derivation
 
 # bump when the generated code changes meaning: old cache entries are then never loaded
-CODEGEN_VERSION = "5"
+CODEGEN_VERSION = "11"
 
 
 def cache_dir() -> Path:
@@ -166,14 +166,20 @@ class DefinedOp(Op):
             ) from None
         return out, ranges
 
-    def _run_forward(self, arrays: Mapping[str, Any]) -> tuple:
+    def _run_forward(self, arrays: Mapping[str, Any], compute: bool = True) -> tuple:
+        """Validated inputs, ranges, ``R`` and the defined tensors, filled by the forward
+        kernel unless ``compute`` is false (then left uninitialised)."""
+        import numba
+
         from .codegen import range_values
 
         x, ranges = self._prepare(arrays)
         dtype = next(iter(x.values())).dtype
-        R = np.array(range_values(self.program, ranges), dtype=np.int64)
+        # the ranges, then the thread count (how many partial sums a split contraction keeps)
+        R = np.array([*range_values(self.program, ranges), numba.get_num_threads()], dtype=np.int64)
         T = {n: np.empty(ranges.shapes[n], dtype) for n in self.program.defined}
-        self.kernels().forward(R, *x.values(), *T.values())
+        if compute:
+            self.kernels().forward(R, *x.values(), *T.values())
         return x, ranges, R, T
 
     def forward(self, **arrays: Any) -> np.ndarray:
@@ -183,7 +189,9 @@ class DefinedOp(Op):
 
     def backward(self, dy: Any, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
-        x, ranges, R, T = self._run_forward(arrays)
+        # the backward kernel reads the inputs and the intermediate tensors, never the output
+        # itself (no statement reads it): one statement needs no forward run first
+        x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
         dtype = T[self.output].dtype
         dy = np.asarray(dy)
         if dy.shape != T[self.output].shape:
@@ -207,8 +215,10 @@ class DefinedOp(Op):
 
     # -- property tests -----------------------------------------------------------------------
     def strategy(self) -> SearchStrategy[dict[str, Any]]:
-        """Input shapes around the example's: each group of axes that must agree gets one
-        size drawn from ``[max(1, n - 2), n + 1]``; draws that fit no range are rejected."""
+        """The example shapes, then shapes around them: each group of axes that must agree
+        gets one size drawn from ``[max(1, n - 2), n + 1]``; draws that fit no range are
+        rejected.  Hypothesis tries the first branch of ``one_of`` first and shrinks towards
+        it, so a check given a failing case's shapes as its example tests those first."""
         from hypothesis import strategies as st
 
         groups = self.size_groups()
@@ -224,7 +234,23 @@ class DefinedOp(Op):
         draw = st.fixed_dictionaries(
             {g: st.integers(max(1, ex[g] - 2), ex[g] + 1) for g in sorted(reps)}
         ).map(shapes)
-        return draw.filter(self._fits)
+        return st.one_of(st.just(dict(self.example)), draw.filter(self._fits))
+
+    def command(
+        self, shapes: Mapping[str, tuple[int, ...]], seed: int = 0, verb: str = "check"
+    ) -> str:
+        """The shell command that checks (or derives, ``verb``) this definition with
+        ``shapes`` as its example shapes, which :meth:`strategy` draws first: the smallest
+        failing case of ``derivgrad check --define`` as a command that reproduces it."""
+        import shlex
+
+        spec = "; ".join(st.text for st in self.program.statements)
+        parts = ["derivgrad", verb, "--define", shlex.quote(spec)]
+        for k in self.inputs:
+            parts += ["--shape", shlex.quote(f"{k}={'x'.join(str(n) for n in shapes[k])}")]
+        for t, (lo, hi) in sorted(self.fixed.items()):
+            parts += ["--range", shlex.quote(f"{t}={hi}" if lo == 0 else f"{t}={lo}:{hi}")]
+        return " ".join(parts + (["--seed", str(int(seed))] if verb == "check" else []))
 
     def _fits(self, shapes: dict[str, tuple[int, ...]]) -> bool:
         try:
