@@ -5,6 +5,7 @@ same equations and numbers as the LaTeX: symbols with subscripts, sums, products
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import sympy as sp
@@ -101,6 +102,11 @@ class _Reader:
             self.toks.extend([("func", "exp"), ("op", "(")])
             self.walk(n.children[1])
             self.toks.append(("op", ")"))
+        elif t == "msup" and re.fullmatch(r"\(\d+\)", n.children[1].all_text().replace(" ", "")):
+            # W^{(1)}: a layer's label, part of the symbol's name (as the LaTeX reader has it)
+            base = n.children[0].all_text().strip()
+            sup = n.children[1].all_text().replace(" ", "")
+            self.toks.append(("sym", f"{GREEK.get(base, base)}^{{{sup}}}"))
         elif t == "msup":
             self.toks.append(("op", "("))
             self.walk(n.children[0])

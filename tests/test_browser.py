@@ -165,6 +165,8 @@ def test_latex_and_html_state_the_same_equations(pages, name):
             assert Counter(_numbers(latex)) == Counter(_numbers(shown)), f"{name}: {latex!r}"
             if r >= 3 or len(frags) > 1:
                 continue  # a sample: the first rows of each block
+            if r"\partial" in latex or re.search(r"\\[cvd]dots", latex):
+                continue  # a chain-rule statement (∂p/∂z)ᵀ ∂L/∂p, or an abbreviated matrix
             try:
                 want = [parse_latex(p) for p in latex.replace(r"\cdot", " ").split(" = ")]
             except (ValueError, IndexError, TypeError):
