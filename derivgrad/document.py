@@ -155,6 +155,20 @@ def abbreviated_note(side: int = MAX_MATRIX_SIDE) -> str:
 ABBREVIATED = abbreviated_note()
 
 
+def block_matrix(cells: list[list[str]]) -> str:
+    r"""A matrix of LaTeX blocks (each cell a typeset matrix or ``\mathbf{0}``), rows spaced
+    so the blocks do not touch: the course's drawing of a Jacobian or a doubly blocked T."""
+    rows = [" & ".join(row) for row in cells]
+    ncols = len(cells[0]) if cells else 0
+    return (
+        r"\left[\begin{array}{"
+        + "c" * ncols
+        + "} "
+        + r" \\[2.2ex] ".join(rows)
+        + r" \end{array}\right]"
+    )
+
+
 def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:
     """Input-first Jacobian as a (block) matrix: for a 2-D input, an outer matrix indexed by
     the input position whose blocks are shaped like the output (the course's drawing)."""
@@ -164,14 +178,7 @@ def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int,
         for i in itertools.product(*(range(n) for n in in_shape)):
             blk = J[i]
             outer[i] = sp.Symbol(bmatrix(blk if blk.ndim else np.array([blk])))
-        rows = [" & ".join(str(v) for v in row) for row in outer]
-        return (
-            r"\left[\begin{array}{"
-            + "c" * in_shape[1]
-            + "} "
-            + r" \\[2.2ex] ".join(rows)
-            + r" \end{array}\right]"
-        )
+        return block_matrix([[str(v) for v in row] for row in outer])
     flat = J.reshape(int(np.prod(in_shape)) if in_shape else 1, -1)
     return bmatrix(flat)
 

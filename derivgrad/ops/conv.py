@@ -38,6 +38,7 @@ from ..document import (
     Doc,
     abbreviated,
     abbreviated_note,
+    block_matrix,
     bmatrix,
     indexed,
     tex,
@@ -342,14 +343,8 @@ def _blocks_tex(T: np.ndarray, out: tuple[int, ...], size: tuple[int, ...]) -> s
         for a in range(size[0]):
             blk = T[i * out[1] : (i + 1) * out[1], a * size[1] : (a + 1) * size[1]]
             cells.append(r"\mathbf{0}" if all(e == 0 for e in blk.reshape(-1)) else bmatrix(blk))
-        rows.append(" & ".join(cells))
-    return (
-        r"\left[\begin{array}{"
-        + "c" * size[0]
-        + "} "
-        + r" \\[2.2ex] ".join(rows)
-        + r" \end{array}\right]"
-    )
+        rows.append(cells)
+    return block_matrix(rows)
 
 
 WIDE_SIDE = 10  # columns of T printed before ⋯ when its entries are short (w_{i,j})
