@@ -33,7 +33,7 @@ from numba import prange, uint64
 
 from ._config import parallel
 
-# Rows of Bᵀ: row a of (Bᵀ d) is d[_I1[a]] + _S2[a] * d[_I2[a]].
+# Rows of Bᵀ: row a of (Bᵀ d) is d[_I1[a]] + d[_I2[a]] for a = 1, d[_I1[a]] - d[_I2[a]] else.
 _I1 = (0, 1, 2, 1)
 _I2 = (2, 2, 1, 3)
 
