@@ -46,6 +46,8 @@ def _executor(n: int) -> ThreadPoolExecutor:
     global _pool, _workers
     with _lock:
         if _pool is None or _workers < n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)  # its idle threads end; running chunks finish
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="derivgrad-define")
             _workers = n
         return _pool
