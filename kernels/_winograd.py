@@ -30,6 +30,7 @@ out as NaN (the transforms subtract it from itself).
 import numba
 import numpy as np
 
+from ._geometry import output_shape2d
 from ._winograd_kernels import winograd_forward
 from ._workspace import buffer
 
@@ -72,7 +73,7 @@ def forward(
     for the size that fits ``BLOCK_BYTES``."""
     N, C, H, W = x.shape
     CO = w.shape[0]
-    HO, WO = H + 2 * pad - 2, W + 2 * pad - 2
+    HO, WO = output_shape2d((H, W), (3, 3), (1, 1), (pad, pad), (1, 1))
     TH, TW = (HO + 1) // 2, (WO + 1) // 2
     if block_tiles <= 0:
         block_tiles = max(MIN_BLOCK_TILES, BLOCK_BYTES // (16 * (C + CO) * x.itemsize))
