@@ -2,7 +2,8 @@
 
 The reference is PyTorch on the CPU when it is importable (same thread count), otherwise a
 plain NumPy implementation (sliding windows + tensordot).  Forward and backward are timed
-separately, interleaved with the reference, and the median of the repeats is reported.
+separately, alternating with the reference (each call timed warm, after the other side's
+thread pool has gone idle), and the median of the repeats is reported.
 Used by ``derivgrad bench`` and ``benchmarks/bench_kernels.py``.
 """
 
@@ -30,20 +31,36 @@ POOL_CASE = (64, 20, 24, 24)
 LINEAR_CASE = (64, 2880, 500)
 
 
+# An OpenMP pool keeps its threads spinning for a while after each parallel region: measured
+# here at 6-9 ms for Numba's pool and for PyTorch's after a 2-thread stem convolution
+# (process CPU time still rising after the call returned).  Timed back to back, one side's
+# call ran while the other side's threads still spun on the same cores: at 2 threads our
+# stem forward read 50.6 ms instead of 15-18 and PyTorch's 29.6 instead of 18-20.  Sleeping
+# the spin out instead let the cores go idle, and the next call paid for waking them (on
+# this VM, conv1's 2-thread forward read 1.03 ms against 0.33 ms back to back).  So each
+# side first runs untimed calls for ``SETTLE_S``, long enough for the other side's pool to
+# stop spinning, and then its timed call: warm and undisturbed, as in a training step.
+SETTLE_S = 0.025
+
+
+def _warm_time(f):
+    t0 = time.perf_counter()
+    f()
+    while time.perf_counter() - t0 < SETTLE_S:
+        f()
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
 def _median_pair(ours, ref, repeats):
-    """Interleave calls of ``ours`` and ``ref``; return their median seconds."""
-    ours()
-    if ref:
-        ref()
+    """Alternate ``ours`` and ``ref``, each timed warm once the other side's pool has gone
+    idle (``SETTLE_S``); return their median seconds."""
     a, b = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        ours()
-        a.append(time.perf_counter() - t)
+        a.append(_warm_time(ours))
         if ref:
-            t = time.perf_counter()
-            ref()
-            b.append(time.perf_counter() - t)
+            b.append(_warm_time(ref))
     return statistics.median(a), (statistics.median(b) if b else None)
 
 
@@ -182,7 +199,7 @@ def gemm_ceiling(torch: Any, repeats: int) -> dict[str, Any]:
 
 
 def _times(f, repeats):
-    f()
+    _warm_time(f)
     out = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -257,7 +274,7 @@ def print_table(m: Mapping[str, Any], repeats: int, out: Callable[..., None] = p
     out(
         f"reference: {m['reference']}"
         + ("" if torch else " -- install torch to compare with PyTorch")
-        + f"; float32; median of {repeats} interleaved repeats; threads {','.join(map(str, Ts))}"
+        + f"; float32; median of {repeats} alternating warm repeats; threads {','.join(map(str, Ts))}"
     )
     out("ratio = derivgrad time / reference time at the same thread count (below 1: faster)")
     blas = m.get("blas", [])
