@@ -274,7 +274,8 @@ def print_table(m: Mapping[str, Any], repeats: int, out: Callable[..., None] = p
     out(
         f"reference: {m['reference']}"
         + ("" if torch else " -- install torch to compare with PyTorch")
-        + f"; float32; median of {repeats} alternating warm repeats; threads {','.join(map(str, Ts))}"
+        + f"; float32; median of {repeats} alternating warm repeats"
+        + f"; threads {','.join(map(str, Ts))}"
     )
     out("ratio = derivgrad time / reference time at the same thread count (below 1: faster)")
     blas = m.get("blas", [])

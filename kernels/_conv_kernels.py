@@ -18,10 +18,11 @@ from ._window_kernels import col2im_block, im2col_block
 
 
 @parallel
-def conv_forward(x, wmat, b, geo, rows, ws, tmp, y):
+def conv_forward(x, wmat, b, geo, tab, rows, ws, tmp, y):
     r"""``y[n, :, p] = wmat (CO, R) @ cols[:, (n, p)] + b`` for units of ``rows`` output rows.
 
-    ``ws (nchunks, >= R*rows*WO)`` and ``tmp (nchunks, >= CO*rows*WO)`` are workspaces.
+    ``ws (nchunks, >= R*rows*WO)`` and ``tmp (nchunks, >= CO*rows*WO)`` are workspaces;
+    ``tab`` as :func:`._window_kernels.im2col_block` takes it.
     """
     N, C, H, W = x.shape
     CO, R = wmat.shape
@@ -38,9 +39,8 @@ def conv_forward(x, wmat, b, geo, rows, ws, tmp, y):
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
                 h0 = max(g0 - n * HO, 0)
                 h1 = min(g1 - n * HO, HO)
-                im2col_block(
-                    x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, (n * HO + h0 - g0) * WO
-                )
+                c0 = (n * HO + h0 - g0) * WO
+                im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0, tab)
             out = tmp[ch, : CO * m].reshape(CO, m)
             np.dot(wmat, cols, out)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
@@ -57,7 +57,7 @@ def conv_forward(x, wmat, b, geo, rows, ws, tmp, y):
 
 
 @parallel
-def conv_weight_grad(dy, x, geo, rows, ws, dyws, dwp):
+def conv_weight_grad(dy, x, geo, tab, rows, ws, dyws, dwp):
     r"""Partial weight gradients ``dwp[ch] = Σ_{units of ch} dY_u (CO, m) @ cols_u (R, m)^T``.
 
     ``dyws (nchunks, >= CO*rows*WO)`` gathers the unit's upstream block contiguously.
@@ -83,7 +83,7 @@ def conv_weight_grad(dy, x, geo, rows, ws, dyws, dwp):
                 h0 = max(g0 - n * HO, 0)
                 h1 = min(g1 - n * HO, HO)
                 c0 = (n * HO + h0 - g0) * WO
-                im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0)
+                im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0, tab)
                 L = (h1 - h0) * WO
                 for co in range(CO):
                     dyb[co, c0 : c0 + L] = dy[n, co, h0 * WO : h1 * WO]

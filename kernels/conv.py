@@ -31,7 +31,7 @@ from . import _validate as v
 from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
 from ._geometry import output_shape2d
 from ._types import IntOrPair
-from ._window_kernels import channel_sums
+from ._window_kernels import channel_sums, column_table
 from ._workspace import buffer
 
 # A unit's im2col block: 1 MiB measured best (256 KiB-4 MiB tried, benchmarks/bench_kernels.py).
@@ -92,7 +92,7 @@ def _forward(x, w, b, k, s, p, d):
     ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
     tmp = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
     y = np.empty((N, CO, HO * WO), dtype=x.dtype)
-    conv_forward(x, w.reshape(CO, R), bias, geo, rows, ws, tmp, y)
+    conv_forward(x, w.reshape(CO, R), bias, geo, column_table(geo, W), rows, ws, tmp, y)
     return y.reshape(N, CO, HO, WO)
 
 
@@ -109,7 +109,7 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
     dyws = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
     dwp = np.empty((nch, CO, R), dtype=x.dtype)
-    conv_weight_grad(dy3, x, geo, rows, ws, dyws, dwp)
+    conv_weight_grad(dy3, x, geo, column_table(geo, W), rows, ws, dyws, dwp)
     dw = np.empty(w.shape, dtype=x.dtype)
     sum_slabs(dwp.reshape(nch, -1), dw.reshape(-1))
     dx = None

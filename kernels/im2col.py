@@ -5,7 +5,7 @@ import numpy as np
 from . import _validate as v
 from ._geometry import output_shape2d
 from ._types import IntOrPair
-from ._window_kernels import col2im_all, im2col_all
+from ._window_kernels import col2im_all, column_table, im2col_all
 
 
 def _window_params(op, input_hw, kernel_size, stride, padding, dilation):
@@ -38,7 +38,8 @@ def im2col(
     N, C = x.shape[:2]
     R, HW = C * k[0] * k[1], HO * WO
     out = np.empty((N, R, HW), dtype=x.dtype)
-    im2col_all(x, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO), out)
+    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    im2col_all(x, geo, column_table(geo, x.shape[3]), out)
     return out
 
 

@@ -3,6 +3,7 @@ central differences."""
 
 import naive
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies_kernels import arrays, conv2d_config
@@ -10,6 +11,7 @@ from tolerances import assert_close
 
 from derivgrad import gradcheck
 from derivgrad import kernels as K
+from derivgrad.kernels import _window_kernels as _wk
 
 
 @given(conv2d_config())
@@ -115,6 +117,33 @@ def test_im2col_matches_reference_and_col2im_is_its_adjoint(cfg):
     assert np.isclose(
         np.vdot(K.im2col(x64, k, **hp), c), np.vdot(x64, K.col2im(c, x.shape, k, **hp))
     )
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("width_delta", [-1, 0])
+@pytest.mark.parametrize("hp", [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 3, 1)])
+def test_im2col_and_conv_agree_on_both_sides_of_the_gather_width(batch, width_delta, hp):
+    """Rows narrower than GATHER_BELOW_WO are gathered, wider ones copied row by row; both,
+    with padding (rows partly outside the input), stride and dilation, give the reference.
+    A batch of one splits a sample's output rows over several units."""
+    s, p, d = hp
+    k = 3
+    wo = _wk.GATHER_BELOW_WO + width_delta
+    W = (wo - 1) * s + d * (k - 1) + 1 - 2 * p
+    rng = np.random.default_rng(wo + 10 * s + 100 * p)
+    x = rng.standard_normal((batch, 2, 9, W))
+    w = rng.standard_normal((4, 2, k, k))
+    cols = K.im2col(x, k, s, p, d)
+    assert cols.shape[2] % wo == 0 and cols.shape[2] // wo == (9 + 2 * p - d * (k - 1) - 1) // s + 1
+    assert_close(cols, naive.im2col(x, k, s, p, d), np.float64, "cols")
+    y = K.conv2d_forward(x, w, None, s, p, d)
+    assert_close(y, naive.conv2d(x, w, None, s, p, d), np.float64, "y")
+    dy = rng.standard_normal(y.shape)
+    for got, ref in zip(
+        K.conv2d_backward(dy, x, w, s, p, d, bias=False)[:2],
+        naive.conv2d_backward(dy, x, w, s, p, d)[:2],
+    ):
+        assert_close(got, ref, np.float64)
 
 
 def test_conv2d_large_batch_crosses_units():
