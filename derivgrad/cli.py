@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from .errors import DerivgradError, UsageError
+from .interrupt import forget_handled_interrupt
 
 USER_ERRORS = (
     DerivgradError,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
     except KeyboardInterrupt:
         _say("derivgrad: interrupted")
+        forget_handled_interrupt()
         return 130
     except BrokenPipeError:
         _silence_stdout()

@@ -51,3 +51,19 @@ def deferred_interrupts() -> Iterator[Interrupts]:
     finally:
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def forget_handled_interrupt() -> None:
+    """Tell CPython that the KeyboardInterrupt being handled was handled.
+
+    A Ctrl-C that reached us through Python code an extension module ran while loading
+    (``PyRun_*``) is remembered by CPython as unhandled, and at exit it then ends the
+    process by SIGINT instead of with the status the command returns (1 in 3 Ctrl-Cs
+    during imports ended with -2, not 130).  Every ``PyRun_*`` call clears that mark
+    before it runs, so one empty run clears it."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleStringFlags(b"pass", None)
+    except (ImportError, AttributeError, OSError):  # not CPython: nothing remembered
+        pass
