@@ -57,9 +57,10 @@ def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0, tab):
     Flat unsigned offsets keep the inner copy free of index arithmetic and wraparound checks
     (3-4x faster on LeNet's 8-wide rows than 2-D slices).
 
-    ``tab`` is :func:`column_table`'s: when it is not empty, a row ``r`` whose windows all
-    lie inside the input over ``[h0, h1)`` is copied by one gather over all its columns
-    instead of one short copy per output row.
+    A row ``r`` whose windows all lie inside the input over ``[h0, h1)`` skips the padding
+    logic: at column stride 1 it is one contiguous copy per output row (LeNet conv2's
+    forward 7 % faster than the gather below, the copy alone 1.4x); at other strides, when
+    ``tab`` (:func:`column_table`'s) is not empty, one gather over all its columns.
     """
     KH, KW, sh, sw, ph, pw, dh, dw, HO, WO = geo
     uWO = uint64(WO)
@@ -73,7 +74,18 @@ def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0, tab):
                 xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
                 uxlo, uxhi = uint64(xlo), uint64(xhi)
                 r = ((c - c0) * KH + kh) * KW + kw
-                if tab.size > 0 and xlo == 0 and xhi == WO and ylo <= h0 and h1 <= yhi:
+                inside = xlo == 0 and xhi == WO and ylo <= h0 and h1 <= yhi
+                if inside and sw == 1:
+                    s = uint64((c * H + h0 * sh - ph + kh * dh) * W - pw + kw * dw)
+                    d = uint64(r * ostride + col0)
+                    ush = uint64(sh * W)
+                    for ho in range(h1 - h0):
+                        for j in range(uWO):
+                            of[d + j] = xf[s + j]
+                        d += uWO
+                        s += ush
+                    continue
+                if tab.size > 0 and inside:
                     # every window inside: source of column (ho, wo) is base + tab[ho*WO + wo]
                     base = uint64((c * H - ph + kh * dh) * W - pw + kw * dw)
                     d = uint64(r * ostride + col0)
