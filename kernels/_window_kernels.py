@@ -79,7 +79,7 @@ def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0, tab):
                     s = uint64((c * H + h0 * sh - ph + kh * dh) * W - pw + kw * dw)
                     d = uint64(r * ostride + col0)
                     ush = uint64(sh * W)
-                    for ho in range(h1 - h0):
+                    for _ in range(h1 - h0):
                         for j in range(uWO):
                             of[d + j] = xf[s + j]
                         d += uWO

@@ -31,11 +31,88 @@ inside ``[0, W)``.
 import numpy as np
 from numba import prange, uint64
 
-from ._config import parallel
+from ._config import inline, parallel
+from ._gemm import gemm
 
 # Rows of Bᵀ: row a of (Bᵀ d) is d[_I1[a]] + d[_I2[a]] for a = 1, d[_I1[a]] - d[_I2[a]] else.
 _I1 = (0, 1, 2, 1)
 _I2 = (2, 2, 1, 3)
+
+
+@inline
+def _input_transform(xf, c, C, H, W, TH, TW, pad, g0, g1, rows, tb, te, to, v):
+    """``v[ξ, c, k] = (Bᵀ d_k B)[ξ]`` for channel ``c`` of the tiles of tile rows
+    ``[g0, g1)`` (``k = (g - g0)*(TW + 1) + tj``; the dummy slots get what the zero padding
+    of ``tb`` gives, finite for finite input); ``xf`` the flat input, ``tb``, ``te`` and
+    ``to`` scratch (``tb`` zero outside the columns written)."""
+    one = uint64(1)
+    two = uint64(2)
+    uW = uint64(W)
+    uTP = uint64(TW + 1)
+    uSW = two * uTP
+    uHW = uint64(H * W)
+    uC = uint64(C)
+    urows = uint64(rows)
+    L = urows * uSW + two
+    P = urows * uTP + one
+    nk = (g1 - g0) * (TW + 1)
+    unk = uint64(nk)
+    # Bᵀ d on whole input rows: row a is d[I1[a]] ± d[I2[a]].
+    for g in range(g0, g1):
+        n = g // TH
+        r0 = 2 * (g - n * TH) - pad
+        plane = (uint64(n) * uC + uint64(c)) * uHW
+        for a in range(4):
+            ra = r0 + _I1[a]
+            rb = r0 + _I2[a]
+            dst = uint64(a) * L + uint64(g - g0) * uSW + uint64(pad)
+            oka = 0 <= ra < H
+            okb = 0 <= rb < H
+            sa = plane + uint64(ra if oka else 0) * uW
+            sb = plane + uint64(rb if okb else 0) * uW
+            if oka and okb:
+                if a == 1:
+                    for q in range(uW):
+                        tb[dst + q] = xf[sa + q] + xf[sb + q]
+                else:
+                    for q in range(uW):
+                        tb[dst + q] = xf[sa + q] - xf[sb + q]
+            elif oka:
+                for q in range(uW):
+                    tb[dst + q] = xf[sa + q]
+            elif okb:
+                if a == 1:
+                    for q in range(uW):
+                        tb[dst + q] = xf[sb + q]
+                else:
+                    for q in range(uW):
+                        tb[dst + q] = -xf[sb + q]
+            else:
+                for q in range(uW):
+                    tb[dst + q] = 0
+    # (·) B on the tile slots: even and odd columns apart, then four
+    # differences, each a loop of two streams.
+    step = uC * unk
+    for a in range(4):
+        e0 = uint64(a) * P
+        # Signed and in one loop: measured 3x faster than unsigned here.
+        ti0 = a * (rows * 2 * (TW + 1) + 2)
+        ei0 = a * (rows * (TW + 1) + 1)
+        for k in range(nk + 1):
+            te[ei0 + k] = tb[ti0 + 2 * k]
+            to[ei0 + k] = tb[ti0 + 2 * k + 1]
+        b0 = uint64(c) * unk + uint64(4 * a) * step
+        for k in range(unk):
+            v[b0 + k] = te[e0 + k] - te[e0 + k + one]
+        b0 += step
+        for k in range(unk):
+            v[b0 + k] = to[e0 + k] + te[e0 + k + one]
+        b0 += step
+        for k in range(unk):
+            v[b0 + k] = te[e0 + k + one] - to[e0 + k]
+        b0 += step
+        for k in range(unk):
+            v[b0 + k] = to[e0 + k] - to[e0 + k + one]
 
 
 @parallel
@@ -63,15 +140,8 @@ def winograd_forward(x, u, b, pad, rows, vws, mws, y):
     # vectorising it (NUMBA_NOTES.md), and every offset here is >= 0 by construction.
     one = uint64(1)
     two = uint64(2)
-    uW = uint64(W)
     uTP = uint64(TW + 1)  # tile slots per tile row, the last a dummy
-    uSW = two * uTP  # columns of a tile row's transformed rows (>= W + 2 pad)
-    uHW = uint64(H * W)
-    uC = uint64(C)
     uCO = uint64(CO)
-    urows = uint64(rows)
-    L = urows * uSW + two  # pitch of tb's four rows
-    P = urows * uTP + one  # pitch of te's and to's four rows
     full = uint64(WO // 2)  # tiles with both output columns inside
     for ch in prange(nchunks):
         v = vws[ch]
@@ -89,62 +159,7 @@ def winograd_forward(x, u, b, pad, rows, vws, mws, y):
             nk = (g1 - g0) * (TW + 1)  # tile slots in this block
             unk = uint64(nk)
             for c in range(C):
-                # Bᵀ d on whole input rows: row a is d[I1[a]] ± d[I2[a]].
-                for g in range(g0, g1):
-                    n = g // TH
-                    r0 = 2 * (g - n * TH) - pad
-                    plane = (uint64(n) * uC + uint64(c)) * uHW
-                    for a in range(4):
-                        ra = r0 + _I1[a]
-                        rb = r0 + _I2[a]
-                        dst = uint64(a) * L + uint64(g - g0) * uSW + uint64(pad)
-                        oka = 0 <= ra < H
-                        okb = 0 <= rb < H
-                        sa = plane + uint64(ra if oka else 0) * uW
-                        sb = plane + uint64(rb if okb else 0) * uW
-                        if oka and okb:
-                            if a == 1:
-                                for q in range(uW):
-                                    tb[dst + q] = xf[sa + q] + xf[sb + q]
-                            else:
-                                for q in range(uW):
-                                    tb[dst + q] = xf[sa + q] - xf[sb + q]
-                        elif oka:
-                            for q in range(uW):
-                                tb[dst + q] = xf[sa + q]
-                        elif okb:
-                            if a == 1:
-                                for q in range(uW):
-                                    tb[dst + q] = xf[sb + q]
-                            else:
-                                for q in range(uW):
-                                    tb[dst + q] = -xf[sb + q]
-                        else:
-                            for q in range(uW):
-                                tb[dst + q] = 0
-                # (·) B on the tile slots: even and odd columns apart, then four
-                # differences, each a loop of two streams.
-                step = uC * unk
-                for a in range(4):
-                    e0 = uint64(a) * P
-                    # Signed and in one loop: measured 3x faster than unsigned here.
-                    ti0 = a * (rows * 2 * (TW + 1) + 2)
-                    ei0 = a * (rows * (TW + 1) + 1)
-                    for k in range(nk + 1):
-                        te[ei0 + k] = tb[ti0 + 2 * k]
-                        to[ei0 + k] = tb[ti0 + 2 * k + 1]
-                    b0 = uint64(c) * unk + uint64(4 * a) * step
-                    for k in range(unk):
-                        v[b0 + k] = te[e0 + k] - te[e0 + k + one]
-                    b0 += step
-                    for k in range(unk):
-                        v[b0 + k] = to[e0 + k] + te[e0 + k + one]
-                    b0 += step
-                    for k in range(unk):
-                        v[b0 + k] = te[e0 + k + one] - to[e0 + k]
-                    b0 += step
-                    for k in range(unk):
-                        v[b0 + k] = to[e0 + k] - to[e0 + k + one]
+                _input_transform(xf, c, C, H, W, TH, TW, pad, g0, g1, rows, tb, te, to, v)
             for xi in range(16):
                 vm = v[xi * C * nk : (xi + 1) * C * nk].reshape(C, nk)
                 mm = m[xi * CO * nk : (xi + 1) * CO * nk].reshape(CO, nk)
@@ -191,3 +206,115 @@ def winograd_forward(x, u, b, pad, rows, vws, mws, y):
                                 yf[dst + two * j + one] = eo[o + j]
                             if full < uint64(TW):
                                 yf[dst + two * full] = eo[e + full]
+
+
+@parallel
+def winograd_weight_grad(x, dy, pad, rows, vws, yws, part):
+    r"""Partial sums ``part[ch, ξ] (CO, C) = Σ_tiles Ŷ[ξ] (CO, tiles) @ V[ξ]ᵀ (tiles, C)``
+    over the blocks of chunk ``ch``, where ``V = Bᵀ d B`` as in the forward and
+    ``Ŷ = A dY Aᵀ`` for each 2x2 tile of ``dy``; the wrapper sums the chunks and takes
+    ``dW = Gᵀ M G``.  This is the forward's adjoint: with ``Y = Aᵀ [U ⊙ V] A`` and
+    ``U = G g Gᵀ``, ``∂L/∂U = (A dY Aᵀ) ⊙ V`` and ``∂L/∂g = Gᵀ (∂L/∂U) G``.
+
+    ``x (N, C, H, W)``, ``dy (N, CO, HO, WO)`` with ``HO = H + 2 pad - 2``; ``rows`` tile
+    rows per block; ``vws (nchunks, >= 16*C*rows*(TW+1))``, ``yws (nchunks, >=
+    16*CO*rows*(TW+1))``, ``part (nchunks, 16, CO, C)`` (overwritten).  Ŷ is zero on the
+    dummy slots and outside ``dy`` (odd ``HO`` or ``WO``), so they add nothing.
+    """
+    N, C, H, W = x.shape
+    CO = dy.shape[1]
+    HO, WO = dy.shape[2], dy.shape[3]
+    TH = (HO + 1) // 2
+    TW = (WO + 1) // 2
+    G = N * TH
+    blocks = (G + rows - 1) // rows
+    nchunks = vws.shape[0]
+    xf = x.reshape(-1)
+    dyf = dy.reshape(-1)
+    full = WO // 2  # tiles with both columns inside dy
+    for ch in prange(nchunks):
+        v = vws[ch]
+        yh = yws[ch]
+        pf = part[ch].reshape(-1)
+        pf[:] = 0
+        zz = np.zeros(2, dtype=x.dtype)
+        zz[1] = 1
+        zero = zz[0]
+        one = zz[1]
+        tb = np.zeros(4 * (rows * 2 * (TW + 1) + 2), dtype=x.dtype)
+        te = np.empty(4 * (rows * (TW + 1) + 1), dtype=x.dtype)
+        to = np.empty(4 * (rows * (TW + 1) + 1), dtype=x.dtype)
+        slots = rows * (TW + 1)
+        ta = np.empty(slots, dtype=x.dtype)
+        tbb = np.empty(slots, dtype=x.dtype)
+        tc = np.empty(slots, dtype=x.dtype)
+        td = np.empty(slots, dtype=x.dtype)
+        p1 = np.empty(slots, dtype=x.dtype)
+        q1 = np.empty(slots, dtype=x.dtype)
+        p2 = np.empty(slots, dtype=x.dtype)
+        q2 = np.empty(slots, dtype=x.dtype)
+        for blk in range(ch * blocks // nchunks, (ch + 1) * blocks // nchunks):
+            g0 = blk * rows
+            g1 = min(G, g0 + rows)
+            nk = (g1 - g0) * (TW + 1)
+            for c in range(C):
+                _input_transform(xf, c, C, H, W, TH, TW, pad, g0, g1, rows, tb, te, to, v)
+            # Ŷ = A dY Aᵀ: the rows of A dY are (a, b), (a + c, b + d), (a - c, b - d),
+            # (-c, -d) for the tile [[a, b], [c, d]], and each row (p, q) becomes
+            # (p, p + q, p - q, -q).  Stream ξ = 4i + j starts at (ξ CO + co) nk.
+            s = CO * nk
+            us = uint64(s)
+            unk = uint64(nk)
+            for co in range(CO):
+                # The tiles' four values, each a stream over the block's slots (even and
+                # odd columns read apart), then Ŷ one stream at a time: loops of one output
+                # and at most four inputs, which LLVM vectorises (16 outputs in one loop
+                # ran 3x slower).
+                for g in range(g0, g1):
+                    n = g // TH
+                    h0 = 2 * (g - n * TH)
+                    r0 = ((n * CO + co) * HO + h0) * WO
+                    # the tile's second row, or the first again with weight 0
+                    two_rows = h0 + 1 < HO
+                    r1 = r0 + WO if two_rows else r0
+                    f1 = one if two_rows else zero
+                    k0 = (g - g0) * (TW + 1)
+                    for tj in range(full):
+                        ta[k0 + tj] = dyf[r0 + 2 * tj]
+                        tbb[k0 + tj] = dyf[r0 + 2 * tj + 1]
+                        tc[k0 + tj] = dyf[r1 + 2 * tj] * f1
+                        td[k0 + tj] = dyf[r1 + 2 * tj + 1] * f1
+                    for tj in range(full, TW + 1):  # odd WO's last tile, the dummy slot
+                        inside = one if tj < TW else zero
+                        ta[k0 + tj] = dyf[r0 + 2 * full] * inside
+                        tbb[k0 + tj] = zero
+                        tc[k0 + tj] = dyf[r1 + 2 * full] * f1 * inside
+                        td[k0 + tj] = zero
+                for k in range(unk):  # rows of A dY: (a, b), (a + c, b + d), ...
+                    p1[k] = ta[k] + tc[k]
+                for k in range(unk):
+                    q1[k] = tbb[k] + td[k]
+                for k in range(unk):
+                    p2[k] = ta[k] - tc[k]
+                for k in range(unk):
+                    q2[k] = tbb[k] - td[k]
+                o = uint64(co) * unk
+                for i in range(4):  # each row (p, q) of A dY gives (p, p + q, p - q, -q)
+                    pp = ta if i == 0 else (p1 if i == 1 else (p2 if i == 2 else tc))
+                    qq = tbb if i == 0 else (q1 if i == 1 else (q2 if i == 2 else td))
+                    sg = one if i < 3 else -one
+                    e = o + uint64(4 * i) * us
+                    for k in range(unk):
+                        yh[e + k] = sg * pp[k]
+                    e += us
+                    for k in range(unk):
+                        yh[e + k] = sg * (pp[k] + qq[k])
+                    e += us
+                    for k in range(unk):
+                        yh[e + k] = sg * (pp[k] - qq[k])
+                    e += us
+                    for k in range(unk):
+                        yh[e + k] = -sg * qq[k]
+            for xi in range(16):
+                a0, b0, c0 = xi * s, xi * C * nk, xi * CO * C
+                gemm(False, True, CO, C, nk, yh, a0, nk, v, b0, nk, 1.0, pf, c0, C)

@@ -213,6 +213,27 @@ def test_winograd_kernel_matches_reference(n, c, co, h, wd, pad, block, dtype, s
     assert_close(y, naive.conv2d(x, w, b, padding=pad), dtype, "y")
 
 
+@given(
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(0, 3),
+    st.integers(1, 40),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**16),
+)
+def test_winograd_weight_grad_kernel_matches_reference(n, c, co, h, wd, pad, block, dtype, seed):
+    from derivgrad.kernels import _winograd
+
+    h, wd = max(h, 3 - 2 * pad), max(wd, 3 - 2 * pad)
+    x, w = arrays(seed, dtype, (n, c, h, wd), (co, c, 3, 3))
+    (dy,) = arrays(seed + 1, dtype, naive.conv2d(x, w, padding=pad).shape)
+    dw = _winograd.weight_grad(x, dy, pad, block_tiles=block)
+    assert_close(dw, naive.conv2d_backward(dy, x, w, padding=pad)[1], dtype, "dw")
+
+
 def _winograd_shapes():
     """Channels and a width at which the public functions take the Winograd path."""
     from derivgrad.kernels import _winograd
@@ -226,7 +247,8 @@ def test_winograd_path_forward_and_backward_match_reference():
     c, wo = _winograd_shapes()
     rng = np.random.default_rng(11)
     for dtype in (np.float32, np.float64):
-        for pad, (h, wd) in ((1, (wo + 1, wo)), (0, (7, wo + 3)), (2, (5, wo - 1))):
+        # pad 3: dX goes back to im2col (the Winograd dX would need padding 2 - pad)
+        for pad, (h, wd) in ((1, (wo + 1, wo)), (0, (7, wo + 3)), (2, (5, wo - 1)), (3, (2, 3))):
             x = rng.standard_normal((3, c, h, wd)).astype(dtype)
             w = rng.standard_normal((c + 1, c, 3, 3)).astype(dtype)
             b = rng.standard_normal(c + 1).astype(dtype)
@@ -266,3 +288,19 @@ def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it():
             held[max(0, r - 2) : r + 1, max(0, q - 2) : q + 1] = True
             assert (~np.isfinite(y[0])).all(axis=0).tolist() == held.tolist()
             assert np.isfinite(y[0][:, ~held]).all()
+
+
+def test_winograd_path_weight_gradient_is_non_finite_exactly_where_the_direct_sum_is():
+    """Winograd's transforms would spread a non-finite input over a whole tile's taps; the
+    weight gradient then comes from the direct sum, whose IEEE semantics say which taps."""
+    c, wo = _winograd_shapes()
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, q in ((0, 0), (3, 5), (5, wo + 1)):
+            x = np.ones((1, c, 6, wo + 2))
+            x[0, 1, r, q] = bad
+            w = np.ones((c, c, 3, 3))
+            dy = np.ones(K.conv2d_forward(x, w).shape)
+            _, dw, _ = K.conv2d_backward(dy, x, w)
+            ref = naive.conv2d_backward(dy, x, w)[1]
+            assert np.isfinite(dw).tolist() == np.isfinite(ref).tolist()
+            assert_close(dw[np.isfinite(ref)], ref[np.isfinite(ref)], np.float64, "dw")
