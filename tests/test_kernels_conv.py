@@ -263,6 +263,30 @@ def test_winograd_path_forward_and_backward_match_reference():
                 assert_close(g, r, dtype, f"{name} pad {pad}")
 
 
+@given(
+    st.integers(1, 2),
+    st.integers(0, 2),
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(0, 3),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**16),
+)
+def test_winograd_path_backward_on_drawn_sizes(n, extra, h, wd, pad, dtype, seed):
+    """The public backward where it takes Winograd for dW and dX (dX by the forward kernel
+    on flipped filters, padding 2 - pad; im2col's at pad 3)."""
+    from derivgrad.kernels import _winograd
+
+    c = _winograd.MIN_CHANNELS
+    h, wd = max(h, 3 - 2 * pad), max(wd, 3 - 2 * pad)
+    x, w = arrays(seed, dtype, (n, c, h, wd), (c + extra, c, 3, 3))
+    assert _winograd.applies(c, c + extra, (3, 3), (1, 1), (1, 1))
+    (dy,) = arrays(seed + 1, dtype, naive.conv2d(x, w, padding=pad).shape)
+    got = K.conv2d_backward(dy, x, w, padding=pad)
+    for name, g, r in zip("dx dw db".split(), got, naive.conv2d_backward(dy, x, w, padding=pad)):
+        assert_close(g, r, dtype, name)
+
+
 def test_winograd_path_adjoint_identity_in_float64():
     c, wo = _winograd_shapes()
     rng = np.random.default_rng(12)
