@@ -240,7 +240,7 @@ def winograd_weight_grad(x, dy, pad, rows, vws, yws, part):
         zz = np.zeros(2, dtype=x.dtype)
         zz[1] = 1
         zero = zz[0]
-        one = zz[1]
+        one = zz[1]  # in x's dtype: a float64 factor would make the loops below float64
         tb = np.zeros(4 * (rows * 2 * (TW + 1) + 2), dtype=x.dtype)
         te = np.empty(4 * (rows * (TW + 1) + 1), dtype=x.dtype)
         to = np.empty(4 * (rows * (TW + 1) + 1), dtype=x.dtype)
@@ -274,22 +274,34 @@ def winograd_weight_grad(x, dy, pad, rows, vws, yws, part):
                     n = g // TH
                     h0 = 2 * (g - n * TH)
                     r0 = ((n * CO + co) * HO + h0) * WO
-                    # the tile's second row, or the first again with weight 0
-                    two_rows = h0 + 1 < HO
-                    r1 = r0 + WO if two_rows else r0
-                    f1 = one if two_rows else zero
                     k0 = (g - g0) * (TW + 1)
-                    for tj in range(full):
-                        ta[k0 + tj] = dyf[r0 + 2 * tj]
-                        tbb[k0 + tj] = dyf[r0 + 2 * tj + 1]
-                        tc[k0 + tj] = dyf[r1 + 2 * tj] * f1
-                        td[k0 + tj] = dyf[r1 + 2 * tj + 1] * f1
-                    for tj in range(full, TW + 1):  # odd WO's last tile, the dummy slot
-                        inside = one if tj < TW else zero
-                        ta[k0 + tj] = dyf[r0 + 2 * full] * inside
-                        tbb[k0 + tj] = zero
-                        tc[k0 + tj] = dyf[r1 + 2 * full] * f1 * inside
-                        td[k0 + tj] = zero
+                    if h0 + 1 < HO:
+                        r1 = r0 + WO
+                        for tj in range(full):
+                            ta[k0 + tj] = dyf[r0 + 2 * tj]
+                            tbb[k0 + tj] = dyf[r0 + 2 * tj + 1]
+                            tc[k0 + tj] = dyf[r1 + 2 * tj]
+                            td[k0 + tj] = dyf[r1 + 2 * tj + 1]
+                        if full < TW:  # odd WO: the last tile's second column is outside
+                            tc[k0 + full] = dyf[r1 + 2 * full]
+                    else:  # odd HO: the last tile row's second row is outside
+                        for tj in range(full):
+                            ta[k0 + tj] = dyf[r0 + 2 * tj]
+                            tbb[k0 + tj] = dyf[r0 + 2 * tj + 1]
+                            tc[k0 + tj] = zero
+                            td[k0 + tj] = zero
+                        if full < TW:
+                            tc[k0 + full] = zero
+                    if full < TW:
+                        ta[k0 + full] = dyf[r0 + 2 * full]
+                        tbb[k0 + full] = zero
+                        td[k0 + full] = zero
+                    # the dummy slot: nothing is read (past the last tile, r0 + WO may lie
+                    # beyond dy)
+                    ta[k0 + TW] = zero
+                    tbb[k0 + TW] = zero
+                    tc[k0 + TW] = zero
+                    td[k0 + TW] = zero
                 for k in range(unk):  # rows of A dY: (a, b), (a + c, b + d), ...
                     p1[k] = ta[k] + tc[k]
                 for k in range(unk):

@@ -234,6 +234,20 @@ def test_winograd_weight_grad_kernel_matches_reference(n, c, co, h, wd, pad, blo
     assert_close(dw, naive.conv2d_backward(dy, x, w, padding=pad)[1], dtype, "dw")
 
 
+def test_winograd_weight_grad_reads_nothing_past_dy():
+    """Odd output height, even width: the last tile's dummy slot sits one element past dY.
+    A NaN placed right after dY (same buffer) must not reach dW."""
+    from derivgrad.kernels import _winograd
+
+    for h, wd in ((1, 8), (3, 6), (5, 1)):
+        x, w = arrays(5, np.float64, (1, 3, h, wd), (2, 3, 3, 3))
+        (dy,) = arrays(6, np.float64, naive.conv2d(x, w, padding=1).shape)
+        buf = np.full(dy.size + 16, np.nan)
+        buf[: dy.size] = dy.ravel()
+        dw = _winograd.weight_grad(x, buf[: dy.size].reshape(dy.shape), 1, block_tiles=1)
+        assert_close(dw, naive.conv2d_backward(dy, x, w, padding=1)[1], np.float64, "dw")
+
+
 def _winograd_shapes():
     """Channels and a width at which the public functions take the Winograd path."""
     from derivgrad.kernels import _winograd
