@@ -14,7 +14,6 @@ plus each process's peak RSS.  Without PyTorch installed, only derivgrad's side 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -83,8 +82,9 @@ def main():
     a = ap.parse_args()
     if a.side:
         rows = side_ours(a) if a.side == "ours" else side_torch(a)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(dict(rows=rows, peak_mb=peak)))
+        from derivgrad.bench_epoch import peak_rss_mb
+
+        print(json.dumps(dict(rows=rows, peak_mb=peak_rss_mb())))
         return
     args = [x for x in sys.argv[1:]]
     sides = ["ours"]
