@@ -40,6 +40,9 @@ BLOCK_BYTES = 1 << 20
 # R = 25) a 1 MiB block is 10,000 columns.  One-thread CPU time against PyTorch for conv1's
 # forward, capped at 1024 / 2048 / 4096 / uncapped columns: 0.64-0.71 / 1.16-1.37 /
 # 0.93-1.36 / 1.08-1.31x; the 7x7 stem 0.48 / 0.47 / 0.46 / 0.53x; conv2 (512) unchanged.
+# The weight gradient's units take the same cap: conv1's dW (R = 25) ran 1.09-1.12 ms capped
+# at 512-1536 columns against 1.56-1.80 at 2048 or uncapped (1 thread; 0.48-0.52 against
+# 0.71-0.77 at 2), paired; conv2 and the stem were unchanged.
 MAX_COLUMNS = 1024
 
 
@@ -114,6 +117,7 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
         # im2col's dW; also where a non-finite input made Winograd's non-finite: its
         # transforms spread a value over a tile, the direct sum keeps it to its taps
         rows, nch = _plan(N * HO, R * WO * x.itemsize, threads)
+        rows = max(1, min(rows, MAX_COLUMNS // WO))
         ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
         dyws = buffer("ymat", nch * CO * rows * WO, x.dtype).reshape(nch, -1)
         dwp = np.empty((nch, CO, R), dtype=x.dtype)
