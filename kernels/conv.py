@@ -109,7 +109,7 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     threads = numba.get_num_threads()
     dy3 = dy.reshape(N, CO, HW)
     # Where the forward takes the Winograd path, so do both gradients.  64-channel 3x3 case,
-    # paired runs at 1 / 2 threads: dW 21.4 -> 17.0 / 12.3 -> ~10 ms, dX 15.9 -> 12.6 /
+    # paired runs at 1 / 2 threads: dW 21.4 -> 14.7-15.1 / 12.3 -> 8.5 ms, dX 15.9 -> 12.6 /
     # 8.1 -> 6.7 ms (im2col -> Winograd).
     wino = p[0] == p[1] and _winograd.applies(C, CO, k, s, d)
     dw = _winograd.weight_grad(x, dy, p[0]) if wino else None
