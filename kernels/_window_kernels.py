@@ -30,18 +30,19 @@ def valid_range(pad, k_off, stride, n_in, n_out):
     return lo, hi
 
 
-# Output rows shorter than this are copied by one gather per im2col row (see im2col_block).
-# The per-row copies of 8 elements ran scalar: LeNet's conv2 forward (WO = 8) took 18% less
-# with the gather (paired runs, one thread), conv1's (WO = 24) 25% more.
+# At column strides above 1, output rows shorter than this are copied by one gather per
+# im2col row (see im2col_block): the strided per-row copies of a few elements ran scalar
+# (LeNet's conv2 forward, WO = 8, took 18% less with the gather, paired runs, one thread;
+# conv1's, WO = 24, 25% more).  At stride 1 the per-row copy is contiguous and beats both.
 GATHER_BELOW_WO = 16
 
 
 def column_table(geo, W):
     """The ``tab`` that :func:`im2col_block` takes for geometry ``geo`` on rows of width
-    ``W``: ``tab[ho*WO + wo] = ho*sH*W + wo*sW`` (uint64) when ``WO < GATHER_BELOW_WO``,
-    else empty (per-row copies)."""
+    ``W``: ``tab[ho*WO + wo] = ho*sH*W + wo*sW`` (uint64) when the column stride is above 1
+    and ``WO < GATHER_BELOW_WO``, else empty (per-row copies)."""
     sh, sw, HO, WO = geo[2], geo[3], geo[8], geo[9]
-    if WO >= GATHER_BELOW_WO:
+    if sw == 1 or WO >= GATHER_BELOW_WO:
         return np.empty(0, dtype=np.uint64)
     ho = np.arange(HO, dtype=np.uint64)[:, None] * np.uint64(sh * W)
     return (ho + np.arange(WO, dtype=np.uint64)[None, :] * np.uint64(sw)).reshape(-1)
@@ -85,7 +86,7 @@ def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0, tab):
                         d += uWO
                         s += ush
                     continue
-                if tab.size > 0 and inside:
+                if tab.size > 0 and inside:  # (column_table: only when sw > 1)
                     # every window inside: source of column (ho, wo) is base + tab[ho*WO + wo]
                     base = uint64((c * H - ph + kh * dh) * W - pw + kw * dw)
                     d = uint64(r * ostride + col0)

@@ -81,12 +81,18 @@ def _plan(n_items, bytes_per_item, threads):
     return per, max(1, min(units, threads))
 
 
+def _takes_winograd(C, CO, k, s, p, d):
+    """The forward and both gradients take the Winograd path together; it pads both sides
+    alike."""
+    return p[0] == p[1] and _winograd.applies(C, CO, k, s, d)
+
+
 def _forward(x, w, b, k, s, p, d):
     N, C, H, W = x.shape
     CO = w.shape[0]
     HO, WO = output_shape2d((H, W), k, s, p, d)
     bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
-    if p[0] == p[1] and _winograd.applies(C, CO, k, s, d):
+    if _takes_winograd(C, CO, k, s, p, d):
         return _winograd.forward(x, w, bias, p[0])
     R = C * k[0] * k[1]
     geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
@@ -111,7 +117,7 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
     # Where the forward takes the Winograd path, so do both gradients.  64-channel 3x3 case,
     # paired runs at 1 / 2 threads: dW 21.4 -> 14.7-15.1 / 12.3 -> 8.5 ms, dX 15.9 -> 12.6 /
     # 8.1 -> 6.7 ms (im2col -> Winograd).
-    wino = p[0] == p[1] and _winograd.applies(C, CO, k, s, d)
+    wino = _takes_winograd(C, CO, k, s, p, d)
     dw = _winograd.weight_grad(x, dy, p[0]) if wino else None
     if dw is None or not np.isfinite(dw).all():
         # im2col's dW; also where a non-finite input made Winograd's non-finite: its

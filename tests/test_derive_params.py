@@ -70,14 +70,13 @@ def test_a_huge_lenet_is_priced_not_built():
     assert peak_kib < 1_000_000, f"peak RSS {peak_kib} KiB"
 
 
-# The child's own peak: VmHWM belongs to the process's memory map, which exec replaces.
-# (ru_maxrss does not: Linux carries the forked parent's peak across exec, so a child of a
-# 1 GB pytest process read over 1 GB whenever subprocess forked instead of vforking.)
+# The child's own peak (bench_epoch.peak_rss_mb: VmHWM, not the ru_maxrss that Linux
+# carries over from a forked parent), in KiB.
 _PEAK = (
     "import sys; from derivgrad.cli import main; sys.argv[0] = 'derivgrad'; "
     "rc = main(sys.argv[1:]); sys.stdout.flush(); "
-    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]; "
-    "print(hwm[0], file=sys.stderr); sys.exit(rc)"
+    "from derivgrad.bench_epoch import peak_rss_mb; "
+    "print(round(peak_rss_mb() * 1024), file=sys.stderr); sys.exit(rc)"
 )
 
 

@@ -123,8 +123,9 @@ def test_im2col_matches_reference_and_col2im_is_its_adjoint(cfg):
 @pytest.mark.parametrize("width_delta", [-1, 0])
 @pytest.mark.parametrize("hp", [(1, 0, 1), (2, 1, 1), (1, 2, 2), (3, 3, 1)])
 def test_im2col_and_conv_agree_on_both_sides_of_the_gather_width(batch, width_delta, hp):
-    """Rows narrower than GATHER_BELOW_WO are gathered, wider ones copied row by row; both,
-    with padding (rows partly outside the input), stride and dilation, give the reference.
+    """At strides above 1, rows narrower than GATHER_BELOW_WO are gathered, wider ones
+    copied row by row; at stride 1 rows inside the input are contiguous copies; all, with
+    padding (rows partly outside the input), stride and dilation, give the reference.
     A batch of one splits a sample's output rows over several units."""
     s, p, d = hp
     k = 3

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ParamError
-from ..kernels import _cache as kernel_sources
+from ..kernels._cache import DIGEST as KERNELS_DIGEST
 from ..kernels._cache import digest
 from ..ops.base import Op
 from .parse import DefineError, Statement, parse
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # module, or Numba's compiled code for it, written by another version.  (A hand-bumped
 # version number was used before; a change that forgot the bump ran stale kernels.)
 CODEGEN_VERSION = hashlib.sha256(
-    (digest(Path(__file__).resolve().parent) + kernel_sources.DIGEST).encode()
+    (digest(Path(__file__).resolve().parent) + KERNELS_DIGEST).encode()
 ).hexdigest()[:16]
 
 
