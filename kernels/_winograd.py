@@ -1,4 +1,5 @@
-"""When and how the convolutions take the Winograd F(2x2, 3x3) path (:mod:`._winograd_kernels`).
+"""When and how the convolutions take a Winograd path: F(2x2, 3x3) (:mod:`._winograd_kernels`)
+and, for the forward on large enough images, F(4x4, 3x3) (:mod:`._winograd4_kernels`).
 
 Chosen by measurement (``benchmarks/bench_kernels.py`` for the 64-channel case; the table
 below from one-thread CPU time, float32, padding 1, against PyTorch 2.13 on a 2-core AMD
@@ -35,6 +36,7 @@ import numba
 import numpy as np
 
 from ._geometry import output_shape2d
+from ._winograd4_kernels import winograd4_forward
 from ._winograd_kernels import winograd_forward, winograd_weight_grad
 from ._workspace import buffer
 
@@ -49,8 +51,34 @@ BLOCK_BYTES = 1 << 20
 DW_BLOCK_BYTES = 2 << 20
 MIN_BLOCK_TILES = 32
 
+# F(4x4, 3x3) for the forward (and so for dX) where it measured faster than F(2x2, 3x3):
+# one-thread time, float32, padding 1, F(2x2) -> F(4x4): (32, 64, 32, 32) -> 64 12.8 -> 9.5
+# ms, (32, 64, 24, 24) -> 64 8.1 -> 6.9, (32, 32, 32, 32) -> 32 4.3 -> 3.9, (8, 64, 56, 56)
+# -> 64 10.1 -> 8.6; slower on small images, whose tile rows waste more on the dummy slot
+# and the partial last tile ((64, 64, 8, 8) -> 64 2.3 -> 3.3, 16x16 a tie, 6 output rows
+# 4.8 -> 5.1), and where U4 (36 C_in C_out values, 2.25x U) outgrows the cache ((8, 90, 16,
+# 16) -> 90 3.1 -> 4.6).  Its transforms mix values across a tile, so a non-finite result
+# is redone on the F(2x2) path, which keeps a non-finite input to the windows that hold it.
+MIN_SIDE4 = 24  # output height and width at least this
+MAX_U4_BYTES = 640 << 10
+# Its blocks: 2 MiB of V and M measured best, 64-channel case, tiles per block 96 / 128 /
+# 192 / 256 / 384: 12.9 / 11.9 / 11.8 / 13.8 / 14.4 ms at 1 thread, 6.7 / 6.9 / 6.5 / 8.2 /
+# 9.0 at 2.
+BLOCK_BYTES4 = 2 << 20
+
 # G of F(2x2, 3x3): U = G g Gᵀ.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# G of F(4x4, 3x3) (points 0, ±1, ±2, ∞).
+_G4 = np.array(
+    [
+        [1 / 4, 0.0, 0.0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0.0, 0.0, 1.0],
+    ]
+)
 
 
 def applies(c_in: int, c_out: int, k, s, d) -> bool:
@@ -64,19 +92,29 @@ def applies(c_in: int, c_out: int, k, s, d) -> bool:
     )
 
 
-def weights(w: np.ndarray) -> np.ndarray:
-    """``U[ξ, o, c] = (G w[o, c] Gᵀ)[ξ]`` for ``w (CO, C, 3, 3)``, in w's dtype: computed in
-    float64 and rounded once (``G`` has halves, exact in both)."""
+def weights(w: np.ndarray, tile: int = 2) -> np.ndarray:
+    """``U[ξ, o, c] = (G w[o, c] Gᵀ)[ξ]`` for ``w (CO, C, 3, 3)`` and F(tile x tile, 3x3), in
+    w's dtype: computed in float64 and rounded once."""
     co, c = w.shape[:2]
-    u = np.einsum("ia,ocab,jb->ijoc", _G, w.astype(np.float64), _G)
-    return np.ascontiguousarray(u.reshape(16, co, c), dtype=w.dtype)
+    g = _G if tile == 2 else _G4
+    u = np.einsum("ia,ocab,jb->ijoc", g, w.astype(np.float64), g)
+    return np.ascontiguousarray(u.reshape(len(g) ** 2, co, c), dtype=w.dtype)
 
 
-def _blocks(N, C, CO, HO, WO, itemsize, block_tiles, block_bytes):
+def tile_size(c_in: int, c_out: int, ho: int, wo: int, itemsize: int) -> int:
+    """The forward's output tile, 4 or 2 (F(4x4, 3x3) or F(2x2, 3x3)), for a convolution
+    that takes the Winograd path."""
+    if min(ho, wo) >= MIN_SIDE4 and 36 * c_in * c_out * itemsize <= MAX_U4_BYTES:
+        return 4
+    return 2
+
+
+def _blocks(N, C, CO, HO, WO, itemsize, block_tiles, block_bytes, tile=2):
     """Tile rows per block, chunk count and slots per block for the kernels."""
-    TH, TW = (HO + 1) // 2, (WO + 1) // 2
+    TH, TW = -(-HO // tile), -(-WO // tile)
     if block_tiles <= 0:
-        block_tiles = max(MIN_BLOCK_TILES, block_bytes // (16 * (C + CO) * itemsize))
+        per_tile = (tile + 2) ** 2 * (C + CO) * itemsize
+        block_tiles = max(MIN_BLOCK_TILES, block_bytes // per_tile)
     threads = numba.get_num_threads()
     # at most the block size, and small enough that every thread gets a block
     rows = max(1, min(-(-block_tiles // TW), -(-(N * TH) // threads)))
@@ -86,15 +124,28 @@ def _blocks(N, C, CO, HO, WO, itemsize, block_tiles, block_bytes):
 
 
 def forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, block_tiles: int = 0
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, block_tiles: int = 0, tile: int = 0
 ) -> np.ndarray:
     """``conv2d(x, w) + b`` for a 3x3 window, stride 1, padding ``pad`` (both sides); x and
     w contiguous, one dtype, shapes checked by the caller (``H + 2 pad >= 3``, likewise W).
     ``block_tiles`` is the tiles per block (rounded to whole tile rows; tests vary it), 0
-    for the size that fits ``BLOCK_BYTES``."""
+    for the size that fits the block bytes; ``tile`` 2 or 4 picks F(2x2, 3x3) or F(4x4,
+    3x3), 0 lets :func:`tile_size` choose."""
     N, C, H, W = x.shape
     CO = w.shape[0]
     HO, WO = output_shape2d((H, W), (3, 3), (1, 1), (pad, pad), (1, 1))
+    if tile == 0:
+        tile = tile_size(C, CO, HO, WO, x.itemsize)
+    if tile == 4:
+        rows, nch, slots = _blocks(N, C, CO, HO, WO, x.itemsize, block_tiles, BLOCK_BYTES4, tile=4)
+        vws = buffer("wino_v", nch * 36 * C * slots, x.dtype).reshape(nch, -1)
+        mws = buffer("wino_m", nch * 36 * CO * slots, x.dtype).reshape(nch, -1)
+        y = np.empty((N, CO, HO, WO), dtype=x.dtype)
+        flags = np.empty(nch, dtype=x.dtype)
+        winograd4_forward(x, weights(w, 4), b, pad, rows, vws, mws, y, flags)
+        if np.isfinite(flags).all():
+            return y
+        # a non-finite output: F(2x2, 3x3) says exactly which (see the rule above)
     rows, nch, slots = _blocks(N, C, CO, HO, WO, x.itemsize, block_tiles, BLOCK_BYTES)
     vws = buffer("wino_v", nch * 16 * C * slots, x.dtype).reshape(nch, -1)
     mws = buffer("wino_m", nch * 16 * CO * slots, x.dtype).reshape(nch, -1)

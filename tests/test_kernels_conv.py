@@ -189,29 +189,30 @@ def test_conv2d_nan_propagates_to_windows_that_contain_it():
     )
 
 
-# The Winograd F(2x2, 3x3) path (kernels/_winograd.py): its kernel over drawn sizes, block
-# sizes and paddings (called directly, below the channel threshold the public functions
-# apply), and the public functions on shapes that take it.
+# The Winograd paths (kernels/_winograd.py): F(2x2, 3x3) and F(4x4, 3x3) kernels over drawn
+# sizes, block sizes and paddings (called directly, below the channel and size thresholds
+# the public functions apply), and the public functions on shapes that take each.
 
 
 @given(
     st.integers(1, 3),
     st.integers(1, 4),
     st.integers(1, 4),
-    st.integers(1, 9),
-    st.integers(1, 9),
+    st.integers(1, 13),
+    st.integers(1, 13),
     st.integers(0, 3),
     st.integers(1, 40),
+    st.sampled_from([2, 4]),
     st.sampled_from([np.float32, np.float64]),
     st.integers(0, 2**16),
 )
-def test_winograd_kernels_match_reference(n, c, co, h, wd, pad, block, dtype, seed):
-    """The forward and the weight gradient (its adjoint) on one drawn case."""
+def test_winograd_kernels_match_reference(n, c, co, h, wd, pad, block, tile, dtype, seed):
+    """The forward (either tile) and the weight gradient (its adjoint) on one drawn case."""
     from derivgrad.kernels import _winograd
 
     h, wd = max(h, 3 - 2 * pad), max(wd, 3 - 2 * pad)
     x, w, b = arrays(seed, dtype, (n, c, h, wd), (co, c, 3, 3), (co,))
-    y = _winograd.forward(x, w, b, pad, block_tiles=block)
+    y = _winograd.forward(x, w, b, pad, block_tiles=block, tile=tile)
     assert_close(y, naive.conv2d(x, w, b, padding=pad), dtype, "y")
     (dy,) = arrays(seed + 1, dtype, y.shape)
     dw = _winograd.weight_grad(x, dy, pad, block_tiles=block)
@@ -232,17 +233,22 @@ def test_winograd_weight_grad_reads_nothing_past_dy():
         assert_close(dw, naive.conv2d_backward(dy, x, w, padding=1)[1], np.float64, "dw")
 
 
-def _winograd_shapes():
-    """Channels and a width at which the public functions take the Winograd path."""
+def _winograd_shapes(tile=2):
+    """Channels and an output side at which the public forward takes the Winograd path
+    with this output tile (in float32 and float64)."""
     from derivgrad.kernels import _winograd
 
-    return _winograd.MIN_CHANNELS, 9
+    c, wo = _winograd.MIN_CHANNELS, (9 if tile == 2 else _winograd.MIN_SIDE4)
+    for itemsize in (4, 8):
+        assert _winograd.tile_size(c, c + 1, wo, wo, itemsize) == tile
+    return c, wo
 
 
-def test_winograd_path_forward_and_backward_match_reference():
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_path_forward_and_backward_match_reference(tile):
     from derivgrad.kernels import _winograd
 
-    c, wo = _winograd_shapes()
+    c, wo = _winograd_shapes(tile)
     rng = np.random.default_rng(11)
     for dtype in (np.float32, np.float64):
         # pad 3: dX goes back to im2col (the Winograd dX would need padding 2 - pad)
@@ -285,10 +291,11 @@ def test_winograd_path_backward_on_drawn_sizes(n, extra, h, wd, pad, dtype, seed
         assert_close(g, r, dtype, name)
 
 
-def test_winograd_path_adjoint_identity_in_float64():
-    c, wo = _winograd_shapes()
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_path_adjoint_identity_in_float64(tile):
+    c, wo = _winograd_shapes(tile)
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((2, c, 6, wo + 2))
+    x = rng.standard_normal((2, c, wo + 2, wo + 2))
     w = rng.standard_normal((c, c, 3, 3))
     y = K.conv2d_forward(x, w)
     v = rng.standard_normal(y.shape)
@@ -297,13 +304,15 @@ def test_winograd_path_adjoint_identity_in_float64():
     assert np.isclose(np.vdot(y, v), np.vdot(w, dw), rtol=1e-12, atol=1e-12)
 
 
-def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it():
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it(tile):
     """An inf or NaN input makes the outputs whose 3x3 windows hold it non-finite (an inf
-    may come out as NaN: the transforms subtract it from itself) and no others."""
-    c, wo = _winograd_shapes()
+    may come out as NaN: the transforms subtract it from itself) and no others: F(4x4)
+    would spread it over its tile, and the forward then takes F(2x2)."""
+    c, wo = _winograd_shapes(tile)
     for bad in (np.nan, np.inf, -np.inf):
         for r, q in ((0, 0), (3, 5), (5, wo + 1)):
-            x = np.ones((1, c, 6, wo + 2))
+            x = np.ones((1, c, wo + 2, wo + 2))
             x[0, 1, r, q] = bad
             y = K.conv2d_forward(x, np.ones((c, c, 3, 3)))
             held = np.zeros(y.shape[2:], bool)
@@ -315,7 +324,7 @@ def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it():
 def test_winograd_path_weight_gradient_is_non_finite_exactly_where_the_direct_sum_is():
     """Winograd's transforms would spread a non-finite input over a whole tile's taps; the
     weight gradient then comes from the direct sum, whose IEEE semantics say which taps."""
-    c, wo = _winograd_shapes()
+    c, wo = _winograd_shapes(2)
     for bad in (np.nan, np.inf, -np.inf):
         for r, q in ((0, 0), (3, 5), (5, wo + 1)):
             x = np.ones((1, c, 6, wo + 2))
@@ -326,3 +335,27 @@ def test_winograd_path_weight_gradient_is_non_finite_exactly_where_the_direct_su
             ref = naive.conv2d_backward(dy, x, w)[1]
             assert np.isfinite(dw).tolist() == np.isfinite(ref).tolist()
             assert_close(dw[np.isfinite(ref)], ref[np.isfinite(ref)], np.float64, "dw")
+
+
+def test_winograd_f4_path_redoes_on_f2_exactly_when_its_result_is_not_finite(monkeypatch):
+    """A finite input whose F(4x4) transforms overflow float32 (25 x 2e37) gives the direct
+    sum's finite result through F(2x2); a plain input never calls F(2x2)."""
+    from derivgrad.kernels import _winograd
+
+    c, wo = _winograd_shapes(4)
+    calls = []
+    f2 = _winograd.winograd_forward
+
+    def counted(*args):
+        calls.append(1)
+        return f2(*args)
+
+    monkeypatch.setattr(_winograd, "winograd_forward", counted)
+    x = np.ones((1, c, wo + 2, wo + 2), np.float32)
+    w = np.full((c, c, 3, 3), 1e-3, np.float32)
+    assert_close(K.conv2d_forward(x, w), naive.conv2d(x, w), np.float32, "plain")
+    assert calls == []
+    x[0, 0, 10, 10] = 2e37  # row and column 2 of a tile: Bᵀ d B multiplies it by 25
+    y = K.conv2d_forward(x, w)
+    assert calls == [1] and np.isfinite(y).all()
+    assert_close(y, naive.conv2d(x, w), np.float32, "overflowing F(4x4)")
