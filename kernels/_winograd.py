@@ -1,5 +1,5 @@
 """When and how the convolutions take a Winograd path: F(2x2, 3x3) (:mod:`._winograd_kernels`)
-and, for the forward on large enough images, F(4x4, 3x3) (:mod:`._winograd4_kernels`).
+and, on large enough images, F(4x4, 3x3) (:mod:`._winograd4_kernels`).
 
 Chosen by measurement (``benchmarks/bench_kernels.py`` for the 64-channel case; the table
 below from one-thread CPU time, float32, padding 1, against PyTorch 2.13 on a 2-core AMD
@@ -22,22 +22,25 @@ x -> C_out             im2col / PyTorch  Winograd / PyTorch
 =====================  ================  =================
 
 The gradients take the same path (:mod:`.conv`): dW as the forward's adjoint
-(:func:`weight_grad`, 16 GEMMs over the same tiles), dX as this forward on dY with the
-filters flipped and their channels swapped.
+(:func:`weight_grad`, 16 or 36 GEMMs over the same tiles), dX as this forward on dY with
+the filters flipped and their channels swapped.
 
-Accuracy: the transforms have entries 0, ±1, ±1/2 and add at most 4 terms per stage, so
-the result's rounding error is a small multiple of the direct sum's (measured relative
-error 1.3e-7 in float32, 2.4e-16 in float64, within ``tests/tolerances.py``).  A non-finite
-input still makes exactly the outputs whose windows hold it non-finite, but an inf may come
-out as NaN (the transforms subtract it from itself).
+Accuracy: F(2x2, 3x3)'s transforms have entries 0, ±1, ±1/2 and add at most 4 terms per
+stage, so the result's rounding error is a small multiple of the direct sum's (measured
+relative error 1.3e-7 in float32, 2.4e-16 in float64).  F(4x4, 3x3)'s have entries up to 8
+and 1/24: 2.7e-6 (forward, drawn sizes) and 4.9e-6 (dW, 64-channel case) in float32,
+6e-15 in float64; all within ``tests/tolerances.py`` (1e-4, 1e-10).  A non-finite input
+still makes exactly the outputs whose windows hold it non-finite, but an inf may come out
+as NaN (the transforms subtract it from itself); F(4x4) gets there by redoing the forward
+on F(2x2), and dW falls back to im2col's (:mod:`.conv`).
 """
 
 import numba
 import numpy as np
 
 from ._geometry import output_shape2d
-from ._winograd4_kernels import winograd4_forward
-from ._winograd_kernels import winograd_forward, winograd_weight_grad
+from ._winograd4_kernels import winograd4_forward, winograd4_weight_grad
+from ._winograd_kernels import wide_product, winograd_forward, winograd_weight_grad
 from ._workspace import buffer
 
 MIN_CHANNELS = 8  # input and output channels both at least this
@@ -51,14 +54,16 @@ BLOCK_BYTES = 1 << 20
 DW_BLOCK_BYTES = 2 << 20
 MIN_BLOCK_TILES = 32
 
-# F(4x4, 3x3) for the forward (and so for dX) where it measured faster than F(2x2, 3x3):
-# one-thread time, float32, padding 1, F(2x2) -> F(4x4): (32, 64, 32, 32) -> 64 12.8 -> 9.5
-# ms, (32, 64, 24, 24) -> 64 8.1 -> 6.9, (32, 32, 32, 32) -> 32 4.3 -> 3.9, (8, 64, 56, 56)
+# F(4x4, 3x3) for the forward (and so dX) and dW where it measured faster than F(2x2, 3x3).
+# Forward, one-thread time, float32, padding 1, F(2x2) -> F(4x4): (32, 64, 32, 32) -> 64
+# 12.8 -> 9.5 ms, (32, 64, 24, 24) -> 64 8.1 -> 6.9, (32, 32, 32, 32) -> 32 4.3 -> 3.9, (8, 64, 56, 56)
 # -> 64 10.1 -> 8.6; slower on small images, whose tile rows waste more on the dummy slot
 # and the partial last tile ((64, 64, 8, 8) -> 64 2.3 -> 3.3, 16x16 a tie, 6 output rows
 # 4.8 -> 5.1), and where U4 (36 C_in C_out values, 2.25x U) outgrows the cache ((8, 90, 16,
 # 16) -> 90 3.1 -> 4.6).  Its transforms mix values across a tile, so a non-finite result
 # is redone on the F(2x2) path, which keeps a non-finite input to the windows that hold it.
+# dW, 64-channel case, F(2x2) -> F(4x4), paired: 14.6 -> 12.1-12.8 ms at 1 thread, 8.4-8.9
+# -> 6.4-8.3 at 2.
 MIN_SIDE4 = 24  # output height and width at least this
 MAX_U4_BYTES = 640 << 10
 # Its blocks: 2 MiB of V and M measured best, 64-channel case, tiles per block 96 / 128 /
@@ -96,9 +101,21 @@ def weights(w: np.ndarray, tile: int = 2) -> np.ndarray:
     """``U[ξ, o, c] = (G w[o, c] Gᵀ)[ξ]`` for ``w (CO, C, 3, 3)`` and F(tile x tile, 3x3), in
     w's dtype: computed in float64 and rounded once."""
     co, c = w.shape[:2]
+    # one product with G ⊗ G: U[(i, j), (o, c)] = Σ_(a, b) G[i, a] G[j, b] w[o, c, a, b]
     g = _G if tile == 2 else _G4
-    u = np.einsum("ia,ocab,jb->ijoc", g, w.astype(np.float64), g)
+    u = np.empty((len(g) ** 2, co * c))
+    wide_product(np.kron(g, g), np.ascontiguousarray(w.reshape(co * c, 9).T, np.float64), u)
     return np.ascontiguousarray(u.reshape(len(g) ** 2, co, c), dtype=w.dtype)
+
+
+def _filter_grad(m: np.ndarray, tile: int, dtype) -> np.ndarray:
+    """``dW[o, c] = Gᵀ M[:, :, o, c] G`` for ``m ((tile + 2)², CO, C)`` (float64), rounded
+    once to ``dtype``: the same product with G ⊗ G as :func:`weights`, transposed."""
+    _, co, c = m.shape
+    g = _G if tile == 2 else _G4
+    dw = np.empty((9, co * c))
+    wide_product(np.ascontiguousarray(np.kron(g, g).T), m.reshape(len(g) ** 2, co * c), dw)
+    return np.ascontiguousarray(dw.T.reshape(co, c, 3, 3), dtype=dtype)
 
 
 def tile_size(c_in: int, c_out: int, ho: int, wo: int, itemsize: int) -> int:
@@ -154,18 +171,24 @@ def forward(
     return y
 
 
-def weight_grad(x: np.ndarray, dy: np.ndarray, pad: int, block_tiles: int = 0) -> np.ndarray:
+def weight_grad(
+    x: np.ndarray, dy: np.ndarray, pad: int, block_tiles: int = 0, tile: int = 0
+) -> np.ndarray:
     """``dW (CO, C, 3, 3)`` of :func:`forward` for upstream ``dy (N, CO, HO, WO)``, in x's
     dtype: ``Gᵀ M G`` with ``M[ξ] = Σ_tiles (A dY Aᵀ)[ξ] (Bᵀ d B)[ξ]ᵀ`` (2.25x fewer
-    multiplications than im2col's ``dY @ colsᵀ``).  The caller checks the result: a
-    non-finite input can make more entries non-finite than the direct sum would."""
+    multiplications than im2col's ``dY @ colsᵀ`` with F(2x2, 3x3), 4x with F(4x4, 3x3);
+    ``tile`` as in :func:`forward`).  The caller checks the result: a non-finite input can
+    make more entries non-finite than the direct sum would."""
     N, C, H, W = x.shape
     CO, HO, WO = dy.shape[1:]
-    rows, nch, slots = _blocks(N, C, CO, HO, WO, x.itemsize, block_tiles, DW_BLOCK_BYTES)
-    vws = buffer("wino_v", nch * 16 * C * slots, x.dtype).reshape(nch, -1)
-    yws = buffer("wino_m", nch * 16 * CO * slots, x.dtype).reshape(nch, -1)
-    part = np.empty((nch, 16, CO, C), dtype=x.dtype)
-    winograd_weight_grad(x, dy, pad, rows, vws, yws, part)
+    if tile == 0:
+        tile = tile_size(C, CO, HO, WO, x.itemsize)
+    nxi = (tile + 2) ** 2
+    rows, nch, slots = _blocks(N, C, CO, HO, WO, x.itemsize, block_tiles, DW_BLOCK_BYTES, tile=tile)
+    vws = buffer("wino_v", nch * nxi * C * slots, x.dtype).reshape(nch, -1)
+    yws = buffer("wino_m", nch * nxi * CO * slots, x.dtype).reshape(nch, -1)
+    part = np.empty((nch, nxi, CO, C), dtype=x.dtype)
+    kernel = winograd4_weight_grad if tile == 4 else winograd_weight_grad
+    kernel(x, dy, pad, rows, vws, yws, part)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller falls back
-        m = part.sum(axis=0, dtype=np.float64).reshape(4, 4, CO, C)
-        return np.einsum("ia,ijoc,jb->ocab", _G, m, _G).astype(x.dtype)
+        return _filter_grad(part.sum(axis=0, dtype=np.float64), tile, x.dtype)

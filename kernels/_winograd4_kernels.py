@@ -29,6 +29,7 @@ import numpy as np
 from numba import prange
 
 from ._config import inline, parallel
+from ._gemm import gemm
 
 
 @inline
@@ -37,6 +38,81 @@ def _row(xf, zero, plane, r, H, W):
     if 0 <= r < H:
         return xf[plane + r * W : plane + (r + 1) * W]
     return zero
+
+
+@inline
+def _input_transform(xf, zrow, c, C, H, W, TH, TP, pad, g0, g1, L, tb, ph, v, two, four, five):
+    """``v[ξ, c, k] = (Bᵀ d_k B)[ξ]`` for channel ``c`` of the tiles of tile rows
+    ``[g0, g1)`` (``k = (g - g0)*TP + tj``; a dummy slot gets finite values for finite
+    input); ``xf`` the flat input, ``zrow`` W zeros, ``tb`` (6 rows of ``L``, zero outside
+    the columns written) and ``ph`` scratch; ``two``, ``four``, ``five`` in x's dtype."""
+    SW = 4 * TP
+    nk = (g1 - g0) * TP
+    n1 = nk + 1
+    vstep = C * nk
+    # Bᵀ d on whole input rows.
+    for g in range(g0, g1):
+        n = g // TH
+        r0 = 4 * (g - n * TH) - pad
+        plane = (n * C + c) * H * W
+        d0 = _row(xf, zrow, plane, r0, H, W)
+        d1 = _row(xf, zrow, plane, r0 + 1, H, W)
+        d2 = _row(xf, zrow, plane, r0 + 2, H, W)
+        d3 = _row(xf, zrow, plane, r0 + 3, H, W)
+        d4 = _row(xf, zrow, plane, r0 + 4, H, W)
+        d5 = _row(xf, zrow, plane, r0 + 5, H, W)
+        o = (g - g0) * SW + pad
+        t0 = tb[o : o + W]
+        t1 = tb[L + o : L + o + W]
+        t2 = tb[2 * L + o : 2 * L + o + W]
+        t3 = tb[3 * L + o : 3 * L + o + W]
+        t4 = tb[4 * L + o : 4 * L + o + W]
+        t5 = tb[5 * L + o : 5 * L + o + W]
+        for q in range(W):
+            t0[q] = four * d0[q] - five * d2[q] + d4[q]
+        for q in range(W):
+            t1[q] = (d3[q] + d4[q]) - four * (d1[q] + d2[q])
+        for q in range(W):
+            t2[q] = (d4[q] - d3[q]) + four * (d1[q] - d2[q])
+        for q in range(W):
+            t3[q] = (d4[q] - d2[q]) + two * (d3[q] - d1[q])
+        for q in range(W):
+            t4[q] = (d4[q] - d2[q]) - two * (d3[q] - d1[q])
+        for q in range(W):
+            t5[q] = four * d1[q] - five * d3[q] + d5[q]
+    # (·) B on the tile slots: the four column phases apart, then six
+    # combinations, each a loop of at most four streams.
+    for a in range(6):
+        s = tb[a * L : a * L + 4 * n1]
+        p0 = ph[0:n1]
+        p1 = ph[n1 : 2 * n1]
+        p2 = ph[2 * n1 : 3 * n1]
+        p3 = ph[3 * n1 : 4 * n1]
+        for k in range(n1):
+            p0[k] = s[4 * k]
+            p1[k] = s[4 * k + 1]
+            p2[k] = s[4 * k + 2]
+            p3[k] = s[4 * k + 3]
+        o = 6 * a * vstep + c * nk
+        v0 = v[o : o + nk]
+        v1 = v[o + vstep : o + vstep + nk]
+        v2 = v[o + 2 * vstep : o + 2 * vstep + nk]
+        v3 = v[o + 3 * vstep : o + 3 * vstep + nk]
+        v4 = v[o + 4 * vstep : o + 4 * vstep + nk]
+        v5 = v[o + 5 * vstep : o + 5 * vstep + nk]
+        # column 4 of tile k is phase 0 of slot k + 1, column 5 phase 1
+        for k in range(nk):
+            v0[k] = four * p0[k] - five * p2[k] + p0[k + 1]
+        for k in range(nk):
+            v1[k] = (p3[k] + p0[k + 1]) - four * (p1[k] + p2[k])
+        for k in range(nk):
+            v2[k] = (p0[k + 1] - p3[k]) + four * (p1[k] - p2[k])
+        for k in range(nk):
+            v3[k] = (p0[k + 1] - p2[k]) + two * (p3[k] - p1[k])
+        for k in range(nk):
+            v4[k] = (p0[k + 1] - p2[k]) - two * (p3[k] - p1[k])
+        for k in range(nk):
+            v5[k] = four * p1[k] - five * p3[k] + p1[k + 1]
 
 
 @parallel
@@ -84,72 +160,10 @@ def winograd4_forward(x, u, b, pad, rows, vws, mws, y, flags):
             g0 = blk * rows
             g1 = min(G, g0 + rows)
             nk = (g1 - g0) * TP  # tile slots in this block
-            n1 = nk + 1
-            vstep = C * nk
             for c in range(C):
-                # Bᵀ d on whole input rows.
-                for g in range(g0, g1):
-                    n = g // TH
-                    r0 = 4 * (g - n * TH) - pad
-                    plane = (n * C + c) * H * W
-                    d0 = _row(xf, zrow, plane, r0, H, W)
-                    d1 = _row(xf, zrow, plane, r0 + 1, H, W)
-                    d2 = _row(xf, zrow, plane, r0 + 2, H, W)
-                    d3 = _row(xf, zrow, plane, r0 + 3, H, W)
-                    d4 = _row(xf, zrow, plane, r0 + 4, H, W)
-                    d5 = _row(xf, zrow, plane, r0 + 5, H, W)
-                    o = (g - g0) * SW + pad
-                    t0 = tb[o : o + W]
-                    t1 = tb[L + o : L + o + W]
-                    t2 = tb[2 * L + o : 2 * L + o + W]
-                    t3 = tb[3 * L + o : 3 * L + o + W]
-                    t4 = tb[4 * L + o : 4 * L + o + W]
-                    t5 = tb[5 * L + o : 5 * L + o + W]
-                    for q in range(W):
-                        t0[q] = four * d0[q] - five * d2[q] + d4[q]
-                    for q in range(W):
-                        t1[q] = (d3[q] + d4[q]) - four * (d1[q] + d2[q])
-                    for q in range(W):
-                        t2[q] = (d4[q] - d3[q]) + four * (d1[q] - d2[q])
-                    for q in range(W):
-                        t3[q] = (d4[q] - d2[q]) + two * (d3[q] - d1[q])
-                    for q in range(W):
-                        t4[q] = (d4[q] - d2[q]) - two * (d3[q] - d1[q])
-                    for q in range(W):
-                        t5[q] = four * d1[q] - five * d3[q] + d5[q]
-                # (·) B on the tile slots: the four column phases apart, then six
-                # combinations, each a loop of at most four streams.
-                for a in range(6):
-                    s = tb[a * L : a * L + 4 * n1]
-                    p0 = ph[0:n1]
-                    p1 = ph[n1 : 2 * n1]
-                    p2 = ph[2 * n1 : 3 * n1]
-                    p3 = ph[3 * n1 : 4 * n1]
-                    for k in range(n1):
-                        p0[k] = s[4 * k]
-                        p1[k] = s[4 * k + 1]
-                        p2[k] = s[4 * k + 2]
-                        p3[k] = s[4 * k + 3]
-                    o = 6 * a * vstep + c * nk
-                    v0 = v[o : o + nk]
-                    v1 = v[o + vstep : o + vstep + nk]
-                    v2 = v[o + 2 * vstep : o + 2 * vstep + nk]
-                    v3 = v[o + 3 * vstep : o + 3 * vstep + nk]
-                    v4 = v[o + 4 * vstep : o + 4 * vstep + nk]
-                    v5 = v[o + 5 * vstep : o + 5 * vstep + nk]
-                    # column 4 of tile k is phase 0 of slot k + 1, column 5 phase 1
-                    for k in range(nk):
-                        v0[k] = four * p0[k] - five * p2[k] + p0[k + 1]
-                    for k in range(nk):
-                        v1[k] = (p3[k] + p0[k + 1]) - four * (p1[k] + p2[k])
-                    for k in range(nk):
-                        v2[k] = (p0[k + 1] - p3[k]) + four * (p1[k] - p2[k])
-                    for k in range(nk):
-                        v3[k] = (p0[k + 1] - p2[k]) + two * (p3[k] - p1[k])
-                    for k in range(nk):
-                        v4[k] = (p0[k + 1] - p2[k]) - two * (p3[k] - p1[k])
-                    for k in range(nk):
-                        v5[k] = four * p1[k] - five * p3[k] + p1[k + 1]
+                _input_transform(
+                    xf, zrow, c, C, H, W, TH, TP, pad, g0, g1, L, tb, ph, v, two, four, five
+                )
             for xi in range(36):
                 vm = v[xi * C * nk : (xi + 1) * C * nk].reshape(C, nk)
                 mm = m[xi * CO * nk : (xi + 1) * CO * nk].reshape(CO, nk)
@@ -215,3 +229,155 @@ def winograd4_forward(x, u, b, pad, rows, vws, mws, y, flags):
         for k in range(chk.size):
             f += chk[k]
         flags[ch] = f
+
+
+@parallel
+def winograd4_weight_grad(x, dy, pad, rows, vws, yws, part):
+    r"""Partial sums ``part[ch, ξ] (CO, C) = Σ_tiles Ŷ[ξ] (CO, tiles) @ V[ξ]ᵀ (tiles, C)``
+    over the blocks of chunk ``ch``, where ``V = Bᵀ d B`` as in the forward and
+    ``Ŷ = A dY Aᵀ`` for each 4x4 tile of ``dy``; the wrapper sums the chunks and takes
+    ``dW = Gᵀ M G``: the adjoint of :func:`winograd4_forward`, as
+    :func:`._winograd_kernels.winograd_weight_grad` is of F(2x2, 3x3)'s.
+
+    ``x (N, C, H, W)``, ``dy (N, CO, HO, WO)`` with ``HO = H + 2 pad - 2``; ``rows`` tile
+    rows per block; ``vws (nchunks, >= 36*C*rows*(TW+1))``, ``yws (nchunks, >=
+    36*CO*rows*(TW+1))``, ``part (nchunks, 36, CO, C)`` (overwritten).  Ŷ is zero on the
+    dummy slots and outside ``dy``, so they add nothing; only rows of ``dy`` are read.
+    """
+    N, C, H, W = x.shape
+    CO = dy.shape[1]
+    HO, WO = dy.shape[2], dy.shape[3]
+    TH = (HO + 3) // 4
+    TW = (WO + 3) // 4
+    TP = TW + 1
+    SW = 4 * TP
+    L = rows * SW + 4
+    G = N * TH
+    blocks = (G + rows - 1) // rows
+    nchunks = vws.shape[0]
+    xf = x.reshape(-1)
+    dyf = dy.reshape(-1)
+    for ch in prange(nchunks):
+        v = vws[ch]
+        yh = yws[ch]
+        pf = part[ch].reshape(-1)
+        pf[:] = 0
+        kk = np.empty(4, dtype=x.dtype)
+        kk[0] = 0
+        kk[1] = 2
+        kk[2] = 4
+        kk[3] = 5
+        zero, two, four, five = kk[0], kk[1], kk[2], kk[3]
+        zrow = np.zeros(W, dtype=x.dtype)
+        tb = np.zeros(6 * L, dtype=x.dtype)
+        ph = np.empty(4 * (rows * TP + 1), dtype=x.dtype)
+        # one row of dy, zero past WO (never written there): a tile's partial last columns
+        # and the dummy slot read zeros
+        srow = np.zeros(SW, dtype=x.dtype)
+        tt = np.empty(16 * rows * TP, dtype=x.dtype)  # dY tile values [r, q, slot]
+        zz = np.empty(24 * rows * TP, dtype=x.dtype)  # A dY [i, q, slot]
+        for blk in range(ch * blocks // nchunks, (ch + 1) * blocks // nchunks):
+            g0 = blk * rows
+            g1 = min(G, g0 + rows)
+            nk = (g1 - g0) * TP
+            for c in range(C):
+                _input_transform(
+                    xf, zrow, c, C, H, W, TH, TP, pad, g0, g1, L, tb, ph, v, two, four, five
+                )
+            ystep = CO * nk
+            for co in range(CO):
+                for g in range(g0, g1):
+                    n = g // TH
+                    h0 = 4 * (g - n * TH)
+                    k0 = (g - g0) * TP
+                    for r in range(4):
+                        o = 4 * r * nk + k0
+                        t0 = tt[o : o + TP]
+                        t1 = tt[o + nk : o + nk + TP]
+                        t2 = tt[o + 2 * nk : o + 2 * nk + TP]
+                        t3 = tt[o + 3 * nk : o + 3 * nk + TP]
+                        if h0 + r < HO:
+                            src = ((n * CO + co) * HO + h0 + r) * WO
+                            dr = dyf[src : src + WO]
+                            for q in range(WO):
+                                srow[q] = dr[q]
+                            for k in range(TP):
+                                t0[k] = srow[4 * k]
+                                t1[k] = srow[4 * k + 1]
+                                t2[k] = srow[4 * k + 2]
+                                t3[k] = srow[4 * k + 3]
+                        else:  # rows past HO in the last tile row
+                            for k in range(TP):
+                                t0[k] = zero
+                                t1[k] = zero
+                                t2[k] = zero
+                                t3[k] = zero
+                # A dY: rows r (0..3) -> i (0..5), for each column q; rows of A are
+                # (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1).
+                for q in range(4):
+                    a0 = tt[q * nk : (q + 1) * nk]
+                    a1 = tt[(4 + q) * nk : (5 + q) * nk]
+                    a2 = tt[(8 + q) * nk : (9 + q) * nk]
+                    a3 = tt[(12 + q) * nk : (13 + q) * nk]
+                    z0 = zz[q * nk : (q + 1) * nk]
+                    z1 = zz[(4 + q) * nk : (5 + q) * nk]
+                    z2 = zz[(8 + q) * nk : (9 + q) * nk]
+                    z3 = zz[(12 + q) * nk : (13 + q) * nk]
+                    z4 = zz[(16 + q) * nk : (17 + q) * nk]
+                    z5 = zz[(20 + q) * nk : (21 + q) * nk]
+                    for k in range(nk):
+                        z0[k] = a0[k]
+                    for k in range(nk):
+                        z1[k] = (a0[k] + a2[k]) + (a1[k] + a3[k])
+                    for k in range(nk):
+                        z2[k] = (a0[k] + a2[k]) - (a1[k] + a3[k])
+                    for k in range(nk):
+                        z3[k] = (a0[k] + four * a2[k]) + two * (a1[k] + four * a3[k])
+                    for k in range(nk):
+                        z4[k] = (a0[k] + four * a2[k]) - two * (a1[k] + four * a3[k])
+                    for k in range(nk):
+                        z5[k] = a3[k]
+                # (·) Aᵀ: columns q (0..3) -> j (0..5), for each row i; stream ξ = 6i + j
+                # starts at (ξ CO + co) nk.
+                for i in range(6):
+                    a0 = zz[4 * i * nk : (4 * i + 1) * nk]
+                    a1 = zz[(4 * i + 1) * nk : (4 * i + 2) * nk]
+                    a2 = zz[(4 * i + 2) * nk : (4 * i + 3) * nk]
+                    a3 = zz[(4 * i + 3) * nk : (4 * i + 4) * nk]
+                    o = 6 * i * ystep + co * nk
+                    y0 = yh[o : o + nk]
+                    y1 = yh[o + ystep : o + ystep + nk]
+                    y2 = yh[o + 2 * ystep : o + 2 * ystep + nk]
+                    y3 = yh[o + 3 * ystep : o + 3 * ystep + nk]
+                    y4 = yh[o + 4 * ystep : o + 4 * ystep + nk]
+                    y5 = yh[o + 5 * ystep : o + 5 * ystep + nk]
+                    for k in range(nk):
+                        y0[k] = a0[k]
+                    for k in range(nk):
+                        y1[k] = (a0[k] + a2[k]) + (a1[k] + a3[k])
+                    for k in range(nk):
+                        y2[k] = (a0[k] + a2[k]) - (a1[k] + a3[k])
+                    for k in range(nk):
+                        y3[k] = (a0[k] + four * a2[k]) + two * (a1[k] + four * a3[k])
+                    for k in range(nk):
+                        y4[k] = (a0[k] + four * a2[k]) - two * (a1[k] + four * a3[k])
+                    for k in range(nk):
+                        y5[k] = a3[k]
+            for xi in range(36):
+                gemm(
+                    False,
+                    True,
+                    CO,
+                    C,
+                    nk,
+                    yh,
+                    xi * ystep,
+                    nk,
+                    v,
+                    xi * C * nk,
+                    nk,
+                    1.0,
+                    pf,
+                    xi * CO * C,
+                    C,
+                )

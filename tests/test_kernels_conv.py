@@ -207,7 +207,7 @@ def test_conv2d_nan_propagates_to_windows_that_contain_it():
     st.integers(0, 2**16),
 )
 def test_winograd_kernels_match_reference(n, c, co, h, wd, pad, block, tile, dtype, seed):
-    """The forward (either tile) and the weight gradient (its adjoint) on one drawn case."""
+    """The forward and the weight gradient (its adjoint), either tile, on one drawn case."""
     from derivgrad.kernels import _winograd
 
     h, wd = max(h, 3 - 2 * pad), max(wd, 3 - 2 * pad)
@@ -215,7 +215,7 @@ def test_winograd_kernels_match_reference(n, c, co, h, wd, pad, block, tile, dty
     y = _winograd.forward(x, w, b, pad, block_tiles=block, tile=tile)
     assert_close(y, naive.conv2d(x, w, b, padding=pad), dtype, "y")
     (dy,) = arrays(seed + 1, dtype, y.shape)
-    dw = _winograd.weight_grad(x, dy, pad, block_tiles=block)
+    dw = _winograd.weight_grad(x, dy, pad, block_tiles=block, tile=tile)
     assert_close(dw, naive.conv2d_backward(dy, x, w, padding=pad)[1], dtype, "dw")
 
 
@@ -229,8 +229,11 @@ def test_winograd_weight_grad_reads_nothing_past_dy():
         (dy,) = arrays(6, np.float64, naive.conv2d(x, w, padding=1).shape)
         buf = np.full(dy.size + 16, np.nan)
         buf[: dy.size] = dy.ravel()
-        dw = _winograd.weight_grad(x, buf[: dy.size].reshape(dy.shape), 1, block_tiles=1)
-        assert_close(dw, naive.conv2d_backward(dy, x, w, padding=1)[1], np.float64, "dw")
+        for tile in (2, 4):
+            dwt = _winograd.weight_grad(
+                x, buf[: dy.size].reshape(dy.shape), 1, block_tiles=1, tile=tile
+            )
+            assert_close(dwt, naive.conv2d_backward(dy, x, w, padding=1)[1], np.float64, "dw")
 
 
 def _winograd_shapes(tile=2):
@@ -321,13 +324,14 @@ def test_winograd_path_non_finite_reaches_exactly_the_windows_that_hold_it(tile)
             assert np.isfinite(y[0][:, ~held]).all()
 
 
-def test_winograd_path_weight_gradient_is_non_finite_exactly_where_the_direct_sum_is():
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_path_weight_gradient_is_non_finite_exactly_where_the_direct_sum_is(tile):
     """Winograd's transforms would spread a non-finite input over a whole tile's taps; the
     weight gradient then comes from the direct sum, whose IEEE semantics say which taps."""
-    c, wo = _winograd_shapes(2)
+    c, wo = _winograd_shapes(tile)
     for bad in (np.nan, np.inf, -np.inf):
         for r, q in ((0, 0), (3, 5), (5, wo + 1)):
-            x = np.ones((1, c, 6, wo + 2))
+            x = np.ones((1, c, wo + 2, wo + 2))
             x[0, 1, r, q] = bad
             w = np.ones((c, c, 3, 3))
             dy = np.ones(K.conv2d_forward(x, w).shape)
