@@ -56,14 +56,14 @@ MIN_BLOCK_TILES = 32
 
 # F(4x4, 3x3) for the forward (and so dX) and dW where it measured faster than F(2x2, 3x3).
 # Forward, one-thread time, float32, padding 1, F(2x2) -> F(4x4): (32, 64, 32, 32) -> 64
-# 12.8 -> 9.5 ms, (32, 64, 24, 24) -> 64 8.1 -> 6.9, (32, 32, 32, 32) -> 32 4.3 -> 3.9, (8, 64, 56, 56)
-# -> 64 10.1 -> 8.6; slower on small images, whose tile rows waste more on the dummy slot
-# and the partial last tile ((64, 64, 8, 8) -> 64 2.3 -> 3.3, 16x16 a tie, 6 output rows
-# 4.8 -> 5.1), and where U4 (36 C_in C_out values, 2.25x U) outgrows the cache ((8, 90, 16,
-# 16) -> 90 3.1 -> 4.6).  Its transforms mix values across a tile, so a non-finite result
-# is redone on the F(2x2) path, which keeps a non-finite input to the windows that hold it.
-# dW, 64-channel case, F(2x2) -> F(4x4), paired: 14.6 -> 12.1-12.8 ms at 1 thread, 8.4-8.9
-# -> 6.4-8.3 at 2.
+# 12.8 -> 9.5 ms, (32, 64, 24, 24) -> 64 8.1 -> 6.9, (32, 32, 32, 32) -> 32 4.3 -> 3.9,
+# (8, 64, 56, 56) -> 64 10.1 -> 8.6; slower on small images, whose tile rows waste more on
+# the dummy slot and the partial last tile ((64, 64, 8, 8) -> 64 2.3 -> 3.3, 16x16 a tie,
+# 6 output rows 4.8 -> 5.1), and where U4 (36 C_in C_out values, 2.25x U) outgrows the
+# cache ((8, 90, 16, 16) -> 90 3.1 -> 4.6).  Its transforms mix values across a tile, so a
+# non-finite result is redone on the F(2x2) path, which keeps a non-finite input to the
+# windows that hold it.  dW, 64-channel case, F(2x2) -> F(4x4), paired: 14.6 -> 12.1-12.8
+# ms at 1 thread, 8.4-8.9 -> 6.4-8.3 at 2.
 MIN_SIDE4 = 24  # output height and width at least this
 MAX_U4_BYTES = 640 << 10
 # Its blocks: 2 MiB of V and M measured best, 64-channel case, tiles per block 96 / 128 /
