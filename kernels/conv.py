@@ -131,9 +131,11 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
         dw = np.empty(w.shape, dtype=x.dtype)
         sum_slabs(dwp.reshape(nch, -1), dw.reshape(-1))
     dx = None
-    if need_dx and wino and p[0] <= 2:
+    if need_dx and wino and p[0] <= 2 and np.isfinite(w).all():
         # dX = dY ⋆ rot180(W) with input and output channels swapped, padding 2 - p: the
-        # same 3x3 stride-1 convolution, so the forward's Winograd kernel computes it
+        # same 3x3 stride-1 convolution, so the forward's Winograd kernel computes it.  Not
+        # for a non-finite W: its filter transform spreads the value over every tap, where
+        # the direct sum leaves the border entries of dX that the tap never reaches finite.
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         dx = _winograd.forward(dy, wf, np.zeros(C, dtype=x.dtype), 2 - p[0])
     elif need_dx:

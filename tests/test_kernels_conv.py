@@ -363,3 +363,25 @@ def test_winograd_f4_path_redoes_on_f2_exactly_when_its_result_is_not_finite(mon
     y = K.conv2d_forward(x, w)
     assert calls == [1] and np.isfinite(y).all()
     assert_close(y, naive.conv2d(x, w), np.float32, "overflowing F(4x4)")
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_winograd_path_non_finite_weight_reaches_exactly_what_the_direct_sum_does(tile):
+    """An inf in W: the filter transform would spread it over all nine taps and make every
+    dX entry of its input channel NaN; the direct sum leaves the border entries that the
+    tap never reaches finite, and so must the backward."""
+    c, wo = _winograd_shapes(tile)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, c, wo + 2, wo + 2))
+    for tap in ((1, 1), (0, 2)):
+        w = rng.standard_normal((c + 1, c, 3, 3))
+        w[3, 2][tap] = np.inf
+        y = K.conv2d_forward(x, w)
+        dy = rng.standard_normal(y.shape)
+        for name, g, r in zip(
+            "y dx dw db".split(),
+            (y, *K.conv2d_backward(dy, x, w)),
+            (naive.conv2d(x, w), *naive.conv2d_backward(dy, x, w)),
+        ):
+            assert np.isfinite(g).tolist() == np.isfinite(r).tolist(), name
+            assert_close(g[np.isfinite(r)], r[np.isfinite(r)], np.float64, name)
