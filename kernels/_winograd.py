@@ -119,8 +119,8 @@ def _filter_grad(m: np.ndarray, tile: int, dtype) -> np.ndarray:
 
 
 def tile_size(c_in: int, c_out: int, ho: int, wo: int, itemsize: int) -> int:
-    """The forward's output tile, 4 or 2 (F(4x4, 3x3) or F(2x2, 3x3)), for a convolution
-    that takes the Winograd path."""
+    """The output tile, 4 or 2 (F(4x4, 3x3) or F(2x2, 3x3)), of the forward and the weight
+    gradient of a convolution that takes the Winograd path."""
     if min(ho, wo) >= MIN_SIDE4 and 36 * c_in * c_out * itemsize <= MAX_U4_BYTES:
         return 4
     return 2

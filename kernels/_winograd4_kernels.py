@@ -1,4 +1,5 @@
-r"""Compiled Winograd F(4x4, 3x3) forward: 3x3 windows, stride 1, dilation 1.
+r"""Compiled Winograd F(4x4, 3x3) forward and weight gradient: 3x3 windows, stride 1,
+dilation 1.
 
 Lavin & Gray (2016) with the points 0, ±1, ±2, ∞: a 4x4 block of outputs is
 ``Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` for the 6x6 input tile ``d`` it reads, so 36
@@ -21,8 +22,9 @@ memory traffic of F(2x2, 3x3) as well as 0.56x the multiplications.
 
 Unlike F(2x2, 3x3), the transforms mix an input value into outputs whose windows do not
 hold it (the coefficients cancel), so a non-finite input, or an intermediate that overflows,
-can make finite outputs NaN.  Every output value also goes through ``o * 0`` into a per-chunk
-check; the wrapper redoes the convolution on the F(2x2, 3x3) path when it is not finite.
+can make finite outputs NaN.  Every output value of the forward also goes through ``o * 0``
+into a per-chunk check, and the wrapper redoes the convolution on the F(2x2, 3x3) path when
+it is not finite; a non-finite weight gradient goes back to im2col's (:mod:`.conv`).
 """
 
 import numpy as np

@@ -335,10 +335,10 @@ def winograd_weight_grad(x, dy, pad, rows, vws, yws, part):
 @serial
 def wide_product(a, b, out):
     """``out (P, Q) = a (P, R) @ b (R, Q)`` for small ``P``, ``R`` and wide ``Q``, serial: the
-    filter transforms (:func:`._winograd.weights`).  NumPy's ``@`` would wake its BLAS
-    threads between Numba's parallel loops, where the two pools spin against each other (a
-    2-thread weight gradient ran 16-19 ms instead of 8.5); np.einsum's loops took 0.8-1.8
-    ms a call for 64 x 64 filters."""
+    filter transforms ``G g Gᵀ`` and ``Gᵀ M G`` (:mod:`._winograd`).  NumPy's ``@`` would
+    wake its BLAS threads between Numba's parallel loops, where the two pools spin against
+    each other (a 2-thread weight gradient ran 16-19 ms instead of 8.5); np.einsum's loops
+    took 0.8-3.4 ms a call for 64 x 64 filters."""
     P, R = a.shape
     out[:, :] = 0
     for p in range(P):
