@@ -28,8 +28,9 @@ the filters flipped and their channels swapped.
 Accuracy: F(2x2, 3x3)'s transforms have entries 0, ±1, ±1/2 and add at most 4 terms per
 stage, so the result's rounding error is a small multiple of the direct sum's (measured
 relative error 1.3e-7 in float32, 2.4e-16 in float64).  F(4x4, 3x3)'s have entries up to 8
-and 1/24: 2.7e-6 (forward, drawn sizes) and 4.9e-6 (dW, 64-channel case) in float32,
-6e-15 in float64; all within ``tests/tolerances.py`` (1e-4, 1e-10).  A non-finite input
+and 1/24: 2.7e-6 (forward, drawn sizes) and 4.9e-6 (dW, 64-channel case) in float32, the
+only dtype that takes it (6e-15 in float64 when asked for); all within
+``tests/tolerances.py`` (1e-4, 1e-10).  A non-finite input
 still makes exactly the outputs whose windows hold it non-finite, but an inf may come out
 as NaN (the transforms subtract it from itself); F(4x4) gets there by redoing the forward
 on F(2x2), and dW falls back to im2col's (:mod:`.conv`).
@@ -66,6 +67,10 @@ MIN_BLOCK_TILES = 32
 # ms at 1 thread, 8.4-8.9 -> 6.4-8.3 at 2.
 MIN_SIDE4 = 24  # output height and width at least this
 MAX_U4_BYTES = 640 << 10
+# float32 only: float64 is what users choose for accuracy, and F(4x4)'s rounding error is
+# about 8x F(2x2)'s (dW, 64-channel case: 4.9e-6 against 6.2e-7 in float32); it also keeps
+# its two kernels, 13-15 s each to compile, from compiling a second time for float64.
+F4_ITEMSIZE = 4
 # Its blocks: 2 MiB of V and M measured best, 64-channel case, tiles per block 96 / 128 /
 # 192 / 256 / 384: 12.9 / 11.9 / 11.8 / 13.8 / 14.4 ms at 1 thread, 6.7 / 6.9 / 6.5 / 8.2 /
 # 9.0 at 2.
@@ -121,7 +126,11 @@ def _filter_grad(m: np.ndarray, tile: int, dtype) -> np.ndarray:
 def tile_size(c_in: int, c_out: int, ho: int, wo: int, itemsize: int) -> int:
     """The output tile, 4 or 2 (F(4x4, 3x3) or F(2x2, 3x3)), of the forward and the weight
     gradient of a convolution that takes the Winograd path."""
-    if min(ho, wo) >= MIN_SIDE4 and 36 * c_in * c_out * itemsize <= MAX_U4_BYTES:
+    if (
+        itemsize == F4_ITEMSIZE
+        and min(ho, wo) >= MIN_SIDE4
+        and 36 * c_in * c_out * itemsize <= MAX_U4_BYTES
+    ):
         return 4
     return 2
 
