@@ -280,8 +280,8 @@ def print_table(m: Mapping[str, Any], repeats: int, out: Callable[..., None] = p
     out("ratio = derivgrad time / reference time at the same thread count (below 1: faster)")
     out(
         "GF/s counts a direct sum's multiply-adds (a convolution: 2*N*C_out*H_out*W_out*"
-        "C_in*KH*KW); 3x3 stride-1 convolutions with 8-90 channels take Winograd, which does "
-        "2.25-4x fewer, so their GF/s can pass the GEMM ceiling"
+        "C_in*KH*KW); 3x3 stride-1 convolutions on the Winograd path do 2.25-4x fewer, so "
+        "their GF/s can pass the GEMM ceiling"
     )
     blas = m.get("blas", [])
     out(

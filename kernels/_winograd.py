@@ -89,6 +89,10 @@ _G4 = np.array(
         [0.0, 0.0, 1.0],
     ]
 )
+# G ⊗ G per tile: U[(i, j), (o, c)] = Σ_(a, b) (G ⊗ G)[(i, j), (a, b)] w[o, c, a, b], and
+# its transpose for dW = Gᵀ M G; built once here, used by every call.
+_GG = {2: np.kron(_G, _G), 4: np.kron(_G4, _G4)}
+_GG_T = {t: np.ascontiguousarray(gg.T) for t, gg in _GG.items()}
 
 
 def applies(c_in: int, c_out: int, k, s, d) -> bool:
@@ -106,20 +110,18 @@ def weights(w: np.ndarray, tile: int = 2) -> np.ndarray:
     """``U[ξ, o, c] = (G w[o, c] Gᵀ)[ξ]`` for ``w (CO, C, 3, 3)`` and F(tile x tile, 3x3), in
     w's dtype: computed in float64 and rounded once."""
     co, c = w.shape[:2]
-    # one product with G ⊗ G: U[(i, j), (o, c)] = Σ_(a, b) G[i, a] G[j, b] w[o, c, a, b]
-    g = _G if tile == 2 else _G4
-    u = np.empty((len(g) ** 2, co * c))
-    wide_product(np.kron(g, g), np.ascontiguousarray(w.reshape(co * c, 9).T, np.float64), u)
-    return np.ascontiguousarray(u.reshape(len(g) ** 2, co, c), dtype=w.dtype)
+    gg = _GG[tile]
+    u = np.empty((len(gg), co * c))
+    wide_product(gg, np.ascontiguousarray(w.reshape(co * c, 9).T, np.float64), u)
+    return np.ascontiguousarray(u.reshape(len(gg), co, c), dtype=w.dtype)
 
 
 def _filter_grad(m: np.ndarray, tile: int, dtype) -> np.ndarray:
     """``dW[o, c] = Gᵀ M[:, :, o, c] G`` for ``m ((tile + 2)², CO, C)`` (float64), rounded
     once to ``dtype``: the same product with G ⊗ G as :func:`weights`, transposed."""
-    _, co, c = m.shape
-    g = _G if tile == 2 else _G4
+    n, co, c = m.shape
     dw = np.empty((9, co * c))
-    wide_product(np.ascontiguousarray(np.kron(g, g).T), m.reshape(len(g) ** 2, co * c), dw)
+    wide_product(_GG_T[tile], m.reshape(n, co * c), dw)
     return np.ascontiguousarray(dw.T.reshape(co, c, 3, 3), dtype=dtype)
 
 

@@ -32,6 +32,7 @@ from numba import prange
 
 from ._config import inline, parallel
 from ._gemm import gemm
+from ._winograd_kernels import tile_gemms
 
 
 @inline
@@ -166,10 +167,7 @@ def winograd4_forward(x, u, b, pad, rows, vws, mws, y, flags):
                 _input_transform(
                     xf, zrow, c, C, H, W, TH, TP, pad, g0, g1, L, tb, ph, v, two, four, five
                 )
-            for xi in range(36):
-                vm = v[xi * C * nk : (xi + 1) * C * nk].reshape(C, nk)
-                mm = m[xi * CO * nk : (xi + 1) * CO * nk].reshape(CO, nk)
-                np.dot(u[xi], vm, mm)
+            tile_gemms(u, v, m, C, CO, nk)
             mstep = CO * nk
             for co in range(CO):
                 bias = b[co]
@@ -231,6 +229,25 @@ def winograd4_forward(x, u, b, pad, rows, vws, mws, y, flags):
         for k in range(chk.size):
             f += chk[k]
         flags[ch] = f
+
+
+@inline
+def _times_a(a0, a1, a2, a3, z0, z1, z2, z3, z4, z5, nk, two, four):
+    """``(z0 .. z5) = A (a0 .. a3)`` slot by slot over ``nk`` slots, for A's rows (1 0 0 0),
+    (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1): the weight gradient's
+    ``A dY Aᵀ`` is this on dY's rows and then on the result's columns."""
+    for k in range(nk):
+        z0[k] = a0[k]
+    for k in range(nk):
+        z1[k] = (a0[k] + a2[k]) + (a1[k] + a3[k])
+    for k in range(nk):
+        z2[k] = (a0[k] + a2[k]) - (a1[k] + a3[k])
+    for k in range(nk):
+        z3[k] = (a0[k] + four * a2[k]) + two * (a1[k] + four * a3[k])
+    for k in range(nk):
+        z4[k] = (a0[k] + four * a2[k]) - two * (a1[k] + four * a3[k])
+    for k in range(nk):
+        z5[k] = a3[k]
 
 
 @parallel
@@ -314,8 +331,7 @@ def winograd4_weight_grad(x, dy, pad, rows, vws, yws, part):
                                 t1[k] = zero
                                 t2[k] = zero
                                 t3[k] = zero
-                # A dY: rows r (0..3) -> i (0..5), for each column q; rows of A are
-                # (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1).
+                # A dY: rows r (0..3) -> i (0..5), for each column q.
                 for q in range(4):
                     a0 = tt[q * nk : (q + 1) * nk]
                     a1 = tt[(4 + q) * nk : (5 + q) * nk]
@@ -327,18 +343,7 @@ def winograd4_weight_grad(x, dy, pad, rows, vws, yws, part):
                     z3 = zz[(12 + q) * nk : (13 + q) * nk]
                     z4 = zz[(16 + q) * nk : (17 + q) * nk]
                     z5 = zz[(20 + q) * nk : (21 + q) * nk]
-                    for k in range(nk):
-                        z0[k] = a0[k]
-                    for k in range(nk):
-                        z1[k] = (a0[k] + a2[k]) + (a1[k] + a3[k])
-                    for k in range(nk):
-                        z2[k] = (a0[k] + a2[k]) - (a1[k] + a3[k])
-                    for k in range(nk):
-                        z3[k] = (a0[k] + four * a2[k]) + two * (a1[k] + four * a3[k])
-                    for k in range(nk):
-                        z4[k] = (a0[k] + four * a2[k]) - two * (a1[k] + four * a3[k])
-                    for k in range(nk):
-                        z5[k] = a3[k]
+                    _times_a(a0, a1, a2, a3, z0, z1, z2, z3, z4, z5, nk, two, four)
                 # (·) Aᵀ: columns q (0..3) -> j (0..5), for each row i; stream ξ = 6i + j
                 # starts at (ξ CO + co) nk.
                 for i in range(6):
@@ -353,18 +358,7 @@ def winograd4_weight_grad(x, dy, pad, rows, vws, yws, part):
                     y3 = yh[o + 3 * ystep : o + 3 * ystep + nk]
                     y4 = yh[o + 4 * ystep : o + 4 * ystep + nk]
                     y5 = yh[o + 5 * ystep : o + 5 * ystep + nk]
-                    for k in range(nk):
-                        y0[k] = a0[k]
-                    for k in range(nk):
-                        y1[k] = (a0[k] + a2[k]) + (a1[k] + a3[k])
-                    for k in range(nk):
-                        y2[k] = (a0[k] + a2[k]) - (a1[k] + a3[k])
-                    for k in range(nk):
-                        y3[k] = (a0[k] + four * a2[k]) + two * (a1[k] + four * a3[k])
-                    for k in range(nk):
-                        y4[k] = (a0[k] + four * a2[k]) - two * (a1[k] + four * a3[k])
-                    for k in range(nk):
-                        y5[k] = a3[k]
+                    _times_a(a0, a1, a2, a3, y0, y1, y2, y3, y4, y5, nk, two, four)
             for xi in range(36):
                 gemm(
                     False,

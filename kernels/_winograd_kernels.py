@@ -115,6 +115,17 @@ def _input_transform(xf, c, C, H, W, TH, TW, pad, g0, g1, rows, tb, te, to, v):
             v[b0 + k] = to[e0 + k] - to[e0 + k + one]
 
 
+@inline
+def tile_gemms(u, v, m, C, CO, nk):
+    """``M[ξ] (CO, nk) = U[ξ] (CO, C) @ V[ξ] (C, nk)`` for every ξ of ``u``, with V and M
+    stored stream after stream in ``v`` and ``m``: the forwards' multiply stage, F(2x2)'s
+    16 GEMMs and F(4x4)'s 36."""
+    for xi in range(u.shape[0]):
+        vm = v[xi * C * nk : (xi + 1) * C * nk].reshape(C, nk)
+        mm = m[xi * CO * nk : (xi + 1) * CO * nk].reshape(CO, nk)
+        np.dot(u[xi], vm, mm)
+
+
 @parallel
 def winograd_forward(x, u, b, pad, rows, vws, mws, y):
     r"""``y = conv3x3(x, g) + b`` (stride 1, padding ``pad``) from ``u[ξ] = (G g Gᵀ)[ξ]``.
@@ -160,10 +171,7 @@ def winograd_forward(x, u, b, pad, rows, vws, mws, y):
             unk = uint64(nk)
             for c in range(C):
                 _input_transform(xf, c, C, H, W, TH, TW, pad, g0, g1, rows, tb, te, to, v)
-            for xi in range(16):
-                vm = v[xi * C * nk : (xi + 1) * C * nk].reshape(C, nk)
-                mm = m[xi * CO * nk : (xi + 1) * CO * nk].reshape(CO, nk)
-                np.dot(u[xi], vm, mm)
+            tile_gemms(u, v, m, C, CO, nk)
             step = uCO * unk
             for co in range(CO):
                 # Aᵀ M: p = s0 + s1 + s2, q = s1 - s2 - s3 over M's rows s_a; then · A.
