@@ -150,24 +150,14 @@ def im2col_all(x, geo, tab, out):
     N, C, H, W = x.shape
     KK = geo[0] * geo[1]
     HW = geo[8] * geo[9]
+    # reshaped once here: a reshape is a runtime call, and one per plane cost a maxpool
+    # backward a quarter of its time (see maxpool_bwd)
+    xs, outs = x.reshape(N, C * H * W), out.reshape(N, C * KK * HW)
     for t in prange(N * C):
         n = t // C
         c = t % C
         # rows of channel c start at (c*KK)*HW in the sample's flat output
-        im2col_block(
-            x[n].reshape(-1),
-            H,
-            W,
-            c,
-            c + 1,
-            0,
-            geo[8],
-            geo,
-            out[n].reshape(-1)[c * KK * HW :],
-            HW,
-            0,
-            tab,
-        )
+        im2col_block(xs[n], H, W, c, c + 1, 0, geo[8], geo, outs[n][c * KK * HW :], HW, 0, tab)
 
 
 @parallel
@@ -176,12 +166,11 @@ def col2im_all(cols, geo, dx):
     N, C, H, W = dx.shape
     KK = geo[0] * geo[1]
     HW = geo[8] * geo[9]
+    cs, dxs = cols.reshape(N, C * KK * HW), dx.reshape(N, C * H * W)
     for t in prange(N * C):
         n = t // C
         c = t % C
-        col2im_block(
-            cols[n].reshape(-1)[c * KK * HW :], HW, 0, c, c + 1, geo, H, W, dx[n].reshape(-1)
-        )
+        col2im_block(cs[n][c * KK * HW :], HW, 0, c, c + 1, geo, H, W, dxs[n])
 
 
 @parallel
