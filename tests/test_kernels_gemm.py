@@ -183,3 +183,17 @@ def test_bench_command_rejects_bad_options_in_one_line(args, message, capsys, mo
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_command_rejects_bad_data_before_timing_anything(tmp_path, capsys, monkeypatch):
+    # the epoch runs last, after minutes of kernel timings: its data is checked first
+    from derivgrad.cli import main
+
+    monkeypatch.setenv(_threads.ENV, "")
+    corrupt = tmp_path / "mnist"
+    corrupt.mkdir()
+    (corrupt / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x07" + b"\x01" * 40)
+    for data, message in ((tmp_path / "missing", "no such file"), (corrupt, "train-images")):
+        assert main(["bench", "--threads", "1", "--data", str(data)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and message in err and len(err.strip().splitlines()) == 1, err

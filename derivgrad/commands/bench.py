@@ -34,6 +34,10 @@ def _cmd_bench(a):
             threads = [set_threads()]  # DERIVGRAD_THREADS, else all of Numba's threads
         except ValueError as e:
             raise UsageError(str(e)) from None
+    if a.epoch and a.data is not None:
+        from ..data import load
+
+        load(a.data)  # a missing or corrupt dataset fails now, not after minutes of timings
     from ..bench import run
     from ..bench_step import print_breakdown
 
