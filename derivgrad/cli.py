@@ -68,10 +68,17 @@ def _silence_stdout() -> None:
 
 
 def _run(argv: list[str] | None) -> int:
+    try:
+        # before the parser: building it imports Numba, which raises on some of these values
+        _check_environment()
+    except UsageError as e:
+        args = sys.argv[1:] if argv is None else argv
+        name = f"derivgrad {args[0]}" if args and not args[0].startswith("-") else "derivgrad"
+        _say(f"{name}: error: {e}")
+        return 2
     ap = build_parser(argv)
     a = ap.parse_args(argv)
     try:
-        _check_environment()
         rc = a.func(a)
         if sys.stdout is not None:
             sys.stdout.flush()

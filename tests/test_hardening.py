@@ -542,6 +542,17 @@ def test_a_bad_numba_num_threads_is_named(capsys, monkeypatch, value):
     assert rc == 2 and "NUMBA_NUM_THREADS" in err
 
 
+def test_a_bad_numba_num_threads_is_named_before_numba_is_imported():
+    # in a fresh process Numba reads the variable on import and raises on "0" itself
+    env = {**os.environ, "NUMBA_NUM_THREADS": "0"}
+    r = subprocess.run([sys.executable, "-m", "derivgrad", "bench", "--no-epoch"],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.strip() == (
+        "derivgrad bench: error: environment variable NUMBA_NUM_THREADS='0' must be an integer >= 1"
+    )
+
+
 def _derivgrad(*argv, **kw):
     return subprocess.Popen([sys.executable, "-m", "derivgrad", *argv], text=True,
                             stderr=subprocess.PIPE, **kw)  # fmt: skip
