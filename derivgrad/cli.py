@@ -25,13 +25,18 @@ USER_ERRORS = (
 )
 
 
+def _command_word(argv: list[str] | None) -> str | None:
+    """The subcommand named in ``argv`` (``sys.argv[1:]`` when None): its first non-option."""
+    words = sys.argv[1:] if argv is None else argv
+    return next((w for w in words if not w.startswith("-")), None)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; the options generated from the ops' parameters (which load the registry
     and SymPy) are added only for the subcommand being run, so ``train`` starts fast."""
     from .commands import SUBCOMMANDS
 
-    words = sys.argv[1:] if argv is None else argv
-    command = next((w for w in words if not w.startswith("-")), None)
+    command = _command_word(argv)
 
     ap = argparse.ArgumentParser(
         prog="derivgrad",
@@ -72,9 +77,8 @@ def _run(argv: list[str] | None) -> int:
         # before the parser: building it imports Numba, which raises on some of these values
         _check_environment()
     except UsageError as e:
-        args = sys.argv[1:] if argv is None else argv
-        name = f"derivgrad {args[0]}" if args and not args[0].startswith("-") else "derivgrad"
-        _say(f"{name}: error: {e}")
+        command = _command_word(argv)
+        _say(f"derivgrad{' ' + command if command else ''}: error: {e}")
         return 2
     ap = build_parser(argv)
     a = ap.parse_args(argv)
