@@ -35,3 +35,33 @@ def _registry_restored():
     yield
     registry.OPS.clear()
     registry.OPS.update(before)
+
+
+_warm: dict = {}
+
+
+def pytest_collection_finish(session):
+    """Compile the Winograd kernels on a spare core while the tests before
+    ``test_kernels_conv.py`` run (see ``tests/warm_kernels.py``); the session's result does
+    not depend on it.  ``DERIVGRAD_NO_WARM=1`` turns it off."""
+    import subprocess
+
+    if os.environ.get("DERIVGRAD_NO_WARM") or (os.cpu_count() or 1) < 2:
+        return
+    if not any(item.path.name == "test_kernels_conv.py" for item in session.items):
+        return
+    script = os.path.join(os.path.dirname(__file__), "warm_kernels.py")
+    _warm["proc"] = subprocess.Popen(
+        [sys.executable, script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NUMBA_NUM_THREADS": "1"},
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    proc = _warm.pop("proc", None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()  # a cache entry is written by rename: none is left half-written
+        proc.wait()
