@@ -3,7 +3,7 @@ and with PyTorch on the CPU: same network, initialisation scheme, batch order an
 count, each side in its own process (``python -m derivgrad.bench_epoch --side ours|torch``)
 so that start-up, compile-cache loading and peak memory are its own.
 
-:func:`epoch_sides` times both sides' processes from outside (``process_s``, the whole
+:func:`run_side` times a side's process from outside (``process_s``, the whole
 process: interpreter start, imports, data, kernel loading, the epoch and the test pass) and
 reads each side's own loop time (``epoch_s``) from its last output line.
 """
@@ -65,11 +65,10 @@ def torch_lenet(
     import torch.nn as nn
 
     from derivgrad import data as mnist
-    from derivgrad.train import MNIST_MEAN, MNIST_STD
 
     d = mnist.load(data)
-    mean, std = (MNIST_MEAN, MNIST_STD) if normalize else (0.0, 1.0)
-    prep = lambda im: (torch.from_numpy(im.astype(np.float32)[:, None] / 255.0) - mean) / std
+    # derivgrad's own preparation, so both sides pay the same for it (one array, in place)
+    prep = lambda im: torch.from_numpy(mnist.prepare(im, normalize))
     labels = lambda y: torch.from_numpy(y.astype(np.int64))
     xtr, ytr = prep(d["train_images"]), labels(d["train_labels"])
     if limit:

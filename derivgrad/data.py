@@ -406,7 +406,13 @@ def _fetch(url, part, timeout, deadline=600, log=print):
 def prepare(images: np.ndarray, normalize: bool) -> np.ndarray:
     """Pixels ``(N, 28, 28)`` on the 0..255 scale (uint8 or float) → float32
     ``(N, 1, 28, 28)`` in [0, 1], or standardised with MNIST's mean and std."""
-    x = images.astype(np.float32)[:, None] / np.float32(255.0)
+    # One float32 array written in place: the former astype, divide and standardise made
+    # three 188 MB temporaries for full MNIST's training set, whose first-touch page faults
+    # took 0.6-1.2 s on the 2-core development machine, against 30-65 ms this way (the same
+    # float32 operations, so the same bits).
+    x = np.empty((len(images), 1, *images.shape[1:]), dtype=np.float32)
+    np.divide(images[:, None], np.float32(255.0), out=x, dtype=np.float32)
     if normalize:
-        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
-    return np.ascontiguousarray(x, dtype=np.float32)
+        x -= np.float32(MNIST_MEAN)
+        x /= np.float32(MNIST_STD)
+    return x
