@@ -63,6 +63,11 @@ def _say(line: str) -> None:
         pass
 
 
+def _say_error(command: str | None, msg: str) -> None:
+    """The one line a user error prints: ``derivgrad CMD: error: MSG``."""
+    _say(f"derivgrad{' ' + command if command else ''}: error: {msg}")
+
+
 def _silence_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the exit-time flush cannot fail."""
     try:
@@ -77,8 +82,7 @@ def _run(argv: list[str] | None) -> int:
         # before the parser: building it imports Numba, which raises on some of these values
         _check_environment()
     except UsageError as e:
-        command = _command_word(argv)
-        _say(f"derivgrad{' ' + command if command else ''}: error: {e}")
+        _say_error(_command_word(argv), str(e))
         return 2
     ap = build_parser(argv)
     a = ap.parse_args(argv)
@@ -97,7 +101,7 @@ def _run(argv: list[str] | None) -> int:
         elif isinstance(e, subprocess.TimeoutExpired):
             cmd = e.cmd[0] if isinstance(e.cmd, (list, tuple)) and e.cmd else e.cmd
             msg = f"{os.path.basename(str(cmd))} timed out after {e.timeout:g} s"
-        _say(f"derivgrad {a.command}: error: {msg}")
+        _say_error(a.command, msg)
         return 2
     except Exception as e:  # a bug: still one line, the traceback on request
         if os.environ.get("DERIVGRAD_DEBUG"):

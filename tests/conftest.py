@@ -4,6 +4,7 @@ Select with ``DERIVGRAD_PROFILE=thorough pytest`` or ``pytest --hypothesis-profi
 ``deadline=None`` because the first example of a kernel may pay its JIT compile."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -44,8 +45,6 @@ def pytest_collection_finish(session):
     """Compile the Winograd kernels on a spare core while the tests before
     ``test_kernels_conv.py`` run (see ``tests/warm_kernels.py``); the session's result does
     not depend on it.  ``DERIVGRAD_NO_WARM=1`` turns it off."""
-    import subprocess
-
     if os.environ.get("DERIVGRAD_NO_WARM") or (os.cpu_count() or 1) < 2:
         return
     if not any(item.path.name == "test_kernels_conv.py" for item in session.items):

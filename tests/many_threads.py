@@ -66,8 +66,7 @@ def calls(rng, dtype):
     out = []
     for xs, co, k, s, p, d in CONVS:
         x, w, b = draw(*xs), draw(co, xs[1], k, k), draw(co)
-        ho = (xs[2] + 2 * p - d * (k - 1) - 1) // s + 1
-        wo = (xs[3] + 2 * p - d * (k - 1) - 1) // s + 1
+        ho, wo = (K.output_size(n, k, s, p, d) for n in xs[2:])
         dy = draw(xs[0], co, ho, wo)
         kw = dict(stride=s, padding=p, dilation=d)
         out.append(
