@@ -203,10 +203,15 @@ def complete(d: Derivation) -> bool:
     return set(value_names(d)) <= set(getattr(d, "values", {}))
 
 
-def kernel_comparison(d: Derivation) -> dict[str, float] | None:
+def kernel_comparison(d: Derivation) -> dict[str, float | str] | None:
     """Run the op's kernel face on the numbers and compare, array by array, with the exact
     forward output and closed-form gradients: ``{"output": max |diff|, name: max |diff|}``;
-    ``None`` when some input is still symbolic.  Computed, never assumed."""
+    ``None`` when some input is still symbolic.  Computed, never assumed.
+
+    An array that cannot be compared in float64 gets a sentence instead of a number: its
+    exact values beyond float64 (an overflow such as ``exp(1000)`` or values near 1e308), or
+    the kernels giving inf or NaN where the exact values are finite (a failure, stated as
+    one).  A NaN never reads as a tolerance."""
     from .registry import get
 
     if not complete(d):
@@ -219,11 +224,48 @@ def kernel_comparison(d: Derivation) -> dict[str, float] | None:
         if up is not None
         else np.ones(np.asarray(d._upstream).shape, dtype=np.float64)
     )
-    y, grads = get(d.op).kernel(d, floats, upstream)
-    exact_y = np.array(evaluate(d._output, subs), dtype=np.float64)
-    report = {"output": float(np.max(np.abs(np.asarray(y).reshape(exact_y.shape) - exact_y)))}
-    for name in d._closed:
-        exact = np.array(evaluate(d.grad_array(name), subs), dtype=np.float64)
-        got = np.asarray(grads[name], dtype=np.float64).reshape(exact.shape)
-        report[name] = float(np.max(np.abs(got - exact))) if exact.size else 0.0
+    with np.errstate(all="ignore"):  # overflow is reported below, array by array
+        y, grads = get(d.op).kernel(d, floats, upstream)
+    report: dict[str, float | str] = {}
+    arrays = {"output": (d._output, y)}
+    arrays.update({name: (d.grad_array(name), grads[name]) for name in d._closed})
+    for name, (exact_expr, got_raw) in arrays.items():
+        exact = _float64(evaluate(exact_expr, subs))
+        got = np.asarray(got_raw, dtype=np.float64).reshape(exact.shape)
+        if not np.all(np.isfinite(exact)):
+            report[name] = (
+                "not compared: its exact values are beyond float64 "
+                f"({_first_bad(exact)}), so float64 kernels cannot give them"
+            )
+        elif not np.all(np.isfinite(got)):
+            report[name] = (
+                f"the kernels give {_first_bad(got)} where the exact values are finite"
+            )
+        else:
+            report[name] = float(np.max(np.abs(got - exact))) if exact.size else 0.0
     return report
+
+
+def _float64(a: np.ndarray) -> np.ndarray:
+    """Exact numbers as float64, inf where they overflow and NaN where they are not real."""
+    out = np.empty(a.shape, dtype=np.float64)
+    for i in itertools.product(*(range(n) for n in a.shape)):
+        v = a[i]
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            out[i] = math.inf if v > 0 else -math.inf
+        except (TypeError, ValueError):  # zoo, nan, a complex or symbolic value
+            out[i] = math.nan
+    return out
+
+
+def _first_bad(a: np.ndarray) -> str:
+    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    where = f" at {tuple(i + 1 for i in idx)}" if idx else ""
+    return f"{a[idx]}{where}"
+
+
+def failed_checks(report: Mapping[str, float | str]) -> dict[str, str]:
+    """The arrays of a kernel check that were not compared or disagree, with why."""
+    return {k: v for k, v in report.items() if isinstance(v, str)}

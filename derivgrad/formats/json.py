@@ -239,7 +239,11 @@ def _value(v: sp.Expr) -> Any:
     if v.is_Rational:
         return str(v)
     if v.is_number:
-        return float(v)
+        try:
+            f = float(v)
+        except (OverflowError, TypeError, ValueError):
+            return str(v)
+        return f if math.isfinite(f) else str(v)  # JSON has no inf: exact text instead
     return str(v)
 
 
