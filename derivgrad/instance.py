@@ -238,9 +238,7 @@ def kernel_comparison(d: Derivation) -> dict[str, float | str] | None:
                 f"({_first_bad(exact)}), so float64 kernels cannot give them"
             )
         elif not np.all(np.isfinite(got)):
-            report[name] = (
-                f"the kernels give {_first_bad(got)} where the exact values are finite"
-            )
+            report[name] = f"the kernels give {_first_bad(got)} where the exact values are finite"
         else:
             report[name] = float(np.max(np.abs(got - exact))) if exact.size else 0.0
     return report

@@ -236,6 +236,7 @@ def _kernel(d: Derivation) -> list[Block]:
                 + " stayed symbolic, so they were not run on this instance.",
             )
         ]
+
     def label(k: str) -> str:
         return "$y$" if k == "output" else f"$\\partial L/\\partial {tex_name(k)}$"
 

@@ -26,13 +26,12 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-
 from sympy.core.assumptions import _assume_defined
 
 from ..errors import DataError
 from ..symbolic import functions as _functions
 from ..symbolic.derivation import Derivation
-from ..symbolic.reader import FUNCTIONS, RESERVED, as_expr, read_expr
+from ..symbolic.reader import RESERVED, as_expr, read_expr
 from .schema_check import violation
 
 VERSION = 1
@@ -86,11 +85,10 @@ def _symbol_table(d: Derivation) -> tuple[dict[str, Any], dict[sp.Symbol, sp.Sym
     table: dict[str, Any] = {}
     rename: dict[sp.Symbol, sp.Symbol] = {}
     taken: set[str] = set()
-    groups = list(d.input_arrays.items())
+    groups = [(name, name, arr) for name, arr in d.input_arrays.items()]
     if _has_upstream(d):
-        groups.append((UPSTREAM, d.upstream_array))
-    for name, arr in groups:
-        base = "delta" if name == UPSTREAM else name
+        groups.append((UPSTREAM, "delta", d.upstream_array))
+    for name, base, arr in groups:
         for idx in itertools.product(*(range(n) for n in arr.shape)):
             s = arr[idx]
             if not isinstance(s, sp.Symbol):
@@ -446,7 +444,9 @@ def _check_shapes(data: dict[str, Any]) -> None:
             raise DataError(f"derivgrad JSON: {at}: no input of that name")
         shape = entry["shape"]
         if shape != data["inputs"][k]["shape"] + out_shape:
-            raise DataError(f"derivgrad JSON: {at}: shape {shape} is not input shape + output shape")
+            raise DataError(
+                f"derivgrad JSON: {at}: shape {shape} is not input shape + output shape"
+            )
         total += _size(shape) if entry["nonzero"] is not None else 0
         seen = set()
         for n, nz in enumerate(entry["nonzero"] or []):
