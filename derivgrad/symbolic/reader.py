@@ -57,7 +57,7 @@ CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 RESERVED = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"\s*(?:(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[^\W\d]\w*)"
     r"|(?P<op>\*\*|[-+*/(),]))"
 )
@@ -177,7 +177,7 @@ class _Reader:
         if kind == "num":
             if len(tok) > MAX_DIGITS:
                 self.fail(f"a number of more than {MAX_DIGITS} characters", col)
-            if re.fullmatch(r"\d+", tok):
+            if re.fullmatch(r"[0-9]+", tok):
                 return sp.Integer(int(tok))
             mantissa, _, power = tok.lower().partition("e")
             if power and abs(int(power)) > MAX_EXPONENT:
