@@ -41,15 +41,13 @@ def name_tex(name: str) -> str:
     return r"\mathit{%s}" % name.replace("_", r"\_")
 
 
-# text (outside $...$) of a document's prose is LaTeX source; user text is made literal here
+# text (outside $...$) of a document's prose is LaTeX source in which the LaTeX writer itself
+# escapes & % # and a bare _ (render._escape); the rest of TeX's specials are made literal here
 _TEXT_ESCAPES = {
     "\\": r"\textbackslash{}",
     "{": r"\{",
     "}": r"\}",
     "$": r"\$",
-    "&": r"\&",
-    "#": r"\#",
-    "%": r"\%",
     "_": r"\_",
     "^": r"\textasciicircum{}",
     "~": r"\textasciitilde{}",

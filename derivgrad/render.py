@@ -353,8 +353,8 @@ def _escape(t):
 
 
 def _escape_text(t):
-    # text with inline $...$ math: escape only outside math
-    parts = t.split("$")
+    # text with inline $...$ math: escape only outside math (an escaped \$ is text)
+    parts = split_prose(t)
     for i in range(0, len(parts), 2):
         parts[i] = (
             _escape(parts[i])
