@@ -38,6 +38,7 @@ from .instance import (
     value_names,
 )
 from .symbolic.derivation import Derivation
+from .symbolic.reader import as_expr
 
 MAX_ROWS = 16  # rows of numbers per array before the rest is summarised
 MAX_SUM_TERMS = 6  # terms of a written-out sum per displayed line
@@ -45,7 +46,7 @@ MAX_SUM_TERMS = 6  # terms of a written-out sum per displayed line
 
 def num_tex(v: sp.Expr) -> str:
     """A number (or a partly numeric expression): exact when rational, else six digits."""
-    v = sp.sympify(v)
+    v = as_expr(v)
     if v.is_Rational or (v.free_symbols and not v.has(sp.Float)):
         return tex(v)
     return tex(v.evalf(6))

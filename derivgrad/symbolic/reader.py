@@ -20,10 +20,13 @@ exponent's size (``2**10**9`` would be a billion-digit integer).
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from typing import Any, NoReturn
 
+import numpy as np
 import sympy as sp
 
 from ..errors import DataError, DerivgradError
@@ -267,14 +270,16 @@ def read_number(
 
 
 def as_expr(v: Any) -> sp.Expr:
-    """An entry of a derivation's object arrays (a SymPy object or a Python number) as SymPy,
-    without reading any text."""
+    """An entry of a derivation's object arrays (a SymPy object or a number: Python's, NumPy's
+    or a ``Fraction``) as SymPy, without reading any text."""
     if isinstance(v, sp.Basic):
         return v
-    if isinstance(v, bool):
+    if isinstance(v, bool | np.bool_):
         return sp.true if v else sp.false
-    if isinstance(v, int):
-        return sp.Integer(v)
-    if isinstance(v, float):
-        return sp.Float(v)
+    if isinstance(v, numbers.Integral):
+        return sp.Integer(int(v))
+    if isinstance(v, Fraction):
+        return sp.Rational(v.numerator, v.denominator)
+    if isinstance(v, numbers.Real):
+        return sp.Float(float(v))
     raise TypeError(f"not a SymPy object or a number: {type(v).__name__}")
