@@ -99,8 +99,10 @@ def documents():
     """Two JSON documents to plant strings in: a layer with upstream (every field but the
     shared subexpressions) and one with values; plus the whole network (subexpressions)."""
     plain = json.loads(render(derive("relu", features=2), "json"))
+    with_constant = json.loads(render(derive("batchnorm2d", batch=2, channels=1), "json"))
     numeric = json.loads(render(derive("relu", features=2, values={"z": [1, -2]}), "json"))
-    return {"plain": plain, "numeric": numeric}
+    assert with_constant["constants"], "a document with a constant (epsilon)"
+    return {"plain": plain, "numeric": numeric, "constant": with_constant}
 
 
 def _fields(data: dict) -> list[tuple]:
@@ -126,6 +128,11 @@ def _fields(data: dict) -> list[tuple]:
         walk(g["expressions"], ("gradients", k, "expressions"))
     for k, v in data["values"].items():
         walk(v, ("values", k))
+    walk(data["forward_values"], ("forward_values",))
+    for k, g in data["gradients"].items():
+        walk(g["values"], ("gradients", k, "values"))
+    for k in data["constants"]:
+        out.append(("constants", k))
     return out
 
 
@@ -212,6 +219,12 @@ def test_read_takes_a_path_a_file_or_the_text(tmp_path):
         from_file = read(f)
     for back in (read(text), read(str(p)), read(p), from_file, read(json.loads(text))):
         assert (back["output"] == d.output_array).all()
+    numeric = derive("relu", features=2, values={"z": ["1/3", -2], "upstream": [0.5, 1]})
+    back = read(render(numeric, "json"))
+    assert (back["values"]["z"] == numeric.values["z"]).all()
+    assert (back["values"]["upstream"] == numeric.values["upstream"]).all()
+    assert list(back["forward_values"]) == [sp.Rational(1, 3), 0]
+    assert list(back["gradient_values"]["z"]) == [sp.Float(0.5), 0]
     with pytest.raises(DataError, match="not a file"):
         read(str(tmp_path / "missing.json"))
     with pytest.raises(DataError, match="not JSON"):

@@ -31,7 +31,7 @@ from sympy.core.assumptions import _assume_defined
 from ..errors import DataError
 from ..symbolic import functions as _functions
 from ..symbolic.derivation import Derivation
-from ..symbolic.reader import RESERVED, as_expr, read_expr
+from ..symbolic.reader import RESERVED, as_expr, read_expr, read_number
 from .schema_check import violation
 
 VERSION = 1
@@ -257,7 +257,9 @@ MAX_ENTRIES = 4_000_000  # array entries read back in all, Jacobians included (d
 def read(source: Any) -> dict[str, Any]:
     """Read a document of this format back into SymPy: ``{"inputs": {name: array},
     "output": array, "upstream": array | None, "gradients": {name: array},
-    "jacobian": {name: array}, "values": {name: array}}`` of object arrays (``jacobian``
+    "jacobian": {name: array}, "values": {name: array}, "forward_values": array | None,
+    "gradient_values": {name: array}, "constants": {symbol: number}}`` of object arrays
+    (``jacobian``
     leaves out an op whose Jacobians were not written: a whole network) (the symbols are the
     derivation's own: same names and assumptions).
 
@@ -309,6 +311,12 @@ def read(source: Any) -> dict[str, Any]:
             raise DataError(f"derivgrad JSON: {at}: not a number or an expression")
         return parse(v, at) if isinstance(v, str) else as_expr(v)
 
+    constants = {}
+    for k, v in data["constants"].items():
+        if k not in data["symbols"]:
+            raise DataError(f"derivgrad JSON: $.constants: {k[:40]!r} is not a symbol")
+        constants[local[k]] = read_number(v, what=f"derivgrad JSON: $.constants.{k}")
+    out_shape = data["output"]["shape"]
     jac = {}
     for k, entry in data["jacobian"]["entries"].items():
         if entry["nonzero"] is None:
@@ -334,6 +342,17 @@ def read(source: Any) -> dict[str, Any]:
             k: array(v, _value_shape(data, k), f"$.values.{k}", value)
             for k, v in data["values"].items()
         },
+        "forward_values": (
+            None
+            if data["forward_values"] is None
+            else array(data["forward_values"], out_shape, "$.forward_values", value)
+        ),
+        "gradient_values": {
+            k: array(g["values"], g["shape"], f"$.gradients.{k}.values", value)
+            for k, g in data["gradients"].items()
+            if g["values"] is not None
+        },
+        "constants": constants,
     }
 
 
@@ -438,6 +457,11 @@ def _check_shapes(data: dict[str, Any]) -> None:
         held(g["expressions"], g["shape"], f"$.gradients.{k}")
     for k, v in data["values"].items():
         held(v, _value_shape(data, k), f"$.values.{k}")
+    if data["forward_values"] is not None:
+        held(data["forward_values"], out_shape, "$.forward_values")
+    for k, g in data["gradients"].items():
+        if g["values"] is not None:
+            held(g["values"], g["shape"], f"$.gradients.{k}.values")
     for k, entry in data["jacobian"]["entries"].items():
         at = f"$.jacobian.entries.{k}"
         if k not in data["inputs"]:
