@@ -184,6 +184,12 @@ def test_a_known_payload_planted_in_each_field_does_not_run(documents, tmp_path)
     for path in _fields(doc):
         with pytest.raises(DataError, match="cannot read"):
             read(json.dumps(_set(doc, path, payload)))
+    shared = [{"name": "cse_0", "expression": "z_1 + 1"}, {"name": "cse_1", "expression": payload}]
+    with pytest.raises(DataError, match=r"subexpressions\[1\]"):
+        read(json.dumps(_set(doc, ("subexpressions",), shared)))
+    for name in ("z_1", "exp", "__import__('os')"):  # a subexpression shadows nothing
+        with pytest.raises(DataError, match="new identifier"):
+            read(json.dumps(_set(doc, ("subexpressions",), [{"name": name, "expression": "1"}])))
     assert not canary.exists()
 
 
