@@ -62,7 +62,7 @@ def _number(v: Any, name: str) -> sp.Expr:
         v = float(v)
     if isinstance(v, str):
         e = read_number(v, what=f"values[{name!r}]", error=ParamError, exact=True)
-    elif isinstance(v, int | float | sp.Number):
+    elif isinstance(v, int | float | sp.Expr):
         e = as_expr(v)
     else:
         raise ParamError(f"values[{name!r}]: {_shown(v)} is not a number")
