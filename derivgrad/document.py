@@ -32,6 +32,47 @@ def tex(e: Any) -> str:
     return sp.latex(e, mul_symbol=None)
 
 
+def name_tex(name: str) -> str:
+    """A user's tensor or index name in mathematics: one letter as itself, a longer name
+    upright-italic as written (``\\mathit{x\\_1}``), never read as a subscript or a Greek
+    letter."""
+    if len(name) == 1 or not name.isidentifier():
+        return name
+    return r"\mathit{%s}" % name.replace("_", r"\_")
+
+
+# text (outside $...$) of a document's prose is LaTeX source in which the LaTeX writer itself
+# escapes & % # and a bare _ (render._escape); the rest of TeX's specials are made literal here
+_TEXT_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "_": r"\_",
+    "^": r"\textasciicircum{}",
+    "~": r"\textasciitilde{}",
+}
+_TEXT_UNESCAPES = {v: k for k, v in _TEXT_ESCAPES.items()}
+_UNESCAPE = re.compile("|".join(re.escape(v) for v in sorted(_TEXT_UNESCAPES, key=len)[::-1]))
+
+
+def escape_text(text: str) -> str:
+    """User text (a title) as prose source that every format shows as the text itself: no
+    LaTeX command runs (``\\input{...}`` prints as written) and no ``$`` opens mathematics."""
+    return "".join(_TEXT_ESCAPES.get(c, c) for c in str(text))
+
+
+def plain_text(source: str) -> str:
+    """The text a prose part (outside ``$...$``) stands for: :func:`escape_text` undone."""
+    return _UNESCAPE.sub(lambda m: _TEXT_UNESCAPES[m.group(0)], source)
+
+
+def split_prose(text: str) -> list[str]:
+    """Prose split at its ``$`` delimiters (odd parts are mathematics); an escaped ``\\$`` is
+    text, not a delimiter."""
+    return re.split(r"(?<!\\)\$", text)
+
+
 def abbreviate(e: Any, print_as: Mapping[Any, Any] | None = None) -> Any:
     """``e`` with named intermediates in place of what they stand for (``print_as``: ``{expr:
     symbol}``), e.g. softmax's ``e^{z_i − lse(z)}`` printed as ``p_i``; an exponential
@@ -184,14 +225,15 @@ def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int,
 
 
 def tex_name(k: str) -> str:
-    return {
+    known = {
         "gamma": r"\gamma",
         "beta": r"\beta",
         "W1": r"W^{(1)}",
         "W2": r"W^{(2)}",
         "b1": r"b^{(1)}",
         "b2": r"b^{(2)}",
-    }.get(k, k)
+    }
+    return known.get(k) or name_tex(k)
 
 
 def entries(arr: Any, sym_of: Callable[[tuple[int, ...]], Any]) -> Iterator[tuple[Any, Any]]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -23,6 +25,7 @@ import sympy as sp
 
 from .errors import ParamError
 from .symbolic.derivation import Derivation
+from .symbolic.reader import as_expr, read_number
 
 UPSTREAM = "upstream"
 RANDOM_RANGE = (-3, 3)  # small integers keep every step of a worked solution readable
@@ -46,7 +49,9 @@ def _symbol_array(d: Derivation, name: str) -> np.ndarray:
 
 
 def _number(v: Any, name: str) -> sp.Expr:
-    """One entry as an exact SymPy number (int, Fraction, ``"1/2"`` → Rational; float stays)."""
+    """One entry as an exact SymPy number (int, Fraction, ``"1/2"`` → Rational, ``"0.1"`` →
+    1/10; a float stays a float).  Text is parsed by the one expression reader, never
+    evaluated."""
     if isinstance(v, bool):
         raise ParamError(f"values[{name!r}]: {v!r} is not a number")
     if isinstance(v, Fraction):
@@ -55,15 +60,22 @@ def _number(v: Any, name: str) -> sp.Expr:
         v = int(v)
     elif isinstance(v, np.floating):
         v = float(v)
-    try:
-        e = sp.sympify(v, rational=isinstance(v, str))
-    except (sp.SympifyError, TypeError, SyntaxError):
-        raise ParamError(f"values[{name!r}]: {v!r} is not a number") from None
+    if isinstance(v, str):
+        e = read_number(v, what=f"values[{name!r}]", error=ParamError, exact=True)
+    elif isinstance(v, int | float | sp.Expr):
+        e = as_expr(v)
+    else:
+        raise ParamError(f"values[{name!r}]: {_shown(v)} is not a number")
     if not (isinstance(e, sp.Expr) and e.is_number and e.is_real) or e.has(sp.zoo, sp.nan):
-        raise ParamError(f"values[{name!r}]: {v!r} is not a finite real number")
+        raise ParamError(f"values[{name!r}]: {_shown(v)} is not a finite real number")
     if isinstance(e, sp.Float) and not np.isfinite(float(e)):
-        raise ParamError(f"values[{name!r}]: {v!r} is not a finite real number")
+        raise ParamError(f"values[{name!r}]: {_shown(v)} is not a finite real number")
     return e
+
+
+def _shown(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def exact_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -90,34 +102,41 @@ def exact_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 def parse_array(text: str, name: str = "value") -> Any:
     """A command-line array: ``'[[1,2,0],[0,-1,3]]'``, ``'1/2'`` or ``'[0.5, -1]'`` (fractions
-    as ``p/q`` stay exact)."""
-    import ast
-
+    as ``p/q`` stay exact).  Brackets and commas are read here, without recursion; each entry
+    is left as text for :func:`exact_array`, which reads it with the one expression reader."""
     t = text.strip()
     if not t:
         raise ParamError(f"--value {name}= is empty; give a number or a nested list")
-    try:
-        tree = ast.parse(t, mode="eval")
-    except SyntaxError:
-        raise ParamError(f"--value {name}: cannot read {text!r} as a nested list") from None
+    root: list[Any] = []
+    stack = [root]
+    want_item = True  # after '[' or ',' (or at the start) an entry or '[' comes next
+    for m in re.finditer(r"\s*(\[|\]|,|[^\[\],]+)", t):
+        tok = m.group(1).strip()
+        if tok == "[" and want_item:
+            if len(stack) > MAX_VALUE_DEPTH:
+                raise ParamError(f"--value {name}: nested more than {MAX_VALUE_DEPTH} deep")
+            stack[-1].append([])
+            stack.append(stack[-1][-1])
+        elif tok == "]" and len(stack) > 1 and (not want_item or not stack[-1]):
+            stack.pop()
+            want_item = False
+        elif tok == "," and not want_item and len(stack) > 1:
+            want_item = True
+        elif tok not in "[],," and want_item:
+            stack[-1].append(tok)
+            want_item = False
+        else:
+            where = m.start(1) + 1 + (len(text) - len(text.lstrip()))
+            raise ParamError(
+                f"--value {name}: cannot read {_shown(text)} as a nested list "
+                f"(unexpected {tok[:20]!r} at column {where})"
+            )
+    if len(stack) != 1 or len(root) != 1:
+        raise ParamError(f"--value {name}: cannot read {_shown(text)} as a nested list")
+    return root[0]
 
-    def is_number(node: ast.AST) -> bool:
-        if isinstance(node, ast.Constant):
-            return isinstance(node.value, int | float) and not isinstance(node.value, bool)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            return is_number(node.operand)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-            return is_number(node.left) and is_number(node.right)
-        return False
 
-    def walk(node: ast.AST) -> Any:
-        if isinstance(node, ast.List | ast.Tuple):
-            return [walk(e) for e in node.elts]
-        if is_number(node):  # read exactly by SymPy later: "1/2" stays one half
-            return ast.unparse(node)
-        raise ParamError(f"--value {name}: {ast.unparse(node)!r} is not a number")
-
-    return walk(tree.body)
+MAX_VALUE_DEPTH = 32
 
 
 def attach(d: Derivation, values: Mapping[str, Any]) -> Derivation:
@@ -168,7 +187,7 @@ def evaluate(arr: Any, subs: Mapping[sp.Symbol, sp.Expr]) -> np.ndarray:
     a = np.asarray(arr, dtype=object)
     out = np.empty(a.shape, dtype=object)
     for i in itertools.product(*(range(n) for n in a.shape)):
-        out[i] = sp.sympify(a[i]).xreplace(dict(subs))
+        out[i] = as_expr(a[i]).xreplace(dict(subs))
     return out
 
 
@@ -184,10 +203,15 @@ def complete(d: Derivation) -> bool:
     return set(value_names(d)) <= set(getattr(d, "values", {}))
 
 
-def kernel_comparison(d: Derivation) -> dict[str, float] | None:
+def kernel_comparison(d: Derivation) -> dict[str, float | str] | None:
     """Run the op's kernel face on the numbers and compare, array by array, with the exact
     forward output and closed-form gradients: ``{"output": max |diff|, name: max |diff|}``;
-    ``None`` when some input is still symbolic.  Computed, never assumed."""
+    ``None`` when some input is still symbolic.  Computed, never assumed.
+
+    An array that cannot be compared in float64 gets a sentence instead of a number: its
+    exact values beyond float64 (an overflow such as ``exp(1000)`` or values near 1e308), or
+    the kernels giving inf or NaN where the exact values are finite (a failure, stated as
+    one).  A NaN never reads as a tolerance."""
     from .registry import get
 
     if not complete(d):
@@ -200,11 +224,46 @@ def kernel_comparison(d: Derivation) -> dict[str, float] | None:
         if up is not None
         else np.ones(np.asarray(d._upstream).shape, dtype=np.float64)
     )
-    y, grads = get(d.op).kernel(d, floats, upstream)
-    exact_y = np.array(evaluate(d._output, subs), dtype=np.float64)
-    report = {"output": float(np.max(np.abs(np.asarray(y).reshape(exact_y.shape) - exact_y)))}
-    for name in d._closed:
-        exact = np.array(evaluate(d.grad_array(name), subs), dtype=np.float64)
-        got = np.asarray(grads[name], dtype=np.float64).reshape(exact.shape)
-        report[name] = float(np.max(np.abs(got - exact))) if exact.size else 0.0
+    with np.errstate(all="ignore"):  # overflow is reported below, array by array
+        y, grads = get(d.op).kernel(d, floats, upstream)
+    report: dict[str, float | str] = {}
+    arrays = {"output": (d._output, y)}
+    arrays.update({name: (d.grad_array(name), grads[name]) for name in d._closed})
+    for name, (exact_expr, got_raw) in arrays.items():
+        exact = _float64(evaluate(exact_expr, subs))
+        got = np.asarray(got_raw, dtype=np.float64).reshape(exact.shape)
+        if not np.all(np.isfinite(exact)):
+            report[name] = (
+                "not compared: its exact values are beyond float64 "
+                f"({_first_bad(exact)}), so float64 kernels cannot give them"
+            )
+        elif not np.all(np.isfinite(got)):
+            report[name] = f"the kernels give {_first_bad(got)} where the exact values are finite"
+        else:
+            report[name] = float(np.max(np.abs(got - exact))) if exact.size else 0.0
     return report
+
+
+def _float64(a: np.ndarray) -> np.ndarray:
+    """Exact numbers as float64, inf where they overflow and NaN where they are not real."""
+    out = np.empty(a.shape, dtype=np.float64)
+    for i in itertools.product(*(range(n) for n in a.shape)):
+        v = a[i]
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            out[i] = math.inf if v > 0 else -math.inf
+        except (TypeError, ValueError):  # zoo, nan, a complex or symbolic value
+            out[i] = math.nan
+    return out
+
+
+def _first_bad(a: np.ndarray) -> str:
+    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    where = f" at {tuple(i + 1 for i in idx)}" if idx else ""
+    return f"{a[idx]}{where}"
+
+
+def failed_checks(report: Mapping[str, float | str]) -> dict[str, str]:
+    """The arrays of a kernel check that were not compared or disagree, with why."""
+    return {k: v for k, v in report.items() if isinstance(v, str)}

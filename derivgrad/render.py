@@ -25,12 +25,15 @@ from .document import (
     bmatrix,
     entries,
     entry_rows,
+    escape_text,
     fmt_param,
     fmt_shape,
     has_upstream,
     indexed,
     jacobian_tex,
+    plain_text,
     rule_tex,
+    split_prose,
     tex,
     tex_name,
     tex_split,
@@ -68,7 +71,7 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
             whole.blocks[0] = ("h", (1, heading))
         return whole
     doc = Doc()
-    title = op.title
+    title = escape_text(op.title)  # a defined layer's title is the user's text
     loss = not has_upstream(d)
     print_as = d.extra.get("print_as")
     show = lambda e: abbreviate(e, print_as)  # noqa: E731
@@ -350,8 +353,8 @@ def _escape(t):
 
 
 def _escape_text(t):
-    # text with inline $...$ math: escape only outside math
-    parts = t.split("$")
+    # text with inline $...$ math: escape only outside math (an escaped \$ is text)
+    parts = split_prose(t)
     for i in range(0, len(parts), 2):
         parts[i] = (
             _escape(parts[i])
@@ -377,11 +380,17 @@ def to_latex(doc: Doc, standalone: bool = True, numbered: bool = False) -> str:
 
 
 def _prose_md(t):
-    # LaTeX text commands outside math mean nothing on GitHub: code spans and plain text
-    t = re.sub(r"\\texttt\{(.*?)\}", lambda m: "`" + m.group(1).replace("\\_", "_") + "`", t)
-    parts = t.split("$")
+    # LaTeX text commands outside math mean nothing on GitHub: code spans and plain text;
+    # what a Markdown viewer would read as markup (HTML, links, emphasis) stays text
+    parts = split_prose(t)
     for i in range(0, len(parts), 2):
-        parts[i] = parts[i].replace("\\_", "_")
+        pieces = re.split(r"\\texttt\{(.*?)\}", parts[i])
+        parts[i] = "".join(
+            "`" + p.replace("\\_", "_") + "`"
+            if k % 2
+            else re.sub(r"([\\`*_\[\]<>$&])", r"\\\1", plain_text(p))
+            for k, p in enumerate(pieces)
+        )
     return "$".join(parts)
 
 
@@ -389,7 +398,7 @@ def to_markdown(doc: Doc) -> str:
     out = []
     for kind, x in doc.blocks:
         if kind == "h":
-            out.append("#" * x[0] + " " + x[1])
+            out.append("#" * x[0] + " " + _prose_md(x[1]))
         elif kind == "p":
             out.append(_prose_md(x))
         else:

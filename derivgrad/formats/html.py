@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from ..document import Doc
+from ..document import Doc, plain_text, split_prose
 from .mathml import aligned, mathml
 
 STYLE = """
@@ -43,7 +43,7 @@ span.m { display: inline-block; max-width: 100%; overflow-x: auto; overflow-y: h
 
 def _prose(text: str) -> str:
     """A paragraph: inline ``$...$`` as MathML, the rest escaped (``\\texttt`` as code)."""
-    parts = text.split("$")
+    parts = split_prose(text)
     out = []
     for i, part in enumerate(parts):
         if i % 2:
@@ -56,7 +56,7 @@ def _prose(text: str) -> str:
             code.append(m.group(1).replace("\\_", "_"))
             return f"\x00{len(code) - 1}\x00"
 
-        t = re.sub(r"\\texttt\{(.*?)\}", keep, part).replace("\\_", "_")
+        t = plain_text(re.sub(r"\\texttt\{(.*?)\}", keep, part))
         t = html.escape(t, quote=False)
         t = re.sub(r"\x00(\d+)\x00", lambda m: f"<code>{html.escape(code[int(m[1])])}</code>", t)
         out.append(t)
@@ -79,7 +79,7 @@ def body(doc: Doc, used: set[str] | None = None) -> tuple[str, list[tuple[str, s
     for kind, x in doc.blocks:
         if kind == "h":
             level, text = x
-            slug = _slug(text, used)
+            slug = _slug(plain_text(text), used)
             if level == 1:
                 heads.append((slug, text))
             out.append(f'<h{level} id="{slug}">{_prose(text)}</h{level}>')
@@ -100,7 +100,7 @@ def to_html(docs: Doc | Sequence[Doc], title: str | None = None, toc: bool = Fal
         parts.append(f"<section>\n{b}\n</section>")
         heads.extend(h)
     if title is None:
-        title = heads[0][1] if heads else "derivgrad"
+        title = plain_text(heads[0][1]) if heads else "derivgrad"
     nav = ""
     if toc:
         items = "".join(f'<li><a href="#{s}">{_prose(t)}</a></li>' for s, t in heads)

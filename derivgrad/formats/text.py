@@ -15,7 +15,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass
 
-from ..document import Doc
+from ..document import Doc, plain_text, split_prose
 
 WIDTH = 80
 
@@ -444,13 +444,13 @@ def _matrix_rows(lhs: str, nodes: list) -> list[str] | None:
 
 
 def _prose(text: str) -> str:
-    parts = text.split("$")
+    parts = split_prose(text)
     out = []
     for i, part in enumerate(parts):
         if i % 2:
             out.append(inline(part))
         else:
-            t = re.sub(r"\\texttt\{(.*?)\}", r"\1", part).replace("\\_", "_")
+            t = plain_text(re.sub(r"\\texttt\{(.*?)\}", r"\1", part))
             out.append(t)
     return "".join(out)
 

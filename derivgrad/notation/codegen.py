@@ -25,6 +25,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..symbolic.reader import as_expr
 from . import contract
 from .program import Program, Ranges, Term, adjoint_terms, hi_sym, idx_sym, lo_sym, local
 
@@ -132,7 +133,7 @@ class _Emitter:
         self.lines.append("    " * depth + text)
 
     def p(self, e: Any, names: dict[sp.Symbol, str]) -> str:
-        e = sp.sympify(e).xreplace(self.bounds)
+        e = as_expr(e).xreplace(self.bounds)
         return _Printer(names).doprint(e)
 
     def value(self, expr: sp.Expr, reads: dict[sp.Symbol, str], names: dict) -> str:

@@ -42,6 +42,9 @@ from .parse import Affine, DefineError, Statement
 Number = Any  # int (concrete shapes) or a SymPy expression (general sizes)
 
 
+RESERVED_TENSOR = "upstream"  # the key of δ in values= and a derivation's JSON
+
+
 def _is_int(*v: Any) -> bool:
     return all(isinstance(a, int) for a in v)
 
@@ -87,6 +90,13 @@ class Program:
         self.stmt_of: dict[str, int] = {}
         indices = {t for st in statements for t in st.indices}
         for k, st in enumerate(statements):
+            for name, _, col in [(st.target, (), 0), *st.refs]:
+                if name == RESERVED_TENSOR:
+                    raise st.error(
+                        col,
+                        f"{name!r} is derivgrad's name for the upstream gradient dL/dy (values "
+                        f"and documents use it): call the tensor something else, e.g. {name}_in",
+                    )
             if st.target in indices:
                 raise st.error(0, f"{st.target!r} is both an index and a tensor: rename one")
             if st.target in self.ranks or st.target in ranks:

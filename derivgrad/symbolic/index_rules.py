@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from .reader import as_expr
+
 n, o, c, i, j, h, l, a, b, cp, op_ = sp.symbols("n o c i j h l a b c' o'", integer=True)
 H, W, KH, KW, C, O, HO, WO = sp.symbols("H W K_H K_W C O H_out W_out", integer=True, positive=True)
 x, w, delta = sp.IndexedBase("x"), sp.IndexedBase("w"), sp.IndexedBase(r"\delta")
@@ -33,7 +35,7 @@ def conv2d_rules(
 ) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
     """``(forward, dL/dx, dL/dw, dL/db)`` as SymPy expressions in index notation, derived from
     the forward sum by ``diff`` and ``doit``.  Indices are 0-based here."""
-    s, p, d = (sp.sympify(v) for v in (stride, padding, dilation))
+    s, p, d = (as_expr(v) for v in (stride, padding, dilation))
     y = sp.Sum(
         w[o, c, h, l] * x[n, c, s * i + d * h - p, s * j + d * l - p],
         (c, 0, C - 1),
