@@ -110,7 +110,7 @@ def _usable(path: str, must_own: bool) -> str | None:
 
 
 def _numba_defaults_work() -> bool:
-    if config.CACHE_DIR:
+    if getattr(config, "CACHE_DIR", ""):
         return True  # the user chose (NUMBA_CACHE_DIR): Numba's own rules apply
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return writable(os.path.join(HERE, "__pycache__")) or writable(os.path.join(home, "numba"))
@@ -155,7 +155,8 @@ def _apply() -> str | None:
     if path is not None:
         # the environment too: Numba re-reads NUMBA_* variables when one changes, and child
         # processes (the MPI ranks, the suite's subprocesses) then find the same place
-        os.environ["NUMBA_CACHE_DIR"] = config.CACHE_DIR = path
+        os.environ["NUMBA_CACHE_DIR"] = path
+        config.CACHE_DIR = path  # type: ignore[attr-defined]
     elif warning:
         # no locator can exist, so every cache=True decoration (ours, the ops', generated
         # modules', a user's) would raise; compiling in memory is what is left
