@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import write_bytes_atomic
-from ..errors import ParamError
+from ..errors import GradcheckError, ParamError
 from ..kernels._cache import DIGEST as KERNELS_DIGEST
 from ..kernels._cache import digest, untrusted, writable
 from ..ops.base import Op
@@ -38,6 +38,7 @@ from .program import Program, Ranges
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
+    from ..checks import CheckResult
     from ..document import Block
     from ..symbolic.derivation import Derivation
 
@@ -303,13 +304,19 @@ class DefinedOp(Op):
         examples: int = 10,
         seed: int = 0,
         user_forward: Callable[..., np.ndarray] | None = None,
-        shrink: bool = False,
-    ) -> Any:
+        shrink: bool = True,
+        raise_on_failure: bool = True,
+    ) -> CheckResult:
         """Hold ``user_backward(dy, **inputs) -> {input: gradient}`` (and optionally
         ``user_forward(**inputs)``) to the symbolic ground truth and to central differences on
-        ``examples`` hypothesis-drawn sizes and values.  Returns a
-        :class:`derivgrad.checks.CheckResult` (``.passed``, ``.message``,
-        ``.failing_params`` — the smallest failing shapes with ``shrink``)."""
+        ``examples`` hypothesis-drawn sizes and values.
+
+        A failure raises :class:`~derivgrad.errors.GradcheckError` (as
+        ``torch.autograd.gradcheck`` does) naming the smallest failing shapes (``shrink``:
+        hypothesis reduces the case first) and the command that derives the truth on them;
+        ``.report`` holds the :class:`derivgrad.checks.CheckResult`.  With
+        ``raise_on_failure=False`` the result is returned instead (``.passed``,
+        ``.message``, ``.failing_params``, ``.command``)."""
         from ..checks import check_op
         from ..registry import register
 
@@ -326,7 +333,16 @@ class DefinedOp(Op):
                 )
             return y, {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
 
-        return check_op(self.name, examples=examples, seed=seed, kernel=face, shrink=shrink)
+        res = check_op(self.name, examples=examples, seed=seed, kernel=face, shrink=shrink)
+        if not res.passed and raise_on_failure:
+            shapes = ", ".join(
+                f"{k}={'x'.join(map(str, v))}" for k, v in (res.failing_params or {}).items()
+            )
+            raise GradcheckError(
+                f"{res.message} (smallest failing case: {shapes}; its ground truth: {res.command})",
+                report=res,
+            )
+        return res
 
     # -- document face ------------------------------------------------------------------------
     def sections(self, d: Derivation) -> list[Block]:
