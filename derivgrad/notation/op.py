@@ -114,6 +114,7 @@ class DefinedOp(Op):
     # -- symbolic face ----------------------------------------------------------------------
     def build(self, **shapes: Any) -> Derivation:
         """The derivation on ``shapes`` (default: the example shapes given to ``define``)."""
+        from .. import render as _render  # noqa: F401  (registers the document face: d.latex())
         from .derivation import build
 
         unknown = set(shapes) - set(self.inputs)
