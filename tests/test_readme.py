@@ -18,7 +18,7 @@ def _blocks() -> list[tuple[str, str]]:
     found = []
     for doc in ("README.md", "ARCHITECTURE.md"):
         text = (ROOT / doc).read_text()
-        for k, m in enumerate(re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)):
+        for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
             line = text.count("\n", 0, m.start()) + 1
             found.append((f"{doc}:{line}", m.group(1)))
     return found

@@ -121,7 +121,8 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
         return cache["g"]
 
     closed = {k: (lambda k=k: grads()[k]) for k in prog.inputs}
-    rules = {k: f"dL/d{k}, by the general-size rule in index notation below" for k in prog.inputs}
+    # a formula, then prose: rule_tex sets "the ..." after the comma as text, not mathematics
+    rules = {k: f"∂L/∂{k}, the general-size rule in index notation below" for k in prog.inputs}
     return DefinedDerivation(
         op.name,
         {k: shapes[k] for k in prog.inputs},
@@ -185,26 +186,30 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
     def bar(t: str) -> str:
         return r"\delta" if t == prog.output else r"\bar{%s}" % tex_name(t)
 
+    # printed 1-based, as the document's indices are: an index symbol t stands for the
+    # 0-based t - 1, and a subscript, a bound or a condition on an index moves up by one
+    one: dict[Any, Any] = {f: f - 1 for f in free}
+
+    def up(e: Any) -> Any:
+        return sp.simplify((e.xreplace(one) + 1).xreplace(bounds))
+
     parts = []
     for term in terms:
+        one.update({v: v - 1 for v, _, _ in term.loops})
         s = ""
         for v, lo, hi in term.loops:
-            s += r"\sum_{%s=%s}^{%s}" % (
-                tex(v),
-                tex(sp.simplify(lo.xreplace(bounds))),
-                tex(sp.simplify((hi - 1).xreplace(bounds))),
-            )
+            s += r"\sum_{%s=%s}^{%s}" % (tex(v), tex(up(lo)), tex(up(hi - 1)))
         conds = ""
         for e, L, U in term.conds:
-            L, U = sp.simplify(L.xreplace(bounds)), sp.simplify(U.xreplace(bounds))
+            L, U = up(L), up(U)
             if L == U:
-                conds += r"\,[%s = %s]" % (tex(e), tex(L))
+                conds += r"\,[%s = %s]" % (tex(up(e)), tex(L))
             else:
-                conds += r"\,[%s \le %s \le %s]" % (tex(L), tex(e), tex(U))
+                conds += r"\,[%s \le %s \le %s]" % (tex(L), tex(up(e)), tex(U))
         tensor, subs = term.upstream
-        ups = sp.Indexed(sp.IndexedBase(bar(tensor)), *[x.xreplace(bounds) for x in subs])
+        ups = sp.Indexed(sp.IndexedBase(bar(tensor)), *[up(x) for x in subs])
         reads = {
-            ph: sp.Indexed(sp.IndexedBase(tex_name(t)), *[x.xreplace(bounds) for x in ss])
+            ph: sp.Indexed(sp.IndexedBase(tex_name(t)), *[up(x) for x in ss])
             for ph, (t, ss) in term.reads.items()
         }
         body = (ups * term.factor.xreplace(reads)).xreplace(bounds)
@@ -224,8 +229,12 @@ def sections(op: Any, d: Derivation) -> list[Block]:
     lines = []
     for k, st in enumerate(prog.statements):
         rs = ", ".join(
-            r"$%s \in [%s,\ %s)$"
-            % (t, tex(sp.simplify(ranges.index[k][t][0])), tex(sp.simplify(ranges.index[k][t][1])))
+            r"$%s \in \{%s, \dots, %s\}$"
+            % (
+                t,
+                tex(sp.simplify(ranges.index[k][t][0] + 1)),
+                tex(sp.simplify(ranges.index[k][t][1])),
+            )
             for t in st.indices
         )
         lines.append(f"statement {k + 1}: {rs}")
@@ -234,9 +243,9 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             "p",
             "Index ranges for general sizes (an index read alone takes its axis's extent; "
             "an index inside an affine subscript takes the largest range that keeps every read "
-            r"in bounds; a tensor defined on the left is stored from 0, at $t - \mathrm{lo}_t$): "
-            + "; ".join(lines)
-            + ".",
+            r"in bounds; counted from 1, as every index here; a tensor defined on the left is "
+            r"stored from 1, at $t - \mathrm{lo}_t + 1$ for an index that starts at "
+            r"$\mathrm{lo}_t$): " + "; ".join(lines) + ".",
         )
     )
     out.append(
