@@ -346,6 +346,11 @@ class DefinedOp(Op):
         return res
 
     # -- document face ------------------------------------------------------------------------
+    def definitions(self, d: Derivation) -> list[Block]:
+        from .derivation import step_blocks
+
+        return step_blocks(self, d)
+
     def sections(self, d: Derivation) -> list[Block]:
         from .derivation import sections
 
