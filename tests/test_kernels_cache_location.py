@@ -120,3 +120,19 @@ def test_a_directory_others_can_write_to_is_not_trusted(tmp_path):
     f = tmp_path / "file"
     f.write_text("")
     assert _cache.untrusted(f) == "it is not a directory"
+
+
+def test_a_temporary_directory_another_user_made_is_not_used(tmp_path, monkeypatch):
+    # the private directory's name is predictable: another user may have made it first
+    place = tmp_path / f"derivgrad-numba-{os.geteuid()}"
+    place.mkdir(mode=0o700)
+    os.chown(place, 65534, 65534)
+    monkeypatch.setattr(_cache, "_numba_defaults_work", lambda: False)
+    monkeypatch.setattr(_cache.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("DERIVGRAD_CACHE_DIR", raising=False)
+    path, warning = _cache.choose_location()
+    assert path is None and f"{place} (another user owns it)" in warning
+    os.chown(place, os.geteuid(), os.getegid())
+    place.chmod(0o755)
+    path, warning = _cache.choose_location()
+    assert path == str(place) and (place.stat().st_mode & 0o777) == 0o700
