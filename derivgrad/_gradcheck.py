@@ -12,15 +12,20 @@ check); the step ``eps = 1e-5`` balances the O(h²) truncation error against rou
 functions, hence the default ``rtol = 1e-5``, ``atol = 1e-7``.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .errors import GradcheckError
+
+if TYPE_CHECKING:
+    from .symbolic.derivation import Derivation
 
 
 class Entry(NamedTuple):
@@ -128,21 +133,21 @@ def _scalar(f, inputs, upstream):
 
 
 def gradcheck(
-    f,
-    inputs,
-    grads,
-    eps=1e-5,
-    rtol=1e-5,
-    atol=1e-7,
+    f: Callable[..., Any],
+    inputs: Mapping[str, Any],
+    grads: Mapping[str, Any] | Callable[..., Mapping[str, Any]],
+    eps: float = 1e-5,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
     *,
-    mode="full",
-    upstream=None,
-    projections=8,
-    seed=0,
-    max_report=5,
-    kink_tol=None,
-    oracle=None,
-):
+    mode: str = "full",
+    upstream: Any = None,
+    projections: int = 8,
+    seed: int = 0,
+    max_report: int = 5,
+    kink_tol: float | None = None,
+    oracle: Derivation | None = None,
+) -> GradcheckReport:
     r"""Check analytic gradients of ``f`` against central differences; raise on mismatch.
 
     Args:

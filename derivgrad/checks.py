@@ -41,9 +41,15 @@ class CheckResult:
     command: str = ""
 
 
-@functools.lru_cache(maxsize=256)
 def _derive(name, key):
-    return get(name).build(**dict(json.loads(key)))
+    return _build(get(name), key)
+
+
+@functools.lru_cache(maxsize=256)
+def _build(op, key):
+    # keyed by the op object, not its name: a name defined again (``define(..., name=)``)
+    # is another op, and a check must hold it to its own definition's truth
+    return op.build(**dict(json.loads(key)))
 
 
 def _key(params):

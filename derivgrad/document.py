@@ -86,7 +86,20 @@ def abbreviate(e: Any, print_as: Mapping[Any, Any] | None = None) -> Any:
         return None if sym is None else sym**c
 
     e = e.replace(lambda a: isinstance(a, sp.exp) and named_power(a) is not None, named_power)
-    return e.xreplace(print_as)
+    e = e.xreplace(print_as)
+    # a named sum inside a longer one (SymPy flattens v + ε into one sum): its terms as the name
+    sums = [(set(k.args), v) for k, v in print_as.items() if isinstance(k, sp.Add)]
+    if not sums:
+        return e
+
+    def named_part(a):
+        terms = set(a.args)
+        for part, name in sums:
+            if part < terms:
+                return sp.Add(name, *(terms - part))
+        return None
+
+    return e.replace(lambda a: isinstance(a, sp.Add) and named_part(a) is not None, named_part)
 
 
 def abbreviate_array(a: np.ndarray, print_as: Mapping[Any, Any] | None = None) -> np.ndarray:

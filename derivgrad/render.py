@@ -79,13 +79,18 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
     doc.h(heading if heading is not None else f"{title}: the gradient{probs}")
-    params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
+    # a parameter that is an input's shape is said once, with the input (a defined layer's)
+    params = "".join(
+        f"{k} = {fmt_param(v, k)}, "
+        for k, v in d.params.items()
+        if v is not None and not (k in d.input_arrays and v == d.input_arrays[k].shape)
+    )
     shapes = "; ".join(
         f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
     )
     doc.p(
         f"Problem. For the {_lowercase_title(title)} with "
-        f"{params}, inputs {shapes}, derive the gradient of the "
+        f"{params}inputs {shapes}, derive the gradient of the "
         + (
             "loss $L$ with respect to every input (the output is the loss itself)."
             if loss

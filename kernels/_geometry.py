@@ -3,11 +3,14 @@
 Convolution, pooling, im2col and the symbolic face all call :func:`output_size`.
 """
 
+from __future__ import annotations
+
 import numbers
+from typing import Any
 
 
-def output_size(n, k, stride=1, padding=0, dilation=1):
-    r"""Number of window positions along one axis.
+def output_size(n: Any, k: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Any:
+    r"""Number of window positions along one axis (ints, or SymPy integers: hence ``Any``).
 
     .. math:: n_{out} = \left\lfloor \frac{n + 2p - d(k-1) - 1}{s} \right\rfloor + 1
 
@@ -29,7 +32,7 @@ def output_size(n, k, stride=1, padding=0, dilation=1):
     return (n + 2 * padding - window_span(k, dilation)) // stride + 1
 
 
-def window_span(k, dilation=1):
+def window_span(k: Any, dilation: Any = 1) -> Any:
     """Input positions a (dilated) window covers: ``d(k - 1) + 1``."""
     return dilation * (k - 1) + 1
 

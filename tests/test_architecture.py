@@ -240,3 +240,41 @@ def _unannotated() -> list[str]:
 def test_every_public_function_is_annotated():
     missing = _unannotated()
     assert not missing, f"{len(missing)} public functions without type hints: {missing[:10]}"
+
+
+def _exported_unannotated(module_name: str) -> list[str]:
+    """Names in ``module_name.__all__`` (re-exports from private modules included) whose
+    function, or whose class's public methods, lack a hint for an argument or the result."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    missing = []
+
+    def check(where: str, f: object) -> None:
+        f = inspect.unwrap(getattr(f, "py_func", f))  # a Numba dispatcher: its Python function
+        if not inspect.isfunction(f):
+            return
+        sig = inspect.signature(f)
+        args = [p for n, p in sig.parameters.items() if n not in ("self", "cls")]
+        unhinted = [p.name for p in args if p.annotation is inspect.Parameter.empty]
+        if unhinted or (
+            sig.return_annotation is inspect.Signature.empty and f.__name__ != "__init__"
+        ):
+            missing.append(f"{where} ({', '.join(unhinted) or 'result'})")
+
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") or attr in ("__init__", "__call__"):
+                    check(f"{module_name}.{name}.{attr}", member)
+        else:
+            check(f"{module_name}.{name}", obj)
+    return missing
+
+
+@pytest.mark.parametrize("module_name", ["derivgrad", "derivgrad.kernels"])
+def test_every_exported_name_is_annotated(module_name):
+    missing = _exported_unannotated(module_name)
+    assert not missing, f"exported without type hints: {missing}"

@@ -10,6 +10,7 @@ from tolerances import assert_close
 
 import derivgrad
 from derivgrad import gradcheck
+from derivgrad.notation import op as op_module
 
 DEPTHWISE = "y[n, c, i, j] += x[n, c, 2*i + u, 2*j + v] * w[c, u, v]"
 LAYERNORM = """
@@ -202,14 +203,22 @@ def test_general_size_rule_is_in_index_notation_with_its_conditions(ops):
 
     d = ops["depthwise"].derive()
     tex = render(d, "latex")
-    # dx gathers δ over the outputs whose window covers the entry: solved for u = p - 2i
+    # dx gathers δ over the outputs whose window covers the entry, printed 1-based as the
+    # document's indices are: 0-based u = p - 2i is, with p, i, u counted from 1,
+    # u - 1 = (p - 1) - 2 (i - 1), so u = p - 2 i + 2
     assert r"\frac{\partial L}{\partial x_{n,c,p,q}}" in tex
-    assert r"{\delta}_{n,c,i,j} {w}_{c,- 2 i + p,- 2 j + q}" in tex
-    assert r"[0 \le - 2 i + p \le N_{u} - 1]" in tex
-    # the output's rows end 2 i + u <= n^x_3 - 1: i < floor((n^x_3 - N_u) / 2) + 1
-    assert (
-        r"i \in [0,\ \left\lfloor{- \frac{N_{u}}{2} + \frac{n^{x}_{3}}{2}}\right\rfloor + 1)" in tex
-    )
+    assert r"{\delta}_{n,c,i,j} {w}_{c,- 2 i + p + 2,- 2 j + q + 2}" in tex
+    assert r"[1 \le - 2 i + p + 2 \le N_{u}]" in tex
+    # the output's rows end 2 i + u <= n^x_3 - 1 (0-based): i runs from 1 to
+    # floor((n^x_3 - N_u) / 2) + 1
+    floor = r"\left\lfloor{- \frac{N_{u}}{2} + \frac{n^{x}_{3}}{2}}\right\rfloor"
+    assert r"i \in \{1, \dots, " + floor + r" + 1\}" in tex
+    # a causal read: i counts from N_u, and the output is stored from 1 at i - N_u + 1
+    causal = derivgrad.define("y[n, i] += x[n, i - u] * w[u]", x=(1, 5), w=(2,)).derive()
+    tex = render(causal, "latex")
+    assert r"i \in \{N_{u}, \dots, n^{x}_{2}\}" in tex
+    assert r"{\delta}_{n,- N_{u} + p + u} {w}_{u}" in tex
+    assert r"[N_{u} \le p + u - 1 \le n^{x}_{2}]" in tex
 
 
 def test_definition_is_registered_and_reachable_by_name(ops):
@@ -256,7 +265,7 @@ def test_generated_module_is_cached_on_disk_by_the_definitions_hash(ops, tmp_pat
     op.forward(x=np.ones((2, 3)))
     files = list(tmp_path.glob("dg_*.py"))
     assert [f.name for f in files] == [f"dg_{op.key}.py"]
-    assert files[0].read_text() == op.source()
+    assert files[0].read_text() == op_module._sealed(op.source())  # whole, and sealed
     again = derivgrad.define(SILU + " * 1", name="t_silu_cached2", x=(2, 3))
     assert again.key == op.key  # same definition, same file: loaded, not regenerated
 

@@ -163,7 +163,12 @@ def _user_backward(dy, x, w, bug=False):
 def test_check_accepts_a_correct_user_backward_and_catches_a_planted_bug():
     good = DEPTHWISE.check(_user_backward, examples=3)
     assert good.passed and good.cases == 3, good.message
-    bad = DEPTHWISE.check(lambda dy, **a: _user_backward(dy, **a, bug=True), examples=3)
+    bad = DEPTHWISE.check(
+        lambda dy, **a: _user_backward(dy, **a, bug=True),
+        examples=3,
+        shrink=False,
+        raise_on_failure=False,
+    )
     assert not bad.passed
     assert "gradient of x differs from the symbolic closed form" in bad.message
 

@@ -32,6 +32,14 @@ def add_define_arguments(p: argparse.ArgumentParser) -> None:
         metavar="INDEX=N",
         help="fix an index's range where no read determines it: u=2 (0 to 1) or u=1:3",
     )
+    g.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the layer's name (an identifier) in tables and documents (default: defined_<hash>)",
+    )
+    g.add_argument(
+        "--title", metavar="TEXT", help="the documents' title (default: User-defined layer)"
+    )
 
 
 def _sizes(option: str, text: str) -> tuple[str, tuple[int, ...]]:
@@ -43,6 +51,18 @@ def _sizes(option: str, text: str) -> tuple[str, tuple[int, ...]]:
     except ValueError:
         raise UsageError(f"--{option} takes NAME=AxB (e.g. x=2x3x7x7), got {text!r}") from None
     return name.strip(), sizes
+
+
+def refuse_without_define(a: argparse.Namespace) -> None:
+    """``--name``/``--title``/``--shape``/``--range`` say something only with ``--define``."""
+    if a.define is None:
+        given = [f"--{k}" for k in ("name", "title") if getattr(a, k, None) is not None]
+        given += [f"--{k}" for k in ("shape", "range") if getattr(a, k, None)]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} a layer "
+                "of --define; give --define SPEC"
+            )
 
 
 def defined_op(a: argparse.Namespace) -> Any:
@@ -70,4 +90,5 @@ def defined_op(a: argparse.Namespace) -> Any:
         except ValueError:
             raise UsageError(f"--range takes INDEX=N or INDEX=LO:HI, got {r!r}") from None
         ranges[name.strip()] = bounds[0] if len(bounds) == 1 else bounds
-    return define(spec, ranges=ranges, **shapes)  # type: ignore[arg-type]
+    name, title = getattr(a, "name", None), getattr(a, "title", None)
+    return define(spec, name=name, title=title, ranges=ranges, **shapes)

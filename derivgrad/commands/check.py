@@ -4,13 +4,14 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from ._define_arguments import add_define_arguments, defined_op
+from ._define_arguments import add_define_arguments, defined_op, refuse_without_define
 
 
 def _cmd_check(a):
     from ..checks import check_op, table
     from ..registry import OPS, get
 
+    refuse_without_define(a)
     if a.examples < 1:
         raise UsageError(f"--examples must be at least 1, got {a.examples}")
     if a.define is not None:

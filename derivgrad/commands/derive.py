@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from ._define_arguments import add_define_arguments, defined_op
+from ._define_arguments import add_define_arguments, defined_op, refuse_without_define
 from ._op_arguments import OPS, add_op_arguments, op_arguments
 
 
@@ -18,6 +18,7 @@ def _cmd_derive(a):
     from ..registry import get
     from ..render import compile_pdf, render
 
+    refuse_without_define(a)
     fmt = a.format
     if a.define is not None:
         if a.op:

@@ -121,7 +121,22 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
         return cache["g"]
 
     closed = {k: (lambda k=k: grads()[k]) for k in prog.inputs}
-    rules = {k: f"dL/d{k}, by the general-size rule in index notation below" for k in prog.inputs}
+    # each tensor a statement defines before the output is a named step: the document
+    # writes it by name (print_as), and the steps section defines each name
+    steps = {n: symbols(n, T[n].shape, latex=tex_name(n), real=True) for n in prog.defined[:-1]}
+    print_as: dict[Any, Any] = {}
+    for n in steps:
+        for e, s in zip(T[n].reshape(-1), steps[n].reshape(-1)):
+            if isinstance(e, sp.Basic) and not e.is_Atom:
+                # also as written with the earlier steps' names, which is how it is found
+                # once those are replaced (a sum of them inside a longer sum)
+                short = e.xreplace(print_as)
+                print_as[e] = s
+                if not short.is_Atom:
+                    print_as.setdefault(short, s)
+    extra = {"steps": {n: T[n] for n in steps}, "step_symbols": steps, "print_as": print_as}
+    # a formula, then prose: rule_tex sets "the ..." after the comma as text, not mathematics
+    rules = {k: f"∂L/∂{k}, the general-size rule in index notation below" for k in prog.inputs}
     return DefinedDerivation(
         op.name,
         {k: shapes[k] for k in prog.inputs},
@@ -134,7 +149,102 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
         notes=[
             "the closed form is the reverse-mode rule in gather form evaluated on this instance"
         ],
+        extra=extra if steps else None,
     )
+
+
+# -- named steps ------------------------------------------------------------------------------
+def step_forms(op: Any, d: Derivation) -> dict[str, np.ndarray]:
+    """Each step's entries written with what its statement reads (the inputs and the steps
+    before it, by name), from its statement alone run on symbols: exact by construction."""
+    from .program import Program
+
+    prog = op.program
+    names = {**d.input_arrays, **d.extra.get("step_symbols", {})}
+    ranges = prog.infer({k: v.shape for k, v in d.input_arrays.items()}, fixed=op.fixed)
+    out: dict[str, np.ndarray] = {}
+    for n in prog.defined:
+        st = prog.statements[prog.stmt_of[n]]
+        one = Program([st], {r: prog.ranks[r] for r, _, _ in st.refs})
+        shapes = {r: names[r].shape for r in one.inputs}
+        fixed = {t: v for t, v in op.fixed.items() if t in st.indices}
+        fwd, _ = sympy_functions(one, one.infer(shapes, fixed=fixed))
+        T = np.empty(ranges.shapes[n], dtype=object)
+        fwd(None, *[names[r] for r in one.inputs], T)
+        out[n] = T
+    return out
+
+
+def step_blocks(op: Any, d: Derivation) -> list[Block]:
+    """The named steps of a definition of several statements: each step's entries, its local
+    derivatives with respect to what it reads, and its numbers when the document has them."""
+    from ..document import entry_rows, indexed
+    from ..instance import evaluate, substitutions
+    from ..numeric_steps import array_tex
+
+    full = d.extra.get("steps")
+    if not full:
+        return []
+    prog = op.program
+    forms = step_forms(op, d)
+    names = {**d.input_arrays, **d.extra["step_symbols"]}
+    out: list[Block] = [("h", (2, "Named steps"))]
+    listed = ", ".join(f"${tex_name(n)}$" for n in full)
+    out.append(
+        (
+            "p",
+            f"The definition computes {listed} before the output: each is a step, written "
+            "below with what its statement reads (the inputs and the steps before it), and "
+            "the rest of the document writes it by its name.",
+        )
+    )
+    values = substitutions(d) if getattr(d, "values", None) else {}
+    for n in full:
+        st = prog.statements[prog.stmt_of[n]]
+        out.append(
+            (
+                "p",
+                f"Step ${tex_name(n)}$, statement {prog.stmt_of[n] + 1} "
+                rf"(\texttt{{{_tt(st.text)}}}):",
+            )
+        )
+        rows, note = entry_rows(lambda idx, n=n: indexed(tex_name(n), idx), forms[n], lambda e: e)
+        out.append(("eq", rows))
+        if note:
+            out.append(("p", note))
+        reads = list(dict.fromkeys(r for r, _, _ in st.refs))
+        for r in reads:
+            where = {names[r][j]: j for j in np.ndindex(*names[r].shape)}
+            total = forms[n].size * names[r].size
+            # only the entries of r that occur in an entry can have a non-zero derivative
+            J = [
+                (indexed(tex_name(n), i), indexed(tex_name(r), where[v]), sp.diff(forms[n][i], v))
+                for i in np.ndindex(*forms[n].shape)
+                for v in sorted(
+                    sp.sympify(forms[n][i]).free_symbols & where.keys(), key=lambda v: where[v]
+                )
+            ]
+            nonzero = [(a, b, e) for a, b, e in J if e != 0]
+            shown = nonzero[:12]
+            out.append(
+                (
+                    "p",
+                    f"Its local derivatives with respect to ${tex_name(r)}$ "
+                    f"({len(nonzero)} of the {total} entries are not 0"
+                    + (f"; the first {len(shown)} are printed" if len(shown) < len(nonzero) else "")
+                    + "):",
+                )
+            )
+            out.append(
+                (
+                    "eq",
+                    [(r"\frac{\partial %s}{\partial %s}" % (a, b), [tex(e)]) for a, b, e in shown],
+                )
+            )
+        if values:
+            out.append(("p", f"With the given numbers, ${tex_name(n)}$ is:"))
+            out.append(("eq", [(tex_name(n), [array_tex(evaluate(full[n], values))])]))
+    return out
 
 
 # -- general sizes ---------------------------------------------------------------------------
@@ -185,26 +295,30 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
     def bar(t: str) -> str:
         return r"\delta" if t == prog.output else r"\bar{%s}" % tex_name(t)
 
+    # printed 1-based, as the document's indices are: an index symbol t stands for the
+    # 0-based t - 1, and a subscript, a bound or a condition on an index moves up by one
+    one: dict[Any, Any] = {f: f - 1 for f in free}
+
+    def up(e: Any) -> Any:
+        return sp.simplify((e.xreplace(one) + 1).xreplace(bounds))
+
     parts = []
     for term in terms:
+        one.update({v: v - 1 for v, _, _ in term.loops})
         s = ""
         for v, lo, hi in term.loops:
-            s += r"\sum_{%s=%s}^{%s}" % (
-                tex(v),
-                tex(sp.simplify(lo.xreplace(bounds))),
-                tex(sp.simplify((hi - 1).xreplace(bounds))),
-            )
+            s += r"\sum_{%s=%s}^{%s}" % (tex(v), tex(up(lo)), tex(up(hi - 1)))
         conds = ""
         for e, L, U in term.conds:
-            L, U = sp.simplify(L.xreplace(bounds)), sp.simplify(U.xreplace(bounds))
+            L, U = up(L), up(U)
             if L == U:
-                conds += r"\,[%s = %s]" % (tex(e), tex(L))
+                conds += r"\,[%s = %s]" % (tex(up(e)), tex(L))
             else:
-                conds += r"\,[%s \le %s \le %s]" % (tex(L), tex(e), tex(U))
+                conds += r"\,[%s \le %s \le %s]" % (tex(L), tex(up(e)), tex(U))
         tensor, subs = term.upstream
-        ups = sp.Indexed(sp.IndexedBase(bar(tensor)), *[x.xreplace(bounds) for x in subs])
+        ups = sp.Indexed(sp.IndexedBase(bar(tensor)), *[up(x) for x in subs])
         reads = {
-            ph: sp.Indexed(sp.IndexedBase(tex_name(t)), *[x.xreplace(bounds) for x in ss])
+            ph: sp.Indexed(sp.IndexedBase(tex_name(t)), *[up(x) for x in ss])
             for ph, (t, ss) in term.reads.items()
         }
         body = (ups * term.factor.xreplace(reads)).xreplace(bounds)
@@ -224,8 +338,12 @@ def sections(op: Any, d: Derivation) -> list[Block]:
     lines = []
     for k, st in enumerate(prog.statements):
         rs = ", ".join(
-            r"$%s \in [%s,\ %s)$"
-            % (t, tex(sp.simplify(ranges.index[k][t][0])), tex(sp.simplify(ranges.index[k][t][1])))
+            r"$%s \in \{%s, \dots, %s\}$"
+            % (
+                t,
+                tex(sp.simplify(ranges.index[k][t][0] + 1)),
+                tex(sp.simplify(ranges.index[k][t][1])),
+            )
             for t in st.indices
         )
         lines.append(f"statement {k + 1}: {rs}")
@@ -234,9 +352,9 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             "p",
             "Index ranges for general sizes (an index read alone takes its axis's extent; "
             "an index inside an affine subscript takes the largest range that keeps every read "
-            r"in bounds; a tensor defined on the left is stored from 0, at $t - \mathrm{lo}_t$): "
-            + "; ".join(lines)
-            + ".",
+            r"in bounds; counted from 1, as every index here; a tensor defined on the left is "
+            r"stored from 1, at $t - \mathrm{lo}_t + 1$ for an index that starts at "
+            r"$\mathrm{lo}_t$): " + "; ".join(lines) + ".",
         )
     )
     out.append(

@@ -11,23 +11,26 @@ protocol, so that every face of a built-in works for it (derive, render, check, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.util
 import json
 import os
+import re
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 
-from ..errors import ParamError
+from .. import __version__
+from ..atomic import write_bytes_atomic
+from ..errors import GradcheckError, ParamError
 from ..kernels._cache import DIGEST as KERNELS_DIGEST
-from ..kernels._cache import digest
+from ..kernels._cache import digest, untrusted, writable
 from ..ops.base import Op
 from .parse import DefineError, Statement, parse
 from .program import Program, Ranges
@@ -35,6 +38,7 @@ from .program import Program, Ranges
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
+    from ..checks import CheckResult
     from ..document import Block
     from ..symbolic.derivation import Derivation
 
@@ -56,10 +60,6 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "derivgrad" / "define"
-
-
-def _canonical(statements: list[Statement]) -> str:
-    return "\n".join(" ".join(st.text.split()) for st in statements)
 
 
 class DefinedOp(Op):
@@ -90,11 +90,14 @@ class DefinedOp(Op):
         self.example_ranges = self.program.infer(self.example, fixed=self.fixed)
         self.inputs = tuple(self.program.inputs)
         self.output = self.program.output
+        # the whole text, comments included: the generated module's docstring holds it
         self.key = hashlib.sha256(
             json.dumps(
                 [
                     CODEGEN_VERSION,
-                    _canonical(statements),
+                    __version__,
+                    numba.__version__,
+                    spec,
                     sorted(self.example.items()),
                     sorted(self.fixed.items()),
                 ]
@@ -111,6 +114,7 @@ class DefinedOp(Op):
     # -- symbolic face ----------------------------------------------------------------------
     def build(self, **shapes: Any) -> Derivation:
         """The derivation on ``shapes`` (default: the example shapes given to ``define``)."""
+        from .. import render as _render  # noqa: F401  (registers the document face: d.latex())
         from .derivation import build
 
         unknown = set(shapes) - set(self.inputs)
@@ -141,7 +145,7 @@ class DefinedOp(Op):
         """The Python source of the generated kernels."""
         from .codegen import numba_source
 
-        return numba_source(self.program, self.example_ranges, self.spec)
+        return numba_source(self.program, self.example_ranges, _docstring_text(self.spec))
 
     def _prepare(self, arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Ranges]:
         missing = [k for k in self.inputs if k not in arrays]
@@ -176,8 +180,6 @@ class DefinedOp(Op):
     def _run_forward(self, arrays: Mapping[str, Any], compute: bool = True) -> tuple:
         """Validated inputs, ranges, ``R`` and the defined tensors, filled by the forward
         kernel unless ``compute`` is false (then left uninitialised)."""
-        import numba
-
         from .codegen import range_values
 
         x, ranges = self._prepare(arrays)
@@ -303,13 +305,19 @@ class DefinedOp(Op):
         examples: int = 10,
         seed: int = 0,
         user_forward: Callable[..., np.ndarray] | None = None,
-        shrink: bool = False,
-    ) -> Any:
+        shrink: bool = True,
+        raise_on_failure: bool = True,
+    ) -> CheckResult:
         """Hold ``user_backward(dy, **inputs) -> {input: gradient}`` (and optionally
         ``user_forward(**inputs)``) to the symbolic ground truth and to central differences on
-        ``examples`` hypothesis-drawn sizes and values.  Returns a
-        :class:`derivgrad.checks.CheckResult` (``.passed``, ``.message``,
-        ``.failing_params`` — the smallest failing shapes with ``shrink``)."""
+        ``examples`` hypothesis-drawn sizes and values.
+
+        A failure raises :class:`~derivgrad.errors.GradcheckError` (as
+        ``torch.autograd.gradcheck`` does) naming the smallest failing shapes (``shrink``:
+        hypothesis reduces the case first) and the command that derives the truth on them;
+        ``.report`` holds the :class:`derivgrad.checks.CheckResult`.  With
+        ``raise_on_failure=False`` the result is returned instead (``.passed``,
+        ``.message``, ``.failing_params``, ``.command``)."""
         from ..checks import check_op
         from ..registry import register
 
@@ -326,9 +334,23 @@ class DefinedOp(Op):
                 )
             return y, {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
 
-        return check_op(self.name, examples=examples, seed=seed, kernel=face, shrink=shrink)
+        res = check_op(self.name, examples=examples, seed=seed, kernel=face, shrink=shrink)
+        if not res.passed and raise_on_failure:
+            shapes = ", ".join(
+                f"{k}={'x'.join(map(str, v))}" for k, v in (res.failing_params or {}).items()
+            )
+            raise GradcheckError(
+                f"{res.message} (smallest failing case: {shapes}; its ground truth: {res.command})",
+                report=res,
+            )
+        return res
 
     # -- document face ------------------------------------------------------------------------
+    def definitions(self, d: Derivation) -> list[Block]:
+        from .derivation import step_blocks
+
+        return step_blocks(self, d)
+
     def sections(self, d: Derivation) -> list[Block]:
         from .derivation import sections
 
@@ -375,25 +397,118 @@ def _shape(name: str, v: Any) -> tuple[int, ...]:
 
 
 def _load(op: DefinedOp) -> ModuleType:
-    """Import the generated module for ``op``, writing it first if the cache lacks it.  The
-    file name is the definition's hash, so a warm start needs neither SymPy nor a compile."""
-    d = cache_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"dg_{op.key}.py"
-    if not path.exists():
-        src = op.source()
-        # atomic: another process may be importing the same file (and Numba keys its cache on
-        # the file's time stamp, so an existing file is never rewritten)
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
+    """The generated module for ``op``: from the cache when its entry is whole (the seal on
+    its last line matches), else generated, written atomically and sealed.  A damaged entry
+    is discarded and rebuilt; a cache directory that cannot be used (missing and not
+    creatable, not a directory, not writable, writable by others) leaves the layer working,
+    compiled in memory.  Each with one warning line; none is the layer's failure."""
     modname = f"derivgrad_define_{op.key}"
     if modname in sys.modules:
         return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    d = cache_dir()
+    why = _unusable(d)
+    if why is not None:
+        _warn(f"the kernel cache {d} {why}; compiling the kernels of {op.name} in memory")
+        return _execute(modname, _uncached(op.source()), None)
+    path = d / f"dg_{op.key}.py"
+    text, damage = _read_entry(path)
+    if damage:
+        _warn(f"discarded the damaged cache entry {path} ({damage}); rebuilding it")
+        with contextlib.suppress(OSError):
+            path.unlink()
+    if text is None:
+        text = _sealed(op.source())
+        try:
+            write_bytes_atomic(path, text.encode())
+        except OSError as e:
+            _warn(
+                f"cannot write {path} ({e.strerror}); compiling the kernels of {op.name} in memory"
+            )
+            return _execute(modname, _uncached(text), None)
+    return _execute(modname, text, path)
+
+
+SEAL = "# derivgrad sha256: "
+
+
+def _sealed(src: str) -> str:
+    """``src`` and a last line with its hash: a truncated or altered entry is recognised."""
+    return f"{src}{SEAL}{hashlib.sha256(src.encode()).hexdigest()}\n"
+
+
+def _read_entry(path: Path) -> tuple[str | None, str]:
+    """``(source, "")`` for a whole entry, ``(None, "")`` for none, ``(None, why)`` for a
+    damaged one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as e:
+        return None, f"unreadable: {e.strerror}"
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    src, sep, seal = text.rpartition(SEAL)
+    if not sep or seal != hashlib.sha256(src.encode()).hexdigest() + "\n":
+        return None, "truncated or altered: its seal does not match"
+    return text, ""
+
+
+def _unusable(d: Path) -> str | None:
+    """Why the cache directory ``d`` cannot hold kernels (created if missing), or ``None``."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot be created ({e.strerror})"
+    if not d.is_dir():
+        return "is not a directory"
+    for place in (d, d / "__pycache__"):  # Numba's compiled code (pickles) goes in the second
+        if place.exists():
+            why = untrusted(place)
+            if why is not None:
+                return f"is not trusted ({place}: {why})"
+    if not writable(d):
+        return "cannot be written"
+    return None
+
+
+def _uncached(src: str) -> str:
+    """The module with Numba's on-disk cache off (it needs a file to key on)."""
+    return re.sub(r"^(@numba\.njit\(.*?)cache=True", r"\1cache=False", src, flags=re.M)
+
+
+def _execute(modname: str, text: str, path: Path | None) -> ModuleType:
+    """Run the module ``text`` (already verified: what runs is what was checked, not a
+    second read of the file) as ``modname``; on any failure ``sys.modules`` keeps nothing."""
+    module = ModuleType(modname)
+    filename = str(path) if path is not None else f"<derivgrad.define {modname}>"
+    module.__file__ = filename
+    code = compile(text, filename, "exec")
     sys.modules[modname] = module
-    spec.loader.exec_module(module)
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        sys.modules.pop(modname, None)
+        raise
     return module
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, once per process for each message."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"derivgrad: warning: {message}", file=sys.stderr)
+
+
+def _docstring_text(spec: str) -> str:
+    """The definition as it may stand inside the generated module's docstring: each line
+    with Python's string escapes (a backslash, a quote, a control character cannot end the
+    string or change what it reads as), so that the docstring reads back as the text."""
+    return "\n".join(
+        line.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        for line in spec.strip().split("\n")
+    )
