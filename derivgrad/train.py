@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import data as mnist
-from .atomic import write_atomic
+from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
 from .errors import CheckpointError, DivergedError, ParamError
 from .interrupt import Interrupts, deferred_interrupts
@@ -425,7 +425,9 @@ def _bar(progress: bool, total: int, epoch: int, epochs: int, initial: int):
 
 
 def plot(history: list[dict[str, float]], path: str) -> None:
-    """Loss and accuracy curves, written atomically to ``path`` (format from its suffix)."""
+    """Loss and accuracy curves, written to ``path`` (format from its suffix) by
+    :func:`derivgrad.atomic.write_output`: atomically, or into a device such as /dev/null."""
+    import io
     import os
 
     import matplotlib
@@ -446,9 +448,11 @@ def plot(history: list[dict[str, float]], path: str) -> None:
     b.set_xlabel("epoch"), b.set_ylabel("accuracy (%)"), b.legend(), b.set_title("accuracy")
     fig.tight_layout()
     try:
-        write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=ext))
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, format=ext)
     finally:
         plt.close(fig)
+    write_output(path, buf.getvalue(), "--plot")
 
 
 def metrics_line(metrics: dict[str, Any]) -> str:
