@@ -252,6 +252,22 @@ def _where(pos: Position, n_batches: int) -> str:
     return f"epoch {pos.epoch + 1} after {pos.batch} of {n_batches} batches"
 
 
+def _stopped_at(run: Run) -> str:
+    """Where a stop left the run, for people: a position between epochs is named by what
+    was done (a signal during the last evaluation stops a run that is already complete,
+    not one "at epoch 2 after 0 batches" of a one-epoch run)."""
+    pos, n, epochs = run.pos, run.n_batches, run.cfg.epochs
+    if pos.epoch >= epochs:
+        return f"the end of training: all {epochs} epochs and their evaluations are done"
+    if pos.batch >= n:
+        return f"the end of epoch {pos.epoch + 1} ({n} of {n} batches), before its evaluation"
+    if pos.batch == 0 and pos.epoch > 0:
+        return (
+            f"the start of epoch {pos.epoch + 1} of {epochs}, after epoch {pos.epoch}'s evaluation"
+        )
+    return _where(pos, n)
+
+
 def _resume(run: Run) -> None:
     cfg, where = run.cfg, str(run.cfg.checkpoint)
     found: dict[str, SavedState] = {}
@@ -318,14 +334,16 @@ def _stop_if_asked(run: Run, intr: Interrupts) -> None:
     run.in_unit = True  # a second signal during the save must not start another one
     run.save()
     run.in_unit = False
-    where = _where(run.pos, run.n_batches)
+    where = _stopped_at(run)
     name = intr.name or "a signal to another rank"
-    run.log(
-        f"interrupted ({name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
-        f"continue with --resume"
-        if run.cfg.checkpoint
-        else f"interrupted ({name}) at {where} (no --checkpoint given, nothing saved)"
-    )
+    done = run.pos.epoch >= run.cfg.epochs
+    if not run.cfg.checkpoint:
+        tail = " (no --checkpoint given, nothing saved)"
+    elif done:
+        tail = f"; checkpoint written to {run.cfg.checkpoint}"
+    else:
+        tail = f"; checkpoint written to {run.cfg.checkpoint}, continue with --resume"
+    run.log(f"interrupted ({name}) at {where}{tail}")
     raise Stopped(name)
 
 
@@ -369,7 +387,7 @@ def _loop(run: Run, progress: bool) -> None:
                 run.log(f"stopped at once by {why}: the last checkpoint written stands")
             elif run.dist is None:  # raised between steps by other code: consistent
                 run.save()
-                run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
+                run.log(f"interrupted at {_stopped_at(run)}")
             raise
 
 
