@@ -391,6 +391,56 @@ def _loop(run: Run, progress: bool) -> None:
             raise
 
 
+# options rank 0 alone uses (it writes the files; --resume state is broadcast from it) or
+# that are compared by content (the data)
+_RANK_LOCAL = ("checkpoint", "plot", "overwrite", "data")
+
+
+def rank_settings(cfg: TrainConfig, dist: Any) -> dict[str, Any]:
+    """Every setting that changes the numbers, by its option name: all ranks must agree."""
+    from .train_config import _opt
+
+    out = {_opt(f.name): getattr(cfg, f.name) for f in fields(cfg) if f.name not in _RANK_LOCAL}
+    out["--shard-optimizer"] = bool(getattr(dist, "shard_optimizer", False))
+    return out
+
+
+def data_fingerprint(data: Data) -> str:
+    """The training and test sets' shapes and CRC-32s (after preparation, so that the same
+    files prepared differently differ too)."""
+    import zlib
+
+    parts = (data.xtr, data.ytr, data.xte, data.yte)
+    return ";".join(f"{a.shape}:{zlib.crc32(np.ascontiguousarray(a).data):08x}" for a in parts)
+
+
+def check_ranks(cfg: TrainConfig, dist: Any) -> None:
+    """Under MPI, the start-up checks as one collective verdict (a user error printed once,
+    by rank 0): the batch splits evenly, every rank has the same settings, rank 0's outputs
+    can be written."""
+
+    def check() -> None:
+        dist.check_batch(cfg.batch_size)
+        dist.check_settings(rank_settings(cfg, dist))
+        if dist.is_root:  # rank 0 alone writes
+            cfg.check_outputs()
+
+    dist.agree(check)
+
+
+def _start_ranks(cfg: TrainConfig, dist: Any, log: Log) -> Data:
+    """:func:`check_ranks`, then the data: it loads on every rank and is the same data on
+    every rank."""
+    check_ranks(cfg, dist)
+    if dist.is_root:
+        log(dist.describe())
+    quiet: Log = log if dist.is_root else (lambda s: None)
+    data = dist.agree(lambda: load_data(cfg, quiet))
+    fingerprint = {"data (--data, --limit)": data_fingerprint(data)}
+    dist.agree(lambda: dist.check_settings(fingerprint))
+    return data
+
+
 def train(
     cfg: TrainConfig | Mapping[str, Any],
     log: Log = print,
@@ -404,13 +454,13 @@ def train(
     gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else from_mapping(cfg)
-    if dist is not None:
-        dist.check_batch(cfg.batch_size)
+    if dist is None:
+        cfg.check_outputs()
+        data = load_data(cfg, log)
+    else:
+        data = _start_ranks(cfg, dist, log)
         if not dist.is_root:
             log, progress = (lambda s: None), False
-        log(dist.describe())
-    cfg.check_outputs()
-    data = load_data(cfg, log)
     run = _start(cfg, data, log, dist)
     _warm_up(run)
     t_start = time.perf_counter()
