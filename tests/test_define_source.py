@@ -1,0 +1,31 @@
+"""A definition's text reaches the generated kernel module only as comment lines (issue 31,
+item 9): whatever a comment of the definition holds (escapes such as ``\\N``, triple quotes,
+backslashes at the end), the module compiles and holds no statement the definition did not
+produce."""
+
+from __future__ import annotations
+
+import ast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from derivgrad.notation import define
+
+BASE = "y[i] = x[i] * 2"
+# anything a comment may hold: every character but the line breaks that end it (Python's
+# and str.splitlines', by which definitions are cut into statements)
+BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+COMMENT = st.text(
+    st.characters(blacklist_characters=BREAKS, blacklist_categories=("Cs",)), max_size=40
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(comment=COMMENT, tail=st.sampled_from(['"""', "\\", "\\N", "'''", '"', "\\u12"]))
+def test_the_generated_module_compiles_whatever_a_comment_holds(comment, tail):
+    op = define(f"{BASE}  # {comment}{tail}", x=(3,))
+    src = op.source()
+    clean = define(BASE, x=(3,)).source()
+    # same statements as the definition without its comment: the text added nothing
+    assert ast.dump(ast.parse(src)) == ast.dump(ast.parse(clean))
