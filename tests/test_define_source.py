@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from derivgrad.errors import ParamError
 from derivgrad.notation import define
 
 BASE = "y[i] = x[i] * 2"
@@ -29,3 +31,20 @@ def test_the_generated_module_compiles_whatever_a_comment_holds(comment, tail):
     clean = define(BASE, x=(3,)).source()
     # same statements as the definition without its comment: the text added nothing
     assert ast.dump(ast.parse(src)) == ast.dump(ast.parse(clean))
+
+
+def test_a_cache_others_can_write_is_never_imported_from(tmp_path, monkeypatch):
+    # a planted module under the definition's hash name would run as the user
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("DERIVGRAD_CACHE_DIR", str(shared))
+    op = define("y[i] = x[i] * 3", x=(3,))
+    planted = shared / f"dg_{op.key}.py"
+    planted.write_text("raise SystemExit('planted code ran')\n")
+    for mode, path in [(0o777, shared), (0o666, planted)]:
+        shared.chmod(0o755)
+        planted.chmod(0o644)
+        path.chmod(mode)
+        with pytest.raises(ParamError, match="writable by others"):
+            op.kernels()
+    shared.chmod(0o700)

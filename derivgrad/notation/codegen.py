@@ -534,9 +534,10 @@ def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = Tru
     bwd = em.lines
     fm = '{"reassoc", "nsz", "contract", "arcp"}' if fastmath else "False"
     deco = f"@numba.njit(cache=True, nogil=True, fastmath={fm}, pipeline_class=PhaseCompiler)"
-    # the user's text as comment lines, never inside a string literal: a comment of the
-    # definition such as "# \\N" would otherwise be an escape that stops the import
-    quoted = "\n".join(f"#     {line}" for line in spec.strip().splitlines())
+    # the user's text as comment lines, never inside a string literal (a comment of the
+    # definition such as "# \\N" would be an escape that stops the import), with what no
+    # source line may hold (NUL, other control characters, lone surrogates) escaped by repr
+    quoted = "\n".join(f"#     {repr(line)[1:-1]}" for line in spec.strip().splitlines())
     return (
         HEADER.format(spec=quoted) + "\n" + phases(fwd, deco) + "\n\n\n" + phases(bwd, deco) + "\n"
     )

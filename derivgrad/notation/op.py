@@ -374,13 +374,29 @@ def _shape(name: str, v: Any) -> tuple[int, ...]:
     return shape
 
 
+def _private(path: Path) -> None:
+    """Refuse to import code from ``path`` unless this user owns it and nobody else may
+    write it: a module found in the cache is run as it is (it is the cache), so a cache
+    another user can write into would run their code (ssh judges its keys the same way)."""
+    st = path.stat()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ParamError(
+            f"define: {path} is writable by others or owned by another user "
+            f"(mode {st.st_mode & 0o777:o}); generated kernels are imported from there, so "
+            f"make it yours and private (chmod go-w) or set DERIVGRAD_CACHE_DIR"
+        )
+
+
 def _load(op: DefinedOp) -> ModuleType:
     """Import the generated module for ``op``, writing it first if the cache lacks it.  The
     file name is the definition's hash, so a warm start needs neither SymPy nor a compile."""
     d = cache_dir()
     d.mkdir(parents=True, exist_ok=True)
+    _private(d)
     path = d / f"dg_{op.key}.py"
-    if not path.exists():
+    if path.exists():
+        _private(path)
+    else:
         src = op.source()
         # atomic: another process may be importing the same file (and Numba keys its cache on
         # the file's time stamp, so an existing file is never rewritten)
