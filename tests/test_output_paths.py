@@ -97,7 +97,16 @@ def test_an_output_path_is_written_as_named_or_refused_with_nothing_touched(
     reader = None
     if kind == "fifo":  # a reader, so that opening the FIFO for writing does not block
         reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    real_replace = os.replace
+
+    def guarded_replace(src, dst):
+        # a regression must fail this test, not replace the machine's /dev/null (root may)
+        if not Path(os.path.realpath(dst)).is_relative_to(root.resolve()):
+            raise AssertionError(f"os.replace onto {dst}, outside the test's directory")
+        return real_replace(src, dst)
+
     try:
+        os.replace = guarded_replace
         try:
             atomic.check_output(path, "-o", inputs=inputs, stream_ok=stream_ok)
         except UsageError as e:
@@ -110,6 +119,7 @@ def test_an_output_path_is_written_as_named_or_refused_with_nothing_touched(
         if reader is not None and not refused:
             assert os.read(reader, 1 << 16) == data
     finally:
+        os.replace = real_replace
         if reader is not None:
             os.close(reader)
 
@@ -178,7 +188,13 @@ def test_derive_refuses_empty_and_read_only_and_keeps_a_private_file_private(tmp
     assert private.read_text().startswith("\\documentclass")
 
 
-def test_derive_into_dev_null_and_dev_stdout_as_streams(tmp_path):
+def test_derive_into_dev_null_and_dev_stdout_as_streams(tmp_path, monkeypatch):
+    # the same code in this process first, where os.replace is guarded: a regression must
+    # fail here rather than let the command replace the machine's /dev/null
+    monkeypatch.setattr(os, "replace", lambda s, d: pytest.fail(f"os.replace onto {d}"))
+    atomic.check_output(os.devnull, "-o", stream_ok=True)
+    atomic.write_output(os.devnull, b"x", "-o")
+    monkeypatch.undo()
     dev_null = subprocess.run(
         [sys.executable, "-m", "derivgrad", "derive", "relu", "--features", "2", "-o", os.devnull],
         capture_output=True,
