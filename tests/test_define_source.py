@@ -6,6 +6,7 @@ produce."""
 from __future__ import annotations
 
 import ast
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -48,3 +49,13 @@ def test_a_cache_others_can_write_is_never_imported_from(tmp_path, monkeypatch):
         with pytest.raises(ParamError, match="writable by others"):
             op.kernels()
     shared.chmod(0o700)
+
+
+def test_a_new_cache_directory_is_private_whatever_the_umask(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERIVGRAD_CACHE_DIR", str(tmp_path / "fresh"))
+    old = os.umask(0o002)  # a user-private-group system: new directories group-writable
+    try:
+        define("y[i] = x[i] * 5", x=(3,)).kernels()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "fresh").stat().st_mode & 0o077 == 0

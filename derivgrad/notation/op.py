@@ -391,7 +391,7 @@ def _load(op: DefinedOp) -> ModuleType:
     """Import the generated module for ``op``, writing it first if the cache lacks it.  The
     file name is the definition's hash, so a warm start needs neither SymPy nor a compile."""
     d = cache_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)  # private whatever the umask
     _private(d)
     path = d / f"dg_{op.key}.py"
     if path.exists():
