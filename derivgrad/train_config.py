@@ -9,6 +9,7 @@ which touches the file system, also before the first step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -173,7 +174,11 @@ class TrainConfig:
         inputs: list[str | os.PathLike] = []
         if self.data:
             d = Path(self.data)
-            inputs = [d, *(f for f in d.iterdir() if f.is_file())] if d.is_dir() else [d]
+            inputs = [d]
+            if d.is_dir():
+                # an unreadable directory is the data loader's error to report, not this one
+                with contextlib.suppress(OSError):
+                    inputs += [f for f in d.iterdir() if f.is_file()]
         if self.checkpoint:
             if self.resume and not resolve(self.checkpoint).exists():
                 raise CheckpointError(f"{self.checkpoint}: no such checkpoint to --resume")
