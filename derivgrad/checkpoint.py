@@ -49,7 +49,7 @@ def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta: dict) 
     written (a symlink's target: the link itself is kept)."""
     payload = {f"a/{k}": v for k, v in arrays.items()}
     payload["meta"] = np.frombuffer(json.dumps(meta, allow_nan=False).encode(), dtype=np.uint8)
-    return write_atomic(path, lambda f: np.savez(f, **payload))  # type: ignore[arg-type]
+    return write_atomic(path, lambda f: np.savez(f, **payload), "--checkpoint")  # type: ignore[arg-type]
 
 
 def _open(path: Path) -> zipfile.ZipFile:

@@ -57,8 +57,9 @@ def _check_environment() -> None:
 
 
 def _say(line: str) -> None:
-    try:
-        print(line, file=sys.stderr)
+    try:  # one write: under MPI several ranks share the terminal, lines must not interleave
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
     except (OSError, ValueError, AttributeError):  # stderr closed too: nothing to tell
         pass
 

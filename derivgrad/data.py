@@ -283,8 +283,9 @@ def make_subset(
     rng = np.random.default_rng(seed)
     tr = np.sort(rng.choice(len(full["train_labels"]), n_train, replace=False))
     te = np.sort(rng.choice(len(full["test_labels"]), n_test, replace=False))
-    np.savez_compressed(
-        out_path,
+    from .atomic import write_atomic  # the one writer of output paths
+
+    arrays = dict(
         train_images=full["train_images"][tr],
         train_labels=full["train_labels"][tr],
         test_images=full["test_images"][te],
@@ -293,6 +294,7 @@ def make_subset(
         test_index=te.astype(np.uint16),
         seed=np.array(seed),
     )
+    write_atomic(out_path, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
 
 
 def cache_dir() -> Path:

@@ -184,6 +184,51 @@ class Communicator:
                 f"ranks that divides {batch_size}"
             )
 
+    # ---- start-up agreement ---------------------------------------------------------------
+    def agree(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()`` on every rank and reach one verdict: if it raised a user error
+        (:class:`DerivgradError`) on any rank, rank 0 raises it (once, for the command line to
+        print on its own line; prefixed with the failing rank unless every rank failed alike)
+        and the others exit with status 2 in silence.  Both carry ``all_ranks`` so that
+        :func:`abort_on_error` lets them end the job normally instead of racing an
+        ``MPI_Abort`` against rank 0's message.  ``fn`` may call collectives if every rank
+        reaches them."""
+        from . import errors
+
+        try:
+            result, err = fn(), None
+        except errors.DerivgradError as e:
+            result, err = None, (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        verdicts = self.comm.allgather(err)
+        failed = [(r, v) for r, v in enumerate(verdicts) if v is not None]
+        if not failed:
+            return result
+        if not self.is_root:
+            raise _AgreedExit(2)
+        rank, (name, msg) = failed[0]
+        if len(failed) < self.size or len({v for _, v in failed}) > 1:
+            msg = f"rank {rank} of {self.size}: {msg}"
+        cls = getattr(errors, name, None)
+        same = isinstance(cls, type) and issubclass(cls, errors.DerivgradError)
+        verdict: Exception = cls(msg) if same else UsageError(msg)  # type: ignore[misc]
+        verdict.all_ranks = True  # type: ignore[attr-defined]
+        raise verdict
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise :class:`UsageError` on every rank unless all ranks were given the same
+        ``settings`` (every option that changes the numbers, and a fingerprint of the data):
+        ranks launched with different ``--normalize`` would otherwise train on differently
+        scaled images without a word."""
+        everyone: list[dict[str, Any]] = self.comm.allgather(dict(settings))
+        for key in settings:
+            values = [s.get(key) for s in everyone]
+            if any(v != values[0] or type(v) is not type(values[0]) for v in values[1:]):
+                r = next(i for i, v in enumerate(values) if v != values[0])
+                raise UsageError(
+                    f"the MPI ranks were given different {key}: rank 0 has {values[0]!r}, "
+                    f"rank {r} has {values[r]!r}; launch every rank with the same settings"
+                )
+
     def shard(self, idx: np.ndarray) -> np.ndarray:
         """This rank's contiguous slice of a global batch's indices ``idx (B,)``."""
         n = len(idx) // self.size
@@ -574,6 +619,13 @@ class SyncBatchNorm2d(BatchNorm2d):
         return dx.reshape(dy.shape)
 
 
+class _AgreedExit(SystemExit):
+    """A non-root rank's exit after :meth:`Communicator.agree` found a user error: rank 0
+    prints it; this rank leaves quietly with the same status."""
+
+    all_ranks = True
+
+
 @contextlib.contextmanager
 def abort_on_error(dist: Communicator | None) -> Iterator[None]:
     """Around a multi-rank run: any exception on one rank is printed with the rank's name
@@ -585,7 +637,7 @@ def abort_on_error(dist: Communicator | None) -> Iterator[None]:
     try:
         yield
     except SystemExit as e:
-        if e.code in (0, None):
+        if e.code in (0, None) or getattr(e, "all_ranks", False):
             raise
         dist.abort(e.code if isinstance(e.code, int) else 1)
     except BaseException as e:
@@ -599,7 +651,9 @@ def abort_on_error(dist: Communicator | None) -> Iterator[None]:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         what = str(e) if isinstance(e, DerivgradError) else f"{type(e).__name__}: {e}"
-        print(f"derivgrad: rank {dist.rank} of {dist.size}: {what}", file=sys.stderr)
+        # one write per line: two ranks' lines never run together
+        sys.stderr.write(f"derivgrad: rank {dist.rank} of {dist.size}: {what}\n")
+        sys.stderr.flush()
         if not isinstance(e, DerivgradError | KeyboardInterrupt):
             import traceback
 

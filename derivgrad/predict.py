@@ -67,9 +67,14 @@ def as_images(images: object, where: str = "images") -> np.ndarray:
 
 def predict(checkpoint_path: str | os.PathLike, images: object) -> np.ndarray:
     """Class probabilities ``(N, 10)`` for images ``(N, 28, 28)`` (see :func:`as_images`)."""
+    return predict_pixels(checkpoint_path, as_images(images))
+
+
+def predict_pixels(checkpoint_path: str | os.PathLike, x8: np.ndarray) -> np.ndarray:
+    """:func:`predict` for pixels :func:`as_images` has already put on the 0..255 scale
+    (validating them twice would read scaled floats as out-of-range [0, 1] pixels)."""
     from derivgrad.kernels import softmax
 
-    x8 = as_images(images)
     net, cfg = load_network(checkpoint_path)
     out = np.empty((len(x8), 10), np.float32)
     for i in range(0, len(x8), BATCH):

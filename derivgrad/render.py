@@ -481,9 +481,9 @@ def compile_pdf(
         if overfull is not None:
             log = (Path(tmp) / "doc.log").read_text(errors="replace")
             overfull.extend(line for line in log.splitlines() if line.startswith("Overfull"))
-        from .atomic import write_bytes_atomic
+        from .atomic import write_output
 
-        write_bytes_atomic(out_pdf, (Path(tmp) / "doc.pdf").read_bytes())
+        write_output(out_pdf, (Path(tmp) / "doc.pdf").read_bytes(), "PDF")
     return Path(out_pdf)
 
 

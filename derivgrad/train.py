@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import data as mnist
-from .atomic import write_atomic
+from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
 from .errors import CheckpointError, DivergedError, ParamError
 from .interrupt import Interrupts, deferred_interrupts
@@ -252,6 +252,22 @@ def _where(pos: Position, n_batches: int) -> str:
     return f"epoch {pos.epoch + 1} after {pos.batch} of {n_batches} batches"
 
 
+def _stopped_at(run: Run) -> str:
+    """Where a stop left the run, for people: a position between epochs is named by what
+    was done (a signal during the last evaluation stops a run that is already complete,
+    not one "at epoch 2 after 0 batches" of a one-epoch run)."""
+    pos, n, epochs = run.pos, run.n_batches, run.cfg.epochs
+    if pos.epoch >= epochs:
+        return f"the end of training: all {epochs} epochs and their evaluations are done"
+    if pos.batch >= n:
+        return f"the end of epoch {pos.epoch + 1} ({n} of {n} batches), before its evaluation"
+    if pos.batch == 0 and pos.epoch > 0:
+        return (
+            f"the start of epoch {pos.epoch + 1} of {epochs}, after epoch {pos.epoch}'s evaluation"
+        )
+    return _where(pos, n)
+
+
 def _resume(run: Run) -> None:
     cfg, where = run.cfg, str(run.cfg.checkpoint)
     found: dict[str, SavedState] = {}
@@ -318,14 +334,16 @@ def _stop_if_asked(run: Run, intr: Interrupts) -> None:
     run.in_unit = True  # a second signal during the save must not start another one
     run.save()
     run.in_unit = False
-    where = _where(run.pos, run.n_batches)
+    where = _stopped_at(run)
     name = intr.name or "a signal to another rank"
-    run.log(
-        f"interrupted ({name}) at {where}; checkpoint written to {run.cfg.checkpoint}, "
-        f"continue with --resume"
-        if run.cfg.checkpoint
-        else f"interrupted ({name}) at {where} (no --checkpoint given, nothing saved)"
-    )
+    done = run.pos.epoch >= run.cfg.epochs
+    if not run.cfg.checkpoint:
+        tail = " (no --checkpoint given, nothing saved)"
+    elif done:
+        tail = f"; checkpoint written to {run.cfg.checkpoint}"
+    else:
+        tail = f"; checkpoint written to {run.cfg.checkpoint}, continue with --resume"
+    run.log(f"interrupted ({name}) at {where}{tail}")
     raise Stopped(name)
 
 
@@ -369,8 +387,58 @@ def _loop(run: Run, progress: bool) -> None:
                 run.log(f"stopped at once by {why}: the last checkpoint written stands")
             elif run.dist is None:  # raised between steps by other code: consistent
                 run.save()
-                run.log(f"interrupted at {_where(run.pos, run.n_batches)}")
+                run.log(f"interrupted at {_stopped_at(run)}")
             raise
+
+
+# options rank 0 alone uses (it writes the files; --resume state is broadcast from it) or
+# that are compared by content (the data)
+_RANK_LOCAL = ("checkpoint", "plot", "overwrite", "data")
+
+
+def rank_settings(cfg: TrainConfig, dist: Any) -> dict[str, Any]:
+    """Every setting that changes the numbers, by its option name: all ranks must agree."""
+    from .train_config import _opt
+
+    out = {_opt(f.name): getattr(cfg, f.name) for f in fields(cfg) if f.name not in _RANK_LOCAL}
+    out["--shard-optimizer"] = bool(getattr(dist, "shard_optimizer", False))
+    return out
+
+
+def data_fingerprint(data: Data) -> str:
+    """The training and test sets' shapes and CRC-32s (after preparation, so that the same
+    files prepared differently differ too)."""
+    import zlib
+
+    parts = (data.xtr, data.ytr, data.xte, data.yte)
+    return ";".join(f"{a.shape}:{zlib.crc32(np.ascontiguousarray(a).data):08x}" for a in parts)
+
+
+def check_ranks(cfg: TrainConfig, dist: Any) -> None:
+    """Under MPI, the start-up checks as one collective verdict (a user error printed once,
+    by rank 0): the batch splits evenly, every rank has the same settings, rank 0's outputs
+    can be written."""
+
+    def check() -> None:
+        dist.check_batch(cfg.batch_size)
+        dist.check_settings(rank_settings(cfg, dist))
+        if dist.is_root:  # rank 0 alone writes
+            cfg.check_outputs()
+
+    dist.agree(check)
+
+
+def _start_ranks(cfg: TrainConfig, dist: Any, log: Log) -> Data:
+    """:func:`check_ranks`, then the data: it loads on every rank and is the same data on
+    every rank."""
+    check_ranks(cfg, dist)
+    if dist.is_root:
+        log(dist.describe())
+    quiet: Log = log if dist.is_root else (lambda s: None)
+    data = dist.agree(lambda: load_data(cfg, quiet))
+    fingerprint = {"data (--data, --limit)": data_fingerprint(data)}
+    dist.agree(lambda: dist.check_settings(fingerprint))
+    return data
 
 
 def train(
@@ -386,13 +454,13 @@ def train(
     gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else from_mapping(cfg)
-    if dist is not None:
-        dist.check_batch(cfg.batch_size)
+    if dist is None:
+        cfg.check_outputs()
+        data = load_data(cfg, log)
+    else:
+        data = _start_ranks(cfg, dist, log)
         if not dist.is_root:
             log, progress = (lambda s: None), False
-        log(dist.describe())
-    cfg.check_outputs()
-    data = load_data(cfg, log)
     run = _start(cfg, data, log, dist)
     _warm_up(run)
     t_start = time.perf_counter()
@@ -425,7 +493,9 @@ def _bar(progress: bool, total: int, epoch: int, epochs: int, initial: int):
 
 
 def plot(history: list[dict[str, float]], path: str) -> None:
-    """Loss and accuracy curves, written atomically to ``path`` (format from its suffix)."""
+    """Loss and accuracy curves, written to ``path`` (format from its suffix) by
+    :func:`derivgrad.atomic.write_output`: atomically, or into a device such as /dev/null."""
+    import io
     import os
 
     import matplotlib
@@ -446,9 +516,11 @@ def plot(history: list[dict[str, float]], path: str) -> None:
     b.set_xlabel("epoch"), b.set_ylabel("accuracy (%)"), b.legend(), b.set_title("accuracy")
     fig.tight_layout()
     try:
-        write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=ext))
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=120, format=ext)
     finally:
         plt.close(fig)
+    write_output(path, buf.getvalue(), "--plot")
 
 
 def metrics_line(metrics: dict[str, Any]) -> str:

@@ -9,15 +9,17 @@ which touches the file system, also before the first step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .atomic import check_writable, resolve
+from .atomic import check_output, resolve
 from .errors import CheckpointError, ParamError, UsageError
 from .model import lenet_rows
 
@@ -166,19 +168,29 @@ class TrainConfig:
 
     def check_outputs(self) -> None:
         """Refuse, before any work, a checkpoint or plot path that could not be written
-        (missing directory, a directory, read-only place), and an existing checkpoint that
-        neither --resume nor --overwrite allows touching."""
+        (missing directory, a directory, a device, a read-only file or place, a file this run
+        reads), and an existing checkpoint that neither --resume nor --overwrite allows
+        touching.  A plot may go to a device or FIFO (``/dev/null``), a checkpoint may not."""
+        inputs: list[str | os.PathLike] = []
+        if self.data:
+            d = Path(self.data)
+            inputs = [d]
+            if d.is_dir():
+                # an unreadable directory is the data loader's error to report, not this one
+                with contextlib.suppress(OSError):
+                    inputs += [f for f in d.iterdir() if f.is_file()]
         if self.checkpoint:
             if self.resume and not resolve(self.checkpoint).exists():
                 raise CheckpointError(f"{self.checkpoint}: no such checkpoint to --resume")
-            target = check_writable(self.checkpoint, "--checkpoint")
+            target = check_output(self.checkpoint, "--checkpoint", inputs=inputs)
             if not (self.resume or self.overwrite) and target.exists():
                 raise UsageError(
                     f"--checkpoint {self.checkpoint}: exists; pass --resume to continue it "
                     f"or --overwrite to replace it"
                 )
         if self.plot:
-            check_writable(self.plot, "--plot")
+            ck = [self.checkpoint] if self.checkpoint else []
+            check_output(self.plot, "--plot", inputs=[*inputs, *ck], stream_ok=True)
 
     def check_resume(self, saved: Any, where: str) -> None:
         """Refuse to resume a checkpoint written with settings that change what its state

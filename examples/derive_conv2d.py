@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import derivgrad
+from derivgrad.atomic import write_output
 from derivgrad.render import compile_pdf
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
@@ -23,7 +24,7 @@ print("rule:", d.rules["x"])
 print("proved equal to the chain rule:", d.verify())  # symbolic, not by sampling
 
 tex = d.latex()
-(out / "conv2d.tex").write_text(tex)
+write_output(out / "conv2d.tex", tex.encode())
 print("wrote", out / "conv2d.tex")
 if shutil.which("pdflatex"):
     print("wrote", compile_pdf(tex, out / "conv2d.pdf"))

@@ -11,6 +11,16 @@ Input policy (documented once here, referenced from the docstrings):
 * all float arguments of one call must share a dtype (``TypeError`` otherwise);
 * non-contiguous arrays (slices, transposes) are copied to C order; read-only arrays are
   accepted, since kernels never write to their inputs;
+* ndarray subclasses (``np.matrix``, ``np.memmap``, user subclasses) are viewed as plain
+  ndarrays (``np.asarray``: the same memory, so an in-place update still reaches the
+  caller's array), since a subclass's indexing rules (a matrix row is 2-D) are not NumPy's;
+  masked arrays are refused (their masked values would be used);
+* an array a kernel updates in place (an optimizer's parameters and state, batch norm's
+  running statistics) must share no memory with any other argument of the call: the kernel
+  would read what it has just written (``sgd_update(p, g, p, momentum=0.9)``);
+* integer hyper-parameters (window, stride, padding, dilation) are at most ``MAX_INT``
+  (2**31 - 1), and a shape given as integers must describe an array NumPy can address:
+  a size past int64 is a ``ValueError``, not an ``OverflowError`` from inside NumPy;
 * NaN and inf values are not refused: they propagate as IEEE arithmetic says (each op's
   docstring says where a NaN goes).
 """
@@ -22,20 +32,67 @@ import numpy as np
 from ._geometry import window_span
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_INT = 2**31 - 1  # beyond any window, stride or padding an addressable array can use
+MAX_BYTES = 2**62  # an array size NumPy can compute without int64 overflow
+
+
+def plain(op, name, x):
+    """``x`` as a plain ndarray: subclasses viewed (same memory), masked arrays refused."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{op}: {name} is a masked array; its masked values would be used "
+            f"(fill them first: {name}.filled(0))"
+        )
+    if isinstance(x, np.ndarray) and type(x) is not np.ndarray:
+        return np.asarray(x)
+    return x
+
+
+def no_alias(op, written, **arrays):
+    """Each array named in ``written`` shares no memory with any other argument
+    (``None`` skipped); the error names both."""
+    items = [(k, a) for k, a in arrays.items() if isinstance(a, np.ndarray)]
+    for i, (k, a) in enumerate(items):
+        for j, (k2, b) in enumerate(items):
+            if j <= i or (k not in written and k2 not in written):
+                continue
+            if np.may_share_memory(a, b) and np.shares_memory(a, b):
+                w, o = (k, k2) if k in written else (k2, k)
+                raise ValueError(
+                    f"{op}: {w} and {o} share memory, but {w} is updated in place (the "
+                    f"kernel would read values it has just overwritten); pass separate "
+                    f"arrays (e.g. {o}.copy())"
+                )
+
+
+def shape_ints(op, name, shape):
+    """A shape of ints >= 1 whose element count NumPy can address."""
+    dims = tuple(int_param(op, f"{name}[{i}]", n, 1, maximum=None) for i, n in enumerate(shape))
+    count = 1
+    for n in dims:
+        count *= n
+    if count * 8 > MAX_BYTES:
+        raise ValueError(
+            f"{op}: {name} {dims} describes {count} elements, more than NumPy can address"
+        )
+    return dims
 
 
 def _is_int(v):
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def int_param(op, name, value, minimum):
-    """An integer hyper-parameter ``>= minimum`` (bools and floats are refused)."""
+def int_param(op, name, value, minimum, maximum=MAX_INT):
+    """An integer hyper-parameter in ``[minimum, maximum]`` (bools and floats are refused;
+    ``maximum=None``: no upper bound, for counts that never reach compiled code)."""
     if not _is_int(value):
         raise TypeError(
             f"{op}: {name} must be an int, got {value!r} of type {type(value).__name__}"
         )
     if value < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{op}: {name} must be <= {maximum} (2**31 - 1), got {value}")
     return int(value)
 
 
@@ -70,6 +127,7 @@ def float_array(op, name, x, ndim, layout=None):
         if x is None:
             raise TypeError(f"{op}: {name} is required, got None")
         x = np.asarray(x)
+    x = plain(op, name, x)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{op}: {name} must be a float32 or float64 array, got dtype {x.dtype}; "
@@ -127,11 +185,27 @@ def fits(op, axis, n, k, stride, padding, dilation):
         )
 
 
+def addressable(op, *shapes):
+    """Every array of these shapes (float64 at most) has a size NumPy can compute: a window
+    geometry whose padded input, output or columns overflow int64 is a ValueError naming the
+    op, not NumPy's "Maximum allowed dimension exceeded" (sizes that fit but exceed memory
+    remain NumPy's MemoryError, which states the size)."""
+    for shape in shapes:
+        count = 1
+        for n in shape:
+            count *= int(n)
+        if count * 8 > MAX_BYTES:
+            raise ValueError(
+                f"{op}: the stride, padding or dilation make an array of shape "
+                f"{tuple(int(n) for n in shape)}, larger than NumPy can address"
+            )
+
+
 def labels_array(op, labels, n, classes):
     """Integer class labels of shape ``[N]`` with values in ``[0, classes)``."""
     if labels is None:
         raise TypeError(f"{op}: labels is required, got None")
-    lab = np.asarray(labels)
+    lab = np.asarray(plain(op, "labels", labels))
     if lab.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be an integer array, got dtype {lab.dtype}")
     if lab.ndim != 1 or lab.shape[0] != n:

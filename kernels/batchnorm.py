@@ -31,7 +31,7 @@ class BatchNormCache(NamedTuple):
 
 
 def _channel_vector(op, name, a, C, dtype, writable=False):
-    a = v.float_array(op, name, a, 1, "[C]") if not writable else a
+    a = v.float_array(op, name, a, 1, "[C]") if not writable else v.plain(op, name, a)
     if writable:
         if not isinstance(a, np.ndarray) or a.ndim != 1:
             raise TypeError(
@@ -89,6 +89,15 @@ def batchnorm2d_forward(
         if running_mean is not None and running_var is not None:
             rm = _channel_vector(op, "running_mean", running_mean, C, x.dtype, writable=True)
             rv = _channel_vector(op, "running_var", running_var, C, x.dtype, writable=True)
+            v.no_alias(
+                op,
+                ("running_mean", "running_var"),
+                x=x,
+                gamma=gamma,
+                beta=beta,
+                running_mean=rm,
+                running_var=rv,
+            )
             # in place, as PyTorch: the running variance tracks the unbiased estimate
             rm *= 1 - momentum
             rm += (momentum * mean).astype(x.dtype)

@@ -69,6 +69,9 @@ def _conv2d_params(op, x, w, stride, padding, dilation):
     k = w.shape[2:]
     for i, axis in enumerate(("H", "W")):
         v.fits(op, axis, x.shape[2 + i], k[i], s[i], p[i], d[i])
+    N, C, H, W = x.shape
+    HO, WO = output_shape2d((H, W), k, s, p, d)
+    v.addressable(op, (N, C, H + 2 * p[0], W + 2 * p[1]), (N, C * k[0] * k[1], HO, WO))
     return x, w, k, s, p, d
 
 

@@ -8,14 +8,18 @@ from ._types import IntOrPair
 from ._window_kernels import col2im_all, column_table, im2col_all
 
 
-def _window_params(op, input_hw, kernel_size, stride, padding, dilation):
+def _window_params(op, input_shape, kernel_size, stride, padding, dilation):
+    input_hw = input_shape[2:]
     k = v.pair(op, "kernel_size", kernel_size, 1)
     s = v.pair(op, "stride", stride, 1)
     p = v.pair(op, "padding", padding, 0)
     d = v.pair(op, "dilation", dilation, 1)
     for i, axis in enumerate(("H", "W")):
         v.fits(op, axis, input_hw[i], k[i], s[i], p[i], d[i])
-    return k, s, p, d, output_shape2d(input_hw, k, s, p, d)
+    HO, WO = output_shape2d(input_hw, k, s, p, d)
+    N, C = input_shape[:2]
+    v.addressable(op, (N, C * k[0] * k[1], HO, WO))
+    return k, s, p, d, (HO, WO)
 
 
 def im2col(
@@ -34,7 +38,7 @@ def im2col(
     op = "im2col"
     x = v.float_array(op, "x", x, 4, "[N, C, H, W]")
     v.nonempty(op, "x", x)
-    k, s, p, d, (HO, WO) = _window_params(op, x.shape[2:], kernel_size, stride, padding, dilation)
+    k, s, p, d, (HO, WO) = _window_params(op, x.shape, kernel_size, stride, padding, dilation)
     N, C = x.shape[:2]
     R, HW = C * k[0] * k[1], HO * WO
     out = np.empty((N, R, HW), dtype=x.dtype)
@@ -60,8 +64,8 @@ def col2im(
     cols = v.float_array(op, "cols", cols, 3, "[N, C*KH*KW, H_out*W_out]")
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
         raise ValueError(f"{op}: input_shape must be (N, C, H, W), got {input_shape!r}")
-    N, C, H, W = (v.int_param(op, f"input_shape[{i}]", n, 1) for i, n in enumerate(input_shape))
-    k, s, p, d, (HO, WO) = _window_params(op, (H, W), kernel_size, stride, padding, dilation)
+    N, C, H, W = v.shape_ints(op, "input_shape", input_shape)
+    k, s, p, d, (HO, WO) = _window_params(op, (N, C, H, W), kernel_size, stride, padding, dilation)
     R, HW = C * k[0] * k[1], HO * WO
     v.shape_is(op, "cols", cols, (N, R, HW), "[N, C*KH*KW, H_out*W_out]")
     dx = np.empty((N, C, H, W), dtype=cols.dtype)

@@ -46,12 +46,12 @@ def _real(op, name, value, lo, hi=None, lo_open=False, hi_open=True):
 
 
 def _buffers(op, writable, **arrays):
-    """Same-shape, same-dtype, C-contiguous float32/float64 plain ndarrays; the names in
-    ``writable`` are updated in place and must be writable."""
+    """Same-shape, same-dtype, C-contiguous float32/float64 plain ndarrays (subclasses
+    viewed as such: the same memory); the names in ``writable`` are updated in place, must
+    be writable and may share memory with no other argument.  Returns the arrays."""
     first = None
+    arrays = {name: val.plain(op, name, a) for name, a in arrays.items()}
     for name, a in arrays.items():
-        if isinstance(a, np.ma.MaskedArray):
-            raise TypeError(f"{op}: {name} is a masked array; its masked values would be used")
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{op}: {name} must be a NumPy array, got {type(a).__name__}")
         if a.dtype not in val.FLOAT_DTYPES:
@@ -68,6 +68,8 @@ def _buffers(op, writable, **arrays):
         else:
             val.shape_is(op, name, a, first[1].shape, f"{first[0]}.shape")
     val.same_dtype(op, **arrays)
+    val.no_alias(op, writable, **arrays)
+    return arrays.values()
 
 
 def sgd_update(
@@ -83,9 +85,14 @@ def sgd_update(
 
     ``lr``, ``momentum`` and ``weight_decay`` are finite and >= 0; ``first`` is a bool."""
     op = "sgd_update"
-    _buffers(op, ("p", "v"), p=p, g=g, v=v)
     lr = _real(op, "lr", lr, 0.0)
     momentum = _real(op, "momentum", momentum, 0.0)
+    if momentum:
+        p, g, v = _buffers(op, ("p", "v"), p=p, g=g, v=v)
+    else:  # plain SGD neither reads nor writes v: it may be any same-shape array, even p
+        p, g = _buffers(op, ("p",), p=p, g=g)
+        v = val.plain(op, "v", v)
+        _buffers(op, (), p=p, v=v)
     weight_decay = _real(op, "weight_decay", weight_decay, 0.0)
     if not isinstance(first, (bool, np.bool_)):
         raise TypeError(f"{op}: first must be a bool, got {first!r}")
@@ -119,8 +126,8 @@ def adam_update(
     ``betas`` are two finite numbers in [0, 1) (β = 1 would divide by a zero bias
     correction), ``eps`` > 0, ``lr`` and ``weight_decay`` finite and >= 0."""
     op = "adam_update"
-    _buffers(op, ("p", "m", "v"), p=p, g=g, m=m, v=v)
-    step = val.int_param(op, "step", step, 1)
+    p, g, m, v = _buffers(op, ("p", "m", "v"), p=p, g=g, m=m, v=v)
+    step = val.int_param(op, "step", step, 1, maximum=None)  # only b**step uses it
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{op}: betas must be a pair (beta1, beta2), got {betas!r}")
     b1 = _real(op, "betas[0]", betas[0], 0.0, 1.0)

@@ -26,13 +26,15 @@ def _params(op, input_shape, kernel_size, stride, padding):
                 f"({k[i]} // 2 = {k[i] // 2}), got {p[i]}"
             )
         v.fits(op, axis, input_shape[2 + i], k[i], s[i], p[i], 1)
-    return k, s, p, output_shape2d(input_shape[2:], k, s, p, (1, 1))
+    out = output_shape2d(input_shape[2:], k, s, p, (1, 1))
+    v.addressable(op, (*input_shape[:2], *out))
+    return k, s, p, out
 
 
 def _input_shape(op, input_shape):
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
         raise ValueError(f"{op}: input_shape must be (N, C, H, W), got {input_shape!r}")
-    return tuple(v.int_param(op, f"input_shape[{i}]", n, 1) for i, n in enumerate(input_shape))
+    return v.shape_ints(op, "input_shape", input_shape)
 
 
 def maxpool2d_forward(
@@ -78,6 +80,7 @@ def maxpool2d_backward(
     op = "maxpool2d_backward"
     dy = v.float_array(op, "dy", dy, 4, "[N, C, H_out, W_out]")
     N, C, H, W = _input_shape(op, input_shape)
+    indices = v.plain(op, "indices", indices)
     if not isinstance(indices, np.ndarray) or indices.dtype.kind not in "iu":
         raise TypeError(
             f"{op}: indices must be the integer array returned by maxpool2d_forward, "

@@ -127,3 +127,34 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
     assert not ckpt.exists()  # nothing consistent was ever saved in this run
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert interrupt.SIGNALS == (signal.SIGINT, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_signal_during_an_evaluation_is_reported_as_what_it_interrupted(tmp_path, epochs):
+    # the final evaluation of a one-epoch run once read "interrupted at epoch 2 after 0 of
+    # 8 batches": a position the run never reaches
+    import derivgrad.train as T
+
+    ckpt = tmp_path / "c.npz"
+    cfg = T.config(epochs=epochs, limit=256, batch_size=32, checkpoint=str(ckpt), hidden=16)
+    real = T.evaluate
+
+    def evaluate(*a, **k):  # SIGTERM lands inside the first evaluation
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    logged: list[str] = []
+    T.evaluate = evaluate
+    try:
+        with pytest.raises(T.Stopped):
+            T.train(cfg, log=logged.append, progress=False)
+    finally:
+        T.evaluate = real
+    line = next(s for s in logged if s.startswith("interrupted"))
+    assert "epoch 2 after 0" not in line and "\n" not in line
+    if epochs == 1:
+        assert "the end of training: all 1 epochs" in line and "--resume" not in line
+    else:
+        assert "the start of epoch 2 of 2, after epoch 1's evaluation" in line
+        assert "continue with --resume" in line
+    assert ckpt.exists()

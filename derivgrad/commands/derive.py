@@ -14,12 +14,20 @@ def _cmd_derive(a):
     from pathlib import Path
 
     from .. import derive
-    from ..atomic import write_text_atomic
+    from ..atomic import check_output, is_stream, write_output
     from ..registry import get
     from ..render import compile_pdf, render
 
     refuse_without_define(a)
     fmt = a.format
+    inputs = [a.define[1:]] if a.define is not None and a.define.startswith("@") else []
+    if a.pdf and (fmt != "latex" or a.fragment):
+        raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
+    if a.output is not None:
+        # before any work: a derivation can take minutes, and its output must have a place
+        check_output(a.output, "-o", inputs=inputs, stream_ok=True)
+        if a.pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
+            raise UsageError(f"--pdf -o {a.output}: the PDF's file name must end in .pdf")
     if a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
@@ -50,18 +58,21 @@ def _cmd_derive(a):
         text = render(d, fmt, standalone=not a.fragment)
         op_name = d.op
     if a.pdf:
-        if fmt != "latex" or a.fragment:
-            raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
-        out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
-        write_text_atomic(Path(out).with_suffix(".tex"), text)
+        # only the PDF is written: the LaTeX is compiled in a temporary directory, so no
+        # .tex (or .aux, .log) lands beside it over a file the user did not name
+        out = a.output or f"{op_name}.pdf"
+        if a.output is None:
+            check_output(out, "--pdf", inputs=inputs)
         try:
             compile_pdf(text, out)
         except RuntimeError as e:
-            raise UsageError(f"{e} (the .tex is at {Path(out).with_suffix('.tex')})") from None
-        print(f"wrote {out} and {Path(out).with_suffix('.tex')}", file=sys.stderr)
+            raise UsageError(
+                f"{e} (write the LaTeX with -o FILE.tex, without --pdf, to read it)"
+            ) from None
+        print(f"wrote {out}", file=sys.stderr)
         return
-    if a.output:
-        write_text_atomic(a.output, text)  # a full disk leaves the old file, not half a new one
+    if a.output is not None and a.output != "-":
+        write_output(a.output, text.encode(), "-o")  # a full disk leaves the old file whole
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -116,7 +127,12 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p.add_argument(
         "--fragment", action="store_true", help="LaTeX without preamble, to paste into a document"
     )
-    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="write to this file (replaced atomically; a device such as /dev/null or a FIFO "
+        "is written into; - is standard output) instead of standard output",
+    )
     p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex")
     p.add_argument("--no-verify", action="store_true", help="skip the symbolic proof")
     p.set_defaults(func=_cmd_derive)

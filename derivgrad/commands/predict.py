@@ -73,8 +73,7 @@ def _npy(path: str):
 
 
 def _load_images(paths: list[str]):
-    import numpy as np
-
+    """Each file's images on the 0..255 scale, validated and named by their file."""
     from ..data import read_idx
     from ..predict import as_images
 
@@ -88,21 +87,35 @@ def _load_images(paths: list[str]):
         else:
             a = read_idx(path, 3)
         out.append(as_images(a, path))
-    return np.concatenate(out)
+    return out
 
 
 def _cmd_predict(a: argparse.Namespace) -> None:
-    from ..predict import predict
+    import numpy as np
 
-    images = _load_images(a.images)
-    probs = predict(a.checkpoint, images)
-    for i, p in enumerate(probs):
-        rec = dict(index=i, label=int(p.argmax()), probability=round(float(p.max()), 4))
-        print(json.dumps(rec, allow_nan=False))
+    from ..predict import predict_pixels
+
+    parts = _load_images(a.images)
+    # float files arrive as float32 on the 0..255 scale, uint8 ones as uint8: one dtype
+    dtype = np.float32 if any(p.dtype != np.uint8 for p in parts) else np.uint8
+    probs = predict_pixels(a.checkpoint, np.concatenate([p.astype(dtype) for p in parts]))
+    start = 0
+    for path, part in zip(a.images, parts):
+        for i, p in enumerate(probs[start : start + len(part)]):
+            rec = dict(
+                file=path, index=i, label=int(p.argmax()), probability=round(float(p.max()), 4)
+            )
+            print(json.dumps(rec, allow_nan=False))
+        start += len(part)
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
-    p = sub.add_parser("predict", help="classify images with a trained checkpoint")
+    p = sub.add_parser(
+        "predict",
+        help="classify images with a trained checkpoint",
+        description="Prints one JSON line per image: its file, its index within that file, "
+        "the predicted label and its probability.",
+    )
     p.add_argument("checkpoint")
     p.add_argument(
         "images",

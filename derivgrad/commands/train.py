@@ -43,14 +43,12 @@ def _cmd_train(a: argparse.Namespace) -> None:
     # under an MPI launcher (or --mpi): the communicator; None (and no mpi4py import) otherwise
     dist = detect(force=a.mpi)
     if dist is not None:
+        from ..train import check_ranks
+
         dist.shard_optimizer = a.shard_optimizer
-        try:  # the same verdict on every rank: rank 0 says it, all exit with status 2
-            dist.check_batch(cfg.batch_size)
-        except UsageError:
-            if dist.is_root:
-                raise
-            sys.exit(2)
-    cfg.check_outputs()
+        check_ranks(cfg, dist)  # one verdict: rank 0 says it on its own line, all exit 2
+    else:
+        cfg.check_outputs()
     _threads(a.threads, dist.default_threads() if dist is not None else None)
     if a.download:
         cfg = cfg.replace(data=str(mnist.download(a.data, log=lambda s: print(s, file=sys.stderr))))

@@ -411,7 +411,7 @@ def _load(op: DefinedOp) -> ModuleType:
         _warn(f"the kernel cache {d} {why}; compiling the kernels of {op.name} in memory")
         return _execute(modname, _uncached(op.source()), None)
     path = d / f"dg_{op.key}.py"
-    text, damage = _read_entry(path)
+    text, damage = _read_entry(path) if _owned_privately(path) else (None, "not trusted")
     if damage:
         _warn(f"discarded the damaged cache entry {path} ({damage}); rebuilding it")
         with contextlib.suppress(OSError):
@@ -455,10 +455,23 @@ def _read_entry(path: Path) -> tuple[str | None, str]:
     return text, ""
 
 
+def _owned_privately(path: Path) -> bool:
+    """Whether an existing entry is this user's and nobody else may write it: the module is
+    run as it is, so an entry another user can write (or owns) is discarded, never imported
+    (its seal guards against truncation, not against someone who can write a new seal)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def _unusable(d: Path) -> str | None:
     """Why the cache directory ``d`` cannot hold kernels (created if missing), or ``None``."""
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)  # private whatever the umask
     except OSError as e:
         return f"cannot be created ({e.strerror})"
     if not d.is_dir():
