@@ -183,9 +183,16 @@ def default_threads() -> int:
 
     Numba sizes its pool from the affinity mask alone: in a container limited to one core
     by a quota on a 16-core host it would run 16 threads that the quota freezes in turn.
-    The machine's load average is not read (a reading at start-up goes stale within the
-    run, and under other work 2 passive threads got more of the machine than 1 here: see
-    ``derivgrad bench --busy``)."""
+
+    The load (other processes' work) is not followed.  With workers that sleep when idle
+    (:func:`start_pool`), a worker woken for a region is ahead of a busy loop in the
+    scheduler's queue, having slept, so 2 threads beside busy neighbours did not stall;
+    and 2 threads get more of a machine shared with other work than 1 does.  Measured on the
+    2-core development machine with two busy-loop processes beside the LeNet step and other
+    work at load 9-9.4, three interleaved runs: 1 thread 145, 129 ms; 2 threads 78, 109 ms;
+    a count following the load (busy CPU time in /proc/stat minus our own, re-read every
+    0.2 s), which chose 1 thread, 158, 113 ms.  A count that changes during a run would also
+    change how reductions are cut, and with them float rounding, from one run to the next."""
     env = os.environ.get(ENV)
     if env not in (None, ""):
         return parse_threads(env, ENV)
@@ -199,7 +206,7 @@ def start() -> None:
     and, where the cores available are fewer than Numba's pool (a CPU quota), run on those
     (this Python thread; :func:`set_threads` sets every pool)."""
     start_pool()
-    if not os.environ.get("NUMBA_NUM_THREADS", "").strip():
+    if not any(os.environ.get(v, "").strip() for v in (ENV, "NUMBA_NUM_THREADS")):
         n = min(max_threads(), available_cpus())
         if n < numba.get_num_threads():
             numba.set_num_threads(n)
@@ -238,9 +245,11 @@ def serial_if(small: bool) -> Iterator[None]:
     worker and ends when the last one is done, so a worker that must wait for a core
     delays the region by a scheduler slice (milliseconds) while the work itself takes
     microseconds.  :data:`SMALL_BYTES` (memory-bound kernels: bytes read and written) and
-    :data:`SMALL_FLOPS` (GEMMs) are about 50 µs of one core's work here (about 10 GB/s of
-    cached streaming, 40-50 GFLOP/s of sgemm), the order of a sleeping worker's wake-up on
-    a quiet machine, so a second thread could not pay for itself even then."""
+    :data:`SMALL_FLOPS` (GEMMs) are about 50 µs of one core's work, the order of waking a
+    sleeping worker.  Measured here under other work (load 9), median of 300 calls, 1 / 2
+    threads: ReLU over 128 KiB 15 / 24 µs, over 512 KiB 56 / 66 µs; the 64×10×500 GEMM of
+    LeNet's fc2 (0.64 MFLOP) 9.8 / 30 µs.
+    """
     n = numba.get_num_threads() if small else 1
     if n == 1:
         yield
