@@ -203,13 +203,13 @@ def columns(cores: int) -> list[tuple[str, str, int | None, dict[str, str]]]:
     spin = {k: v for k, v in mine.items() if k not in WAIT_VARS}
     spin["GOMP_SPINCOUNT"] = "300000"  # libgomp's own default when OMP_WAIT_POLICY is unset
     cols = [
-        ("derivgrad default", "ours", None, mine),
-        ("derivgrad 1 thread", "ours", 1, env),
-        (f"derivgrad {cores} threads", "ours", cores, env),
-        ("spinning workers", "ours", None, spin),
+        ("default", "ours", None, mine),
+        ("1 thread", "ours", 1, env),
+        (f"{cores} threads", "ours", cores, env),
+        ("spinning", "ours", None, spin),
     ]
     if _torch_installed():
-        cols.append(("PyTorch default", "torch", None, env))
+        cols.append(("PyTorch", "torch", None, env))
     return cols
 
 
@@ -264,19 +264,20 @@ def print_table(m: dict[str, Any], out: Callable[..., None] = print) -> None:
         else:
             out(f"  {c['label']}: {c['threads']} thread(s)")
     default = cols[0]
-    one = next(c for c in cols if c["label"] == "derivgrad 1 thread")
-    torch = next((c for c in cols if c["label"] == "PyTorch default"), None)
+    one = next(c for c in cols if c["label"] == "1 thread")
+    torch = next((c for c in cols if c["label"] == "PyTorch"), None)
+    if torch is None:
+        out("  PyTorch: not installed (pip install torch to compare)")
     labels = [c["label"] for c in cols] + ["default/1 thread"]
-    labels += ["default/PyTorch"] if torch else ["(no PyTorch: pip install torch)"]
-    head = f"{'case':46s}" + "".join(f" | {lab:>19s}" for lab in labels)
+    labels += ["default/PyTorch"] if torch else []
+    widths = [max(9, len(lab)) for lab in labels]
+    head = f"{'case':42s}" + "".join(f" | {lab:>{w}s}" for lab, w in zip(labels, widths))
     out(head)
     out("-" * len(head))
     for case, ms in default["ms"].items():
-        line = f"{case:46s}" + "".join(f" | {c['ms'].get(case, float('nan')):19.2f}" for c in cols)
-        line += f" | {ms / one['ms'][case]:19.2f}"
-        if torch:
-            line += f" | {ms / torch['ms'][case]:19.2f}"
-        out(line)
+        cells = [c["ms"].get(case, float("nan")) for c in cols] + [ms / one["ms"][case]]
+        cells += [ms / torch["ms"][case]] if torch else []
+        out(f"{case:42s}" + "".join(f" | {v:{w}.2f}" for v, w in zip(cells, widths)))
 
 
 def run(

@@ -67,14 +67,14 @@ def _measurement(torch):
     cols = [
         dict(label=label, threads=t, layer="omp", wait="passive", ms={"LeNet step": ms, "k": 1.0})
         for label, t, ms in (
-            ("derivgrad default", 2, 4.0),
-            ("derivgrad 1 thread", 1, 5.0),
-            ("derivgrad 2 threads", 2, 4.0),
-            ("spinning workers", 2, 40.0),
+            ("default", 2, 4.0),
+            ("1 thread", 1, 5.0),
+            ("2 threads", 2, 4.0),
+            ("spinning", 2, 40.0),
         )
     ]
     if torch:
-        cols.append(dict(label="PyTorch default", threads=2, ms={"LeNet step": 8.0, "k": 2.0}))
+        cols.append(dict(label="PyTorch", threads=2, ms={"LeNet step": 8.0, "k": 2.0}))
     return dict(busy=2, cores=2, repeats=3, load_before=(1.0, 1.0, 1.0), blas="x", columns=cols)
 
 
@@ -90,31 +90,31 @@ def test_the_table_has_every_column_and_the_ratios(torch):
     if torch:
         assert cells[4:] == ["8.00", "0.80", "0.50"]
     else:
-        assert cells[4:] == ["0.80"] and "no PyTorch" in text
+        assert cells[4:] == ["0.80"] and "PyTorch: not installed" in text
 
 
 def test_without_torch_there_is_no_pytorch_column(monkeypatch):
     monkeypatch.setattr(B, "_torch_installed", lambda: False)
     labels = [c[0] for c in B.columns(2)]
     assert labels == [
-        "derivgrad default",
-        "derivgrad 1 thread",
-        "derivgrad 2 threads",
-        "spinning workers",
+        "default",
+        "1 thread",
+        "2 threads",
+        "spinning",
     ]
     monkeypatch.setattr(B, "_torch_installed", lambda: True)
-    assert [c[0] for c in B.columns(2)][-1] == "PyTorch default"
+    assert [c[0] for c in B.columns(2)][-1] == "PyTorch"
 
 
 def test_the_columns_set_what_they_say(monkeypatch):
     monkeypatch.setenv("DERIVGRAD_THREADS", "1")
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     cols = {label: (side, threads, env) for label, side, threads, env in B.columns(2)}
-    default = cols["derivgrad default"]
+    default = cols["default"]
     assert default[1] is None and "DERIVGRAD_THREADS" not in default[2]
-    spin = cols["spinning workers"][2]
+    spin = cols["spinning"][2]
     assert spin["GOMP_SPINCOUNT"] == "300000" and "OMP_WAIT_POLICY" not in spin
-    assert cols["derivgrad 1 thread"][1] == 1 and cols["derivgrad 2 threads"][1] == 2
+    assert cols["1 thread"][1] == 1 and cols["2 threads"][1] == 2
 
 
 def test_one_column_measures_every_case_in_this_process():
