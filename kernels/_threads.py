@@ -237,11 +237,16 @@ def thread_settings() -> dict[str, object]:
 # Work below these sizes runs on the calling thread alone (see serial_if).
 SMALL_BYTES = 1 << 19
 SMALL_FLOPS = 1 << 21
+# What serial_if compares with, read at each call: the test suite sets both to 0 so that its
+# small shapes still go through the parallel cuts that large ones take.
+serial_below = {"bytes": SMALL_BYTES, "flops": SMALL_FLOPS}
 
 
 @contextlib.contextmanager
-def serial_if(small: bool) -> Iterator[None]:
-    """Run the block on one thread when ``small``: Numba's parallel region wakes every
+def serial_if(*, nbytes: int | None = None, flops: int | None = None) -> Iterator[None]:
+    """Run the block on one thread when the work is small: ``nbytes`` read and written (a
+    memory-bound kernel) under ``serial_below["bytes"]``, or ``flops`` (a GEMM) under
+    ``serial_below["flops"]``; ``None`` for neither.  Numba's parallel region wakes every
     worker and ends when the last one is done, so a worker that must wait for a core
     delays the region by a scheduler slice (milliseconds) while the work itself takes
     microseconds.  :data:`SMALL_BYTES` (memory-bound kernels: bytes read and written) and
@@ -250,6 +255,9 @@ def serial_if(small: bool) -> Iterator[None]:
     threads: ReLU over 128 KiB 15 / 24 µs, over 512 KiB 56 / 66 µs; the 64×10×500 GEMM of
     LeNet's fc2 (0.64 MFLOP) 9.8 / 30 µs.
     """
+    small = (nbytes is not None and nbytes < serial_below["bytes"]) or (
+        flops is not None and flops < serial_below["flops"]
+    )
     n = numba.get_num_threads() if small else 1
     if n == 1:
         yield

@@ -120,7 +120,7 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) ->
     if not y.size:
         return y
     how = strategy(numba.get_num_threads())
-    with _threads.serial_if(how != "blas" and 2 * N * IN * OUT < _threads.SMALL_FLOPS):
+    with _threads.serial_if(flops=None if how == "blas" else 2 * N * IN * OUT):
         if how == "rows":
             linear_fwd(x, w, b if b is not None else w[0], b is not None, _blocks(N), y)
             return y
@@ -155,7 +155,7 @@ def linear_backward(
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)
     # each of the two GEMMs is 2·N·in·out flops
-    with _threads.serial_if(how != "blas" and 2 * N * IN * OUT < _threads.SMALL_FLOPS):
+    with _threads.serial_if(flops=None if how == "blas" else 2 * N * IN * OUT):
         threads = numba.get_num_threads()
         if how == "rows" or 0 in (N, IN, OUT):
             if dx is not None:

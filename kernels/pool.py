@@ -12,7 +12,7 @@ import numpy as np
 from . import _validate as v
 from ._geometry import output_shape2d
 from ._pool_kernels import avgpool_bwd, avgpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd
-from ._threads import SMALL_BYTES, serial_if
+from ._threads import serial_if
 from ._types import IntOrPair
 
 
@@ -57,7 +57,7 @@ def maxpool2d_forward(
     k, s, p, (HO, WO) = _params(op, x.shape, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + (HO, WO), dtype=x.dtype)
     idx = np.empty(y.shape, dtype=np.int64)
-    with serial_if(x.nbytes + y.nbytes + idx.nbytes < SMALL_BYTES):
+    with serial_if(nbytes=x.nbytes + y.nbytes + idx.nbytes):
         if k == (2, 2) and s == (2, 2) and p == (0, 0):
             maxpool2x2_fwd(x, y, idx)
         else:
@@ -94,7 +94,7 @@ def maxpool2d_backward(
     idx = np.ascontiguousarray(indices, dtype=np.int64)
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
     bad = np.empty(N * C, dtype=np.int64)
-    with serial_if(dx.nbytes + dy.nbytes + idx.nbytes < SMALL_BYTES):
+    with serial_if(nbytes=dx.nbytes + dy.nbytes + idx.nbytes):
         maxpool_bwd(dy, idx, dx, bad)  # follows only indices inside [0, H*W), counts the rest
     if bad.any():
         raise ValueError(
@@ -116,7 +116,7 @@ def avgpool2d_forward(
     v.nonempty(op, "x", x)
     k, s, p, (HO, WO) = _params(op, x.shape, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + (HO, WO), dtype=x.dtype)
-    with serial_if(x.nbytes + y.nbytes < SMALL_BYTES):
+    with serial_if(nbytes=x.nbytes + y.nbytes):
         avgpool_fwd(x, k[0], k[1], s[0], s[1], p[0], p[1], y)
     return y
 
@@ -139,6 +139,6 @@ def avgpool2d_backward(
     k, s, p, (HO, WO) = _params(op, shape, kernel_size, stride, padding)
     v.shape_is(op, "dy", dy, shape[:2] + (HO, WO), "[N, C, H_out, W_out]")
     dx = np.empty(shape, dtype=dy.dtype)
-    with serial_if(dx.nbytes + dy.nbytes < SMALL_BYTES):
+    with serial_if(nbytes=dx.nbytes + dy.nbytes):
         avgpool_bwd(dy, k[0], k[1], s[0], s[1], p[0], p[1], dx)
     return dx

@@ -182,6 +182,9 @@ SMALL_AND_LARGE = [
 def test_work_too_small_to_share_runs_on_the_calling_thread(
     monkeypatch, module, name, small, large
 ):
+    # the suite shares all work (conftest.py); here the library's own thresholds
+    monkeypatch.setitem(_threads.serial_below, "bytes", _threads.SMALL_BYTES)
+    monkeypatch.setitem(_threads.serial_below, "flops", _threads.SMALL_FLOPS)
     before = K.get_threads()
     K.set_threads(2)
     try:
