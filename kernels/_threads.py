@@ -57,9 +57,10 @@ def start_pool() -> dict[str, object]:
     took 270-281 ms with the spinning default, 26 ms with ``OMP_WAIT_POLICY=PASSIVE`` (21 ms
     at 1 thread); with other processes' work at load 5-8 and no busy loops, 393 ms against
     40 ms, and ``GOMP_SPINCOUNT=20000`` (a short spin, then sleep) 110 ms (these three with
-    ``OPENBLAS_THREAD_TIMEOUT=4``).  So idle workers sleep at once: ``OMP_WAIT_POLICY=PASSIVE`` is in the environment while Numba
-    loads its OpenMP layer (libgomp reads it when loaded) and removed again afterwards, so
-    that another library loaded later (PyTorch's own OpenMP runtime) keeps its own default.
+    ``OPENBLAS_THREAD_TIMEOUT=4``).  So idle workers sleep at once:
+    ``OMP_WAIT_POLICY=PASSIVE`` is in the environment while Numba loads its OpenMP layer
+    (libgomp reads it when loaded) and removed again afterwards, so that another library
+    loaded later (PyTorch's own OpenMP runtime) keeps its own default.
     A user who set any of :data:`WAIT_VARS` keeps that choice.
 
     The layer: OpenMP first (the fastest here, and the one whose waiting we can set), then
