@@ -40,6 +40,7 @@ LINEAR_CASE = (64, 2880, 500)
 # this VM, conv1's 2-thread forward read 1.03 ms against 0.33 ms back to back).  So each
 # side first runs untimed calls for ``SETTLE_S``, long enough for the other side's pool to
 # stop spinning, and then its timed call: warm and undisturbed, as in a training step.
+# (Numba's workers now sleep when idle, kernels/_threads.py: start_pool; PyTorch's still spin.)
 SETTLE_S = 0.025
 
 

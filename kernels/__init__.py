@@ -5,8 +5,9 @@ its arguments in Python before compiled code runs.  Imports NumPy, Numba, SciPy'
 (through Numba) and threadpoolctl; never the rest of derivgrad.
 """
 
+from . import _threads
 from ._geometry import output_size, window_span
-from ._threads import blas_info, get_threads, set_threads
+from ._threads import blas_info, get_threads, set_threads, thread_settings
 from .activation import (
     relu_backward,
     relu_forward,
@@ -20,6 +21,8 @@ from .im2col import col2im, im2col
 from .linear import linear_backward, linear_forward
 from .optim import adam_update, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+
+_threads.start()  # the thread pool, its workers sleeping when idle (see _threads.start_pool)
 
 __all__ = [
     "conv2d_forward",
@@ -49,4 +52,5 @@ __all__ = [
     "set_threads",
     "get_threads",
     "blas_info",
+    "thread_settings",
 ]

@@ -16,6 +16,7 @@ from ._activation_kernels import (
     softmax_xent_grad,
     softmax_xent_rows,
 )
+from ._threads import serial_if
 
 
 def _any_rank(op, name, x):
@@ -28,7 +29,8 @@ def relu_forward(x: np.ndarray) -> np.ndarray:
     """``y = max(x, 0)`` elementwise, any shape, float32/float64."""
     x = _any_rank("relu_forward", "x", x)
     y = np.empty_like(x)
-    relu_fwd(x.reshape(-1), y.reshape(-1))
+    with serial_if(nbytes=2 * x.nbytes):
+        relu_fwd(x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -40,7 +42,8 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     v.same_dtype(op, x=x, dy=dy)
     v.shape_is(op, "dy", dy, x.shape, "x.shape")
     dx = np.empty_like(x)
-    relu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    with serial_if(nbytes=3 * x.nbytes):
+        relu_bwd(dy.reshape(-1), x.reshape(-1), dx.reshape(-1))
     return dx
 
 
@@ -52,7 +55,8 @@ def softmax(z: np.ndarray) -> np.ndarray:
         raise ValueError(f"{op}: z must have at least one axis, got a scalar")
     v.nonempty(op, "z", z)
     p = np.empty_like(z)
-    softmax_rows(z.reshape(-1, z.shape[-1]), p.reshape(-1, z.shape[-1]))
+    with serial_if(nbytes=2 * z.nbytes):
+        softmax_rows(z.reshape(-1, z.shape[-1]), p.reshape(-1, z.shape[-1]))
     return p
 
 
@@ -80,7 +84,8 @@ def softmax_cross_entropy_forward(
     z, labels = _xent_params(op, "logits", logits, labels)
     p = np.empty_like(z)
     losses = np.empty(z.shape[0], dtype=np.float64)
-    softmax_xent_rows(z, labels, p, losses)
+    with serial_if(nbytes=2 * z.nbytes):
+        softmax_xent_rows(z, labels, p, losses)
     return float(losses.mean()), p
 
 
@@ -92,5 +97,6 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.
     op = "softmax_cross_entropy_backward"
     p, labels = _xent_params(op, "probs", probs, labels)
     dz = np.empty_like(p)
-    softmax_xent_grad(p, labels, 1.0 / p.shape[0], dz)
+    with serial_if(nbytes=2 * p.nbytes):
+        softmax_xent_grad(p, labels, 1.0 / p.shape[0], dz)
     return dz

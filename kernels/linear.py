@@ -119,17 +119,17 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) ->
     y = np.empty((N, OUT), dtype=x.dtype)
     if not y.size:
         return y
-    threads = numba.get_num_threads()
-    how = strategy(threads)
-    if how == "rows":
-        linear_fwd(x, w, b if b is not None else w[0], b is not None, _blocks(N), y)
-        return y
-    if IN == 0:
-        y[...] = 0
-    elif how == "blas":
-        np.matmul(x, w.T, out=y)
-    else:
-        _tiled(False, True, N, OUT, IN, x, IN, w, IN, y, threads)
+    how = strategy(numba.get_num_threads())
+    with _threads.serial_if(flops=None if how == "blas" else 2 * N * IN * OUT):
+        if how == "rows":
+            linear_fwd(x, w, b if b is not None else w[0], b is not None, _blocks(N), y)
+            return y
+        if IN == 0:
+            y[...] = 0
+        elif how == "blas":
+            np.matmul(x, w.T, out=y)
+        else:
+            _tiled(False, True, N, OUT, IN, x, IN, w, IN, y, numba.get_num_threads())
     if b is not None:
         y += b
     return y
@@ -151,28 +151,30 @@ def linear_backward(
     v.shape_is(op, "dy", dy, (x.shape[0], w.shape[0]), "[N, out_features]")
     N, IN = x.shape
     OUT = w.shape[0]
-    threads = numba.get_num_threads()
-    how = strategy(threads)
+    how = strategy(numba.get_num_threads())
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)
-    if how == "rows" or 0 in (N, IN, OUT):
-        if dx is not None:
-            rows_matmul(dy, w, _blocks(N), dx)
-        # dW = dyᵀ x, split over the rows of dW (the output features): each block owns its rows
-        rows_matmul(np.ascontiguousarray(dy.T), x, _blocks(OUT), dw)
-    elif how == "blas":
-        if dx is not None:
-            np.matmul(dy, w, out=dx)
-        np.matmul(dy.T, x, out=dw)
-    else:
-        if dx is not None:
-            _tiled(False, False, N, IN, OUT, dy, OUT, w, IN, dx, threads)
-        _tiled(True, False, OUT, IN, N, dy, OUT, x, IN, dw, threads)
-    db = None
-    if bias:
-        if how == "rows":
-            db = column_sums(dy, _blocks(OUT)).astype(dy.dtype)
+    # each of the two GEMMs is 2·N·in·out flops
+    with _threads.serial_if(flops=None if how == "blas" else 2 * N * IN * OUT):
+        threads = numba.get_num_threads()
+        if how == "rows" or 0 in (N, IN, OUT):
+            if dx is not None:
+                rows_matmul(dy, w, _blocks(N), dx)
+            # dW = dyᵀ x, split over the rows of dW (the output features): each block owns
+            # its rows
+            rows_matmul(np.ascontiguousarray(dy.T), x, _blocks(OUT), dw)
+        elif how == "blas":
+            if dx is not None:
+                np.matmul(dy, w, out=dx)
+            np.matmul(dy.T, x, out=dw)
         else:
+            if dx is not None:
+                _tiled(False, False, N, IN, OUT, dy, OUT, w, IN, dx, threads)
+            _tiled(True, False, OUT, IN, N, dy, OUT, x, IN, dw, threads)
+        db = None
+        if bias and how == "rows":
+            db = column_sums(dy, _blocks(OUT)).astype(dy.dtype)
+        elif bias:
             # float64 accumulation as the parallel column sum does; N·out is small next to
             # the GEMMs and a NumPy reduction wakes no thread pool
             db = dy.sum(axis=0, dtype=np.float64).astype(dy.dtype)

@@ -16,6 +16,7 @@ from numba import prange
 
 from . import _validate as val
 from ._config import parallel
+from ._threads import serial_if
 
 _BLOCK = 16384
 
@@ -96,7 +97,8 @@ def sgd_update(
     weight_decay = _real(op, "weight_decay", weight_decay, 0.0)
     if not isinstance(first, (bool, np.bool_)):
         raise TypeError(f"{op}: first must be a bool, got {first!r}")
-    _sgd(p.reshape(-1), g.reshape(-1), v.reshape(-1), lr, momentum, weight_decay, bool(first))
+    with serial_if(nbytes=3 * p.nbytes):
+        _sgd(p.reshape(-1), g.reshape(-1), v.reshape(-1), lr, momentum, weight_decay, bool(first))
 
 
 @parallel
@@ -138,16 +140,17 @@ def adam_update(
     c1, c2 = 1.0 - b1**step, 1.0 - b2**step
     if c1 == 0.0 or c2 == 0.0:  # b**step rounds to 1 only for b within an ulp of 1
         raise ValueError(f"{op}: betas {betas!r} too close to 1 for step {step}")
-    _adam(
-        p.reshape(-1),
-        g.reshape(-1),
-        m.reshape(-1),
-        v.reshape(-1),
-        lr,
-        b1,
-        b2,
-        eps,
-        weight_decay,
-        c1,
-        c2,
-    )
+    with serial_if(nbytes=4 * p.nbytes):
+        _adam(
+            p.reshape(-1),
+            g.reshape(-1),
+            m.reshape(-1),
+            v.reshape(-1),
+            lr,
+            b1,
+            b2,
+            eps,
+            weight_decay,
+            c1,
+            c2,
+        )

@@ -12,6 +12,7 @@ import numpy as np
 from . import _validate as v
 from ._geometry import output_shape2d
 from ._pool_kernels import avgpool_bwd, avgpool_fwd, maxpool2x2_fwd, maxpool_bwd, maxpool_fwd
+from ._threads import serial_if
 from ._types import IntOrPair
 
 
@@ -58,10 +59,11 @@ def maxpool2d_forward(
     k, s, p, (HO, WO) = _params(op, x.shape, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + (HO, WO), dtype=x.dtype)
     idx = np.empty(y.shape, dtype=np.int64)
-    if k == (2, 2) and s == (2, 2) and p == (0, 0):
-        maxpool2x2_fwd(x, y, idx)
-    else:
-        maxpool_fwd(x, k[0], k[1], s[0], s[1], p[0], p[1], y, idx)
+    with serial_if(nbytes=x.nbytes + y.nbytes + idx.nbytes):
+        if k == (2, 2) and s == (2, 2) and p == (0, 0):
+            maxpool2x2_fwd(x, y, idx)
+        else:
+            maxpool_fwd(x, k[0], k[1], s[0], s[1], p[0], p[1], y, idx)
     return y, idx
 
 
@@ -95,7 +97,8 @@ def maxpool2d_backward(
     idx = np.ascontiguousarray(indices, dtype=np.int64)
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
     bad = np.empty(N * C, dtype=np.int64)
-    maxpool_bwd(dy, idx, dx, bad)  # follows only indices inside [0, H*W), counts the rest
+    with serial_if(nbytes=dx.nbytes + dy.nbytes + idx.nbytes):
+        maxpool_bwd(dy, idx, dx, bad)  # follows only indices inside [0, H*W), counts the rest
     if bad.any():
         raise ValueError(
             f"{op}: indices must lie in [0, H*W) = [0, {H * W}) for input_shape "
@@ -116,7 +119,8 @@ def avgpool2d_forward(
     v.nonempty(op, "x", x)
     k, s, p, (HO, WO) = _params(op, x.shape, kernel_size, stride, padding)
     y = np.empty(x.shape[:2] + (HO, WO), dtype=x.dtype)
-    avgpool_fwd(x, k[0], k[1], s[0], s[1], p[0], p[1], y)
+    with serial_if(nbytes=x.nbytes + y.nbytes):
+        avgpool_fwd(x, k[0], k[1], s[0], s[1], p[0], p[1], y)
     return y
 
 
@@ -138,5 +142,6 @@ def avgpool2d_backward(
     k, s, p, (HO, WO) = _params(op, shape, kernel_size, stride, padding)
     v.shape_is(op, "dy", dy, shape[:2] + (HO, WO), "[N, C, H_out, W_out]")
     dx = np.empty(shape, dtype=dy.dtype)
-    avgpool_bwd(dy, k[0], k[1], s[0], s[1], p[0], p[1], dx)
+    with serial_if(nbytes=dx.nbytes + dy.nbytes):
+        avgpool_bwd(dy, k[0], k[1], s[0], s[1], p[0], p[1], dx)
     return dx

@@ -38,6 +38,19 @@ def _registry_restored():
     registry.OPS.update(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _small_work_shared():
+    """The suite's shapes are small and stand for large ones: every kernel call goes through
+    its parallel cut, not the one-thread path of work too small to share
+    (``kernels._threads.serial_if``; ``tests/test_kernels_busy.py`` checks that path)."""
+    from derivgrad.kernels import _threads
+
+    before = dict(_threads.serial_below)
+    _threads.serial_below.update(bytes=0, flops=0)
+    yield
+    _threads.serial_below.update(before)
+
+
 _warm: dict = {}
 
 

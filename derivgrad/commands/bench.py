@@ -26,6 +26,9 @@ def _cmd_bench(a):
         raise UsageError(f"--repeats must be >= 1, got {a.repeats}")
     if a.limit is not None and a.limit < 64:
         raise UsageError(f"--limit must be >= 64 (one batch), got {a.limit}")
+    if a.busy is not None:
+        _cmd_busy(a)
+        return
     from derivgrad.kernels import set_threads
 
     threads = parse_thread_list(a.threads) if a.threads is not None else None
@@ -46,6 +49,19 @@ def _cmd_bench(a):
         for T in threads:
             set_threads(T)
             print_breakdown(T)
+
+
+def _cmd_busy(a):
+    if a.busy < 0:
+        raise UsageError(f"--busy must be >= 0 (busy-loop processes), got {a.busy}")
+    for given, option in ((a.threads, "--threads"), (a.step, "--step"), (a.data, "--data")):
+        if given:
+            raise UsageError(f"--busy measures its own columns; drop {option}")
+    if a.limit is not None:
+        raise UsageError("--busy measures its own columns; drop --limit")
+    from ..bench_busy import run
+
+    run(a.busy, a.repeats, a.json)
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
@@ -69,6 +85,14 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     b.add_argument("--limit", type=int, help="--epoch on the first N training images only")
     b.add_argument(
         "--step", action="store_true", help="also break one LeNet training step down by layer"
+    )
+    b.add_argument(
+        "--busy",
+        type=int,
+        metavar="N",
+        help="instead: the LeNet step and each kernel beside N busy-loop processes (which "
+        "stop by themselves), at the default, 1 thread, all cores, with spinning workers, "
+        "and PyTorch's default",
     )
     b.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     b.set_defaults(func=_cmd_bench)
