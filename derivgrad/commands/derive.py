@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import formats
 from ..errors import UsageError
 from ._define_arguments import add_define_arguments, defined_op
 from ._op_arguments import OPS, add_op_arguments, op_arguments
@@ -13,12 +14,20 @@ from ._op_arguments import OPS, add_op_arguments, op_arguments
 def _cmd_derive(a):
     from pathlib import Path
 
-    from .. import derive
+    from .. import derive, formats
     from ..atomic import write_text_atomic
     from ..registry import get
-    from ..render import compile_pdf, render
+    from ..render import render
 
-    fmt = a.format
+    fmt = a.format or (formats.from_path(a.output) if a.output and not a.pdf else None)
+    engine = None
+    if a.pdf:
+        if a.fragment:
+            raise UsageError("--pdf needs a standalone document (no --fragment)")
+        engine, fmt = formats.pdf_engine(a.engine, fmt)
+    elif a.engine:
+        raise UsageError("--engine chooses how --pdf compiles: give --pdf too")
+    fmt = fmt or "latex"
     if a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
@@ -36,8 +45,6 @@ def _cmd_derive(a):
 
         if a.value or a.random_values is not None:
             raise UsageError("--value and --random-values need one op, not worked-problems")
-        if fmt == "json":
-            raise UsageError("--format json describes one derivation: name an op")
         text = document(fmt)
         op_name = "worked-problems"
     else:
@@ -49,15 +56,18 @@ def _cmd_derive(a):
         text = render(d, fmt, standalone=not a.fragment)
         op_name = d.op
     if a.pdf:
-        if fmt != "latex" or a.fragment:
-            raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
+        writer = formats.get(fmt)
         out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
-        write_text_atomic(Path(out).with_suffix(".tex"), text)
+        source = out.with_suffix(writer.extensions[0])
+        write_text_atomic(source, text)
         try:
-            compile_pdf(text, out)
+            writer.pdf(text, out, engine)
         except RuntimeError as e:
-            raise UsageError(f"{e} (the .tex is at {Path(out).with_suffix('.tex')})") from None
-        print(f"wrote {out} and {Path(out).with_suffix('.tex')}", file=sys.stderr)
+            raise UsageError(f"{e} (the source is at {source})") from None
+        except FileNotFoundError as e:
+            # the extra compiles without TeX
+            raise UsageError(f"{e}; or: pip install 'derivgrad[pdf]' (Typst)") from None
+        print(f"wrote {out} and {source}", file=sys.stderr)
         return
     if a.output:
         write_text_atomic(a.output, text)  # a full disk leaves the old file, not half a new one
@@ -97,7 +107,9 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         add_op_arguments(p)
     add_define_arguments(p)
     p.add_argument(
-        "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
+        "--format",
+        choices=formats.names(),
+        help="default: the one the -o file's suffix names (.md, .html, ...), else latex",
     )
     p.add_argument(
         "--value",
@@ -116,6 +128,15 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         "--fragment", action="store_true", help="LaTeX without preamble, to paste into a document"
     )
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
-    p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex")
+    p.add_argument(
+        "--pdf",
+        action="store_true",
+        help="compile to PDF: pdflatex if installed, else the engine of derivgrad[pdf]",
+    )
+    p.add_argument(
+        "--engine",
+        choices=list(formats.engines()) if full else None,
+        help="the PDF engine (it decides the format compiled)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the symbolic proof")
     p.set_defaults(func=_cmd_derive)

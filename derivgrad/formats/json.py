@@ -26,6 +26,7 @@ import sympy as sp
 
 from ..symbolic import functions as _functions
 from ..symbolic.derivation import Derivation
+from . import Writer
 
 VERSION = 1
 SCHEMA_FILE = "derivation.schema.json"
@@ -272,3 +273,17 @@ def read(source: dict[str, Any] | str) -> dict[str, Any]:
         "gradients": {k: array(v["expressions"], v["shape"]) for k, v in data["gradients"].items()},
         "jacobian": jac,
     }
+
+
+class JsonWriter(Writer):
+    """Not a document: the derivation itself, as data (no visitor of blocks)."""
+
+    name = "json"
+    extensions = (".json",)
+    collects = False
+
+    def derivation(self, d: Derivation, build: Any = None, standalone: bool = True) -> str:
+        return dumps(d)
+
+
+WRITER = JsonWriter
