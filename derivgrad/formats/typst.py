@@ -219,6 +219,13 @@ class TypstWriter(Writer):
             rows.extend(f"&quad {math(f)}" for f in frags[1:])
         return "$ " + " \\\n".join(rows) + " $"
 
+    def document(self, doc: Any, standalone: bool = True) -> str:
+        if not standalone:
+            return self.body(doc) + "\n"
+        heads = [x[1] for kind, x in doc.blocks if kind == "h"]
+        title = heads[0].split("$")[0].strip() if heads else ""
+        return self.standalone(self.body(doc), title or "derivgrad")
+
     def standalone(self, body: str, title: str = "derivgrad") -> str:
         return PREAMBLE.format(title=string(title)) + "\n" + body + "\n"
 
