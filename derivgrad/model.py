@@ -73,14 +73,16 @@ class Conv2d(Layer):
         )
         return dx
 
+    @property
+    def spec(self) -> ConvSpec:
+        co, ci, k, _ = self.params["w"].shape
+        return ConvSpec(ci, co, k, self.stride, self.padding, self.need_dx)
+
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
-        C, H, W = s
-        o = lambda n: K.output_size(n, self.params["w"].shape[2], self.stride, self.padding)
-        return (self.params["w"].shape[0], o(H), o(W))
+        return self.spec.out_shape(s)
 
     def describe(self) -> str:
-        co, ci, k, _ = self.params["w"].shape
-        return f"Conv2d {ci}->{co} {k}x{k} stride {self.stride} pad {self.padding}"
+        return self.spec.describe()
 
 
 class MaxPool2d(Layer):
@@ -96,12 +98,15 @@ class MaxPool2d(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return K.maxpool2d_backward(dy, self.idx, self.shape)
 
+    @property
+    def spec(self) -> PoolSpec:
+        return PoolSpec(self.k, self.stride)
+
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
-        C, H, W = s
-        return (C, K.output_size(H, self.k, self.stride), K.output_size(W, self.k, self.stride))
+        return self.spec.out_shape(s)
 
     def describe(self) -> str:
-        return f"MaxPool2d {self.k}x{self.k}/{self.stride}"
+        return self.spec.describe()
 
 
 class Flatten(Layer):
@@ -112,8 +117,10 @@ class Flatten(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy.reshape(self.shape)
 
+    spec = property(lambda self: FlattenSpec())
+
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
-        return (int(np.prod(s)),)
+        return self.spec.out_shape(s)
 
 
 class Linear(Layer):
@@ -138,12 +145,16 @@ class Linear(Layer):
         )
         return dx
 
+    @property
+    def spec(self) -> LinearSpec:
+        o, i = self.params["w"].shape
+        return LinearSpec(i, o, self.need_dx)
+
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.params["w"].shape[0],)
+        return self.spec.out_shape(s)
 
     def describe(self) -> str:
-        o, i = self.params["w"].shape
-        return f"Linear {i}->{o}"
+        return self.spec.describe()
 
 
 class ReLU(Layer):
@@ -153,6 +164,8 @@ class ReLU(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return K.relu_backward(dy, self.x)
+
+    spec = property(lambda self: ReluSpec())
 
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return s
@@ -182,11 +195,15 @@ class BatchNorm2d(Layer):
         dx, self.grads["gamma"], self.grads["beta"] = K.batchnorm2d_backward(dy, self.cache)
         return dx
 
+    @property
+    def spec(self) -> BatchNormSpec:
+        return BatchNormSpec(self.params["gamma"].shape[0], self.momentum, self.eps)
+
     def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
         return s
 
     def describe(self) -> str:
-        return f"BatchNorm2d {self.params['gamma'].shape[0]}"
+        return self.spec.describe()
 
 
 class Sequential:
@@ -197,10 +214,20 @@ class Sequential:
         layers: Iterable[Layer],
         in_shape: Iterable[int],
         config: Mapping[str, Any] | None = None,
+        names: Iterable[str] | None = None,
     ) -> None:
         self.layers = list(layers)
         self.in_shape = tuple(in_shape)
         self.config = dict(config or {})
+        self.names = list(names) if names is not None else [str(i) for i in range(len(self.layers))]
+        if len(self.names) != len(self.layers):
+            raise ValueError(f"{len(self.layers)} layers, {len(self.names)} names")
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name`` (by :func:`lenet_spec`): found by name, not position."""
+        if name not in self.names:
+            raise KeyError(f"no layer {name!r}; the layers are {', '.join(self.names)}")
+        return self.layers[self.names.index(name)]
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         for layer in self.layers:
@@ -253,16 +280,128 @@ class LayerRow(NamedTuple):
     params: int
 
 
-def lenet_rows(
+# -- layers by their sizes alone: what a network is, before (and without) any weight -------
+class ConvSpec(NamedTuple):
+    c_in: int
+    c_out: int
+    k: int
+    stride: int = 1
+    padding: int = 0
+    need_dx: bool = True
+
+    def describe(self) -> str:
+        k = self.k
+        return f"Conv2d {self.c_in}->{self.c_out} {k}x{k} stride {self.stride} pad {self.padding}"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        o = lambda n: K.output_size(n, self.k, self.stride, self.padding)  # noqa: E731
+        return (self.c_out, o(s[1]), o(s[2]))
+
+    def n_params(self) -> int:
+        return self.c_out * (self.c_in * self.k * self.k + 1)
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        c_in, c_out, k, stride, padding, need_dx = self
+        return Conv2d(c_in, c_out, k, rng, dtype, stride, padding, need_dx)
+
+
+class BatchNormSpec(NamedTuple):
+    c: int
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+    def describe(self) -> str:
+        return f"BatchNorm2d {self.c}"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        return s
+
+    def n_params(self) -> int:
+        return 2 * self.c
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        return BatchNorm2d(self.c, dtype, self.momentum, self.eps)
+
+
+class PoolSpec(NamedTuple):
+    k: int
+    stride: int
+
+    def describe(self) -> str:
+        return f"MaxPool2d {self.k}x{self.k}/{self.stride}"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        o = lambda n: K.output_size(n, self.k, self.stride)  # noqa: E731
+        return (s[0], o(s[1]), o(s[2]))
+
+    def n_params(self) -> int:
+        return 0
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        return MaxPool2d(self.k, self.stride)
+
+
+class FlattenSpec(NamedTuple):
+    def describe(self) -> str:
+        return "Flatten"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        return (int(np.prod(s)),)
+
+    def n_params(self) -> int:
+        return 0
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        return Flatten()
+
+
+class LinearSpec(NamedTuple):
+    n_in: int
+    n_out: int
+    need_dx: bool = True
+
+    def describe(self) -> str:
+        return f"Linear {self.n_in}->{self.n_out}"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.n_out,)
+
+    def n_params(self) -> int:
+        return self.n_out * (self.n_in + 1)
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        return Linear(self.n_in, self.n_out, rng, dtype, self.need_dx)
+
+
+class ReluSpec(NamedTuple):
+    def describe(self) -> str:
+        return "ReLU"
+
+    def out_shape(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        return s
+
+    def n_params(self) -> int:
+        return 0
+
+    def build(self, rng: np.random.Generator, dtype: Any) -> Layer:
+        return ReLU()
+
+
+Spec = ConvSpec | BatchNormSpec | PoolSpec | FlattenSpec | LinearSpec | ReluSpec
+
+
+def lenet_spec(
     filters: int = 20,
     kernel: int = 5,
     hidden: int = 500,
     classes: int = 10,
     in_shape: tuple[int, int, int] = (1, 28, 28),
     batchnorm: bool = False,
-) -> list[LayerRow]:
-    """The course LeNet's summary computed from the sizes alone, allocating nothing, so a
-    request for a huge network can be priced (and refused) before any weight exists.
+) -> list[tuple[str, Spec]]:
+    """The course LeNet as ``(name, layer spec)`` in order: conv F@K×K (+bias) →
+    [batchnorm] → max-pool 2×2/2 → flatten → fc hidden → ReLU → fc classes.  The one
+    description that :func:`lenet` builds and :func:`lenet_rows` tabulates; a layer is found
+    by its name (``"fc1"``), wherever batch norm puts it.
 
     Raises :class:`~derivgrad.errors.ParamError` when the sizes describe no network (a
     kernel larger than the image, an image too small to pool)."""
@@ -278,24 +417,36 @@ def lenet_rows(
             f"lenet: kernel {kernel} leaves a {hc}x{wc} feature map, too small for the 2x2 "
             f"max-pool; use kernel <= {min(H, W) - 1}"
         )
-    hp, wp = hc // 2, wc // 2
-    flat = filters * hp * wp
-    rows = [
-        LayerRow(
-            f"Conv2d {C}->{filters} {kernel}x{kernel} stride 1 pad 0",
-            (filters, hc, wc),
-            filters * (C * kernel * kernel + 1),
-        )
-    ]
+    pool = PoolSpec(2, 2)
+    flat = FlattenSpec().out_shape(pool.out_shape((filters, hc, wc)))[0]
+    # the first layer computes no input gradient: nothing upstream of the image
+    layers: list[tuple[str, Spec]] = [("conv", ConvSpec(C, filters, kernel, need_dx=False))]
     if batchnorm:
-        rows.append(LayerRow(f"BatchNorm2d {filters}", (filters, hc, wc), 2 * filters))
-    rows += [
-        LayerRow("MaxPool2d 2x2/2", (filters, hp, wp), 0),
-        LayerRow("Flatten", (flat,), 0),
-        LayerRow(f"Linear {flat}->{hidden}", (hidden,), hidden * (flat + 1)),
-        LayerRow("ReLU", (hidden,), 0),
-        LayerRow(f"Linear {hidden}->{classes}", (classes,), classes * (hidden + 1)),
+        layers.append(("bn", BatchNormSpec(filters)))
+    return layers + [
+        ("pool", pool),
+        ("flatten", FlattenSpec()),
+        ("fc1", LinearSpec(flat, hidden)),
+        ("relu", ReluSpec()),
+        ("fc2", LinearSpec(hidden, classes)),
     ]
+
+
+def lenet_rows(
+    filters: int = 20,
+    kernel: int = 5,
+    hidden: int = 500,
+    classes: int = 10,
+    in_shape: tuple[int, int, int] = (1, 28, 28),
+    batchnorm: bool = False,
+) -> list[LayerRow]:
+    """The course LeNet's summary computed from :func:`lenet_spec` alone, allocating
+    nothing, so a request for a huge network can be priced (and refused) before any weight
+    exists."""
+    rows, s = [], tuple(in_shape)
+    for _, spec in lenet_spec(filters, kernel, hidden, classes, in_shape, batchnorm):
+        s = spec.out_shape(s)
+        rows.append(LayerRow(spec.describe(), s, spec.n_params()))
     return rows
 
 
@@ -309,25 +460,10 @@ def lenet(
     seed: int = 0,
     dtype: type = np.float32,
 ) -> Sequential:
-    """The course network: conv F@K×K (+bias) → [batchnorm] → max-pool 2×2/2 → flatten →
-    fc hidden → ReLU → fc classes.  With the defaults, 520 + 1,440,500 + 5,010 = 1,446,030
-    parameters (worked problem 12).  The first layer computes no input gradient."""
-    lenet_rows(filters, kernel, hidden, classes, in_shape, batchnorm)  # refuse bad sizes first
+    """The network :func:`lenet_spec` describes, initialised from ``seed``.  With the
+    defaults, 520 + 1,440,500 + 5,010 = 1,446,030 parameters (worked problem 12)."""
+    spec = lenet_spec(filters, kernel, hidden, classes, in_shape, batchnorm)
     rng = np.random.default_rng(seed)
-    C, H, W = in_shape
-    conv = Conv2d(C, filters, kernel, rng, dtype, need_dx=False)
-    layers: list[Layer] = [conv]
-    if batchnorm:
-        layers.append(BatchNorm2d(filters, dtype))
-    layers += [MaxPool2d(2)]
-    conv_out = conv.out_shape(in_shape)
-    flat = filters * K.output_size(conv_out[1], 2, 2) * K.output_size(conv_out[2], 2, 2)
-    layers += [
-        Flatten(),
-        Linear(flat, hidden, rng, dtype),
-        ReLU(),
-        Linear(hidden, classes, rng, dtype),
-    ]
     cfg = dict(
         arch="lenet",
         filters=filters,
@@ -338,33 +474,8 @@ def lenet(
         batchnorm=batchnorm,
         dtype=np.dtype(dtype).name,
     )
-    return Sequential(layers, in_shape, cfg)
-
-
-def lenet_loss_and_grads(
-    d: Any, v: Mapping[str, np.ndarray]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Run the kernels' LeNet on a symbolic LeNet derivation's instance: values ``v`` named
-    like ``d.inputs``; returns (loss as a 1-element array, gradients in the derivation's
-    shapes).  The kernel face of the registry's ``lenet`` entry."""
-    P = d.params
-    H, W = P["input"]
-    net = lenet(P["filters"], P["kernel"], P["hidden"], P["classes"], (1, H, W), dtype=np.float64)
-    conv, fc1, fc2 = net.layers[0], net.layers[3], net.layers[5]
-    conv.params = {"w": v["w"][:, None].astype(np.float64), "b": v["b"].astype(np.float64)}
-    fc1.params = {"w": v["W1"].astype(np.float64), "b": v["b1"].astype(np.float64)}
-    fc2.params = {"w": v["W2"].astype(np.float64), "b": v["b2"].astype(np.float64)}
-    conv.need_dx = True
-    loss, _ = net.loss_and_grads(v["x"][None, None].astype(np.float64), np.array([P["label"] - 1]))
-    g = {
-        "w": conv.grads["w"][:, 0],
-        "b": conv.grads["b"],
-        "W1": fc1.grads["w"],
-        "b1": fc1.grads["b"],
-        "W2": fc2.grads["w"],
-        "b2": fc2.grads["b"],
-    }
-    return np.array([loss]), g
+    layers = [s.build(rng, dtype) for _, s in spec]
+    return Sequential(layers, in_shape, cfg, names=[name for name, _ in spec])
 
 
 class SGD:

@@ -10,11 +10,11 @@ states, by one printer (:func:`tex`), so text and mathematics cannot drift apart
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .document import (
     ABBREVIATED,
     MAX_ENTRY_CHARS,
@@ -31,13 +31,12 @@ from .document import (
     has_upstream,
     indexed,
     jacobian_tex,
-    plain_text,
     rule_tex,
-    split_prose,
     tex,
     tex_name,
     tex_split,
 )
+from .formats.latex import LatexWriter
 from .numeric_steps import at as numbers_at
 from .registry import get
 from .symbolic.derivation import Derivation, register_renderer
@@ -306,185 +305,39 @@ def proof_sentence(d: Derivation, how: str) -> str:
     )
 
 
-PREAMBLE = r"""\documentclass[11pt]{article}
-\usepackage[margin=2cm]{geometry}
-\usepackage{amsmath,amssymb}
-\setcounter{MaxMatrixCols}{40}
-% Unicode that prose may carry (math is always printed as LaTeX)
-\DeclareUnicodeCharacter{221E}{\ensuremath{\infty}}
-\DeclareUnicodeCharacter{2212}{\ensuremath{-}}
-\DeclareUnicodeCharacter{2208}{\ensuremath{\in}}
-\DeclareUnicodeCharacter{220B}{\ensuremath{\ni}}
-\DeclareUnicodeCharacter{00B7}{\ensuremath{\cdot}}
-\DeclareUnicodeCharacter{00D7}{\ensuremath{\times}}
-\DeclareUnicodeCharacter{2192}{\ensuremath{\to}}
-\DeclareUnicodeCharacter{2264}{\ensuremath{\leq}}
-\DeclareUnicodeCharacter{2265}{\ensuremath{\geq}}
-\DeclareUnicodeCharacter{03B4}{\ensuremath{\delta}}
-\DeclareUnicodeCharacter{22C6}{\ensuremath{\star}}
-\allowdisplaybreaks
-"""
-
-
-def _align_rows(rows):
-    """``(lhs, [fragments])`` pairs as align rows, continuation lines indented."""
-    return " \\\\\n".join(
-        f"{lhs} &= {frags[0]}" + "".join(r" \\ &\quad " + f for f in frags[1:])
-        for lhs, frags in rows
-    )
-
-
-def _latex_blocks(doc, numbered=False):
-    out = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            level, text = x
-            if numbered and level == 1:
-                out.append("\\section{%s}" % _escape(text))
-            else:
-                out.append(
-                    ("\\section*{%s}" if level == 1 else "\\subsection*{%s}") % _escape(text)
-                )
-        elif kind == "p":
-            out.append(_escape_text(x) + "\n")
-        else:
-            out.append("\\begin{align*}\n" + _align_rows(x) + "\n\\end{align*}")
-    return "\n".join(out)
-
-
-def _escape(t):
-    t = re.sub(r"(?<!\\)_", r"\\_", t)
-    return t.replace("&", r"\&").replace("%", r"\%").replace("#", r"\#").replace("×", r"$\times$")
-
-
-def _escape_text(t):
-    # text with inline $...$ math: escape only outside math (an escaped \$ is text)
-    parts = split_prose(t)
-    for i in range(0, len(parts), 2):
-        parts[i] = (
-            _escape(parts[i])
-            .replace("δ", r"$\delta$")
-            .replace("−", "-")
-            .replace("⋆", r"$\star$")
-            .replace("Σ", r"$\sum$")
-            .replace("ᵀ", r"$^\top$")
-            .replace("→", r"$\to$")
-            .replace("·", r"$\cdot$")
-            .replace("∈", r"$\in$")
-            .replace("≥", r"$\geq$")
-            .replace("ε", r"$\epsilon$")
-        )
-    return "$".join(parts)
-
-
 def to_latex(doc: Doc, standalone: bool = True, numbered: bool = False) -> str:
-    body = _latex_blocks(doc, numbered)
-    if not standalone:
-        return body + "\n"
-    return PREAMBLE + "\\begin{document}\n" + body + "\n\\end{document}\n"
-
-
-def _prose_md(t):
-    # LaTeX text commands outside math mean nothing on GitHub: code spans and plain text;
-    # what a Markdown viewer would read as markup (HTML, links, emphasis) stays text
-    parts = split_prose(t)
-    for i in range(0, len(parts), 2):
-        pieces = re.split(r"\\texttt\{(.*?)\}", parts[i])
-        parts[i] = "".join(
-            "`" + p.replace("\\_", "_") + "`"
-            if k % 2
-            else re.sub(r"([\\`*_\[\]<>$&])", r"\\\1", plain_text(p))
-            for k, p in enumerate(pieces)
-        )
-    return "$".join(parts)
+    return LatexWriter(numbered).document(doc, standalone)
 
 
 def to_markdown(doc: Doc) -> str:
-    out = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            out.append("#" * x[0] + " " + _prose_md(x[1]))
-        elif kind == "p":
-            out.append(_prose_md(x))
-        else:
-            out.append("$$\n\\begin{aligned}\n" + _align_rows(x) + "\n\\end{aligned}\n$$")
-    return "\n\n".join(out) + "\n"
+    return formats.get("markdown").document(doc)
 
 
 def to_text(doc: Doc) -> str:
     """Unicode text for a terminal (:mod:`derivgrad.formats.text`): never LaTeX source."""
-    from .formats.text import to_text as unicode_text
-
-    return unicode_text(doc)
+    return formats.get("text").document(doc)
 
 
-FORMATS = ("latex", "markdown", "text", "html", "json")
+FORMATS = formats.names()
 
 
 def render(d: Derivation, fmt: str = "latex", standalone: bool = True) -> str:
-    """``d`` in one of :data:`FORMATS`; ``standalone=False`` gives a LaTeX fragment or an
-    HTML fragment (no page around it)."""
-    if fmt == "json":  # the derivation as data, not a document
-        from .formats.json import dumps
-
-        return dumps(d)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose {', '.join(FORMATS)}")
-    doc = build(d)
-    if fmt == "latex":
-        return to_latex(doc, standalone)
-    if fmt == "markdown":
-        return to_markdown(doc)
-    if fmt == "html":
-        from .formats.html import fragment, to_html
-
-        return to_html(doc) if standalone else fragment(doc)
-    return to_text(doc)
+    """``d`` in one of :data:`FORMATS` (:mod:`derivgrad.formats`); ``standalone=False`` gives
+    a fragment (no preamble, no page around it)."""
+    return formats.get(fmt).derivation(d, build, standalone)
 
 
 def compile_pdf(
-    tex_source: str,
+    source: str,
     out_pdf: str | os.PathLike[str],
     engine: str = "pdflatex",
     timeout: float = 120,
     overfull: list[str] | None = None,
 ) -> Path:
-    """Compile with a TeX engine into ``out_pdf``; raises ``RuntimeError`` with the log's
-    first error, or ``FileNotFoundError`` if no engine is installed.  ``overfull``: a list
-    that receives the log's "Overfull" warnings (a line of the document past the margin)."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    exe = shutil.which(engine)
-    if exe is None:
-        raise FileNotFoundError(
-            f"no TeX engine found ({engine}); install one, e.g. "
-            f"'apt-get install texlive-latex-base texlive-latex-recommended', "
-            f"or write the .tex with -o and compile it elsewhere"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "doc.tex"
-        src.write_text(tex_source)
-        for _ in range(2):  # twice, for the table of contents
-            r = subprocess.run(
-                [exe, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-            if r.returncode:
-                err = next((l for l in r.stdout.splitlines() if l.startswith("!")), "unknown error")
-                raise RuntimeError(f"{engine} failed: {err}")
-        if overfull is not None:
-            log = (Path(tmp) / "doc.log").read_text(errors="replace")
-            overfull.extend(line for line in log.splitlines() if line.startswith("Overfull"))
-        from .atomic import write_output
-
-        write_output(out_pdf, (Path(tmp) / "doc.pdf").read_bytes(), "PDF")
-    return Path(out_pdf)
+    """Compile a standalone document into ``out_pdf`` with ``engine`` (one of
+    :func:`derivgrad.formats.engines`, which says the format it reads)."""
+    writer = formats.get(formats.engines().get(engine, "latex"))
+    return writer.pdf(source, out_pdf, engine, overfull=overfull, timeout=timeout)
 
 
 register_renderer(render)

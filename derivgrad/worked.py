@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from . import formats
 from .document import Doc
+from .errors import UsageError
 from .ops.base import Problem
 from .registry import OPS
-from .render import PREAMBLE, build, to_latex, to_markdown, to_text
+from .render import build
 from .symbolic.derivation import Derivation
 
 
@@ -111,25 +113,13 @@ def documents() -> list[Doc]:
     return [make() for _, make in problems()]
 
 
+TITLE = "Gradients of convolutional networks: worked solutions"
+
+
 def document(fmt: str = "latex", docs: list[Doc] | None = None) -> str:
     """The collection in ``fmt`` (``docs``: :func:`documents`, built once by a caller that
     renders several formats)."""
-    docs = documents() if docs is None else docs
-    if fmt == "latex":
-        body = "\n".join(to_latex(doc, standalone=False, numbered=True) for doc in docs)
-        return (
-            PREAMBLE + "\\title{Gradients of convolutional networks: worked "
-            "solutions}\n\\author{derivgrad}\n"
-            "\\begin{document}\n\\maketitle\n\\tableofcontents\n\\newpage\n"
-            + body
-            + "\\end{document}\n"
-        )
-    if fmt == "html":  # one page, with a table of contents
-        from .formats.html import to_html
-
-        return to_html(
-            docs, title="Gradients of convolutional networks: worked solutions", toc=True
-        )
-    if fmt == "markdown":
-        return "\n\n".join(to_markdown(doc) for doc in docs)
-    return "\n\n".join(to_text(doc) for doc in docs)
+    writer = formats.get(fmt)
+    if not writer.collects:
+        raise UsageError(f"--format {fmt} describes one derivation: name an op")
+    return writer.collection(documents() if docs is None else docs, TITLE)

@@ -13,8 +13,18 @@ Units are split into ``nchunks`` contiguous chunks, one ``prange`` iteration eac
 import numpy as np
 from numba import prange
 
-from ._config import parallel
+from ._config import inline, parallel
 from ._window_kernels import col2im_block, im2col_block
+
+
+@inline
+def row_span(g0, g1, n, HO, WO):
+    """Sample ``n``'s share of the unit of output rows ``[g0, g1)`` (rows ``g = n*HO + ho``
+    of the whole batch): its rows ``[h0, h1)`` and the column ``c0`` where they start in the
+    unit's ``WO``-wide column block."""
+    h0 = max(g0 - n * HO, 0)
+    h1 = min(g1 - n * HO, HO)
+    return h0, h1, (n * HO + h0 - g0) * WO
 
 
 @parallel
@@ -26,7 +36,7 @@ def conv_forward(x, wmat, b, geo, tab, rows, ws, tmp, y):
     """
     N, C, H, W = x.shape
     CO, R = wmat.shape
-    HO, WO = geo[8], geo[9]
+    HO, WO = geo.ho, geo.wo
     G = N * HO
     units = (G + rows - 1) // rows
     nchunks = ws.shape[0]
@@ -37,16 +47,12 @@ def conv_forward(x, wmat, b, geo, tab, rows, ws, tmp, y):
             m = (g1 - g0) * WO
             cols = ws[ch, : R * m].reshape(R, m)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
-                h0 = max(g0 - n * HO, 0)
-                h1 = min(g1 - n * HO, HO)
-                c0 = (n * HO + h0 - g0) * WO
+                h0, h1, c0 = row_span(g0, g1, n, HO, WO)
                 im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0, tab)
             out = tmp[ch, : CO * m].reshape(CO, m)
             np.dot(wmat, cols, out)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
-                h0 = max(g0 - n * HO, 0)
-                h1 = min(g1 - n * HO, HO)
-                c0 = (n * HO + h0 - g0) * WO
+                h0, h1, c0 = row_span(g0, g1, n, HO, WO)
                 L = (h1 - h0) * WO
                 for co in range(CO):
                     dst = y[n, co, h0 * WO : h1 * WO]
@@ -65,7 +71,7 @@ def conv_weight_grad(dy, x, geo, tab, rows, ws, dyws, dwp):
     N, C, H, W = x.shape
     CO = dy.shape[1]
     R = dwp.shape[2]
-    HO, WO = geo[8], geo[9]
+    HO, WO = geo.ho, geo.wo
     G = N * HO
     units = (G + rows - 1) // rows
     nchunks = ws.shape[0]
@@ -80,9 +86,7 @@ def conv_weight_grad(dy, x, geo, tab, rows, ws, dyws, dwp):
             cols = ws[ch, : R * m].reshape(R, m)
             dyb = dyws[ch, : CO * m].reshape(CO, m)
             for n in range(g0 // HO, (g1 - 1) // HO + 1):
-                h0 = max(g0 - n * HO, 0)
-                h1 = min(g1 - n * HO, HO)
-                c0 = (n * HO + h0 - g0) * WO
+                h0, h1, c0 = row_span(g0, g1, n, HO, WO)
                 im2col_block(x[n].reshape(-1), H, W, 0, C, h0, h1, geo, ws[ch], m, c0, tab)
                 L = (h1 - h0) * WO
                 for co in range(CO):
@@ -100,8 +104,8 @@ def conv_input_grad(dy, wT, geo, nb, cblk, ws, dyws, dx):
     """
     N, C, H, W = dx.shape
     CO = dy.shape[1]
-    KK = geo[0] * geo[1]
-    HW = geo[8] * geo[9]
+    KK = geo.kh * geo.kw
+    HW = geo.ho * geo.wo
     ngrp = (N + nb - 1) // nb
     nblk = (C + cblk - 1) // cblk
     units = ngrp * nblk

@@ -1,12 +1,13 @@
 """Window geometry: the one place that knows how big a sliding-window output is.
 
-Convolution, pooling, im2col and the symbolic face all call :func:`output_size`.
+Convolution, pooling, im2col and the symbolic face all call :func:`output_size`; the 2-D
+kernels take a window and its output as one :class:`Geometry`, built by :func:`geometry2d`.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def output_size(n: Any, k: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Any:
@@ -42,3 +43,46 @@ def output_shape2d(hw, kernel, stride, padding, dilation):
     return tuple(
         output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2)
     )
+
+
+class Geometry(NamedTuple):
+    """A 2-D sliding window and the output it gives: kernel ``(kh, kw)``, stride
+    ``(sh, sw)``, padding ``(ph, pw)``, dilation ``(dh, dw)``, output ``(ho, wo)``.
+
+    Numba compiles a named tuple as a tuple whose fields it reads by name (a constant index:
+    no cost over a plain tuple), so kernels say ``geo.wo``, never ``geo[9]``."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    ho: int
+    wo: int
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.kh, self.kw
+
+    @property
+    def stride(self) -> tuple[int, int]:
+        return self.sh, self.sw
+
+    @property
+    def padding(self) -> tuple[int, int]:
+        return self.ph, self.pw
+
+    @property
+    def dilation(self) -> tuple[int, int]:
+        return self.dh, self.dw
+
+
+def geometry2d(hw, kernel, stride, padding, dilation) -> Geometry:
+    """The :class:`Geometry` of ``(kh, kw)``-style pairs on an ``(H, W)`` input (validated
+    by the caller); plain ints, so one compiled specialisation serves every call."""
+    ho, wo = output_shape2d(hw, kernel, stride, padding, dilation)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    return Geometry(*map(int, (kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)))

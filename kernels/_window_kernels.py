@@ -5,7 +5,7 @@ Geometry along one axis: output position ``o`` with window offset ``k`` reads in
 ``i`` lies inside the input, so the loops below never test bounds per element and never
 touch memory outside an array (the wrappers guarantee the shapes they are given).
 
-``geo`` below is the tuple ``(KH, KW, sH, sW, pH, pW, dH, dW, HO, WO)``.
+``geo`` below is a :class:`._geometry.Geometry`: the window and its output, by name.
 """
 
 import numpy as np
@@ -41,7 +41,7 @@ def column_table(geo, W):
     """The ``tab`` that :func:`im2col_block` takes for geometry ``geo`` on rows of width
     ``W``: ``tab[ho*WO + wo] = ho*sH*W + wo*sW`` (uint64) when the column stride is above 1
     and ``WO < GATHER_BELOW_WO``, else empty (per-row copies)."""
-    sh, sw, HO, WO = geo[2], geo[3], geo[8], geo[9]
+    sh, sw, HO, WO = geo.sh, geo.sw, geo.ho, geo.wo
     if sw == 1 or WO >= GATHER_BELOW_WO:
         return np.empty(0, dtype=np.uint64)
     ho = np.arange(HO, dtype=np.uint64)[:, None] * np.uint64(sh * W)
@@ -63,7 +63,8 @@ def im2col_block(xf, H, W, c0, c1, h0, h1, geo, of, ostride, col0, tab):
     forward 7 % faster than the gather below, the copy alone 1.4x); at other strides, when
     ``tab`` (:func:`column_table`'s) is not empty, one gather over all its columns.
     """
-    KH, KW, sh, sw, ph, pw, dh, dw, HO, WO = geo
+    KH, KW, HO, WO = geo.kh, geo.kw, geo.ho, geo.wo
+    sh, sw, ph, pw, dh, dw = geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw
     uWO = uint64(WO)
     usw = uint64(sw)
     L = uint64((h1 - h0) * WO)
@@ -121,7 +122,8 @@ def col2im_block(cf, cstride, col0, c0, c1, geo, H, W, dxf):
     the sample ``dxf`` (``(C, H, W)`` flat) are overwritten with the sum of
     ``cf[r*cstride + col0 + ho*WO + wo]`` (rows ``r = (c - c0, kh, kw)``) at their window
     positions.  Serial within a sample, so overlapping windows add up without races."""
-    KH, KW, sh, sw, ph, pw, dh, dw, HO, WO = geo
+    KH, KW, HO, WO = geo.kh, geo.kw, geo.ho, geo.wo
+    sh, sw, ph, pw, dh, dw = geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw
     usw = uint64(sw)
     for c in range(c0, c1):
         base = uint64(c * H * W)
@@ -148,8 +150,8 @@ def col2im_block(cf, cstride, col0, c0, c1, geo, H, W, dxf):
 def im2col_all(x, geo, tab, out):
     """``out (N, C*KH*KW, HO*WO)`` = the columns of every sample; one (n, c) per iteration."""
     N, C, H, W = x.shape
-    KK = geo[0] * geo[1]
-    HW = geo[8] * geo[9]
+    KK = geo.kh * geo.kw
+    HW = geo.ho * geo.wo
     # reshaped once here: a reshape is a runtime call, and one per plane cost a maxpool
     # backward a quarter of its time (see maxpool_bwd)
     xs, outs = x.reshape(N, C * H * W), out.reshape(N, C * KK * HW)
@@ -157,15 +159,15 @@ def im2col_all(x, geo, tab, out):
         n = t // C
         c = t % C
         # rows of channel c start at (c*KK)*HW in the sample's flat output
-        im2col_block(xs[n], H, W, c, c + 1, 0, geo[8], geo, outs[n][c * KK * HW :], HW, 0, tab)
+        im2col_block(xs[n], H, W, c, c + 1, 0, geo.ho, geo, outs[n][c * KK * HW :], HW, 0, tab)
 
 
 @parallel
 def col2im_all(cols, geo, dx):
     """Adjoint of :func:`im2col_all`; each (n, c) plane of ``dx`` is owned by one iteration."""
     N, C, H, W = dx.shape
-    KK = geo[0] * geo[1]
-    HW = geo[8] * geo[9]
+    KK = geo.kh * geo.kw
+    HW = geo.ho * geo.wo
     cs, dxs = cols.reshape(N, C * KK * HW), dx.reshape(N, C * H * W)
     for t in prange(N * C):
         n = t // C

@@ -29,7 +29,7 @@ from . import (
 )
 from . import _validate as v
 from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
-from ._geometry import output_shape2d
+from ._geometry import geometry2d
 from ._types import IntOrPair
 from ._window_kernels import channel_sums, column_table
 from ._workspace import buffer
@@ -70,9 +70,9 @@ def _conv2d_params(op, x, w, stride, padding, dilation):
     for i, axis in enumerate(("H", "W")):
         v.fits(op, axis, x.shape[2 + i], k[i], s[i], p[i], d[i])
     N, C, H, W = x.shape
-    HO, WO = output_shape2d((H, W), k, s, p, d)
-    v.addressable(op, (N, C, H + 2 * p[0], W + 2 * p[1]), (N, C * k[0] * k[1], HO, WO))
-    return x, w, k, s, p, d
+    geo = geometry2d(x.shape[2:], k, s, p, d)
+    v.addressable(op, (N, C, H + 2 * p[0], W + 2 * p[1]), (N, C * k[0] * k[1], geo.ho, geo.wo))
+    return x, w, geo
 
 
 def _plan(n_items, bytes_per_item, threads):
@@ -84,21 +84,20 @@ def _plan(n_items, bytes_per_item, threads):
     return per, max(1, min(units, threads))
 
 
-def _takes_winograd(C, CO, k, s, p, d):
+def _takes_winograd(C, CO, geo):
     """The forward and both gradients take the Winograd path together; it pads both sides
     alike."""
-    return p[0] == p[1] and _winograd.applies(C, CO, k, s, d)
+    return geo.ph == geo.pw and _winograd.applies(C, CO, geo.kernel, geo.stride, geo.dilation)
 
 
-def _forward(x, w, b, k, s, p, d):
+def _forward(x, w, b, geo):
     N, C, H, W = x.shape
     CO = w.shape[0]
-    HO, WO = output_shape2d((H, W), k, s, p, d)
+    HO, WO = geo.ho, geo.wo
     bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
-    if _takes_winograd(C, CO, k, s, p, d):
-        return _winograd.forward(x, w, bias, p[0])
-    R = C * k[0] * k[1]
-    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    if _takes_winograd(C, CO, geo):
+        return _winograd.forward(x, w, bias, geo.ph)
+    R = C * geo.kh * geo.kw
     rows, nch = _plan(N * HO, R * WO * x.itemsize, numba.get_num_threads())
     rows = max(1, min(rows, MAX_COLUMNS // WO))
     ws = buffer("cols", nch * R * rows * WO, x.dtype).reshape(nch, -1)
@@ -108,20 +107,20 @@ def _forward(x, w, b, k, s, p, d):
     return y.reshape(N, CO, HO, WO)
 
 
-def _backward(dy, x, w, k, s, p, d, need_dx):
+def _backward(dy, x, w, geo, need_dx):
     N, C, H, W = x.shape
     CO = w.shape[0]
-    HO, WO = dy.shape[2], dy.shape[3]
+    HO, WO = geo.ho, geo.wo
     HW = HO * WO
-    R, KK = C * k[0] * k[1], k[0] * k[1]
-    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    KK = geo.kh * geo.kw
+    R = C * KK
     threads = numba.get_num_threads()
     dy3 = dy.reshape(N, CO, HW)
     # Where the forward takes the Winograd path, so do both gradients.  64-channel 3x3 case,
     # paired runs at 1 / 2 threads: dW 21.4 -> 14.7-15.1 / 12.3 -> 8.5 ms, dX 15.9 -> 12.6 /
     # 8.1 -> 6.7 ms (im2col -> Winograd).
-    wino = _takes_winograd(C, CO, k, s, p, d)
-    dw = _winograd.weight_grad(x, dy, p[0]) if wino else None
+    wino = _takes_winograd(C, CO, geo)
+    dw = _winograd.weight_grad(x, dy, geo.ph) if wino else None
     if dw is None or not np.isfinite(dw).all():
         # im2col's dW; also where a non-finite input made Winograd's non-finite: its
         # transforms spread a value over a tile, the direct sum keeps it to its taps
@@ -134,13 +133,13 @@ def _backward(dy, x, w, k, s, p, d, need_dx):
         dw = np.empty(w.shape, dtype=x.dtype)
         sum_slabs(dwp.reshape(nch, -1), dw.reshape(-1))
     dx = None
-    if need_dx and wino and p[0] <= 2 and np.isfinite(w).all():
+    if need_dx and wino and geo.ph <= 2 and np.isfinite(w).all():
         # dX = dY ⋆ rot180(W) with input and output channels swapped, padding 2 - p: the
         # same 3x3 stride-1 convolution, so the forward's Winograd kernel computes it.  Not
         # for a non-finite W: its filter transform spreads the value over every tap, where
         # the direct sum leaves the border entries of dX that the tap never reaches finite.
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        dx = _winograd.forward(dy, wf, np.zeros(C, dtype=x.dtype), 2 - p[0])
+        dx = _winograd.forward(dy, wf, np.zeros(C, dtype=x.dtype), 2 - geo.ph)
     elif need_dx:
         # Whole samples per unit when one sample's columns are small, else channel blocks.
         nb, nch = _plan(N, R * HW * x.itemsize, threads)
@@ -188,10 +187,10 @@ def conv2d_forward(
     inputs are copied; NaN and inf propagate to every output whose window contains them.
     """
     op = "conv2d_forward"
-    x, w, k, s, p, d = _conv2d_params(op, x, w, stride, padding, dilation)
+    x, w, geo = _conv2d_params(op, x, w, stride, padding, dilation)
     if b is not None:
         b = v.vector(op, "b", b, w.shape[0], x.dtype, "[C_out]")
-    return _forward(x, w, b, k, s, p, d)
+    return _forward(x, w, b, geo)
 
 
 def conv2d_backward(
@@ -227,12 +226,11 @@ def conv2d_backward(
         ``need_dx`` is false.
     """
     op = "conv2d_backward"
-    x, w, k, s, p, d = _conv2d_params(op, x, w, stride, padding, dilation)
+    x, w, geo = _conv2d_params(op, x, w, stride, padding, dilation)
     dy = v.float_array(op, "dy", dy, 4, "[N, C_out, H_out, W_out]")
     v.same_dtype(op, x=x, dy=dy)
-    HO, WO = output_shape2d(x.shape[2:], k, s, p, d)
-    v.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], HO, WO), "[N, C_out, H_out, W_out]")
-    dx, dw, db = _backward(dy, x, w, k, s, p, d, need_dx)
+    v.shape_is(op, "dy", dy, (x.shape[0], w.shape[0], geo.ho, geo.wo), "[N, C_out, H_out, W_out]")
+    dx, dw, db = _backward(dy, x, w, geo, need_dx)
     return dx, dw, (db if bias else None)
 
 
@@ -243,7 +241,8 @@ def _conv1d_params(op, x, w, stride, padding, dilation):
     d = v.single(op, "dilation", dilation, 1)
     v.fits(op, "L", x.shape[2], w.shape[2], s, p, d)
     # A 1-D convolution is the 2-D one on a 1-row image with a 1-row kernel.
-    return x[:, :, None, :], w[:, :, None, :], (1, w.shape[2]), (1, s), (0, p), (1, d)
+    x4, w4 = x[:, :, None, :], w[:, :, None, :]
+    return x4, w4, geometry2d(x4.shape[2:], (1, w.shape[2]), (1, s), (0, p), (1, d))
 
 
 def conv1d_forward(
@@ -266,10 +265,10 @@ def conv1d_forward(
         ``y (N, C_out, L_out)``, ``L_out = floor((L + 2p - d (K - 1) - 1) / s) + 1``.
     """
     op = "conv1d_forward"
-    x4, w4, k, s, p, d = _conv1d_params(op, x, w, stride, padding, dilation)
+    x4, w4, geo = _conv1d_params(op, x, w, stride, padding, dilation)
     if b is not None:
         b = v.vector(op, "b", b, w4.shape[0], x4.dtype, "[C_out]")
-    return _forward(x4, w4, b, k, s, p, d)[:, :, 0, :]
+    return _forward(x4, w4, b, geo)[:, :, 0, :]
 
 
 def conv1d_backward(
@@ -290,10 +289,9 @@ def conv1d_backward(
     :func:`conv2d_backward`.
     """
     op = "conv1d_backward"
-    x4, w4, k, s, p, d = _conv1d_params(op, x, w, stride, padding, dilation)
+    x4, w4, geo = _conv1d_params(op, x, w, stride, padding, dilation)
     dy = v.float_array(op, "dy", dy, 3, "[N, C_out, L_out]")
     v.same_dtype(op, x=x4, dy=dy)
-    LO = output_shape2d(x4.shape[2:], k, s, p, d)[1]
-    v.shape_is(op, "dy", dy, (x4.shape[0], w4.shape[0], LO), "[N, C_out, L_out]")
-    dx, dw, db = _backward(np.ascontiguousarray(dy[:, :, None, :]), x4, w4, k, s, p, d, need_dx)
+    v.shape_is(op, "dy", dy, (x4.shape[0], w4.shape[0], geo.wo), "[N, C_out, L_out]")
+    dx, dw, db = _backward(np.ascontiguousarray(dy[:, :, None, :]), x4, w4, geo, need_dx)
     return (None if dx is None else dx[:, :, 0, :]), dw[:, :, 0, :], (db if bias else None)

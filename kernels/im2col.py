@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _validate as v
-from ._geometry import output_shape2d
+from ._geometry import geometry2d, output_shape2d
 from ._types import IntOrPair
 from ._window_kernels import col2im_all, column_table, im2col_all
 
@@ -42,7 +42,7 @@ def im2col(
     N, C = x.shape[:2]
     R, HW = C * k[0] * k[1], HO * WO
     out = np.empty((N, R, HW), dtype=x.dtype)
-    geo = (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO)
+    geo = geometry2d(x.shape[2:], k, s, p, d)
     im2col_all(x, geo, column_table(geo, x.shape[3]), out)
     return out
 
@@ -69,5 +69,5 @@ def col2im(
     R, HW = C * k[0] * k[1], HO * WO
     v.shape_is(op, "cols", cols, (N, R, HW), "[N, C*KH*KW, H_out*W_out]")
     dx = np.empty((N, C, H, W), dtype=cols.dtype)
-    col2im_all(cols, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], HO, WO), dx)
+    col2im_all(cols, geometry2d((H, W), k, s, p, d), dx)
     return dx

@@ -393,3 +393,28 @@ def test_winograd_path_non_finite_weight_reaches_exactly_what_the_direct_sum_doe
         ):
             assert np.isfinite(g).tolist() == np.isfinite(r).tolist(), name
             assert_close(g[np.isfinite(r)], r[np.isfinite(r)], dt, name)
+
+
+def test_kernels_read_the_window_geometry_by_name():
+    # geo[8] meant "HO" only to whoever remembered the tuple's order; Geometry names it
+    import ast
+    from pathlib import Path
+
+    import derivgrad.kernels as kernels_pkg
+
+    for path in Path(kernels_pkg.__path__[0]).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "geo":
+                raise AssertionError(f"{path.name}:{node.lineno}: geo indexed by position")
+            if isinstance(node, ast.Assign) and getattr(node.value, "id", None) == "geo":
+                raise AssertionError(f"{path.name}:{node.lineno}: geo unpacked by position")
+
+
+def test_geometry_is_the_one_output_size():
+    from derivgrad.kernels import output_size
+    from derivgrad.kernels._geometry import geometry2d
+
+    g = geometry2d((11, 9), (3, 2), (2, 1), (1, 0), (2, 3))
+    assert (g.ho, g.wo) == (output_size(11, 3, 2, 1, 2), output_size(9, 2, 1, 0, 3))
+    assert g.kernel == (3, 2) and g.stride == (2, 1) and g.padding == (1, 0)
+    assert g.dilation == (2, 3) and all(type(v) is int for v in g)

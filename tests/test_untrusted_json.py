@@ -25,8 +25,8 @@ import derivgrad
 from derivgrad import derive
 from derivgrad.document import tex
 from derivgrad.errors import DataError, ParamError
+from derivgrad.formats._schema_check import violation
 from derivgrad.formats.json import read, schema
-from derivgrad.formats.schema_check import violation
 from derivgrad.formats.text import inline
 from derivgrad.instance import parse_array
 from derivgrad.notation.parse import DefineError

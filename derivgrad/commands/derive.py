@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import formats
 from ..errors import UsageError
 from ._define_arguments import add_define_arguments, defined_op, refuse_without_define
 from ._op_arguments import OPS, add_op_arguments, op_arguments
@@ -16,13 +17,20 @@ def _cmd_derive(a):
     from .. import derive
     from ..atomic import check_output, is_stream, write_output
     from ..registry import get
-    from ..render import compile_pdf, render
+    from ..render import render
 
     refuse_without_define(a)
-    fmt = a.format
     inputs = [a.define[1:]] if a.define is not None and a.define.startswith("@") else []
-    if a.pdf and (fmt != "latex" or a.fragment):
-        raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
+    named = a.output if a.output is not None and not is_stream(a.output) else None
+    fmt = a.format or (formats.from_path(named) if named and not a.pdf else None)
+    engine = None
+    if a.pdf:
+        if a.fragment:
+            raise UsageError("--pdf needs a standalone document (no --fragment)")
+        engine, fmt = formats.pdf_engine(a.engine, fmt)
+    elif a.engine:
+        raise UsageError("--engine chooses how --pdf compiles: give --pdf too")
+    fmt = fmt or "latex"
     if a.output is not None:
         # before any work: a derivation can take minutes, and its output must have a place
         check_output(a.output, "-o", inputs=inputs, stream_ok=True)
@@ -45,8 +53,6 @@ def _cmd_derive(a):
 
         if a.value or a.random_values is not None:
             raise UsageError("--value and --random-values need one op, not worked-problems")
-        if fmt == "json":
-            raise UsageError("--format json describes one derivation: name an op")
         text = document(fmt)
         op_name = "worked-problems"
     else:
@@ -58,17 +64,22 @@ def _cmd_derive(a):
         text = render(d, fmt, standalone=not a.fragment)
         op_name = d.op
     if a.pdf:
-        # only the PDF is written: the LaTeX is compiled in a temporary directory, so no
+        # only the PDF is written: the source is compiled in a temporary directory, so no
         # .tex (or .aux, .log) lands beside it over a file the user did not name
+        writer = formats.get(fmt)
         out = a.output or f"{op_name}.pdf"
         if a.output is None:
             check_output(out, "--pdf", inputs=inputs)
         try:
-            compile_pdf(text, out)
+            writer.pdf(text, out, engine)
         except RuntimeError as e:
             raise UsageError(
-                f"{e} (write the LaTeX with -o FILE.tex, without --pdf, to read it)"
+                f"{e} (write the source with -o FILE{writer.extensions[0]}, without --pdf, "
+                "to read it)"
             ) from None
+        except FileNotFoundError as e:
+            # the extra compiles without TeX
+            raise UsageError(f"{e}; or: pip install 'derivgrad[pdf]' (Typst)") from None
         print(f"wrote {out}", file=sys.stderr)
         return
     if a.output is not None and a.output != "-":
@@ -109,7 +120,9 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         add_op_arguments(p)
     add_define_arguments(p)
     p.add_argument(
-        "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
+        "--format",
+        choices=formats.names(),
+        help="default: the one the -o file's suffix names (.md, .html, ...), else latex",
     )
     p.add_argument(
         "--value",
@@ -131,8 +144,18 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         "-o",
         "--output",
         help="write to this file (replaced atomically; a device such as /dev/null or a FIFO "
-        "is written into; - is standard output) instead of standard output",
+        "is written into; - is standard output) instead of standard output; its suffix "
+        "names the format when --format is not given",
     )
-    p.add_argument("--pdf", action="store_true", help="compile the LaTeX with pdflatex")
+    p.add_argument(
+        "--pdf",
+        action="store_true",
+        help="compile to PDF: pdflatex if installed, else the engine of derivgrad[pdf]",
+    )
+    p.add_argument(
+        "--engine",
+        choices=list(formats.engines()) if full else None,
+        help="the PDF engine (it decides the format compiled)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the symbolic proof")
     p.set_defaults(func=_cmd_derive)

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 
 from ..document import Doc, plain_text, split_prose
-from .mathml import aligned, mathml
+from . import Writer
+from ._mathml import aligned, mathml
 
 STYLE = """
 :root { color-scheme: light; }
@@ -72,22 +73,39 @@ def _slug(text: str, used: set[str]) -> str:
     return slug
 
 
+class HtmlWriter(Writer):
+    name = "html"
+    extensions = (".html", ".htm")
+    joiner = "\n"
+
+    def __init__(self, used: set[str] | None = None) -> None:
+        self.used = set() if used is None else used  # ids taken on the page
+        self.heads: list[tuple[str, str]] = []  # top-level headings, for the contents
+
+    def visit_h(self, x: tuple[int, str]) -> str:
+        level, text = x
+        slug = _slug(plain_text(text), self.used)
+        if level == 1:
+            self.heads.append((slug, text))
+        return f'<h{level} id="{slug}">{_prose(text)}</h{level}>'
+
+    def visit_p(self, x: str) -> str:
+        return f"<p>{_prose(x)}</p>"
+
+    def visit_eq(self, x: list[tuple[str, list[str]]]) -> str:
+        return f'<div class="eq">{aligned(x)}</div>'
+
+    def document(self, doc: Doc, standalone: bool = True) -> str:
+        return to_html(doc) if standalone else fragment(doc)
+
+    def collection(self, docs: Sequence[Doc], title: str) -> str:
+        return to_html(docs, title=title, toc=True)
+
+
 def body(doc: Doc, used: set[str] | None = None) -> tuple[str, list[tuple[str, str]]]:
     """The HTML of one document's blocks, and its top-level headings as ``(id, text)``."""
-    used = set() if used is None else used
-    out, heads = [], []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            level, text = x
-            slug = _slug(plain_text(text), used)
-            if level == 1:
-                heads.append((slug, text))
-            out.append(f'<h{level} id="{slug}">{_prose(text)}</h{level}>')
-        elif kind == "p":
-            out.append(f"<p>{_prose(x)}</p>")
-        else:
-            out.append(f'<div class="eq">{aligned(x)}</div>')
-    return "\n".join(out), heads
+    w = HtmlWriter(used)
+    return w.body(doc), w.heads
 
 
 def to_html(docs: Doc | Sequence[Doc], title: str | None = None, toc: bool = False) -> str:
@@ -118,3 +136,6 @@ def to_html(docs: Doc | Sequence[Doc], title: str | None = None, toc: bool = Fal
 def fragment(doc: Doc) -> str:
     """The document's blocks without the page around them (a notebook cell's ``text/html``)."""
     return f'<div class="derivgrad">{body(doc)[0]}</div>'
+
+
+WRITER = HtmlWriter

@@ -32,7 +32,8 @@ from ..errors import DataError
 from ..symbolic import functions as _functions
 from ..symbolic.derivation import Derivation
 from ..symbolic.reader import RESERVED, as_expr, read_expr, read_number
-from .schema_check import violation
+from . import Writer
+from ._schema_check import violation
 
 VERSION = 1
 SCHEMA_FILE = "derivation.schema.json"
@@ -485,3 +486,17 @@ def _check_shapes(data: dict[str, Any]) -> None:
             seen.add(idx)
     if total > MAX_ENTRIES:
         raise DataError(f"derivgrad JSON: {total:,} entries in all (limit {MAX_ENTRIES:,})")
+
+
+class JsonWriter(Writer):
+    """Not a document: the derivation itself, as data (no visitor of blocks)."""
+
+    name = "json"
+    extensions = (".json",)
+    collects = False
+
+    def derivation(self, d: Derivation, build: Any = None, standalone: bool = True) -> str:
+        return dumps(d)
+
+
+WRITER = JsonWriter

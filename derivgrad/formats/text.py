@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from ..document import Doc, plain_text, split_prose
+from . import Writer
 
 WIDTH = 80
 
@@ -116,9 +117,15 @@ def _tokens(latex: str) -> list[str]:
 
 
 class _Parser:
-    def __init__(self, latex: str):
+    """LaTeX → a small tree: ``("t", text)``, ``("g", nodes)``, ``("^" | "_", nodes)``,
+    ``("frac", num, den)``, ``("cmd", name, nodes)``, ``("m", rows of cells)``.  ``keep``:
+    a command's name and a ``\\\\`` stay as they are (``"\\partial"``), for a writer with
+    its own names for them (:mod:`.typst`); else a command is its Unicode symbol."""
+
+    def __init__(self, latex: str, keep: bool = False):
         self.t = _tokens(latex)
         self.i = 0
+        self.keep = keep
 
     def peek(self) -> str:
         """The next token, ``""`` at the end."""
@@ -161,7 +168,7 @@ class _Parser:
                     self.arg()  # the column spec
                 out.append(("m", self.rows()))
             elif tok.startswith("\\\\"):
-                out.append(("t", " "))
+                out.append(("t", "\\\\" if self.keep else " "))
             elif tok.startswith("\\") and len(tok) > 1:
                 name = tok[1:]
                 if name == "frac":
@@ -174,7 +181,7 @@ class _Parser:
                 elif name in SIZES:
                     continue
                 else:
-                    out.append(("t", SYMBOLS.get(name, name)))
+                    out.append(("t", tok if self.keep else SYMBOLS.get(name, name)))
             elif tok.isspace():
                 out.append(("t", " "))
             else:
@@ -455,18 +462,32 @@ def _prose(text: str) -> str:
     return "".join(out)
 
 
+class TextWriter(Writer):
+    name = "text"
+    extensions = (".txt",)
+    joiner = "\n"
+
+    def visit_h(self, x: tuple[int, str]) -> str:
+        level, text = x
+        t = _prose(text)
+        return "\n".join(["", t, ("=" if level == 1 else "-") * min(width(t), WIDTH)])
+
+    def visit_p(self, x: str) -> str:
+        return "\n".join(textwrap.wrap(_prose(x), WIDTH, break_on_hyphens=False) + [""])
+
+    def visit_eq(self, x: list[tuple[str, list[str]]]) -> str:
+        out: list[str] = []
+        for lhs, frags in x:
+            out.extend(_equation(lhs, frags))
+        return "\n".join(out + [""])
+
+    def document(self, doc: Doc, standalone: bool = True) -> str:
+        return self.body(doc).strip("\n") + "\n"
+
+
 def to_text(doc: Doc) -> str:
     """The document as Unicode text, every line at most 80 columns."""
-    out: list[str] = []
-    for kind, x in doc.blocks:
-        if kind == "h":
-            level, text = x
-            t = _prose(text)
-            out.extend(["", t, ("=" if level == 1 else "-") * min(width(t), WIDTH)])
-        elif kind == "p":
-            out.extend(textwrap.wrap(_prose(x), WIDTH, break_on_hyphens=False) + [""])
-        else:
-            for lhs, frags in x:
-                out.extend(_equation(lhs, frags))
-            out.append("")
-    return "\n".join(out).strip("\n") + "\n"
+    return TextWriter().document(doc)
+
+
+WRITER = TextWriter

@@ -434,6 +434,10 @@ def lenet_document(d: Derivation) -> Doc:
 
 
 # -- the op protocol ---------------------------------------------------------------------------
+# the training network's layer → its (weight, bias) in the derivation's names
+_KERNEL_PARAMS = {"conv": ("w", "b"), "fc1": ("W1", "b1"), "fc2": ("W2", "b2")}
+
+
 class LeNet(Op):
     name = "lenet"
     title = "The course LeNet, layer by layer"
@@ -463,9 +467,28 @@ class LeNet(Op):
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        from ..model import lenet_loss_and_grads
+        """The kernels' LeNet on the instance: the network :func:`derivgrad.model.lenet`
+        builds for these sizes, its layers found by name, its parameters set to ``values``;
+        returns (the loss as a 1-element array, the gradients in the derivation's shapes)."""
+        from ..model import lenet as network
 
-        return lenet_loss_and_grads(d, values)
+        P = d.params
+        H, W = P["input"]
+        net = network(
+            P["filters"], P["kernel"], P["hidden"], P["classes"], (1, H, W), dtype=np.float64
+        )
+        net.layer("conv").need_dx = True
+        for layer, (w, b) in _KERNEL_PARAMS.items():
+            params = net.layer(layer).params
+            params["w"] = np.asarray(values[w], np.float64).reshape(params["w"].shape)
+            params["b"] = np.asarray(values[b], np.float64).reshape(params["b"].shape)
+        x = np.asarray(values["x"], np.float64)[None, None]
+        loss, _ = net.loss_and_grads(x, np.array([P["label"] - 1]))
+        grads = {}
+        for layer, names in _KERNEL_PARAMS.items():
+            for key, name in zip(("w", "b"), names):
+                grads[name] = net.layer(layer).grads[key].reshape(np.shape(values[name]))
+        return np.array([loss]), grads
 
     def strategy(self) -> st.SearchStrategy[dict[str, Any]]:
         return st.just({})
