@@ -18,7 +18,7 @@ import pytest
 
 import derivgrad
 from derivgrad.errors import ParamError
-from derivgrad.formats.mathml import mathml
+from derivgrad.formats._mathml import mathml
 from derivgrad.render import render
 
 CHROMIUM = next(
