@@ -51,7 +51,7 @@ from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.proofs import Expand
 from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
-from .base import Op, Param, Problem, symbolic_work
+from .base import Op, Param, Problem
 
 _GEOMETRY = (
     Param("input", "size", "input size, an int or HxW"),
@@ -656,10 +656,10 @@ class _Conv(Op):
     def cost(self, **params: Any) -> int:
         g = conv_geometry(self.name, params, self.ndim)
         taps = g.C * math.prod(g.kernel)
-        b = int(g.bias)
-        outputs = g.N * g.O * math.prod(g.out)
-        inputs = g.N * g.C * math.prod(g.size) + g.O * taps + g.O * b
-        return symbolic_work(outputs, taps + b, 2 * taps + b, inputs)
+        # every product w·x is built, differentiated and contracted a fixed number of times,
+        # and the dX rule visits every tap at every position of the padded input, zeros too
+        padded = math.prod(n + 2 * q for n, q in zip(g.size, g.padding))
+        return g.N * g.O * (taps * (math.prod(g.out) + padded) + int(g.bias) * math.prod(g.out))
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -689,6 +689,7 @@ class _Conv(Op):
 
 class Conv1d(_Conv):
     name = "conv1d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "1-D convolution"
     problems = "5, 6"
     ndim = 1
@@ -702,6 +703,7 @@ class Conv1d(_Conv):
 
 class Conv2d(_Conv):
     name = "conv2d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "2-D convolution"
     problems = "7, 8, 9"
     ndim = 2

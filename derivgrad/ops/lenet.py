@@ -433,6 +433,7 @@ def lenet_document(d: Derivation) -> Doc:
 # -- the op protocol ---------------------------------------------------------------------------
 class LeNet(Op):
     name = "lenet"
+    us_per_step = 900.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "The course LeNet, layer by layer"
     problems = "12"
     slow = True

@@ -313,6 +313,7 @@ class _Pool(Op):
 
 class MaxPool2d(_Pool):
     name = "maxpool2d"
+    us_per_step = 400.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Max pooling"
     params = (*_WINDOW, _REGION)
 
@@ -343,6 +344,7 @@ class MaxPool2d(_Pool):
 
 class AvgPool2d(_Pool):
     name = "avgpool2d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Average pooling"
 
     def build(self, **params: Any) -> Derivation:
