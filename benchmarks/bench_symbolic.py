@@ -1,39 +1,84 @@
-"""How the symbolic derivation of conv2d grows with the input size.
+"""The size guard's estimate beside the measured derive + verify time, for every op family
+and for defined layers.
 
-    python benchmarks/bench_symbolic.py
+    python benchmarks/bench_symbolic.py            # every case
+    python benchmarks/bench_symbolic.py conv2d     # the cases whose op name contains conv2d
 
-For an n×n input and a 3×3 filter (padding 1, one channel and filter), prints the time to
-build the derivation, the Jacobians, the closed forms and the proof, next to the number of
-Jacobian entries (input size × output size) — the growth to compare against.
+For each case: the op's steps (``Op.cost``), the estimate (``Op.seconds`` = steps ×
+``us_per_step``), the measured build and verify times and the measured microseconds per step
+(what ``us_per_step`` is calibrated from: the largest of an op's cases, rounded up).  The
+guard (:func:`derivgrad.ops.base.check_size`) is bypassed so that the cases it would refuse
+are measured too.  Quote the machine's load (``uptime``) with the figures.
 """
 
+import os
+import sys
 import time
 
 import derivgrad
+from derivgrad.registry import get
 
-print(
-    f"{'input':>7s} {'J entries':>10s} {'nonzero':>8s} {'derive s':>9s} {'verify s':>9s} "
-    f"{'total s':>8s} "
-    f"{'µs/J entry':>11s}"
+CONV = "y[n, o, i, j] += x[n, c, i + p, j + q] * w[o, c, p, q]"
+NORM = "\n".join(
+    [
+        "m[r] += x[r, j] / 8",
+        "v[r] += (x[r, j] - m[r]) ** 2 / 8",
+        "y[r, j] = (x[r, j] - m[r]) / sqrt(v[r] + 1)",
+    ]
 )
-for n in (3, 4, 6, 8, 10, 12):
-    t0 = time.perf_counter()
-    d = derivgrad.derive("conv2d", input=(n, n), kernel=(3, 3), padding=1)
-    t1 = time.perf_counter()
-    d.verify()
-    t2 = time.perf_counter()
-    J = d.jacobian_array("x")
-    nz = sum(1 for e in J.reshape(-1) if e != 0)
-    entries = J.size + d.jacobian_array("w").size + d.jacobian_array("b").size
+
+CASES = [
+    ("conv2d", dict(input=(12, 12), kernel=(3, 3), padding=1)),
+    ("conv2d", dict(input=(28, 28), kernel=(5, 5))),
+    ("conv2d", dict(input=(16, 16), kernel=(5, 5), channels=2, filters=2)),
+    ("conv2d", dict(input=(24, 24), kernel=(5, 5), channels=3, filters=4)),
+    ("conv1d", dict(input=200, kernel=5, channels=2, filters=2)),
+    ("linear", dict(features=30, outputs=30)),
+    ("relu", dict(features=2000)),
+    ("sigmoid", dict(features=300)),
+    ("flatten", dict(input=(20, 20), channels=4)),
+    ("softmax", dict(classes=20)),
+    ("softmax", dict(classes=40)),
+    ("softmax_cross_entropy", dict(classes=60)),
+    ("logistic_regression", dict(classes=10, features=10)),
+    ("residual", dict(features=8, hidden=8)),
+    ("maxpool2d", dict(input=(24, 24), kernel=2)),
+    ("avgpool2d", dict(input=(24, 24), kernel=2)),
+    ("batchnorm2d", dict(batch=2, channels=2, input=(3, 3))),
+    ("squared_error", dict(input=(20, 20))),
+    ("lenet", dict()),
+    ("define conv", dict(x=(1, 1, 12, 12), w=(1, 1, 3, 3))),
+    ("define norm", dict(x=(4, 8))),
+]
+
+
+def main(select: str = "") -> None:
+    print(os.popen("uptime").read().strip())
     print(
-        f"{n:>4d}x{n:<2d} {entries:>10d} {nz:>8d} {t1 - t0:9.2f} {t2 - t1:9.2f} {t2 - t0:8.2f} "
-        f"{1e6 * (t2 - t0) / entries:11.1f}"
+        f"{'op':>22s} {'parameters':<44s} {'steps':>9s} {'estimate s':>10s} "
+        f"{'build s':>8s} {'verify s':>8s} {'total s':>8s} {'µs/step':>8s}"
     )
-t = time.perf_counter()
-derivgrad.derive("conv2d", input=(3, 3), kernel=(2, 2)).verify()
-print(f"3x3 input, 2x2 filter: {time.perf_counter() - t:.2f} s")
-t = time.perf_counter()
-derivgrad.derive(
-    "conv2d", input=(6, 6), kernel=(3, 3), channels=2, filters=2, stride=1, padding=1
-).verify()
-print(f"6x6 input, 3x3 filter, 2 channels, 2 filters, padding 1: {time.perf_counter() - t:.2f} s")
+    for name, params in CASES:
+        if select not in name:
+            continue
+        if name.startswith("define"):
+            op = derivgrad.define(CONV if name == "define conv" else NORM, **params)
+        else:
+            op = get(name)
+        steps = op.cost(**params)
+        est = op.seconds(**params)
+        t0 = time.perf_counter()
+        d = op.build(**params)
+        t1 = time.perf_counter()
+        d.verify()
+        t2 = time.perf_counter()
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        print(
+            f"{name:>22s} {shown:<44s} {steps:>9,d} {est:>10.2f} {t1 - t0:>8.2f} "
+            f"{t2 - t1:>8.2f} {t2 - t0:>8.2f} {1e6 * (t2 - t0) / steps:>8.1f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "")

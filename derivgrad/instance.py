@@ -228,7 +228,7 @@ def kernel_comparison(d: Derivation) -> dict[str, float | str] | None:
         y, grads = get(d.op).kernel(d, floats, upstream)
     report: dict[str, float | str] = {}
     arrays = {"output": (d._output, y)}
-    arrays.update({name: (d.grad_array(name), grads[name]) for name in d._closed})
+    arrays.update({name: (d.grad_array(name), grads[name]) for name in d.grad_names})
     for name, (exact_expr, got_raw) in arrays.items():
         exact = _float64(evaluate(exact_expr, subs))
         got = np.asarray(got_raw, dtype=np.float64).reshape(exact.shape)

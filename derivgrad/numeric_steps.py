@@ -211,7 +211,7 @@ def _compact(d: Derivation) -> list[Block]:
     symbolic = [b for b in op.sections(d) if b[0] == "eq"]
     own = [b for b in own if b not in symbolic]  # formulas the numbers do not change: once
     out.extend(own)
-    for k in d._closed:
+    for k in d.grad_names:
         g = evaluate(d.grad_array(k), subs)
         lhs = r"\frac{\partial L}{\partial " + tex_name(k) + "}"
         if max(len(num_tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS and g.size <= 64:

@@ -154,8 +154,7 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
-        rule = d.rules.get(k, "")
-        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(rule)}.")
+        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
         g = abbreviate_array(d.grad_array(k), print_as)
         if (
             g.ndim == 2
@@ -173,15 +172,7 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     doc.blocks.extend(op.sections(d))
     doc.blocks.extend(numbers_at("closed", d))  # NUMBERS: the compact rule evaluated
     doc.h("Proof", 2)
-    how = {
-        "expand": "expanding the difference of the two to a polynomial that is identically zero",
-        "rational": r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a "
-        r"rational function, to zero",
-        "radical": r"writing $\sqrt{\sigma^2 + \epsilon}$ as a positive symbol $S$ (the chain rule "
-        r"differentiates $\sigma^2$ explicitly) and expanding the numerator of the difference "
-        r"to zero",
-    }.get(d.proof, d.proof)
-    doc.p(proof_sentence(d, how))
+    doc.p(proof_sentence(d, d.proof.sentence))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
 

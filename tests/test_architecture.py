@@ -144,6 +144,26 @@ def test_no_op_names_outside_the_ops(path):
     assert not named, f"{path} names op(s) {named}: ask the Op protocol instead"
 
 
+@pytest.mark.parametrize("path", OP_AGNOSTIC)
+def test_no_proof_methods_outside_the_proofs(path):
+    """A proof method carries its own sentence: the renderer and the formats print
+    ``d.proof.sentence`` and never switch on a method's name."""
+    from derivgrad.symbolic.proofs import Proof
+
+    source = ROOT / path
+    if not source.exists():
+        pytest.skip(f"{path} is not in this tree")
+    strings = {
+        n.value
+        for n in ast.walk(ast.parse(source.read_text()))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    }
+    methods = {cls.name for cls in Proof.__subclasses__()}
+    assert methods >= {"expand", "rational", "radical"}
+    named = sorted(methods & strings)
+    assert not named, f"{path} names proof method(s) {named}: print d.proof.sentence instead"
+
+
 def _fresh(code: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120

@@ -173,7 +173,7 @@ def to_data(d: Derivation) -> dict[str, Any]:
         "forward_values": None,
         "kernel_check": None,
         "proof": {
-            "method": d.proof,
+            "method": d.proof.name,
             "verified": True if "verify" in d.timings else None,
             "notes": list(d.notes),
         },
@@ -197,7 +197,7 @@ def to_data(d: Derivation) -> dict[str, Any]:
     for k in d.grad_names:
         g = grads[k]
         entry: dict[str, Any] = {
-            "rule": d.rules.get(k, ""),
+            "rule": d.rules[k].text,
             "shape": list(g.shape),
             "expressions": _nested(g, expr),
             "values": None,

@@ -10,13 +10,15 @@ rules the kernels run.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
 
 from ..document import tex, tex_name
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
+from ..symbolic.proofs import Proof
 from ..symbolic.tensors import symbols
 from .codegen import sympy_functions
 from .program import Ranges, adjoint_terms, hi_sym, lo_sym
@@ -25,12 +27,17 @@ if TYPE_CHECKING:
     from ..document import Block
 
 
-class DefinedDerivation(Derivation):
-    """A :class:`Derivation` whose proof tries, in turn: expanding the difference; writing each
+class DefinedProof(Proof):
+    """The proof of a defined op, trying in turn: expanding the difference; writing each
     ``e^a`` as a positive symbol and expanding the numerator over a common denominator; the
     same with every radical base ``B`` of ``B^{p/q}`` written as ``S^q``."""
 
-    def _is_zero(self, e: sp.Expr) -> bool:
+    name = "expand-or-schwartz-zippel"
+
+    def __init__(self) -> None:
+        self.sentence = PROOF
+
+    def is_zero(self, e: sp.Expr) -> bool:
         if e == 0:
             return True
         if not e.has(sp.exp) and not any(not p.exp.is_Integer for p in e.atoms(sp.Pow)):
@@ -94,7 +101,7 @@ def _zero_at_random_points(f: sp.Expr, points: int = 3) -> bool:
     return True
 
 
-def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
+def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> Derivation:
     prog = op.program
     ranges = prog.infer(shapes, fixed=op.fixed)
     fwd, bwd = sympy_functions(prog, ranges)
@@ -120,7 +127,9 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
             cache["g"] = g
         return cache["g"]
 
-    closed = {k: (lambda k=k: grads()[k]) for k in prog.inputs}
+    def form(k: str) -> Callable[[], np.ndarray]:
+        return lambda: grads()[k]
+
     # each tensor a statement defines before the output is a named step: the document
     # writes it by name (print_as), and the steps section defines each name
     steps = {n: symbols(n, T[n].shape, latex=tex_name(n), real=True) for n in prog.defined[:-1]}
@@ -136,16 +145,18 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> DefinedDerivation:
                     print_as.setdefault(short, s)
     extra = {"steps": {n: T[n] for n in steps}, "step_symbols": steps, "print_as": print_as}
     # a formula, then prose: rule_tex sets "the ..." after the comma as text, not mathematics
-    rules = {k: f"∂L/∂{k}, the general-size rule in index notation below" for k in prog.inputs}
-    return DefinedDerivation(
-        op.name,
-        {k: shapes[k] for k in prog.inputs},
-        inputs,
-        y,
-        up,
-        closed,
-        rules,
-        proof=PROOF,
+    rules = {
+        k: Rule(f"∂L/∂{k}, the general-size rule in index notation below", form(k))
+        for k in prog.inputs
+    }
+    return Derivation(
+        op=op.name,
+        params={k: shapes[k] for k in prog.inputs},
+        inputs=inputs,
+        output=y,
+        upstream=up,
+        rules=rules,
+        proof=DefinedProof(),
         notes=[
             "the closed form is the reverse-mode rule in gather form evaluated on this instance"
         ],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -128,6 +129,19 @@ class DefinedOp(Op):
         if key not in self._derivations:
             self._derivations[key] = build(self, full)
         return self._derivations[key]
+
+    def cost(self, **shapes: Any) -> int:
+        """The size guard's steps: the product of every statement's loop iterations on
+        ``shapes`` (each iteration builds one term; a statement's entries can hold every term
+        of the statements before it, so the sizes multiply: a one-statement convolution is
+        its iterations, a three-statement normalisation their product; calibrated in
+        :mod:`derivgrad.ops.base`)."""
+        full = {k: _shape(k, shapes.get(k, v)) for k, v in self.example.items()}
+        ranges = self.program.infer(full, fixed=self.fixed)
+        return math.prod(
+            math.prod(max(int(hi) - int(lo), 1) for lo, hi in index.values())
+            for index in ranges.index
+        )
 
     def derive(self, **shapes: Any) -> Derivation:
         """Same as :meth:`build`: forward, Jacobians, chain rule, closed forms, proof."""

@@ -77,34 +77,71 @@ class Problem:
     source: str | None = None
 
 
-# Steps of symbolic work (see symbolic_work) that SymPy gets through in about half a minute on
-# one core, derivation, proof and document together; past it, minutes (measured: conv2d 16x16
-# with 2 channels and 2 filters, ~490,000, took 48 s and wrote 50 pages)
-SYMBOLIC_WORK_LIMIT = 300_000
+# The guard refuses an instance whose derive + verify is estimated to take longer than this
+# (seconds, one core): a minute is past waiting for an answer; seconds are not.  The estimate
+# is Op.seconds: the op's count of steps (Op.cost) times its measured time per step
+# (Op.us_per_step), calibrated by benchmarks/bench_symbolic.py, which prints each estimate
+# beside its measurement.  The documents (rendering) are not in the estimate.
+#
+# Calibration (2026-12-07, this project's 2-core machine shared with 7 other jobs, load average
+# 10-17, so about 3x a quiet core's times: the estimates err towards refusing), measured by
+#     PYTHONPATH=. python benchmarks/bench_symbolic.py
+#   op                    parameters                          steps     measured s  µs/step
+#   conv2d                12x12, 3x3, padding 1                3,204        0.26      80
+#   conv2d                28x28, 5x5                          34,576        2.53      73
+#   conv2d                16x16, 5x5, 2 channels, 2 filters   40,288        2.48      62
+#   conv2d                24x24, 5x5, 3 channels, 4 filters  294,400       22.57      77
+#   conv1d                200, 5, 2 channels, 2 filters        8,312        0.81      97
+#   linear                30 -> 30                            57,690        0.47       8
+#   relu                  2000 features                        4,000        1.99     498
+#   sigmoid               300 features                           600        6.27  10,450
+#   flatten               20x20, 4 channels                    3,200        0.56     175
+#   softmax               20 classes                             420        1.33   3,170
+#   softmax               40 classes                           1,640        4.47   2,725
+#   softmax_cross_entropy 60 classes                           3,660        1.04     283
+#   logistic_regression   10 classes, 10 features             13,320        1.23      92
+#   residual              8 features, 8 hidden                79,560        2.65      33
+#   maxpool2d             24x24, 2x2                           2,880        1.07     372
+#   avgpool2d             24x24, 2x2                           2,880        0.18      63
+#   batchnorm2d           batch 2, 2 channels, 3x3            13,000       48.55   3,735
+#   squared_error         20x20                              640,800        8.53      13
+#   lenet                 defaults                            15,600       13.12     841
+#   define conv           12x12 input, 3x3 filter                900        0.75     835
+#   define normalisation  3 statements, x 4x8                 32,768       15.36     469
+# Each op's us_per_step is its largest rate, rounded up.
+SYMBOLIC_SECONDS_LIMIT = 60.0
 
 
 def symbolic_work(outputs: int, terms: int, symbols: int, inputs: int) -> int:
     """The symbolic work of a derivation with ``outputs`` output entries, each a sum of about
     ``terms`` terms in about ``symbols`` input symbols, out of ``inputs`` input symbols in all:
     differentiating every output by every symbol it holds (``outputs·terms·symbols``) plus
-    visiting every (input, output) pair of the Jacobian (``inputs·outputs``)."""
-    return outputs * terms * symbols + inputs * outputs
+    a row of the sparse Jacobian per input (its non-zeros are in the first count; the dense
+    ``inputs·outputs`` table is built for documents only)."""
+    return outputs * terms * symbols + inputs
 
 
 def check_size(op: Op, params: Mapping[str, Any]) -> None:
-    """Refuse, before any symbolic work, an instance whose estimated work passes
-    :data:`SYMBOLIC_WORK_LIMIT`, naming the limit and a smaller instance that fits."""
-    work = op.cost(**params)
-    if work is None or work <= SYMBOLIC_WORK_LIMIT:
+    """Refuse, before any symbolic work, an instance whose estimated derive + verify time
+    passes :data:`SYMBOLIC_SECONDS_LIMIT`, naming the limit and a smaller instance that fits."""
+    secs = op.seconds(**params)
+    if secs is None or secs <= SYMBOLIC_SECONDS_LIMIT:
         return
     from ..errors import ParamError
 
     raise ParamError(
         f"{op.name}: too large for a symbolic derivation: about "
-        f"{f'{work:,}' if work < 10**15 else 'more than 10^15'} steps of symbolic work, "
-        f"over the limit of {SYMBOLIC_WORK_LIMIT:,} (it would take SymPy minutes or more); "
-        f"{_smaller(op, params)}"
+        f"{_duration(secs)} of symbolic work (derive and prove, one core), over the limit of "
+        f"{SYMBOLIC_SECONDS_LIMIT:.0f} s; {_smaller(op, params)}"
     )
+
+
+def _duration(secs: float) -> str:
+    if secs < 3600:
+        return f"{secs:,.0f} s"
+    if secs < 86400 * 365:
+        return f"{secs / 3600:,.0f} hours"
+    return "more than a year"
 
 
 def _smaller(op: Op, params: Mapping[str, Any]) -> str:
@@ -124,13 +161,13 @@ def _smaller(op: Op, params: Mapping[str, Any]) -> str:
     trial = dict(params)
     trial.update(current)
     for _ in range(64):
-        best: tuple[int, str, Any] | None = None
+        best: tuple[float, str, Any] | None = None
         for name, value in current.items():
             smaller = tuple(v // 2 for v in value) if isinstance(value, tuple) else value // 2
             if smaller == value:
                 continue
             try:
-                work = op.cost(**dict(trial, **{name: smaller}))
+                work = op.seconds(**dict(trial, **{name: smaller}))
             except ParamError:
                 continue
             if work is not None and (best is None or work < best[0]):
@@ -138,7 +175,7 @@ def _smaller(op: Op, params: Mapping[str, Any]) -> str:
         if best is None:
             break
         trial[best[1]] = current[best[1]] = best[2]
-        if best[0] <= SYMBOLIC_WORK_LIMIT:
+        if best[0] <= SYMBOLIC_SECONDS_LIMIT:
             changed = [
                 f"--{n} "
                 + (
@@ -169,6 +206,9 @@ class Op:
     problems: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     slow: ClassVar[bool] = False
+    # microseconds of derive + verify per step of cost(), measured (see SYMBOLIC_SECONDS_LIMIT);
+    # the default is the defined layers' (derivgrad.define)
+    us_per_step: ClassVar[float] = 900.0
 
     # -- symbolic face ----------------------------------------------------------------------
     def build(self, **params: Any) -> Derivation:
@@ -176,12 +216,17 @@ class Op:
         raise NotImplementedError(f"{type(self).__name__} has no symbolic face")
 
     def cost(self, **params: Any) -> int | None:
-        """An estimate of the symbolic work of ``build(**params)`` (and of its proof and
-        document), computed from the parameters alone in well under a second, in Python ints
-        (no overflow); ``None``: no estimate, no guard.  :func:`check_size` refuses an instance
-        whose estimate passes :data:`SYMBOLIC_WORK_LIMIT`.  Most ops return
-        :func:`symbolic_work` of their sizes."""
+        """The steps of symbolic work of ``build(**params)`` and its proof, computed from the
+        parameters alone in well under a second, in Python ints (no overflow); ``None``: no
+        estimate, no guard.  Most ops return :func:`symbolic_work` of their sizes."""
         return None
+
+    def seconds(self, **params: Any) -> float | None:
+        """Estimated seconds of ``build(**params)`` and ``verify()`` on one core:
+        :meth:`cost` × :attr:`us_per_step`.  :func:`check_size` refuses an instance whose
+        estimate passes :data:`SYMBOLIC_SECONDS_LIMIT`."""
+        steps = self.cost(**params)
+        return None if steps is None else steps * self.us_per_step * 1e-6
 
     # -- kernel face --------------------------------------------------------------------------
     def kernel(

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 
 from ..document import Doc, indexed, tex, tex_split
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.params import check_unknown, count, pair
+from ..symbolic.proofs import Radical
 from ..symbolic.tensors import symbols
 from .base import Op, Param, Problem, symbolic_work
 
@@ -82,31 +83,31 @@ def batchnorm2d(**params: Any) -> Derivation:
                 )
         return out
 
-    closed = {
-        "x": dx,
-        "gamma": lambda: np.array(
-            [
-                sp.Add(*[a * h for a, h in zip(d[:, c].reshape(-1), xhat[:, c].reshape(-1))])
-                for c in range(C)
-            ],
-            dtype=object,
-        ),
-        "beta": lambda: np.array([sp.Add(*d[:, c].reshape(-1)) for c in range(C)], dtype=object),
-    }
     rules = {
-        "x": "dx = γ/√(σ²+ε) (δ − mean(δ) − x̂ mean(δ x̂))",
-        "gamma": "dγ = Σ δ x̂",
-        "beta": "dβ = Σ δ",
+        "x": Rule("dx = γ/√(σ²+ε) (δ − mean(δ) − x̂ mean(δ x̂))", dx),
+        "gamma": Rule(
+            "dγ = Σ δ x̂",
+            lambda: np.array(
+                [
+                    sp.Add(*[a * h for a, h in zip(d[:, c].reshape(-1), xhat[:, c].reshape(-1))])
+                    for c in range(C)
+                ],
+                dtype=object,
+            ),
+        ),
+        "beta": Rule(
+            "dβ = Σ δ",
+            lambda: np.array([sp.Add(*d[:, c].reshape(-1)) for c in range(C)], dtype=object),
+        ),
     }
     der = Derivation(
-        op,
-        dict(batch=N, channels=C, input=(H, W)),
-        {"x": x, "gamma": gamma, "beta": beta},
-        y,
-        d,
-        closed,
-        rules,
-        proof="radical",
+        op=op,
+        params=dict(batch=N, channels=C, input=(H, W)),
+        inputs={"x": x, "gamma": gamma, "beta": beta},
+        output=y,
+        upstream=d,
+        rules=rules,
+        proof=Radical(B, radicand=r"\sigma^2 + \epsilon", differentiated=r"\sigma^2"),
         extra=dict(mu=mu, var=var, eps=eps, radicands=B),
         constants={eps: sp.Float(eps_value)},
     )
@@ -286,6 +287,7 @@ def _sizes(draw: Any) -> dict[str, Any]:
 
 class BatchNorm2d(Op):
     name = "batchnorm2d"
+    us_per_step = 4000.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Batch normalisation for CNNs"
     problems = "11"
     params = (

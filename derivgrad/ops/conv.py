@@ -45,12 +45,13 @@ from ..document import (
     tex_split,
 )
 from ..symbolic import index_rules as IR
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.index_rules import conv2d_rules
 from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.proofs import Expand
 from ..symbolic.shapes import conv_layer, symbolic_output_size
 from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
-from .base import Op, Param, Problem, symbolic_work
+from .base import Op, Param, Problem
 
 _GEOMETRY = (
     Param("input", "size", "input size, an int or HxW"),
@@ -153,24 +154,32 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     ds = symbols("d", y_shape, latex=r"\delta")
     dy = ds.reshape((N, O) + g.out)
     inputs = {"x": xs, "w": ws}
-    closed = {
-        "x": lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
-        "w": lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape),
+    rules = {
+        "x": Rule(
+            "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
+            lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
+        ),
+        "w": Rule(
+            "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
+            lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape),
+        ),
     }
     if g.bias:
         bs = symbols("b", (O,))
         for o in range(O):
             y[:, o] = y[:, o] + bs[o]
         inputs["b"] = bs
-        closed["b"] = lambda: rule_db(dy)
-    rules = {
-        "x": "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
-        "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
-        "b": "db = Σ dY, summed over batch and positions",
-    }
+        rules["b"] = Rule("db = Σ dY, summed over batch and positions", lambda: rule_db(dy))
     extra = dict(x_full=x, w_full=w, out_size=g.out)
     return Derivation(
-        op, g.params(), inputs, y.reshape(y_shape), ds, closed, rules, proof="expand", extra=extra
+        op=op,
+        params=g.params(),
+        inputs=inputs,
+        output=y.reshape(y_shape),
+        upstream=ds,
+        rules=rules,
+        proof=Expand(),
+        extra=extra,
     )
 
 
@@ -647,10 +656,10 @@ class _Conv(Op):
     def cost(self, **params: Any) -> int:
         g = conv_geometry(self.name, params, self.ndim)
         taps = g.C * math.prod(g.kernel)
-        b = int(g.bias)
-        outputs = g.N * g.O * math.prod(g.out)
-        inputs = g.N * g.C * math.prod(g.size) + g.O * taps + g.O * b
-        return symbolic_work(outputs, taps + b, 2 * taps + b, inputs)
+        # every product w·x is built, differentiated and contracted a fixed number of times,
+        # and the dX rule visits every tap at every position of the padded input, zeros too
+        padded = math.prod(n + 2 * q for n, q in zip(g.size, g.padding))
+        return g.N * g.O * (taps * (math.prod(g.out) + padded) + int(g.bias) * math.prod(g.out))
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
@@ -680,6 +689,7 @@ class _Conv(Op):
 
 class Conv1d(_Conv):
     name = "conv1d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "1-D convolution"
     problems = "5, 6"
     ndim = 1
@@ -693,6 +703,7 @@ class Conv1d(_Conv):
 
 class Conv2d(_Conv):
     name = "conv2d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "2-D convolution"
     problems = "7, 8, 9"
     ndim = 2

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 
 from ..document import ABBREVIATED, Block, abbreviate, abbreviate_array, abbreviated, bmatrix
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stable_softmax
 from ..symbolic.params import ParamError, check_unknown, count
+from ..symbolic.proofs import Lemma, Rational
 from ..symbolic.shapes import linear_layer
 from ..symbolic.tensors import symbols
 from .base import Op, Param, Problem, symbolic_work
@@ -54,27 +55,30 @@ def linear(**params: Any) -> Derivation:
     ds = symbols("d", (N, n_out) if N > 1 else (n_out,), latex=r"\delta")
     d = ds.reshape(N, n_out)
     Wm, dm, xm = sp.Matrix(W), sp.Matrix(d), sp.Matrix(x)
-    closed = {
-        "x": lambda: np.array((dm * Wm).tolist(), dtype=object).reshape(xs.shape),  # rows: Wᵀ δ_n
-        "W": lambda: np.array((dm.T * xm).tolist(), dtype=object),  # Σ_n δ_n x_nᵀ
+    rules = {
+        "x": Rule(
+            "dx = Wᵀ δ",
+            lambda: np.array((dm * Wm).tolist(), dtype=object).reshape(xs.shape),  # rows: Wᵀ δ_n
+        ),
+        "W": Rule(
+            "dW = δ xᵀ (summed over the batch)",
+            lambda: np.array((dm.T * xm).tolist(), dtype=object),  # Σ_n δ_n x_nᵀ
+        ),
     }
     inputs = {"x": xs, "W": W}
     if bias:
         inputs["b"] = b
-        closed["b"] = lambda: np.array([sp.Add(*d[:, o]) for o in range(n_out)], dtype=object)
-    rules = {
-        "x": "dx = Wᵀ δ",
-        "W": "dW = δ xᵀ (summed over the batch)",
-        "b": "db = δ (summed over the batch)",
-    }
+        rules["b"] = Rule(
+            "db = δ (summed over the batch)",
+            lambda: np.array([sp.Add(*d[:, o]) for o in range(n_out)], dtype=object),
+        )
     return Derivation(
-        op,
-        dict(features=n_in, outputs=n_out, batch=N, bias=bias),
-        inputs,
-        y.reshape(ds.shape),
-        ds,
-        closed,
-        rules,
+        op=op,
+        params=dict(features=n_in, outputs=n_out, batch=N, bias=bias),
+        inputs=inputs,
+        output=y.reshape(ds.shape),
+        upstream=ds,
+        rules=rules,
     )
 
 
@@ -86,8 +90,15 @@ def relu(**params: Any) -> Derivation:
     z = _vec("z", n)
     d = _vec("d", n, latex=r"\delta")
     y = np.array([Relu(v) for v in z], dtype=object)
-    closed = {"z": lambda: np.array([d[i] * Step(z[i]) for i in range(n)], dtype=object)}
-    return Derivation(op, dict(features=n), {"z": z}, y, d, closed, {"z": "dz = δ ⊙ 1[z > 0]"})
+    rules = {
+        "z": Rule(
+            "dz = δ ⊙ 1[z > 0]",
+            lambda: np.array([d[i] * Step(z[i]) for i in range(n)], dtype=object),
+        )
+    }
+    return Derivation(
+        op=op, params=dict(features=n), inputs={"z": z}, output=y, upstream=d, rules=rules
+    )
 
 
 def _softmax(z):
@@ -139,9 +150,9 @@ def stable_definitions(d: Derivation) -> list[Block]:
     ]
 
 
-def _lemmas(k: int) -> list[tuple[str, Any]]:
+def _lemmas(k: int) -> list[Lemma]:
     return [
-        (
+        Lemma(
             "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
             functools.partial(stable_forms_agree, k),
         )
@@ -159,17 +170,21 @@ def softmax(**params: Any) -> Derivation:
     d = _vec("d", k, latex=r"\delta")
     p = _softmax(z)
     pd = sp.Add(*[p[j] * d[j] for j in range(k)])
-    closed = {"z": lambda: np.array([p[i] * (d[i] - pd) for i in range(k)], dtype=object)}
+    rules = {
+        "z": Rule(
+            "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)",
+            lambda: np.array([p[i] * (d[i] - pd) for i in range(k)], dtype=object),
+        )
+    }
     der = Derivation(
-        op,
-        dict(classes=k),
-        {"z": z},
-        p,
-        d,
-        closed,
-        {"z": "dz = (diag(p) − p pᵀ) δ = p ⊙ (δ − ⟨p, δ⟩)"},
-        proof="rational",
-        extra=dict(lemmas=_lemmas(k), print_as=_print_as(z, p)),
+        op=op,
+        params=dict(classes=k),
+        inputs={"z": z},
+        output=p,
+        upstream=d,
+        rules=rules,
+        proof=Rational(lemmas=_lemmas(k)),
+        extra=dict(print_as=_print_as(z, p)),
     )
     return der
 
@@ -200,17 +215,21 @@ def softmax_cross_entropy(**params: Any) -> Derivation:
     z = _vec("z", k)
     p = _softmax(z)
     L = -z[y] + LogSumExp(*z)
-    closed = {"z": lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)}
+    rules = {
+        "z": Rule(
+            "dz = p − e_y",
+            lambda: np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object),
+        )
+    }
     return Derivation(
-        op,
-        dict(classes=k, label=y + 1),
-        {"z": z},
-        np.array([L], dtype=object),
-        np.array([sp.Integer(1)], dtype=object),
-        closed,
-        {"z": "dz = p − e_y"},
-        proof="rational",
-        extra=dict(p=p, lemmas=_lemmas(k), print_as=_print_as(z, p)),
+        op=op,
+        params=dict(classes=k, label=y + 1),
+        inputs={"z": z},
+        output=np.array([L], dtype=object),
+        upstream=np.array([sp.Integer(1)], dtype=object),
+        rules=rules,
+        proof=Rational(lemmas=_lemmas(k)),
+        extra=dict(p=p, print_as=_print_as(z, p)),
     )
 
 
@@ -231,24 +250,28 @@ def logistic_regression(**params: Any) -> Derivation:
     p = _softmax(z)
     L = -z[y] + LogSumExp(*z)
     r = np.array([p[i] - (1 if i == y else 0) for i in range(k)], dtype=object)  # p − e_y
-    closed = {
-        "W": lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
-        "b": lambda: r.copy(),
-        "x": lambda: np.array(
-            [sp.Add(*[W[i, j] * r[i] for i in range(k)]) for j in range(n)], dtype=object
+    rules = {
+        "W": Rule(
+            "∇_W L = (p − e_y) xᵀ",
+            lambda: np.array([[r[i] * x[j] for j in range(n)] for i in range(k)], dtype=object),
+        ),
+        "b": Rule("∇_b L = p − e_y", lambda: r.copy()),
+        "x": Rule(
+            "∇_x L = Wᵀ (p − e_y)",
+            lambda: np.array(
+                [sp.Add(*[W[i, j] * r[i] for i in range(k)]) for j in range(n)], dtype=object
+            ),
         ),
     }
-    rules = {"W": "∇_W L = (p − e_y) xᵀ", "b": "∇_b L = p − e_y", "x": "∇_x L = Wᵀ (p − e_y)"}
     return Derivation(
-        op,
-        dict(classes=k, features=n, label=y + 1),
-        {"W": W, "b": b, "x": x},
-        np.array([L], dtype=object),
-        np.array([sp.Integer(1)], dtype=object),
-        closed,
-        rules,
-        proof="rational",
-        extra=dict(z=z, p=p, lemmas=_lemmas(k), print_as=_print_as(z, p, symbols("z", (k,)))),
+        op=op,
+        params=dict(classes=k, features=n, label=y + 1),
+        inputs={"W": W, "b": b, "x": x},
+        output=np.array([L], dtype=object),
+        upstream=np.array([sp.Integer(1)], dtype=object),
+        rules=rules,
+        proof=Rational(lemmas=_lemmas(k)),
+        extra=dict(z=z, p=p, print_as=_print_as(z, p, symbols("z", (k,)))),
     )
 
 
@@ -388,20 +411,30 @@ def residual(**params: Any) -> Derivation:
     g = [
         Step(h[k]) * sp.Add(*[W2[i, k] * d[i] for i in range(n)]) for k in range(m)
     ]  # 1[W1x>0] ⊙ W2ᵀδ
-    closed = {
-        "x": lambda: np.array(
-            [sp.Add(*[W1[k, j] * g[k] for k in range(m)]) + d[j] for j in range(n)], dtype=object
-        ),
-        "W1": lambda: np.array([[g[k] * x[j] for j in range(n)] for k in range(m)], dtype=object),
-        "W2": lambda: np.array([[d[i] * a[k] for k in range(m)] for i in range(n)], dtype=object),
-    }
     rules = {
-        "x": "∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y",
-        "W1": "∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ",
-        "W2": "∇_{W2} L = δ_y relu(W1 x)ᵀ",
+        "x": Rule(
+            "∇_x L = W1ᵀ (1[W1 x > 0] ⊙ W2ᵀ δ_y) + δ_y",
+            lambda: np.array(
+                [sp.Add(*[W1[k, j] * g[k] for k in range(m)]) + d[j] for j in range(n)],
+                dtype=object,
+            ),
+        ),
+        "W1": Rule(
+            "∇_{W1} L = (1[W1 x > 0] ⊙ W2ᵀ δ_y) xᵀ",
+            lambda: np.array([[g[k] * x[j] for j in range(n)] for k in range(m)], dtype=object),
+        ),
+        "W2": Rule(
+            "∇_{W2} L = δ_y relu(W1 x)ᵀ",
+            lambda: np.array([[d[i] * a[k] for k in range(m)] for i in range(n)], dtype=object),
+        ),
     }
     return Derivation(
-        op, dict(features=n, hidden=m), {"x": x, "W1": W1, "W2": W2}, y, d, closed, rules
+        op=op,
+        params=dict(features=n, hidden=m),
+        inputs={"x": x, "W1": W1, "W2": W2},
+        output=y,
+        upstream=d,
+        rules=rules,
     )
 
 
@@ -415,15 +448,13 @@ def flatten(**params: Any) -> Derivation:
     C = count(op, "channels", params.get("channels", 2))
     x = symbols("x", (C, H, W))
     d = _vec("d", C * H * W, latex=r"\delta")
-    closed = {"x": lambda: d.reshape(C, H, W).copy()}
     return Derivation(
-        op,
-        dict(input=(H, W), channels=C),
-        {"x": x},
-        x.reshape(-1).copy(),
-        d,
-        closed,
-        {"x": "dx = reshape(δ, (C, H, W))"},
+        op=op,
+        params=dict(input=(H, W), channels=C),
+        inputs={"x": x},
+        output=x.reshape(-1).copy(),
+        upstream=d,
+        rules={"x": Rule("dx = reshape(δ, (C, H, W))", lambda: d.reshape(C, H, W).copy())},
     )
 
 
@@ -448,6 +479,7 @@ def _classes_label(draw: Any, **extra: tuple[int, int]) -> dict[str, Any]:
 
 class Linear(Op):
     name = "linear"
+    us_per_step = 10.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Linear layer"
     problems = "2"
     params = (
@@ -499,6 +531,7 @@ class Linear(Op):
 
 class ReLU(Op):
     name = "relu"
+    us_per_step = 500.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "ReLU"
     problems = "3"
     params = (_FEATURES,)
@@ -526,6 +559,7 @@ class ReLU(Op):
 
 class Softmax(Op):
     name = "softmax"
+    us_per_step = 3500.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Softmax"
     problems = "1"
     params = (_CLASSES,)
@@ -535,8 +569,9 @@ class Softmax(Op):
 
     def cost(self, **params: Any) -> int:
         k = count(self.name, "classes", params.get("classes", 3))
-        # the proof puts k-term sums over a common denominator: k² terms per entry
-        return symbolic_work(k, k * k, k, k)
+        # k entries, each a k-term contraction of k-term Jacobian entries: measured ~k² (k=20:
+        # 1.3 s, k=40: 4.5 s)
+        return symbolic_work(k, k, 1, k)
 
     def definitions(self, d: Derivation) -> list[Block]:
         return stable_definitions(d)
@@ -576,6 +611,7 @@ class Softmax(Op):
 
 class SoftmaxCrossEntropy(Op):
     name = "softmax_cross_entropy"
+    us_per_step = 300.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Softmax cross-entropy"
     problems = "2"
     params = (_CLASSES, _LABEL)
@@ -603,6 +639,7 @@ class SoftmaxCrossEntropy(Op):
 
 class LogisticRegression(Op):
     name = "logistic_regression"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Multiclass logistic regression"
     problems = "2"
     params = (_CLASSES, _FEATURES, _LABEL)
@@ -645,6 +682,7 @@ class LogisticRegression(Op):
 
 class Residual(Op):
     name = "residual"
+    us_per_step = 40.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Skip connection y = W2 relu(W1 x) + x"
     problems = "3"
     params = (_FEATURES, Param("hidden", "int", "hidden units"))
@@ -682,6 +720,7 @@ class Residual(Op):
 
 class Flatten(Op):
     name = "flatten"
+    us_per_step = 200.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Flatten"
     problems = "12"
     params = (

@@ -39,7 +39,7 @@ from ..document import (
     tex_name,
     tex_split,
 )
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import (
     LogSumExp,
     Relu,
@@ -49,6 +49,7 @@ from ..symbolic.functions import (
     stable_softmax,
 )
 from ..symbolic.params import ParamError, check_unknown, count, pair
+from ..symbolic.proofs import Lemma, Rational
 from ..symbolic.tensors import correlate, symbols
 from .base import Op, Param, Problem, symbolic_work
 from .conv import rule_db, rule_dw
@@ -85,43 +86,39 @@ def lenet(**params: Any) -> Derivation:
     deltas = _backward(W1, W2, zc, wins, p, h, y, (F, HP, WP))
     dz, dh, dconv = deltas["z"], deltas["h"], deltas["conv"]
     disp = _display(zc, wins, W1, b1, W2, b2, y, (F, HP, WP))
-    closed = {
-        "W2": lambda: np.array(
-            [[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object
-        ),
-        "b2": lambda: dz.copy(),
-        "W1": lambda: np.array(
-            [[dh[i] * f_[j] for j in range(nf)] for i in range(hid)], dtype=object
-        ),
-        "b1": lambda: dh.copy(),
-        "w": lambda: rule_dw(x[None, None], dconv[None], (K, K), (1, 1), (0, 0), (1, 1))[:, 0],
-        "b": lambda: rule_db(dconv[None]),
-    }
     rules = {
-        "W2": "dW2 = δ_s aᵀ",
-        "b2": "db2 = δ_s = p − e_y",
-        "W1": "dW1 = δ_h fᵀ",
-        "b1": "db1 = δ_h",
-        "w": "dw = x ⋆ δ_z",
-        "b": "db = Σ δ_z",
+        "W2": Rule(
+            "dW2 = δ_s aᵀ",
+            lambda: np.array([[dz[i] * a[j] for j in range(hid)] for i in range(k)], dtype=object),
+        ),
+        "b2": Rule("db2 = δ_s = p − e_y", lambda: dz.copy()),
+        "W1": Rule(
+            "dW1 = δ_h fᵀ",
+            lambda: np.array(
+                [[dh[i] * f_[j] for j in range(nf)] for i in range(hid)], dtype=object
+            ),
+        ),
+        "b1": Rule("db1 = δ_h", lambda: dh.copy()),
+        "w": Rule(
+            "dw = x ⋆ δ_z",
+            lambda: rule_dw(x[None, None], dconv[None], (K, K), (1, 1), (0, 0), (1, 1))[:, 0],
+        ),
+        "b": Rule("db = Σ δ_z", lambda: rule_db(dconv[None])),
     }
     inputs = {"w": Wc, "b": bc, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "x": x}
+    lemma = Lemma(
+        "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
+        functools.partial(stable_forms_agree, k),
+    )
     der = Derivation(
-        op,
-        dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
-        inputs,
-        np.array([L], dtype=object),
-        np.array([sp.Integer(1)], dtype=object),
-        closed,
-        rules,
-        proof="rational",
+        op=op,
+        params=dict(input=(H, W), kernel=K, filters=F, hidden=hid, classes=k, label=y + 1),
+        inputs=inputs,
+        output=np.array([L], dtype=object),
+        upstream=np.array([sp.Integer(1)], dtype=object),
+        rules=rules,
+        proof=Rational(lemmas=[lemma]),
         extra=dict(
-            lemmas=[
-                (
-                    "the max-shift log-sum-exp and its derivative equal the plain log Σ e^{z_j}",
-                    functools.partial(stable_forms_agree, k),
-                )
-            ],
             conv=zc,
             pooled=pooled,
             flat=f_,
@@ -409,7 +406,7 @@ def lenet_document(d: Derivation) -> Doc:
             doc.p(note)
     doc.h("Parameter gradients", 2)
     for k in d.grad_names:
-        doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k])}.")
+        doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
     doc.h("Parameter counts of the full network", 2)
     doc.p(
         "With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): conv "
@@ -440,6 +437,7 @@ _KERNEL_PARAMS = {"conv": ("w", "b"), "fc1": ("W1", "b1"), "fc2": ("W2", "b2")}
 
 class LeNet(Op):
     name = "lenet"
+    us_per_step = 900.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "The course LeNet, layer by layer"
     problems = "12"
     slow = True

@@ -28,7 +28,7 @@ from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
 from ..document import Block, abbreviated, abbreviated_note, bmatrix
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.shapes import pool_layer
@@ -131,8 +131,8 @@ def maxpool2d(**params: Any) -> Derivation:
             f"random permutation of the inputs."
         )
     return Derivation(
-        op,
-        dict(
+        op=op,
+        params=dict(
             input=(g["H"], g["W"]),
             kernel=g["k"],
             stride=g["s"],
@@ -140,13 +140,15 @@ def maxpool2d(**params: Any) -> Derivation:
             channels=g["C"],
             region=region,
         ),
-        {"x": x},
-        y.reshape(d.shape),
-        d,
-        {"x": dX},
-        {
-            "x": "dX[p] = Σ_w δ_w · 1[p = argmax_w], summed over the windows w ∋ p, the arg-max "
-            "being the first maximum in row-major order"
+        inputs={"x": x},
+        output=y.reshape(d.shape),
+        upstream=d,
+        rules={
+            "x": Rule(
+                "dX[p] = Σ_w δ_w · 1[p = argmax_w], summed over the windows w ∋ p, the arg-max "
+                "being the first maximum in row-major order",
+                dX,
+            )
         },
         notes=notes,
         extra=extra,
@@ -182,13 +184,14 @@ def avgpool2d(**params: Any) -> Derivation:
         return out.reshape(x.shape)
 
     return Derivation(
-        op,
-        dict(input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"], channels=g["C"]),
-        {"x": x},
-        y.reshape(d.shape),
-        d,
-        {"x": dX},
-        {"x": f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p"},
+        op=op,
+        params=dict(
+            input=(g["H"], g["W"]), kernel=g["k"], stride=g["s"], padding=g["p"], channels=g["C"]
+        ),
+        inputs={"x": x},
+        output=y.reshape(d.shape),
+        upstream=d,
+        rules={"x": Rule(f"dX[p] = Σ_w δ_w / {K}, each δ spread evenly over its window w ∋ p", dX)},
         notes=["padded zeros count in the window size, as count_include_pad=True does in PyTorch"],
     )
 
@@ -310,6 +313,7 @@ class _Pool(Op):
 
 class MaxPool2d(_Pool):
     name = "maxpool2d"
+    us_per_step = 400.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Max pooling"
     params = (*_WINDOW, _REGION)
 
@@ -340,6 +344,7 @@ class MaxPool2d(_Pool):
 
 class AvgPool2d(_Pool):
     name = "avgpool2d"
+    us_per_step = 100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Average pooling"
 
     def build(self, **params: Any) -> Derivation:

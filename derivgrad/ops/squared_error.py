@@ -21,7 +21,7 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from ..document import Block, Doc, bmatrix, indexed, tex_split
-from ..symbolic.derivation import Derivation
+from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import Relu, Step
 from ..symbolic.params import check_unknown, pair
 from ..symbolic.tensors import correlate, flip, pad, symbols
@@ -36,19 +36,23 @@ def squared_error(**params: Any) -> Derivation:
     o = symbols("o", (H, W))
     y = symbols("y", (H, W))
     L = sp.Add(*[(y[i] - o[i]) ** 2 for i in np.ndindex(H, W)])
-    closed = {
-        "o": lambda: np.vectorize(lambda a, b: 2 * (a - b), otypes=[object])(o, y),
-        "y": lambda: np.vectorize(lambda a, b: 2 * (b - a), otypes=[object])(o, y),
+    rules = {
+        "o": Rule(
+            "∂L/∂o = 2 (o − y)",
+            lambda: np.vectorize(lambda a, b: 2 * (a - b), otypes=[object])(o, y),
+        ),
+        "y": Rule(
+            "∂L/∂y = 2 (y − o)",
+            lambda: np.vectorize(lambda a, b: 2 * (b - a), otypes=[object])(o, y),
+        ),
     }
-    rules = {"o": "∂L/∂o = 2 (o − y)", "y": "∂L/∂y = 2 (y − o)"}
     return Derivation(
-        op,
-        dict(input=(H, W)),
-        {"o": o, "y": y},
-        np.array([L], dtype=object),
-        np.array([sp.Integer(1)], dtype=object),
-        closed,
-        rules,
+        op=op,
+        params=dict(input=(H, W)),
+        inputs={"o": o, "y": y},
+        output=np.array([L], dtype=object),
+        upstream=np.array([sp.Integer(1)], dtype=object),
+        rules=rules,
     )
 
 
@@ -110,20 +114,24 @@ def conv_relu_loss() -> Derivation:
         [[2 * (A[i, j] - t[i, j]) * Step(O[i, j]) for j in range(2)] for i in range(2)],
         dtype=object,
     )
-    closed = {
-        "w": lambda: correlate(x[None], dO[None, None], (1, 1), (1, 1))[0],
-        "x": lambda: correlate(
-            pad(dO, [(1, 1), (1, 1)])[None], flip(w, (0, 1))[None, None], (1, 1), (1, 1)
-        )[0],
+    rules = {
+        "w": Rule(
+            "∂L/∂W = X ⋆ ∂L/∂O", lambda: correlate(x[None], dO[None, None], (1, 1), (1, 1))[0]
+        ),
+        "x": Rule(
+            "∂L/∂X = pad(∂L/∂O, 1) ⋆ rot180(W)",
+            lambda: correlate(
+                pad(dO, [(1, 1), (1, 1)])[None], flip(w, (0, 1))[None, None], (1, 1), (1, 1)
+            )[0],
+        ),
     }
     return Derivation(
-        "squared_error",
-        dict(input=(3, 3), kernel=(2, 2)),
-        {"x": x, "w": w},
-        np.array([L], dtype=object),
-        np.array([sp.Integer(1)], dtype=object),
-        closed,
-        {"w": "∂L/∂W = X ⋆ ∂L/∂O", "x": "∂L/∂X = pad(∂L/∂O, 1) ⋆ rot180(W)"},
+        op="squared_error",
+        params=dict(input=(3, 3), kernel=(2, 2)),
+        inputs={"x": x, "w": w},
+        output=np.array([L], dtype=object),
+        upstream=np.array([sp.Integer(1)], dtype=object),
+        rules=rules,
         extra=dict(O=O, A=A, dO=dO, targets=t),
     )
 
@@ -205,6 +213,7 @@ def _seed004_doc() -> Doc:
 # -- the op ------------------------------------------------------------------------------------
 class SquaredError(Op):
     name = "squared_error"
+    us_per_step = 15.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Squared-error loss"
     problems = "7b"
     params = (Param("input", "size", "size of the outputs and targets, an int or HxW"),)

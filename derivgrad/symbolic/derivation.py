@@ -15,13 +15,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from .functions import plain_form
-from .tensors import to_array
+from .proofs import Expand, Proof
+from .tensors import times, to_array, total
 
 # The document face registers its renderer here when it is imported (derivgrad.render): the
 # symbolic engine never imports the renderer — a derivation is data, and rendering is a
@@ -49,8 +50,17 @@ def _partials(expr, wanted):
     """``{s: ∂expr/∂s}`` for the symbols of ``wanted`` that occur in ``expr``, differentiating
     each term of a sum only by the symbols it contains (a product of distinct factors by
     dropping the factor: no ``diff`` call)."""
-    out = {}
+    out: dict = {}
     for term in sp.Add.make_args(expr):
+        if type(term) is sp.Mul and len(term.args) == 2:
+            a, b = term.args
+            if type(a) is sp.Symbol and type(b) is sp.Symbol and a != b:
+                # w·x, the term of every convolution and product: ∂/∂w = x, ∂/∂x = w
+                if a in wanted:
+                    out.setdefault(a, []).append(b)
+                if b in wanted:
+                    out.setdefault(b, []).append(a)
+                continue
         hit = term.free_symbols & wanted
         if not hit:
             continue
@@ -65,18 +75,14 @@ def _partials(expr, wanted):
     return {s: sp.Add(*v) for s, v in out.items()}
 
 
-def _first_max_as_rule(e):
-    """Max pooling: the chain rule's ``FirstMax`` (the arg-max, the derivative of the window
-    maximum) replaced by the closed form's ``FirstMaxRule`` (written from comparisons) once the
-    lemma that they agree is proved by cases for that window size; ``None`` if it fails."""
-    from .functions import FirstMax, FirstMaxRule, first_max_rule_agrees
+@dataclass(frozen=True)
+class Rule:
+    """One input's closed-form gradient: the compact rule in words (Unicode; documents print
+    it) and the function that builds it (called once, when the form is first asked for), kept
+    together so that a rule cannot lose its form or its text."""
 
-    subs = {}
-    for a in e.atoms(FirstMax):
-        if not first_max_rule_agrees(int(a.args[0]), len(a.args) - 1):
-            return None
-        subs[a] = FirstMaxRule(*a.args)
-    return e.xreplace(subs) if subs else e
+    text: str
+    form: Callable[[], Any]
 
 
 class Derivation:
@@ -88,20 +94,22 @@ class Derivation:
         inputs: ``{name: sympy.Array}`` of symbols (``"x"``, ``"w"``, ``"b"``, ...).
         output: ``sympy.Array`` of the forward expressions (a loss is a 1-element Array).
         upstream: ``sympy.Array`` of ``δ`` symbols shaped like ``output`` (ones for a loss).
-        rules: ``{name: str}``, the compact rule that :meth:`grad` implements, in words.
-        proof: how :meth:`verify` proves equality (``"expand"``, ``"rational"``, ``"radical"``).
+        rules: ``{name: Rule}``, the compact rule that :meth:`grad` implements, for each input
+            that has a closed form.
+        proof: how :meth:`verify` proves equality, a :class:`derivgrad.symbolic.proofs.Proof`
+            (``Expand()``, ``Rational(...)``, ``Radical(...)``).
     """
 
     def __init__(
         self,
+        *,
         op: str,
         params: Mapping[str, Any],
         inputs: Mapping[str, Any],
         output: Any,
         upstream: Any,
-        closed: Mapping[str, Callable[[], Any]],
-        rules: Mapping[str, str],
-        proof: str = "expand",
+        rules: Mapping[str, Rule],
+        proof: Proof | None = None,
         notes: Iterable[str] = (),
         extra: Mapping[str, Any] | None = None,
         constants: Mapping[Any, Any] | None = None,
@@ -111,9 +119,8 @@ class Derivation:
         self._inputs = {k: np.asarray(v, dtype=object) for k, v in inputs.items()}
         self._output = np.asarray(output, dtype=object)
         self._upstream = np.asarray(upstream, dtype=object)
-        self._closed = closed  # {name: callable() -> object array}, lazily built
         self.rules = dict(rules)
-        self.proof = proof
+        self.proof = proof if proof is not None else Expand()
         self.notes = list(notes)
         self.extra = extra or {}  # op-specific intermediate arrays for documents
         self.constants = dict(constants or {})  # {symbol: number} fixed for lambdify (e.g. ε)
@@ -146,7 +153,7 @@ class Derivation:
     @property
     def grad_names(self) -> list[str]:
         """The inputs that have a closed-form gradient, in the op's order."""
-        return list(self._closed)
+        return list(self.rules)
 
     @property
     def inputs(self) -> dict[str, sp.Array]:
@@ -221,7 +228,7 @@ class Derivation:
             d = self._upstream
             out = np.empty(x.shape, dtype=object)
             for i in _idx(x.shape):
-                out[i] = sp.Add(*[v * d[o] for o, v in rows[i]])
+                out[i] = total([times(v, d[o]) for o, v in rows[i]])
             self._cache[key] = out
         return self._cache[key]
 
@@ -233,7 +240,7 @@ class Derivation:
         key = ("grad", name)
         if key not in self._cache:
             t = time.perf_counter()
-            self._cache[key] = np.asarray(self._closed[name](), dtype=object)
+            self._cache[key] = np.asarray(self.rules[name].form(), dtype=object)
             self.timings[f"closed form {name}"] = time.perf_counter() - t
         return self._cache[key]
 
@@ -243,68 +250,40 @@ class Derivation:
         return to_array(self.grad_array(name))
 
     # -- proof ---------------------------------------------------------------------
-    def _is_zero(self, e):
-        if e == 0:
-            return True
-        e = _first_max_as_rule(plain_form(e))
-        if e is None:
-            return False
-        if self.proof == "expand":
-            return sp.expand(e) == 0
-        if self.proof == "rational":
-            # exp(a) → a positive symbol per distinct exponent: the difference becomes a
-            # rational function, and cancel() decides whether it is identically zero.
-            # exp(c·a) → E_a**c, one positive symbol per base exponent a (SymPy folds
-            # exp(a)·exp(a) into exp(2a), which must become E_a² for cancel() to see it).
-            bases, subs = {}, {}
-            for atom in e.atoms(sp.exp):
-                c, a = sp.factor_terms(atom.args[0]).as_coeff_Mul()
-                E = bases.setdefault(a, sp.Symbol(f"E{len(bases)}", positive=True))
-                subs[atom] = E**c
-            # over a common denominator, the numerator must expand to the zero polynomial (no
-            # GCDs needed, unlike cancel(), which spent most of the LeNet proof in factor_terms)
-            num, _ = sp.fraction(sp.together(e.xreplace(subs)))
-            return sp.expand(num) == 0
-        if self.proof == "radical":
-            # √B → S for each radicand B the op declares (batch norm's σ² + ε): the identity
-            # must hold for any positive S, since both sides use √B only as a number and
-            # differentiate B itself explicitly; then the numerator must expand to zero.
-            subs = {
-                B: sp.Symbol(f"S{k}", positive=True) ** 2
-                for k, B in enumerate(self.extra["radicands"])
-            }
-            num, _ = sp.fraction(sp.together(e.xreplace(subs)))
-            return sp.expand(num) == 0
-        raise ValueError(f"unknown proof method {self.proof!r}")
+    def _is_zero(self, e: Any) -> bool:
+        return self.proof.is_zero(e)
 
     def verify(self, names: Iterable[str] | None = None) -> bool:
         """Prove ``grad(name) == chain(name)`` entry by entry, symbolically.
 
-        Polynomial ops expand the difference to 0; softmax-like ops write it over a common
-        denominator of the exponentials and expand the numerator to 0; batch norm does the same
-        with √(σ²+ε) as a symbol.  The kinks (ReLU, max pooling) are functions whose derivatives
-        carry the kernels' conventions, so they need no case split.  Returns ``True``, or raises
+        The derivation's :attr:`proof` decides each entry (see
+        :mod:`derivgrad.symbolic.proofs`), after proving its lemmas.  The kinks (ReLU, max
+        pooling) are functions whose derivatives carry the kernels' conventions, so they need no
+        case split.  Returns ``True``, or raises
         ``AssertionError`` naming the first entry that differs.
         """
         t = time.perf_counter()
-        # facts the expressions rely on (the stable log-sum-exp equals the plain form), each a
-        # (statement, proof) pair proved here too
-        for statement, proof in self.extra.get("lemmas", ()):
-            if not proof():
-                raise AssertionError(f"{self.op}: could not prove {statement}")
-        for name in names or self._closed:
+        for lemma in self.proof.lemmas:
+            if not lemma.proof():
+                raise AssertionError(f"{self.op}: could not prove {lemma.statement}")
+        for name in names or self.rules:
             g, c = self.grad_array(name), self.chain_array(name)
             if g.shape != c.shape:
                 raise AssertionError(
                     f"{self.op}: closed form for {name} has shape {g.shape}, chain {c.shape}"
                 )
             for i in _idx(g.shape):
+                # the same expression tree is the same function: proved without the method
+                # (SymPy builds sums and products in one canonical form, so a closed form that
+                # is term for term the chain rule arrives here identical)
+                if g[i] == c[i]:
+                    continue
                 if not self._is_zero(g[i] - c[i]):
                     raise AssertionError(
                         f"{self.op}: d{name}{list(i)} closed form {g[i]} != chain rule {c[i]}"
                     )
         self.timings["verify"] = time.perf_counter() - t
-        if names is None or set(names) >= set(self._closed):
+        if names is None or set(names) >= set(self.rules):
             self.verified = True
         return True
 

@@ -8,6 +8,7 @@ end.  Display names are 1-based, as in the course notes: ``x[0, 1]`` is the symb
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,59 @@ import numpy as np
 import sympy as sp
 
 ZERO = sp.Integer(0)
+
+
+def times(a: Any, b: Any) -> Any:
+    """``a * b``.  Two distinct plain symbols (commutative, the case of every product a
+    convolution or a chain rule writes) become their ``Mul`` directly: exactly the expression
+    SymPy's ``Mul.flatten`` builds (the two factors in its canonical order, no coefficient),
+    without its general pass over powers and coefficients, which is most of the time of a
+    large derivation (conv2d 28×28 with a 5×5 filter builds over 70,000 such products).
+    ``tests/test_symbolic.py`` checks it against ``a * b``."""
+    if type(a) is sp.Symbol and type(b) is sp.Symbol and a.is_commutative and b.is_commutative:
+        ka, kb = _symbol_key(a), _symbol_key(b)
+        if ka < kb:
+            return sp.Mul._from_args((a, b), True)
+        if kb < ka:
+            return sp.Mul._from_args((b, a), True)
+    return a * b
+
+
+def _plain_pair(t: Any) -> bool:
+    return (
+        type(t) is sp.Mul
+        and len(t.args) == 2
+        and type(t.args[0]) is sp.Symbol
+        and type(t.args[1]) is sp.Symbol
+    )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _symbol_key(s: sp.Symbol) -> tuple:
+    # Basic.compare on two symbols: the length of their content, then the content (the name
+    # and the assumptions)
+    content = s._hashable_content()
+    return (len(content), content)
+
+
+def _pair_key(t: sp.Mul) -> tuple:
+    # Basic.compare on two Muls of two symbols: the same class and length, then the factors
+    # in turn, each a symbol compared by the length of its content, then its content
+    return (_symbol_key(t.args[0]), _symbol_key(t.args[1]))
+
+
+def total(terms: Sequence[Any]) -> Any:
+    """``sp.Add(*terms)``.  Distinct products of two plain symbols (a convolution's sums, a
+    chain rule's contractions) have nothing to collect, so their sum is SymPy's canonical
+    ``Add`` of them in its canonical order, which :func:`_pair_key` gives as a tuple that
+    Python compares in C — ``Add.flatten`` sorts with ``Basic.compare`` in Python, most of the
+    time of a large derivation.  ``tests/test_symbolic.py`` checks it against ``sp.Add``; were
+    SymPy's order ever to differ, the sum would still be the same sum (only ``==`` against a
+    canonical one would fail, and :meth:`Derivation.verify` then proves the difference zero
+    the long way)."""
+    if len(terms) > 1 and all(_plain_pair(t) for t in terms) and len(set(terms)) == len(terms):
+        return sp.Add._from_args(sorted(terms, key=_pair_key), True)
+    return sp.Add(*terms)
 
 
 def symbols(
@@ -94,9 +148,9 @@ def correlate(
                         (c,)
                         + tuple(ii * s + kk * d for ii, kk, s, d in zip(i, k, stride, dilation))
                     ]
-                    if wv != 0 and xv != 0:
-                        terms.append(wv * xv)
-            y[(o,) + i] = sp.Add(*terms)
+                    if (type(wv) is sp.Symbol or wv != 0) and (type(xv) is sp.Symbol or xv != 0):
+                        terms.append(times(wv, xv))
+            y[(o,) + i] = total(terms)
     return y
 
 
