@@ -1,19 +1,24 @@
 """Loop nests from a :class:`~derivgrad.notation.program.Program`: one emitter, two back ends.
 
-* ``"numba"``: Python source of two functions, ``forward(R, inputs..., defined...)`` and
-  ``backward(R, inputs..., defined..., adjoints of the defined..., gradients of the
+:class:`Emitter` writes the loop nests; a back end is a small subclass that overrides how a
+range bound, a value and an accumulation are written and which optimisations apply.
+
+* :class:`NumbaEmitter`: Python source of two functions, ``forward(R, inputs..., defined...)``
+  and ``backward(R, inputs..., defined..., adjoints of the defined..., gradients of the
   inputs...)``, for any sizes: ``R`` holds every statement index's ``lo, hi`` (computed and
-  validated in Python by ``Program.infer``), then the thread count.  They are emitted as
+  validated in Python by ``Program.infer``), then the thread count. They are emitted as
   ``prange`` loop nests and run as phases (:func:`phases`: serial ``@njit(nogil=True,
-  cache=True)`` functions, the parallel ones in chunks on a thread pool).  Each
-  statement is a ``prange`` over its first left index; each adjoint a ``prange`` over its first
-  index, every entry summed by the one iteration that owns it (no races, no atomics).  Loop
-  bounds come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is
-  out of bounds and no iteration is wasted on a zero.  A two-factor contraction (a standard
-  convolution, a matrix product) and its adjoints in scatter form run as pack + GEMM
-  instead (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free).
-* ``"sympy"``: the same loops in plain Python over object arrays on one instance, with the
-  bounds as numbers: the forward expressions and closed-form gradients of the derivation.
+  cache=True)`` functions, the parallel ones in chunks on a thread pool). Each statement is
+  a ``prange`` over its first left index; each adjoint a ``prange`` over its first index,
+  every entry summed by the one iteration that owns it (no races, no atomics). Loop bounds
+  come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is out of
+  bounds and no iteration is wasted on a zero. A two-factor contraction (a standard
+  convolution, a matrix product) and its adjoints in scatter form run as pack + GEMM instead
+  (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free). A user's
+  names reach the source behind a prefix of their kind (:func:`tensor`, :func:`adjoint`,
+  :func:`index`, :func:`free_index`) that no generated name begins with.
+* :class:`SympyEmitter`: the same loops in plain Python over object arrays on one instance,
+  with the bounds as numbers: the forward expressions and closed-form gradients of the derivation.
 """
 
 from __future__ import annotations

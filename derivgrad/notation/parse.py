@@ -11,7 +11,12 @@ sigmoid erf abs`` and ``max(a, b)``, ``len(d)`` (the extent of index ``d``) and 
 (``2*i + u``, ``i - u``, ``i + 2*u``).  The left side's subscripts are plain, distinct index
 names.  Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact; every
 malformed statement raises a one-line :class:`~derivgrad.errors.ParamError` (a
-``ValueError``) naming the statement, its column and what is wrong.
+``ValueError``) naming the statement, its column and what is wrong, and so does one that no
+face could compute in bounded time: a constant exponent past ``MAX_POWER`` (multiplied along
+nested powers), exponentials nested past ``MAX_EXP_DEPTH``, a subscript coefficient or offset
+past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero.
+Any identifier may name a tensor or an index (the generated code keeps them apart from its
+own names by construction, :mod:`derivgrad.notation.codegen`).
 """
 
 from __future__ import annotations
@@ -165,7 +170,9 @@ def _const(st: Statement, node: ast.AST) -> float | None:
             v = float(node.value)  # type: ignore[arg-type]
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             a = _const(st, node.operand)
-            v = None if a is None else (-a if isinstance(node.op, ast.USub) else a)
+            if a is None:
+                return None
+            v = -a if isinstance(node.op, ast.USub) else a
         elif isinstance(node, ast.BinOp) and type(node.op) in _BIN:
             a, b = _const(st, node.left), _const(st, node.right)
             if a is None or b is None:
