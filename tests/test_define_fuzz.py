@@ -103,11 +103,21 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
     def dims(k: int) -> tuple[int, ...]:
         return tuple(draw(st.integers(1, 6)) for _ in range(k))
 
+    def index_names(k: int, r: int) -> list[str]:
+        idx = [next(names) for _ in range(r)]
+        # the names the derivation gives this statement's range bounds (lo{k}_t, hi{k}_t):
+        # an index named so must stay apart from the bound of t
+        if r >= 2 and draw(st.booleans()):
+            twin = f"{draw(st.sampled_from(['lo', 'hi']))}{k}_{idx[0]}"
+            if twin not in POOL:
+                idx[-1] = twin
+        return idx
+
     src = new_input(dims(draw(st.integers(1, 3))))
-    for _ in range(draw(st.integers(1, 4))):
+    for k in range(draw(st.integers(1, 4))):
         shape = known[src]
         r = len(shape)
-        idx = [next(names) for _ in range(r)]
+        idx = index_names(k, r)
         read = f"{src}[{', '.join(idx)}]"
         kind = draw(st.sampled_from(["map", "sum", "matmul", "window"]))
         target = next(names)
@@ -123,13 +133,13 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             required = [read]
             if draw(st.booleans()):
                 required.append(f"{new_input((shape[a],))}[{idx[a]}]")
-            lhs, op = [t for k, t in enumerate(idx) if k != a], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a], "+="
         elif kind == "matmul":
             a = draw(st.integers(0, r - 1))
             o = next(names)
             w = new_input((shape[a], draw(st.integers(1, 6))))
             required = [read, f"{w}[{idx[a]}, {o}]"]
-            lhs, op = [t for k, t in enumerate(idx) if k != a] + [o], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], "+="
         else:  # a window along axis a: stride s, dilation d, offset c, or causal
             a = draw(st.integers(0, r - 1))
             n = shape[a]
@@ -146,7 +156,7 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
                 wread = [f"{new_input((K,))}[{u}]"]
             else:
                 fixed[u] = K
-            win = f"{src}[{', '.join(sub if k == a else t for k, t in enumerate(idx))}]"
+            win = f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"
             required = [win, *wread]
             lhs, op = idx, "+="
         idx_all = [t for t in idx if any(t in q for q in required)]
