@@ -14,8 +14,14 @@ from .parse import DefineError
 PENDING: list[DefinedOp] = []
 
 
+# define()'s own keyword arguments: an input tensor of one of these names could not be given
+# its shape as ``name=(3,)``
+RESERVED = ("name", "title", "ranges")
+
+
 def define(
     spec: str,
+    /,
     name: str | None = None,
     title: str | None = None,
     ranges: dict[str, Any] | None = None,
@@ -31,8 +37,21 @@ def define(
     ``derivgrad check`` know it.  ``ranges={"u": 2}`` (or ``(lo, hi)``) fixes an index's
     range where no read determines it (a pooling window's offsets).  A malformed definition
     raises a one-line :class:`DefineError` (a ``ValueError``) naming the statement and the
-    column.
+    column.  An input tensor may have any identifier as its name but ``name``, ``title`` and
+    ``ranges``, define()'s own arguments.
     """
+    from .parse import parse
+
+    defined = set()
+    for st in parse(spec):
+        for read, _, col in st.refs:
+            if read in RESERVED and read not in defined:
+                raise st.error(
+                    col,
+                    f"input tensor {read!r} has the name of define()'s argument {read}=: "
+                    f"rename the tensor (for example to {read}_)",
+                )
+        defined.add(st.target)
     op = DefinedOp(spec, shapes, name=name, title=title, ranges=ranges)
     if name is None and "derivgrad.registry" not in sys.modules:
         # a ``defined_<hash>`` name cannot be a built-in's: registered with the built-ins

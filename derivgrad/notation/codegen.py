@@ -1,19 +1,24 @@
 """Loop nests from a :class:`~derivgrad.notation.program.Program`: one emitter, two back ends.
 
-* ``"numba"``: Python source of two functions, ``forward(R, inputs..., defined...)`` and
-  ``backward(R, inputs..., defined..., adjoints of the defined..., gradients of the
+:class:`Emitter` writes the loop nests; a back end is a small subclass that overrides how a
+range bound, a value and an accumulation are written and which optimisations apply.
+
+* :class:`NumbaEmitter`: Python source of two functions, ``forward(R, inputs..., defined...)``
+  and ``backward(R, inputs..., defined..., adjoints of the defined..., gradients of the
   inputs...)``, for any sizes: ``R`` holds every statement index's ``lo, hi`` (computed and
-  validated in Python by ``Program.infer``), then the thread count.  They are emitted as
+  validated in Python by ``Program.infer``), then the thread count. They are emitted as
   ``prange`` loop nests and run as phases (:func:`phases`: serial ``@njit(nogil=True,
-  cache=True)`` functions, the parallel ones in chunks on a thread pool).  Each
-  statement is a ``prange`` over its first left index; each adjoint a ``prange`` over its first
-  index, every entry summed by the one iteration that owns it (no races, no atomics).  Loop
-  bounds come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is
-  out of bounds and no iteration is wasted on a zero.  A two-factor contraction (a standard
-  convolution, a matrix product) and its adjoints in scatter form run as pack + GEMM
-  instead (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free).
-* ``"sympy"``: the same loops in plain Python over object arrays on one instance, with the
-  bounds as numbers: the forward expressions and closed-form gradients of the derivation.
+  cache=True)`` functions, the parallel ones in chunks on a thread pool). Each statement is
+  a ``prange`` over its first left index; each adjoint a ``prange`` over its first index,
+  every entry summed by the one iteration that owns it (no races, no atomics). Loop bounds
+  come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is out of
+  bounds and no iteration is wasted on a zero. A two-factor contraction (a standard
+  convolution, a matrix product) and its adjoints in scatter form run as pack + GEMM instead
+  (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free). A user's
+  names reach the source behind a prefix of their kind (:func:`tensor`, :func:`adjoint`,
+  :func:`index`, :func:`free_index`) that no generated name begins with.
+* :class:`SympyEmitter`: the same loops in plain Python over object arrays on one instance,
+  with the bounds as numbers: the forward expressions and closed-form gradients of the derivation.
 """
 
 from __future__ import annotations
@@ -64,15 +69,47 @@ def _sign(a):
 """
 
 
+# -- names ----------------------------------------------------------------------------------
+# Every name the user chose reaches the generated code behind a prefix of its kind, and no name
+# the generator makes for itself begins with one of these prefixes, so a user's tensor or index
+# can be called anything (``r_0``, ``d_x``, ``R``, ``np``, ``acc``, ``range``) without meeting
+# a range, an adjoint, a module or a builtin: the namespaces are apart by construction.
+def tensor(name: str) -> str:
+    """A tensor's array (an input or a defined tensor)."""
+    return "T_" + name
+
+
+def adjoint(name: str) -> str:
+    """The array of ``dL/d name``."""
+    return "d_" + name
+
+
+def index(name: str) -> str:
+    """A statement's index (a loop variable)."""
+    return "v_" + name
+
+
+def free_index(name: str) -> str:
+    """An index of the adjoint being summed (the backward's outer loop variables)."""
+    return "f_" + name
+
+
+class CodeName(sp.Symbol):
+    """A name the generator makes for itself (a range ``r_3``, a shape ``d_x.shape[0]``),
+    printed as it is; its own class, so never equal to a user's index of the same name."""
+
+
 class _Printer(PythonCodePrinter):
     def __init__(self, names: dict[sp.Symbol, str]):
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
         self.names = names
 
     def _print_Symbol(self, s: sp.Symbol) -> str:
-        if s.name.startswith(("r_", "d_")):
+        if isinstance(s, CodeName):
             return s.name
-        return self.names.get(s) or _code(s.name)
+        # every user index reaches here through ``names`` (a missing one is a generator bug,
+        # never to be papered over by printing the user's bare name)
+        return self.names[s]
 
     def _print_WindowMax(self, e: Any) -> str:
         a, b = e.args
@@ -94,10 +131,6 @@ class _Printer(PythonCodePrinter):
         return str(int(e))
 
 
-def _code(name: str) -> str:
-    return "v_" + re.sub(r"\W", "_", name)
-
-
 def slots(prog: Program) -> list[tuple[int, str]]:
     """``R``'s layout: ``R[2s]``, ``R[2s+1]`` are ``lo, hi`` of ``slots()[s] = (k, index)``."""
     return [(k, t) for k, st in enumerate(prog.statements) for t in st.indices]
@@ -111,23 +144,49 @@ def range_values(prog: Program, ranges: Ranges) -> list[int]:
     return out
 
 
-class _Emitter:
-    def __init__(self, prog: Program, backend: str, ranges: Ranges):
-        self.prog, self.backend = prog, backend
+class Emitter:
+    """The loop nests of a program's forward and backward, as Python source in ``lines``.
+
+    One emitter for every target; a back end (a subclass) says what differs: how a range
+    bound is written (:meth:`bound`), how a value is computed (:meth:`value`) and accumulated
+    (``acc_*``), the keyword of a parallel loop, and which optimisations apply (``gemm``:
+    contractions as pack + GEMM; ``reorder``: reductions outside the last left indices)."""
+
+    parallel_loop = "range"
+    gemm = False
+    reorder = False
+
+    def __init__(self, prog: Program, ranges: Ranges):
+        self.prog = prog
         self.lines: list[str] = []
         self.example = ranges
         self.bounds: dict[sp.Symbol, Any] = {}
         for s, (k, t) in enumerate(slots(prog)):
-            if backend == "numba":
-                self.bounds[lo_sym(k, t)] = sp.Symbol(f"r_{2 * s}")
-                self.bounds[hi_sym(k, t)] = sp.Symbol(f"r_{2 * s + 1}")
-            else:
-                assert ranges is not None
-                lo, hi = ranges.index[k][t]
-                self.bounds[lo_sym(k, t)] = sp.Integer(int(lo))
-                self.bounds[hi_sym(k, t)] = sp.Integer(int(hi))
-        self.exprs: list[tuple[sp.Expr, list[sp.Symbol]]] = []  # sympy back end
+            self.bounds[lo_sym(k, t)] = self.bound(s, k, t, 0)
+            self.bounds[hi_sym(k, t)] = self.bound(s, k, t, 1)
 
+    # -- what a back end says -------------------------------------------------------------
+    def bound(self, slot: int, k: int, t: str, end: int) -> sp.Expr:
+        """``lo`` (``end`` 0) or ``hi`` (1) of index ``t`` of statement ``k``."""
+        raise NotImplementedError
+
+    def value(self, expr: sp.Expr, reads: dict[sp.Symbol, str], names: dict) -> str:
+        """Code for ``expr`` over placeholders read from arrays."""
+        raise NotImplementedError
+
+    def acc_start(self, depth: int) -> None:
+        raise NotImplementedError
+
+    def acc_add(self, depth: int, value: str) -> None:
+        raise NotImplementedError
+
+    def acc_value(self) -> str:
+        raise NotImplementedError
+
+    def unpack(self) -> None:
+        """Code at the top of each function (before its loops)."""
+
+    # -- shared --------------------------------------------------------------------------
     def w(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
 
@@ -135,27 +194,9 @@ class _Emitter:
         e = as_expr(e).xreplace(self.bounds)
         return _Printer(names).doprint(e)
 
-    def value(self, expr: sp.Expr, reads: dict[sp.Symbol, str], names: dict) -> str:
-        """Code for ``expr`` over placeholders read from arrays."""
-        expr = expr.xreplace(self.bounds)
-        if self.backend == "numba":
-            return _Printer({**names, **{p: r for p, r in reads.items()}}).doprint(expr)
-        phs = [p for p in reads if p in expr.free_symbols]
-        self.exprs.append((expr, phs))
-        return f"_X({len(self.exprs) - 1}, ({''.join(reads[p] + ', ' for p in phs)}))"
-
     def loop(self, depth: int, var: str, lo: str, hi: str, parallel: bool) -> None:
-        rng = "prange" if parallel and self.backend == "numba" else "range"
+        rng = self.parallel_loop if parallel else "range"
         self.w(depth, f"for {var} in {rng}({lo}, {hi}):")
-
-    def acc_start(self, depth: int) -> None:
-        self.w(depth, "acc = 0.0" if self.backend == "numba" else "acc = []")
-
-    def acc_add(self, depth: int, value: str) -> None:
-        self.w(depth, f"acc += {value}" if self.backend == "numba" else f"acc.append({value})")
-
-    def acc_value(self) -> str:
-        return "acc" if self.backend == "numba" else "_sum(acc)"
 
     def _ext(self, k: int, names: list[str]) -> int:
         out = 1
@@ -176,16 +217,6 @@ class _Emitter:
             free *= int(n)
         known = [t for t in loops if t in self.example.index[k]]
         return free >= self._ext(k, known) if known else True
-
-    def unpack(self) -> None:
-        """The ranges as local scalars: LLVM then knows no store can change them (an array
-        ``R`` read in the loops would be reloaded after every store, and block vectorising)."""
-        if self.backend == "numba":
-            for s in range(2 * len(slots(self.prog))):
-                self.w(1, f"r_{s} = R[{s}]")
-            # the caller's thread count (a traced call to numba.get_num_threads would not be
-            # cached safely): the number of partial sums of a split contraction
-            self.w(1, f"nthreads = R[{2 * len(slots(self.prog))}]")
 
     # -- loop nests -----------------------------------------------------------------------
     def nest(
@@ -228,24 +259,24 @@ class _Emitter:
     # -- forward ------------------------------------------------------------------------
     def forward(self) -> None:
         prog = self.prog
-        args = ["R"] + [f"T_{n}" for n in prog.inputs + prog.defined]
+        args = ["R"] + [tensor(n) for n in prog.inputs + prog.defined]
         self.w(0, f"def forward({', '.join(args)}):")
         self.unpack()
         for k, st in enumerate(prog.statements):
             loc = local(k, st)
             syms = {t: idx_sym(t) for t in st.indices}
-            names = {syms[t]: _code(t) for t in st.indices}
+            names = {syms[t]: index(t) for t in st.indices}
             reads = {
-                ph: f"T_{tensor}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
-                for ph, tensor, subs in loc.reads
+                ph: f"{tensor(name)}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+                for ph, name, subs in loc.reads
             }
             bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
-            out = ", ".join(f"{_code(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
-            target = f"T_{st.target}[{out}]"
+            out = ", ".join(f"{index(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
+            target = f"{tensor(st.target)}[{out}]"
             val = self.value(loc.expr, reads, names)
             t0 = st.lhs[0]
             lo0, hi0 = self.p(lo_sym(k, t0), {}), self.p(hi_sym(k, t0), {})
-            self.loop(1, _code(t0), lo0, hi0, True)
+            self.loop(1, index(t0), lo0, hi0, True)
             rest = [syms[t] for t in st.lhs[1:]]
             summed = [syms[t] for t in st.summed]
             gemm = self.forward_gemm(k, st) if st.accumulate and summed else None
@@ -253,12 +284,12 @@ class _Emitter:
                 self.lines.pop()  # the prange above: the contraction has its own loops
                 inchunk = gemm.par is not None  # each chunk zeroes the slice it owns
                 if not inchunk:
-                    self.zero(target.split("[")[0])
+                    self.zero(tensor(st.target))
                 contract.emit(gemm, self.writer(), 1, self.uid(), names, inchunk)
             elif not (st.accumulate and summed):
                 d = self.nest(2, rest, bounds, [], names)
                 self.w(d, f"{target} = {val}")
-            elif self.backend == "numba" and rest and self.outer(k, st.lhs[1:], st.summed):
+            elif self.reorder and rest and self.outer(k, st.lhs[1:], st.summed):
                 # the reductions outside the last left indices: the innermost loop runs along
                 # contiguous rows of the output and the reads, and vectorises; the output
                 # entries belong to this iteration of the parallel loop
@@ -280,9 +311,9 @@ class _Emitter:
         prog = self.prog
         args = (
             ["R"]
-            + [f"T_{n}" for n in prog.inputs + prog.defined]
-            + [f"d_{n}" for n in prog.defined]
-            + [f"d_{n}" for n in prog.inputs]
+            + [tensor(n) for n in prog.inputs + prog.defined]
+            + [adjoint(n) for n in prog.defined]
+            + [adjoint(n) for n in prog.inputs]
         )
         self.w(0, f"def backward({', '.join(args)}):")
         self.unpack()
@@ -294,20 +325,23 @@ class _Emitter:
                 # writing one adjoint need it zeroed once, before all of them
                 inchunk = len(plans) == 1 and plans[0].par is not None
                 if not inchunk:
-                    self.zero(f"d_{name}")
+                    self.zero(adjoint(name))
                 for pl in plans:
-                    names = {idx_sym(t): _code(t) for t in pl.c.indices}
+                    names = {idx_sym(t): index(t) for t in pl.c.indices}
                     contract.emit(pl, self.writer(), 1, self.uid(), names, inchunk)
                 continue
             free, terms = adjoint_terms(prog, name, example)
-            names = {f: _code("P" + f.name) for f in free}
-            fb = {f: (0, sp.Symbol(f"d_{name}.shape[{j}]") - 1) for j, f in enumerate(free)}
-            self.loop(1, names[free[0]], "0", f"d_{name}.shape[0]", parallel=True)
-            target = f"d_{name}[{', '.join(names[f] for f in free)}]"
+            names = {f: free_index(f.name) for f in free}
+            fb = {
+                f: (0, CodeName(f"{adjoint(name)}.shape[{j}]", integer=True) - 1)
+                for j, f in enumerate(free)
+            }
+            self.loop(1, names[free[0]], "0", f"{adjoint(name)}.shape[0]", parallel=True)
+            target = f"{adjoint(name)}[{', '.join(names[f] for f in free)}]"
             rest = list(free[1:])
             tails = [[t.name for t, _, _ in term.loops] for term in terms]
             if (
-                self.backend == "numba"
+                self.reorder
                 and rest
                 and all(
                     self.outer_adj(name, len(free), term.statement, tl)
@@ -322,7 +356,7 @@ class _Emitter:
                     tn = dict(names)
                     tb = dict(fb)
                     for v, lo, hi in term.loops:
-                        tn[v] = _code(v.name)
+                        tn[v] = index(v.name)
                         tb[v] = (lo, hi - 1)
                     loops = [v for v, _, _ in term.loops]
                     d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
@@ -334,14 +368,14 @@ class _Emitter:
                     tn = dict(names)
                     tb = {}
                     for v, lo, hi in term.loops:
-                        tn[v] = _code(v.name)
+                        tn[v] = index(v.name)
                         tb[v] = (lo, hi - 1)
                     inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
                     self.acc_add(inner, self.term_value(term, tn))
                 self.w(d, f"{target} = {self.acc_value()}")
         self.w(1, "return None")
 
-    # -- contractions lowered to GEMMs (numba back end; see derivgrad.notation.contract) --
+    # -- contractions lowered to GEMMs (see derivgrad.notation.contract) -------------------
     def uid(self) -> int:
         self._uid = getattr(self, "_uid", 0) + 1
         return self._uid
@@ -364,7 +398,7 @@ class _Emitter:
         return contract.Ref(array, subs, tuple((t,) for t in st.lhs))
 
     def forward_gemm(self, k: int, st: Any) -> contract.Plan | None:
-        if self.backend != "numba":
+        if not self.gemm:
             return None
         loc = local(k, st)
         if len(loc.reads) != 2:
@@ -374,9 +408,9 @@ class _Emitter:
         if coef.free_symbols & {p0, p1}:
             return None
         c = contract.Contraction(
-            self._lhs_ref(f"T_{st.target}", k),
-            _ref(f"T_{t0}", s0),
-            _ref(f"T_{t1}", s1),
+            self._lhs_ref(tensor(st.target), k),
+            _ref(tensor(t0), s0),
+            _ref(tensor(t1), s1),
             coef,
             self._indices(k),
         )
@@ -385,13 +419,13 @@ class _Emitter:
     def adjoint_gemms(self, name: str) -> list[contract.Plan]:
         """The scatter-form contractions ``d_name[a(t)] += k · d_T[lhs] · B[b(t)]`` making up
         ``name``'s adjoint, or ``[]`` unless every term is one that plans as GEMMs."""
-        if self.backend != "numba":
+        if not self.gemm:
             return []
         plans = []
         for k, st in enumerate(self.prog.statements):
             loc = local(k, st)
-            for ph, tensor, subs in loc.reads:
-                if tensor != name:
+            for ph, read, subs in loc.reads:
+                if read != name:
                     continue
                 factor = sp.diff(loc.expr, ph)
                 if factor == 0:
@@ -403,9 +437,9 @@ class _Emitter:
                 if coef.free_symbols & {r[0] for r in loc.reads}:
                     return []
                 c = contract.Contraction(
-                    _ref(f"d_{name}", subs),
-                    self._lhs_ref(f"d_{st.target}", k),
-                    _ref(f"T_{other[0][1]}", other[0][2]),
+                    _ref(adjoint(name), subs),
+                    self._lhs_ref(adjoint(st.target), k),
+                    _ref(tensor(other[0][1]), other[0][2]),
                     coef,
                     self._indices(k),
                 )
@@ -416,15 +450,75 @@ class _Emitter:
         return plans
 
     def term_value(self, term: Term, names: dict[sp.Symbol, str]) -> str:
-        tensor, subs = term.upstream
-        up = f"d_{tensor}[{', '.join(self.p(s, names) for s in subs)}]"
+        target, subs = term.upstream
+        up = f"{adjoint(target)}[{', '.join(self.p(s, names) for s in subs)}]"
         reads = {
-            ph: f"T_{t}[{', '.join(self.p(s, names) for s in ss)}]"
+            ph: f"{tensor(t)}[{', '.join(self.p(s, names) for s in ss)}]"
             for ph, (t, ss) in term.reads.items()
         }
         if term.factor == 1:
             return up
         return f"{up} * ({self.value(term.factor, reads, names)})"
+
+
+class NumbaEmitter(Emitter):
+    """Kernels for any sizes: the ranges read from ``R`` into locals, values as code,
+    ``prange`` loops (made phases by :func:`phases`), contractions as pack + GEMM."""
+
+    parallel_loop = "prange"
+    gemm = True
+    reorder = True
+
+    def bound(self, slot: int, k: int, t: str, end: int) -> sp.Expr:
+        return CodeName(f"r_{2 * slot + end}", integer=True)
+
+    def value(self, expr: sp.Expr, reads: dict[sp.Symbol, str], names: dict) -> str:
+        return _Printer({**names, **reads}).doprint(expr.xreplace(self.bounds))
+
+    def acc_start(self, depth: int) -> None:
+        self.w(depth, "acc = 0.0")
+
+    def acc_add(self, depth: int, value: str) -> None:
+        self.w(depth, f"acc += {value}")
+
+    def acc_value(self) -> str:
+        return "acc"
+
+    def unpack(self) -> None:
+        """The ranges as local scalars: LLVM then knows no store can change them (an array
+        ``R`` read in the loops would be reloaded after every store, and block vectorising)."""
+        for s in range(2 * len(slots(self.prog))):
+            self.w(1, f"r_{s} = R[{s}]")
+        # the caller's thread count (a traced call to numba.get_num_threads would not be
+        # cached safely): the number of partial sums of a split contraction
+        self.w(1, f"nthreads = R[{2 * len(slots(self.prog))}]")
+
+
+class SympyEmitter(Emitter):
+    """The same loops over object arrays for one instance: the bounds as numbers, each value
+    a SymPy expression (``_X(i, reads)``: expression ``i`` of ``exprs`` at the reads)."""
+
+    def __init__(self, prog: Program, ranges: Ranges):
+        self.exprs: list[tuple[sp.Expr, list[sp.Symbol]]] = []
+        super().__init__(prog, ranges)
+
+    def bound(self, slot: int, k: int, t: str, end: int) -> sp.Expr:
+        return sp.Integer(int(self.example.index[k][t][end]))
+
+    def value(self, expr: sp.Expr, reads: dict[sp.Symbol, str], names: dict) -> str:
+        expr = expr.xreplace(self.bounds)
+        phs = [p for p in reads if p in expr.free_symbols]
+        self.exprs.append((expr, phs))
+        return f"_X({len(self.exprs) - 1}, ({''.join(reads[p] + ', ' for p in phs)}))"
+
+    def acc_start(self, depth: int) -> None:
+        self.w(depth, "acc = []")
+
+    def acc_add(self, depth: int, value: str) -> None:
+        self.w(depth, f"acc.append({value})")
+
+    def acc_value(self) -> str:
+        return "_sum(acc)"
 
 
 def _ref(array: str, subs: tuple) -> contract.Ref:
@@ -527,7 +621,7 @@ def phases(lines: list[str], deco: str) -> str:
 
 def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = True) -> str:
     """The module text of the generated kernels (see the module docstring)."""
-    em = _Emitter(prog, "numba", example)
+    em = NumbaEmitter(prog, example)
     em.forward()
     fwd = em.lines
     em.lines = []
@@ -546,7 +640,7 @@ def numba_source(prog: Program, example: Ranges, spec: str, fastmath: bool = Tru
 
 def sympy_functions(prog: Program, ranges: Ranges) -> tuple[Callable, Callable]:
     """``(forward, backward)`` over object arrays for one instance (``ranges``)."""
-    em = _Emitter(prog, "sympy", ranges)
+    em = SympyEmitter(prog, ranges)
     em.forward()
     em.lines.append("")
     em.backward(ranges)

@@ -113,7 +113,7 @@ class DefinedOp(Op):
         self._derivations: dict[str, Derivation] = {}
 
     # -- symbolic face ----------------------------------------------------------------------
-    def build(self, **shapes: Any) -> Derivation:
+    def build(self, /, **shapes: Any) -> Derivation:
         """The derivation on ``shapes`` (default: the example shapes given to ``define``)."""
         from .. import render as _render  # noqa: F401  (registers the document face: d.latex())
         from .derivation import build
@@ -130,7 +130,7 @@ class DefinedOp(Op):
             self._derivations[key] = build(self, full)
         return self._derivations[key]
 
-    def cost(self, **shapes: Any) -> int:
+    def cost(self, /, **shapes: Any) -> int:
         """The size guard's steps: the product of every statement's loop iterations on
         ``shapes`` (each iteration builds one term; a statement's entries can hold every term
         of the statements before it, so the sizes multiply: a one-statement convolution is
@@ -143,7 +143,7 @@ class DefinedOp(Op):
             for index in ranges.index
         )
 
-    def derive(self, **shapes: Any) -> Derivation:
+    def derive(self, /, **shapes: Any) -> Derivation:
         """Same as :meth:`build`: forward, Jacobians, chain rule, closed forms, proof."""
         return self.build(**shapes)
 
@@ -205,12 +205,12 @@ class DefinedOp(Op):
             self.kernels().forward(R, *x.values(), *T.values())
         return x, ranges, R, T
 
-    def forward(self, **arrays: Any) -> np.ndarray:
+    def forward(self, /, **arrays: Any) -> np.ndarray:
         """The output for input arrays named as in the definition (float32 or float64, one
         dtype; any sizes that fit the definition)."""
         return self._run_forward(arrays)[3][self.output]
 
-    def backward(self, dy: Any, **arrays: Any) -> dict[str, np.ndarray]:
+    def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
         # the backward kernel reads the inputs and the intermediate tensors, never the output
         # itself (no statement reads it): one statement needs no forward run first
@@ -224,17 +224,30 @@ class DefinedOp(Op):
             )
         if dy.dtype != dtype:
             raise TypeError(f"{self.name}: dy is {dy.dtype} but the inputs are {dtype}")
+        return self._run_backward(dy, x, R, T)[0]
+
+    def _run_backward(self, dy: np.ndarray, x: dict, R: np.ndarray, T: dict) -> tuple:
+        """``(gradients, adjoints of the defined tensors)``."""
         adj = {n: np.empty_like(T[n]) for n in self.program.defined[:-1]}
         adj[self.output] = np.ascontiguousarray(dy)
         grads = {k: np.empty_like(v) for k, v in x.items()}
         adj_ordered = [adj[n] for n in self.program.defined]
         self.kernels().backward(R, *x.values(), *T.values(), *adj_ordered, *grads.values())
-        return grads
+        return grads, adj
 
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        return self.forward(**values), self.backward(upstream, **values)
+        """The kernels on a numeric instance, which ends in one line naming the statement and
+        the entry where a value first leaves float64's reals (:mod:`.domain`)."""
+        from .domain import check_backward, check_forward
+
+        x, _, R, T = self._run_forward(values)
+        check_forward(self.program, T)
+        dy = np.asarray(upstream, dtype=np.float64).reshape(T[self.output].shape)
+        grads, adj = self._run_backward(dy, x, R, T)
+        check_backward(self.program, {**adj, **grads})
+        return T[self.output], grads
 
     # -- property tests -----------------------------------------------------------------------
     def strategy(self) -> SearchStrategy[dict[str, Any]]:

@@ -11,17 +11,37 @@ sigmoid erf abs`` and ``max(a, b)``, ``len(d)`` (the extent of index ``d``) and 
 (``2*i + u``, ``i - u``, ``i + 2*u``).  The left side's subscripts are plain, distinct index
 names.  Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact; every
 malformed statement raises a one-line :class:`~derivgrad.errors.ParamError` (a
-``ValueError``) naming the statement, its column and what is wrong.
+``ValueError``) naming the statement, its column and what is wrong, and so does one that no
+face could compute in bounded time: a constant exponent past ``MAX_POWER`` (multiplied along
+nested powers), exponentials nested past ``MAX_EXP_DEPTH``, a subscript coefficient or offset
+past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero.
+Any identifier may name a tensor or an index (the generated code keeps them apart from its
+own names by construction, :mod:`derivgrad.notation.codegen`).
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ParamError
 
 FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "max")
+
+# Bounds that keep every face's work finite and exact arithmetic small, checked before any
+# work (each is far past what a layer uses):
+# - a subscript's coefficients and offset: an index into an axis of at most 2**31 entries
+#   (past int64 the kernels could not even be typed; 10**23 overflowed in NumPy);
+MAX_SUBSCRIPT = 2**31
+# - a constant exponent, multiplied along nested powers ((x**a)**b is x**(a*b)): exact
+#   values of x**1000000000 at x = 3 took minutes (a number of 477 million digits);
+MAX_POWER = 1000
+# - exponentials (exp, sigmoid, a power with a non-constant exponent) nested at most twice:
+#   exp(exp(exp(10))) has about 10**9565 digits, past any exact or float evaluation.
+MAX_EXP_DEPTH = 2
+_EXPONENTIAL = ("exp", "sigmoid")
 
 
 class DefineError(ParamError):
@@ -118,7 +138,15 @@ def _affine(st: Statement, node: ast.AST) -> dict[str, int] | int:
 def _to_affine(st: Statement, node: ast.AST) -> Affine:
     a = _affine(st, node)
     coef = tuple((t, c) for t, c in a.items() if t and c != 0)  # type: ignore[union-attr]
-    return Affine(coef, a.get("", 0))  # type: ignore[union-attr]
+    const = a.get("", 0)  # type: ignore[union-attr]
+    for what, c in [*((f"the coefficient of {t}", c) for t, c in coef), ("the offset", const)]:
+        if abs(c) > MAX_SUBSCRIPT:
+            raise st.error(
+                _col(node),
+                f"subscript {ast.unparse(node)!r}: {what}, {c}, is past the largest an "
+                f"array axis allows here (2**31)",
+            )
+    return Affine(coef, const)
 
 
 def _subscripts(node: ast.Subscript) -> list[ast.AST]:
@@ -129,9 +157,88 @@ def _subscripts(node: ast.Subscript) -> list[ast.AST]:
 _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 
 
+def _src(st: Statement, node: ast.AST) -> str:
+    return ast.get_source_segment(st.text, node) or ast.unparse(node)
+
+
+def _const(st: Statement, node: ast.AST) -> float | None:
+    """The value of a constant subexpression (numbers and arithmetic only), else ``None``;
+    a constant that is not a finite real number is an error."""
+    v: Any = None
+    try:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            v = float(node.value)  # type: ignore[arg-type]
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            a = _const(st, node.operand)
+            if a is None:
+                return None
+            v = -a if isinstance(node.op, ast.USub) else a
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+            a, b = _const(st, node.left), _const(st, node.right)
+            if a is None or b is None:
+                return None
+            if isinstance(node.op, ast.Div) and b == 0:
+                raise st.error(_col(node), f"{_src(st, node)!r} divides by zero")
+            v = {"add": a + b, "sub": a - b, "mul": a * b}.get(_BIN[type(node.op)])
+            if isinstance(node.op, ast.Div):
+                v = a / b
+            elif isinstance(node.op, ast.Pow):
+                if a == 0 and b < 0:
+                    raise st.error(_col(node), f"{_src(st, node)!r} divides by zero")
+                v = a**b
+        else:
+            return None
+    except OverflowError:
+        v = math.inf
+    if not (isinstance(v, float) and math.isfinite(v)):
+        raise st.error(
+            _col(node),
+            f"the constant {_src(st, node)!r} is not a finite real number in float64",
+        )
+    return v
+
+
+def _limits(st: Statement, node: ast.AST, power: float = 1.0, depth: int = 0) -> None:
+    """Refuse what no face could compute in bounded time (see ``MAX_POWER``, ``MAX_EXP_DEPTH``):
+    ``power`` is the product of the constant exponents around ``node``, ``depth`` the
+    exponentials around it."""
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+        _const(st, node)  # a constant subexpression must be a finite real (10**400 is not)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        if _const(st, node.right) == 0:
+            raise st.error(_col(node), f"{_src(st, node)!r} divides by zero")
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        p = _const(st, node.right)
+        if p is None:
+            depth += 1
+        else:
+            power *= max(abs(p), 1.0)
+            if power > MAX_POWER:
+                raise st.error(
+                    _col(node),
+                    f"{_src(st, node)!r}: an exponent past {MAX_POWER} in magnitude "
+                    "(nested powers multiplied) is refused: exact values would have millions "
+                    "of digits",
+                )
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id in _EXPONENTIAL:
+            depth += 1
+    if depth > MAX_EXP_DEPTH:
+        raise st.error(
+            _col(node),
+            f"{_src(st, node)!r}: exponentials (exp, sigmoid, a power with a variable "
+            f"exponent) nested more than {MAX_EXP_DEPTH} deep are refused: their values are "
+            "past float64 and exact arithmetic",
+        )
+    if isinstance(node, ast.Subscript):
+        return  # a subscript is affine, checked on its own
+    for child in ast.iter_child_nodes(node):
+        _limits(st, child, power, depth)
+
+
 def _expr(st: Statement, node: ast.AST) -> Expr:
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return ("num", float(node.value))  # type: ignore[arg-type]
+        return ("num", _const(st, node))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return ("neg", _expr(st, node.operand))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
@@ -205,6 +312,7 @@ def parse_statement(number: int, line: str) -> Statement:
         lhs.append(s.id)
     st.lhs = tuple(lhs)
     st.rhs = _expr(st, node.value)
+    _limits(st, node.value)
     order = list(lhs)
     for _, subs, _ in st.refs:
         for a in subs:

@@ -259,12 +259,24 @@ def _fmt_shapes(shapes: dict, st: Statement) -> str:
 
 
 # -- symbolic pieces shared by the derivation, the kernels and the documents ------------------
+# The symbols the derivation makes for itself are of their own classes: SymPy compares symbols
+# by class as well as by name and assumptions, so an index a user names ``lo0_i`` or ``ph0_0``
+# is never the bound or the placeholder of that name (a list of forbidden names would have to
+# be kept in step with every name generated here).
+class Bound(sp.Symbol):
+    """The low or high end of an index's range (``lo{k}_t``, ``hi{k}_t``)."""
+
+
+class Placeholder(sp.Symbol):
+    """One distinct tensor read of a statement's right side (``ph{k}_{n}``)."""
+
+
 def lo_sym(k: int, t: str) -> sp.Symbol:
-    return sp.Symbol(f"lo{k}_{t}", integer=True)
+    return Bound(f"lo{k}_{t}", integer=True)
 
 
 def hi_sym(k: int, t: str) -> sp.Symbol:
-    return sp.Symbol(f"hi{k}_{t}", integer=True)
+    return Bound(f"hi{k}_{t}", integer=True)
 
 
 def _sigmoid(a: sp.Expr) -> sp.Expr:
@@ -302,7 +314,7 @@ def local(k: int, st: Statement) -> Local:
         if kind == "ref":
             key = (e[1], e[2])
             if key not in reads:
-                reads[key] = sp.Symbol(f"ph{k}_{len(reads)}", real=True)
+                reads[key] = Placeholder(f"ph{k}_{len(reads)}", real=True)
             return reads[key]
         if kind == "len":
             return hi_sym(k, e[1]) - lo_sym(k, e[1])

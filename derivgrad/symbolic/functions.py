@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.core.logic import fuzzy_and
 
 
 class Step(sp.Function):
@@ -220,6 +221,11 @@ class WindowMax(sp.Function):
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return FirstMax(sp.Integer(argindex - 1), *self.args)
+
+    def _eval_is_real(self) -> bool | None:
+        # the maximum of reals is real: without it SymPy differentiates abs(max(a, b)) through
+        # re() and im() (found by the define fuzzer; the kernels' printer has neither)
+        return fuzzy_and(a.is_real for a in self.args)
 
     def _latex(self, printer):
         return r"\max\left(%s\right)" % ", ".join(printer._print(a) for a in self.args)
