@@ -119,3 +119,20 @@ def test_the_command_line_ends_in_one_line_and_exit_2(spec, value, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("derivgrad derive: error: "), err
     assert "statement 1 (" in err, err
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_an_extent_in_a_denominator_is_a_float_division(power):
+    # found by the fuzzer: an extent (len) is an integer at run time, and the backward's
+    # (n*n + 1)**(-2) was an integer power, 0 in Numba: a gradient of zeros, silently
+    op = derivgrad.define(
+        f"y[q] += x[q] / (len(q) * len(q) + 1) ** {power}", x=(3,), name=f"extent_{power}"
+    )
+    x = np.arange(3.0)
+    g = op.backward(np.ones(3), x=x)["x"]
+    h = 1e-6
+    central = [
+        (op.forward(x=x + h * e).sum() - op.forward(x=x - h * e).sum()) / (2 * h) for e in np.eye(3)
+    ]
+    np.testing.assert_allclose(g, central, rtol=1e-6)
+    assert np.all(g > 0)

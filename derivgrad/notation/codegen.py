@@ -130,6 +130,16 @@ class _Printer(PythonCodePrinter):
     def _print_Integer(self, e: sp.Integer) -> str:
         return str(int(e))
 
+    def _print_Pow(self, e: sp.Pow, rational: bool = False) -> str:
+        # an extent (len) is an integer at run time, and an integer to a negative integer
+        # power is 0 in Numba (an error in NumPy): a reciprocal is written as a float division
+        if e.exp.is_number and e.exp.is_negative:
+            base = self.parenthesize(e.base, sp.printing.precedence.PRECEDENCE["Pow"])
+            if e.exp == -1:
+                return f"(1.0 / {base})"
+            return f"(1.0 / {base} ** {self._print(-e.exp)})"
+        return super()._print_Pow(e, rational=rational)
+
 
 def slots(prog: Program) -> list[tuple[int, str]]:
     """``R``'s layout: ``R[2s]``, ``R[2s+1]`` are ``lo, hi`` of ``slots()[s] = (k, index)``."""

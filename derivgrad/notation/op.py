@@ -159,7 +159,7 @@ class DefinedOp(Op):
         """The Python source of the generated kernels."""
         from .codegen import numba_source
 
-        return numba_source(self.program, self.example_ranges, _docstring_text(self.spec))
+        return numba_source(self.program, self.example_ranges, self.spec)
 
     def _prepare(self, arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], Ranges]:
         missing = [k for k in self.inputs if k not in arrays]
@@ -542,13 +542,3 @@ def _warn(message: str) -> None:
     if message not in _WARNED:
         _WARNED.add(message)
         print(f"derivgrad: warning: {message}", file=sys.stderr)
-
-
-def _docstring_text(spec: str) -> str:
-    """The definition as it may stand inside the generated module's docstring: each line
-    with Python's string escapes (a backslash, a quote, a control character cannot end the
-    string or change what it reads as), so that the docstring reads back as the text."""
-    return "\n".join(
-        line.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-        for line in spec.strip().split("\n")
-    )
