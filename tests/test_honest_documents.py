@@ -213,8 +213,16 @@ REFUSED = [
     ("conv2d", dict(input="100x100", kernel="5x5", channels=8, filters=8)),
     ("batchnorm2d", dict(batch=8, channels=4, input="8x8")),
     ("lenet", dict(classes=3000)),
-    ("conv2d", dict(input=f"{2**62}x{2**62}", kernel=3)),  # past int64
 ]
+
+
+def test_sizes_past_any_array_are_refused_in_one_line_before_any_work(monkeypatch):
+    # past int64 (and past any addressable array): the sizes are refused as sizes, before
+    # the guard's estimate or any symbolic work
+    monkeypatch.setattr(OPS["conv2d"], "build", lambda **kw: pytest.fail("build() was reached"))
+    with pytest.raises(ParamError) as e:
+        derivgrad.derive("conv2d", input=f"{2**62}x{2**62}", kernel=3)
+    assert "input" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("op, params", REFUSED)
