@@ -17,6 +17,8 @@ from derivgrad import kernels as K
 from derivgrad.document import ABBREVIATED, tex
 from derivgrad.errors import ParamError
 from derivgrad.ops.base import SYMBOLIC_WORK_LIMIT
+from derivgrad.ops.conv_rule import Geometry
+from derivgrad.ops.conv_rule import rules as conv_rules
 from derivgrad.registry import OPS
 from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
@@ -300,12 +302,19 @@ def test_chain_rule_drawn_as_inner_products_and_the_correlation_carried_out():
         "\\left\\langle \\begin{bmatrix} w_{2,2} & w_{2,1} \\\\ w_{1,2} & w_{1,1} \\end{bmatrix}"
         in text
     )
+    # the compact rule is printed once, as the tree the closed form evaluates (the entries
+    # themselves are the closed form's, not listed again)
     start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
-    printed = [
-        frags for kind, x in doc.blocks[start:] if kind == "eq" for lhs, frags in x if "x_" in lhs
-    ]
+    printed = {lhs: "".join(f) for kind, x in doc.blocks[start:] if kind == "eq" for lhs, f in x}
+    rule = conv_rules(Geometry((3, 3), (2, 2), (1, 1), (0, 0), (1, 1)))["x"]
+    assert (
+        printed[rule.lhs]
+        == rule.expr.tex()
+        == r"\operatorname{pad}_{1}(\delta) \star " + (r"\operatorname{rot180}(w)")
+    )
+    env = dict(delta=d.upstream_array, w=d.input_arrays["w"])
     g = d.grad_array("x")
-    assert [parse(" ".join(f)) for f in printed] == [g[i] for i in np.ndindex(*g.shape)]
+    assert all(sp.expand(a - b) == 0 for a, b in zip(rule.expr.evaluate(env).flat, g.flat))
 
 
 def test_block_matrix_sentence_only_where_one_is_drawn():
@@ -591,13 +600,22 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
 
 
 # -- found reading the worked-problems PDF ---------------------------------------------------
-def test_an_abbreviated_padded_delta_says_so():
+def test_the_padded_delta_is_printed_whole_and_named_for_what_it_is():
+    """At worked-problem sizes the padded, dilated δ is printed in full under its own name;
+    past 12 rows a cut says exactly which rows and columns are left out."""
     d = derivgrad.derive("conv2d", input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)
     doc = build(d)
     start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
-    padded = next(x for kind, x in doc.blocks[start:] if kind == "eq")[0][1][0]
-    assert "\\cdots" in padded  # a 7×7 padded δ, cut
-    assert ("p", ABBREVIATED) in doc.blocks[start : start + 4]
+    rows = {lhs: f[0] for kind, x in doc.blocks[start:] if kind == "eq" for lhs, f in x}
+    name = r"\operatorname{pad}_{1}(\operatorname{dilate}_{2}(\delta))"
+    assert name in rows and "\\cdots" not in rows[name]
+    assert rows[name].count("\\\\") == 6  # 7 rows: 3 outputs dilated by 2 are 5, padded by 1
+    big = build(derivgrad.derive("conv2d", input=(14, 14), kernel=(2, 2), stride=2, bias=False))
+    notes = [x for kind, x in big.blocks if kind == "p" and x.startswith("Not printed")]
+    # T (49×196) is cut too, with its own note; the padded δ is 15×15
+    assert notes[-1] == (
+        r"Not printed ($\cdots$, $\vdots$): rows 11 to 14 of 15 and columns 11 to 14 of 15."
+    )
 
 
 def test_the_1d_compact_rule_speaks_of_a_flip_and_a_filter_length():

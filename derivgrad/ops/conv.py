@@ -4,16 +4,13 @@ Forward (cross-correlation, channels c, filters o, batch n):
 
 .. math:: y_{n,o,i,j} = b_o + \sum_{c,h,l} w_{o,c,h,l}\, x^{pad}_{n,c,\,i s + h d,\,j s + l d}
 
-Compact rules, derived once here and proved against the chain rule by ``verify()``:
+Compact rules, stated once as expression trees in ``conv_rule.py`` (for any stride s,
+padding p and dilation d; r rows past the last window when s does not divide
+``n + 2p - d(k-1) - 1``), evaluated by the closed form so that ``verify()`` proves them:
 
-* ``dX``: dilate dY by the stride (s-1 zeros between entries), pad it by ``d(k-1)`` on
-  every side, correlate it with ``rot180`` of the dilated filter, summing over filters; pad
-  with zeros the rows and columns that no window reached (when ``(n + 2p - d(k-1) - 1)`` is
-  not a multiple of s) and crop the padding p.  For s = d = 1, p = 0 it is the course's
-  ``dX = pad(dY, f-1) ⋆ rot180(W)``: the padding ``f - 1`` follows from
-  ``h_in = h'_out - f + 1`` with ``h'_out = h_out + 2p'``.
-* ``dW = X_pad ⋆ dY``: correlate the padded input with dY as the filter, with stride and
-  dilation swapped (stride d, dilation s), summed over the batch, cropped to the filter.
+* ``dX = crop_p(pad_{d(k-1), d(k-1)+r}(dilate_s(dY)) ⋆ rot180(dilate_d(W)))``, summed over
+  filters.  For s = d = 1, p = 0 it is the course's ``dX = pad(dY, f-1) ⋆ rot180(W)``.
+* ``dW = pad_{p, p-r}(X) ⋆_d dilate_s(dY)`` (correlation at stride d), summed over the batch.
 * ``db = Σ dY`` over batch and positions.
 """
 
@@ -30,14 +27,13 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from derivgrad import kernels as K
-from derivgrad.kernels import output_size, window_span
+from derivgrad.kernels import output_size
 
 from ..document import (
     MAX_MATRIX_SIDE,
     Block,
     Doc,
     abbreviated,
-    abbreviated_note,
     block_matrix,
     bmatrix,
     indexed,
@@ -49,8 +45,10 @@ from ..symbolic.derivation import Derivation
 from ..symbolic.index_rules import conv2d_rules
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.shapes import conv_layer, symbolic_output_size
-from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
+from ..symbolic.tensors import correlate, pad, symbols, zeros
 from .base import Op, Param, Problem, symbolic_work
+from .conv_rule import Geometry, general_rules, per_axis
+from .conv_rule import rules as conv_rules
 
 _GEOMETRY = (
     Param("input", "size", "input size, an int or HxW"),
@@ -164,27 +162,16 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
         inputs["b"] = bs
         closed["b"] = lambda: rule_db(dy)
     rules = {
-        "x": "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
-        "w": "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
+        "x": "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), with d(f−1) zeros before "
+        "and d(f−1) + r after (r: the rows past the last window), summed over filters",
+        "w": "dW = pad_p(X) ⋆_d dilate_s(dY), the correlation at stride d, without the last r "
+        "rows of the padded X, summed over the batch",
         "b": "db = Σ dY, summed over batch and positions",
     }
     extra = dict(x_full=x, w_full=w, out_size=g.out)
     return Derivation(
         op, g.params(), inputs, y.reshape(y_shape), ds, closed, rules, proof="expand", extra=extra
     )
-
-
-def full_upstream(
-    dy: np.ndarray, ks: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
-) -> np.ndarray:
-    """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
-    side of each spatial axis (the last ``len(ks)`` axes)."""
-    return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
-
-
-def rotated_filter(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
-    """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
-    return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
 
 
 def rule_dx(
@@ -196,22 +183,16 @@ def rule_dx(
     p: tuple[int, ...],
     d: tuple[int, ...],
 ) -> np.ndarray:
-    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
-    it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
-    the rows no window reached, crop the padding p."""
-    ndim = len(size)
-    # padded rows/columns past the last window: n + 2p - ((out - 1) s + span)
-    rest = [
-        n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
-        for n, pp, dd, k, st in zip(size, p, d, ks, s)
-    ]
-    wf = rotated_filter(w, d).transpose((1, 0) + tuple(range(2, 2 + ndim)))
-    out = []
-    for n in range(dy.shape[0]):
-        full = full_upstream(dy[n], ks, s, d)
-        g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
-        out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
-    return np.stack(out)
+    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: the printed rule
+    (:func:`conv_rule.rules`) for each sample, channel and filter, summed over filters."""
+    rule = conv_rules(Geometry(size, ks, s, p, d))["x"].expr
+    N, (O, C) = dy.shape[0], w.shape[:2]
+    out = zeros((N, C) + tuple(size))
+    for n in range(N):
+        for c in range(C):
+            for o in range(O):
+                out[n, c] = out[n, c] + rule.evaluate(dict(delta=dy[n, o], w=w[o, c]))
+    return out
 
 
 def rule_dw(
@@ -222,15 +203,16 @@ def rule_dw(
     p: tuple[int, ...],
     d: tuple[int, ...],
 ) -> np.ndarray:
-    """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
+    """``dW (O, C, *ks)``: the printed rule for each sample, channel and filter, summed over
+    the batch."""
+    size = x.shape[2:]
+    rule = conv_rules(Geometry(size, ks, s, p, d))["w"].expr
     O, C = dy.shape[1], x.shape[1]
     g = zeros((O, C) + tuple(ks))
     for n in range(x.shape[0]):
-        xp = pad(x[n], [(q, q) for q in p])
         for o in range(O):
             for c in range(C):
-                full = correlate(xp[c][None], dy[n, o][None, None], d, s)[0]
-                g[o, c] = g[o, c] + full[tuple(slice(0, k) for k in ks)]
+                g[o, c] = g[o, c] + rule.evaluate(dict(x=x[n, c], delta=dy[n, o]))
     return g
 
 
@@ -402,17 +384,39 @@ def _input_matrix_section(d: Derivation) -> list[Block]:
         )
         blocks.append(("eq", [("T", [_blocks_tex(T, out, size)])]))
     else:
+        groups = _column_groups(T.shape[1], size, side)
+        whole = T.shape[0] <= 2 * side and len(groups) <= 4
+        said = []
         if len(size) == 2:
+            said.append(
+                "In 2-D, $T$ is doubly blocked (a block for each output row and input row, "
+                "each block banded over the columns); here it is printed as one matrix"
+            )
+        if whole and len(groups) > 1:
+            said.append(
+                f"its {T.shape[1]} columns in {len(groups)} slices "
+                r"($T_{:,\,a:b}$ holds columns $a$ to $b$), every entry shown"
+            )
+        if said:
+            text = ", ".join(said)
+            blocks.append(("p", text[0].upper() + text[1:] + ":"))
+        if whole:
+            # whole, in slices of columns that fit the page: no entry left out
             blocks.append(
                 (
-                    "p",
-                    "In 2-D, $T$ is doubly blocked (a block for each output row and input row, "
-                    "each block banded over the columns); here it is printed as one matrix:",
+                    "eq",
+                    [
+                        (
+                            "T" if len(groups) == 1 else r"T_{:,\,%d:%d}" % (a + 1, b),
+                            [bmatrix(T[:, a:b], 2 * side)],
+                        )
+                        for a, b in groups
+                    ],
                 )
             )
-        blocks.append(("eq", [("T", [bmatrix(T, side)])]))
-        if abbreviated(T, side):
-            blocks.append(("p", abbreviated_note(side)))
+        else:
+            blocks.append(("eq", [("T", [bmatrix(T, side)])]))
+            blocks.append(("p", cut_note(T.shape, side)))
     g = d.grad_array("x").reshape(-1)
     backward = (
         r"The backward pass is the transpose: $\operatorname{vec}(\partial L / \partial x) = "
@@ -577,45 +581,96 @@ def _geometry(draw: Any, ndim: int) -> dict[str, Any]:
 
 
 def _compact_rule_section(d: Derivation) -> list[Block]:
-    """The course's pad–flip–correlate steps, printed from the rule's own functions, for a
-    single-sample, single-channel, single-filter instance (the notes' drawing)."""
+    """The course's pad–flip–correlate rules, printed from the expression trees that the
+    closed form evaluates (so ``verify()`` proved exactly these), for a single-sample,
+    single-channel, single-filter instance (the notes' drawing)."""
     P = d.params
     if (P["batch"], P["channels"], P["filters"]) != (1, 1, 1):
         return []
-    padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
-    rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
-    # the notes: rot180 of a 2-D filter, flip of a 1-D one
-    turn = r"\operatorname{rot180}" if len(P["kernel"]) == 2 else r"\operatorname{flip}"
-    size = r"an $f \times f$ filter" if len(P["kernel"]) == 2 else "a filter of length $f$"
+    g = Geometry(P["input"], P["kernel"], P["stride"], P["padding"], P["dilation"])
+    ndim = len(g.size)
+    R = conv_rules(g)
+    general = general_rules(ndim)
+    env = dict(delta=d.upstream_array, w=d.input_arrays["w"], x=d.input_arrays["x"])
+    full_delta = R["x"].expr.arg.arg  # type: ignore[attr-defined]
+    turned = R["x"].expr.arg.filt  # type: ignore[attr-defined]
+    padded, rotated = full_delta.evaluate(env), turned.evaluate(env)
+    size = r"an $f \times f$ filter" if ndim == 2 else "a filter of length $f$"
     out: list[Block] = [
         ("h", (2, "The compact rule: pad, flip, correlate")),
         (
             "p",
-            "How much to pad follows from the sizes: a full correlation of a map of size "
-            rf"$h'_{{out}}$ with {size} has size $h'_{{out}} - f + 1$, and this must "
-            r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
-            "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
+            "How much to pad δ follows from the sizes: a valid correlation of a map of size "
+            rf"$h'$ with {size} has size $h' - f + 1$, and this must equal $h_{{in}}$ when "
+            r"$h_{in} = h_{out} + f - 1$ (stride 1, no padding); with $h' = h_{out} + 2q$ that "
+            r"gives $q = f - 1$ (the notes call it $p$; here $p$ is the forward padding). "
+            r"With stride $s$, padding $p$ and dilation $d$ in general, δ is first dilated by "
+            r"the stride ($s - 1$ zeros between neighbours), the filter by the dilation, and "
+            r"$q = d(f - 1)$; $\star_{a}$ is a correlation at stride $a$:",
         ),
-        (
-            "eq",
-            [
-                (r"\operatorname{pad}(\delta)", [bmatrix(padded)]),
-                (turn + "(w)", [bmatrix(rotated)]),
-            ],
-        ),
+        ("eq", [(general[k].lhs, [general[k].expr.tex()]) for k in ("x", "w")]),
     ]
-    if abbreviated(padded) or abbreviated(rotated):
-        out.append(("p", abbreviated_note()))
+    rest = g.rest
+    if any(rest):
+        axes = ("rows", "columns") if ndim == 2 else ("entries",)
+        said: dict[tuple[int, int, int], list[str]] = {}
+        for ax, r, n, pp, o in zip(axes, rest, g.size, g.padding, g.out):
+            if r:
+                said.setdefault((r, n + 2 * pp, o), []).append(ax)
+        facts = [
+            f"the {o} windows reach the first {m - r} of the {m} {' and '.join(ax)} of the "
+            f"padded input, so the last {r if r > 1 else 'one'} "
+            f"lie{'' if r > 1 else 's'} past every window"
+            for (r, m, o), ax in said.items()
+        ]
+        out.append(
+            (
+                "p",
+                "Here the stride does not divide $n + 2p - d(f - 1) - 1$: "
+                + "; ".join(facts)
+                + rf" ($r = {per_axis(rest)}$). No window reads them, so their gradient is 0: "
+                r"the input rule pads the dilated δ with $r$ more zeros after (so that the "
+                r"correlation has the padded input's size) and the weight rule drops them from "
+                r"the padded $x$ (padding $p - r$ after: a negative width removes entries).",
+            )
+        )
     out += [
         (
             "p",
-            r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
-            rf"\operatorname{{crop}}_p(\operatorname{{pad}}(\delta) \star {turn}(w))$ "
-            r"(while $\partial L/\partial w = x \star \delta$):",
+            "At this instance, with its numbers in every subscript (these are the trees the "
+            "closed form above evaluates, so the proof below covers them):",
         ),
-        ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
+        ("eq", [(R[k].lhs, [R[k].expr.tex()]) for k in ("x", "w")]),
+        ("p", "The two operands of the input rule, in full:"),
+        ("eq", [(full_delta.tex(), [_full(padded)]), (turned.tex(), [_full(rotated)])]),
     ]
+    for a in (padded, rotated):
+        if abbreviated(a, FULL_SIDE):
+            out.append(("p", cut_note(a.shape)))
     return out
+
+
+FULL_SIDE = 12  # a padded δ up to 12×12 is printed whole: every zero a reader may count
+
+
+def _full(a: np.ndarray) -> str:
+    return bmatrix(a, FULL_SIDE)
+
+
+def cut_note(shape: tuple[int, ...], side: int = FULL_SIDE) -> str:
+    """What :func:`bmatrix` leaves out of a matrix of ``shape`` past ``side``, said exactly
+    (it keeps the first ``side - 2`` rows and columns and the last)."""
+    parts = []
+    for ax, n in zip(("rows", "columns"), shape):
+        if n > side:
+            parts.append(f"{ax} {side - 1} to {n - 1} of {n}")
+    return r"Not printed ($\cdots$, $\vdots$): " + " and ".join(parts) + "."
+
+
+def _column_groups(ncols: int, size: tuple[int, ...], side: int) -> list[tuple[int, int]]:
+    """Slices of at most ``side`` columns, cut between input rows in 2-D (a block of T)."""
+    step = size[-1] * max(1, side // size[-1]) if len(size) == 2 and size[-1] <= side else side
+    return [(a, min(a + step, ncols)) for a in range(0, ncols, step)]
 
 
 def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:
