@@ -76,13 +76,26 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
     doc.h(heading if heading is not None else f"{title}: the gradient{probs}")
-    params = ", ".join(f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None)
-    shapes = "; ".join(
-        f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
+    # the hyper-parameters a reader needs: a switch shows in the inputs (b or no b), a count
+    # of 1 (one channel, one sample) in the shapes
+    kinds = {p.name: p.kind for p in getattr(op, "params", ())}
+    params = ", ".join(
+        f"{k} = {fmt_param(v, k)}"
+        for k, v in d.params.items()
+        if v is not None and kinds.get(k) != "bool" and not (kinds.get(k) == "int" and v == 1)
     )
+
+    # as the notes write them: x ∈ ℝ⁴, W ∈ ℝ^{3×3}
+    def space(shape: tuple[int, ...]) -> str:
+        if shape in ((), (1,)):
+            return r"\mathbb{R}"  # one number
+        return r"\mathbb{R}^{" + r" \times ".join(map(str, shape)) + "}"
+
+    shapes = ", ".join(f"${tex_name(k)} \\in {space(v.shape)}$" for k, v in d.input_arrays.items())
     doc.p(
         f"Problem. For the {_lowercase_title(title)} with "
-        f"{params}, inputs {shapes}, derive the gradient of the "
+        + (f"{params}, " if params else "")
+        + f"inputs {shapes}, derive the gradient of the "
         + (
             "loss $L$ with respect to every input (the output is the loss itself)."
             if loss

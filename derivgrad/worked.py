@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,15 +107,26 @@ def _number_key(number: str) -> tuple[int, str]:
     return int(digits), number
 
 
-def documents() -> list[Doc]:
-    """Every worked problem's document, in the notes' order."""
-    return [make() for _, make in problems()]
+def documents(progress: Callable[[int, int, str], None] | None = None) -> list[Doc]:
+    """Every worked problem's document, in the notes' order; ``progress(k, n, number)`` is
+    called before problem ``k`` of ``n`` is derived (the command line reports it)."""
+    found = problems()
+    out = []
+    for k, (number, make) in enumerate(found, 1):
+        if progress is not None:
+            progress(k, len(found), number)
+        out.append(make())
+    return out
 
 
-def document(fmt: str = "latex", docs: list[Doc] | None = None) -> str:
+def document(
+    fmt: str = "latex",
+    docs: list[Doc] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> str:
     """The collection in ``fmt`` (``docs``: :func:`documents`, built once by a caller that
     renders several formats)."""
-    docs = documents() if docs is None else docs
+    docs = documents(progress) if docs is None else docs
     if fmt == "latex":
         body = "\n".join(to_latex(doc, standalone=False, numbered=True) for doc in docs)
         return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from ._define_arguments import add_define_arguments, defined_op
@@ -11,14 +12,12 @@ from ._op_arguments import OPS, add_op_arguments, op_arguments
 
 
 def _cmd_derive(a):
-    from pathlib import Path
-
     from .. import derive
     from ..atomic import write_text_atomic
     from ..registry import get
     from ..render import compile_pdf, render
 
-    fmt = a.format
+    fmt, pdf = _format(a)
     if a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
@@ -38,7 +37,10 @@ def _cmd_derive(a):
             raise UsageError("--value and --random-values need one op, not worked-problems")
         if fmt == "json":
             raise UsageError("--format json describes one derivation: name an op")
-        text = document(fmt)
+        # a terminal sees which problem the 35-50 s render is on; a log file stays clean
+        text = document(fmt, progress=_progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
         op_name = "worked-problems"
     else:
         d = derive(a.op, **op_arguments(a, get(a.op)))
@@ -48,7 +50,7 @@ def _cmd_derive(a):
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
         op_name = d.op
-    if a.pdf:
+    if pdf:
         if fmt != "latex" or a.fragment:
             raise UsageError("--pdf needs --format latex and a standalone document (no --fragment)")
         out = Path(a.output or f"{op_name}.pdf").with_suffix(".pdf")
@@ -64,6 +66,39 @@ def _cmd_derive(a):
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+# what an -o file's extension asks for when --format does not say
+EXTENSIONS = {
+    ".tex": "latex",
+    ".md": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "text",
+    ".json": "json",
+    ".pdf": "latex",
+}
+
+
+def _format(a) -> tuple[str, bool]:
+    """``(format, compile a PDF)``: --format if given, else the -o extension, else text on a
+    terminal and LaTeX into a pipe or file (what scripts have always read)."""
+    ext = Path(a.output).suffix.lower() if a.output else ""
+    pdf = a.pdf or ext == ".pdf"
+    if a.format:
+        return a.format, pdf
+    if pdf:
+        return "latex", True
+    if ext in EXTENSIONS:
+        return EXTENSIONS[ext], False
+    if not a.output and sys.stdout.isatty():
+        return "text", False
+    return "latex", False
+
+
+def _progress(k: int, n: int, number: str) -> None:
+    """One line on a terminal's stderr, rewritten in place: which problem is being derived."""
+    print(f"\rderiving worked problem {number} ({k} of {n})  ", end="", file=sys.stderr, flush=True)
 
 
 def _attach_values(d, pairs: list[str], seed: int | None):
@@ -97,7 +132,11 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         add_op_arguments(p)
     add_define_arguments(p)
     p.add_argument(
-        "--format", choices=["latex", "markdown", "text", "html", "json"], default="latex"
+        "--format",
+        choices=["latex", "markdown", "text", "html", "json"],
+        default=None,
+        help="default: from the -o extension (.tex .md .html .txt .json .pdf); text on a "
+        "terminal; latex into a pipe",
     )
     p.add_argument(
         "--value",
