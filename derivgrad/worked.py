@@ -30,10 +30,17 @@ def _gradcheck_doc():
     rep = gradcheck(f, x, good)
     doc.p(
         r"The central difference $\frac{f(x + h e_i) - f(x - h e_i)}{2h}$ with $h = 10^{-5}$, "
-        r"one coordinate at a time, approximates $\partial f / \partial x_i$ with an error of "
-        r"order $h^2$. For $y = x_1 x_2 x_3$ at $x = (2, 1, 3)$ the analytic gradient is "
+        r"one coordinate at a time, approximates $\partial f / \partial x_i$ with a truncation "
+        r"error $\frac{h^2}{6} \partial_i^3 f$ of order $h^2$. For $y = x_1 x_2 x_3$ at "
+        r"$x = (2, 1, 3)$ the analytic gradient is "
         f"$(x_2 x_3, x_1 x_3, x_1 x_2) = ({good['x1']:g}, {good['x2']:g}, {good['x3']:g})$, "
-        f"and the central differences agree with it to {rep.max_abs_error:.1e}."
+        f"and the central differences agree with it to {rep.max_abs_error:.1e}. That is not "
+        r"the $h^2$ term: $y$ is linear in each coordinate, so $\partial_i^3 f = 0$ and the "
+        r"central difference is exact in exact arithmetic. What is left is floating-point "
+        r"round-off: each evaluation of $f = "
+        f"{f(**x):g}$ is off by up to $\\epsilon |f|$ with $\\epsilon = 2^{{-52}}$, which "
+        r"the division by $2h$ magnifies to about $\epsilon |f| / h \approx "
+        f"{np.finfo(float).eps * abs(f(**x)) / 1e-5:.0e}$."
     )
     # a linear layer y = W x + b whose backward forgot the transpose: dx = W δ, not Wᵀ δ
     W = np.array([[1.0, 2.0], [-3.0, 0.5]])
@@ -51,7 +58,10 @@ def _gradcheck_doc():
     doc.p(
         r"A planted mistake: a linear layer $y = Wx + b$ whose backward pass forgets the "
         r"transpose, $\partial L / \partial x = W \delta$ instead of $W^\top \delta$. With "
-        r"$W = \begin{bmatrix} 1 & 2 \\ -3 & 0.5 \end{bmatrix}$ and $\delta = (1, 2)$ it "
+        r"$W = \begin{bmatrix} 1 & 2 \\ -3 & 0.5 \end{bmatrix}$, $b = (0.1, -0.2)$, "
+        r"$x = (0.7, -1.1)$ and $\delta = (1, 2)$, the loss the check differentiates is "
+        r"$L = \delta^\top y = \delta^\top (Wx + b) = "
+        f"{float(delta @ lin(xv, W, b)):g}$; the faulty backward pass "
         f"returns $({wrong['x'][0]:g}, {wrong['x'][1]:g})$ where $W^\\top \\delta = "
         f"({right[0]:g}, {right[1]:g})$"
         + (
