@@ -117,11 +117,49 @@ def _number_key(number: str) -> tuple[int, str]:
     return int(digits), number
 
 
+# where each worked problem comes from in the course material (shared/seeds: 000 and 001 the
+# discussion notes, 002 the LeNet homework, 003 the lecture slides, 004 the lecture notes)
+SOURCES = {
+    "1": "file 000, the softmax recalled before Problem 1",
+    "2": "file 000, Problems 1 and 2 (linear layer parameters; input)",
+    "3": "file 000, Problem 3 (a nonlinear computation graph)",
+    "4": "file 000, Problem 4; file 001, Problem 1 (a) (convolution dimensions)",
+    "5": "file 000, Problem 5; file 001, (b) (convolutions as matrix multiplication)",
+    "6": "file 000, Problem 6; file 001, (c) (backward pass, 1-D)",
+    "7": "file 003, slides 28-77 (one sample, filter and channel)",
+    "7b": "file 004 (convolution, ReLU and a squared error)",
+    "8": "file 001, (d) and (e) (backpropagation, 2-D, channels and filters)",
+    "9": "the course's list of worked problems (stride, padding, dilation), derived here",
+    "10": "file 001, (g) (max pooling, eq. (6))",
+    "10b": "file 001, (g) (average pooling, eqs. (4)-(5))",
+    "10c": "file 001, (g) eq. (6) at a tie",
+    "11": "file 001 (batch normalisation for CNNs)",
+    "12": "file 002, Homework I (the LeNet network)",
+    "13": "file 003 (numerical gradient checking)",
+    "14": "file 003, slides 28-77, with the slides' X, W and upstream gradient",
+    "14e": "files 000, 001 and 003 (slips found while reproducing them)",
+}
+
+
+def sources_doc(found: list[tuple[str, Any]]) -> Doc:
+    """The map from this document's numbering to the course material."""
+    doc = Doc()
+    doc.h("Where each problem comes from")
+    doc.p(
+        "The sections below follow the numbering of the course's list of worked problems; "
+        "files are those of the course material (000 and 001 the discussion notes, 002 the "
+        "LeNet homework, 003 the lecture slides, 004 the lecture notes):"
+    )
+    for number, _ in found:
+        doc.p(f"{number}: {SOURCES.get(number, 'derivgrad (no source in the notes)')}.")
+    return doc
+
+
 def documents(progress: Callable[[int, int, str], None] | None = None) -> list[Doc]:
     """Every worked problem's document, in the notes' order; ``progress(k, n, number)`` is
     called before problem ``k`` of ``n`` is derived (the command line reports it)."""
     found = problems()
-    out = []
+    out = [sources_doc(found)]
     for k, (number, make) in enumerate(found, 1):
         if progress is not None:
             progress(k, len(found), number)

@@ -477,25 +477,27 @@ def test_conv_as_a_matrix_is_the_forward_pass_numerically(op, params):
 
 @pytest.mark.parametrize("op, params", CONV_CONFIGS)
 def test_every_conv_document_draws_the_matrix_and_its_transpose(op, params):
-    from derivgrad.document import abbreviated_note
-    from derivgrad.ops.conv import input_matrix, matrix_side
+    from derivgrad.ops.conv import cut_note, input_matrix, matrix_side
 
     d = derivgrad.derive(op, **params)
     doc = build(d)
     text = _text(doc)
     assert "## Convolution as a matrix" in text
-    assert "T &= " in text and r"T^\top \operatorname{vec}(\delta)" in text
+    assert re.search(r"^T(_\{:,\\,\d+:\d+\})? &= ", text, re.M)
+    assert r"T^\top \operatorname{vec}(\delta)" in text
     assert "derivgrad checked both identities" in text
     T = input_matrix(d)
     blocks_drawn = r"T &= \left[\begin{array}" in text
-    # "drawn that way" only where the blocks are drawn; an abbreviation only with its note
+    # "drawn that way" only where the blocks are drawn; a cut only with a note that names it
     assert ("doubly blocked, and it is drawn that way" in text) == blocks_drawn
     if op == "conv1d":
         assert not blocks_drawn and "doubly blocked" not in text
-    shown = "\\cdots" in text.split("T &= ")[1].split("\n")[0]
-    side = matrix_side(T)
-    assert shown == (("p", abbreviated_note(side)) in doc.blocks)
-    assert shown == (not blocks_drawn and max(T.shape) > side)
+    slices = [x for kind, x in doc.blocks if kind == "eq"]
+    printed = [f[0] for x in slices for lhs, f in x if lhs == "T" or lhs.startswith("T_{")]
+    cut = any("\\cdots" in f for f in printed)
+    assert cut == (("p", cut_note(T.shape, matrix_side(T))) in doc.blocks)
+    if not cut and not blocks_drawn:  # printed whole, in column slices: every entry
+        assert sum(f.count("&") for f in printed) == T.shape[0] * (T.shape[1] - len(printed))
 
 
 def test_a_wrong_matrix_is_caught():
@@ -564,7 +566,8 @@ def test_every_seed_problem_is_in_the_worked_problems():
     for k in range(1, 14):  # the thirteen problems of WORKED_PROBLEMS.md
         assert str(k) in numbers, k
     assert "7b" in numbers  # seed 004: conv → ReLU → squared error, both paths
-    assert "7c" in numbers  # the lecture's 3×3 / 2×2 example with its numbers
+    assert "14" in numbers  # the lecture's 3×3 / 2×2 example with the slides' numbers
+    assert "14e" in numbers  # the errata of the notes and slides
 
 
 def test_the_lecture_example_with_numbers_matches_an_independent_reference():
@@ -574,10 +577,10 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     import naive
 
     from derivgrad.instance import numbers
-    from derivgrad.ops.conv import LECTURE_NUMBERS
+    from derivgrad.ops.conv import LECTURE_NUMBERS, NOTEBOOK_NUMBERS
     from derivgrad.worked import derivation
 
-    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "7c")
+    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "14")
     d = derivation(OPS["conv2d"], p)
     x, w, up = (np.array(LECTURE_NUMBERS[k], dtype=np.float64) for k in ("x", "w", "upstream"))
     y = naive.conv2d(x[None, None], w[None, None])[0, 0]
@@ -585,7 +588,9 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     assert np.array_equal(np.array(numbers(d, "x"), dtype=np.float64), dx[0, 0])
     assert np.array_equal(np.array(numbers(d, "w"), dtype=np.float64), dw[0, 0])
     assert np.array_equal(np.array(numbers(d), dtype=np.float64), y)
-    # the same numbers as the example notebook's (one lecture, one set of numbers)
+    # the slides' V (slide 28 on) and the corrected dW (the slide's 12 is 14: the errata)
+    assert y.tolist() == [[11, -13], [4, 9]] and dw[0, 0].tolist() == [[14, -20], [2, -8]]
+    # the example notebook keeps derivgrad's own numbers
     nb = Path(__file__).resolve().parents[1] / "examples" / "conv2d_with_numbers.ipynb"
     src = next(
         "".join(c["source"])
@@ -594,7 +599,7 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     )
     scope: dict = {}
     exec("\n".join(line for line in src.splitlines() if " = [" in line), scope)
-    assert {k: scope[k] for k in LECTURE_NUMBERS} == LECTURE_NUMBERS
+    assert {k: scope[k] for k in NOTEBOOK_NUMBERS} == NOTEBOOK_NUMBERS
     text = _text(build(d))
     assert "A numeric instance" in text and "Checked by the kernels" in text
 

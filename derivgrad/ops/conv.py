@@ -684,12 +684,104 @@ def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[
     ]
 
 
-# the lecture's 3×3 image, 2×2 filter and upstream gradient (examples/conv2d_with_numbers.ipynb)
-LECTURE_NUMBERS = {
+# derivgrad's own 3×3 / 2×2 example (examples/conv2d_with_numbers.ipynb)
+NOTEBOOK_NUMBERS = {
     "x": [[1, 2, 0], [0, -1, 3], [2, 1, 1]],
     "w": [[1, -1], [2, 0]],
     "upstream": [[1, 0], [-1, 2]],
 }
+
+# the lecture's example (file 003, slides 28-77): X, W and the upstream gradient ∂J/∂V as the
+# slides print them (V = [[11, -13], [4, 9]] on the slides follows from these)
+LECTURE_NUMBERS = {
+    "x": [[2, -3, 4], [1, -1, 2], [-1, 2, 3]],
+    "w": [[3, -1], [4, 2]],
+    "upstream": [[3, -2], [1, -1]],
+}
+# the slides' printed sum for ∂J/∂w₁₁ (slide 59): its terms, and the total the slide states
+SLIDE_59_TERMS = ((2, 3), (-3, -2), (1, 1), (-1, -1))
+SLIDE_59_TOTAL = 12
+SLIDE_DW = ((12, -20), (2, -8))  # ∂J/∂W as the slides print it (slides 62-77)
+
+
+def _errata_doc() -> Doc:
+    """Each slip found in the notes and the slides, with the value computed here."""
+    from ..symbolic.shapes import symbolic_output_size
+    from .pool import avgpool2d
+
+    doc = Doc()
+    doc.h("Errata: slips in the notes and the slides")
+    x = np.array(LECTURE_NUMBERS["x"])
+    up = np.array(LECTURE_NUMBERS["upstream"])
+    dw = np.array([[int((x[i : i + 2, j : j + 2] * up).sum()) for j in range(2)] for i in range(2)])
+    terms = " + ".join(
+        (f"({a})" if a < 0 else f"{a}") + r" \cdot " + (f"({b})" if b < 0 else f"{b}")
+        for a, b in SLIDE_59_TERMS
+    )
+    differ = [(i, j) for i in range(2) for j in range(2) if dw[i, j] != SLIDE_DW[i][j]]
+    same = "all the others" if len(differ) == 1 else "the entries not named"
+    total = sum(a * b for a, b in SLIDE_59_TERMS)
+    doc.p(
+        "1. The lecture (file 003, slide 59 and the slides after it) writes the first entry "
+        f"of the weight gradient of its example as the sum below and gives {SLIDE_59_TOTAL}; "
+        f"its four products are {', '.join(str(a * b) for a, b in SLIDE_59_TERMS)}, which "
+        f"add up to {total}:"
+    )
+    doc.eq(
+        [
+            (
+                r"\frac{\partial J}{\partial w_{1,1}}",
+                [f"{terms} = {total}" + rf" \neq {SLIDE_59_TOTAL}"],
+            )
+        ]
+    )
+    doc.p(
+        f"The slides carry {SLIDE_59_TOTAL} into "
+        r"$\partial J/\partial W$. The correlation $X \star \partial J/\partial V$ of the "
+        "slides' own X and upstream gradient gives the matrix on the left; the slides print "
+        "the one on the right:"
+    )
+    doc.eq(
+        [
+            (
+                r"\frac{\partial J}{\partial W}",
+                [bmatrix(dw) + r" \neq " + bmatrix(np.array(SLIDE_DW))],
+            )
+        ]
+    )
+    doc.p(
+        "Entries that differ: "
+        + ", ".join(f"$({i + 1}, {j + 1})$" for i, j in differ)
+        + f"; {same} agree. Worked problem 14 derives every entry and the kernels confirm it."
+    )
+    f, (n, p, k, s, d) = symbolic_output_size()
+    if sp.simplify(f.subs({p: 0, s: 1, d: 1}) - (n - k + 1)) != 0:
+        raise AssertionError("the size formula at s = 1, p = 0 is not n - k + 1")
+    doc.p(
+        "2. The notes (files 000 and 001, section on the convolution operator) say that the "
+        r"output is smaller than the input, $\mathbb{R}^{n-k-1}$ compared to "
+        rf"$\mathbb{{R}}^n$. A valid correlation of $x \in \mathbb{{R}}^n$ with "
+        rf"$w \in \mathbb{{R}}^k$ has $n - k + 1$ outputs (the one size formula at "
+        r"stride 1 without padding, simplified by SymPy; for $n = 4$, $k = 3$: "
+        f"{output_size(4, 3, 1, 0, 1)}, as in worked problem 6), so it is "
+        r"$\mathbb{R}^{n-k+1}$."
+    )
+    a = avgpool2d(input=(4, 4), kernel=2)
+    g = a.grad_array("x")
+    doc.p(
+        "3. The notes (file 001, pooling) write "
+        r'"$dX$ = AveragePool($dY$)" for a 2×2 average pooling with stride 2. '
+        r"The shapes do not match: $dY$ has the "
+        rf"output's shape ({'×'.join(map(str, a.upstream_array.shape))} for a 4×4 input), "
+        rf"and average pooling it again gives "
+        f"{output_size(a.upstream_array.shape[0], 2, 2, 0, 1)}×"
+        f"{output_size(a.upstream_array.shape[1], 2, 2, 0, 1)}, while $dX$ is "
+        f"{'×'.join(map(str, g.shape))}. Each input receives a quarter of its window's "
+        r"gradient, $dX$ = upsample($dY$)/4 (each entry of $dY$ copied over its "
+        r"2×2 window, divided by $K^2 = 4$):"
+    )
+    doc.eq([(r"\frac{\partial L}{\partial x}", [bmatrix(g)])])
+    return doc
 
 
 class _Conv(Op):
@@ -760,19 +852,20 @@ class Conv2d(_Conv):
                 "2-D convolution backward: a 3×3 input and a 2×2 filter",
                 params=dict(input=(3, 3), kernel=(2, 2), bias=False),
             ),
-            Problem(
-                "7c",
-                "2-D convolution backward with numbers",
-                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
-                values=LECTURE_NUMBERS,
-                source="the lecture's example",
-            ),
             Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
             Problem(
                 "9",
                 "2-D convolution with stride 2 and padding 1",
                 params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False),
             ),
+            Problem(
+                "14",
+                "The lecture's example, with its numbers",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+                values=LECTURE_NUMBERS,
+                source="file 003, slides 28-77",
+            ),
+            Problem("14e", "Errata", make=_errata_doc),
         ]
 
     def shapes(self, **params: Any) -> str:
