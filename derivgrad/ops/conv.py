@@ -162,8 +162,8 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
         inputs["b"] = bs
         closed["b"] = lambda: rule_db(dy)
     rules = {
-        "x": "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), with d(f−1) zeros before "
-        "and d(f−1) + r after (r: the rows past the last window), summed over filters",
+        "x": "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), summed over filters, with "
+        "q zeros before and q + r after, q = d f − d and r the rows past the last window",
         "w": "dW = pad_p(X) ⋆_d dilate_s(dY), the correlation at stride d, without the last r "
         "rows of the padded X, summed over the batch",
         "b": "db = Σ dY, summed over batch and positions",
@@ -417,7 +417,6 @@ def _input_matrix_section(d: Derivation) -> list[Block]:
         else:
             blocks.append(("eq", [("T", [bmatrix(T, side)])]))
             blocks.append(("p", cut_note(T.shape, side)))
-    g = d.grad_array("x").reshape(-1)
     backward = (
         r"The backward pass is the transpose: $\operatorname{vec}(\partial L / \partial x) = "
         r"T^\top \operatorname{vec}(\delta)$. Column $c$ of $T$ lists the weights through "
@@ -426,18 +425,10 @@ def _input_matrix_section(d: Derivation) -> list[Block]:
         r"entry by entry when it wrote this section ($T \operatorname{vec}(x)"
         + bias
         + r"$ is the forward pass, $T^\top \operatorname{vec}(\delta)$ is the closed form of "
-        r"$\partial L / \partial x$), expanding each difference to zero"
+        r"$\partial L / \partial x$ printed above, not repeated here), expanding each "
+        r"difference to zero."
     )
-    if len(g) <= WIDE_SIDE and max(len(tex(e)) for e in g) <= 100:
-        blocks.append(("p", backward + ":"))
-        blocks.append(
-            (
-                "eq",
-                [(r"T^\top \operatorname{vec}(\delta)", [bmatrix(g.reshape(-1, 1), WIDE_SIDE)])],
-            )
-        )
-    else:
-        blocks.append(("p", backward + "."))
+    blocks.append(("p", backward))
     return blocks
 
 
@@ -780,7 +771,7 @@ def _errata_doc() -> Doc:
         r"gradient, $dX$ = upsample($dY$)/4 (each entry of $dY$ copied over its "
         r"2×2 window, divided by $K^2 = 4$):"
     )
-    doc.eq([(r"\frac{\partial L}{\partial x}", [bmatrix(g)])])
+    doc.eq([(r"\frac{\partial L}{\partial x}", [r"\frac{1}{4}" + bmatrix(g * 4)])])
     return doc
 
 
