@@ -437,29 +437,35 @@ def _shapes_doc() -> Doc:
     doc = Doc()
     doc.h("Shape arithmetic (worked problem 4)")
     f, (n, p, k, s, d) = symbolic_output_size()
+    # the notes' term order, checked against the kernels' one formula
+    notes_form = sp.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1
+    if sp.simplify(notes_form - f) != 0:
+        raise AssertionError("the printed size formula is not the kernels' one")
     doc.p(
-        "The output size of a convolution or pooling window along one axis, from the one formula "
-        "the "
-        "kernels use:"
+        "The output size of a convolution or pooling window along one axis (input n, padding "
+        "p, kernel k, stride s, dilation d), from the one formula the kernels use:"
     )
     doc.eq(
         [
-            (r"n_{out}", [tex(f)]),
-            (r"n_{out}\big|_{d=1,\; s \mid n+2p-k}", [tex((n + 2 * p - k) / s + 1)]),
+            (r"n_{out}", [r"\left\lfloor \frac{n + 2p - d(k - 1) - 1}{s} \right\rfloor + 1"]),
+            (r"n_{out}\big|_{d=1,\; s \mid n+2p-k}", [r"\frac{n + 2p - k}{s} + 1"]),
         ]
     )
     a = conv_layer((32, 32), 3, 5, 1)
     b = conv_layer((32, 32), 3, 5, 10, padding=2)
     c = conv_layer((32, 32), 3, 1, 4)
     doc.p(
-        f"A 32×32×3 image and a 5×5×3 filter at stride 1 give {a['output'][1]}×{a['output'][2]}; "
-        f"zero-padding "
-        f"by 2 keeps {b['output'][1]}×{b['output'][2]}; ten such filters give "
-        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]} with {b['weights']} weights "
-        f"({b['params']} with "
-        f"biases); a 1×1 convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}). "
-        f"Max pooling "
-        f"with window K and stride S gives (W − K)/S + 1 and keeps the channels."
+        f"A 32×32×3 image and a 5×5×3 filter at stride 1: (32 − 5)/1 + 1 = "
+        f"{a['output'][1]}, so {a['output'][1]}×{a['output'][2]}. Zero-padding by 2: "
+        f"(32 + 4 − 5)/1 + 1 = {b['output'][1]}, the size is kept. Ten such filters give "
+        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]}, with 10 · 5 · 5 · 3 = "
+        f"{b['weights']} weights ({b['params']} with one bias per filter). A 1×1 "
+        f"convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}) and mixes "
+        "channels only: each output pixel is a linear combination of the input's channels at "
+        "that pixel (a fully connected layer applied at every position), which changes the "
+        f"number of channels ({c['output'][0]} filters here: 3 → {c['output'][0]}). Max "
+        r"pooling with window $K$ and stride $S$ gives $\lfloor (W - K)/S \rfloor + 1$ "
+        "along each axis and keeps the channels."
     )
     return doc
 
