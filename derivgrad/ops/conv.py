@@ -475,17 +475,35 @@ def _matrix_doc() -> Doc:
     doc = Doc()
     conv_matrix_proves_input_gradient(d)  # raises if it does not hold: the text says "proves"
     doc.h("Convolution as a matrix (worked problem 5)")
+    M = conv_matrix(d)
+    x = d.input_arrays["x"]
+    xbar = sp.Matrix([0, *x, 0])  # the notes' x̄: x zero-padded by 1 on each end
+    product = M * xbar
+    y = d.output_array
+    if any(sp.expand(a - b) != 0 for a, b in zip(product, y)):
+        raise AssertionError("W x̄ is not x̄ ⋆ w")
     doc.p(
-        r"For $x \in \mathbb{R}^4$ zero-padded by 1 to $\mathbb{R}^6$ and $w \in \mathbb{R}^3$, "
-        r"the map from the padded input to the output $y = x \star w \in \mathbb{R}^4$ is the "
-        "banded (Toeplitz) matrix $M$ below: each row holds the filter, shifted one place to the "
+        r"For $x \in \mathbb{R}^4$ zero-padded by 1 on each end to $\bar x \in \mathbb{R}^6$ "
+        r"and $w \in \mathbb{R}^3$, the matrix $W$ (the notes' name; here $w$ is the filter "
+        r"and $W$ the matrix) with $W \bar x = \bar x \star w \in \mathbb{R}^4$ is the "
+        "banded (Toeplitz) matrix below: each row holds the filter, shifted one place to the "
         "right of the row above. derivgrad builds it by reading off the coefficients of the "
-        "correlation of a symbolic padded input, and proves that its transpose applied to δ, "
-        "cropped, is the input gradient. Every convolution document (1-D or 2-D, any stride, "
-        "padding, dilation, channels and filters) carries the same construction for the "
-        "unpadded input, in a section of its own."
+        "correlation of a symbolic padded input, checks the product below against the "
+        "correlation entry by entry, and proves that its transpose applied to δ, cropped, is "
+        "the input gradient. Every convolution document (1-D or 2-D, any stride, padding, "
+        "dilation, channels and filters) carries the same construction for the unpadded "
+        "input, in a section of its own."
     )
-    doc.eq([("M", [bmatrix(np.array(conv_matrix(d).tolist(), dtype=object))])])
+    doc.eq(
+        [
+            ("W", [bmatrix(np.array(M.tolist(), dtype=object))]),
+            (r"\bar x", [r"(%s)^\top" % ", ".join(tex(e) for e in xbar)]),
+            (
+                r"W \bar x",
+                [bmatrix(np.array(list(product), dtype=object)) + r" = \bar x \star w"],
+            ),
+        ]
+    )
     return doc
 
 
