@@ -511,8 +511,23 @@ def _index_doc() -> Doc:
     _, dx, dw, _ = conv2d_rules()
     doc = Doc()
     doc.h("Channels, filters and batch in index notation (worked problem 8)")
+    c, h, l = IR.c, IR.h, IR.l
+    forward = sp.Sum(
+        IR.w[IR.o, c, h, l] * IR.x[IR.n, c, IR.i + h - 1, IR.j + l - 1],
+        (c, 1, IR.C),
+        (h, 1, IR.KH),
+        (l, 1, IR.KW),
+    )
     doc.p(
-        "From the forward definition with symbolic sizes, SymPy differentiates and resolves the "
+        "The forward pass of the notes, at stride 1 without padding (the setting of this "
+        "problem; problem 9 and every convolution document give the rules for any stride, "
+        "padding and dilation): sample $n$, filter (output channel) $o$, input channel $c$, "
+        r"kernel $K_H \times K_W$, no bias (its gradient is $\sum \delta$):"
+    )
+    sums = "".join(r"\sum_{%s=%s}^{%s} " % (tex(v), lo, tex(hi)) for v, lo, hi in forward.limits)
+    doc.eq([(r"y_{n,o,i,j}", [sums + tex(forward.function)])])
+    doc.p(
+        "From this definition with symbolic sizes, SymPy differentiates and resolves the "
         "Kronecker deltas; each input channel is handled by its slice of the filter, the input "
         "gradient sums over filters, the weight gradient sums over the batch. Indices are "
         r"1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / \partial y$, "
