@@ -126,11 +126,7 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
             r"has the shape of that input: entry $i$ is $\partial L / \partial x_i$."
         )
     else:
-        doc.p(
-            r"The Jacobian of the output with respect to each input has shape input shape + "
-            r"output shape (the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the "
-            r"output first): entry $[i, o]$ is $\partial y_o / \partial x_i$."
-        )
+        doc.p(LAYOUT)
     for k, v in d.input_arrays.items():
         _local_derivatives(doc, d, k, v, show, loss)
     doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
@@ -190,6 +186,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     doc.p(proof_sentence(d, how))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
+
+
+# said once per document: the worked-problems collection keeps the first and shortens the rest
+LAYOUT = (
+    r"The Jacobian of the output with respect to each input has shape input shape + "
+    r"output shape (the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the "
+    r"output first): entry $[i, o]$ is $\partial y_o / \partial x_i$."
+)
+LAYOUT_AGAIN = r"Jacobians in the layout above: input shape + output shape."
 
 
 def _inner_products(doc, d, k, v) -> bool:

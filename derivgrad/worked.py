@@ -11,7 +11,7 @@ import numpy as np
 from .document import Doc
 from .ops.base import Problem
 from .registry import OPS
-from .render import PREAMBLE, build, to_latex, to_markdown, to_text
+from .render import LAYOUT, LAYOUT_AGAIN, PREAMBLE, build, to_latex, to_markdown, to_text
 from .symbolic.derivation import Derivation
 
 
@@ -164,6 +164,13 @@ def documents(progress: Callable[[int, int, str], None] | None = None) -> list[D
         if progress is not None:
             progress(k, len(found), number)
         out.append(make())
+    said = False  # the layout sentence, once per document
+    for doc in out:
+        for k, block in enumerate(doc.blocks):
+            if block == ("p", LAYOUT):
+                if said:
+                    doc.blocks[k] = ("p", LAYOUT_AGAIN)
+                said = True
     return out
 
 

@@ -650,3 +650,11 @@ def test_average_pooling_with_tiling_windows_is_delta_upsampled():
     overlapping = derivgrad.derive("avgpool2d", input=(5, 5), kernel=3, stride=2)
     assert upsampled(overlapping) is None
     assert "upsample" not in _text(build(overlapping))
+
+
+def test_the_layout_sentence_is_said_once_in_the_collection(worked_docs):
+    from derivgrad.render import LAYOUT, LAYOUT_AGAIN
+
+    paragraphs = [x for doc in worked_docs for kind, x in doc.blocks if kind == "p"]
+    assert paragraphs.count(LAYOUT) == 1 and paragraphs.count(LAYOUT_AGAIN) >= 1
+    assert paragraphs.index(LAYOUT) < paragraphs.index(LAYOUT_AGAIN)
