@@ -23,6 +23,7 @@ from .document import (
     Block,
     bmatrix,
     entries,
+    has_upstream,
     indexed,
     jacobian_tex,
     tex,
@@ -83,8 +84,18 @@ def _given(d: Derivation) -> list[Block]:
     left = [n for n in value_names(d) if n not in d.values]
     text = (
         "A numeric instance: the numbers below are carried through every step "
-        "(integers and fractions stay exact)"
+        "(integers and fractions stay exact, other numbers print to six significant digits)"
     )
+    dropped = [
+        f"${_symbol_tex(n)}$ ({'×'.join(map(str, np.shape(d.values[n])))})"
+        for n in given
+        if np.ndim(d.values[n]) > 2 and 1 in np.shape(d.values[n])
+    ]
+    if dropped:
+        text += (
+            "; " + ", ".join(dropped) + " printed with the axes of length 1 left out, "
+            "the last axis along each row"
+        )
     if left:
         text += "; " + ", ".join(f"${_symbol_tex(n)}$" for n in left)
         text += " stays symbolic" if len(left) == 1 else " stay symbolic"
@@ -130,7 +141,9 @@ def _local(d: Derivation) -> list[Block]:
         if max(len(num_tex(e)) for e in Jn.reshape(-1)) > MAX_ENTRY_CHARS:
             continue
         shown = np.vectorize(lambda e: sp.Symbol(num_tex(e)), otypes=[object])(Jn)
-        lhs = r"\frac{\partial y}{\partial " + tex_name(k) + "}"
+        # a loss's derivative is ∂L/∂·, a layer's Jacobian ∂y/∂·
+        top = "L" if not has_upstream(d) else "y"
+        lhs = r"\frac{\partial %s}{\partial %s}" % (top, tex_name(k))
         out.append(("eq", [(lhs, [jacobian_tex(shown, v.shape, d._output.shape)])]))
     if not out:
         return []

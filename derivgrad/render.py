@@ -78,18 +78,30 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
         f" (worked problem{'s' if ',' in op.problems else ''} {op.problems})" if op.problems else ""
     )
     doc.h(heading if heading is not None else f"{title}: the gradient{probs}")
-    # a parameter that is an input's shape is said once, with the input (a defined layer's)
-    params = "".join(
-        f"{k} = {fmt_param(v, k)}, "
+    # the hyper-parameters a reader needs: a switch shows in the inputs (b or no b), a count
+    # of 1 (one channel, one sample) in the shapes
+    kinds = {p.name: p.kind for p in getattr(op, "params", ())}
+    params = ", ".join(
+        f"{k} = {fmt_param(v, k)}"
         for k, v in d.params.items()
-        if v is not None and not (k in d.input_arrays and v == d.input_arrays[k].shape)
+        if v is not None
+        and kinds.get(k) != "bool"
+        and not (kinds.get(k) == "int" and v == 1)
+        # a parameter that is an input's shape is said once, with the input (a defined layer's)
+        and not (k in d.input_arrays and v == d.input_arrays[k].shape)
     )
-    shapes = "; ".join(
-        f"${tex_name(k)}$ of shape {fmt_shape(v.shape)}" for k, v in d.input_arrays.items()
-    )
+
+    # as the notes write them: x ∈ ℝ⁴, W ∈ ℝ^{3×3}
+    def space(shape: tuple[int, ...]) -> str:
+        if shape in ((), (1,)):
+            return r"\mathbb{R}"  # one number
+        return r"\mathbb{R}^{" + r" \times ".join(map(str, shape)) + "}"
+
+    shapes = ", ".join(f"${tex_name(k)} \\in {space(v.shape)}$" for k, v in d.input_arrays.items())
     doc.p(
         f"Problem. For the {_lowercase_title(title)} with "
-        f"{params}inputs {shapes}, derive the gradient of the "
+        + (f"{params}, " if params else "")
+        + f"inputs {shapes}, derive the gradient of the "
         + (
             "loss $L$ with respect to every input (the output is the loss itself)."
             if loss
@@ -120,11 +132,7 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
             r"has the shape of that input: entry $i$ is $\partial L / \partial x_i$."
         )
     else:
-        doc.p(
-            r"The Jacobian of the output with respect to each input has shape input shape + "
-            r"output shape (the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the "
-            r"output first): entry $[i, o]$ is $\partial y_o / \partial x_i$."
-        )
+        doc.p(LAYOUT)
     for k, v in d.input_arrays.items():
         _local_derivatives(doc, d, k, v, show, loss)
     doc.blocks.extend(numbers_at("local", d))  # NUMBERS: local derivatives
@@ -175,6 +183,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     doc.p(proof_sentence(d, d.proof.sentence))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
+
+
+# said once per document: the worked-problems collection keeps the first and shortens the rest
+LAYOUT = (
+    r"The Jacobian of the output with respect to each input has shape input shape + "
+    r"output shape (the layout of SymPy's \texttt{derive\_by\_array}; PyTorch puts the "
+    r"output first): entry $[i, o]$ is $\partial y_o / \partial x_i$."
+)
+LAYOUT_AGAIN = r"Jacobians in the layout above: input shape + output shape."
 
 
 def _inner_products(doc, d, k, v) -> bool:

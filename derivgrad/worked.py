@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from .document import Doc
 from .errors import UsageError
 from .ops.base import Problem
 from .registry import OPS
-from .render import build
+from .render import LAYOUT, LAYOUT_AGAIN, build
 from .symbolic.derivation import Derivation
 
 
@@ -31,10 +32,17 @@ def _gradcheck_doc():
     rep = gradcheck(f, x, good)
     doc.p(
         r"The central difference $\frac{f(x + h e_i) - f(x - h e_i)}{2h}$ with $h = 10^{-5}$, "
-        r"one coordinate at a time, approximates $\partial f / \partial x_i$ with an error of "
-        r"order $h^2$. For $y = x_1 x_2 x_3$ at $x = (2, 1, 3)$ the analytic gradient is "
+        r"one coordinate at a time, approximates $\partial f / \partial x_i$ with a truncation "
+        r"error $\frac{h^2}{6} \partial_i^3 f$ of order $h^2$. For $y = x_1 x_2 x_3$ at "
+        r"$x = (2, 1, 3)$ the analytic gradient is "
         f"$(x_2 x_3, x_1 x_3, x_1 x_2) = ({good['x1']:g}, {good['x2']:g}, {good['x3']:g})$, "
-        f"and the central differences agree with it to {rep.max_abs_error:.1e}."
+        f"and the central differences agree with it to {rep.max_abs_error:.1e}. That is not "
+        r"the $h^2$ term: $y$ is linear in each coordinate, so $\partial_i^3 f = 0$ and the "
+        r"central difference is exact in exact arithmetic. What is left is floating-point "
+        r"round-off: each evaluation of $f = "
+        f"{f(**x):g}$ is off by up to $\\epsilon |f|$ with $\\epsilon = 2^{{-52}}$, which "
+        r"the division by $2h$ magnifies to about $\epsilon |f| / h \approx "
+        f"{np.finfo(float).eps * abs(f(**x)) / 1e-5:.0e}$."
     )
     # a linear layer y = W x + b whose backward forgot the transpose: dx = W δ, not Wᵀ δ
     W = np.array([[1.0, 2.0], [-3.0, 0.5]])
@@ -52,7 +60,10 @@ def _gradcheck_doc():
     doc.p(
         r"A planted mistake: a linear layer $y = Wx + b$ whose backward pass forgets the "
         r"transpose, $\partial L / \partial x = W \delta$ instead of $W^\top \delta$. With "
-        r"$W = \begin{bmatrix} 1 & 2 \\ -3 & 0.5 \end{bmatrix}$ and $\delta = (1, 2)$ it "
+        r"$W = \begin{bmatrix} 1 & 2 \\ -3 & 0.5 \end{bmatrix}$, $b = (0.1, -0.2)$, "
+        r"$x = (0.7, -1.1)$ and $\delta = (1, 2)$, the loss the check differentiates is "
+        r"$L = \delta^\top y = \delta^\top (Wx + b) = "
+        f"{float(delta @ lin(xv, W, b)):g}$; the faulty backward pass "
         f"returns $({wrong['x'][0]:g}, {wrong['x'][1]:g})$ where $W^\\top \\delta = "
         f"({right[0]:g}, {right[1]:g})$"
         + (
@@ -108,18 +119,74 @@ def _number_key(number: str) -> tuple[int, str]:
     return int(digits), number
 
 
-def documents() -> list[Doc]:
-    """Every worked problem's document, in the notes' order."""
-    return [make() for _, make in problems()]
+# where each worked problem comes from in the course material (shared/seeds: 000 and 001 the
+# discussion notes, 002 the LeNet homework, 003 the lecture slides, 004 the lecture notes)
+SOURCES = {
+    "1": "file 000, the softmax recalled before Problem 1",
+    "2": "file 000, Problems 1 and 2 (linear layer parameters; input)",
+    "3": "file 000, Problem 3 (a nonlinear computation graph)",
+    "4": "file 000, Problem 4; file 001, Problem 1 (a) (convolution dimensions)",
+    "5": "file 000, Problem 5; file 001, (b) (convolutions as matrix multiplication)",
+    "6": "file 000, Problem 6; file 001, (c) (backward pass, 1-D)",
+    "7": "file 003, slides 28-77 (one sample, filter and channel)",
+    "7b": "file 004 (convolution, ReLU and a squared error)",
+    "8": "file 001, (d) and (e) (backpropagation, 2-D, channels and filters)",
+    "9": "the course's list of worked problems (stride, padding, dilation), derived here",
+    "10": "file 001, (g) (max pooling, eq. (6))",
+    "10b": "file 001, (g) (average pooling, eqs. (4)-(5))",
+    "10c": "file 001, (g) eq. (6) at a tie",
+    "11": "file 001 (batch normalisation for CNNs)",
+    "12": "file 002, Homework I (the LeNet network)",
+    "13": "file 003 (numerical gradient checking)",
+    "14": "file 003, slides 28-77, with the slides' X, W and upstream gradient",
+    "14e": "files 000, 001 and 003 (slips found while reproducing them)",
+}
 
 
 TITLE = "Gradients of convolutional networks: worked solutions"
 
 
-def document(fmt: str = "latex", docs: list[Doc] | None = None) -> str:
+def sources_doc(found: list[tuple[str, Any]]) -> Doc:
+    """The map from this document's numbering to the course material."""
+    doc = Doc()
+    doc.h("Where each problem comes from")
+    doc.p(
+        "The sections below follow the numbering of the course's list of worked problems; "
+        "files are those of the course material (000 and 001 the discussion notes, 002 the "
+        "LeNet homework, 003 the lecture slides, 004 the lecture notes):"
+    )
+    for number, _ in found:
+        doc.p(f"{number}: {SOURCES.get(number, 'derivgrad (no source in the notes)')}.")
+    return doc
+
+
+def documents(progress: Callable[[int, int, str], None] | None = None) -> list[Doc]:
+    """Every worked problem's document, in the notes' order; ``progress(k, n, number)`` is
+    called before problem ``k`` of ``n`` is derived (the command line reports it)."""
+    found = problems()
+    out = [sources_doc(found)]
+    for k, (number, make) in enumerate(found, 1):
+        if progress is not None:
+            progress(k, len(found), number)
+        out.append(make())
+    said = False  # the layout sentence, once per document
+    for doc in out:
+        for k, block in enumerate(doc.blocks):
+            if block == ("p", LAYOUT):
+                if said:
+                    doc.blocks[k] = ("p", LAYOUT_AGAIN)
+                said = True
+    return out
+
+
+def document(
+    fmt: str = "latex",
+    docs: list[Doc] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> str:
     """The collection in ``fmt`` (``docs``: :func:`documents`, built once by a caller that
     renders several formats)."""
     writer = formats.get(fmt)
     if not writer.collects:
         raise UsageError(f"--format {fmt} describes one derivation: name an op")
-    return writer.collection(documents() if docs is None else docs, TITLE)
+    return writer.collection(documents(progress) if docs is None else docs, TITLE)

@@ -17,6 +17,8 @@ from derivgrad import kernels as K
 from derivgrad.document import ABBREVIATED, tex
 from derivgrad.errors import ParamError
 from derivgrad.ops.base import SYMBOLIC_SECONDS_LIMIT
+from derivgrad.ops.conv_rule import Geometry
+from derivgrad.ops.conv_rule import rules as conv_rules
 from derivgrad.registry import OPS
 from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
@@ -342,12 +344,19 @@ def test_chain_rule_drawn_as_inner_products_and_the_correlation_carried_out():
         "\\left\\langle \\begin{bmatrix} w_{2,2} & w_{2,1} \\\\ w_{1,2} & w_{1,1} \\end{bmatrix}"
         in text
     )
+    # the compact rule is printed once, as the tree the closed form evaluates (the entries
+    # themselves are the closed form's, not listed again)
     start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
-    printed = [
-        frags for kind, x in doc.blocks[start:] if kind == "eq" for lhs, frags in x if "x_" in lhs
-    ]
+    printed = {lhs: "".join(f) for kind, x in doc.blocks[start:] if kind == "eq" for lhs, f in x}
+    rule = conv_rules(Geometry((3, 3), (2, 2), (1, 1), (0, 0), (1, 1)))["x"]
+    assert (
+        printed[rule.lhs]
+        == rule.expr.tex()
+        == r"\operatorname{pad}_{1}(\delta) \star " + (r"\operatorname{rot180}(w)")
+    )
+    env = dict(delta=d.upstream_array, w=d.input_arrays["w"])
     g = d.grad_array("x")
-    assert [parse(" ".join(f)) for f in printed] == [g[i] for i in np.ndindex(*g.shape)]
+    assert all(sp.expand(a - b) == 0 for a, b in zip(rule.expr.evaluate(env).flat, g.flat))
 
 
 def test_block_matrix_sentence_only_where_one_is_drawn():
@@ -510,25 +519,27 @@ def test_conv_as_a_matrix_is_the_forward_pass_numerically(op, params):
 
 @pytest.mark.parametrize("op, params", CONV_CONFIGS)
 def test_every_conv_document_draws_the_matrix_and_its_transpose(op, params):
-    from derivgrad.document import abbreviated_note
-    from derivgrad.ops.conv import input_matrix, matrix_side
+    from derivgrad.ops.conv import cut_note, input_matrix, matrix_side
 
     d = derivgrad.derive(op, **params)
     doc = build(d)
     text = _text(doc)
     assert "## Convolution as a matrix" in text
-    assert "T &= " in text and r"T^\top \operatorname{vec}(\delta)" in text
+    assert re.search(r"^T(_\{:,\\,\d+:\d+\})? &= ", text, re.M)
+    assert r"T^\top \operatorname{vec}(\delta)" in text
     assert "derivgrad checked both identities" in text
     T = input_matrix(d)
     blocks_drawn = r"T &= \left[\begin{array}" in text
-    # "drawn that way" only where the blocks are drawn; an abbreviation only with its note
+    # "drawn that way" only where the blocks are drawn; a cut only with a note that names it
     assert ("doubly blocked, and it is drawn that way" in text) == blocks_drawn
     if op == "conv1d":
         assert not blocks_drawn and "doubly blocked" not in text
-    shown = "\\cdots" in text.split("T &= ")[1].split("\n")[0]
-    side = matrix_side(T)
-    assert shown == (("p", abbreviated_note(side)) in doc.blocks)
-    assert shown == (not blocks_drawn and max(T.shape) > side)
+    slices = [x for kind, x in doc.blocks if kind == "eq"]
+    printed = [f[0] for x in slices for lhs, f in x if lhs == "T" or lhs.startswith("T_{")]
+    cut = any("\\cdots" in f for f in printed)
+    assert cut == (("p", cut_note(T.shape, matrix_side(T))) in doc.blocks)
+    if not cut and not blocks_drawn:  # printed whole, in column slices: every entry
+        assert sum(f.count("&") for f in printed) == T.shape[0] * (T.shape[1] - len(printed))
 
 
 def test_a_wrong_matrix_is_caught():
@@ -597,7 +608,8 @@ def test_every_seed_problem_is_in_the_worked_problems():
     for k in range(1, 14):  # the thirteen problems of WORKED_PROBLEMS.md
         assert str(k) in numbers, k
     assert "7b" in numbers  # seed 004: conv → ReLU → squared error, both paths
-    assert "7c" in numbers  # the lecture's 3×3 / 2×2 example with its numbers
+    assert "14" in numbers  # the lecture's 3×3 / 2×2 example with the slides' numbers
+    assert "14e" in numbers  # the errata of the notes and slides
 
 
 def test_the_lecture_example_with_numbers_matches_an_independent_reference():
@@ -607,10 +619,10 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     import naive
 
     from derivgrad.instance import numbers
-    from derivgrad.ops.conv import LECTURE_NUMBERS
+    from derivgrad.ops.conv import LECTURE_NUMBERS, NOTEBOOK_NUMBERS
     from derivgrad.worked import derivation
 
-    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "7c")
+    p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "14")
     d = derivation(OPS["conv2d"], p)
     x, w, up = (np.array(LECTURE_NUMBERS[k], dtype=np.float64) for k in ("x", "w", "upstream"))
     y = naive.conv2d(x[None, None], w[None, None])[0, 0]
@@ -618,7 +630,9 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     assert np.array_equal(np.array(numbers(d, "x"), dtype=np.float64), dx[0, 0])
     assert np.array_equal(np.array(numbers(d, "w"), dtype=np.float64), dw[0, 0])
     assert np.array_equal(np.array(numbers(d), dtype=np.float64), y)
-    # the same numbers as the example notebook's (one lecture, one set of numbers)
+    # the slides' V (slide 28 on) and the corrected dW (the slide's 12 is 14: the errata)
+    assert y.tolist() == [[11, -13], [4, 9]] and dw[0, 0].tolist() == [[14, -20], [2, -8]]
+    # the example notebook keeps derivgrad's own numbers
     nb = Path(__file__).resolve().parents[1] / "examples" / "conv2d_with_numbers.ipynb"
     src = next(
         "".join(c["source"])
@@ -627,19 +641,28 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
     )
     scope: dict = {}
     exec("\n".join(line for line in src.splitlines() if " = [" in line), scope)
-    assert {k: scope[k] for k in LECTURE_NUMBERS} == LECTURE_NUMBERS
+    assert {k: scope[k] for k in NOTEBOOK_NUMBERS} == NOTEBOOK_NUMBERS
     text = _text(build(d))
     assert "A numeric instance" in text and "Checked by the kernels" in text
 
 
 # -- found reading the worked-problems PDF ---------------------------------------------------
-def test_an_abbreviated_padded_delta_says_so():
+def test_the_padded_delta_is_printed_whole_and_named_for_what_it_is():
+    """At worked-problem sizes the padded, dilated δ is printed in full under its own name;
+    past 12 rows a cut says exactly which rows and columns are left out."""
     d = derivgrad.derive("conv2d", input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False)
     doc = build(d)
     start = [b[0] == "h" and "compact rule" in b[1][1] for b in doc.blocks].index(True)
-    padded = next(x for kind, x in doc.blocks[start:] if kind == "eq")[0][1][0]
-    assert "\\cdots" in padded  # a 7×7 padded δ, cut
-    assert ("p", ABBREVIATED) in doc.blocks[start : start + 4]
+    rows = {lhs: f[0] for kind, x in doc.blocks[start:] if kind == "eq" for lhs, f in x}
+    name = r"\operatorname{pad}_{1}(\operatorname{dilate}_{2}(\delta))"
+    assert name in rows and "\\cdots" not in rows[name]
+    assert rows[name].count("\\\\") == 6  # 7 rows: 3 outputs dilated by 2 are 5, padded by 1
+    big = build(derivgrad.derive("conv2d", input=(14, 14), kernel=(2, 2), stride=2, bias=False))
+    notes = [x for kind, x in big.blocks if kind == "p" and x.startswith("Not printed")]
+    # T (49×196) is cut too, with its own note; the padded δ is 15×15
+    assert notes[-1] == (
+        r"Not printed ($\cdots$, $\vdots$): rows 11 to 14 of 15 and columns 11 to 14 of 15."
+    )
 
 
 def test_the_1d_compact_rule_speaks_of_a_flip_and_a_filter_length():
@@ -669,3 +692,11 @@ def test_average_pooling_with_tiling_windows_is_delta_upsampled():
     overlapping = derivgrad.derive("avgpool2d", input=(5, 5), kernel=3, stride=2)
     assert upsampled(overlapping) is None
     assert "upsample" not in _text(build(overlapping))
+
+
+def test_the_layout_sentence_is_said_once_in_the_collection(worked_docs):
+    from derivgrad.render import LAYOUT, LAYOUT_AGAIN
+
+    paragraphs = [x for doc in worked_docs for kind, x in doc.blocks if kind == "p"]
+    assert paragraphs.count(LAYOUT) == 1 and paragraphs.count(LAYOUT_AGAIN) >= 1
+    assert paragraphs.index(LAYOUT) < paragraphs.index(LAYOUT_AGAIN)

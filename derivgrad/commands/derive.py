@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .. import formats
 from ..errors import UsageError
@@ -12,8 +13,6 @@ from ._op_arguments import OPS, add_op_arguments, op_arguments
 
 
 def _cmd_derive(a):
-    from pathlib import Path
-
     from .. import derive
     from ..atomic import check_output, is_stream, write_output
     from ..registry import get
@@ -21,20 +20,18 @@ def _cmd_derive(a):
 
     refuse_without_define(a)
     inputs = [a.define[1:]] if a.define is not None and a.define.startswith("@") else []
-    named = a.output if a.output is not None and not is_stream(a.output) else None
-    fmt = a.format or (formats.from_path(named) if named and not a.pdf else None)
+    fmt, pdf = _format(a)
     engine = None
-    if a.pdf:
+    if pdf:
         if a.fragment:
             raise UsageError("--pdf needs a standalone document (no --fragment)")
         engine, fmt = formats.pdf_engine(a.engine, fmt)
     elif a.engine:
         raise UsageError("--engine chooses how --pdf compiles: give --pdf too")
-    fmt = fmt or "latex"
     if a.output is not None:
         # before any work: a derivation can take minutes, and its output must have a place
         check_output(a.output, "-o", inputs=inputs, stream_ok=True)
-        if a.pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
+        if pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
             raise UsageError(f"--pdf -o {a.output}: the PDF's file name must end in .pdf")
     if a.define is not None:
         if a.op:
@@ -53,7 +50,12 @@ def _cmd_derive(a):
 
         if a.value or a.random_values is not None:
             raise UsageError("--value and --random-values need one op, not worked-problems")
-        text = document(fmt)
+        if not formats.get(fmt).collects:
+            raise UsageError(f"--format {fmt} describes one derivation: name an op")
+        # a terminal sees which problem the 35-50 s render is on; a log file stays clean
+        text = document(fmt, progress=_progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
         op_name = "worked-problems"
     else:
         d = derive(a.op, **op_arguments(a, get(a.op)))
@@ -63,7 +65,7 @@ def _cmd_derive(a):
             d.verify()
         text = render(d, fmt, standalone=not a.fragment)
         op_name = d.op
-    if a.pdf:
+    if pdf:
         # only the PDF is written: the source is compiled in a temporary directory, so no
         # .tex (or .aux, .log) lands beside it over a file the user did not name
         writer = formats.get(fmt)
@@ -87,6 +89,29 @@ def _cmd_derive(a):
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+def _format(a) -> tuple[str | None, bool]:
+    """``(format, compile a PDF)``: --format if given, else the -o file's suffix (the formats'
+    registry; .pdf compiles, its engine choosing the format), else text on a terminal and
+    LaTeX into a pipe (what scripts have always read)."""
+    from ..atomic import is_stream
+
+    named = a.output if a.output is not None and not is_stream(a.output) else None
+    pdf = a.pdf or (named is not None and Path(named).suffix.lower() == ".pdf")
+    if a.format or pdf:
+        return a.format, pdf
+    fmt = formats.from_path(named) if named else None
+    if fmt is not None:
+        return fmt, False
+    if a.output is None and sys.stdout.isatty():
+        return "text", False
+    return "latex", False
+
+
+def _progress(k: int, n: int, number: str) -> None:
+    """One line on a terminal's stderr, rewritten in place: which problem is being derived."""
+    print(f"\rderiving worked problem {number} ({k} of {n})  ", end="", file=sys.stderr, flush=True)
 
 
 def _attach_values(d, pairs: list[str], seed: int | None):
@@ -122,7 +147,9 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
     p.add_argument(
         "--format",
         choices=formats.names(),
-        help="default: the one the -o file's suffix names (.md, .html, ...), else latex",
+        default=None,
+        help="default: from the -o extension (.tex .typ .md .html .txt .json; .pdf compiles); "
+        "text on a terminal; latex into a pipe",
     )
     p.add_argument(
         "--value",

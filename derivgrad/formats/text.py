@@ -435,14 +435,21 @@ def _matrix_rows(lhs: str, nodes: list) -> list[str] | None:
     # too wide: a block matrix block by block, a matrix of numbers row by row
     m = next(n for n in nodes if n[0] == "m")
     out = [f"  {linear(math(lhs))} = (too wide for {WIDTH} columns: shown row by row)"]
+    gap = None  # the row of ⋮ that an abbreviated matrix prints for its middle rows
     for r, row in enumerate(m[1]):
+        if all(linear(layout(c)).strip() in ("⋮", "⋱") for c in row):
+            gap = r
+            out.append("    ⋮")
+            continue
+        # after the gap the printed rows are the matrix's last (document.bmatrix keeps one)
+        label = f"row {r + 1}" if gap is None else "last row"
         cells = [layout(c) for c in row]
-        line_box = hcat([Box([f"    row {r + 1}: "]), matrix([cells])])
+        line_box = hcat([Box([f"    {label}: "]), matrix([cells])])
         if line_box.w <= WIDTH:
             out.extend(line.rstrip() for line in line_box.pad().lines)
             continue
         for j, c in enumerate(cells):
-            b = hcat([Box([f"    ({r + 1},{j + 1}): "]), c])
+            b = hcat([Box([f"    ({label}, column {j + 1}): "]), c])
             if b.w <= WIDTH:
                 out.extend(line.rstrip() for line in b.pad().lines)
             else:

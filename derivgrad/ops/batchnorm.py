@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import Doc, indexed, tex, tex_split
+from ..document import Block, Doc, indexed, tex, tex_split
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.params import check_unknown, count, pair
 from ..symbolic.proofs import Radical
@@ -169,6 +169,32 @@ def named_forms_hold(d: Derivation) -> bool:
     return True
 
 
+def _statistics_with_numbers(d: Derivation) -> list[Block]:
+    """μ, σ², S and x̂ of each channel at the instance's numbers (none without values)."""
+    if not getattr(d, "values", None) or "x" not in d.values:
+        return []
+    from ..instance import substitutions
+
+    subs = substitutions(d)
+    rows = []
+    for c in range(d.input_arrays["gamma"].shape[0]):
+        nm = _named(d, c)
+        k = nm["k"]
+        mu = sp.nsimplify(d.extra["mu"][c].xreplace(subs))
+        var = sp.nsimplify(d.extra["var"][c].xreplace(subs))
+        S = sp.sqrt(var + d.constants[d.extra["eps"]])
+        rows += [
+            (r"\mu_{%d}" % k, [tex(mu)]),
+            (r"\sigma^2_{%d}" % k, [tex(var)]),
+            (r"S_{%d}" % k, [tex(sp.Float(S, 6))]),
+        ]
+        xs = d.input_arrays["x"][:, c].reshape(-1)
+        for x, h in zip(xs, nm["xh"]):
+            v = (x.xreplace(subs) - mu) / S
+            rows.append((tex(h), [tex(sp.Integer(0) if v == 0 else sp.Float(v, 6))]))
+    return [("p", "With the numbers of this instance:"), ("eq", rows)]
+
+
 def batchnorm_document(d: Derivation) -> Doc:
     """Worked problem 11 as the notes write it: per-channel statistics, the named
     intermediates μ, σ², x̂, the Jacobian and the gradients in them, the reshape argument."""
@@ -210,6 +236,15 @@ def batchnorm_document(d: Derivation) -> Doc:
         for (n, i, j), h in zip(_positions(d), nm["xh"]):
             rows.append((indexed("y", (n, c, i, j)), [tex(gamma[c] * h + beta[c])]))
         doc.eq(rows)
+    eps_value = float(d.constants[d.extra["eps"]])
+    doc.p(
+        f"Here $\\epsilon = {sp.latex(sp.Float(eps_value, 3))}$ (PyTorch's default, and what "
+        r"derivgrad's kernels use); the notes' code uses $\epsilon = 10^{-8}$. Since "
+        r"$\partial \ln S / \partial \epsilon = 1/(2 S^2)$, changing $\epsilon$ by "
+        r"$\Delta\epsilon$ changes every $\hat x$ by the relative amount "
+        r"$\Delta\epsilon / (2(\sigma^2 + \epsilon))$ to first order."
+    )
+    doc.blocks.extend(_statistics_with_numbers(d))
     doc.h("Local derivatives", 2)
     doc.p(
         r"With $\partial \mu/\partial x_i = 1/M$ and $\partial \sigma^2/\partial x_i = 2(x_i - "
@@ -309,7 +344,8 @@ class BatchNorm2d(Op):
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        y, cache = K.batchnorm2d_forward(values["x"], values["gamma"], values["beta"], eps=1e-5)
+        eps = float(d.constants[d.extra["eps"]])
+        y, cache = K.batchnorm2d_forward(values["x"], values["gamma"], values["beta"], eps=eps)
         dx, dg, db = K.batchnorm2d_backward(upstream, cache)
         return y, {"x": dx, "gamma": dg, "beta": db}
 
@@ -322,7 +358,16 @@ class BatchNorm2d(Op):
     def worked_problems(self) -> list[Problem]:
         return [
             Problem(
-                "11", "Batch normalisation for CNNs", params=dict(batch=2, channels=1, input=(1, 2))
+                "11",
+                "Batch normalisation for CNNs",
+                params=dict(batch=2, channels=1, input=(1, 2)),
+                # numbers whose mean and variance are exact: μ = 3, σ² = 7/2
+                values=dict(
+                    x=[[[[1, 3]]], [[[2, 6]]]],
+                    gamma=[2],
+                    beta=[1],
+                    upstream=[[[[1, -1]]], [[[2, 0]]]],
+                ),
             )
         ]
 

@@ -4,16 +4,13 @@ Forward (cross-correlation, channels c, filters o, batch n):
 
 .. math:: y_{n,o,i,j} = b_o + \sum_{c,h,l} w_{o,c,h,l}\, x^{pad}_{n,c,\,i s + h d,\,j s + l d}
 
-Compact rules, derived once here and proved against the chain rule by ``verify()``:
+Compact rules, stated once as expression trees in ``conv_rule.py`` (for any stride s,
+padding p and dilation d; r rows past the last window when s does not divide
+``n + 2p - d(k-1) - 1``), evaluated by the closed form so that ``verify()`` proves them:
 
-* ``dX``: dilate dY by the stride (s-1 zeros between entries), pad it by ``d(k-1)`` on
-  every side, correlate it with ``rot180`` of the dilated filter, summing over filters; pad
-  with zeros the rows and columns that no window reached (when ``(n + 2p - d(k-1) - 1)`` is
-  not a multiple of s) and crop the padding p.  For s = d = 1, p = 0 it is the course's
-  ``dX = pad(dY, f-1) ⋆ rot180(W)``: the padding ``f - 1`` follows from
-  ``h_in = h'_out - f + 1`` with ``h'_out = h_out + 2p'``.
-* ``dW = X_pad ⋆ dY``: correlate the padded input with dY as the filter, with stride and
-  dilation swapped (stride d, dilation s), summed over the batch, cropped to the filter.
+* ``dX = crop_p(pad_{d(k-1), d(k-1)+r}(dilate_s(dY)) ⋆ rot180(dilate_d(W)))``, summed over
+  filters.  For s = d = 1, p = 0 it is the course's ``dX = pad(dY, f-1) ⋆ rot180(W)``.
+* ``dW = pad_{p, p-r}(X) ⋆_d dilate_s(dY)`` (correlation at stride d), summed over the batch.
 * ``db = Σ dY`` over batch and positions.
 """
 
@@ -30,14 +27,13 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from derivgrad import kernels as K
-from derivgrad.kernels import output_size, window_span
+from derivgrad.kernels import output_size
 
 from ..document import (
     MAX_MATRIX_SIDE,
     Block,
     Doc,
     abbreviated,
-    abbreviated_note,
     block_matrix,
     bmatrix,
     indexed,
@@ -50,8 +46,10 @@ from ..symbolic.index_rules import conv2d_rules
 from ..symbolic.params import ParamError, check_unknown, count, pair
 from ..symbolic.proofs import Expand
 from ..symbolic.shapes import conv_layer, symbolic_output_size
-from ..symbolic.tensors import correlate, dilate, flip, pad, symbols, zeros
+from ..symbolic.tensors import correlate, pad, symbols, zeros
 from .base import Op, Param, Problem
+from .conv_rule import Geometry, general_rules, per_axis
+from .conv_rule import rules as conv_rules
 
 _GEOMETRY = (
     Param("input", "size", "input size, an int or HxW"),
@@ -156,11 +154,13 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     inputs = {"x": xs, "w": ws}
     rules = {
         "x": Rule(
-            "dX = crop_p(pad(dilate_s(dY), d(f-1)) ⋆ rot180(dilate_d(W))), summed over filters",
+            "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), summed over filters, with "
+            "q zeros before and q + r after, q = d f − d and r the rows past the last window",
             lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
         ),
         "w": Rule(
-            "dW = pad_p(X) ⋆ dY, with stride d and dilation s, summed over the batch",
+            "dW = pad_p(X) ⋆_d dilate_s(dY), the correlation at stride d, without the last r "
+            "rows of the padded X, summed over the batch",
             lambda: rule_dw(x, dy, ks, s, p, d).reshape(ws.shape),
         ),
     }
@@ -183,19 +183,6 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     )
 
 
-def full_upstream(
-    dy: np.ndarray, ks: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
-) -> np.ndarray:
-    """The first step of the dX rule: δ dilated by the stride, padded by ``span - 1`` on every
-    side of each spatial axis (the last ``len(ks)`` axes)."""
-    return pad(dilate(dy, s), [(window_span(k, dd) - 1,) * 2 for k, dd in zip(ks, d)])
-
-
-def rotated_filter(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
-    """rot180 of the filter dilated by d (flip of its last ``len(d)`` axes)."""
-    return flip(dilate(w, d), tuple(range(w.ndim - len(d), w.ndim)))
-
-
 def rule_dx(
     dy: np.ndarray,
     w: np.ndarray,
@@ -205,22 +192,16 @@ def rule_dx(
     p: tuple[int, ...],
     d: tuple[int, ...],
 ) -> np.ndarray:
-    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: dilate dY by s, pad
-    it by d(k-1), correlate with rot180 of the dilated filter (summing over filters), pad
-    the rows no window reached, crop the padding p."""
-    ndim = len(size)
-    # padded rows/columns past the last window: n + 2p - ((out - 1) s + span)
-    rest = [
-        n + 2 * pp - ((output_size(n, k, st, pp, dd) - 1) * st + window_span(k, dd))
-        for n, pp, dd, k, st in zip(size, p, d, ks, s)
-    ]
-    wf = rotated_filter(w, d).transpose((1, 0) + tuple(range(2, 2 + ndim)))
-    out = []
-    for n in range(dy.shape[0]):
-        full = full_upstream(dy[n], ks, s, d)
-        g = pad(correlate(full, wf, (1,) * ndim, (1,) * ndim), [(0, r) for r in rest])
-        out.append(g[(slice(None),) + tuple(slice(pp, pp + m) for pp, m in zip(p, size))])
-    return np.stack(out)
+    """``dX (N, C, *size)`` from ``dy (N, O, *out)`` and ``w (O, C, *ks)``: the printed rule
+    (:func:`conv_rule.rules`) for each sample, channel and filter, summed over filters."""
+    rule = conv_rules(Geometry(size, ks, s, p, d))["x"].expr
+    N, (O, C) = dy.shape[0], w.shape[:2]
+    out = zeros((N, C) + tuple(size))
+    for n in range(N):
+        for c in range(C):
+            for o in range(O):
+                out[n, c] = out[n, c] + rule.evaluate(dict(delta=dy[n, o], w=w[o, c]))
+    return out
 
 
 def rule_dw(
@@ -231,15 +212,16 @@ def rule_dw(
     p: tuple[int, ...],
     d: tuple[int, ...],
 ) -> np.ndarray:
-    """``dW (O, C, *ks) = Σ_n pad_p(X_n) ⋆ dY_n`` with stride d and dilation s, cropped."""
+    """``dW (O, C, *ks)``: the printed rule for each sample, channel and filter, summed over
+    the batch."""
+    size = x.shape[2:]
+    rule = conv_rules(Geometry(size, ks, s, p, d))["w"].expr
     O, C = dy.shape[1], x.shape[1]
     g = zeros((O, C) + tuple(ks))
     for n in range(x.shape[0]):
-        xp = pad(x[n], [(q, q) for q in p])
         for o in range(O):
             for c in range(C):
-                full = correlate(xp[c][None], dy[n, o][None, None], d, s)[0]
-                g[o, c] = g[o, c] + full[tuple(slice(0, k) for k in ks)]
+                g[o, c] = g[o, c] + rule.evaluate(dict(x=x[n, c], delta=dy[n, o]))
     return g
 
 
@@ -411,18 +393,39 @@ def _input_matrix_section(d: Derivation) -> list[Block]:
         )
         blocks.append(("eq", [("T", [_blocks_tex(T, out, size)])]))
     else:
+        groups = _column_groups(T.shape[1], size, side)
+        whole = T.shape[0] <= 2 * side and len(groups) <= 4
+        said = []
         if len(size) == 2:
+            said.append(
+                "In 2-D, $T$ is doubly blocked (a block for each output row and input row, "
+                "each block banded over the columns); here it is printed as one matrix"
+            )
+        if whole and len(groups) > 1:
+            said.append(
+                f"its {T.shape[1]} columns in {len(groups)} slices "
+                r"($T_{:,\,a:b}$ holds columns $a$ to $b$), every entry shown"
+            )
+        if said:
+            text = ", ".join(said)
+            blocks.append(("p", text[0].upper() + text[1:] + ":"))
+        if whole:
+            # whole, in slices of columns that fit the page: no entry left out
             blocks.append(
                 (
-                    "p",
-                    "In 2-D, $T$ is doubly blocked (a block for each output row and input row, "
-                    "each block banded over the columns); here it is printed as one matrix:",
+                    "eq",
+                    [
+                        (
+                            "T" if len(groups) == 1 else r"T_{:,\,%d:%d}" % (a + 1, b),
+                            [bmatrix(T[:, a:b], 2 * side)],
+                        )
+                        for a, b in groups
+                    ],
                 )
             )
-        blocks.append(("eq", [("T", [bmatrix(T, side)])]))
-        if abbreviated(T, side):
-            blocks.append(("p", abbreviated_note(side)))
-    g = d.grad_array("x").reshape(-1)
+        else:
+            blocks.append(("eq", [("T", [bmatrix(T, side)])]))
+            blocks.append(("p", cut_note(T.shape, side)))
     backward = (
         r"The backward pass is the transpose: $\operatorname{vec}(\partial L / \partial x) = "
         r"T^\top \operatorname{vec}(\delta)$. Column $c$ of $T$ lists the weights through "
@@ -431,18 +434,10 @@ def _input_matrix_section(d: Derivation) -> list[Block]:
         r"entry by entry when it wrote this section ($T \operatorname{vec}(x)"
         + bias
         + r"$ is the forward pass, $T^\top \operatorname{vec}(\delta)$ is the closed form of "
-        r"$\partial L / \partial x$), expanding each difference to zero"
+        r"$\partial L / \partial x$ printed above, not repeated here), expanding each "
+        r"difference to zero."
     )
-    if len(g) <= WIDE_SIDE and max(len(tex(e)) for e in g) <= 100:
-        blocks.append(("p", backward + ":"))
-        blocks.append(
-            (
-                "eq",
-                [(r"T^\top \operatorname{vec}(\delta)", [bmatrix(g.reshape(-1, 1), WIDE_SIDE)])],
-            )
-        )
-    else:
-        blocks.append(("p", backward + "."))
+    blocks.append(("p", backward))
     return blocks
 
 
@@ -451,29 +446,35 @@ def _shapes_doc() -> Doc:
     doc = Doc()
     doc.h("Shape arithmetic (worked problem 4)")
     f, (n, p, k, s, d) = symbolic_output_size()
+    # the notes' term order, checked against the kernels' one formula
+    notes_form = sp.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1
+    if sp.simplify(notes_form - f) != 0:
+        raise AssertionError("the printed size formula is not the kernels' one")
     doc.p(
-        "The output size of a convolution or pooling window along one axis, from the one formula "
-        "the "
-        "kernels use:"
+        "The output size of a convolution or pooling window along one axis (input n, padding "
+        "p, kernel k, stride s, dilation d), from the one formula the kernels use:"
     )
     doc.eq(
         [
-            (r"n_{out}", [tex(f)]),
-            (r"n_{out}\big|_{d=1,\; s \mid n+2p-k}", [tex((n + 2 * p - k) / s + 1)]),
+            (r"n_{out}", [r"\left\lfloor \frac{n + 2p - d(k - 1) - 1}{s} \right\rfloor + 1"]),
+            (r"n_{out}\big|_{d=1,\; s \mid n+2p-k}", [r"\frac{n + 2p - k}{s} + 1"]),
         ]
     )
     a = conv_layer((32, 32), 3, 5, 1)
     b = conv_layer((32, 32), 3, 5, 10, padding=2)
     c = conv_layer((32, 32), 3, 1, 4)
     doc.p(
-        f"A 32×32×3 image and a 5×5×3 filter at stride 1 give {a['output'][1]}×{a['output'][2]}; "
-        f"zero-padding "
-        f"by 2 keeps {b['output'][1]}×{b['output'][2]}; ten such filters give "
-        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]} with {b['weights']} weights "
-        f"({b['params']} with "
-        f"biases); a 1×1 convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}). "
-        f"Max pooling "
-        f"with window K and stride S gives (W − K)/S + 1 and keeps the channels."
+        f"A 32×32×3 image and a 5×5×3 filter at stride 1: (32 − 5)/1 + 1 = "
+        f"{a['output'][1]}, so {a['output'][1]}×{a['output'][2]}. Zero-padding by 2: "
+        f"(32 + 4 − 5)/1 + 1 = {b['output'][1]}, the size is kept. Ten such filters give "
+        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]}, with 10 · 5 · 5 · 3 = "
+        f"{b['weights']} weights ({b['params']} with one bias per filter). A 1×1 "
+        f"convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}) and mixes "
+        "channels only: each output pixel is a linear combination of the input's channels at "
+        "that pixel (a fully connected layer applied at every position), which changes the "
+        f"number of channels ({c['output'][0]} filters here: 3 → {c['output'][0]}). Max "
+        r"pooling with window $K$ and stride $S$ gives $\lfloor (W - K)/S \rfloor + 1$ "
+        "along each axis and keeps the channels."
     )
     return doc
 
@@ -483,17 +484,35 @@ def _matrix_doc() -> Doc:
     doc = Doc()
     conv_matrix_proves_input_gradient(d)  # raises if it does not hold: the text says "proves"
     doc.h("Convolution as a matrix (worked problem 5)")
+    M = conv_matrix(d)
+    x = d.input_arrays["x"]
+    xbar = sp.Matrix([0, *x, 0])  # the notes' x̄: x zero-padded by 1 on each end
+    product = M * xbar
+    y = d.output_array
+    if any(sp.expand(a - b) != 0 for a, b in zip(product, y)):
+        raise AssertionError("W x̄ is not x̄ ⋆ w")
     doc.p(
-        r"For $x \in \mathbb{R}^4$ zero-padded by 1 to $\mathbb{R}^6$ and $w \in \mathbb{R}^3$, "
-        r"the map from the padded input to the output $y = x \star w \in \mathbb{R}^4$ is the "
-        "banded (Toeplitz) matrix $M$ below: each row holds the filter, shifted one place to the "
+        r"For $x \in \mathbb{R}^4$ zero-padded by 1 on each end to $\bar x \in \mathbb{R}^6$ "
+        r"and $w \in \mathbb{R}^3$, the matrix $W$ (the notes' name; here $w$ is the filter "
+        r"and $W$ the matrix) with $W \bar x = \bar x \star w \in \mathbb{R}^4$ is the "
+        "banded (Toeplitz) matrix below: each row holds the filter, shifted one place to the "
         "right of the row above. derivgrad builds it by reading off the coefficients of the "
-        "correlation of a symbolic padded input, and proves that its transpose applied to δ, "
-        "cropped, is the input gradient. Every convolution document (1-D or 2-D, any stride, "
-        "padding, dilation, channels and filters) carries the same construction for the "
-        "unpadded input, in a section of its own."
+        "correlation of a symbolic padded input, checks the product below against the "
+        "correlation entry by entry, and proves that its transpose applied to δ, cropped, is "
+        "the input gradient. Every convolution document (1-D or 2-D, any stride, padding, "
+        "dilation, channels and filters) carries the same construction for the unpadded "
+        "input, in a section of its own."
     )
-    doc.eq([("M", [bmatrix(np.array(conv_matrix(d).tolist(), dtype=object))])])
+    doc.eq(
+        [
+            ("W", [bmatrix(np.array(M.tolist(), dtype=object))]),
+            (r"\bar x", [r"(%s)^\top" % ", ".join(tex(e) for e in xbar)]),
+            (
+                r"W \bar x",
+                [bmatrix(np.array(list(product), dtype=object)) + r" = \bar x \star w"],
+            ),
+        ]
+    )
     return doc
 
 
@@ -501,8 +520,23 @@ def _index_doc() -> Doc:
     _, dx, dw, _ = conv2d_rules()
     doc = Doc()
     doc.h("Channels, filters and batch in index notation (worked problem 8)")
+    c, h, l = IR.c, IR.h, IR.l
+    forward = sp.Sum(
+        IR.w[IR.o, c, h, l] * IR.x[IR.n, c, IR.i + h - 1, IR.j + l - 1],
+        (c, 1, IR.C),
+        (h, 1, IR.KH),
+        (l, 1, IR.KW),
+    )
     doc.p(
-        "From the forward definition with symbolic sizes, SymPy differentiates and resolves the "
+        "The forward pass of the notes, at stride 1 without padding (the setting of this "
+        "problem; problem 9 and every convolution document give the rules for any stride, "
+        "padding and dilation): sample $n$, filter (output channel) $o$, input channel $c$, "
+        r"kernel $K_H \times K_W$, no bias (its gradient is $\sum \delta$):"
+    )
+    sums = "".join(r"\sum_{%s=%s}^{%s} " % (tex(v), lo, tex(hi)) for v, lo, hi in forward.limits)
+    doc.eq([(r"y_{n,o,i,j}", [sums + tex(forward.function)])])
+    doc.p(
+        "From this definition with symbolic sizes, SymPy differentiates and resolves the "
         "Kronecker deltas; each input channel is handled by its slice of the filter, the input "
         "gradient sums over filters, the weight gradient sums over the batch. Indices are "
         r"1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / \partial y$, "
@@ -586,45 +620,96 @@ def _geometry(draw: Any, ndim: int) -> dict[str, Any]:
 
 
 def _compact_rule_section(d: Derivation) -> list[Block]:
-    """The course's pad–flip–correlate steps, printed from the rule's own functions, for a
-    single-sample, single-channel, single-filter instance (the notes' drawing)."""
+    """The course's pad–flip–correlate rules, printed from the expression trees that the
+    closed form evaluates (so ``verify()`` proved exactly these), for a single-sample,
+    single-channel, single-filter instance (the notes' drawing)."""
     P = d.params
     if (P["batch"], P["channels"], P["filters"]) != (1, 1, 1):
         return []
-    padded = full_upstream(d.upstream_array, P["kernel"], P["stride"], P["dilation"])
-    rotated = rotated_filter(d.input_arrays["w"], P["dilation"])
-    # the notes: rot180 of a 2-D filter, flip of a 1-D one
-    turn = r"\operatorname{rot180}" if len(P["kernel"]) == 2 else r"\operatorname{flip}"
-    size = r"an $f \times f$ filter" if len(P["kernel"]) == 2 else "a filter of length $f$"
+    g = Geometry(P["input"], P["kernel"], P["stride"], P["padding"], P["dilation"])
+    ndim = len(g.size)
+    R = conv_rules(g)
+    general = general_rules(ndim)
+    env = dict(delta=d.upstream_array, w=d.input_arrays["w"], x=d.input_arrays["x"])
+    full_delta = R["x"].expr.arg.arg  # type: ignore[attr-defined]
+    turned = R["x"].expr.arg.filt  # type: ignore[attr-defined]
+    padded, rotated = full_delta.evaluate(env), turned.evaluate(env)
+    size = r"an $f \times f$ filter" if ndim == 2 else "a filter of length $f$"
     out: list[Block] = [
         ("h", (2, "The compact rule: pad, flip, correlate")),
         (
             "p",
-            "How much to pad follows from the sizes: a full correlation of a map of size "
-            rf"$h'_{{out}}$ with {size} has size $h'_{{out}} - f + 1$, and this must "
-            r"equal $h_{in}$; with $h'_{out} = h_{out} + 2p$ that gives $p = f - 1$ "
-            "(times the dilation, after dilating δ by the stride). No Jacobian is required at all:",
+            "How much to pad δ follows from the sizes: a valid correlation of a map of size "
+            rf"$h'$ with {size} has size $h' - f + 1$, and this must equal $h_{{in}}$ when "
+            r"$h_{in} = h_{out} + f - 1$ (stride 1, no padding); with $h' = h_{out} + 2q$ that "
+            r"gives $q = f - 1$ (the notes call it $p$; here $p$ is the forward padding). "
+            r"With stride $s$, padding $p$ and dilation $d$ in general, δ is first dilated by "
+            r"the stride ($s - 1$ zeros between neighbours), the filter by the dilation, and "
+            r"$q = d(f - 1)$; $\star_{a}$ is a correlation at stride $a$:",
         ),
-        (
-            "eq",
-            [
-                (r"\operatorname{pad}(\delta)", [bmatrix(padded)]),
-                (turn + "(w)", [bmatrix(rotated)]),
-            ],
-        ),
+        ("eq", [(general[k].lhs, [general[k].expr.tex()]) for k in ("x", "w")]),
     ]
-    if abbreviated(padded) or abbreviated(rotated):
-        out.append(("p", abbreviated_note()))
+    rest = g.rest
+    if any(rest):
+        axes = ("rows", "columns") if ndim == 2 else ("entries",)
+        said: dict[tuple[int, int, int], list[str]] = {}
+        for ax, r, n, pp, o in zip(axes, rest, g.size, g.padding, g.out):
+            if r:
+                said.setdefault((r, n + 2 * pp, o), []).append(ax)
+        facts = [
+            f"the {o} windows reach the first {m - r} of the {m} {' and '.join(ax)} of the "
+            f"padded input, so the last {r if r > 1 else 'one'} "
+            f"lie{'' if r > 1 else 's'} past every window"
+            for (r, m, o), ax in said.items()
+        ]
+        out.append(
+            (
+                "p",
+                "Here the stride does not divide $n + 2p - d(f - 1) - 1$: "
+                + "; ".join(facts)
+                + rf" ($r = {per_axis(rest)}$). No window reads them, so their gradient is 0: "
+                r"the input rule pads the dilated δ with $r$ more zeros after (so that the "
+                r"correlation has the padded input's size) and the weight rule drops them from "
+                r"the padded $x$ (padding $p - r$ after: a negative width removes entries).",
+            )
+        )
     out += [
         (
             "p",
-            r"Correlating the two and cropping the padding $p$ gives $\partial L/\partial x = "
-            rf"\operatorname{{crop}}_p(\operatorname{{pad}}(\delta) \star {turn}(w))$ "
-            r"(while $\partial L/\partial w = x \star \delta$):",
+            "At this instance, with its numbers in every subscript (these are the trees the "
+            "closed form above evaluates, so the proof below covers them):",
         ),
-        ("eq", _matrix_or_rows(r"\frac{\partial L}{\partial x}", "x", d.grad_array("x"))),
+        ("eq", [(R[k].lhs, [R[k].expr.tex()]) for k in ("x", "w")]),
+        ("p", "The two operands of the input rule, in full:"),
+        ("eq", [(full_delta.tex(), [_full(padded)]), (turned.tex(), [_full(rotated)])]),
     ]
+    for a in (padded, rotated):
+        if abbreviated(a, FULL_SIDE):
+            out.append(("p", cut_note(a.shape)))
     return out
+
+
+FULL_SIDE = 12  # a padded δ up to 12×12 is printed whole: every zero a reader may count
+
+
+def _full(a: np.ndarray) -> str:
+    return bmatrix(a, FULL_SIDE)
+
+
+def cut_note(shape: tuple[int, ...], side: int = FULL_SIDE) -> str:
+    """What :func:`bmatrix` leaves out of a matrix of ``shape`` past ``side``, said exactly
+    (it keeps the first ``side - 2`` rows and columns and the last)."""
+    parts = []
+    for ax, n in zip(("rows", "columns"), shape):
+        if n > side:
+            parts.append(f"{ax} {side - 1} to {n - 1} of {n}")
+    return r"Not printed ($\cdots$, $\vdots$): " + " and ".join(parts) + "."
+
+
+def _column_groups(ncols: int, size: tuple[int, ...], side: int) -> list[tuple[int, int]]:
+    """Slices of at most ``side`` columns, cut between input rows in 2-D (a block of T)."""
+    step = size[-1] * max(1, side // size[-1]) if len(size) == 2 and size[-1] <= side else side
+    return [(a, min(a + step, ncols)) for a in range(0, ncols, step)]
 
 
 def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[str]]]:
@@ -638,12 +723,104 @@ def _matrix_or_rows(lhs: str, name: str, g: np.ndarray) -> list[tuple[str, list[
     ]
 
 
-# the lecture's 3×3 image, 2×2 filter and upstream gradient (examples/conv2d_with_numbers.ipynb)
-LECTURE_NUMBERS = {
+# derivgrad's own 3×3 / 2×2 example (examples/conv2d_with_numbers.ipynb)
+NOTEBOOK_NUMBERS = {
     "x": [[1, 2, 0], [0, -1, 3], [2, 1, 1]],
     "w": [[1, -1], [2, 0]],
     "upstream": [[1, 0], [-1, 2]],
 }
+
+# the lecture's example (file 003, slides 28-77): X, W and the upstream gradient ∂J/∂V as the
+# slides print them (V = [[11, -13], [4, 9]] on the slides follows from these)
+LECTURE_NUMBERS = {
+    "x": [[2, -3, 4], [1, -1, 2], [-1, 2, 3]],
+    "w": [[3, -1], [4, 2]],
+    "upstream": [[3, -2], [1, -1]],
+}
+# the slides' printed sum for ∂J/∂w₁₁ (slide 59): its terms, and the total the slide states
+SLIDE_59_TERMS = ((2, 3), (-3, -2), (1, 1), (-1, -1))
+SLIDE_59_TOTAL = 12
+SLIDE_DW = ((12, -20), (2, -8))  # ∂J/∂W as the slides print it (slides 62-77)
+
+
+def _errata_doc() -> Doc:
+    """Each slip found in the notes and the slides, with the value computed here."""
+    from ..symbolic.shapes import symbolic_output_size
+    from .pool import avgpool2d
+
+    doc = Doc()
+    doc.h("Errata: slips in the notes and the slides")
+    x = np.array(LECTURE_NUMBERS["x"])
+    up = np.array(LECTURE_NUMBERS["upstream"])
+    dw = np.array([[int((x[i : i + 2, j : j + 2] * up).sum()) for j in range(2)] for i in range(2)])
+    terms = " + ".join(
+        (f"({a})" if a < 0 else f"{a}") + r" \cdot " + (f"({b})" if b < 0 else f"{b}")
+        for a, b in SLIDE_59_TERMS
+    )
+    differ = [(i, j) for i in range(2) for j in range(2) if dw[i, j] != SLIDE_DW[i][j]]
+    same = "all the others" if len(differ) == 1 else "the entries not named"
+    total = sum(a * b for a, b in SLIDE_59_TERMS)
+    doc.p(
+        "1. The lecture (file 003, slide 59 and the slides after it) writes the first entry "
+        f"of the weight gradient of its example as the sum below and gives {SLIDE_59_TOTAL}; "
+        f"its four products are {', '.join(str(a * b) for a, b in SLIDE_59_TERMS)}, which "
+        f"add up to {total}:"
+    )
+    doc.eq(
+        [
+            (
+                r"\frac{\partial J}{\partial w_{1,1}}",
+                [f"{terms} = {total}" + rf" \neq {SLIDE_59_TOTAL}"],
+            )
+        ]
+    )
+    doc.p(
+        f"The slides carry {SLIDE_59_TOTAL} into "
+        r"$\partial J/\partial W$. The correlation $X \star \partial J/\partial V$ of the "
+        "slides' own X and upstream gradient gives the matrix on the left; the slides print "
+        "the one on the right:"
+    )
+    doc.eq(
+        [
+            (
+                r"\frac{\partial J}{\partial W}",
+                [bmatrix(dw) + r" \neq " + bmatrix(np.array(SLIDE_DW))],
+            )
+        ]
+    )
+    doc.p(
+        "Entries that differ: "
+        + ", ".join(f"$({i + 1}, {j + 1})$" for i, j in differ)
+        + f"; {same} agree. Worked problem 14 derives every entry and the kernels confirm it."
+    )
+    f, (n, p, k, s, d) = symbolic_output_size()
+    if sp.simplify(f.subs({p: 0, s: 1, d: 1}) - (n - k + 1)) != 0:
+        raise AssertionError("the size formula at s = 1, p = 0 is not n - k + 1")
+    doc.p(
+        "2. The notes (files 000 and 001, section on the convolution operator) say that the "
+        r"output is smaller than the input, $\mathbb{R}^{n-k-1}$ compared to "
+        rf"$\mathbb{{R}}^n$. A valid correlation of $x \in \mathbb{{R}}^n$ with "
+        rf"$w \in \mathbb{{R}}^k$ has $n - k + 1$ outputs (the one size formula at "
+        r"stride 1 without padding, simplified by SymPy; for $n = 4$, $k = 3$: "
+        f"{output_size(4, 3, 1, 0, 1)}, as in worked problem 6), so it is "
+        r"$\mathbb{R}^{n-k+1}$."
+    )
+    a = avgpool2d(input=(4, 4), kernel=2)
+    g = a.grad_array("x")
+    doc.p(
+        "3. The notes (file 001, pooling) write "
+        r'"$dX$ = AveragePool($dY$)" for a 2×2 average pooling with stride 2. '
+        r"The shapes do not match: $dY$ has the "
+        rf"output's shape ({'×'.join(map(str, a.upstream_array.shape))} for a 4×4 input), "
+        rf"and average pooling it again gives "
+        f"{output_size(a.upstream_array.shape[0], 2, 2, 0, 1)}×"
+        f"{output_size(a.upstream_array.shape[1], 2, 2, 0, 1)}, while $dX$ is "
+        f"{'×'.join(map(str, g.shape))}. Each input receives a quarter of its window's "
+        r"gradient, $dX$ = upsample($dY$)/4 (each entry of $dY$ copied over its "
+        r"2×2 window, divided by $K^2 = 4$):"
+    )
+    doc.eq([(r"\frac{\partial L}{\partial x}", [r"\frac{1}{4}" + bmatrix(g * 4)])])
+    return doc
 
 
 class _Conv(Op):
@@ -716,19 +893,20 @@ class Conv2d(_Conv):
                 "2-D convolution backward: a 3×3 input and a 2×2 filter",
                 params=dict(input=(3, 3), kernel=(2, 2), bias=False),
             ),
-            Problem(
-                "7c",
-                "2-D convolution backward with numbers",
-                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
-                values=LECTURE_NUMBERS,
-                source="the lecture's example",
-            ),
             Problem("8", "Channels, filters and batch in index notation", make=_index_doc),
             Problem(
                 "9",
                 "2-D convolution with stride 2 and padding 1",
                 params=dict(input=(4, 4), kernel=(2, 2), stride=2, padding=1, bias=False),
             ),
+            Problem(
+                "14",
+                "The lecture's example, with its numbers",
+                params=dict(input=(3, 3), kernel=(2, 2), bias=False),
+                values=LECTURE_NUMBERS,
+                source="file 003, slides 28-77",
+            ),
+            Problem("14e", "Errata", make=_errata_doc),
         ]
 
     def shapes(self, **params: Any) -> str:

@@ -713,7 +713,9 @@ class Residual(Op):
     def worked_problems(self) -> list[Problem]:
         return [
             Problem(
-                "3", "A skip connection around two ReLU layers", params=dict(features=2, hidden=2)
+                "3",
+                "A skip connection around one ReLU layer",
+                params=dict(features=2, hidden=2),
             )
         ]
 

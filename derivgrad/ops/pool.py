@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
-from ..document import Block, abbreviated, abbreviated_note, bmatrix
+from ..document import Block, abbreviated, abbreviated_note, bmatrix, indexed
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair
@@ -115,10 +115,10 @@ def maxpool2d(**params: Any) -> Derivation:
     dX = lambda: rule_maxpool_dx(x3, d3, wins).reshape(x.shape)
     region = params.get("region")
     notes = [
-        "the chain rule differentiates the window maximum into an arg-max indicator, the "
-        "closed form states the first-maximum rule as comparisons; the two indicators were "
-        "proved equal by cases, over every way each other entry of a window can compare with "
-        "$x_p$: less, equal or greater"
+        "the chain rule differentiates the window maximum, by derivgrad's convention at ties, "
+        "into the first-maximum indicator, the closed form states that rule as comparisons; "
+        "the two indicators were proved equal by cases, over every way each other entry of a "
+        "window can compare with $x_p$: less, equal or greater"
     ]
     extra: dict[str, Any] = dict(windows=wins)
     if region is not None:
@@ -250,13 +250,47 @@ def _upsampled_section(der: Derivation) -> list[Block]:
 
 
 TIE_RULE = (
-    r"Each window passes its $\delta$ to one entry only: its first maximum in row-major order "
-    r"(left to right, then top to bottom), the entry that is strictly greater than every entry "
-    r"before it in the window and at least as large as every entry after it. This is the rule "
-    r"the kernels follow. With four equal inputs in a $2 \times 2$ window, the top-left one "
-    r"receives $\delta$ and the other three receive 0, so the gradient still sums to $\delta$; "
-    r"a rule $\mathbf{1}[x_p = \max(w)]$ would count it four times."
+    r"At a tie the window maximum is not differentiable: its one-sided derivatives differ, and "
+    r"routing $\delta$ to any one of the tied entries gives a valid subgradient. derivgrad "
+    r"takes a convention, the one its kernels (and PyTorch's) follow: the first maximum in "
+    r"row-major order (left to right, then top to bottom), the entry that is strictly greater "
+    r"than every entry before it in the window and at least as large as every entry after it. "
+    r"The proof below shows that the closed form equals the chain rule under this convention "
+    r"(the derivative of the maximum is defined by it). The notes' eq. (6) writes "
+    r"$\mathbf{1}[x_p = \max(w)]$: the same where the maximum is unique, but at a tie it "
+    r"routes $\delta$ to every tied entry, so four equal inputs in a $2 \times 2$ window "
+    r"would receive $4\delta$ in all, where the first-maximum rule passes $\delta$ once."
 )
+
+
+def _ties(d: Derivation) -> list[Block]:
+    """The tied windows of a numeric instance, each with where its δ goes (none without
+    values or without ties)."""
+    if not getattr(d, "values", None) or "x" not in d.values:
+        return []
+    wins = d.extra["windows"]
+    C = max(key[0] for key in wins) + 1
+    xv = np.asarray(d.values["x"], dtype=object)
+    xv = xv.reshape((C,) + xv.shape[-2:])
+
+    def name(q: tuple[int, int, int]) -> str:
+        return "$" + indexed("x", q if C > 1 else q[1:]) + "$"
+
+    said = []
+    for key, pos in wins.items():
+        top = max(xv[q] for q in pos)
+        tied = [q for q in pos if xv[q] == top]
+        if len(tied) > 1:
+            delta = "$" + indexed(r"\delta", key if C > 1 else key[1:]) + "$"
+            said.append(
+                f"the window of {delta} has its maximum {top} at "
+                + ", ".join(map(name, tied))
+                + f"; {delta} goes to {name(tied[0])} only (the notes' indicator would pass it "
+                f"to all {len(tied)})"
+            )
+    if not said:
+        return [("p", "No window of this instance has a tie.")]
+    return [("p", "Ties in this instance: " + "; ".join(said) + ".")]
 
 
 # -- the op protocol ---------------------------------------------------------------------------
@@ -336,10 +370,23 @@ class MaxPool2d(_Pool):
         return {"x": (rng.permutation(size) / size - 0.5).reshape(shape)}
 
     def sections(self, d: Derivation) -> list[Block]:
-        return [("h", (2, "Ties")), ("p", TIE_RULE)]
+        return [("h", (2, "Ties: a convention")), ("p", TIE_RULE), *_ties(d)]
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("10", "Max pooling backward", params=dict(input=(4, 4), kernel=2))]
+        return [
+            Problem("10", "Max pooling backward", params=dict(input=(4, 4), kernel=2)),
+            Problem(
+                "10c",
+                "Max pooling with tied windows, with numbers",
+                params=dict(input=(4, 4), kernel=2),
+                # every window ties: two, three, two and three equal maxima
+                values=dict(
+                    x=[[1, 3, 2, 2], [0, 3, 2, 1], [4, 1, 0, 5], [2, 4, 5, 5]],
+                    upstream=[[1, 2], [3, 4]],
+                ),
+                source="worked problem 10 at a tie",
+            ),
+        ]
 
 
 class AvgPool2d(_Pool):

@@ -142,7 +142,7 @@ def _seed004_doc() -> Doc:
     x, w = d.input_arrays["x"], d.input_arrays["w"]
     O = d.extra["O"]
     doc = Doc()
-    doc.h("Convolution, ReLU and a squared error (seed 004)")
+    doc.h("Convolution, ReLU and a squared error (lecture notes, file 004)")
     doc.p(
         r"Problem. A $3 \times 3$ input $X$ is convolved (cross-correlated) with a $2 \times 2$ "
         r"filter $W$, stride 1, no padding, giving $O$; then $A = \operatorname{relu}(O)$ and "
