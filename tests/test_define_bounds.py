@@ -136,3 +136,23 @@ def test_an_extent_in_a_denominator_is_a_float_division(power):
     ]
     np.testing.assert_allclose(g, central, rtol=1e-6)
     assert np.all(g > 0)
+
+
+def test_a_derivation_too_large_is_refused_before_any_work(monkeypatch):
+    # the size guard covers defined layers too: an MNIST-sized 8-channel convolution would
+    # take about an hour symbolically, while its kernels run at any size
+    import derivgrad.notation.derivation as derivation
+
+    monkeypatch.setattr(derivation, "build", lambda *a: pytest.fail("build() was reached"))
+    op = derivgrad.define(
+        "y[n, o, i, j] += x[n, c, i + u, j + v] * w[o, c, u, v]",
+        x=(1, 8, 64, 64),
+        w=(8, 8, 5, 5),
+        name="big_conv",
+    )
+    with pytest.raises(ParamError) as e:
+        op.derive()
+    msg = str(e.value)
+    assert "big_conv: too large" in msg and "x=1x8x64x64" in msg and "\n" not in msg
+    x = np.ones((1, 8, 12, 12))
+    assert op.forward(x=x, w=np.ones((8, 8, 5, 5))).shape == (1, 8, 8, 8)
