@@ -101,7 +101,8 @@ def test_the_problem_gives_each_input_its_own_shape():
     text = render(op.derive(), "markdown")
     line = next(x for x in text.splitlines() if x.startswith("Problem."))
     assert "w = 3" not in line and "x = " not in line
-    assert "$w$ of shape (2, 3, 3)" in line and "$x$ of shape (1, 2, 5, 5)" in line
+    assert r"w \in \mathbb{R}^{2 \times 3 \times 3}" in line
+    assert r"x \in \mathbb{R}^{1 \times 2 \times 5 \times 5}" in line
 
 
 def test_name_and_title_on_the_command_line(capsys):
