@@ -9,7 +9,8 @@ not its code generator), only the documented semantics:
   for all values of the other indices (found here by trying each candidate value, where
   the generator solves the inequalities);
 * a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``;
-* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``.
+* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``, ``min(a, b)``;
+  ``pow(a, b) = a ** b``.
 
 The statements are read with Python's own :mod:`ast` and evaluated point by point in Python
 floats (float64): slow and plain on purpose.
@@ -31,7 +32,11 @@ FUNCTIONS = {
     "sigmoid": lambda a: 1.0 / (1.0 + math.exp(-a)),
     "erf": math.erf,
     "abs": abs,
-    "max": max,
+    "sin": math.sin,
+    "cos": math.cos,
+    "max": max,  # Python's max and min return the first of equal arguments
+    "min": min,
+    "pow": math.pow,  # a ValueError outside the reals (a < 0, b not an integer)
 }
 
 

@@ -87,6 +87,14 @@ class DefinedOp(Op):
         self.spec = spec
         example = {k: _shape(k, v) for k, v in shapes.items()}
         self.program = Program(statements, {k: len(v) for k, v in example.items()})
+        for st in statements:
+            for term in st.constant_terms:
+                _warn(
+                    f"statement {st.number} ({st.text!r}): the term {term!r} reads none of "
+                    f"the summed indices ({', '.join(st.summed)}), so '+=' adds it once per "
+                    "point of their range; move it to a statement of its own if it is to be "
+                    "added once"
+                )
         self.example = {k: example[k] for k in self.program.inputs}
         self.example_ranges = self.program.infer(self.example, fixed=self.fixed)
         self.inputs = tuple(self.program.inputs)

@@ -6,7 +6,10 @@ One statement a line (blank lines and ``#`` comments are skipped)::
     T[i, j, ...] += expression      # sums over the indices on the right and not on the left
 
 The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh
-sigmoid erf abs`` and ``max(a, b)``, ``len(d)`` (the extent of index ``d``) and tensor reads
+sigmoid erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argument),
+``pow(a, b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer
+constant; elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`),
+``len(d)`` (the extent of index ``d``) and tensor reads
 ``x[e_1, ..., e_r]`` whose subscripts are affine in the indices with integer coefficients
 (``2*i + u``, ``i - u``, ``i + 2*u``).  The left side's subscripts are plain, distinct index
 names.  Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact; every
@@ -28,7 +31,9 @@ from typing import Any
 
 from ..errors import ParamError
 
-FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "max")
+FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "sin", "cos", "max", "min", "pow")
+# how many arguments each function takes (the others take one)
+ARITY = {"max": 2, "min": 2, "pow": 2}
 
 # Bounds that keep every face's work finite and exact arithmetic small, checked before any
 # work (each is far past what a layer uses):
@@ -92,6 +97,9 @@ class Statement:
     refs: list[tuple[str, tuple[Affine, ...], int]] = field(default_factory=list)  # + column
     indices: tuple[str, ...] = ()  # lhs first, then the summed ones in order of appearance
     len_indices: set[str] = field(default_factory=set)
+    # the terms of a '+=' statement's sum that read no summed index, as written: each is added
+    # once per point of the summed indices (``+ b[o]`` in a matrix product), a silent trap
+    constant_terms: list[str] = field(default_factory=list)
 
     def error(self, col: int, message: str) -> DefineError:
         return DefineError(f"statement {self.number} ({self.text!r}), column {col + 1}: {message}")
@@ -265,12 +273,14 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
                 _col(node),
                 f"unknown function {fname!r}; known: {', '.join(FUNCTIONS)} and len(index)",
             )
-        want = 2 if fname == "max" else 1
+        want = ARITY.get(fname, 1)
         if len(node.args) != want:
             raise st.error(
                 _col(node),
                 f"{fname}() takes {want} argument{'s' * (want > 1)}, got {len(node.args)}",
             )
+        if fname == "pow":  # rewritten to a ** b by _pow_to_power before this
+            raise AssertionError("pow() reached the expression builder")
         return ("call", fname, tuple(_expr(st, a) for a in node.args))
     if isinstance(node, ast.Name):
         raise st.error(
@@ -279,6 +289,33 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
             "and an index's extent as len(index)",
         )
     raise st.error(_col(node), f"{ast.unparse(node)!r} is not allowed in a definition")
+
+
+def _pow_to_power(st: Statement, node: ast.AST) -> ast.AST:
+    """``pow(a, b)`` as ``a ** b`` (one meaning, so the bounds of ``_limits`` and every face
+    see a power); other nodes unchanged."""
+
+    class Rewrite(ast.NodeTransformer):
+        def visit_Call(self, call: ast.Call) -> ast.AST:
+            self.generic_visit(call)
+            if isinstance(call.func, ast.Name) and call.func.id == "pow":
+                if call.keywords or len(call.args) != 2:
+                    raise st.error(
+                        _col(call), f"pow() takes 2 arguments, got {len(call.args)}"
+                    )
+                return ast.copy_location(ast.BinOp(call.args[0], ast.Pow(), call.args[1]), call)
+            return call
+
+    return Rewrite().visit(node)
+
+
+def _terms(node: ast.AST) -> list[ast.AST]:
+    """The additive terms of an expression (through ``+``, ``-`` and unary signs)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        return _terms(node.left) + _terms(node.right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _terms(node.operand)
+    return [node]
 
 
 def parse_statement(number: int, line: str) -> Statement:
@@ -311,8 +348,9 @@ def parse_statement(number: int, line: str) -> Statement:
             raise st.error(_col(s), f"index {s.id!r} appears twice on the left")
         lhs.append(s.id)
     st.lhs = tuple(lhs)
-    st.rhs = _expr(st, node.value)
-    _limits(st, node.value)
+    value = _pow_to_power(st, node.value)
+    st.rhs = _expr(st, value)
+    _limits(st, value)
     order = list(lhs)
     for _, subs, _ in st.refs:
         for a in subs:
@@ -328,6 +366,11 @@ def parse_statement(number: int, line: str) -> Statement:
             raise st.error(col, f"index {t!r} on the left does not appear on the right")
     for t in st.len_indices - right:
         raise st.error(text.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
+    if st.accumulate and st.summed:
+        for term in _terms(value):
+            names = {n.id for n in ast.walk(term) if isinstance(n, ast.Name)}
+            if not names & set(st.summed):
+                st.constant_terms.append(_src(st, term))
     if not st.accumulate:
         extra = [t for t in order if t not in lhs]
         if extra:

@@ -291,7 +291,12 @@ SYMPY_FUNCTIONS = {
     "sigmoid": _sigmoid,
     "erf": sp.erf,
     "abs": sp.Abs,
+    "sin": sp.sin,
+    "cos": sp.cos,
     "max": lambda a, b: WindowMax(a, b),
+    # min(a, b) = -max(-a, -b): ties go to the first argument, as max's do, and its gradient
+    # (the max's first-maximum indicator) is the one already proved and printed for max
+    "min": lambda a, b: -WindowMax(-a, -b),
 }
 
 
