@@ -9,8 +9,8 @@ not its code generator), only the documented semantics:
   for all values of the other indices (found here by trying each candidate value, where
   the generator solves the inequalities);
 * a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``;
-* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``, ``min(a, b)``;
-  ``pow(a, b) = a ** b``.
+* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``,
+  ``min(a, b)`` (the first of equal arguments); ``pow(a, b) = a ** b``.
 
 The statements are read with Python's own :mod:`ast` and evaluated point by point in Python
 floats (float64): slow and plain on purpose.

@@ -31,7 +31,20 @@ from typing import Any
 
 from ..errors import ParamError
 
-FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "sin", "cos", "max", "min", "pow")
+FUNCTIONS = (
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "erf",
+    "abs",
+    "sin",
+    "cos",
+    "max",
+    "min",
+    "pow",
+)
 # how many arguments each function takes (the others take one)
 ARITY = {"max": 2, "min": 2, "pow": 2}
 
@@ -300,9 +313,7 @@ def _pow_to_power(st: Statement, node: ast.AST) -> ast.AST:
             self.generic_visit(call)
             if isinstance(call.func, ast.Name) and call.func.id == "pow":
                 if call.keywords or len(call.args) != 2:
-                    raise st.error(
-                        _col(call), f"pow() takes 2 arguments, got {len(call.args)}"
-                    )
+                    raise st.error(_col(call), f"pow() takes 2 arguments, got {len(call.args)}")
                 return ast.copy_location(ast.BinOp(call.args[0], ast.Pow(), call.args[1]), call)
             return call
 
@@ -368,7 +379,14 @@ def parse_statement(number: int, line: str) -> Statement:
         raise st.error(text.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
     if st.accumulate and st.summed:
         for term in _terms(value):
-            names = {n.id for n in ast.walk(term) if isinstance(n, ast.Name)}
+            # the indices of the term's reads (len(i) is a constant, the same at every i)
+            names = {
+                n.id
+                for r in ast.walk(term)
+                if isinstance(r, ast.Subscript)
+                for n in ast.walk(r.slice)
+                if isinstance(n, ast.Name)
+            }
             if not names & set(st.summed):
                 st.constant_terms.append(_src(st, term))
     if not st.accumulate:
