@@ -137,3 +137,40 @@ def test_the_function_names_and_their_arguments_are_checked():
     ]:
         with pytest.raises(derivgrad.notation.DefineError, match=re.escape(words)):
             parse_statement(1, line)
+
+
+# -- scalar outputs ------------------------------------------------------------------------------
+LOSS = "h[n, o] += x[n, k] * w[o, k]\nL[] += (h[n, o] - t[n, o]) ** 2 / len(n)"
+
+
+def test_a_scalar_loss_agrees_with_numpy_and_its_gradients_written_by_hand():
+    op = derivgrad.define(LOSS, x=(3, 4), w=(2, 4), t=(3, 2))
+    rng = np.random.default_rng(3)
+    x, w, t = rng.standard_normal((5, 4)), rng.standard_normal((2, 4)), rng.standard_normal((5, 2))
+    r = x @ w.T - t
+    y = op.forward(x=x, w=w, t=t)
+    assert y.shape == () and np.isclose(y, np.sum(r**2) / 5, rtol=1e-13)
+    g = op.backward(np.array(0.5), x=x, w=w, t=t)
+    dh = 0.5 * 2 * r / 5
+    np.testing.assert_allclose(g["x"], dh @ w, rtol=1e-12)
+    np.testing.assert_allclose(g["w"], dh.T @ x, rtol=1e-12)
+    np.testing.assert_allclose(g["t"], -dh, rtol=1e-12)
+    with pytest.raises(ParamError, match=r"dy must have the output's shape \(\), got \(1,\)"):
+        op.backward(np.ones(1), x=x, w=w, t=t)
+    d = derivgrad.derive(op.name)
+    assert d.verify()
+    assert "None" not in render(d, "latex")  # the scalar's inner index is never printed
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("L[] = x[i]", "column 9: index 'i' is on the right but not on the left"),
+        ("L[] += x[i] + y[]", "column 16: empty brackets are a scalar output"),
+        ("L[] += x[i] +* 2", "column 14: syntax error"),
+        ("L[] += x[q] * len(k)", "column 15: len(k): index 'k' is not read"),
+    ],
+)
+def test_a_scalar_statement_reports_columns_of_the_text_as_written(line, words):
+    with pytest.raises(derivgrad.notation.DefineError, match=re.escape(words)):
+        parse_statement(1, line)

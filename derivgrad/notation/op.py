@@ -99,6 +99,8 @@ class DefinedOp(Op):
         self.example_ranges = self.program.infer(self.example, fixed=self.fixed)
         self.inputs = tuple(self.program.inputs)
         self.output = self.program.output
+        # ``L[] += ...``: a 1-entry tensor inside (kernels, documents), a 0-d array outside
+        self.scalar = statements[-1].scalar
         # the whole text, comments included: the generated module's docstring holds it
         self.key = hashlib.sha256(
             json.dumps(
@@ -216,7 +218,8 @@ class DefinedOp(Op):
     def forward(self, /, **arrays: Any) -> np.ndarray:
         """The output for input arrays named as in the definition (float32 or float64, one
         dtype; any sizes that fit the definition)."""
-        return self._run_forward(arrays)[3][self.output]
+        y = self._run_forward(arrays)[3][self.output]
+        return y.reshape(()) if self.scalar else y
 
     def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
@@ -225,11 +228,12 @@ class DefinedOp(Op):
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
         dtype = T[self.output].dtype
         dy = np.asarray(dy)
-        if dy.shape != T[self.output].shape:
+        shape = () if self.scalar else T[self.output].shape
+        if dy.shape != shape:
             raise ParamError(
-                f"{self.name}: dy must have the output's shape {T[self.output].shape}, "
-                f"got {dy.shape}"
+                f"{self.name}: dy must have the output's shape {shape}, got {dy.shape}"
             )
+        dy = dy.reshape(T[self.output].shape)
         if dy.dtype != dtype:
             raise TypeError(f"{self.name}: dy is {dy.dtype} but the inputs are {dtype}")
         return self._run_backward(dy, x, R, T)[0]
