@@ -161,6 +161,13 @@ def test_a_scalar_loss_agrees_with_numpy_and_its_gradients_written_by_hand():
     assert d.verify()
     assert "None" not in render(d, "latex")  # the scalar's inner index is never printed
 
+    def mine(dy, x, w, t):  # the check hands a user's backward a 0-d dy, as op.backward takes
+        assert np.shape(dy) == ()
+        dh = dy * 2 * (x @ w.T - t) / len(x)
+        return {"x": dh @ w, "w": dh.T @ x, "t": -dh}
+
+    assert op.check(mine, examples=2).passed
+
 
 @pytest.mark.parametrize(
     "line, words",

@@ -365,6 +365,9 @@ class DefinedOp(Op):
 
         def face(d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray) -> tuple:
             y = np.asarray(fwd(**values), dtype=np.float64)
+            if self.scalar:  # the user's layer sees 0-d arrays, the documents a 1-entry tensor
+                y = y.reshape(np.shape(d.output_array))
+                upstream = np.asarray(upstream).reshape(())
             grads = user_backward(upstream, **values)
             if not isinstance(grads, Mapping):
                 raise AssertionError(
