@@ -8,8 +8,10 @@ not its code generator), only the documented semantics:
   ``ranges`` over that range; any other over the largest range keeping every read in bounds
   for all values of the other indices (found here by trying each candidate value, where
   the generator solves the inequalities);
-* a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``;
-* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``.
+* a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``; ``L[]`` on
+  the left is a scalar (a 0-d array), the sum of the right over all its indices;
+* ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``,
+  ``min(a, b)`` (the first of equal arguments); ``pow(a, b) = a ** b``.
 
 The statements are read with Python's own :mod:`ast` and evaluated point by point in Python
 floats (float64): slow and plain on purpose.
@@ -31,18 +33,30 @@ FUNCTIONS = {
     "sigmoid": lambda a: 1.0 / (1.0 + math.exp(-a)),
     "erf": math.erf,
     "abs": abs,
-    "max": max,
+    "sin": math.sin,
+    "cos": math.cos,
+    "max": max,  # Python's max and min return the first of equal arguments
+    "min": min,
+    "pow": math.pow,  # a ValueError outside the reals (a < 0, b not an integer)
 }
 
 
 class Statement:
     def __init__(self, line: str):
-        node = ast.parse(line.strip()).body[0]
+        line = line.strip()
+        name, bracket, rest = line.partition("[")
+        scalar = bracket and rest.lstrip().startswith("]")  # "L[] += ...": no left index
+        if scalar:
+            line = name + rest.lstrip()[1:]  # "L += ...", a plain Python assignment
+        node = ast.parse(line).body[0]
         self.accumulate = isinstance(node, ast.AugAssign)
         target = node.target if isinstance(node, ast.AugAssign) else node.targets[0]
-        self.target = target.value.id
-        s = target.slice
-        self.lhs = [e.id for e in (s.elts if isinstance(s, ast.Tuple) else [s])]
+        if scalar:
+            self.target, self.lhs = target.id, []
+        else:
+            self.target = target.value.id
+            s = target.slice
+            self.lhs = [e.id for e in (s.elts if isinstance(s, ast.Tuple) else [s])]
         self.rhs = node.value
         self.reads = []  # (tensor, [subscript nodes])
         for n in ast.walk(self.rhs):

@@ -21,6 +21,7 @@ from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.proofs import Proof
 from ..symbolic.tensors import symbols
 from .codegen import sympy_functions
+from .parse import SCALAR_INDEX
 from .program import Ranges, adjoint_terms, hi_sym, lo_sym
 
 if TYPE_CHECKING:
@@ -356,8 +357,9 @@ def sections(op: Any, d: Derivation) -> list[Block]:
                 tex(sp.simplify(ranges.index[k][t][1])),
             )
             for t in st.indices
+            if t != SCALAR_INDEX  # a scalar's inner index is no index of the text
         )
-        lines.append(f"statement {k + 1}: {rs}")
+        lines.append(f"statement {k + 1}: {rs}" if rs else f"statement {k + 1}: a scalar")
     out.append(
         (
             "p",

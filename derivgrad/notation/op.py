@@ -87,10 +87,20 @@ class DefinedOp(Op):
         self.spec = spec
         example = {k: _shape(k, v) for k, v in shapes.items()}
         self.program = Program(statements, {k: len(v) for k, v in example.items()})
+        for st in statements:
+            for term in st.constant_terms:
+                _warn(
+                    f"statement {st.number} ({st.text!r}): the term {term!r} reads none of "
+                    f"the summed indices ({', '.join(st.summed)}), so '+=' adds it once per "
+                    "point of their range; move it to a statement of its own if it is to be "
+                    "added once"
+                )
         self.example = {k: example[k] for k in self.program.inputs}
         self.example_ranges = self.program.infer(self.example, fixed=self.fixed)
         self.inputs = tuple(self.program.inputs)
         self.output = self.program.output
+        # ``L[] += ...``: a 1-entry tensor inside (kernels, documents), a 0-d array outside
+        self.scalar = statements[-1].scalar
         # the whole text, comments included: the generated module's docstring holds it
         self.key = hashlib.sha256(
             json.dumps(
@@ -226,7 +236,8 @@ class DefinedOp(Op):
     def forward(self, /, **arrays: Any) -> np.ndarray:
         """The output for input arrays named as in the definition (float32 or float64, one
         dtype; any sizes that fit the definition)."""
-        return self._run_forward(arrays)[3][self.output]
+        y = self._run_forward(arrays)[3][self.output]
+        return y.reshape(()) if self.scalar else y
 
     def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
@@ -235,11 +246,12 @@ class DefinedOp(Op):
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
         dtype = T[self.output].dtype
         dy = np.asarray(dy)
-        if dy.shape != T[self.output].shape:
+        shape = () if self.scalar else T[self.output].shape
+        if dy.shape != shape:
             raise ParamError(
-                f"{self.name}: dy must have the output's shape {T[self.output].shape}, "
-                f"got {dy.shape}"
+                f"{self.name}: dy must have the output's shape {shape}, got {dy.shape}"
             )
+        dy = dy.reshape(T[self.output].shape)
         if dy.dtype != dtype:
             raise TypeError(f"{self.name}: dy is {dy.dtype} but the inputs are {dtype}")
         return self._run_backward(dy, x, R, T)[0]
@@ -371,6 +383,9 @@ class DefinedOp(Op):
 
         def face(d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray) -> tuple:
             y = np.asarray(fwd(**values), dtype=np.float64)
+            if self.scalar:  # the user's layer sees 0-d arrays, the documents a 1-entry tensor
+                y = y.reshape(np.shape(d.output_array))
+                upstream = np.asarray(upstream).reshape(())
             grads = user_backward(upstream, **values)
             if not isinstance(grads, Mapping):
                 raise AssertionError(

@@ -4,13 +4,18 @@ One statement a line (blank lines and ``#`` comments are skipped)::
 
     T[i, j, ...]  = expression      # elementwise: every index on the right is on the left
     T[i, j, ...] += expression      # sums over the indices on the right and not on the left
+    L[] += expression               # a scalar: sums over every index on the right
 
-The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh
-sigmoid erf abs`` and ``max(a, b)``, ``len(d)`` (the extent of index ``d``) and tensor reads
-``x[e_1, ..., e_r]`` whose subscripts are affine in the indices with integer coefficients
-(``2*i + u``, ``i - u``, ``i + 2*u``).  The left side's subscripts are plain, distinct index
-names.  Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact; every
-malformed statement raises a one-line :class:`~derivgrad.errors.ParamError` (a
+The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh sigmoid
+erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argument), ``pow(a,
+b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer constant;
+elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`), ``len(d)``
+(the extent of index ``d``) and tensor reads ``x[e_1, ..., e_r]`` whose subscripts are affine
+in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``). The left side's
+subscripts are plain, distinct index names, or none (``L[]``, a scalar: inside, a 1-entry
+tensor over ``SCALAR_INDEX``; outside, ``op.forward`` returns a 0-d array and ``op.backward``
+takes one). Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact;
+every malformed statement raises a one-line :class:`~derivgrad.errors.ParamError` (a
 ``ValueError``) naming the statement, its column and what is wrong, and so does one that no
 face could compute in bounded time: a constant exponent past ``MAX_POWER`` (multiplied along
 nested powers), exponentials nested past ``MAX_EXP_DEPTH``, a subscript coefficient or offset
@@ -23,12 +28,28 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ParamError
 
-FUNCTIONS = ("exp", "log", "sqrt", "tanh", "sigmoid", "erf", "abs", "max")
+FUNCTIONS = (
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "erf",
+    "abs",
+    "sin",
+    "cos",
+    "max",
+    "min",
+    "pow",
+)
+# how many arguments each function takes (the others take one)
+ARITY = {"max": 2, "min": 2, "pow": 2}
 
 # Bounds that keep every face's work finite and exact arithmetic small, checked before any
 # work (each is far past what a layer uses):
@@ -42,6 +63,12 @@ MAX_POWER = 1000
 #   exp(exp(exp(10))) has about 10**9565 digits, past any exact or float evaluation.
 MAX_EXP_DEPTH = 2
 _EXPONENTIAL = ("exp", "sigmoid")
+
+
+# A scalar output ``L[] += ...`` is a 1-entry tensor with this index on the left, of range
+# [0, 1) in every face: no user index can be named so (Python reads ``None`` as a constant).
+SCALAR_INDEX = "None"
+_SCALAR_LHS = re.compile(r"\s*[A-Za-z_]\w*\s*\[\s*\]")
 
 
 class DefineError(ParamError):
@@ -92,8 +119,15 @@ class Statement:
     refs: list[tuple[str, tuple[Affine, ...], int]] = field(default_factory=list)  # + column
     indices: tuple[str, ...] = ()  # lhs first, then the summed ones in order of appearance
     len_indices: set[str] = field(default_factory=set)
+    scalar: bool = False  # the left side is ``T[]``: read as ``T[None]`` (``SCALAR_INDEX``)
+    code: str = ""  # the text Python parses (``text`` but for a scalar's ``[None]``)
+    # the terms of a '+=' statement's sum that read no summed index, as written: each is added
+    # once per point of the summed indices (``+ b[o]`` in a matrix product), a silent trap
+    constant_terms: list[str] = field(default_factory=list)
 
     def error(self, col: int, message: str) -> DefineError:
+        if self.scalar and col > self.text.index("["):  # a column of ``code``, past "None"
+            col = max(col - len(SCALAR_INDEX), self.text.index("]"))
         return DefineError(f"statement {self.number} ({self.text!r}), column {col + 1}: {message}")
 
     @property
@@ -158,7 +192,7 @@ _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow
 
 
 def _src(st: Statement, node: ast.AST) -> str:
-    return ast.get_source_segment(st.text, node) or ast.unparse(node)
+    return ast.get_source_segment(st.code, node) or ast.unparse(node)
 
 
 def _const(st: Statement, node: ast.AST) -> float | None:
@@ -265,12 +299,14 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
                 _col(node),
                 f"unknown function {fname!r}; known: {', '.join(FUNCTIONS)} and len(index)",
             )
-        want = 2 if fname == "max" else 1
+        want = ARITY.get(fname, 1)
         if len(node.args) != want:
             raise st.error(
                 _col(node),
                 f"{fname}() takes {want} argument{'s' * (want > 1)}, got {len(node.args)}",
             )
+        if fname == "pow":  # rewritten to a ** b by _pow_to_power before this
+            raise AssertionError("pow() reached the expression builder")
         return ("call", fname, tuple(_expr(st, a) for a in node.args))
     if isinstance(node, ast.Name):
         raise st.error(
@@ -281,11 +317,47 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
     raise st.error(_col(node), f"{ast.unparse(node)!r} is not allowed in a definition")
 
 
+def _pow_to_power(st: Statement, node: ast.AST) -> ast.AST:
+    """``pow(a, b)`` as ``a ** b`` (one meaning, so the bounds of ``_limits`` and every face
+    see a power); other nodes unchanged."""
+
+    class Rewrite(ast.NodeTransformer):
+        def visit_Call(self, call: ast.Call) -> ast.AST:
+            self.generic_visit(call)
+            if isinstance(call.func, ast.Name) and call.func.id == "pow":
+                if call.keywords or len(call.args) != 2:
+                    raise st.error(_col(call), f"pow() takes 2 arguments, got {len(call.args)}")
+                return ast.copy_location(ast.BinOp(call.args[0], ast.Pow(), call.args[1]), call)
+            return call
+
+    return Rewrite().visit(node)
+
+
+def _terms(node: ast.AST) -> list[ast.AST]:
+    """The additive terms of an expression (through ``+``, ``-`` and unary signs)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        return _terms(node.left) + _terms(node.right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _terms(node.operand)
+    return [node]
+
+
 def parse_statement(number: int, line: str) -> Statement:
     text = line.strip()
-    st = Statement(number, text, "", (), False, ("num", 0.0))
+    st = Statement(number, text, "", (), False, ("num", 0.0), code=text)
+    scalar = _SCALAR_LHS.match(text)
+    if scalar:
+        st.scalar = True
+        st.code = text[: scalar.end() - 1] + SCALAR_INDEX + text[scalar.end() - 1 :]
+    empty = re.search(r"\[\s*\]", st.code)
+    if empty:
+        raise st.error(
+            empty.start(),
+            "empty brackets are a scalar output, written only on the left ('L[] += ...'); "
+            "a scalar is not read by later statements",
+        )
     try:
-        tree = ast.parse(text, mode="exec")
+        tree = ast.parse(st.code, mode="exec")
     except SyntaxError as e:
         raise st.error((e.offset or 1) - 1, f"syntax error ({e.msg})") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign)):
@@ -304,16 +376,17 @@ def parse_statement(number: int, line: str) -> Statement:
         raise st.error(_col(target), "the left side must be a tensor with indices, as in y[i, j]")
     st.target = target.value.id
     lhs = []
-    for s in _subscripts(target):
+    for s in _subscripts(target) if not st.scalar else []:
         if not isinstance(s, ast.Name):
             raise st.error(_col(s), f"left subscript {ast.unparse(s)!r} must be a plain index name")
         if s.id in lhs:
             raise st.error(_col(s), f"index {s.id!r} appears twice on the left")
         lhs.append(s.id)
-    st.lhs = tuple(lhs)
-    st.rhs = _expr(st, node.value)
-    _limits(st, node.value)
-    order = list(lhs)
+    st.lhs = (SCALAR_INDEX,) if st.scalar else tuple(lhs)
+    value = _pow_to_power(st, node.value)
+    st.rhs = _expr(st, value)
+    _limits(st, value)
+    order = list(st.lhs)
     for _, subs, _ in st.refs:
         for a in subs:
             for t in a.indices():
@@ -327,11 +400,23 @@ def parse_statement(number: int, line: str) -> Statement:
             col = text.find(t, _col(target))
             raise st.error(col, f"index {t!r} on the left does not appear on the right")
     for t in st.len_indices - right:
-        raise st.error(text.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
+        raise st.error(st.code.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
+    if st.accumulate and st.summed:
+        for term in _terms(value):
+            # the indices of the term's reads (len(i) is a constant, the same at every i)
+            names = {
+                n.id
+                for r in ast.walk(term)
+                if isinstance(r, ast.Subscript)
+                for n in ast.walk(r.slice)
+                if isinstance(n, ast.Name)
+            }
+            if not names & set(st.summed):
+                st.constant_terms.append(_src(st, term))
     if not st.accumulate:
-        extra = [t for t in order if t not in lhs]
+        extra = [t for t in order if t not in st.lhs]
         if extra:
-            col = max(text.find(extra[0], text.find("=")), 0)
+            col = max(st.code.find(extra[0], st.code.find("=")), 0)
             raise st.error(
                 col,
                 f"index {extra[0]!r} is on the right but not on the left: use '+=' to sum over it",

@@ -37,7 +37,7 @@ from typing import Any
 import sympy as sp
 
 from ..symbolic.functions import WindowMax
-from .parse import Affine, DefineError, Statement
+from .parse import SCALAR_INDEX, Affine, DefineError, Statement
 
 Number = Any  # int (concrete shapes) or a SymPy expression (general sizes)
 
@@ -160,6 +160,8 @@ class Program:
             for t, r in (fixed or {}).items():
                 if t in st.indices:
                     rng[t], src[t] = r, f"the range {t}={r} given to define"
+            if st.scalar:
+                rng[SCALAR_INDEX], src[SCALAR_INDEX] = (0, 1), "a scalar output"
             for name, subs, col in st.refs:
                 for axis, a in enumerate(subs):
                     b = a.bare()
@@ -203,7 +205,7 @@ class Program:
                         todo.remove(t)
                         progress = True
                 if not progress:
-                    col = st.text.find(todo[0], st.text.find("="))
+                    col = st.code.find(todo[0], st.code.find("="))
                     raise st.error(
                         max(col, 0),
                         f"cannot infer the range of index {todo[0]!r}: it is read only "
@@ -214,7 +216,7 @@ class Program:
                     lo, hi = rng[t]
                     if _is_int(lo, hi) and hi <= lo:
                         raise st.error(
-                            max(st.text.find(t), 0),
+                            max(st.code.find(t), 0),
                             f"index {t!r} has an empty range [{lo}, {hi}): the input shapes "
                             f"{_fmt_shapes(shapes, st)} are too small for this statement",
                         )
@@ -291,7 +293,12 @@ SYMPY_FUNCTIONS = {
     "sigmoid": _sigmoid,
     "erf": sp.erf,
     "abs": sp.Abs,
+    "sin": sp.sin,
+    "cos": sp.cos,
     "max": lambda a, b: WindowMax(a, b),
+    # min(a, b) = -max(-a, -b): ties go to the first argument, as max's do, and its gradient
+    # (the max's first-maximum indicator) is the one already proved and printed for max
+    "min": lambda a, b: -WindowMax(-a, -b),
 }
 
 
@@ -403,6 +410,8 @@ def adjoint_terms(
         hi = {t: hi_sym(k, t) for t in st.indices}
         ext = {t: example.index[k][t][1] - example.index[k][t][0] for t in st.indices}
         solved: dict[sp.Symbol, sp.Expr] = {}
+        if st.scalar:  # the scalar's one entry: no sum over its inner index
+            solved[names[SCALAR_INDEX]] = sp.Integer(0)
         conds: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = []
         inv = {v: t for t, v in names.items()}
         for j, a in enumerate(subs):
@@ -431,7 +440,10 @@ def adjoint_terms(
         def sub(a: Affine) -> sp.Expr:
             return sp.expand(affine_expr(a, names).xreplace(solved))
 
-        up = tuple(sp.expand(names[t].xreplace(solved) - lo[t]) for t in st.lhs)
+        up = tuple(
+            sp.Integer(0) if t == SCALAR_INDEX else sp.expand(names[t].xreplace(solved) - lo[t])
+            for t in st.lhs
+        )
         term_reads = {p: (tensor, tuple(sub(a) for a in s)) for p, tensor, s in loc.reads}
         terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads))
     return free, terms
