@@ -51,6 +51,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": sp.sqrt,
     "tanh": sp.tanh,
     "erf": sp.erf,
+    "sin": sp.sin,
+    "cos": sp.cos,
     "Abs": sp.Abs,
     "sign": sp.sign,
     "Max": sp.Max,
