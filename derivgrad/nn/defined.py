@@ -55,7 +55,8 @@ class Defined(Module):
                 raise ParamError(f"Defined: the shape of {k} must be integers >= 1, got {v!r}")
             if len(v) != op.program.ranks[k]:
                 raise ParamError(
-                    f"Defined: {k} has {op.program.ranks[k]} axes in {op.name}, got shape {tuple(v)}"
+                    f"Defined: {k} has {op.program.ranks[k]} axes in {op.name}, "
+                    f"got shape {tuple(v)}"
                 )
             self.shapes[k] = tuple(v)
         if not (callable(init) or init in INITS):

@@ -59,5 +59,6 @@ def build(
     for i, c in enumerate(top):
         s = c.build(s, rng, dtype, str(i))
     net = Network(top, in_shape, config or {}, names=[str(i) for i in range(len(top))])
+    module.in_shape, module.shape_out = tuple(in_shape), s
     net.root = module
     return net
