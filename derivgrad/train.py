@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from . import data as mnist
 from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
-from .errors import CheckpointError, DivergedError, ParamError
+from .errors import CheckpointError, DivergedError, ParamError, UsageError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
 from .predict import predict
@@ -35,6 +35,7 @@ from .train_state import (
     Position,
     SavedState,
     Tally,
+    architecture,
     arrays_of,
     build,
     meta_of,
@@ -229,7 +230,11 @@ class Run:
 
 
 def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
+    if cfg.model is not None and dist is not None:
+        raise UsageError("--model under MPI is not supported yet; train it in one process")
     net, opt = build(cfg)
+    if cfg.model is not None:
+        cfg = cfg.replace(architecture=architecture(net))
     if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update
         from .distributed import make_data_parallel
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .checkpoint import ArraySpec
-from .errors import CheckpointError, DerivgradError
+from .errors import CheckpointError, DerivgradError, ParamError
 from .model import SGD, Adam, Sequential, lenet
 from .train_config import CLASSES, IN_SHAPE, TrainConfig, from_mapping
 
@@ -56,14 +56,39 @@ class SavedState:
 
 def build(cfg: TrainConfig, seed: int | None = None) -> tuple[Sequential, SGD | Adam]:
     """The network and optimizer ``cfg`` describes (weights seeded by ``cfg.seed``)."""
-    net = lenet(
-        cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
-        cfg.seed if seed is None else seed,
-    )  # fmt: skip
+    if cfg.model is not None:
+        net = build_model(cfg.model, cfg.seed if seed is None else seed)
+    else:
+        net = lenet(
+            cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
+            cfg.seed if seed is None else seed,
+        )  # fmt: skip
     params = net.named_params()
     if cfg.optimizer == "sgd":
         return net, SGD(params, cfg.lr, cfg.momentum, cfg.weight_decay)
     return net, Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_model(spec: str, seed: int) -> Sequential:
+    """The network of one's own that ``--model spec`` names, built for MNIST's images."""
+    from .nn import build as build_net
+    from .nn.source import load
+
+    net = build_net(load(spec)(), IN_SHAPE, seed=seed)
+    if net.root.shape_out != (CLASSES,):
+        raise ParamError(
+            f"--model {spec}: the network's output has shape {net.root.shape_out}; training "
+            f"needs ({CLASSES},): one score per class"
+        )
+    return net
+
+
+def architecture(net: Sequential) -> tuple[str, ...]:
+    """The network layer by layer, as a checkpoint records it."""
+    return tuple(
+        f"{r.description} -> {'x'.join(map(str, r.shape))} ({r.params} params)"
+        for r in net.summary()
+    )
 
 
 def arrays_of(net: Sequential, opt: SGD | Adam) -> dict[str, np.ndarray]:
