@@ -13,7 +13,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .data import prepare
-from .errors import DataError
+from .errors import CheckpointError, DataError
 from .model import Sequential
 from .train_config import TrainConfig
 from .train_state import build, parse_meta, restore, specs_of
@@ -28,6 +28,11 @@ def load_network(path: str | os.PathLike) -> tuple[Sequential, TrainConfig]:
 
     def expect(meta: dict) -> dict[str, ckpt.ArraySpec]:
         s = parse_meta(meta, where)
+        if s.config.model is not None:  # building it would run the Python file it names
+            raise CheckpointError(
+                f"{where}: a checkpoint of a --model network ({s.config.model}); predict "
+                f"reads only the LeNet's checkpoints for now"
+            )
         held["net"], held["opt"] = build(s.config, seed=0)
         held["cfg"], held["steps"] = s.config, s.steps
         return specs_of(held["net"], held["opt"])
