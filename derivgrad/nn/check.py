@@ -99,21 +99,28 @@ def check_network(
     # each layer on the input it saw: record the inputs with one forward pass
     seen: dict[int, np.ndarray] = {}
     leaves = list(net.root.leaves())
-    originals = {id(m): m.forward for m in leaves}
-    for m in leaves:
-        m.forward = (
-            lambda m: (
-                lambda a, train: (seen.__setitem__(id(m), a.copy()), originals[id(m)](a, train))[1]
-            )
-        )(m)  # type: ignore[method-assign]
-    net.forward(x, train=True)
-    for m in leaves:
-        del m.forward  # type: ignore[method-assign]
+    for m in leaves:  # an instance attribute shadows the method for one pass
+        setattr(m, "forward", _recording(m, seen))  # noqa: B010 (mypy: no method assignment)
+    try:
+        net.forward(x, train=True)
+    finally:
+        for m in leaves:
+            delattr(m, "forward")
     for m in leaves:
         results.append(_check_layer(m, seen[id(m)], rng, entries))
         if isinstance(m, Defined):
             results.append(_check_defined(m, examples, seed))
     return results
+
+
+def _recording(m: Module, seen: dict[int, np.ndarray]) -> Callable[[np.ndarray, bool], Any]:
+    forward = type(m).forward
+
+    def record(a: np.ndarray, train: bool) -> Any:
+        seen[id(m)] = a.copy()
+        return forward(m, a, train)
+
+    return record
 
 
 def _check_layer(m: Module, a: np.ndarray, rng: np.random.Generator, entries: int) -> Result:

@@ -95,7 +95,7 @@ class _Wrapped(Module):
         self.params = self.inner.params
         self.buffers = getattr(self.inner, "buffers", {})
 
-    @property  # type: ignore[override]
+    @property
     def grads(self) -> dict[str, np.ndarray]:
         return self.inner.grads if self.inner is not None else {}
 
@@ -295,7 +295,7 @@ class Pad2d(Module):
 class _Container(Module):
     children: list[Module]
 
-    @property  # type: ignore[override]
+    @property
     def params(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, c in enumerate(self.children) for k, v in c.params.items()}
 
@@ -303,7 +303,7 @@ class _Container(Module):
     def params(self, v: dict[str, np.ndarray]) -> None:
         pass
 
-    @property  # type: ignore[override]
+    @property
     def grads(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, c in enumerate(self.children) for k, v in c.grads.items()}
 
@@ -311,7 +311,7 @@ class _Container(Module):
     def grads(self, v: dict[str, np.ndarray]) -> None:
         pass
 
-    @property  # type: ignore[override]
+    @property
     def buffers(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, c in enumerate(self.children) for k, v in c.buffers.items()}
 

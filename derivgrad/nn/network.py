@@ -6,7 +6,7 @@ the training loop, checkpoints and evaluation take it as they take the LeNet.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -58,7 +58,9 @@ def build(
     top = module.children if isinstance(module, Sequential) else [module]
     for i, c in enumerate(top):
         s = c.build(s, rng, dtype, str(i))
-    net = Network(top, in_shape, config or {}, names=[str(i) for i in range(len(top))])
+    net = Network(
+        cast("list[M.Layer]", top), in_shape, config or {}, names=[str(i) for i in range(len(top))]
+    )
     module.in_shape, module.shape_out = tuple(in_shape), s
     net.root = module
     return net
