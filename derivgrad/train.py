@@ -26,6 +26,7 @@ from . import checkpoint as ckpt
 from . import data as mnist
 from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
+from .data_npz import is_npz, load_npz
 from .errors import CheckpointError, DivergedError, ParamError, UsageError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
@@ -97,8 +98,23 @@ class Data:
 
 
 def load_data(cfg: TrainConfig, log: Log) -> Data:
+    if is_npz(cfg.data):
+        if cfg.model is None:
+            raise UsageError(f"--data {cfg.data}: a .npz of images goes with --model")
+        if cfg.normalize:
+            raise UsageError("--normalize standardises with MNIST's statistics: not for a .npz")
+        x, y, xte, yte = load_npz(cfg.data)
+        x, y = _limited(cfg, log, x, y)
+        return Data(x, y, xte, yte)
     d = mnist.load(cfg.data)
-    xtr, ytr = d["train_images"], d["train_labels"]
+    xtr, ytr = _limited(cfg, log, d["train_images"], d["train_labels"])
+    prep = lambda a: prepare(a, cfg.normalize)  # noqa: E731
+    return Data(
+        prep(xtr), ytr.astype(np.int64), prep(d["test_images"]), d["test_labels"].astype(np.int64)
+    )
+
+
+def _limited(cfg: TrainConfig, log: Log, xtr: np.ndarray, ytr: np.ndarray) -> tuple:
     if cfg.limit is not None:
         if cfg.limit > len(ytr):
             log(f"--limit {cfg.limit} is more than the {len(ytr)} training images: using all")
@@ -108,10 +124,7 @@ def load_data(cfg: TrainConfig, log: Log) -> Data:
             f"--batch-size {cfg.batch_size} is larger than the {len(ytr)} training images"
             f"{' (--limit)' if cfg.limit else ''}: not one full batch; lower --batch-size"
         )
-    prep = lambda a: prepare(a, cfg.normalize)  # noqa: E731
-    return Data(
-        prep(xtr), ytr.astype(np.int64), prep(d["test_images"]), d["test_labels"].astype(np.int64)
-    )
+    return xtr, ytr
 
 
 @dataclass
@@ -232,7 +245,8 @@ class Run:
 def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
     if cfg.model is not None and dist is not None:
         raise UsageError("--model under MPI is not supported yet; train it in one process")
-    net, opt = build(cfg)
+    classes = int(max(data.ytr.max(), data.yte.max())) + 1
+    net, opt = build(cfg, in_shape=tuple(data.xtr.shape[1:]), classes=classes)
     if cfg.model is not None:
         cfg = cfg.replace(architecture=architecture(net))
     if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update

@@ -54,10 +54,15 @@ class SavedState:
     n_train: int | None = None
 
 
-def build(cfg: TrainConfig, seed: int | None = None) -> tuple[Sequential, SGD | Adam]:
+def build(
+    cfg: TrainConfig,
+    seed: int | None = None,
+    in_shape: tuple[int, ...] = IN_SHAPE,
+    classes: int = CLASSES,
+) -> tuple[Sequential, SGD | Adam]:
     """The network and optimizer ``cfg`` describes (weights seeded by ``cfg.seed``)."""
     if cfg.model is not None:
-        net = build_model(cfg.model, cfg.seed if seed is None else seed)
+        net = build_model(cfg.model, cfg.seed if seed is None else seed, in_shape, classes)
     else:
         net = lenet(
             cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
@@ -69,16 +74,20 @@ def build(cfg: TrainConfig, seed: int | None = None) -> tuple[Sequential, SGD | 
     return net, Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_model(spec: str, seed: int) -> Sequential:
-    """The network of one's own that ``--model spec`` names, built for MNIST's images."""
+def build_model(
+    spec: str, seed: int, in_shape: tuple[int, ...] = IN_SHAPE, classes: int = CLASSES
+) -> Sequential:
+    """The network of one's own that ``--model spec`` names, built for images of
+    ``in_shape`` labelled ``0 .. classes - 1``."""
     from .nn import build as build_net
     from .nn.source import load
 
-    net = build_net(load(spec)(), IN_SHAPE, seed=seed)
-    if net.root.shape_out != (CLASSES,):
+    net = build_net(load(spec)(), in_shape, seed=seed)
+    out = net.root.shape_out
+    if len(out) != 1 or out[0] < classes:
         raise ParamError(
-            f"--model {spec}: the network's output has shape {net.root.shape_out}; training "
-            f"needs ({CLASSES},): one score per class"
+            f"--model {spec}: the network's output has shape {out}; training needs "
+            f"({classes},) or more: one score per class"
         )
     return net
 

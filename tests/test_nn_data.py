@@ -1,0 +1,88 @@
+"""Training a network of one's own on a plain .npz of images of any size: the shape flows
+into the network, every array is validated, nothing is unpickled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import derivgrad.train as T
+from derivgrad.data_npz import load_npz
+from derivgrad.errors import DataError, UsageError
+
+NET = """
+from derivgrad import nn
+
+
+def model():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+"""
+
+
+def _stripes(n, rng):
+    """Three classes a small net separates: which of 3 channels carries the bright stripe."""
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 60, (n, 3, 8, 8)).astype(np.uint8)
+    for i, c in enumerate(y):
+        x[i, c, :, 2:5] = 250
+    return x, y
+
+
+def test_a_npz_of_colour_images_trains_and_its_shape_reaches_the_network(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = _stripes(300, rng)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    (tmp_path / "net.py").write_text(NET)
+    m, net = T.train(
+        T.config(model=str(tmp_path / "net.py"), data=str(tmp_path / "d.npz"), epochs=2,
+                 batch_size=16, lr=0.05),
+        log=lambda s: None, progress=False,
+    )  # fmt: skip
+    assert net.in_shape == (3, 8, 8)
+    assert m["test_acc"] >= 0.9  # chance is 1/3; the last 30 images are the test set
+
+    xs, ys, xt, yt = load_npz(tmp_path / "d.npz")
+    assert xs.shape == (270, 3, 8, 8) and xt.shape == (30, 3, 8, 8)
+    assert np.array_equal(yt, y[270:]) and np.allclose(xs * 255, x[:270])
+
+
+def test_grey_images_and_a_given_test_set(tmp_path):
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.random((5, 6, 7)), y=np.arange(5),
+             x_test=rng.random((2, 6, 7)), y_test=np.array([1, 0]))  # fmt: skip
+    xs, ys, xt, yt = load_npz(tmp_path / "d.npz")
+    assert xs.shape == (5, 1, 6, 7) and xs.dtype == np.float32 and xt.shape == (2, 1, 6, 7)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x=np.zeros((4, 5, 5))), "expected arrays x and y"),
+        (dict(x=np.zeros((4, 5, 5)), y=np.zeros(4)), "integer labels"),
+        (dict(x=np.zeros((4, 5, 5)), y=np.arange(3)), "4 images but y"),
+        (dict(x=np.zeros((4, 5)), y=np.arange(4)), "N x C x H x W"),
+        (dict(x=np.zeros((4, 5, 5), np.int32), y=np.arange(4)), "uint8 or float"),
+        (dict(x=np.full((4, 5, 5), np.nan), y=np.arange(4)), "not finite"),
+        (dict(x=np.zeros((4, 5, 5)), y=-np.arange(4)), "label -3"),
+        (dict(x=np.zeros((4, 5, 5)), y=np.arange(4), x_test=np.zeros((1, 5, 5))), "together"),
+        (dict(x=np.zeros((4, 5, 5)), y=np.arange(4), z=np.zeros(1)), "found x, y, z"),
+        (dict(x=np.zeros((1, 5, 5)), y=np.arange(1)), "nothing to hold out"),
+        (dict(x=np.array([{}] * 2, dtype=object), y=np.arange(2)), "not a readable .npz"),
+    ],
+)
+def test_a_bad_npz_is_one_line(tmp_path, arrays, message):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(DataError, match=message) as e:
+        load_npz(p)
+    assert "\n" not in str(e.value)
+
+
+def test_not_a_zip_and_the_lenet_on_npz_are_refused(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"nothing")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_npz(tmp_path / "bad.npz")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 28, 28)), y=np.arange(4))
+    with pytest.raises(UsageError, match="goes with --model"):
+        T.train(T.config(data=str(tmp_path / "d.npz")), log=lambda s: None, progress=False)
