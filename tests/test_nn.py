@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -335,3 +336,28 @@ def test_model_under_mpi_is_refused():
 
     with pytest.raises(UsageError, match="MPI"):
         T._start(T.config(model="net.py"), None, print, Dist())  # type: ignore[arg-type]
+
+
+EXAMPLES = str(Path(__file__).resolve().parents[1] / "examples" / "networks.py")
+
+
+def test_the_lenet_written_in_nn_trains_as_the_built_in_lenet_bit_for_bit():
+    cfg = dict(epochs=1, limit=192, batch_size=32, seed=4, batchnorm=True)
+    _, lenet = T.train(T.config(**cfg), log=lambda s: None, progress=False)
+    _, mine = T.train(
+        T.config(**cfg, model=f"{EXAMPLES}:lenet_batchnorm"), log=lambda s: None, progress=False
+    )
+    a, b = lenet.named_params(), mine.named_params()
+    assert len(a) == len(b) == 8
+    for (k, u), v in zip(a.items(), b.values()):
+        assert u.shape == v.shape and np.array_equal(u, v), k
+
+
+@pytest.mark.parametrize("name", ["model", "skip"])
+def test_the_example_networks_train(name):
+    m, _ = T.train(
+        T.config(model=f"{EXAMPLES}:{name}", epochs=1, limit=96, batch_size=32),
+        log=lambda s: None,
+        progress=False,
+    )
+    assert np.isfinite(m["train_loss"])
