@@ -26,6 +26,7 @@ from . import checkpoint as ckpt
 from . import data as mnist
 from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
+from .data_cifar import is_cifar_dir, load_cifar
 from .data_npz import is_npz, load_npz
 from .errors import CheckpointError, DivergedError, ParamError, UsageError
 from .interrupt import Interrupts, deferred_interrupts
@@ -98,12 +99,13 @@ class Data:
 
 
 def load_data(cfg: TrainConfig, log: Log) -> Data:
-    if is_npz(cfg.data):
+    if is_npz(cfg.data) or is_cifar_dir(cfg.data):
+        what = "a .npz of images" if is_npz(cfg.data) else "CIFAR-10"
         if cfg.model is None:
-            raise UsageError(f"--data {cfg.data}: a .npz of images goes with --model")
+            raise UsageError(f"--data {cfg.data}: {what} goes with --model")
         if cfg.normalize:
-            raise UsageError("--normalize standardises with MNIST's statistics: not for a .npz")
-        x, y, xte, yte = load_npz(cfg.data)
+            raise UsageError(f"--normalize standardises with MNIST's statistics: not for {what}")
+        x, y, xte, yte = (load_npz if is_npz(cfg.data) else load_cifar)(cfg.data)
         x, y = _limited(cfg, log, x, y)
         return Data(x, y, xte, yte)
     d = mnist.load(cfg.data)
