@@ -155,3 +155,30 @@ def test_a_cifar_batch_that_is_not_arrays_is_refused(tmp_path):
     (tmp_path / "c" / "test_batch").write_bytes(pickle.dumps(bad, protocol=4))
     with pytest.raises(DataError, match="3072"):
         load_cifar(tmp_path / "c")
+
+
+def _idx(path, a):
+    import struct
+
+    head = struct.pack(">BBBB", 0, 0, 8, a.ndim) + b"".join(struct.pack(">I", n) for n in a.shape)
+    path.write_bytes(head + a.astype(np.uint8).tobytes())
+
+
+def test_a_directory_of_idx_files_like_fashion_mnist_trains_a_network(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "fashion"
+    d.mkdir()
+    for part, n in (("train", 64), ("t10k", 32)):
+        _idx(d / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(d / f"{part}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    (tmp_path / "net.py").write_text(
+        "from derivgrad import nn\n"
+        "def model():\n"
+        "    return nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Linear(49, 10))\n"
+    )
+    m, net = T.train(
+        T.config(model=str(tmp_path / "net.py"), data=str(d), epochs=1, batch_size=16),
+        log=lambda s: None,
+        progress=False,
+    )
+    assert net.in_shape == (1, 28, 28) and np.isfinite(m["test_loss"])
