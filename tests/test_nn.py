@@ -330,11 +330,11 @@ def test_train_model_from_the_command_line(netfile, tmp_path):
     assert r.returncode == 2 and "(5,)" in r.stderr and "needs (10,) or more" in r.stderr
 
 
-def test_model_under_mpi_is_refused():
+def test_model_with_a_sharded_optimizer_is_refused():
     class Dist:
-        pass
+        shard_optimizer = True
 
-    with pytest.raises(UsageError, match="MPI"):
+    with pytest.raises(UsageError, match="--shard-optimizer"):
         T._start(T.config(model="net.py"), None, print, Dist())  # type: ignore[arg-type]
 
 
