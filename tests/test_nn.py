@@ -5,6 +5,7 @@ central differences (float64) for every gradient, the symbolic truth for defined
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -311,9 +312,23 @@ def test_train_model_resumes_exactly_and_refuses_another_network(netfile, tmp_pa
             log=lambda s: None,
             progress=False,
         )
-    np.save(tmp_path / "img.npy", np.zeros((1, 28, 28), np.uint8))
+    img = np.random.default_rng(5).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    np.save(tmp_path / "img.npy", img)
     r = _cli("predict", path, str(tmp_path / "img.npy"))
-    assert r.returncode == 2 and "--model network" in r.stderr
+    assert r.returncode == 2 and "--model network" in r.stderr and "pass --model" in r.stderr
+    # with the file named by the user (never by the checkpoint): the trained network's output
+    from derivgrad.data import prepare
+    from derivgrad.kernels import softmax
+    from derivgrad.predict import predict
+
+    want = softmax(net_res.forward(prepare(img, False)))
+    assert np.array_equal(predict(path, img, model=netfile), want)
+    r = _cli("predict", path, str(tmp_path / "img.npy"), "--model", netfile)
+    assert r.returncode == 0, r.stderr
+    labels = [json.loads(line)["label"] for line in r.stdout.splitlines()]
+    assert labels == [int(v) for v in want.argmax(1)]
+    r = _cli("predict", path, str(tmp_path / "img.npy"), "--model", f"{netfile}:other")
+    assert r.returncode == 2 and "another network: its layer 1" in r.stderr
 
 
 def test_train_model_from_the_command_line(netfile, tmp_path):
