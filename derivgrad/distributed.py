@@ -541,6 +541,12 @@ def sync_batchnorm(net: Any, dist: Communicator) -> None:
     for i, layer in enumerate(net.layers):
         if isinstance(layer, BatchNorm2d) and not isinstance(layer, SyncBatchNorm2d):
             net.layers[i] = SyncBatchNorm2d(layer, dist)
+    # a network of derivgrad.nn: its batch norms wrap the same layer, wherever they are nested
+    root = getattr(net, "root", None)
+    for leaf in root.leaves() if root is not None else ():
+        inner = getattr(leaf, "inner", None)
+        if isinstance(inner, BatchNorm2d) and not isinstance(inner, SyncBatchNorm2d):
+            leaf.inner = SyncBatchNorm2d(inner, dist)
 
 
 class SyncBatchNorm2d(BatchNorm2d):

@@ -13,22 +13,48 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .data import prepare
-from .errors import DataError
+from .errors import CheckpointError, DataError
 from .model import Sequential
 from .train_config import TrainConfig
-from .train_state import build, parse_meta, restore, specs_of
+from .train_state import architecture, build, parse_meta, restore, specs_of
 
 BATCH = 1000
 
 
-def load_network(path: str | os.PathLike) -> tuple[Sequential, TrainConfig]:
-    """The network stored in a checkpoint, and the configuration it was trained with."""
+def load_network(
+    path: str | os.PathLike, model: str | None = None
+) -> tuple[Sequential, TrainConfig]:
+    """The network stored in a checkpoint, and the configuration it was trained with.
+
+    A checkpoint of a ``--model`` network records its layers but never the code to run:
+    ``model`` names the file (``net.py[:func]``) to build it from, and the network it builds
+    must be the one recorded, layer for layer."""
     where = os.fspath(path)
     held: dict = {}
 
     def expect(meta: dict) -> dict[str, ckpt.ArraySpec]:
         s = parse_meta(meta, where)
-        held["net"], held["opt"] = build(s.config, seed=0)
+        cfg = s.config
+        if cfg.model is not None and model is None:
+            raise CheckpointError(
+                f"{where}: a checkpoint of a --model network ({cfg.model}); pass --model with "
+                f"the file it was trained with (a checkpoint never names code to run)"
+            )
+        if cfg.model is None and model is not None:
+            raise CheckpointError(f"{where}: a checkpoint of the LeNet; leave out --model")
+        if model is not None:
+            cfg = cfg.replace(model=model)
+        held["net"], held["opt"] = build(cfg, seed=0)
+        if model is not None:
+            mine, saved = architecture(held["net"]), s.config.architecture or ()
+            if mine != saved:
+                i = next((i for i, (a, b) in enumerate(zip(saved, mine)) if a != b), None)
+                i = min(len(saved), len(mine)) if i is None else i
+                has = lambda rows: rows[i] if i < len(rows) else "no layer"  # noqa: E731
+                raise CheckpointError(
+                    f"{where}: --model {model} is another network: its layer {i + 1} is "
+                    f"{has(mine)!r}, the checkpoint's {has(saved)!r}"
+                )
         held["cfg"], held["steps"] = s.config, s.steps
         return specs_of(held["net"], held["opt"])
 
@@ -65,18 +91,24 @@ def as_images(images: object, where: str = "images") -> np.ndarray:
     raise DataError(f"{where}: pixel dtype {a.dtype} is not uint8, integer or float")
 
 
-def predict(checkpoint_path: str | os.PathLike, images: object) -> np.ndarray:
-    """Class probabilities ``(N, 10)`` for images ``(N, 28, 28)`` (see :func:`as_images`)."""
-    return predict_pixels(checkpoint_path, as_images(images))
+def predict(
+    checkpoint_path: str | os.PathLike, images: object, model: str | None = None
+) -> np.ndarray:
+    """Class probabilities ``(N, classes)`` for images ``(N, 28, 28)`` (see
+    :func:`as_images`); ``model``: the file of a ``--model`` checkpoint's network."""
+    return predict_pixels(checkpoint_path, as_images(images), model)
 
 
-def predict_pixels(checkpoint_path: str | os.PathLike, x8: np.ndarray) -> np.ndarray:
+def predict_pixels(
+    checkpoint_path: str | os.PathLike, x8: np.ndarray, model: str | None = None
+) -> np.ndarray:
     """:func:`predict` for pixels :func:`as_images` has already put on the 0..255 scale
     (validating them twice would read scaled floats as out-of-range [0, 1] pixels)."""
     from derivgrad.kernels import softmax
 
-    net, cfg = load_network(checkpoint_path)
-    out = np.empty((len(x8), 10), np.float32)
-    for i in range(0, len(x8), BATCH):
-        out[i : i + BATCH] = softmax(net.forward(prepare(x8[i : i + BATCH], cfg.normalize)))
-    return out
+    net, cfg = load_network(checkpoint_path, model)
+    parts = [
+        softmax(net.forward(prepare(x8[i : i + BATCH], cfg.normalize)))
+        for i in range(0, len(x8), BATCH)
+    ]
+    return np.concatenate(parts).astype(np.float32, copy=False)

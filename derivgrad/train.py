@@ -26,7 +26,9 @@ from . import checkpoint as ckpt
 from . import data as mnist
 from .atomic import write_output
 from .data import MNIST_MEAN, MNIST_STD, prepare
-from .errors import CheckpointError, DivergedError, ParamError
+from .data_cifar import is_cifar_dir, load_cifar
+from .data_npz import is_npz, load_npz
+from .errors import CheckpointError, DivergedError, ParamError, UsageError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
 from .predict import predict
@@ -35,6 +37,7 @@ from .train_state import (
     Position,
     SavedState,
     Tally,
+    architecture,
     arrays_of,
     build,
     meta_of,
@@ -96,8 +99,24 @@ class Data:
 
 
 def load_data(cfg: TrainConfig, log: Log) -> Data:
+    if is_npz(cfg.data) or is_cifar_dir(cfg.data):
+        what = "a .npz of images" if is_npz(cfg.data) else "CIFAR-10"
+        if cfg.model is None:
+            raise UsageError(f"--data {cfg.data}: {what} goes with --model")
+        if cfg.normalize:
+            raise UsageError(f"--normalize standardises with MNIST's statistics: not for {what}")
+        x, y, xte, yte = (load_npz if is_npz(cfg.data) else load_cifar)(cfg.data)
+        x, y = _limited(cfg, log, x, y)
+        return Data(x, y, xte, yte)
     d = mnist.load(cfg.data)
-    xtr, ytr = d["train_images"], d["train_labels"]
+    xtr, ytr = _limited(cfg, log, d["train_images"], d["train_labels"])
+    prep = lambda a: prepare(a, cfg.normalize)  # noqa: E731
+    return Data(
+        prep(xtr), ytr.astype(np.int64), prep(d["test_images"]), d["test_labels"].astype(np.int64)
+    )
+
+
+def _limited(cfg: TrainConfig, log: Log, xtr: np.ndarray, ytr: np.ndarray) -> tuple:
     if cfg.limit is not None:
         if cfg.limit > len(ytr):
             log(f"--limit {cfg.limit} is more than the {len(ytr)} training images: using all")
@@ -107,10 +126,7 @@ def load_data(cfg: TrainConfig, log: Log) -> Data:
             f"--batch-size {cfg.batch_size} is larger than the {len(ytr)} training images"
             f"{' (--limit)' if cfg.limit else ''}: not one full batch; lower --batch-size"
         )
-    prep = lambda a: prepare(a, cfg.normalize)  # noqa: E731
-    return Data(
-        prep(xtr), ytr.astype(np.int64), prep(d["test_images"]), d["test_labels"].astype(np.int64)
-    )
+    return xtr, ytr
 
 
 @dataclass
@@ -229,7 +245,14 @@ class Run:
 
 
 def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
-    net, opt = build(cfg)
+    if cfg.model is not None and getattr(dist, "shard_optimizer", False):
+        # the sharded update moves each parameter into a flat buffer by its top-level layer;
+        # a container's parameters would not follow
+        raise UsageError("--shard-optimizer with --model is not supported yet; leave it out")
+    classes = int(max(data.ytr.max(), data.yte.max())) + 1
+    net, opt = build(cfg, in_shape=tuple(data.xtr.shape[1:]), classes=classes)
+    if cfg.model is not None:
+        cfg = cfg.replace(architecture=architecture(net))
     if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update
         from .distributed import make_data_parallel
 

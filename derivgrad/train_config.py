@@ -89,6 +89,10 @@ class TrainConfig:
     normalize: bool = False
     schedule: str = "constant"
     limit: int | None = None
+    # a network of one's own: "net.py" or "net.py:function" (derivgrad.nn); None: the LeNet
+    model: str | None = None
+    # the built --model network, layer by layer (recorded in checkpoints; set by the run)
+    architecture: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -114,8 +118,16 @@ class TrainConfig:
                 if not isinstance(v, (str, os.PathLike)) or os.fspath(v) == "":
                     raise ParamError(f"{_opt(k)} must be a non-empty path, got {v!r}")
                 set_(k, os.fspath(v))
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            raise ParamError(f"--model must be a file name, got {self.model!r}")
+        if self.architecture is not None:
+            a = self.architecture
+            if not isinstance(a, (list, tuple)) or not all(isinstance(r, str) for r in a):
+                raise ParamError(f"architecture must be a list of layer lines, got {a!r}")
+            set_("architecture", tuple(a))
         self._check_combinations()
-        self._check_size()
+        if self.model is None:  # a --model network is sized when built (nn.build)
+            self._check_size()
 
     def _check_combinations(self) -> None:
         if self.resume and not self.checkpoint:
@@ -154,13 +166,19 @@ class TrainConfig:
     @property
     def arch(self) -> dict[str, Any]:
         """The settings that decide the network's shapes (saved in every checkpoint)."""
-        return {k: getattr(self, k) for k in ARCH_KEYS}
+        arch = {k: getattr(self, k) for k in ARCH_KEYS}
+        return arch | ({"layers": list(self.architecture)} if self.architecture else {})
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as saved in a checkpoint (without the per-invocation flags)."""
         d = dataclasses.asdict(self)
         for k in ("resume", "overwrite"):
             d.pop(k)
+        for k in ("model", "architecture"):  # the LeNet's checkpoints stay as they were
+            if d[k] is None:
+                d.pop(k)
+            elif k == "architecture":
+                d[k] = list(d[k])
         return d
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -197,6 +215,23 @@ class TrainConfig:
         means; ``saved`` is the configuration stored in it."""
         if not isinstance(saved, dict):
             raise CheckpointError(f"{where}: checkpoint has no saved configuration")
+        mine_arch, saved_arch = list(self.architecture or []), saved.get("architecture") or []
+        if mine_arch != saved_arch:
+            if not saved_arch or not mine_arch:
+                what = "a --model network" if saved_arch else "the LeNet"
+                raise CheckpointError(
+                    f"{where}: checkpoint holds {what}, not this run's network; resume with "
+                    f"the network it was written with"
+                )
+            diff = next(
+                (i for i, (a, b) in enumerate(zip(saved_arch, mine_arch)) if a != b),
+                min(len(saved_arch), len(mine_arch)),
+            )
+            has = lambda rows: rows[diff] if diff < len(rows) else "no layer"  # noqa: E731
+            raise CheckpointError(
+                f"{where}: checkpoint holds another network: its layer {diff + 1} is "
+                f"{has(saved_arch)!r}, this run's is {has(mine_arch)!r}"
+            )
         for k in RESUME_FIXED:
             if k not in saved:
                 raise CheckpointError(f"{where}: checkpoint does not record its {_opt(k)}")

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .checkpoint import ArraySpec
-from .errors import CheckpointError, DerivgradError
+from .errors import CheckpointError, DerivgradError, ParamError
 from .model import SGD, Adam, Sequential, lenet
 from .train_config import CLASSES, IN_SHAPE, TrainConfig, from_mapping
 
@@ -54,16 +54,50 @@ class SavedState:
     n_train: int | None = None
 
 
-def build(cfg: TrainConfig, seed: int | None = None) -> tuple[Sequential, SGD | Adam]:
+def build(
+    cfg: TrainConfig,
+    seed: int | None = None,
+    in_shape: tuple[int, ...] = IN_SHAPE,
+    classes: int = CLASSES,
+) -> tuple[Sequential, SGD | Adam]:
     """The network and optimizer ``cfg`` describes (weights seeded by ``cfg.seed``)."""
-    net = lenet(
-        cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
-        cfg.seed if seed is None else seed,
-    )  # fmt: skip
+    if cfg.model is not None:
+        net = build_model(cfg.model, cfg.seed if seed is None else seed, in_shape, classes)
+    else:
+        net = lenet(
+            cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
+            cfg.seed if seed is None else seed,
+        )  # fmt: skip
     params = net.named_params()
     if cfg.optimizer == "sgd":
         return net, SGD(params, cfg.lr, cfg.momentum, cfg.weight_decay)
     return net, Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_model(
+    spec: str, seed: int, in_shape: tuple[int, ...] = IN_SHAPE, classes: int = CLASSES
+) -> Sequential:
+    """The network of one's own that ``--model spec`` names, built for images of
+    ``in_shape`` labelled ``0 .. classes - 1``."""
+    from .nn import build as build_net
+    from .nn.source import load
+
+    net = build_net(load(spec)(), in_shape, seed=seed)
+    out = net.root.shape_out
+    if len(out) != 1 or out[0] < classes:
+        raise ParamError(
+            f"--model {spec}: the network's output has shape {out}; training needs "
+            f"({classes},) or more: one score per class"
+        )
+    return net
+
+
+def architecture(net: Sequential) -> tuple[str, ...]:
+    """The network layer by layer, as a checkpoint records it."""
+    return tuple(
+        f"{r.description} -> {'x'.join(map(str, r.shape))} ({r.params} params)"
+        for r in net.summary()
+    )
 
 
 def arrays_of(net: Sequential, opt: SGD | Adam) -> dict[str, np.ndarray]:

@@ -100,6 +100,17 @@ def test_no_import_circles():
         ),
         ("derivgrad.ops", ["derivgrad.render", "derivgrad.registry", "derivgrad.worked"]),
         ("derivgrad.document", ["derivgrad.render", "derivgrad.registry", "derivgrad.ops"]),
+        # a network of one's own trains on kernels; documents and derivations stay out
+        (
+            "derivgrad.nn",
+            [
+                "derivgrad.render",
+                "derivgrad.document",
+                "derivgrad.registry",
+                "derivgrad.symbolic",
+                "derivgrad.formats",
+            ],
+        ),
     ],
 )
 def test_layers_stay_apart(layer, forbidden):

@@ -98,7 +98,7 @@ def _cmd_predict(a: argparse.Namespace) -> None:
     parts = _load_images(a.images)
     # float files arrive as float32 on the 0..255 scale, uint8 ones as uint8: one dtype
     dtype = np.float32 if any(p.dtype != np.uint8 for p in parts) else np.uint8
-    probs = predict_pixels(a.checkpoint, np.concatenate([p.astype(dtype) for p in parts]))
+    probs = predict_pixels(a.checkpoint, np.concatenate([p.astype(dtype) for p in parts]), a.model)
     start = 0
     for path, part in zip(a.images, parts):
         for i, p in enumerate(probs[start : start + len(part)]):
@@ -122,5 +122,11 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         nargs="+",
         help="28x28 images: .npy arrays (N x 28 x 28), PNG files (colour averaged to gray) "
         "or an IDX image file",
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE[:FUNC]",
+        help="the network file a --model checkpoint was trained with (it must build the "
+        "network the checkpoint records)",
     )
     p.set_defaults(func=_cmd_predict)

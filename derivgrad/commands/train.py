@@ -30,7 +30,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     """The :class:`~derivgrad.train_config.TrainConfig` the options describe (validated)."""
     from ..train_config import TrainConfig
 
-    names = [f for f in TrainConfig.__dataclass_fields__ if f != "data"]
+    names = [f for f in TrainConfig.__dataclass_fields__ if f not in ("data", "architecture")]
     return TrainConfig(data=a.data, **{k: getattr(a, k) for k in names})
 
 
@@ -132,6 +132,12 @@ def _add_settings(p: argparse.ArgumentParser, D) -> None:
     p.add_argument("--kernel", type=int, default=D.kernel)
     p.add_argument(
         "--batchnorm", action="store_true", help="batch normalisation after the convolution"
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE[:FUNC]",
+        help="train a network of one's own: a Python file defining model() (or FUNC) that "
+        "returns derivgrad.nn layers (the LeNet options then do not apply)",
     )
     p.add_argument("--limit", type=int, help="use only the first N (>= 1) training images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,66 @@
+"""A built network: the modules of :mod:`derivgrad.nn` as the training runs them.
+
+:class:`Network` is a :class:`derivgrad.model.Sequential` (the class the course LeNet is), so
+the training loop, checkpoints and evaluation take it as they take the LeNet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+
+from .. import model as M
+from ..errors import ParamError
+from .layers import Module, Sequential, Shape
+
+
+class Network(M.Sequential):
+    """``forward``, ``backward``, ``loss_and_grads`` (softmax cross-entropy), named
+    parameters, gradients and buffers of a built network."""
+
+    root: Module
+
+    def summary(self) -> list[M.LayerRow]:
+        """One row per computing layer (a container's layers named by their path)."""
+        return [
+            M.LayerRow(
+                f"{m.name} {m.describe()}", m.shape_out, sum(int(v.size) for v in m.params.values())
+            )
+            for m in self.root.leaves()
+        ]
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """The input gradient; every parameter's gradient into ``named_grads()``."""
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+
+def build(
+    module: Module,
+    in_shape: Shape,
+    seed: int = 0,
+    dtype: Any = np.float32,
+    config: dict | None = None,
+) -> Network:
+    """Build ``module`` (usually ``model()``) for samples of ``in_shape`` (without the batch):
+    every layer's input shape is checked, a mismatch raised in one line naming the layer and
+    both shapes; parameters initialised from ``seed`` in ``dtype``."""
+    if not isinstance(module, Module):
+        raise ParamError(f"expects a layer of derivgrad.nn, got {type(module).__name__}")
+    s = tuple(in_shape)
+    if not s or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in s):
+        raise ParamError(f"the input shape must be sizes >= 1, got {in_shape!r}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ParamError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    rng = np.random.default_rng(seed)
+    top = module.children if isinstance(module, Sequential) else [module]
+    for i, c in enumerate(top):
+        s = c.build(s, rng, dtype, str(i))
+    net = Network(
+        cast("list[M.Layer]", top), in_shape, config or {}, names=[str(i) for i in range(len(top))]
+    )
+    module.in_shape, module.shape_out = tuple(in_shape), s
+    net.root = module
+    return net
