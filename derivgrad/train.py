@@ -414,9 +414,10 @@ def _loop(run: Run, progress: bool) -> None:
             raise
 
 
-# options rank 0 alone uses (it writes the files; --resume state is broadcast from it) or
-# that are compared by content (the data)
-_RANK_LOCAL = ("checkpoint", "plot", "overwrite", "data")
+# not compared across ranks: options rank 0 alone uses (it writes the files; --resume state
+# is broadcast from it), the data (compared by their checksum instead), and the architecture,
+# which the run derives from --model (compared)
+_RANK_LOCAL = ("checkpoint", "plot", "overwrite", "data", "architecture")
 
 
 def rank_settings(cfg: TrainConfig, dist: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def _rank(rank, size, gathered):
 OTHER = dict(
     epochs=4, batch_size=32, lr=0.02, momentum=0.5, optimizer="adam", weight_decay=0.1,
     seed=3, resume=True, filters=8, kernel=3, hidden=40, batchnorm=True, normalize=True,
-    schedule="cosine", limit=320,
+    schedule="cosine", limit=320, model="net.py",
 )  # fmt: skip
 
 
