@@ -232,9 +232,7 @@ def step_blocks(op: Any, d: Derivation) -> list[Block]:
             J = [
                 (indexed(tex_name(n), i), indexed(tex_name(r), where[v]), sp.diff(forms[n][i], v))
                 for i in np.ndindex(*forms[n].shape)
-                for v in sorted(
-                    sp.sympify(forms[n][i]).free_symbols & where.keys(), key=lambda v: where[v]
-                )
+                for v in sorted(_free(forms[n][i]) & where.keys(), key=lambda v: where[v])
             ]
             nonzero = [(a, b, e) for a, b, e in J if e != 0]
             shown = nonzero[:12]
@@ -401,3 +399,8 @@ def _tt(s: str) -> str:
     ):
         s = s.replace(a, b)
     return s
+
+
+def _free(e: Any) -> set[Any]:
+    """The symbols in a step's entry (a SymPy expression, or a plain number: none)."""
+    return set(e.free_symbols) if isinstance(e, sp.Basic) else set()
