@@ -76,13 +76,16 @@ def install() -> bool:
 INSTALLED = install()
 
 
-def untrusted(path: str | os.PathLike[str], must_own: bool = False) -> str | None:
+def untrusted(
+    path: str | os.PathLike[str], must_own: bool = False, directory: bool = True
+) -> str | None:
     """Why the existing directory ``path`` may not hold code that is loaded and run (Numba's
     index files are pickles, a defined layer's module is Python), or ``None``.  Like ssh and
     pip: a directory any user can write into is refused, and so is one another user owns
-    that its group can write (or, with ``must_own``, one another user owns at all)."""
+    that its group can write (or, with ``must_own``, one another user owns at all).  With
+    ``directory=False`` the same rule for a file of code itself."""
     st = os.stat(path)
-    if not stat.S_ISDIR(st.st_mode):
+    if directory and not stat.S_ISDIR(st.st_mode):
         return "it is not a directory"
     mine = st.st_uid == os.geteuid()
     if must_own and not mine:

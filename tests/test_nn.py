@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from resume import interrupted_and_resumed
 
 import derivgrad
 import derivgrad.train as T
@@ -276,23 +277,9 @@ def test_train_model_resumes_exactly_and_refuses_another_network(netfile, tmp_pa
     full, net_full = T.train(T.config(**cfg), log=lambda s: None, progress=False)
     assert full["test_acc"] > 0.3  # 10 classes: chance is 0.1
 
-    calls = {"n": 0}
-    real = T.lr_at
-
-    def interrupting(*a):
-        calls["n"] += 1
-        if calls["n"] == 11:  # epoch 2, batch 3 (8 batches per epoch)
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(T, "lr_at", interrupting)
     path = str(tmp_path / "c.npz")
-    with pytest.raises(KeyboardInterrupt):
-        T.train(T.config(checkpoint=path, **cfg), log=lambda s: None, progress=False)
-    monkeypatch.setattr(T, "lr_at", real)
-    resumed, net_res = T.train(
-        T.config(checkpoint=path, resume=True, **cfg), log=lambda s: None, progress=False
-    )
+    # interrupted at epoch 2, batch 3 (8 batches per epoch)
+    resumed, net_res = interrupted_and_resumed(cfg, 11, path, monkeypatch)
     params = net_full.named_params()
     assert len(params) == 7
     for k, a in params.items():

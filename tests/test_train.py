@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from resume import interrupted_and_resumed
 
 import derivgrad.train as T
 from derivgrad import gradcheck
@@ -29,23 +30,9 @@ def test_interrupt_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch)
     cfg = dict(epochs=2, limit=640, batch_size=32, seed=3)
     full, net_full = T.train(T.config(**cfg), log=lambda s: None, progress=False)
 
-    calls = {"n": 0}
-    real = T.lr_at
-
-    def interrupting(*a):
-        calls["n"] += 1
-        if calls["n"] == 27:  # epoch 2, batch 7 (20 batches per epoch)
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(T, "lr_at", interrupting)
     path = str(tmp_path / "c.npz")
-    with pytest.raises(KeyboardInterrupt):
-        T.train(T.config(checkpoint=path, **cfg), log=lambda s: None, progress=False)
-    monkeypatch.setattr(T, "lr_at", real)
-    resumed, net_res = T.train(
-        T.config(checkpoint=path, resume=True, **cfg), log=lambda s: None, progress=False
-    )
+    # interrupted at epoch 2, batch 7 (20 batches per epoch)
+    resumed, net_res = interrupted_and_resumed(cfg, 27, path, monkeypatch)
     for (k, a), b in zip(net_full.named_params().items(), net_res.named_params().values()):
         assert np.array_equal(a, b), k
     strip = lambda h: [

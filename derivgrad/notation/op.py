@@ -142,19 +142,16 @@ class DefinedOp(Op):
         return self._derivations[key]
 
     def _check_size(self, full: dict[str, tuple[int, ...]]) -> None:
-        """The size guard of :func:`derivgrad.ops.base.check_size`, before any symbolic work,
-        with the advice a defined layer needs: the instance is the shapes, not options."""
-        from ..ops.base import SYMBOLIC_SECONDS_LIMIT, _duration
+        """The one size guard, with the advice a defined layer needs: its instance is shapes."""
+        from ..ops.base import check_size
 
-        secs = self.seconds(**full)
-        if secs is not None and secs > SYMBOLIC_SECONDS_LIMIT:
-            given = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in full.items())
-            raise ParamError(
-                f"{self.name}: too large for a symbolic derivation ({given}): about "
-                f"{_duration(secs)} of symbolic work (derive and prove, one core), over the "
-                f"limit of {SYMBOLIC_SECONDS_LIMIT:.0f} s; derive it on smaller shapes "
-                "(--shape, or op.derive(x=...)): the kernels run at any size"
-            )
+        given = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in full.items())
+        check_size(
+            self,
+            full,
+            advice=f"derive it on shapes smaller than {given} (--shape, or op.derive(x=...)): "
+            "the kernels run at any size",
+        )
 
     def cost(self, /, **shapes: Any) -> int:
         """The size guard's steps: the sum of every statement's loop iterations on ``shapes``
@@ -516,16 +513,15 @@ def _read_entry(path: Path) -> tuple[str | None, str]:
 
 
 def _owned_privately(path: Path) -> bool:
-    """Whether an existing entry is this user's and nobody else may write it: the module is
-    run as it is, so an entry another user can write (or owns) is discarded, never imported
-    (its seal guards against truncation, not against someone who can write a new seal)."""
+    """Whether an existing entry may be run: the module is run as it is, so an entry another
+    user owns or can write is discarded, never imported (its seal guards against truncation,
+    not against someone who can write a new seal); the directories' rule, for the file."""
     try:
-        st = path.stat()
+        return untrusted(path, must_own=True, directory=False) is None
     except FileNotFoundError:
         return True
     except OSError:
         return False
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _unusable(d: Path) -> str | None:

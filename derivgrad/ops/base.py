@@ -121,9 +121,10 @@ def symbolic_work(outputs: int, terms: int, symbols: int, inputs: int) -> int:
     return outputs * terms * symbols + inputs
 
 
-def check_size(op: Op, params: Mapping[str, Any]) -> None:
+def check_size(op: Op, params: Mapping[str, Any], advice: str | None = None) -> None:
     """Refuse, before any symbolic work, an instance whose estimated derive + verify time
-    passes :data:`SYMBOLIC_SECONDS_LIMIT`, naming the limit and a smaller instance that fits."""
+    passes :data:`SYMBOLIC_SECONDS_LIMIT`, naming the limit and a smaller instance that fits
+    (``advice``: what to say instead, where the instance is not given as options)."""
     secs = op.seconds(**params)
     if secs is None or secs <= SYMBOLIC_SECONDS_LIMIT:
         return
@@ -132,7 +133,7 @@ def check_size(op: Op, params: Mapping[str, Any]) -> None:
     raise ParamError(
         f"{op.name}: too large for a symbolic derivation: about "
         f"{_duration(secs)} of symbolic work (derive and prove, one core), over the limit of "
-        f"{SYMBOLIC_SECONDS_LIMIT:.0f} s; {_smaller(op, params)}"
+        f"{SYMBOLIC_SECONDS_LIMIT:.0f} s; {advice or _smaller(op, params)}"
     )
 
 
