@@ -230,6 +230,8 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
     cds = ref.gradients(spec, x, dy, fixed, rng=np.random.default_rng(seed + 2))
     scale = max([1.0] + [abs(v) for _, _, v in cds])
     for dtype, rtol, gtol in ((np.float64, 1e-9, 1e-5), (np.float32, 2e-3, 5e-3)):
+        if max(np.max(np.abs(y), initial=0.0), scale) > np.finfo(dtype).max / 1e3:
+            continue  # the true values do not fit this dtype (pow of pow): nothing to compare
         xs = {k: v.astype(dtype) for k, v in x.items()}
         _close(op.forward(**xs), y, rtol, f"forward {np.dtype(dtype)}", spec)
         g = op.backward(dy.astype(dtype), **xs)
