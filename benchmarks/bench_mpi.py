@@ -5,7 +5,7 @@ PyTorch's DistributedDataParallel (gloo) side by side when PyTorch is installed.
     python benchmarks/bench_mpi.py [--layouts 1x2,2x1] [--data DIR] [--epochs 1] [--repeats 3]
 
 A layout ``PxT`` runs P processes of T threads: ``1xT`` is the plain one-process run (no
-MPI), ``PxT`` with P > 1 runs ``mpiexec -n P`` through :func:`derivgrad.train.train` with a
+MPI), ``PxT`` with P > 1 runs ``mpiexec -n P`` through :func:`derivgrad.training.train.train` with a
 communicator, exactly as ``mpiexec -n P derivgrad train --threads T`` does.  Each P > 1
 layout runs three ways: ``overlap`` (the default: the gradient buckets' reductions start
 during the backward pass), ``blocking`` (one reduction after the backward) and ``shard``
@@ -41,8 +41,8 @@ def worker_ours(a):
     from derivgrad.kernels import set_threads
 
     set_threads(a.threads)  # Numba's pool and NumPy's BLAS, as --threads does
-    from derivgrad.distributed import detect
-    from derivgrad.train import config, train
+    from derivgrad.training.distributed import detect
+    from derivgrad.training.train import config, train
 
     dist = detect() if a.procs > 1 else None
     if dist is not None:
@@ -77,7 +77,7 @@ def worker_torch(a):
     import torch.distributed as tdist
     import torch.nn as nn
 
-    from derivgrad.bench_epoch import torch_lenet
+    from derivgrad.training.bench_epoch import torch_lenet
 
     torch.set_num_threads(a.threads)
     rank, size = int(os.environ.get("PMI_RANK", 0)), int(os.environ.get("PMI_SIZE", 1))

@@ -27,7 +27,7 @@ def side_ours(a):
     from derivgrad.kernels import set_threads
 
     set_threads(a.threads)
-    from derivgrad.train import config, train
+    from derivgrad.training.train import config, train
 
     m, _ = train(
         config(
@@ -50,7 +50,7 @@ def side_ours(a):
 def side_torch(a):
     import torch
 
-    from derivgrad.bench_epoch import torch_epochs, torch_lenet
+    from derivgrad.training.bench_epoch import torch_epochs, torch_lenet
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -82,7 +82,7 @@ def main():
     a = ap.parse_args()
     if a.side:
         rows = side_ours(a) if a.side == "ours" else side_torch(a)
-        from derivgrad.bench_epoch import peak_rss_mb
+        from derivgrad.training.bench_epoch import peak_rss_mb
 
         print(json.dumps(dict(rows=rows, peak_mb=peak_rss_mb())))
         return

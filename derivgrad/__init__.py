@@ -33,15 +33,15 @@ _LAZY = {
     "derive": ".api",
     "define": ".notation",
     "OPS": ".registry",
-    "gradcheck": "._gradcheck",
+    "gradcheck": ".checks.gradcheck",
     "GradcheckError": ".errors",
     "ParamError": ".errors",
     "DerivgradError": ".errors",
 }
 
 if TYPE_CHECKING:
-    from ._gradcheck import gradcheck
     from .api import derive
+    from .checks.gradcheck import gradcheck
     from .errors import DerivgradError, GradcheckError, ParamError
     from .notation import define
     from .registry import OPS

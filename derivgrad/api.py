@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import render as _render  # noqa: F401  (registers the document face: d.latex())
+from .documents import render as _render  # noqa: F401  (registers the document face: d.latex())
 from .symbolic.derivation import Derivation
 
 
@@ -29,7 +29,7 @@ def derive(op: str, values: Mapping[str, Any] | None = None, **params: Any) -> D
     check_size(the_op, params)  # the one size guard: refuse in well under a second
     d = the_op.build(**params)
     if values is not None:
-        from .instance import attach
+        from .documents.instance import attach
 
         d = attach(d, values)
     return d

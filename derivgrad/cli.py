@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from .errors import DerivgradError, UsageError
-from .interrupt import forget_handled_interrupt
+from .training.interrupt import forget_handled_interrupt
 
 USER_ERRORS = (
     DerivgradError,

@@ -10,7 +10,7 @@ check catches a subtly wrong version (the filter not flipped).
 
 import numpy as np
 
-from derivgrad.checks import check_op
+from derivgrad.checks.properties import check_op
 
 
 def my_conv2d_backward(dy, x, w, stride, padding, dilation):

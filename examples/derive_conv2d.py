@@ -10,7 +10,7 @@ from pathlib import Path
 
 import derivgrad
 from derivgrad.atomic import write_output
-from derivgrad.render import compile_pdf
+from derivgrad.documents.render import compile_pdf
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ Without --data it uses the MNIST subset shipped inside the package.
 import argparse
 from pathlib import Path
 
-from derivgrad.train import config, plot, train
+from derivgrad.training.train import config, plot, train
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", help="directory with the four MNIST IDX files")

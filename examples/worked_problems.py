@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from derivgrad.atomic import write_output
-from derivgrad.render import compile_pdf
-from derivgrad.worked import document
+from derivgrad.documents.render import compile_pdf
+from derivgrad.documents.worked import document
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 out.mkdir(parents=True, exist_ok=True)

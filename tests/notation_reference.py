@@ -130,7 +130,19 @@ def infer(st: Statement, shapes: dict, fixed: dict) -> dict[str, tuple[int, int]
     return rng
 
 
+# the largest magnitude of any value a run has computed, intermediates included: a program
+# whose intermediates pass a dtype's range cannot be compared in that dtype
+_PEAK = [0.0]
+
+
 def _value(node: ast.AST, env: dict, tensors: dict, rng: dict) -> float:
+    v = _value_of(node, env, tensors, rng)
+    if abs(v) > _PEAK[0]:
+        _PEAK[0] = abs(v)
+    return v
+
+
+def _value_of(node: ast.AST, env: dict, tensors: dict, rng: dict) -> float:
     if isinstance(node, ast.Constant):
         return float(node.value)
     if isinstance(node, ast.Subscript):
@@ -180,6 +192,14 @@ def run(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> 
             out[tuple(p - rng[t][0] for p, t in zip(point, st.lhs))] = total
         tensors[st.target] = out
     return tensors
+
+
+def peak(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> float:
+    """The largest magnitude of any value, intermediate or summed, that running ``spec``
+    computes (inf when one overflows)."""
+    _PEAK[0] = 0.0
+    tensors = run(spec, inputs, fixed)
+    return max([_PEAK[0]] + [float(np.max(np.abs(v), initial=0.0)) for v in tensors.values()])
 
 
 def output(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 
 
 def interrupted_and_resumed(cfg: dict[str, Any], at_call: int, path: str, monkeypatch) -> tuple:

@@ -96,21 +96,47 @@ def test_no_import_circles():
         ("derivgrad.kernels", ["derivgrad"]),  # the low level knows nothing above it
         (
             "derivgrad.symbolic",
-            ["derivgrad.ops", "derivgrad.registry", "derivgrad.render", "derivgrad.document"],
+            [
+                "derivgrad.ops",
+                "derivgrad.registry",
+                "derivgrad.documents.render",
+                "derivgrad.documents.document",
+            ],
         ),
-        ("derivgrad.ops", ["derivgrad.render", "derivgrad.registry", "derivgrad.worked"]),
-        ("derivgrad.document", ["derivgrad.render", "derivgrad.registry", "derivgrad.ops"]),
+        (
+            "derivgrad.ops",
+            ["derivgrad.documents.render", "derivgrad.registry", "derivgrad.documents.worked"],
+        ),
+        (
+            "derivgrad.documents.document",
+            ["derivgrad.documents.render", "derivgrad.registry", "derivgrad.ops"],
+        ),
         # a network of one's own trains on kernels; documents and derivations stay out
         (
             "derivgrad.nn",
             [
-                "derivgrad.render",
-                "derivgrad.document",
+                "derivgrad.documents.render",
+                "derivgrad.documents.document",
                 "derivgrad.registry",
                 "derivgrad.symbolic",
                 "derivgrad.formats",
             ],
         ),
+        # training runs on kernels: no SymPy (the symbolic engine), no documents
+        (
+            "derivgrad.training",
+            [
+                "derivgrad.symbolic",
+                "derivgrad.documents",
+                "derivgrad.formats",
+                "derivgrad.registry",
+                "derivgrad.checks",
+            ],
+        ),
+        # the documents and the checks read derivations; they never train
+        ("derivgrad.documents", ["derivgrad.training", "derivgrad.nn", "derivgrad.bench"]),
+        ("derivgrad.formats", ["derivgrad.training", "derivgrad.nn", "derivgrad.ops"]),
+        ("derivgrad.checks", ["derivgrad.training", "derivgrad.nn", "derivgrad.documents"]),
     ],
 )
 def test_layers_stay_apart(layer, forbidden):
@@ -126,15 +152,15 @@ def test_layers_stay_apart(layer, forbidden):
 
 
 OP_AGNOSTIC = [
-    "derivgrad/render.py",
+    "derivgrad/documents/render.py",
     "derivgrad/registry.py",
     "derivgrad/cli.py",
-    "derivgrad/checks.py",
-    "derivgrad/strategies.py",
-    "derivgrad/worked.py",
-    "derivgrad/document.py",
-    "derivgrad/instance.py",
-    "derivgrad/numeric_steps.py",
+    "derivgrad/checks/properties.py",
+    "derivgrad/checks/strategies.py",
+    "derivgrad/documents/worked.py",
+    "derivgrad/documents/document.py",
+    "derivgrad/documents/instance.py",
+    "derivgrad/documents/numeric_steps.py",
     "derivgrad/api.py",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "derivgrad" / "formats").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "derivgrad" / "commands").glob("*.py")),
@@ -191,6 +217,29 @@ def test_importing_the_kernels_or_the_package_does_not_load_sympy(tmp_path):
     loaded = eval(r.stdout)
     assert "sympy" not in loaded
     assert all(m.startswith("derivgrad.kernels") for m in loaded), loaded
+
+
+def test_training_does_not_load_sympy_or_the_documents(tmp_path):
+    """A training run (and ``predict``) imports the kernels, the network and the data, never
+    the symbolic engine: a run's start-up does not pay for SymPy."""
+    modules = sorted(n for n in MODULES if n.startswith("derivgrad.training."))
+    assert "derivgrad.training.train" in modules
+    r = _fresh(
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m == 'sympy' or m.startswith("
+        "('derivgrad.documents', 'derivgrad.formats', 'derivgrad.symbolic'))))",
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert eval(r.stdout) == []
+
+
+def test_the_top_level_holds_few_modules():
+    """derivgrad/ reads as a map: subsystems are packages (ops, notation, symbolic, documents,
+    formats, checks, training, nn, bench, commands), and few modules stand alone."""
+    modules = sorted(p.name for p in (ROOT / "derivgrad").glob("*.py"))
+    assert len(modules) <= 12, modules
 
 
 def test_derivgrad_kernels_is_the_one_way_in(tmp_path):

@@ -1,4 +1,4 @@
-"""``derivgrad bench --busy N`` (``derivgrad/bench_busy.py``): its neighbours end by
+"""``derivgrad bench --busy N`` (``derivgrad/bench/busy.py``): its neighbours end by
 themselves, every column and case reaches the table, PyTorch's column is left out cleanly
 where it is not installed, and bad options fail in one line.  No timing is asserted."""
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from derivgrad import bench_busy as B
+from derivgrad.bench import busy as B
 
 
 def _alive(pid):
@@ -42,7 +42,7 @@ def test_neighbours_end_when_the_benchmark_dies():
     parent = textwrap.dedent(
         """
         import os
-        from derivgrad import bench_busy as B
+        from derivgrad.bench import busy as B
         procs = B.start_neighbours(2)
         print(" ".join(str(p.pid) for p in procs), flush=True)
         os._exit(0)

@@ -23,9 +23,9 @@ from latex_parse import parse as parse_latex
 from mathml_parse import Node, read_chain, tree
 
 from derivgrad import derive
-from derivgrad.instance import attach, random_values
+from derivgrad.documents.instance import attach, random_values
+from derivgrad.documents.render import build, render
 from derivgrad.registry import OPS
-from derivgrad.render import build, render
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
@@ -87,7 +87,7 @@ def _open(page: Path) -> tuple[dict, str]:
 def pages(tmp_path_factory):
     """{name: (derivation or None, probe report, rendered DOM)} for every op and the
     worked problems."""
-    from derivgrad.worked import document
+    from derivgrad.documents.worked import document
 
     tmp = tmp_path_factory.mktemp("html")
     sources = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from derivgrad import kernels as K
-from derivgrad.checks import check_op
+from derivgrad.checks.properties import check_op
 from derivgrad.registry import OPS
 
 _conv_kernel = OPS["conv2d"].kernel

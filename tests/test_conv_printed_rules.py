@@ -13,9 +13,9 @@ from tolerances import assert_close
 
 from derivgrad import derive
 from derivgrad import kernels as K
+from derivgrad.documents.render import build
 from derivgrad.kernels import output_size
 from derivgrad.ops.conv_rule import Geometry, rules
-from derivgrad.render import build
 
 
 def _cases():

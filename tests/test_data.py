@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from derivgrad import data as D
+from derivgrad.training import data as D
 
 
 def idx_bytes(arr):

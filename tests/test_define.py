@@ -199,7 +199,7 @@ def test_kernels_run_on_sizes_other_than_the_example(ops):
 
 
 def test_general_size_rule_is_in_index_notation_with_its_conditions(ops):
-    from derivgrad.render import render
+    from derivgrad.documents.render import render
 
     d = ops["depthwise"].derive()
     tex = render(d, "latex")

@@ -13,8 +13,8 @@ import sympy as sp
 
 import derivgrad
 from derivgrad.cli import main
+from derivgrad.documents.render import render
 from derivgrad.notation.derivation import step_forms
-from derivgrad.render import render
 
 LAYERNORM = """
 m[n] += x[n, d] / len(d)
@@ -83,7 +83,7 @@ def test_prose_is_prose_in_the_closed_form(layernorm):
 
 
 def test_a_step_prints_its_numbers(layernorm):
-    from derivgrad.instance import attach
+    from derivgrad.documents.instance import attach
 
     x = [[1, 2, 3], [4, 5, 7]]
     d = attach(layernorm, {"x": x, "g": [1, 1, 1]})

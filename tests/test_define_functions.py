@@ -16,11 +16,11 @@ import pytest
 import sympy as sp
 
 import derivgrad
+from derivgrad.documents.render import render
 from derivgrad.errors import ParamError
 from derivgrad.formats import json as json_format
 from derivgrad.notation.parse import parse_statement
 from derivgrad.notation.program import SYMPY_FUNCTIONS
-from derivgrad.render import render
 
 SPEC = "y[i] = min(x[i], w[i]) + sin(x[i]) * cos(w[i]) + pow(x[i] * x[i] + 1, w[i])"
 

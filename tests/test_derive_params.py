@@ -75,7 +75,7 @@ def test_a_huge_lenet_is_priced_not_built():
 _PEAK = (
     "import sys; from derivgrad.cli import main; sys.argv[0] = 'derivgrad'; "
     "rc = main(sys.argv[1:]); sys.stdout.flush(); "
-    "from derivgrad.bench_epoch import peak_rss_mb; "
+    "from derivgrad.training.bench_epoch import peak_rss_mb; "
     "print(round(peak_rss_mb() * 1024), file=sys.stderr); sys.exit(rc)"
 )
 

@@ -23,7 +23,7 @@ def test_derive_conv2d(tmp_path):
 def test_worked_problems(tmp_path):
     run([EX / "worked_problems.py", tmp_path], tmp_path)
     tex = (tmp_path / "worked_problems.tex").read_text()
-    from derivgrad.worked import problems
+    from derivgrad.documents.worked import problems
 
     # one section per worked problem (the thirteen, file 004's 7b, the lecture's 14 and its
     # errata, ...) after the map of where each comes from

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import derivgrad.formats as formats
-from derivgrad.document import Doc
-from derivgrad.render import FORMATS, render
+from derivgrad.documents.document import Doc
+from derivgrad.documents.render import FORMATS, render
 
 BLOCK_KINDS = {"h", "p", "eq"}  # what Doc's h(), p(), eq() append
 
@@ -77,7 +77,7 @@ def test_adding_a_module_adds_a_format_everywhere(tmp_path, monkeypatch):
     assert formats.from_path("x.shout") == "shout"
     out = render(derivgrad.derive("relu", features=2), "shout")
     assert "RELU" in out and "PROOF" in out
-    from derivgrad.worked import document, documents
+    from derivgrad.documents.worked import document, documents
 
     docs = documents()[:3]  # the map of sources, then two worked problems
     assert document("shout", docs).count("WORKED PROBLEM") >= 2

@@ -17,13 +17,13 @@ import pytest
 import sympy as sp
 
 from derivgrad import derive
+from derivgrad.documents.instance import attach, evaluate, random_values, substitutions, value_names
+from derivgrad.documents.render import build, render, to_latex, to_markdown, to_text
 from derivgrad.errors import ParamError
 from derivgrad.formats.html import to_html
 from derivgrad.formats.json import read, schema, to_data
 from derivgrad.formats.text import WIDTH, width
-from derivgrad.instance import attach, evaluate, random_values, substitutions, value_names
 from derivgrad.registry import OPS, get
-from derivgrad.render import build, render, to_latex, to_markdown, to_text
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -124,7 +124,7 @@ def test_text_is_unicode_for_80_columns(instances, name, numeric):
 
 
 def test_text_of_the_worked_problems():
-    from derivgrad.worked import document
+    from derivgrad.documents.worked import document
 
     text = document("text")
     assert "\\" not in text

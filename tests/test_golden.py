@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import derivgrad
+from derivgrad.documents.render import render
+from derivgrad.documents.worked import document
 from derivgrad.registry import OPS
-from derivgrad.render import render
-from derivgrad.worked import document
 
 GOLDEN = Path(__file__).parent / "golden"
 

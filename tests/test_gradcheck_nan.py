@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from derivgrad import gradcheck
-from derivgrad.checks import check_op, compare
+from derivgrad.checks.properties import check_op, compare
 from derivgrad.errors import GradcheckError
 from derivgrad.registry import OPS
 

@@ -17,13 +17,13 @@ import time
 import numpy as np
 import pytest
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 from derivgrad import atomic, cli
-from derivgrad import checkpoint as ckpt
-from derivgrad import data as D
 from derivgrad import kernels as K
 from derivgrad.errors import CheckpointError, DataError, ParamError, UsageError
-from derivgrad.predict import as_images
+from derivgrad.training import checkpoint as ckpt
+from derivgrad.training import data as D
+from derivgrad.training.predict import as_images
 
 quiet = dict(log=lambda s: None, progress=False)
 TINY = dict(epochs=1, limit=64, batch_size=32, hidden=16, filters=4)
@@ -208,7 +208,7 @@ def test_predict_command_on_png_and_npy(tmp_path, trained, capsys):
 def test_predict_batches_and_agrees_with_one_batch(trained, monkeypatch):
     x = D.load()["test_images"][:25]
     whole = T.predict(trained, x)
-    import derivgrad.predict as P
+    import derivgrad.training.predict as P
 
     monkeypatch.setattr(P, "BATCH", 7)
     # BLAS blocks a GEMM differently per batch size: equal up to float32 rounding
@@ -639,7 +639,7 @@ def test_an_output_that_would_overwrite_the_data_is_refused(tmp_path):
 
 def test_check_op_and_gradcheck_refuse_meaningless_arguments():
     from derivgrad import gradcheck
-    from derivgrad.checks import check_op
+    from derivgrad.checks.properties import check_op
 
     with pytest.raises(ValueError, match="examples"):
         check_op("relu", examples=0)

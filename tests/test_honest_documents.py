@@ -14,13 +14,13 @@ from latex_parse import parse
 
 import derivgrad
 from derivgrad import kernels as K
-from derivgrad.document import ABBREVIATED, tex
+from derivgrad.documents.document import ABBREVIATED, tex
+from derivgrad.documents.render import build, to_markdown
 from derivgrad.errors import ParamError
 from derivgrad.ops.base import SYMBOLIC_SECONDS_LIMIT
 from derivgrad.ops.conv_rule import Geometry
 from derivgrad.ops.conv_rule import rules as conv_rules
 from derivgrad.registry import OPS
-from derivgrad.render import build, to_markdown
 from derivgrad.symbolic import functions as F
 from derivgrad.symbolic.tensors import symbols
 
@@ -106,7 +106,7 @@ def test_no_verify_on_the_command_line_says_not_verified():
 
 
 def test_worked_problems_run_the_proofs():
-    from derivgrad.worked import problems
+    from derivgrad.documents.worked import problems
 
     for number, make in problems():
         if number == "12":  # the network: its proof takes seconds; test_symbolic proves it
@@ -182,7 +182,7 @@ def test_closed_form_lists_non_zero_entries_first_and_says_the_rest_are_zero():
 
 
 def test_every_cut_is_announced():
-    from derivgrad.render import entry_rows
+    from derivgrad.documents.render import entry_rows
 
     a = np.array([sp.Symbol(f"a{i}") if i % 3 == 0 else sp.Integer(0) for i in range(60)])
     rows, note = entry_rows(lambda i: str(i), a, lambda e: e, limit=8)
@@ -368,13 +368,13 @@ def test_block_matrix_sentence_only_where_one_is_drawn():
 # -- the worked-problems collection ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def worked_docs():
-    from derivgrad.worked import documents
+    from derivgrad.documents.worked import documents
 
     return documents()
 
 
 def test_every_worked_problem_has_its_own_title_in_every_format(worked_docs):
-    from derivgrad.worked import document
+    from derivgrad.documents.worked import document
 
     latex = document("latex", worked_docs)
     markdown = document("markdown", worked_docs)
@@ -391,7 +391,7 @@ def test_every_worked_problem_has_its_own_title_in_every_format(worked_docs):
 
 
 def test_a_problem_with_a_document_of_its_own_is_headed_by_its_title():
-    from derivgrad.worked import heading
+    from derivgrad.documents.worked import heading
 
     for op in OPS.values():
         for p in op.worked_problems():
@@ -410,7 +410,7 @@ def _balanced(line):
 
 
 def test_a_long_product_breaks_only_between_top_level_terms():
-    from derivgrad.document import LINE_CHARS, tex_split
+    from derivgrad.documents.document import LINE_CHARS, tex_split
 
     x = sp.symbols("x1:31")
     g, S = sp.symbols("gamma S", positive=True)
@@ -601,7 +601,7 @@ def test_a_wrong_vector_form_is_caught(lenet, monkeypatch):
 
 # -- every seed problem is reproduced --------------------------------------------------------
 def test_every_seed_problem_is_in_the_worked_problems():
-    from derivgrad.worked import problems
+    from derivgrad.documents.worked import problems
 
     numbers = [n for n, _ in problems()]
     assert len(numbers) == len(set(numbers))
@@ -618,9 +618,9 @@ def test_the_lecture_example_with_numbers_matches_an_independent_reference():
 
     import naive
 
-    from derivgrad.instance import numbers
+    from derivgrad.documents.instance import numbers
+    from derivgrad.documents.worked import derivation
     from derivgrad.ops.conv import LECTURE_NUMBERS, NOTEBOOK_NUMBERS
-    from derivgrad.worked import derivation
 
     p = next(p for p in OPS["conv2d"].worked_problems() if p.number == "14")
     d = derivation(OPS["conv2d"], p)
@@ -695,7 +695,7 @@ def test_average_pooling_with_tiling_windows_is_delta_upsampled():
 
 
 def test_the_layout_sentence_is_said_once_in_the_collection(worked_docs):
-    from derivgrad.render import LAYOUT, LAYOUT_AGAIN
+    from derivgrad.documents.render import LAYOUT, LAYOUT_AGAIN
 
     paragraphs = [x for doc in worked_docs for kind, x in doc.blocks if kind == "p"]
     assert paragraphs.count(LAYOUT) == 1 and paragraphs.count(LAYOUT_AGAIN) >= 1

@@ -102,8 +102,8 @@ def test_random_real_signals_resume_bit_exactly(tmp_path):
 
 
 def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
-    import derivgrad.train as T
-    from derivgrad import interrupt
+    import derivgrad.training.train as T
+    from derivgrad.training import interrupt
 
     ckpt = tmp_path / "c.npz"
     cfg = T.config(epochs=1, limit=256, batch_size=32, checkpoint=str(ckpt), hidden=16)
@@ -133,7 +133,7 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
 def test_a_signal_during_an_evaluation_is_reported_as_what_it_interrupted(tmp_path, epochs):
     # the final evaluation of a one-epoch run once read "interrupted at epoch 2 after 0 of
     # 8 batches": a position the run never reaches
-    import derivgrad.train as T
+    import derivgrad.training.train as T
 
     ckpt = tmp_path / "c.npz"
     cfg = T.config(epochs=epochs, limit=256, batch_size=32, checkpoint=str(ckpt), hidden=16)

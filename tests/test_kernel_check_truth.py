@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from derivgrad import derive
+from derivgrad.documents.instance import failed_checks, kernel_comparison, value_names
+from derivgrad.documents.render import render
 from derivgrad.formats.json import schema
-from derivgrad.instance import failed_checks, kernel_comparison, value_names
 from derivgrad.registry import get
-from derivgrad.render import render
 
 
 def _huge(op: str) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from derivgrad.model import Conv2d, Linear, lenet, lenet_rows
+from derivgrad.training.model import Conv2d, Linear, lenet, lenet_rows
 
 SIZES = st.fixed_dictionaries(
     dict(

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 
 MPIEXEC = shutil.which(
     "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -153,8 +153,8 @@ def test_synchronised_batchnorm_equals_batchnorm_of_the_whole_batch(tmp_path):
         """
 import sys, numpy as np
 from derivgrad import kernels as K
-from derivgrad.distributed import SyncBatchNorm2d, detect
-from derivgrad.model import BatchNorm2d
+from derivgrad.training.distributed import SyncBatchNorm2d, detect
+from derivgrad.training.model import BatchNorm2d
 d = detect(force=True)
 assert d.size == 2
 rng = np.random.default_rng(0)
@@ -222,7 +222,7 @@ def test_bad_launches_get_clear_errors(tmp_path):
 
 def test_without_a_launcher_mpi4py_is_not_imported():
     code = (
-        "import sys; from derivgrad.distributed import detect; "
+        "import sys; from derivgrad.training.distributed import detect; "
         "assert detect() is None; assert 'mpi4py' not in sys.modules; print('ok')"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM"))}
@@ -338,7 +338,7 @@ def test_a_signal_stops_every_rank_at_the_same_step_and_resume_continues(tmp_pat
 
 
 def test_launcher_detection_from_the_environment():
-    from derivgrad.distributed import launched_size
+    from derivgrad.training.distributed import launched_size
 
     assert launched_size({}) is None
     assert launched_size({"PMI_SIZE": "4", "PMI_RANK": "2"}) == 4
@@ -349,7 +349,7 @@ def test_launcher_detection_from_the_environment():
 
 
 def _fake_communicator(**attrs):
-    from derivgrad.distributed import Communicator
+    from derivgrad.training.distributed import Communicator
 
     c = object.__new__(Communicator)  # no MPI: only the attributes the method reads
     c.__dict__.update(attrs)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import derivgrad.train as T
-from derivgrad.distributed import Communicator, _AgreedExit
+import derivgrad.training.train as T
 from derivgrad.errors import DataError, UsageError
-from derivgrad.train_config import TrainConfig
+from derivgrad.training.config import TrainConfig
+from derivgrad.training.distributed import Communicator, _AgreedExit
 
 
 class _World:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from resume import interrupted_and_resumed
 
 import derivgrad
-import derivgrad.train as T
+import derivgrad.training.train as T
 from derivgrad import nn
 from derivgrad.errors import CheckpointError, ParamError, UsageError
 from derivgrad.nn.check import check_network, failed_layers
@@ -304,9 +304,9 @@ def test_train_model_resumes_exactly_and_refuses_another_network(netfile, tmp_pa
     r = _cli("predict", path, str(tmp_path / "img.npy"))
     assert r.returncode == 2 and "--model network" in r.stderr and "pass --model" in r.stderr
     # with the file named by the user (never by the checkpoint): the trained network's output
-    from derivgrad.data import prepare
     from derivgrad.kernels import softmax
-    from derivgrad.predict import predict
+    from derivgrad.training.data import prepare
+    from derivgrad.training.predict import predict
 
     want = softmax(net_res.forward(prepare(img, False)))
     assert np.array_equal(predict(path, img, model=netfile), want)

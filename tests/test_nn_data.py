@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import derivgrad.train as T
-from derivgrad.data_npz import load_npz
+import derivgrad.training.train as T
 from derivgrad.errors import DataError, UsageError
+from derivgrad.training.data_npz import load_npz
 
 NET = """
 from derivgrad import nn
@@ -113,7 +113,7 @@ def _cifar(d, rng, batches=2, n=40):
 
 
 def test_cifar_batches_are_read_and_train_a_network(tmp_path):
-    from derivgrad.data_cifar import load_cifar
+    from derivgrad.training.data_cifar import load_cifar
 
     _cifar(tmp_path / "c", np.random.default_rng(0))
     x, y, xt, yt = load_cifar(tmp_path / "c")
@@ -136,7 +136,7 @@ def test_a_cifar_batch_that_is_not_arrays_is_refused(tmp_path):
     import os
     import pickle
 
-    from derivgrad.data_cifar import load_cifar
+    from derivgrad.training.data_cifar import load_cifar
 
     _cifar(tmp_path / "c", np.random.default_rng(0), batches=1)
 

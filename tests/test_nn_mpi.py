@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 
 MPIEXEC = shutil.which(
     "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

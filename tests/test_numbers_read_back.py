@@ -15,8 +15,8 @@ import pytest
 import sympy as sp
 
 import derivgrad
-from derivgrad.instance import attach, random_values
-from derivgrad.render import render
+from derivgrad.documents.instance import attach, random_values
+from derivgrad.documents.render import render
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from latex_parse import parse as parse_latex  # noqa: E402

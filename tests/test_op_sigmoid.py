@@ -11,10 +11,10 @@ import pytest
 from tolerances import assert_close
 
 import derivgrad
-from derivgrad.checks import check_op
+from derivgrad.checks.properties import check_op
+from derivgrad.documents.render import render
 from derivgrad.ops.sigmoid import sigmoid_backward, sigmoid_forward
 from derivgrad.registry import OPS
-from derivgrad.render import render
 
 
 def _reference(z):

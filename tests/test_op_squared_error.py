@@ -6,7 +6,8 @@ import pytest
 from tolerances import assert_close
 
 import derivgrad
-from derivgrad.checks import check_op
+from derivgrad.checks.properties import check_op
+from derivgrad.documents.render import render, to_markdown
 from derivgrad.ops.squared_error import (
     _seed004_doc,
     conv_relu_loss,
@@ -14,7 +15,6 @@ from derivgrad.ops.squared_error import (
     squared_error_forward,
 )
 from derivgrad.registry import OPS
-from derivgrad.render import render, to_markdown
 
 
 def test_registered_proved_and_rendered():
@@ -103,7 +103,7 @@ def test_seed004_both_paths_are_proved_and_agree_with_central_differences():
 
 
 def test_problem_13_uses_the_notes_numbers_and_catches_the_planted_bug():
-    from derivgrad.worked import _gradcheck_doc
+    from derivgrad.documents.worked import _gradcheck_doc
 
     text = to_markdown(_gradcheck_doc())
     assert "x = (2, 1, 3)" in text and "= (3, 6, 2)" in text

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 from derivgrad.cli import main
-from derivgrad.predict import predict
+from derivgrad.training.predict import predict
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import sympy as sp
 from latex_parse import parse
 
 import derivgrad
-from derivgrad.document import abbreviate_array
+from derivgrad.documents.document import abbreviate_array
+from derivgrad.documents.render import build, render
 from derivgrad.registry import OPS
-from derivgrad.render import build, render
 
 # ops printed by the generic document (the network and batch norm write their own)
 FAST = [n for n in OPS if OPS[n].document(OPS[n].build()) is None]
@@ -83,7 +83,7 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
 @needs_tex
 @pytest.mark.parametrize("name", list(OPS))
 def test_standalone_latex_compiles(derivations, name, tmp_path):
-    from derivgrad.render import compile_pdf
+    from derivgrad.documents.render import compile_pdf
 
     overfull: list[str] = []
     pdf = compile_pdf(
@@ -95,8 +95,8 @@ def test_standalone_latex_compiles(derivations, name, tmp_path):
 
 @needs_tex
 def test_the_worked_problems_document_compiles(tmp_path):
-    from derivgrad.render import compile_pdf
-    from derivgrad.worked import document
+    from derivgrad.documents.render import compile_pdf
+    from derivgrad.documents.worked import document
 
     overfull: list[str] = []
     pdf = compile_pdf(document("latex"), tmp_path / "wp.pdf", overfull=overfull)
@@ -119,7 +119,7 @@ def test_the_worked_problems_document_compiles(tmp_path):
     ],
 )
 def test_documents_the_review_named_have_no_overfull_box(op, params, tmp_path):
-    from derivgrad.render import compile_pdf
+    from derivgrad.documents.render import compile_pdf
 
     d = derivgrad.derive(op, **params)
     overfull: list[str] = []
@@ -169,7 +169,7 @@ def test_derive_writes_a_file_and_markdown(tmp_path):
 
 
 def test_pdf_without_a_tex_engine_says_how_to_get_one(tmp_path, monkeypatch):
-    from derivgrad.render import compile_pdf
+    from derivgrad.documents.render import compile_pdf
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install texlive"):

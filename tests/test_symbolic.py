@@ -281,7 +281,7 @@ def test_wp11_batchnorm_is_the_fully_connected_one_after_reshaping():
 
 # -- worked problem 12: the LeNet network ------------------------------------------------
 def test_wp12_lenet_parameter_counts():
-    from derivgrad.model import lenet
+    from derivgrad.training.model import lenet
 
     rows = lenet().summary()
     assert [r[2] for r in rows if r[2]] == [520, 1_440_500, 5_010]

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from resume import interrupted_and_resumed
 
-import derivgrad.train as T
+import derivgrad.training.train as T
 from derivgrad import gradcheck
 from derivgrad.errors import CheckpointError
-from derivgrad.model import lenet
+from derivgrad.training.model import lenet
 
 
 def test_training_on_the_embedded_subset_learns(tmp_path):
@@ -130,7 +130,7 @@ def test_cli_train_writes_metrics_and_refuses_bad_options(tmp_path):
 def test_predict_on_a_checkpoint(tmp_path):
     path = str(tmp_path / "c.npz")
     T.train(T.config(epochs=1, limit=1280, checkpoint=path), log=lambda s: None, progress=False)
-    from derivgrad.data import load
+    from derivgrad.training.data import load
 
     d = load()
     probs = T.predict(path, d["test_images"][:200])
@@ -139,7 +139,7 @@ def test_predict_on_a_checkpoint(tmp_path):
 
 
 def test_fused_optimizers_match_their_definitions():
-    from derivgrad.model import SGD, Adam
+    from derivgrad.training.model import SGD, Adam
 
     rng = np.random.default_rng(9)
     p0 = rng.standard_normal((3, 4))

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from derivgrad import formats
-from derivgrad.document import Doc
+from derivgrad.documents.document import Doc
+from derivgrad.documents.render import build
 from derivgrad.formats.typst import UnknownCommand, math
 from derivgrad.registry import OPS
-from derivgrad.render import build
 
 typst = pytest.importorskip("typst", reason="the typst package is not installed ('.[pdf]')")
 PDFTOTEXT = shutil.which("pdftotext")
@@ -72,7 +72,7 @@ def test_every_op_compiles_and_reads_back(name, tmp_path):
 
 @needs_pdftotext
 def test_the_worked_problems_compile_and_read_back(tmp_path):
-    from derivgrad.worked import TITLE, document, documents
+    from derivgrad.documents.worked import TITLE, document, documents
 
     docs = documents()
     text = _pdf_text(document("typst", docs), tmp_path)

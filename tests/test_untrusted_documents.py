@@ -17,9 +17,9 @@ import threading
 import pytest
 
 import derivgrad
+from derivgrad.documents.render import render
 from derivgrad.errors import ParamError
 from derivgrad.formats._mathml import mathml
-from derivgrad.render import render
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),

@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 
 import derivgrad
 from derivgrad import derive
-from derivgrad.document import tex
+from derivgrad.documents.document import tex
+from derivgrad.documents.instance import parse_array
+from derivgrad.documents.render import render
 from derivgrad.errors import DataError, ParamError
 from derivgrad.formats._schema_check import violation
 from derivgrad.formats.json import read, schema
 from derivgrad.formats.text import inline
-from derivgrad.instance import parse_array
 from derivgrad.notation.parse import DefineError
-from derivgrad.render import render
 from derivgrad.symbolic.reader import MAX_DEPTH, read_expr
 
 CANARY_DIR = Path(tempfile.mkdtemp(prefix="derivgrad-canary-"))

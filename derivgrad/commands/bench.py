@@ -38,11 +38,11 @@ def _cmd_bench(a):
         except ValueError as e:
             raise UsageError(str(e)) from None
     if a.epoch and a.data is not None:
-        from ..data import load
+        from ..training.data import load
 
         load(a.data)  # a missing or corrupt dataset fails now, not after minutes of timings
-    from ..bench import run
-    from ..bench_step import print_breakdown
+    from ..bench.kernels import run
+    from ..training.bench_step import print_breakdown
 
     run(a.repeats, threads, a.json, epoch=a.epoch, data=a.data, limit=a.limit)
     if a.step:
@@ -59,7 +59,7 @@ def _cmd_busy(a):
             raise UsageError(f"--busy measures its own columns; drop {option}")
     if a.limit is not None:
         raise UsageError("--busy measures its own columns; drop --limit")
-    from ..bench_busy import run
+    from ..bench.busy import run
 
     run(a.busy, a.repeats, a.json)
 

@@ -8,7 +8,7 @@ from ._define_arguments import add_define_arguments, defined_op, refuse_without_
 
 
 def _cmd_check(a):
-    from ..checks import check_op, table
+    from ..checks.properties import check_op, table
     from ..registry import OPS, get
 
     refuse_without_define(a)

@@ -15,8 +15,8 @@ from ._op_arguments import OPS, add_op_arguments, op_arguments
 def _cmd_derive(a):
     from .. import derive
     from ..atomic import check_output, is_stream, write_output
+    from ..documents.render import render
     from ..registry import get
-    from ..render import render
 
     refuse_without_define(a)
     inputs = [a.define[1:]] if a.define is not None and a.define.startswith("@") else []
@@ -46,7 +46,7 @@ def _cmd_derive(a):
     elif not a.op:
         raise UsageError("give an op name (derivgrad derive conv2d) or --define SPEC --shape ...")
     elif a.op.replace("_", "-") == "worked-problems":
-        from ..worked import document
+        from ..documents.worked import document
 
         if a.value or a.random_values is not None:
             raise UsageError("--value and --random-values need one op, not worked-problems")
@@ -117,7 +117,7 @@ def _progress(k: int, n: int, number: str) -> None:
 def _attach_values(d, pairs: list[str], seed: int | None):
     """``--random-values SEED`` fills every input and δ; each ``--value NAME=ARRAY`` then sets
     (or overrides) one of them."""
-    from ..instance import attach, parse_array, random_values
+    from ..documents.instance import attach, parse_array, random_values
 
     values = random_values(d, seed) if seed is not None else {}
     for pair in pairs:

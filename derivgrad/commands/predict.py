@@ -74,8 +74,8 @@ def _npy(path: str):
 
 def _load_images(paths: list[str]):
     """Each file's images on the 0..255 scale, validated and named by their file."""
-    from ..data import read_idx
-    from ..predict import as_images
+    from ..training.data import read_idx
+    from ..training.predict import as_images
 
     out = []
     for path in paths:
@@ -93,7 +93,7 @@ def _load_images(paths: list[str]):
 def _cmd_predict(a: argparse.Namespace) -> None:
     import numpy as np
 
-    from ..predict import predict_pixels
+    from ..training.predict import predict_pixels
 
     parts = _load_images(a.images)
     # float files arrive as float32 on the 0..255 scale, uint8 ones as uint8: one dtype

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..train_config import TrainConfig
+    from ..training.config import TrainConfig
 
 
 def _threads(n: int | None, default: int | None = None) -> None:
@@ -27,23 +27,23 @@ def _threads(n: int | None, default: int | None = None) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> TrainConfig:
-    """The :class:`~derivgrad.train_config.TrainConfig` the options describe (validated)."""
-    from ..train_config import TrainConfig
+    """The :class:`~derivgrad.training.config.TrainConfig` the options describe (validated)."""
+    from ..training.config import TrainConfig
 
     names = [f for f in TrainConfig.__dataclass_fields__ if f not in ("data", "architecture")]
     return TrainConfig(data=a.data, **{k: getattr(a, k) for k in names})
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
-    from .. import data as mnist
-    from ..distributed import abort_on_error, detect
-    from ..train import metrics_line, train
+    from ..training import data as mnist
+    from ..training.distributed import abort_on_error, detect
+    from ..training.train import metrics_line, train
 
     cfg = config_from_args(a)  # every value checked before anything is read or downloaded
     # under an MPI launcher (or --mpi): the communicator; None (and no mpi4py import) otherwise
     dist = detect(force=a.mpi)
     if dist is not None:
-        from ..train import check_ranks
+        from ..training.train import check_ranks
 
         dist.shard_optimizer = a.shard_optimizer
         check_ranks(cfg, dist)  # one verdict: rank 0 says it on its own line, all exit 2
@@ -62,7 +62,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
-    from ..train_config import TrainConfig
+    from ..training.config import TrainConfig
 
     D = TrainConfig()
     p = sub.add_parser(
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
 
 
 def _add_settings(p: argparse.ArgumentParser, D) -> None:
-    from ..train_config import OPTIMIZERS, SCHEDULES
+    from ..training.config import OPTIMIZERS, SCHEDULES
 
     p.add_argument("--epochs", type=int, default=D.epochs)
     p.add_argument("--batch-size", type=int, default=D.batch_size)

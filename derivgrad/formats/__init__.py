@@ -1,7 +1,7 @@
 """Output formats: one public module per format, named after it (``latex.py`` is ``--format
 latex``), each exporting ``WRITER``: a :class:`Writer` subclass that writes the
-format-agnostic document model (:class:`derivgrad.document.Doc`) block by block, one method
-per block kind (``visit_h``, ``visit_p``, ``visit_eq``), as SymPy's printers dispatch on
+format-agnostic document model (:class:`derivgrad.documents.document.Doc`) block by block, one
+method per block kind (``visit_h``, ``visit_p``, ``visit_eq``), as SymPy's printers dispatch on
 ``_print_<Kind>``.  Helpers shared by writers are private modules (``_mathml.py``).
 
 This module is the one list of formats: the renderer, the worked-problems collection and the

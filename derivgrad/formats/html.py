@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from ..document import Doc, plain_text, split_prose
+from ..documents.document import Doc, plain_text, split_prose
 from . import Writer
 from ._mathml import aligned, mathml
 

@@ -118,7 +118,7 @@ def _has_upstream(d: Derivation) -> bool:
 
 def to_data(d: Derivation) -> dict[str, Any]:
     """The derivation as a JSON-ready dict (see the module docstring and the schema)."""
-    from ..instance import complete, evaluate, kernel_comparison, substitutions
+    from ..documents.instance import complete, evaluate, kernel_comparison, substitutions
     from ..registry import get
 
     table, rename = _symbol_table(d)

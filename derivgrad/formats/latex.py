@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..document import split_prose
+from ..documents.document import split_prose
 from . import Writer
 
 PREAMBLE = r"""\documentclass[11pt]{article}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ..document import plain_text, split_prose
+from ..documents.document import plain_text, split_prose
 from . import Writer
 from .latex import align_rows
 

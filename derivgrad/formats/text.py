@@ -3,7 +3,7 @@ sub- and superscripts, matrices drawn with box characters (``⎡ ⎤``, as SymPy
 printer draws them); never LaTeX source.
 
 The formulas are read from the same LaTeX the other formats print (the subset derivgrad's
-one printer, :func:`derivgrad.document.tex`, writes) into a small tree and laid out in 2-D
+one printer, :func:`derivgrad.documents.document.tex`, writes) into a small tree and laid out in 2-D
 boxes.  Wide content is never cut mid-symbol: a long line breaks before a ``+``, ``−`` or
 ``=``; a matrix wider than the page is shown row by row (or block by block) with a note.
 """
@@ -15,7 +15,7 @@ import textwrap
 import unicodedata
 from dataclasses import dataclass
 
-from ..document import Doc, plain_text, split_prose
+from ..documents.document import Doc, plain_text, split_prose
 from . import Writer
 
 WIDTH = 80

@@ -169,7 +169,8 @@ def _substack(latex: str) -> str:
 
 
 def math(latex: str) -> str:
-    """One LaTeX formula (the subset :func:`derivgrad.document.tex` prints) as Typst math."""
+    """One LaTeX formula (the subset :func:`derivgrad.documents.document.tex` prints) as Typst
+    math."""
     return _Math().convert(_Parser(_substack(latex), keep=True).seq(None))
 
 

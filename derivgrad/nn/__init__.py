@@ -7,7 +7,7 @@ generated ones).
     loss, probs = net.loss_and_grads(x, labels); opt.step(net.named_grads())
 """
 
-from ..model import SGD, Adam
+from ..training.model import SGD, Adam
 from .defined import Defined
 from .layers import (
     AvgPool2d,

@@ -1,6 +1,6 @@
 r"""The layers of :mod:`derivgrad.nn`: descriptions that become layers when a network is
 built for an input shape (:meth:`Module.build`), each running the kernels the training of
-the course LeNet runs (:mod:`derivgrad.model`'s layers wrap :mod:`derivgrad.kernels`; one
+the course LeNet runs (:mod:`derivgrad.training.model`'s layers wrap :mod:`derivgrad.kernels`; one
 implementation of each layer).
 
 A module is built in place, once per network: ``model()`` returns fresh modules each call.
@@ -16,8 +16,8 @@ import numpy as np
 
 from derivgrad import kernels as K
 
-from .. import model as M
 from ..errors import ParamError
+from ..training import model as M
 
 Shape = tuple[int, ...]
 
@@ -80,7 +80,7 @@ class Module:
 
 
 class _Wrapped(Module):
-    """A layer of :mod:`derivgrad.model` (the training's own), made when built."""
+    """A layer of :mod:`derivgrad.training.model` (the training's own), made when built."""
 
     inner: Any = None
 

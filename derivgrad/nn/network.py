@@ -1,7 +1,7 @@
 """A built network: the modules of :mod:`derivgrad.nn` as the training runs them.
 
-:class:`Network` is a :class:`derivgrad.model.Sequential` (the class the course LeNet is), so
-the training loop, checkpoints and evaluation take it as they take the LeNet.
+:class:`Network` is a :class:`derivgrad.training.model.Sequential` (the class the course LeNet
+is), so the training loop, checkpoints and evaluation take it as they take the LeNet.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from .. import model as M
 from ..errors import ParamError
+from ..training import model as M
 from .layers import Module, Sequential, Shape
 
 

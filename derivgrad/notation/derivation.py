@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
-from ..document import tex, tex_name
+from ..documents.document import tex, tex_name
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.proofs import Proof
 from ..symbolic.tensors import symbols
@@ -25,7 +25,7 @@ from .parse import SCALAR_INDEX
 from .program import Ranges, adjoint_terms, hi_sym, lo_sym
 
 if TYPE_CHECKING:
-    from ..document import Block
+    from ..documents.document import Block
 
 
 class DefinedProof(Proof):
@@ -190,9 +190,9 @@ def step_forms(op: Any, d: Derivation) -> dict[str, np.ndarray]:
 def step_blocks(op: Any, d: Derivation) -> list[Block]:
     """The named steps of a definition of several statements: each step's entries, its local
     derivatives with respect to what it reads, and its numbers when the document has them."""
-    from ..document import entry_rows, indexed
-    from ..instance import evaluate, substitutions
-    from ..numeric_steps import array_tex
+    from ..documents.document import entry_rows, indexed
+    from ..documents.instance import evaluate, substitutions
+    from ..documents.numeric_steps import array_tex
 
     full = d.extra.get("steps")
     if not full:

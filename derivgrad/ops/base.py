@@ -34,7 +34,7 @@ import numpy as np
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-    from ..document import Block
+    from ..documents.document import Block
     from ..symbolic.derivation import Derivation
 
 Arrays = dict[str, np.ndarray]
@@ -61,8 +61,9 @@ class Problem:
     ``number`` orders the collection (``"10b"`` after ``"10"``); ``title`` says what the
     problem is about and heads its section (two problems of one op must not share the op's
     title in the table of contents).  Either ``params``: the op's generic worked solution for
-    ``build(**params)``; or ``make``: a function returning a :class:`derivgrad.document.Doc`
-    of its own (shape arithmetic, a matrix, index notation), whose heading it writes itself.
+    ``build(**params)``; or ``make``: a function returning a
+    :class:`derivgrad.documents.document.Doc` of its own (shape arithmetic, a matrix, index
+    notation), whose heading it writes itself.
     ``values``: numbers for a numeric instance of ``params`` (as ``derive(..., values=)``
     takes them), carried through every step of the worked solution.  ``source``: where the
     problem comes from, when it is not the notes' worked problem of that number (``"the

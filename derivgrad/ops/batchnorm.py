@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import Block, Doc, indexed, tex, tex_split
+from ..documents.document import Block, Doc, indexed, tex, tex_split
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.params import check_unknown, count, pair
 from ..symbolic.proofs import Radical
@@ -173,7 +173,7 @@ def _statistics_with_numbers(d: Derivation) -> list[Block]:
     """μ, σ², S and x̂ of each channel at the instance's numbers (none without values)."""
     if not getattr(d, "values", None) or "x" not in d.values:
         return []
-    from ..instance import substitutions
+    from ..documents.instance import substitutions
 
     subs = substitutions(d)
     rows = []

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
-from ..document import (
+from ..documents.document import (
     MAX_MATRIX_SIDE,
     Block,
     Doc,

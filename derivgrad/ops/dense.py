@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from derivgrad import kernels as K
 
-from ..document import ABBREVIATED, Block, abbreviate, abbreviate_array, abbreviated, bmatrix
+from ..documents.document import (
+    ABBREVIATED,
+    Block,
+    abbreviate,
+    abbreviate_array,
+    abbreviated,
+    bmatrix,
+)
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import LogSumExp, Relu, Step, stable_forms_agree, stable_softmax
 from ..symbolic.params import ParamError, check_unknown, count

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from derivgrad.kernels import output_size
 
-from ..document import (
+from ..documents.document import (
     ABBREVIATED,
     Doc,
     abbreviated,
@@ -465,10 +465,10 @@ class LeNet(Op):
     def kernel(
         self, d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The kernels' LeNet on the instance: the network :func:`derivgrad.model.lenet`
+        """The kernels' LeNet on the instance: the network :func:`derivgrad.training.model.lenet`
         builds for these sizes, its layers found by name, its parameters set to ``values``;
         returns (the loss as a 1-element array, the gradients in the derivation's shapes)."""
-        from ..model import lenet as network
+        from ..training.model import lenet as network
 
         P = d.params
         H, W = P["input"]
@@ -498,7 +498,7 @@ class LeNet(Op):
         return [Problem("12", "The course LeNet, layer by layer", params={})]
 
     def shapes(self, **params: Any) -> str:
-        from ..model import lenet_rows
+        from ..training.model import lenet_rows
 
         def given(name: str, default: int) -> int:
             v = params.get(name)

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from derivgrad import kernels as K
 from derivgrad.kernels import output_size
 
-from ..document import Block, abbreviated, abbreviated_note, bmatrix, indexed
+from ..documents.document import Block, abbreviated, abbreviated_note, bmatrix, indexed
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import FirstMaxRule, WindowMax
 from ..symbolic.params import ParamError, check_unknown, count, pair

@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from ..document import Block
+from ..documents.document import Block
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.params import check_unknown, count
 from ..symbolic.proofs import Rational

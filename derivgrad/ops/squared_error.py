@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 from hypothesis import strategies as st
 
-from ..document import Block, Doc, bmatrix, indexed, tex_split
+from ..documents.document import Block, Doc, bmatrix, indexed, tex_split
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.functions import Relu, Step
 from ..symbolic.params import check_unknown, pair

@@ -24,21 +24,24 @@ import sympy as sp
 from .proofs import Expand, Proof
 from .tensors import times, to_array, total
 
-# The document face registers its renderer here when it is imported (derivgrad.render): the
-# symbolic engine never imports the renderer — a derivation is data, and rendering is a
-# function of it.  derivgrad.derive() imports the renderer, so the face is always there for
-# derivations a user gets.
+# The document face registers its renderer here when it is imported
+# (derivgrad.documents.render): the symbolic engine never imports the renderer — a
+# derivation is data, and rendering is a function of it.  derivgrad.derive() imports the
+# renderer, so the face is always there for derivations a user gets.
 _RENDERERS: list = []
 
 
 def register_renderer(render: Callable[..., str]) -> None:
-    """Called once by :mod:`derivgrad.render` with ``render(derivation, fmt, **kw) -> str``."""
+    """Called once by :mod:`derivgrad.documents.render` with
+    ``render(derivation, fmt, **kw) -> str``."""
     _RENDERERS[:] = [render]
 
 
 def _document_face():
     if not _RENDERERS:
-        raise RuntimeError("no document renderer registered: import derivgrad.render first")
+        raise RuntimeError(
+            "no document renderer registered: import derivgrad.documents.render first"
+        )
     return _RENDERERS[0]
 
 
@@ -129,7 +132,7 @@ class Derivation:
         # True once verify() ran and held for every closed form: documents say "proved" only
         # then, and "not verified" otherwise
         self.verified = False
-        # numbers for some inputs and δ (a numeric instance, derivgrad.instance.attach):
+        # numbers for some inputs and δ (a numeric instance, derivgrad.documents.instance.attach):
         # {name: object array of exact numbers}; empty for a purely symbolic derivation
         self.values: dict = {}
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from derivgrad import kernels as K
 
-from .errors import ParamError
+from ..errors import ParamError
 
 
 class Layer:

@@ -1,6 +1,6 @@
 """The settings of a training run, validated in one place (:class:`TrainConfig`).
 
-The command line builds a :class:`TrainConfig` from its options and :func:`derivgrad.train.
+The command line builds a :class:`TrainConfig` from its options and :func:`derivgrad.training.train.
 train` takes one; every value is checked when the object is made, so a bad value is refused
 before any data is read or any weight allocated, with the option's name in the message.
 Output paths (checkpoint, plot) are checked separately by :meth:`TrainConfig.check_outputs`,
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import check_output, resolve
-from .errors import CheckpointError, ParamError, UsageError
+from ..atomic import check_output, resolve
+from ..errors import CheckpointError, ParamError, UsageError
 from .model import lenet_rows
 
 IN_SHAPE = (1, 28, 28)

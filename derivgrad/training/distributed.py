@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .errors import DistributedError, UsageError
+from ..errors import DistributedError, UsageError
 from .model import BatchNorm2d
 
 # Environment variables through which launchers tell a process how many they started:
@@ -193,7 +193,7 @@ class Communicator:
         :func:`abort_on_error` lets them end the job normally instead of racing an
         ``MPI_Abort`` against rank 0's message.  ``fn`` may call collectives if every rank
         reaches them."""
-        from . import errors
+        from .. import errors
 
         try:
             result, err = fn(), None
@@ -651,7 +651,7 @@ def abort_on_error(dist: Communicator | None) -> Iterator[None]:
             raise
         import signal
 
-        from .errors import DerivgradError
+        from ..errors import DerivgradError
 
         # the launcher answers MPI_Abort with SIGTERM to every rank: die quietly from it
         for sig in (signal.SIGTERM, signal.SIGINT):

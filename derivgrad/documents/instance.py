@@ -6,7 +6,7 @@ command line's ``--value NAME=ARRAY`` / ``--random-values SEED`` land here.  Val
 integer inputs prints integers and fractions, never ``0.30000000000000004``.  Names are those
 of ``d.inputs`` plus ``"upstream"`` for δ = ∂L/∂y; a name left out stays symbolic.
 
-The document steps that print these numbers live in :mod:`derivgrad.numeric_steps`; this
+The document steps that print these numbers live in :mod:`derivgrad.documents.numeric_steps`; this
 module holds the data: parsing, validation, substitution and the kernel comparison.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .errors import ParamError
-from .symbolic.derivation import Derivation
-from .symbolic.reader import as_expr, read_number
+from ..errors import ParamError
+from ..symbolic.derivation import Derivation
+from ..symbolic.reader import as_expr, read_number
 
 UPSTREAM = "upstream"
 RANDOM_RANGE = (-3, 3)  # small integers keep every step of a worked solution readable
@@ -212,7 +212,7 @@ def kernel_comparison(d: Derivation) -> dict[str, float | str] | None:
     exact values beyond float64 (an overflow such as ``exp(1000)`` or values near 1e308), or
     the kernels giving inf or NaN where the exact values are finite (a failure, stated as
     one).  A NaN never reads as a tolerance."""
-    from .registry import get
+    from ..registry import get
 
     if not complete(d):
         return None

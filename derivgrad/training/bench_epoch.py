@@ -1,6 +1,6 @@
 """One LeNet training epoch (batch 64, SGD lr 0.01 momentum 0.9) with derivgrad's kernels
 and with PyTorch on the CPU: same network, initialisation scheme, batch order and thread
-count, each side in its own process (``python -m derivgrad.bench_epoch --side ours|torch``)
+count, each side in its own process (``python -m derivgrad.training.bench_epoch --side ours|torch``)
 so that start-up, compile-cache loading and peak memory are its own.
 
 :func:`run_side` times a side's process from outside (``process_s``, the whole
@@ -42,7 +42,7 @@ def side_ours(a: argparse.Namespace) -> list[dict[str, Any]]:
     set_threads(a.threads)
     if a.linear:
         linear.force_strategy(a.linear)
-    from derivgrad.train import config, train
+    from derivgrad.training.train import config, train
 
     m, _ = train(
         config(data=a.data, epochs=a.epochs, seed=a.seed, limit=a.limit),
@@ -64,7 +64,7 @@ def torch_lenet(
     import torch
     import torch.nn as nn
 
-    from derivgrad import data as mnist
+    from derivgrad.training import data as mnist
 
     d = mnist.load(data)
     # derivgrad's own preparation, so both sides pay the same for it (one array, in place)
@@ -137,7 +137,7 @@ def run_side(
     linear: str | None = None,
 ) -> dict[str, Any]:
     """Run one side in a fresh process; returns its result dict plus ``process_s``."""
-    cmd = [sys.executable, "-m", "derivgrad.bench_epoch", "--side", side]
+    cmd = [sys.executable, "-m", "derivgrad.training.bench_epoch", "--side", side]
     cmd += ["--threads", str(threads), "--epochs", str(epochs)]
     if data:
         cmd += ["--data", str(data)]

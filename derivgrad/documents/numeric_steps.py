@@ -1,6 +1,6 @@
 r"""The numbers of a numeric instance, carried through every step of a worked solution.
 
-:func:`derivgrad.render.build` calls :func:`at` at a few marked points (after the problem,
+:func:`derivgrad.documents.render.build` calls :func:`at` at a few marked points (after the problem,
 the forward pass, the local derivatives, the chain rule, the closed form, and at the end);
 each call returns document blocks, none when the derivation has no values.  The steps are
 printed from the same SymPy objects as the symbolic document, with the numbers written in
@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import sympy as sp
 
+from ..symbolic.derivation import Derivation
+from ..symbolic.reader import as_expr
 from .document import (
     LINE_CHARS,
     MAX_ENTRY_CHARS,
@@ -38,8 +40,6 @@ from .instance import (
     substitutions,
     value_names,
 )
-from .symbolic.derivation import Derivation
-from .symbolic.reader import as_expr
 
 MAX_ROWS = 16  # rows of numbers per array before the rest is summarised
 MAX_SUM_TERMS = 6  # terms of a written-out sum per displayed line
@@ -212,7 +212,7 @@ def _numeric_view(d: Derivation) -> Derivation:
 
 
 def _compact(d: Derivation) -> list[Block]:
-    from .registry import get
+    from ..registry import get
 
     subs = substitutions(d)
     out: list[Block] = [("p", "The compact rule evaluated at these numbers:")]

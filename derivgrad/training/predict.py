@@ -11,12 +11,12 @@ import os
 
 import numpy as np
 
+from ..errors import CheckpointError, DataError
 from . import checkpoint as ckpt
+from .config import TrainConfig
 from .data import prepare
-from .errors import CheckpointError, DataError
 from .model import Sequential
-from .train_config import TrainConfig
-from .train_state import architecture, build, parse_meta, restore, specs_of
+from .state import architecture, build, parse_meta, restore, specs_of
 
 BATCH = 1000
 

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
-from ._gradcheck import gradcheck
-from .errors import GradcheckError
-from .registry import get
+from ..errors import GradcheckError
+from ..registry import get
+from .gradcheck import gradcheck
 from .strategies import op_params, op_values
 
 RTOL = 1e-9  # float64 kernels against exact closed forms evaluated in float64

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .data import _ArraysOnly, _read_bytes
-from .errors import DataError
 
 TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST = "test_batch"

@@ -2,7 +2,7 @@
 
 Arrays: ``p.NAME`` parameters, ``b.NAME`` buffers (batch-norm statistics), ``o.NAME``
 optimizer state (SGD: ``v.*`` momentum buffers when momentum > 0; Adam: ``m.*``, ``v.*``).
-Metadata (JSON): the :class:`~derivgrad.train_config.TrainConfig` it was written with, the
+Metadata (JSON): the :class:`~derivgrad.training.config.TrainConfig` it was written with, the
 position (epoch, batch) of the next step to run, the optimizer's step count, the finished
 epochs' history, the running sums of the unfinished epoch and the number of training
 images.  Everything is validated on the way in (:func:`parse_meta`).
@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import CheckpointError, DerivgradError, ParamError
 from .checkpoint import ArraySpec
-from .errors import CheckpointError, DerivgradError, ParamError
+from .config import CLASSES, IN_SHAPE, TrainConfig, from_mapping
 from .model import SGD, Adam, Sequential, lenet
-from .train_config import CLASSES, IN_SHAPE, TrainConfig, from_mapping
 
 FORMAT = 2
 
@@ -79,8 +79,8 @@ def build_model(
 ) -> Sequential:
     """The network of one's own that ``--model spec`` names, built for images of
     ``in_shape`` labelled ``0 .. classes - 1``."""
-    from .nn import build as build_net
-    from .nn.source import load
+    from ..nn import build as build_net
+    from ..nn.source import load
 
     net = build_net(load(spec)(), in_shape, seed=seed)
     out = net.root.shape_out

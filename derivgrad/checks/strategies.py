@@ -1,7 +1,7 @@
 """Hypothesis strategies for derivgrad's ops: valid parameters small enough for SymPy, and
 input values that keep piecewise ops away from their kinks.
 
-    from derivgrad.strategies import op_params, op_values
+    from derivgrad.checks.strategies import op_params, op_values
     @given(st.data())
     def test_my_kernel(data):
         params = data.draw(op_params("conv2d"))
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from .registry import get
-from .symbolic.derivation import Derivation
+from ..registry import get
+from ..symbolic.derivation import Derivation
 
 
 def op_params(name: str) -> st.SearchStrategy[dict[str, Any]]:

@@ -8,21 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from . import formats
+from .. import formats
+from ..errors import UsageError
+from ..ops.base import Problem
+from ..registry import OPS
+from ..symbolic.derivation import Derivation
 from .document import Doc
-from .errors import UsageError
-from .ops.base import Problem
-from .registry import OPS
 from .render import LAYOUT, LAYOUT_AGAIN, build
-from .symbolic.derivation import Derivation
 
 
 def _gradcheck_doc():
     """Worked problem 13 with the notes' numbers: ``y = x_1 x_2 x_3`` at ``(2, 1, 3)``, whose
     gradient is ``(3, 6, 2)``, and a planted mistake in a linear layer that the check
     catches."""
-    from ._gradcheck import gradcheck
-    from .errors import GradcheckError
+    from ..checks.gradcheck import gradcheck
+    from ..errors import GradcheckError
 
     doc = Doc()
     doc.h("Numerical gradient checking (worked problem 13)")

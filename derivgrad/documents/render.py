@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
+from .. import formats
+from ..formats.latex import LatexWriter
+from ..registry import get
+from ..symbolic.derivation import Derivation, register_renderer
 from .document import (
     ABBREVIATED,
     MAX_ENTRY_CHARS,
@@ -36,10 +39,7 @@ from .document import (
     tex_name,
     tex_split,
 )
-from .formats.latex import LatexWriter
 from .numeric_steps import at as numbers_at
-from .registry import get
-from .symbolic.derivation import Derivation, register_renderer
 
 
 def _lowercase_title(title: str) -> str:

@@ -1,6 +1,6 @@
 """Where one LeNet training step's time goes (``derivgrad bench --step``).
 
-Runs the training loop's step (``derivgrad.train``: batch gather, ``loss_and_grads``, the
+Runs the training loop's step (``derivgrad.training.train``: batch gather, ``loss_and_grads``, the
 finite-loss check, the optimizer, the accuracy count) on synthetic MNIST-shaped data, first
 plainly to time the whole step, then with each layer's ``forward``/``backward``, the loss,
 the optimizer and the batch gather wrapped in timers.  ``rest`` is the instrumented step
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from derivgrad import kernels as K
-from derivgrad.model import SGD, lenet
+from derivgrad.training.model import SGD, lenet
 
 
 def _data(n, rng):
@@ -72,7 +72,7 @@ def breakdown(steps: int = 200, batch: int = 64, seed: int = 0) -> dict:
     opt_step = opt.step
     opt.step = timed("optimizer (SGD momentum)", opt_step)  # type: ignore[method-assign]
     total = []
-    import derivgrad.model as model_mod
+    import derivgrad.training.model as model_mod
 
     try:
         model_mod.K = _LossTimed(K, timed("loss fwd+bwd", loss_f), timed("loss fwd+bwd", loss_b))

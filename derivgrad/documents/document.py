@@ -4,8 +4,8 @@ A worked solution is a :class:`Doc`: a list of blocks — headings, paragraphs (
 inline ``$...$`` mathematics) and displayed equations (``align*`` rows).  Every formula is
 printed from the SymPy object it states by one printer (:func:`tex`), so the text and the
 mathematics cannot drift apart.  Ops add their own sections from these pieces
-(:meth:`derivgrad.ops.base.Op.sections`); :mod:`derivgrad.render` turns a ``Doc`` into LaTeX,
-Markdown or text.
+(:meth:`derivgrad.ops.base.Op.sections`); :mod:`derivgrad.documents.render` turns a ``Doc``
+into LaTeX, Markdown or text.
 """
 
 from __future__ import annotations

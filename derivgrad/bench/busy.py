@@ -66,9 +66,9 @@ def _timed(f: Callable[[], object], repeats: int) -> float:
 
 def _ours_calls() -> list[tuple[str, Callable[[], object]]]:
     from derivgrad import kernels as K
-    from derivgrad.bench import CONV_CASES, LINEAR_CASE, POOL_CASE
-    from derivgrad.bench_step import _data, _step
-    from derivgrad.model import SGD, lenet
+    from derivgrad.bench.kernels import CONV_CASES, LINEAR_CASE, POOL_CASE
+    from derivgrad.training.bench_step import _data, _step
+    from derivgrad.training.model import SGD, lenet
 
     rng = np.random.default_rng(0)
     xtr, ytr = _data(64 * 8, rng)
@@ -101,8 +101,8 @@ def _torch_calls() -> list[tuple[str, Callable[[], object]]]:
     import torch
     import torch.nn.functional as F
 
-    from derivgrad.bench import CONV_CASES, LINEAR_CASE, POOL_CASE
-    from derivgrad.bench_epoch import torch_lenet
+    from derivgrad.bench.kernels import CONV_CASES, LINEAR_CASE, POOL_CASE
+    from derivgrad.training.bench_epoch import torch_lenet
 
     torch.manual_seed(0)
     net, (xtr, ytr, _, _) = torch_lenet(None, limit=64 * 8)
@@ -178,7 +178,7 @@ def side(name: str, threads: int | None, repeats: int) -> dict[str, Any]:
 
 
 def _column(name: str, threads: int | None, repeats: int, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "derivgrad.bench_busy", "--side", name, "--repeats", str(repeats)]
+    cmd = [sys.executable, "-m", "derivgrad.bench.busy", "--side", name, "--repeats", str(repeats)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomic
-from .errors import CheckpointError
+from ..atomic import write_atomic
+from ..errors import CheckpointError
 
 MAX_META_BYTES = 16 * 2**20
 _NPY_HEADER = 4096  # generous bound on an .npy member's header

@@ -234,7 +234,7 @@ def measure(
     in ``threads``; returns ``{"reference": str, "by_threads": {T: {...}}}``."""
     from derivgrad.kernels import linear, set_threads
 
-    from .bench_epoch import run_side
+    from ..training.bench_epoch import run_side
 
     out = {}
     ref = None

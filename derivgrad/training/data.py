@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -44,7 +44,7 @@ MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 PathLike = str | os.PathLike
-EMBEDDED = Path(__file__).with_name("data") / "mnist_subset.npz"
+EMBEDDED = Path(__file__).resolve().parents[1] / "data" / "mnist_subset.npz"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 # No MNIST file is larger than this once decompressed (the training images are 47 MB, the
 # float pickle 220 MB); a file that claims or inflates to more is refused, not read.
@@ -283,7 +283,7 @@ def make_subset(
     rng = np.random.default_rng(seed)
     tr = np.sort(rng.choice(len(full["train_labels"]), n_train, replace=False))
     te = np.sort(rng.choice(len(full["test_labels"]), n_test, replace=False))
-    from .atomic import write_atomic  # the one writer of output paths
+    from ..atomic import write_atomic  # the one writer of output paths
 
     arrays = dict(
         train_images=full["train_images"][tr],

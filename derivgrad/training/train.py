@@ -5,7 +5,7 @@ checkpoint at any batch continues exactly as the uninterrupted run would.
 
 Exactness under interruption: the *step* (forward, backward, optimizer update, running
 sums, position) is the atomic unit.  SIGINT and SIGTERM are deferred to the boundary between
-two steps (:mod:`derivgrad.interrupt`), where the state is consistent and is checkpointed;
+two steps (:mod:`derivgrad.training.interrupt`), where the state is consistent and is checkpointed;
 the end of an epoch (evaluation, history, checkpoint) is one unit too.  A second signal
 stops at once *without* saving, since the state may then be half-updated: the previous
 checkpoint, consistent by construction, stands.
@@ -22,18 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_output
+from ..errors import CheckpointError, DivergedError, ParamError, UsageError
 from . import checkpoint as ckpt
 from . import data as mnist
-from .atomic import write_output
+from .config import EVAL_BATCH, TrainConfig, config, from_mapping
 from .data import MNIST_MEAN, MNIST_STD, prepare
 from .data_cifar import is_cifar_dir, load_cifar
 from .data_npz import is_npz, load_npz
-from .errors import CheckpointError, DivergedError, ParamError, UsageError
 from .interrupt import Interrupts, deferred_interrupts
 from .model import SGD, Adam, Sequential
 from .predict import predict
-from .train_config import EVAL_BATCH, TrainConfig, config, from_mapping
-from .train_state import (
+from .state import (
     Position,
     SavedState,
     Tally,
@@ -145,7 +145,7 @@ class Run:
     saved_at: tuple | None = None
     session_seen: int = 0  # samples processed in this process during the current epoch
     t_epoch: float = 0.0
-    # data-parallel over MPI (derivgrad.distributed.Communicator); None: one process
+    # data-parallel over MPI (derivgrad.training.distributed.Communicator); None: one process
     dist: Any = None
     stop_voted: bool = False  # under MPI: some rank asked to stop (agreed in the last step)
     intr: Interrupts | None = None
@@ -422,7 +422,7 @@ _RANK_LOCAL = ("checkpoint", "plot", "overwrite", "data", "architecture")
 
 def rank_settings(cfg: TrainConfig, dist: Any) -> dict[str, Any]:
     """Every setting that changes the numbers, by its option name: all ranks must agree."""
-    from .train_config import _opt
+    from .config import _opt
 
     out = {_opt(f.name): getattr(cfg, f.name) for f in fields(cfg) if f.name not in _RANK_LOCAL}
     out["--shard-optimizer"] = bool(getattr(dist, "shard_optimizer", False))
@@ -473,7 +473,7 @@ def train(
 ) -> tuple[dict[str, Any], Sequential]:
     """Run training as ``cfg`` says; returns (metrics of the last epoch, the network).
 
-    ``dist``: a :class:`derivgrad.distributed.Communicator` for data-parallel training over
+    ``dist``: a :class:`derivgrad.training.distributed.Communicator` for data-parallel training over
     MPI (``None``: one process).  Every rank takes its shard of each global batch and the
     gradients are averaged; rank 0 alone logs, evaluates and writes checkpoints.
     """

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .errors import GradcheckError
+from ..errors import GradcheckError
 
 if TYPE_CHECKING:
-    from .symbolic.derivation import Derivation
+    from ..symbolic.derivation import Derivation
 
 
 class Entry(NamedTuple):

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .data import MAX_BYTES, _regular_file
-from .errors import DataError
 
 KNOWN = ("x", "y", "x_test", "y_test")
 
