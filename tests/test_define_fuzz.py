@@ -231,7 +231,7 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
     scale = max([1.0] + [abs(v) for _, _, v in cds])
     largest = max(ref.peak(spec, x, fixed), scale)
     for dtype, rtol, gtol in ((np.float64, 1e-9, 1e-5), (np.float32, 2e-3, 5e-3)):
-        if largest > np.finfo(dtype).max / 1e3:
+        if largest > float(np.finfo(dtype).max) / 1e3:
             # the true values, or an intermediate on the way to them, do not fit this dtype
             # (pow of pow: float32 overflows to inf): nothing to compare in it
             continue
