@@ -33,7 +33,9 @@ def _cmd_derive(a):
         check_output(a.output, "-o", inputs=inputs, stream_ok=True)
         if pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
             raise UsageError(f"--pdf -o {a.output}: the PDF's file name must end in .pdf")
-    if a.define is not None:
+    if a.model is not None:
+        text, op_name = _model_document(a, fmt)
+    elif a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
         d = defined_op(a).derive()
@@ -89,6 +91,46 @@ def _cmd_derive(a):
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+def _model_document(a, fmt: str) -> tuple[str, str]:
+    """``--model net.py[:func] --input CxHxW``: the network written out layer by layer."""
+    from ..netdoc import derive_network, render_network
+    from ..nn.source import load, split
+    from .check import input_shape
+
+    if a.op or a.define is not None:
+        raise UsageError("give --model alone, without an op or --define")
+    if a.value or a.random_values is not None:
+        raise UsageError(
+            "--model draws its own numbers (--seed); --value and --random-values are for one op"
+        )
+    from ._op_arguments import _declared
+
+    for name, (kind, _help) in _declared().items():
+        option = f"no_{name}" if kind == "bool" else name
+        if name not in ("input", "label") and getattr(a, option, None) not in (None, False):
+            raise UsageError(
+                f"--model takes --input, --label and --seed, not --{option.replace('_', '-')}"
+            )
+    if a.fragment and fmt == "json":
+        raise UsageError("--fragment is for the text formats, not json")
+    nd = derive_network(
+        load(a.model),
+        input_shape(getattr(a, "input", None) or "1x6x6"),
+        label=1 if getattr(a, "label", None) is None else a.label,
+        seed=a.seed,
+        spec=a.model,
+        verify=not a.no_verify,
+    )
+    if nd.failures:
+        # the document says so too; the exit status and stderr tell a script
+        raise UsageError(
+            "the derived numbers differ from the network's kernels: " + "; ".join(nd.failures)
+        )
+    return render_network(nd, fmt, standalone=not a.fragment), split(a.model)[0].rsplit("/", 1)[
+        -1
+    ].removesuffix(".py")
 
 
 def _format(a) -> tuple[str | None, bool]:
@@ -185,4 +227,12 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         help="the PDF engine (it decides the format compiled)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the symbolic proof")
+    p.add_argument(
+        "--model",
+        metavar="FILE[:FUNC]",
+        help="a network of one's own (a Python file defining model(), or FUNC): write its "
+        "forward and backward pass layer by layer on one sample of --input (default 1x6x6; "
+        "CxHxW), with --label (default 1) and numbers drawn from --seed",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --model: the sample's numbers")
     p.set_defaults(func=_cmd_derive)
