@@ -33,8 +33,9 @@ def _cmd_derive(a):
         check_output(a.output, "-o", inputs=inputs, stream_ok=True)
         if pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
             raise UsageError(f"--pdf -o {a.output}: the PDF's file name must end in .pdf")
+    failed: list[str] = []  # a network whose kernels differ from its derivation
     if a.model is not None:
-        text, op_name = _model_document(a, fmt)
+        text, op_name, failed = _model_document(a, fmt)
     elif a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
@@ -85,15 +86,23 @@ def _cmd_derive(a):
             # the extra compiles without TeX
             raise UsageError(f"{e}; or: pip install 'derivgrad[pdf]' (Typst)") from None
         print(f"wrote {out}", file=sys.stderr)
-        return
-    if a.output is not None and a.output != "-":
+    elif a.output is not None and a.output != "-":
         write_output(a.output, text.encode(), "-o")  # a full disk leaves the old file whole
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if failed:
+        # the document says where; the exit status and one line tell a script
+        print(
+            "derivgrad derive: the derived numbers differ from the network's kernels: "
+            + "; ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
-def _model_document(a, fmt: str) -> tuple[str, str]:
+def _model_document(a, fmt: str) -> tuple[str, str, list[str]]:
     """``--model net.py[:func] --input CxHxW``: the network written out layer by layer."""
     from ..netdoc import derive_network, render_network
     from ..nn.source import load, split
@@ -123,14 +132,8 @@ def _model_document(a, fmt: str) -> tuple[str, str]:
         spec=a.model,
         verify=not a.no_verify,
     )
-    if nd.failures:
-        # the document says so too; the exit status and stderr tell a script
-        raise UsageError(
-            "the derived numbers differ from the network's kernels: " + "; ".join(nd.failures)
-        )
-    return render_network(nd, fmt, standalone=not a.fragment), split(a.model)[0].rsplit("/", 1)[
-        -1
-    ].removesuffix(".py")
+    name = Path(split(a.model)[0]).stem
+    return render_network(nd, fmt, standalone=not a.fragment), name, nd.failures
 
 
 def _format(a) -> tuple[str | None, bool]:

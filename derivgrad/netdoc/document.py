@@ -117,12 +117,19 @@ def _scalar(doc: Doc, lhs: Any, arr: np.ndarray, what: str) -> None:
         doc.p(f"(the other {len(items) - len(shown)} entries of {what} have the same form.)")
 
 
+def _what(k: str) -> str:
+    if k.startswith("∂L/∂"):
+        return f"$\\partial L / \\partial {tex_name(k[4:])}$"
+    return escape_text(k)
+
+
 def _errors(s: Step) -> str:
-    return ", ".join(f"{k} {_fmt_err(e)}" for k, e in s.errors.items())
+    what = _what
+    return ", ".join(f"{what(k)} {_fmt_err(e)}" for k, e in s.errors.items())
 
 
 def _fmt_err(e: float) -> str:
-    return "agrees" if e <= 1.0 else f"DIFFERS ({e:.3g} × tolerance)"
+    return "agrees" if e <= 1.0 else f"DIFFERS ({e:.3g} times the tolerance)"
 
 
 def _op_sentence(s: Step) -> str:
@@ -313,16 +320,25 @@ def _check_section(doc: Doc, nd: NetworkDerivation) -> None:
     doc.h("Checked against the kernels", 2)
     doc.p(
         "Each array derived above against the network's own pass on the same sample "
-        "(derivgrad.nn, float64: the training's kernels), as max |derived − kernels| ≤ "
-        f"{1e-9:g}·max(1, |kernels|):"
+        r"(derivgrad.nn, float64: the training's kernels), as $\max |\text{derived} - "
+        r"\text{kernels}| \le 10^{-9} \max(1, |\text{kernels}|)$:"
     )
     for s in nd.steps:
-        doc.p(f"{s.index}. {escape_text(s.module.describe())}: {escape_text(_errors(s))}.")
-    bad = nd.failures
+        doc.p(f"{s.index}. {escape_text(s.module.describe())}: {_errors(s)}.")
+    bad = [
+        f"layer {s.index} ({escape_text(s.module.describe())}) {_what(k)}"
+        for s in nd.steps
+        for k, e in s.errors.items()
+        if not e <= 1.0
+    ]
     doc.p(
         "All agree."
         if not bad
-        else "They DIFFER: " + escape_text("; ".join(bad)) + ". The first layer named is wrong."
+        else "They DIFFER at: "
+        + "; ".join(bad)
+        + ". Where a layer's output agrees but a gradient differs, the layer whose numbers "
+        "differ first on the way back (the highest layer number) is wrong: every layer "
+        "above it handed it the same $\\delta$."
     )
 
 
@@ -356,6 +372,7 @@ def to_data(nd: NetworkDerivation) -> dict[str, Any]:
             entry["verified"] = bool(s.d.verified)
             entry["gradients"] = {k: _data_array(v) for k, v in s.grads.items()}
             entry["parameters"] = {p: m.params[p].tolist() for p in s.face.names.values()}
+            entry["parameter_names"] = dict(s.face.names)  # op input -> the layer's parameter
         layers.append(entry)
     return dict(
         network=nd.spec,
