@@ -32,7 +32,6 @@ INPUT_RANGE = (-2, 2)  # the sample's entries
 PARAM_RANGE = (-1, 1)  # every parameter's entries, times a power of 2 that keeps them moderate
 # derived (SymPy, exact or 53-bit floats) against the kernels (float64): round-off only
 RTOL = 1e-9
-LOSS = "softmax_cross_entropy"  # the loss Network.loss_and_grads trains with
 
 
 @dataclass
@@ -114,10 +113,10 @@ def plan(root: Module) -> list[Step]:
     return steps
 
 
-def estimate(steps: list[Step], classes: int, label: int) -> float:
+def estimate(steps: list[Step], loss: OpFace) -> float:
     """Seconds of symbolic work (derive and prove, one core) of every layer and the loss, by
     each op's own estimate (:meth:`Op.seconds`)."""
-    total = get(LOSS).seconds(classes=classes, label=label) or 0.0
+    total = _op(loss).seconds(**dict(loss.params)) or 0.0
     for s in steps:
         if s.op is not None and s.face is not None:
             total += s.op.seconds(**dict(s.face.params)) or 0.0
@@ -146,7 +145,8 @@ def derive_network(
             f"--label must be one of 1..{classes} (the network's classes), got {label!r}"
         )
     steps = plan(net.root)
-    secs = estimate(steps, classes, label)
+    loss_face = net.loss_face(label)
+    secs = estimate(steps, loss_face)
     if secs > SYMBOLIC_SECONDS_LIMIT:
         worst = max(
             (s for s in steps if s.op is not None and s.face is not None),
@@ -172,7 +172,7 @@ def derive_network(
             if verify:
                 s.d.verify()
     last = steps[-1]
-    loss = get(LOSS).build(classes=classes, label=label)
+    loss = _op(loss_face).build(**dict(loss_face.params))
     if verify:
         loss.verify()
 
@@ -199,12 +199,13 @@ def derive_network(
             acts[s.index] = exact_numbers(tr.of(s.module).y[0])  # type: ignore[index]
         s.y = acts[s.index]
 
-    loss = attach(loss, {"z": _like(acts[last.index], loss.input_arrays["z"])})
+    z = loss_face.input
+    loss = attach(loss, {z: _like(acts[last.index], loss.input_arrays[z])})
     subs = substitutions(loss)
     loss_value = float(evaluate(loss.output_array, subs).reshape(-1)[0])
     # from the loss back through the derivations alone
     deltas: dict[int, np.ndarray] = {
-        last.index: _floats(evaluate(loss.grad_array("z"), subs)).reshape(last.y.shape)  # type: ignore[union-attr]
+        last.index: _floats(evaluate(loss.grad_array(z), subs)).reshape(last.y.shape)  # type: ignore[union-attr]
     }
     for s in reversed(steps):
         s.delta = deltas[s.index]

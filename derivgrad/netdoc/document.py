@@ -191,8 +191,8 @@ def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
     doc.p("Backward, the local rules (vector form, then the scalar form of the first entries):")
     for k in d.grad_names:
         who = _act(a) if k == face.input else _param(k, t)
-        rule = d.rules.get(k) if hasattr(d.rules, "get") else None
-        text = rule_tex(rule.text) if rule is not None and getattr(rule, "text", "") else ""
+        rule = d.rules.get(k)
+        text = rule_tex(rule.text) if rule is not None and rule.text else ""
         also = f" (that is, $\\partial L / \\partial {who}$)" if who != tex_name(k) else ""
         doc.p(f"$\\partial L / \\partial {tex_name(k)}${also}" + (f": {text}." if text else ":"))
         _scalar(
@@ -309,8 +309,8 @@ def _loss_section(doc: Doc, nd: NetworkDerivation) -> None:
     doc.h("The loss", 2)
     doc.p(
         rf"$L = -\log p_y = -a^{{({n})}}_y + \log \sum_j e^{{a^{{({n})}}_j}}$, the op "
-        f"softmax\\_cross\\_entropy of derivgrad with its rule "
-        f"{rule_tex(d.rules['z'].text)}. {proof_sentence(d, d.proof.sentence)}"
+        f"{escape_text(d.op)} of derivgrad with its rule "
+        f"{rule_tex(d.rules[d.grad_names[0]].text)}. {proof_sentence(d, d.proof.sentence)}"
     )
     doc.eq([("p", [_matrix(nd.probs)[0]]), ("L", [num_tex(nd.loss_value)])])
     _eq_numbers(doc, [(_delta(n), nd.steps[-1].delta)])  # type: ignore[list-item]
