@@ -54,8 +54,9 @@ def _matrix(a: np.ndarray) -> tuple[str, str]:
     """A 1-D or 2-D array of numbers as a matrix, and the sentence naming what a cut left out
     (empty when nothing was)."""
     a = np.asarray(a, dtype=object)
-    if a.ndim == 1:
-        a = a.reshape(1, -1) if a.shape[0] <= SIDE else a.reshape(-1, 1)
+    if a.ndim == 1:  # a row when it fits the line, else a column
+        wide = sum(len(num_tex(v)) + 3 for v in a.reshape(-1)[:SIDE]) > 48
+        a = a.reshape(-1, 1) if a.shape[0] > SIDE or wide else a.reshape(1, -1)
     rows = []
     for i in _cut(a.shape[0]):
         cells = []
