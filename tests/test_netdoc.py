@@ -213,3 +213,45 @@ def test_the_weight_scale_keeps_forward_numbers_exact():
 def test_the_guard_refuses_before_any_symbolic_work(net_file):
     with pytest.raises(ParamError, match="too large"):
         derive_network(load(net_file + ":big"), (1, 40, 40), spec="net.py:big")
+
+
+LENET = textwrap.dedent(
+    """
+    from derivgrad import nn
+
+    def model():
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2),
+                             nn.ReLU(), nn.Linear(2, 2))
+    """
+)
+
+
+def test_the_course_lenet_written_layer_by_layer_equals_its_composed_proof(tmp_path):
+    """The reduced LeNet of worked problem 12 as a network of one's own: the gradients the
+    layers' derivations hand down equal the lenet op's, which SymPy differentiates through
+    the whole network as one expression, at the same numbers."""
+    from derivgrad import derive
+    from derivgrad.documents.instance import attach, evaluate, substitutions
+
+    path = tmp_path / "lenet.py"
+    path.write_text(LENET)
+    nd = derive_network(load(str(path)), (1, 4, 4), label=1, seed=5, spec="lenet.py")
+    assert nd.failures == []
+    conv, fc1, fc2 = (s for s in nd.steps if s.face is not None and s.face.names)
+    d = derive("lenet", input=(4, 4), kernel=3, filters=2, hidden=2, classes=2, label=1)
+    ours = {"w": (conv, "w"), "b": (conv, "b"), "W1": (fc1, "W"), "b1": (fc1, "b")}
+    ours.update({"W2": (fc2, "W"), "b2": (fc2, "b")})
+    values = {"x": nd.x.reshape(4, 4)}
+    for name, (s, k) in ours.items():
+        values[name] = s.module.params[s.face.names[k]].reshape(d.input_arrays[name].shape)
+    d = attach(d, values)
+    subs = substitutions(d)
+    nonzero = 0
+    for name, (s, k) in ours.items():
+        exact = np.array(evaluate(d.grad_array(name), subs), dtype=np.float64).reshape(-1)
+        nonzero += bool(np.any(exact != 0))
+        np.testing.assert_allclose(
+            np.asarray(s.grads[k], dtype=np.float64).reshape(-1), exact, rtol=1e-12, atol=1e-15
+        )
+    assert nonzero == len(ours)  # every parameter's gradient compared, none vacuously zero
+    assert math.isclose(nd.loss_value, float(evaluate(d.output_array, subs)[0]), rel_tol=1e-12)
