@@ -255,3 +255,37 @@ def test_the_course_lenet_written_layer_by_layer_equals_its_composed_proof(tmp_p
         )
     assert nonzero == len(ours)  # every parameter's gradient compared, none vacuously zero
     assert math.isclose(nd.loss_value, float(evaluate(d.output_array, subs)[0]), rel_tol=1e-12)
+
+
+OTHERS = textwrap.dedent(
+    """
+    from derivgrad import nn
+
+    def model():
+        return nn.Sequential(nn.Pad2d(1), nn.Conv2d(1, 1, 3), nn.BatchNorm2d(1), nn.Sigmoid(),
+                             nn.AvgPool2d(2), nn.Flatten(), nn.Linear(1, 2))
+    """
+)
+
+
+def test_batch_norm_sigmoid_average_pooling_and_a_layer_without_an_op(tmp_path):
+    path = tmp_path / "others.py"
+    path.write_text(OTHERS)
+    nd = derive_network(load(str(path)), (1, 2, 2), label=2, seed=1, spec="others.py")
+    assert nd.failures == []
+    pad = nd.steps[0]
+    assert pad.d is None and "backward (central differences)" in pad.errors
+    assert all(s.d is not None and s.d.verified for s in nd.steps[1:])
+    text = " ".join(render_network(nd, "text").split())
+    assert "names no op of derivgrad" in text and "All agree" in text
+
+
+def test_a_wrong_layer_without_an_op_is_caught_by_central_differences(tmp_path, monkeypatch):
+    from derivgrad.nn import layers
+
+    path = tmp_path / "others.py"
+    path.write_text(OTHERS)
+    backward = layers.Pad2d.backward
+    monkeypatch.setattr(layers.Pad2d, "backward", lambda self, dy: backward(self, dy) * 1.01)
+    nd = derive_network(load(str(path)), (1, 2, 2), label=2, seed=1, spec="others.py")
+    assert nd.failures and "Pad2d" in nd.failures[0]
