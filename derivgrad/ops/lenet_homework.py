@@ -398,7 +398,7 @@ def homework_document(seed: int = 0) -> Doc:
         "A window's first maximum is the first of its four entries in the order of the "
         r"forward formula ($(2i-1, 2j-1)$, $(2i-1, 2j)$, $(2i, 2j-1)$, $(2i, 2j)$) that equals "
         "the maximum: a convention where entries tie (the maximum is not differentiable "
-        "there), the kernels' and worked problem 10's. In the batch below, "
+        "there), the kernels' and worked problem 10's. In the batch of the check below, "
         f"{r['ties']:,} of the {r['windows']:,} pooling windows have tied maxima (much of "
         r"it the images' zero background); each such window's $\delta$ goes to its first "
         "maximum, as in the kernels."
