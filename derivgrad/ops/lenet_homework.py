@@ -27,9 +27,10 @@ D = C_OUT * S_POOL * S_POOL  # 2880
 RTOL = 1e-10
 
 
-def flat_index(c: int, m: int, l: int) -> int:  # noqa: E741 (the homework's l)
-    """The homework's flatten map, 1-based: ``j = (c − 1)·144 + (m − 1)·12 + l``."""
-    return (c - 1) * S_POOL * S_POOL + (m - 1) * S_POOL + l
+def flat_index(c: int, m: int, l: int, side: int = S_POOL) -> int:  # noqa: E741 (its l)
+    """The homework's flatten map, 1-based: ``j = (c − 1)·144 + (m − 1)·12 + l`` (``side``
+    12: the pooled maps' side)."""
+    return (c - 1) * side * side + (m - 1) * side + l
 
 
 def _batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,10 +61,15 @@ def kernels(x: np.ndarray, t: np.ndarray, seed: int) -> dict[str, Any]:
 
 def scalar_forms(x: np.ndarray, t: np.ndarray, p: dict[str, dict[str, np.ndarray]]) -> dict:
     """Every layer by its scalar formula: each sum over the summation indices, the pooling
-    window's four entries by their indices, the flatten by its index map."""
+    window's four entries by their indices, the flatten by its index map.  The sizes are
+    read from the arrays (the homework's, or worked problem 12's reduced instance)."""
     w, b = p["conv"]["w"], p["conv"]["b"]
+    N, C_OUT, K, P2 = x.shape[0], w.shape[0], w.shape[-1], p["fc2"]["w"].shape[0]  # noqa: N806
+    S_OUT = x.shape[-1] - K + 1  # noqa: N806
+    S_POOL, D = S_OUT // 2, C_OUT * (S_OUT // 2) ** 2  # noqa: N806
     z = np.zeros((N, C_OUT, S_OUT, S_OUT)) + b[None, :, None, None]
-    for i in range(1, K + 1):  # z_{n,c,m,l} = Σ_{i,j} x_{n,1,m+i−1,l+j−1} w_{c,1,i,j} + b_c
+    # z_{n,c,m,l} = Σ_{i,j} x_{n,1,m+i−1,l+j−1} w_{c,1,i,j} + b_c
+    for i in range(1, K + 1):
         for j in range(1, K + 1):
             patch = x[:, 0, i - 1 : i - 1 + S_OUT, j - 1 : j - 1 + S_OUT]
             z += patch[:, None] * w[None, :, 0, i - 1, j - 1, None, None]
@@ -76,7 +82,7 @@ def scalar_forms(x: np.ndarray, t: np.ndarray, p: dict[str, dict[str, np.ndarray
     for c in range(1, C_OUT + 1):
         for m in range(1, S_POOL + 1):
             for l in range(1, S_POOL + 1):  # noqa: E741
-                flat[:, flat_index(c, m, l) - 1] = pool[:, c - 1, m - 1, l - 1]
+                flat[:, flat_index(c, m, l, S_POOL) - 1] = pool[:, c - 1, m - 1, l - 1]
     w1, b1, w2, b2 = p["fc1"]["w"], p["fc1"]["b"], p["fc2"]["w"], p["fc2"]["b"]
     fc1 = np.einsum("ji,ni->nj", w1, flat) + b1
     relu = np.maximum(fc1, 0.0)
@@ -99,14 +105,13 @@ def scalar_forms(x: np.ndarray, t: np.ndarray, p: dict[str, dict[str, np.ndarray
     for c in range(1, C_OUT + 1):
         for m in range(1, S_POOL + 1):
             for l in range(1, S_POOL + 1):  # noqa: E741
-                d_pool[:, c - 1, m - 1, l - 1] = d_flat[:, flat_index(c, m, l) - 1]
+                d_pool[:, c - 1, m - 1, l - 1] = d_flat[:, flat_index(c, m, l, S_POOL) - 1]
     d_conv = np.zeros_like(z)
     for k, (a, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
         d_conv[:, :, a::2, c::2] = np.where(first == k, d_pool, 0.0)
     g_w = np.zeros_like(w)
-    for i in range(
-        1, K + 1
-    ):  # ∂L/∂w_{c,1,i,j} = Σ_n Σ_{m,l} δ^(conv)_{n,c,m,l} x_{n,1,m+i−1,l+j−1}
+    # ∂L/∂w_{c,1,i,j} = Σ_n Σ_{m,l} δ^(conv)_{n,c,m,l} x_{n,1,m+i−1,l+j−1}
+    for i in range(1, K + 1):
         for j in range(1, K + 1):
             patch = x[:, 0, i - 1 : i - 1 + S_OUT, j - 1 : j - 1 + S_OUT]
             g_w[:, 0, i - 1, j - 1] = np.einsum("ncml,nml->c", d_conv, patch)
