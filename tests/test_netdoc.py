@@ -271,8 +271,18 @@ OTHERS = textwrap.dedent(
 def test_batch_norm_sigmoid_average_pooling_and_a_layer_without_an_op(tmp_path):
     path = tmp_path / "others.py"
     path.write_text(OTHERS)
-    nd = derive_network(load(str(path)), (1, 2, 2), label=2, seed=1, spec="others.py")
+    seen = []
+    nd = derive_network(
+        load(str(path)),
+        (1, 2, 2),
+        label=2,
+        seed=1,
+        spec="others.py",
+        progress=lambda k, n, layer: seen.append((k, n, layer)),
+    )
     assert nd.failures == []
+    # each layer with an op reported before its derivation; Pad2d (no op) has none
+    assert [k for k, _, _ in seen] == [2, 3, 4, 5, 6, 7] and {n for _, n, _ in seen} == {7}
     pad = nd.steps[0]
     assert pad.d is None and "backward (central differences)" in pad.errors
     assert all(s.d is not None and s.d.verified for s in nd.steps[1:])

@@ -131,7 +131,11 @@ def _model_document(a, fmt: str) -> tuple[str, str, list[str]]:
         seed=a.seed,
         spec=a.model,
         verify=not a.no_verify,
+        # a terminal sees which layer is being derived and proved; a log file stays clean
+        progress=_layer_progress if sys.stderr.isatty() else None,
     )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     name = Path(split(a.model)[0]).stem
     return render_network(nd, fmt, standalone=not a.fragment), name, nd.failures
 
@@ -152,6 +156,10 @@ def _format(a) -> tuple[str | None, bool]:
     if a.output is None and sys.stdout.isatty():
         return "text", False
     return "latex", False
+
+
+def _layer_progress(k: int, n: int, layer: str) -> None:
+    print(f"\rderiving layer {k} of {n}: {layer[:50]}  ", end="", file=sys.stderr, flush=True)
 
 
 def _progress(k: int, n: int, number: str) -> None:

@@ -130,8 +130,10 @@ def derive_network(
     seed: int = 0,
     spec: str = "model()",
     verify: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> NetworkDerivation:
-    """Build, guard, derive every layer, carry the numbers, check against the kernels."""
+    """Build, guard, derive every layer, carry the numbers, check against the kernels;
+    ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived."""
     net = build(make(), in_shape, seed=seed, dtype=np.float64)
     out = net.root.shape_out
     if len(out) != 1:
@@ -168,6 +170,8 @@ def derive_network(
 
     for s in steps:
         if s.op is not None and s.face is not None:
+            if progress is not None:
+                progress(s.index, len(steps), s.module.describe())
             s.d = s.op.build(**dict(s.face.params))
             if verify:
                 s.d.verify()
