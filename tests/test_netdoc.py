@@ -299,3 +299,15 @@ def test_a_wrong_layer_without_an_op_is_caught_by_central_differences(tmp_path, 
     monkeypatch.setattr(layers.Pad2d, "backward", lambda self, dy: backward(self, dy) * 1.01)
     nd = derive_network(load(str(path)), (1, 2, 2), label=2, seed=1, spec="others.py")
     assert nd.failures and "Pad2d" in nd.failures[0]
+
+
+def test_the_pdf_compiles_without_overfull_boxes(nd, tmp_path):
+    import shutil
+
+    from derivgrad.documents.render import compile_pdf
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed here")
+    overfull: list[str] = []
+    compile_pdf(render_network(nd, "latex"), tmp_path / "net.pdf", overfull=overfull)
+    assert (tmp_path / "net.pdf").stat().st_size > 10_000 and overfull == []

@@ -50,47 +50,83 @@ def _cut(n: int) -> list[int | None]:
     return list(range(n)) if n <= SIDE else [*range(SIDE - 2), None, n - 1]
 
 
-def _matrix(a: np.ndarray) -> tuple[str, str]:
-    """A 1-D or 2-D array of numbers as a matrix, and the sentence naming what a cut left out
-    (empty when nothing was)."""
+WIDTH = 70  # characters of numbers in one printed row; a wider matrix prints in column blocks
+
+
+def _matrix(a: np.ndarray) -> tuple[list[tuple[str, str]], str]:
+    """A 1-D or 2-D array of numbers as matrices: ``[(column range, matrix)]`` (one block
+    unless the row is too wide for a line: then blocks of columns, each named by its range,
+    empty when one block holds all) and the sentence naming what a cut left out."""
     a = np.asarray(a, dtype=object)
     if a.ndim == 1:  # a row when it fits the line, else a column
         wide = sum(len(num_tex(v)) + 3 for v in a.reshape(-1)[:SIDE]) > 48
         a = a.reshape(-1, 1) if a.shape[0] > SIDE or wide else a.reshape(1, -1)
-    rows = []
-    for i in _cut(a.shape[0]):
-        cells = []
-        for j in _cut(a.shape[1]):
-            if i is None:
-                cells.append(r"\ddots" if j is None else r"\vdots")
-            else:
-                cells.append(r"\cdots" if j is None else num_tex(a[i, j]))
-        rows.append(" & ".join(cells))
-    tex = r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"
+    rows_kept, cols_kept = _cut(a.shape[0]), _cut(a.shape[1])
+    text = {
+        (i, j): num_tex(a[i, j])
+        for i in rows_kept
+        if i is not None
+        for j in cols_kept
+        if j is not None
+    }
+    width = {
+        j: max(len(text[i, j]) for i in rows_kept if i is not None) + 3
+        for j in cols_kept
+        if j is not None
+    }
+    blocks: list[list[int | None]] = [[]]
+    used = 0
+    for j in cols_kept:
+        w = 3 if j is None else width[j]
+        if blocks[-1] and used + w > WIDTH:
+            blocks.append([])
+            used = 0
+        blocks[-1].append(j)
+        used += w
+    out = []
+    for cols in blocks:
+        rows = []
+        for i in rows_kept:
+            cells = []
+            for j in cols:
+                if i is None:
+                    cells.append(r"\ddots" if j is None else r"\vdots")
+                else:
+                    cells.append(r"\cdots" if j is None else text[i, j])
+            rows.append(" & ".join(cells))
+        real = [j for j in cols if j is not None]
+        first, last = real[0] + 1, real[-1] + 1
+        span = "" if len(blocks) == 1 else str(first) if first == last else f"{first}:{last}"
+        out.append((span, r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}"))
     left = []
     for what, n in (("rows", a.shape[0]), ("columns", a.shape[1])):
         if n > SIDE:
             left.append(f"{what} {SIDE - 1} to {n - 1} of {n}")
-    return tex, ("left out of the printed matrix: " + " and ".join(left) if left else "")
+    return out, ("left out of the printed matrix: " + " and ".join(left) if left else "")
 
 
 def _numbers(name: str, a: np.ndarray) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """Rows ``name = matrix`` (one per channel of a 3-axis array; unit axes dropped)."""
+    """Rows ``name = matrix`` (one per channel of a 3-axis array, one per block of columns of
+    a wide one; unit axes dropped)."""
     a = np.asarray(a, dtype=object)
     a = a.reshape([n for n in a.shape if n != 1]) if a.size > 1 else a.reshape(1)
     rows, notes = [], []
-    if a.ndim <= 2:
-        m, note = _matrix(a)
-        rows.append((name, [m]))
-        notes += [f"${name}$: {note}"] if note else []
-    else:
-        lead = a.reshape(-1, *a.shape[-2:])
-        for c in range(lead.shape[0]):
-            m, note = _matrix(lead[c])
-            idx = np.unravel_index(c, a.shape[:-2])
-            label = f"{name}_{{{','.join(str(i + 1) for i in idx)},:,:}}"
+    lead = a.reshape(1, *a.shape) if a.ndim <= 2 else a.reshape(-1, *a.shape[-2:])
+    for c in range(lead.shape[0]):
+        blocks, note = _matrix(lead[c])
+        idx = np.unravel_index(c, a.shape[:-2]) if a.ndim > 2 else ()
+        head = ",".join(str(i + 1) for i in idx)
+        for span, m in blocks:
+            if not head and not span:
+                label = name
+            else:
+                parts = ([head] if head else []) + (
+                    [":", span] if span else [":", ":"] if head else []
+                )
+                label = f"{name}_{{{','.join(parts)}}}"
             rows.append((label, [m]))
-            notes += [f"${label}$: {note}"] if note else []
+        label = name if not head else f"{name}_{{{head},:,:}}"
+        notes += [f"${label}$: {note}"] if note else []
     return rows, notes
 
 
@@ -210,7 +246,7 @@ def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
     _eq_numbers(doc, pairs)
     into = _delta(a) if a else r"\partial L / \partial x"
     doc.p(
-        f"The last line is this layer's part of ${into}$ "
+        f"The last array is this layer's part of ${into}$ "
         "(the chain below adds the parts of every layer that reads it)."
     )
 
@@ -275,7 +311,9 @@ def network_document(nd: NetworkDerivation) -> Doc:
         f"The sample and every parameter are small integers drawn from seed {nd.seed} "
         f"(in {list(range(-2, 3))} and {list(range(-1, 2))}; they replace the network's "
         "initialisation so that the forward pass prints exactly); from the loss's gradient "
-        "on, numbers are irrational and print to six digits. Indices are 1-based."
+        "on, numbers are 53-bit floats printed to six digits, so a sum that cancels can "
+        r"print as a round-off residue (such as $10^{-18}$) instead of 0. Indices are "
+        "1-based."
     )
     lines = []
     for s in nd.steps:
@@ -313,7 +351,8 @@ def _loss_section(doc: Doc, nd: NetworkDerivation) -> None:
         f"{escape_text(d.op)} of derivgrad with its rule "
         f"{rule_tex(d.rules[d.grad_names[0]].text)}. {proof_sentence(d, d.proof.sentence)}"
     )
-    doc.eq([("p", [_matrix(nd.probs)[0]]), ("L", [num_tex(nd.loss_value)])])
+    p_rows, _ = _numbers("p", nd.probs)
+    doc.eq(p_rows + [("L", [num_tex(nd.loss_value)])])
     _eq_numbers(doc, [(_delta(n), nd.steps[-1].delta)])  # type: ignore[list-item]
 
 
