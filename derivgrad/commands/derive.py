@@ -33,7 +33,10 @@ def _cmd_derive(a):
         check_output(a.output, "-o", inputs=inputs, stream_ok=True)
         if pdf and not is_stream(a.output) and Path(a.output).suffix.lower() != ".pdf":
             raise UsageError(f"--pdf -o {a.output}: the PDF's file name must end in .pdf")
-    if a.define is not None:
+    failed: list[str] = []  # a network whose kernels differ from its derivation
+    if a.model is not None:
+        text, op_name, failed = _model_document(a, fmt)
+    elif a.define is not None:
         if a.op:
             raise UsageError(f"give either an op ({a.op}) or --define, not both")
         d = defined_op(a).derive()
@@ -83,12 +86,58 @@ def _cmd_derive(a):
             # the extra compiles without TeX
             raise UsageError(f"{e}; or: pip install 'derivgrad[pdf]' (Typst)") from None
         print(f"wrote {out}", file=sys.stderr)
-        return
-    if a.output is not None and a.output != "-":
+    elif a.output is not None and a.output != "-":
         write_output(a.output, text.encode(), "-o")  # a full disk leaves the old file whole
         print(f"wrote {a.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if failed:
+        # the document says where; the exit status and one line tell a script
+        print(
+            "derivgrad derive: the derived numbers differ from the network's kernels: "
+            + "; ".join(failed),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _model_document(a, fmt: str) -> tuple[str, str, list[str]]:
+    """``--model net.py[:func] --input CxHxW``: the network written out layer by layer."""
+    from ..netdoc import derive_network, render_network
+    from ..nn.source import load, split
+    from .check import input_shape
+
+    if a.op or a.define is not None:
+        raise UsageError("give --model alone, without an op or --define")
+    if a.value or a.random_values is not None:
+        raise UsageError(
+            "--model draws its own numbers (--seed); --value and --random-values are for one op"
+        )
+    from ._op_arguments import _declared
+
+    for name, (kind, _help) in _declared().items():
+        option = f"no_{name}" if kind == "bool" else name
+        if name not in ("input", "label") and getattr(a, option, None) not in (None, False):
+            raise UsageError(
+                f"--model takes --input, --label and --seed, not --{option.replace('_', '-')}"
+            )
+    if a.fragment and fmt == "json":
+        raise UsageError("--fragment is for the text formats, not json")
+    nd = derive_network(
+        load(a.model),
+        input_shape(getattr(a, "input", None) or "1x6x6"),
+        label=1 if getattr(a, "label", None) is None else a.label,
+        seed=a.seed,
+        spec=a.model,
+        verify=not a.no_verify,
+        # a terminal sees which layer is being derived and proved; a log file stays clean
+        progress=_layer_progress if sys.stderr.isatty() else None,
+    )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    name = Path(split(a.model)[0]).stem
+    return render_network(nd, fmt, standalone=not a.fragment), name, nd.failures
 
 
 def _format(a) -> tuple[str | None, bool]:
@@ -107,6 +156,10 @@ def _format(a) -> tuple[str | None, bool]:
     if a.output is None and sys.stdout.isatty():
         return "text", False
     return "latex", False
+
+
+def _layer_progress(k: int, n: int, layer: str) -> None:
+    print(f"\rderiving layer {k} of {n}: {layer[:50]}  ", end="", file=sys.stderr, flush=True)
 
 
 def _progress(k: int, n: int, number: str) -> None:
@@ -185,4 +238,12 @@ def register(sub: argparse._SubParsersAction, full: bool = True) -> None:
         help="the PDF engine (it decides the format compiled)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the symbolic proof")
+    p.add_argument(
+        "--model",
+        metavar="FILE[:FUNC]",
+        help="a network of one's own (a Python file defining model(), or FUNC): write its "
+        "forward and backward pass layer by layer on one sample of --input (default 1x6x6; "
+        "CxHxW), with --label (default 1) and numbers drawn from --seed",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --model: the sample's numbers")
     p.set_defaults(func=_cmd_derive)

@@ -107,7 +107,7 @@ def check_network(
         for m in leaves:
             delattr(m, "forward")
     for m in leaves:
-        results.append(_check_layer(m, seen[id(m)], rng, entries))
+        results.append(check_layer(m, seen[id(m)], rng, entries))
         if isinstance(m, Defined):
             results.append(_check_defined(m, examples, seed))
     return results
@@ -123,7 +123,8 @@ def _recording(m: Module, seen: dict[int, np.ndarray]) -> Callable[[np.ndarray, 
     return record
 
 
-def _check_layer(m: Module, a: np.ndarray, rng: np.random.Generator, entries: int) -> Result:
+def check_layer(m: Module, a: np.ndarray, rng: np.random.Generator, entries: int) -> Result:
+    """``m``'s backward against central differences of ``m`` alone at input ``a``."""
     a = a.copy()
     dy = rng.standard_normal(m.forward(a, True).shape)
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParamError
-from .layers import Module, Shape, _fmt
+from .layers import Module, OpFace, Shape, _fmt
 
 Init = str | Callable[[np.random.Generator, tuple[int, ...], int], np.ndarray]
 INITS = ("uniform", "zeros", "ones")
@@ -121,6 +121,15 @@ class Defined(Module):
                 a = (np.zeros if self.init == "zeros" else np.ones)(shape, dtype)
             self.params[k] = np.ascontiguousarray(a)
         self.grads = {}
+
+    def face(self) -> OpFace:
+        """The defined op itself, at one sample (batch 1) of this layer's input."""
+        return OpFace(
+            self.op,
+            {self.input: (1, *self.in_shape), **self.shapes},
+            self.input,
+            {k: k for k in self.shapes},
+        )
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         self.x = x

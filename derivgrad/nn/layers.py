@@ -9,7 +9,9 @@ Parameters are initialised as PyTorch does (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,22 @@ def _count(what: str, v: Any, lo: int = 1) -> int:
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
         raise ParamError(f"{what} must be an integer >= {lo}, got {v!r}")
     return int(v)
+
+
+@dataclass(frozen=True)
+class OpFace:
+    """Where a layer's gradient is derived and proved: the op (a name of
+    :mod:`derivgrad.ops`, or a :func:`derivgrad.define` op itself) whose derivation at
+    ``params`` (one sample: the layer's input shape, batch 1) is this layer, ``input`` the
+    op's input that is the layer's activation, ``names`` each other op input's parameter of
+    the layer (``{"W": "w"}``).  The op's arrays hold the layer's entries in the same
+    row-major order (an axis of length 1 may be dropped), so a reshape maps one onto the
+    other.  Read by ``derivgrad derive --model``; the layer itself never derives."""
+
+    op: Any
+    params: Mapping[str, Any]
+    input: str
+    names: Mapping[str, str] = field(default_factory=dict)
 
 
 class Module:
@@ -68,6 +86,11 @@ class Module:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def face(self) -> OpFace | None:
+        """The op whose derivation is this layer, at its built input shape; ``None``: no op
+        (``derive --model`` then checks the layer by central differences only)."""
+        return None
 
     def leaves(self) -> Iterator[Module]:
         """The layers that compute (containers hold them)."""
@@ -147,6 +170,22 @@ class Conv2d(_Wrapped):
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return self.spec.build(rng, dtype)
 
+    def face(self) -> OpFace:
+        c = self.spec
+        return OpFace(
+            "conv2d",
+            dict(
+                input=self.in_shape[1:],
+                kernel=c.k,
+                stride=c.stride,
+                padding=c.padding,
+                channels=c.c_in,
+                filters=c.c_out,
+            ),
+            "x",
+            {"w": "w", "b": "b"},
+        )
+
 
 class Linear(_Wrapped):
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -166,6 +205,14 @@ class Linear(_Wrapped):
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return self.spec.build(rng, dtype)
 
+    def face(self) -> OpFace:
+        return OpFace(
+            "linear",
+            dict(features=self.spec.n_in, outputs=self.spec.n_out),
+            "x",
+            {"W": "w", "b": "b"},
+        )
+
 
 class MaxPool2d(_Wrapped):
     def __init__(self, kernel_size: int, stride: int | None = None) -> None:
@@ -184,6 +231,13 @@ class MaxPool2d(_Wrapped):
 
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return self.spec.build(rng, dtype)
+
+    def face(self) -> OpFace:
+        return _pool_face("maxpool2d", self.in_shape, self.spec.k, self.spec.stride)
+
+
+def _pool_face(op: str, s: Shape, k: int, stride: int) -> OpFace:
+    return OpFace(op, dict(input=s[1:], kernel=k, stride=stride, channels=s[0]), "x")
 
 
 class AvgPool2d(Module):
@@ -211,6 +265,9 @@ class AvgPool2d(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return K.avgpool2d_backward(dy, self.x_shape, self.k, self.stride)
 
+    def face(self) -> OpFace:
+        return _pool_face("avgpool2d", self.in_shape, self.k, self.stride)
+
 
 class ReLU(_Wrapped):
     def out_shape(self, s: Shape) -> Shape:
@@ -219,6 +276,9 @@ class ReLU(_Wrapped):
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return M.ReLU()
 
+    def face(self) -> OpFace:
+        return OpFace("relu", dict(features=math.prod(self.in_shape)), "z")
+
 
 class Flatten(_Wrapped):
     def out_shape(self, s: Shape) -> Shape:
@@ -226,6 +286,11 @@ class Flatten(_Wrapped):
 
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return M.Flatten()
+
+    def face(self) -> OpFace:
+        s = self.in_shape
+        c, h, w = s if len(s) == 3 else (1, 1, math.prod(s))
+        return OpFace("flatten", dict(input=(h, w), channels=c), "x")
 
 
 class BatchNorm2d(_Wrapped):
@@ -247,6 +312,14 @@ class BatchNorm2d(_Wrapped):
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         return self.spec.build(rng, dtype)
 
+    def face(self) -> OpFace:
+        return OpFace(
+            "batchnorm2d",
+            dict(batch=1, channels=self.spec.c, input=self.in_shape[1:], eps=self.spec.eps),
+            "x",
+            {"gamma": "gamma", "beta": "beta"},
+        )
+
 
 class Sigmoid(Module):
     """The logistic function by the sigmoid op's kernels (:mod:`derivgrad.ops.sigmoid`)."""
@@ -264,6 +337,9 @@ class Sigmoid(Module):
         from ..ops.sigmoid import sigmoid_backward
 
         return sigmoid_backward(dy, self.y)
+
+    def face(self) -> OpFace:
+        return OpFace("sigmoid", dict(features=math.prod(self.in_shape)), "z")
 
 
 class Pad2d(Module):

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ParamError
 from ..training import model as M
-from .layers import Module, Sequential, Shape
+from .layers import Module, OpFace, Sequential, Shape
 
 
 class Network(M.Sequential):
@@ -29,6 +29,13 @@ class Network(M.Sequential):
             )
             for m in self.root.leaves()
         ]
+
+    def loss_face(self, label: int) -> OpFace:
+        """The op whose derivation is the loss :meth:`loss_and_grads` trains with, for one
+        sample of class ``label`` (1-based), its input ``z`` the network's output."""
+        return OpFace(
+            "softmax_cross_entropy", dict(classes=self.root.shape_out[0], label=label), "z"
+        )
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """The input gradient; every parameter's gradient into ``named_grads()``."""

@@ -495,7 +495,12 @@ class LeNet(Op):
         return lenet_document(d)
 
     def worked_problems(self) -> list[Problem]:
-        return [Problem("12", "The course LeNet, layer by layer", params={})]
+        from .lenet_homework import homework_document
+
+        return [
+            Problem("12", "The course LeNet, layer by layer", params={}),
+            Problem("12b", "The LeNet homework at its real size", make=homework_document),
+        ]
 
     def shapes(self, **params: Any) -> str:
         from ..training.model import lenet_rows
