@@ -332,9 +332,44 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
             for ph, (t, ss) in term.reads.items()
         }
         body = (ups * term.factor.xreplace(reads)).xreplace(bounds)
+        if term.selects is not None:
+            conds += _selects_tex(prog, term, up)
         parts.append(s + conds + r"\, " + tex(body))
     lhs = r"\frac{\partial L}{\partial %s_{%s}}" % (tex_name(name), ",".join(tex(f) for f in free))
     return lhs + " = " + (" + ".join(parts) if parts else "0")
+
+
+def _selects_tex(prog: Any, term: Any, up: Callable[[Any], Any]) -> str:
+    """The indicator of a ``max=``/``min=`` term: ``[(u, v) = arg max_{(u', v')} E]``, ``E``
+    at this term's output point with the summed indices primed (1-based, as ``up`` prints)."""
+    from .program import affine_expr, local
+
+    k = term.statement
+    st = prog.statements[k]
+    reduce, at = term.selects
+    lhs_at = {t: up_ + lo_sym(k, t) for t, up_ in zip(st.lhs, term.upstream[1])}
+    primed = {t: sp.Symbol(tex(sp.Symbol(t)) + "'", integer=True) for t in st.summed}
+    where = {**{sp.Symbol(t, integer=True): v for t, v in lhs_at.items()}}
+    where.update({sp.Symbol(t, integer=True): primed[t] - 1 for t in st.summed})
+    loc = local(k, st)
+    reads = {}
+    for ph, tensor, subs in loc.reads:
+        names = {t: sp.Symbol(t, integer=True) for t in st.indices}
+        idx = [up(affine_expr(a, names).xreplace(where)) for a in subs]
+        reads[ph] = sp.Indexed(sp.IndexedBase(tex_name(tensor)), *idx)
+    e = loc.expr.xreplace(reads)
+    pts = [tex(up(a)) for a in at]
+    dummies = [tex(primed[t]) for t in st.summed]
+
+    def tup(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
+
+    return r"\,\left[%s = \operatorname*{arg\,%s}_{%s} %s\right]" % (
+        tup(pts),
+        reduce,
+        tup(dummies),
+        tex(e),
+    )
 
 
 def sections(op: Any, d: Derivation) -> list[Block]:
@@ -374,7 +409,14 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             r"Reverse mode, statement by statement from the last, with $\bar{T} = \partial L/"
             r"\partial T$ for each defined tensor and $\delta$ for the output; the equations "
             r"between subscripts are solved for one index each, and the brackets "
-            r"$[\cdot]$ are 1 when the condition holds and 0 otherwise:",
+            r"$[\cdot]$ are 1 when the condition holds and 0 otherwise"
+            + (
+                r"; $\arg\max$ ($\arg\min$) is the first maximum (minimum) in row-major order "
+                "of the primed indices, the tie rule of the built-in max pooling, so a tie "
+                "sends the whole gradient to one entry:"
+                if any(st.reduce != "sum" for st in prog.statements)
+                else ":"
+            ),
         )
     )
     eqs = []

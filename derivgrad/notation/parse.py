@@ -4,7 +4,13 @@ One statement a line (blank lines and ``#`` comments are skipped)::
 
     T[i, j, ...]  = expression      # elementwise: every index on the right is on the left
     T[i, j, ...] += expression      # sums over the indices on the right and not on the left
+    T[i, ...] max= expression       # the largest value over those indices (min=: the least)
     L[] += expression               # a scalar: sums over every index on the right
+
+``max=`` and ``min=`` reduce over the same indices as ``+=``; of equal values the first in
+row-major order of the reduced indices wins (their order: as they first appear on the right,
+left to right), which is the rule the built-in max pooling follows, and the gradient flows to
+that one entry only.
 
 The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh sigmoid
 erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argument), ``pow(a,
@@ -69,6 +75,10 @@ _EXPONENTIAL = ("exp", "sigmoid")
 # [0, 1) in every face: no user index can be named so (Python reads ``None`` as a constant).
 SCALAR_INDEX = "None"
 _SCALAR_LHS = re.compile(r"\s*[A-Za-z_]\w*\s*\[\s*\]")
+# ``T[...] max= E`` / ``min=``: read by Python as ``T[...] +=   E`` (the same width, so every
+# column of an error is the column of the text as written), with the reduction kept apart
+_REDUCE = re.compile(r"(\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*)(max|min)=")
+REDUCTIONS = ("sum", "max", "min")
 
 
 class DefineError(ParamError):
@@ -124,6 +134,9 @@ class Statement:
     # the terms of a '+=' statement's sum that read no summed index, as written: each is added
     # once per point of the summed indices (``+ b[o]`` in a matrix product), a silent trap
     constant_terms: list[str] = field(default_factory=list)
+    # what an accumulating statement does over its summed indices: "sum" (``+=``), "max"
+    # (``max=``) or "min" (``min=``): the first extreme in row-major order of ``summed``
+    reduce: str = "sum"
 
     def error(self, col: int, message: str) -> DefineError:
         if self.scalar and col > self.text.index("["):  # a column of ``code``, past "None"
@@ -349,6 +362,10 @@ def parse_statement(number: int, line: str) -> Statement:
     if scalar:
         st.scalar = True
         st.code = text[: scalar.end() - 1] + SCALAR_INDEX + text[scalar.end() - 1 :]
+    reduction = _REDUCE.match(st.code)
+    if reduction:
+        st.reduce = reduction.group(2)
+        st.code = st.code[: reduction.start(2)] + "+=  " + st.code[reduction.end(2) + 1 :]
     empty = re.search(r"\[\s*\]", st.code)
     if empty:
         raise st.error(
@@ -361,12 +378,16 @@ def parse_statement(number: int, line: str) -> Statement:
     except SyntaxError as e:
         raise st.error((e.offset or 1) - 1, f"syntax error ({e.msg})") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign)):
-        raise st.error(0, "a statement is 'T[i, ...] = expression' or 'T[i, ...] += expression'")
+        raise st.error(
+            0,
+            "a statement is 'T[i, ...] = expression', 'T[i, ...] += expression', "
+            "'T[i, ...] max= expression' or 'T[i, ...] min= expression'",
+        )
     node = tree.body[0]
     target: ast.expr
     if isinstance(node, ast.AugAssign):
         if not isinstance(node.op, ast.Add):
-            raise st.error(_col(node), "only '=' and '+=' are allowed")
+            raise st.error(_col(node), "only '=', '+=', 'max=' and 'min=' are allowed")
         target, st.accumulate = node.target, True
     else:
         if len(node.targets) != 1:
@@ -401,7 +422,14 @@ def parse_statement(number: int, line: str) -> Statement:
             raise st.error(col, f"index {t!r} on the left does not appear on the right")
     for t in st.len_indices - right:
         raise st.error(st.code.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
-    if st.accumulate and st.summed:
+    if st.reduce != "sum" and not st.summed:
+        raise st.error(
+            st.code.find("+=  "),
+            f"'{st.reduce}=' takes the {st.reduce}imum over the indices on the right and not on "
+            "the left, and every index here is on the left: use '=' for an elementwise "
+            "statement",
+        )
+    if st.accumulate and st.summed and st.reduce == "sum":
         for term in _terms(value):
             # the indices of the term's reads (len(i) is a constant, the same at every i)
             names = {

@@ -26,7 +26,11 @@ a tensor ``R`` read as ``R[a(t)]`` by statement ``T[lhs] (+)= E`` receives
 and the equations ``a_j(t) = p_j`` are solved for an index of coefficient ±1 each (SymPy does
 the algebra), leaving the other indices as sums bounded by the solved indices' ranges
 (``[0 <= p - 2i <= K - 1]``).  Each adjoint entry is owned by one output point, so the
-generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.
+generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.  A ``max=``
+(``min=``) statement ``T[lhs] max= E`` has the same terms, each multiplied by the indicator
+that the summed indices' values at ``t`` are the first arg-max of ``E`` over them at
+``lhs(t)`` (:attr:`Term.selects`): the derivative of ``WindowMax`` over the row, as the chain
+rule gives it, with the built-in max pooling's tie rule.
 """
 
 from __future__ import annotations
@@ -367,6 +371,10 @@ class Term:
     upstream: tuple[str, tuple[sp.Expr, ...]]
     factor: sp.Expr
     reads: dict[sp.Symbol, tuple[str, tuple[sp.Expr, ...]]]
+    # a ``max=``/``min=`` statement: ``(reduction, values of its summed indices here)``; the
+    # term is then multiplied by [these values are the first arg-max (arg-min) of the
+    # statement's right side over its summed indices at this output point]
+    selects: tuple[str, tuple[sp.Expr, ...]] | None = None
 
 
 _POOL = "pqrsabcefghklm"
@@ -445,7 +453,11 @@ def adjoint_terms(
             for t in st.lhs
         )
         term_reads = {p: (tensor, tuple(sub(a) for a in s)) for p, tensor, s in loc.reads}
-        terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads))
+        selects = None
+        if st.reduce != "sum":
+            at = tuple(sp.expand(names[t].xreplace(solved)) for t in st.summed)
+            selects = (st.reduce, at)
+        terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads, selects))
     return free, terms
 
 
