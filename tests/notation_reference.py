@@ -10,6 +10,10 @@ not its code generator), only the documented semantics:
   the generator solves the inequalities);
 * a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``; ``L[]`` on
   the left is a scalar (a 0-d array), the sum of the right over all its indices;
+* ``T[lhs] max= E`` (``min=``) is the largest (least) ``E`` over the indices on the right and
+  not on the left; of equal values the first in row-major order of those indices, taken in
+  the order they first appear on the right (left to right), wins (its entry alone gets the
+  gradient, which central differences cannot see: the fuzzer's draws have no ties);
 * ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``,
   ``min(a, b)`` (the first of equal arguments); ``pow(a, b) = a ** b``.
 
@@ -44,6 +48,12 @@ FUNCTIONS = {
 class Statement:
     def __init__(self, line: str):
         line = line.strip()
+        self.reduce = "sum"
+        for kind in ("max", "min"):
+            head, sep, tail = line.partition(f"] {kind}=")
+            if sep and "=" not in head:
+                self.reduce = kind
+                line = f"{head}] +={tail}"
         name, bracket, rest = line.partition("[")
         scalar = bracket and rest.lstrip().startswith("]")  # "L[] += ...": no left index
         if scalar:
@@ -63,12 +73,19 @@ class Statement:
             if isinstance(n, ast.Subscript):
                 s = n.slice
                 self.reads.append((n.value.id, list(s.elts) if isinstance(s, ast.Tuple) else [s]))
-        names = []
-        for _, subs in self.reads:
-            for sub in subs:
-                for n in ast.walk(sub):
-                    if isinstance(n, ast.Name) and n.id not in names:
-                        names.append(n.id)
+        # every index in the order it first appears, left to right (the row-major order of a
+        # max= statement's reduced indices)
+        found = sorted(
+            (n.col_offset, n.id)
+            for _, subs in self.reads
+            for sub in subs
+            for n in ast.walk(sub)
+            if isinstance(n, ast.Name)
+        )
+        names: list[str] = []
+        for _, name in found:
+            if name not in names:
+                names.append(name)
         self.indices = names
         self.summed = [t for t in names if t not in self.lhs]
 
@@ -186,9 +203,15 @@ def run(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> 
         for point in itertools.product(*(range(*rng[t]) for t in st.lhs)):
             env = dict(zip(st.lhs, point))
             total = 0.0
+            first = True
             for inner in itertools.product(*(range(*rng[t]) for t in st.summed)):
                 env.update(zip(st.summed, inner))
-                total += _value(st.rhs, env, tensors, rng)
+                v = _value(st.rhs, env, tensors, rng)
+                if st.reduce == "sum":
+                    total += v
+                elif first or (v > total if st.reduce == "max" else v < total):
+                    total = v  # strictly better only: the first of equal values stays
+                first = False
             out[tuple(p - rng[t][0] for p, t in zip(point, st.lhs))] = total
         tensors[st.target] = out
     return tensors

@@ -3,8 +3,9 @@ the generated kernels' forward and backward, float64 and float32, are held to th
 interpreter of ``tests/notation_reference.py`` (written apart from the code generator) and to
 central differences of it.
 
-The programs: 1-4 statements, ``=`` and ``+=``, then maybe a scalar loss (``L[] += ...``):
-elementwise maps, sums over an axis, matrix products (the GEMM path), windows with strides,
+The programs: 1-4 statements, ``=``, ``+=``, ``max=`` and ``min=``, then maybe a scalar loss
+(``L[] += ...``): elementwise maps, sums (maxima, minima) over an axis, matrix products (the
+GEMM path; max-plus and min-plus products), windows with strides,
 dilations, offsets and causal shifts (``x[i - u]``), with weights or with a fixed window
 (``ranges=``); every function of the notation (``log`` and ``sqrt`` of positive arguments,
 ``exp`` of a read, ``pow`` of a positive base), ``len``; tensor and index names drawn from a
@@ -125,6 +126,8 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
 
     src = new_input(dims(draw(st.integers(1, 3))))
     for k in range(draw(st.integers(1, 4))):
+        # what a statement that reduces does over its right-only indices
+        acc = draw(st.sampled_from(["+=", "+=", "max=", "min="]))
         shape = known[src]
         r = len(shape)
         idx = index_names(k, r)
@@ -143,13 +146,13 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             required = [read]
             if draw(st.booleans()):
                 required.append(f"{new_input((shape[a],))}[{idx[a]}]")
-            lhs, op = [t for q, t in enumerate(idx) if q != a], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a], acc
         elif kind == "matmul":
             a = draw(st.integers(0, r - 1))
             o = next(names)
             w = new_input((shape[a], draw(st.integers(1, 6))))
             required = [read, f"{w}[{idx[a]}, {o}]"]
-            lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], acc
         else:  # a window along axis a: stride s, dilation d, offset c, or causal
             a = draw(st.integers(0, r - 1))
             n = shape[a]
@@ -168,7 +171,7 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
                 fixed[u] = K
             win = f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"
             required = [win, *wread]
-            lhs, op = idx, "+="
+            lhs, op = idx, acc
         idx_all = [t for t in idx if any(t in q for q in required)]
         e = draw(_expression(required, [read] if op == "=" else [], idx_all or idx, set(shapes)))
         line = f"{target}[{', '.join(lhs)}] {op} {e}"
