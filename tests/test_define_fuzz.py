@@ -4,9 +4,10 @@ interpreter of ``tests/notation_reference.py`` (written apart from the code gene
 central differences of it.
 
 The programs: 1-4 statements, ``=``, ``+=``, ``max=`` and ``min=``, then maybe a scalar loss
-(``L[] += ...``): elementwise maps, sums (maxima, minima) over an axis, matrix products (the
-GEMM path; max-plus and min-plus products), windows with strides,
-dilations, offsets and causal shifts (``x[i - u]``), with weights or with a fixed window
+(``L[] += ...``, ``max=``, ``min=``): elementwise maps, sums (maxima, minima) over an axis,
+matrix products (the GEMM path; max-plus and min-plus products), windows with strides,
+dilations, offsets and causal shifts (``x[i - u]``), zero-padded (``(x[2*i + u - 2] ?? 0)``,
+"same" ranges) or not, with weights or with a fixed window
 (``ranges=``); every function of the notation (``log`` and ``sqrt`` of positive arguments,
 ``exp`` of a read, ``pow`` of a positive base), ``len``; tensor and index names drawn from a
 pool of names the generated code, SymPy or Python use themselves; shapes 1-6 per axis.
@@ -161,7 +162,8 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             s = draw(st.integers(1, 2))
             u = next(names)
             causal = draw(st.booleans())
-            c = 0 if causal else draw(st.integers(-1, 2))
+            pad = draw(st.booleans())  # zero padding: the read may fall outside, as 0
+            c = 0 if causal else draw(st.integers(-2 if pad else -1, 2))
             i = idx[a]
             sub = f"{i} - {d}*{u}" if causal else f"{s}*{i} + {d}*{u}" + (f" + {c}" if c else "")
             wread = []
@@ -170,6 +172,8 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             else:
                 fixed[u] = K
             win = f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"
+            if pad:
+                win = f"({win} ?? 0)"
             required = [win, *wread]
             lhs, op = idx, acc
         idx_all = [t for t in idx if any(t in q for q in required)]
@@ -188,7 +192,9 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
         idx = [next(names) for _ in known[src]]
         read = f"{src}[{', '.join(idx)}]"
         e = draw(_expression([read], [], idx, set(shapes)))
-        lines.append(f"{next(names)}[] += {e}")
+        # (or its largest or least entry: a reduction over two or three indices at once)
+        op = draw(st.sampled_from(["+=", "+=", "max=", "min="]))
+        lines.append(f"{next(names)}[] {op} {e}")
     return "\n".join(lines), shapes, fixed
 
 

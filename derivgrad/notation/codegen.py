@@ -295,7 +295,9 @@ class Emitter:
             syms = {t: idx_sym(t) for t in st.indices}
             names = {syms[t]: index(t) for t in st.indices}
             reads = {
-                ph: f"{tensor(name)}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+                ph: self.read(
+                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
+                )
                 for ph, name, subs in loc.reads
             }
             bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
@@ -437,7 +439,7 @@ class Emitter:
         if not self.gemm:
             return None
         loc = local(k, st)
-        if len(loc.reads) != 2:
+        if len(loc.reads) != 2 or loc.padded:  # a padded read is no plain operand of a GEMM
             return None
         (p0, t0, s0), (p1, t1, s1) = loc.reads
         coef = sp.cancel(loc.expr / (p0 * p1))
@@ -469,7 +471,7 @@ class Emitter:
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
                     return []
-                if st.reduce != "sum":  # an indicator of the arg-max: no product of two reads
+                if st.reduce != "sum" or loc.padded:  # an arg-max indicator, a guarded read
                     return []
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
@@ -491,7 +493,7 @@ class Emitter:
         target, subs = term.upstream
         up = f"{adjoint(target)}[{', '.join(self.p(s, names) for s in subs)}]"
         reads = {
-            ph: f"{tensor(t)}[{', '.join(self.p(s, names) for s in ss)}]"
+            ph: self.read(t, [self.p(s, names) for s in ss], term.padded.get(ph))
             for ph, (t, ss) in term.reads.items()
         }
         if term.selects is not None:
@@ -499,6 +501,21 @@ class Emitter:
         if term.factor == 1:
             return up
         return f"{up} * ({self.value(term.factor, reads, names)})"
+
+    pad_value = "0.0"
+
+    def read(self, name: str, subs: list[str], guard: tuple[bool, ...] | None) -> str:
+        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside)
+        is 0 where a subscript does."""
+        ref = f"{tensor(name)}[{', '.join(subs)}]"
+        if not guard or not any(guard):
+            return ref
+        conds = " and ".join(
+            f"0 <= {e} < {tensor(name)}.shape[{ax}]"
+            for ax, (e, g) in enumerate(zip(subs, guard))
+            if g
+        )
+        return f"({ref} if {conds} else {self.pad_value})"
 
     def position(self, term: Term) -> sp.Expr:
         """The row-major position of the summed indices' values of ``term`` among the points
@@ -565,7 +582,9 @@ class NumbaEmitter(Emitter):
             syms = {t: idx_sym(t) for t in st.indices}
             names = {syms[t]: index(t) for t in st.indices}
             reads = {
-                ph: f"{tensor(name)}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+                ph: self.read(
+                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
+                )
                 for ph, name, subs in loc.reads
             }
             bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
@@ -600,6 +619,8 @@ class NumbaEmitter(Emitter):
 class SympyEmitter(Emitter):
     """The same loops over object arrays for one instance: the bounds as numbers, each value
     a SymPy expression (``_X(i, reads)``: expression ``i`` of ``exprs`` at the reads)."""
+
+    pad_value = "_ZERO"
 
     def __init__(self, prog: Program, ranges: Ranges):
         self.exprs: list[tuple[sp.Expr, list[sp.Symbol]]] = []
@@ -792,6 +813,7 @@ def sympy_functions(prog: Program, ranges: Ranges) -> tuple[Callable, Callable]:
         "_sum": lambda a: sp.Add(*a),
         "_RED": _red,
         "_SEL": _sel,
+        "_ZERO": sp.Integer(0),
         "R": None,
     }
     exec(compile("\n".join(em.lines), "<derivgrad.define instance>", "exec"), ns)

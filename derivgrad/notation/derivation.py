@@ -419,6 +419,16 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             ),
         )
     )
+    padded = sorted({st.refs[r][0] for st in prog.statements for r in st.padded})
+    if padded:
+        listed = ", ".join(f"${tex_name(n)}$" for n in padded)
+        out.append(
+            (
+                "p",
+                f"Zero padding: {listed} at a subscript outside its shape (a read written "
+                r"\texttt{?? 0}) is 0, in the definition and in the rules below.",
+            )
+        )
     eqs = []
     for name in list(reversed(prog.defined[:-1])) + list(prog.inputs):
         lhs, rhs = _rule_tex(op, name, ranges).split(" = ", 1)

@@ -17,7 +17,9 @@ erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argumen
 b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer constant;
 elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`), ``len(d)``
 (the extent of index ``d``) and tensor reads ``x[e_1, ..., e_r]`` whose subscripts are affine
-in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``). The left side's
+in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``).  A read
+written ``(x[e_1, ..., e_r] ?? 0)`` is 0 where a subscript falls outside ``x``'s shape (zero
+padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow). The left side's
 subscripts are plain, distinct index names, or none (``L[]``, a scalar: inside, a 1-entry
 tensor over ``SCALAR_INDEX``; outside, ``op.forward`` returns a 0-d array and ``op.backward``
 takes one). Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact;
@@ -137,6 +139,8 @@ class Statement:
     # what an accumulating statement does over its summed indices: "sum" (``+=``), "max"
     # (``max=``) or "min" (``min=``): the first extreme in row-major order of ``summed``
     reduce: str = "sum"
+    # positions in ``refs`` of the reads written ``x[...] ?? 0``: 0 outside ``x``'s shape
+    padded: set[int] = field(default_factory=set)
 
     def error(self, col: int, message: str) -> DefineError:
         if self.scalar and col > self.text.index("["):  # a column of ``code``, past "None"
@@ -292,6 +296,23 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
         return _expr(st, node.operand)
     if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
         return (_BIN[type(node.op)], _expr(st, node.left), _expr(st, node.right))
+    if isinstance(node, ast.BoolOp):  # ``??`` (read by Python as ``or``): a padded read
+        read, zero = (node.values + [None, None])[:2]
+        if (
+            len(node.values) != 2
+            or not isinstance(read, ast.Subscript)
+            or not (isinstance(zero, ast.Constant) and zero.value == 0)
+            or isinstance(zero.value, bool)
+        ):
+            raise st.error(
+                _col(node),
+                "'??' takes one tensor read on its left and 0 on its right, as in "
+                "(x[i + u - 1] ?? 0), which is x's entry inside its shape and 0 outside; in a "
+                "longer expression put it in parentheses",
+            )
+        e = _expr(st, read)
+        st.padded.add(len(st.refs) - 1)
+        return ("pad", *e[1:])
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
             raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
@@ -366,6 +387,14 @@ def parse_statement(number: int, line: str) -> Statement:
     if reduction:
         st.reduce = reduction.group(2)
         st.code = st.code[: reduction.start(2)] + "+=  " + st.code[reduction.end(2) + 1 :]
+    word = re.search(r"\b(or|and|not)\b", st.code)
+    if word:
+        raise st.error(
+            word.start(),
+            f"{word.group(1)!r} is not part of the notation (a read that is 0 outside its "
+            "tensor is written x[...] ?? 0)",
+        )
+    st.code = st.code.replace("??", "or")  # the same width: columns stay those of the text
     empty = re.search(r"\[\s*\]", st.code)
     if empty:
         raise st.error(
