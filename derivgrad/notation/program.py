@@ -193,8 +193,8 @@ class Program:
                 for t in list(todo):
                     lo: Number = None
                     hi: Number = None
-                    for r, (name, subs, _) in enumerate(st.refs):
-                        if r in st.padded:  # may read outside: bounds nothing here
+                    for q, (name, subs, _) in enumerate(st.refs):
+                        if q in st.padded:  # may read outside: bounds nothing here
                             continue
                         for axis, a in enumerate(subs):
                             c = dict(a.coef).get(t, 0)
@@ -230,8 +230,8 @@ class Program:
                             f"index {t!r} has an empty range [{lo}, {hi}): the input shapes "
                             f"{_fmt_shapes(shapes, st)} are too small for this statement",
                         )
-                for r, (name, subs, col) in enumerate(st.refs):
-                    if r in st.padded:
+                for q, (name, subs, col) in enumerate(st.refs):
+                    if q in st.padded:
                         continue
                     for axis, a in enumerate(subs):
                         lo, hi = _span(a, rng)
