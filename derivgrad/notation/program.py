@@ -240,7 +240,8 @@ class Program:
                             raise st.error(
                                 col,
                                 f"{name}[...] axis {axis} subscript {a.text()} reads "
-                                f"[{lo}, {hi}] outside [0, {n - 1}]",
+                                f"[{lo}, {hi}] outside [0, {n - 1}] (zero padding: "
+                                f"({name}[...] ?? 0))",
                             )
             out.index.append(rng)
             out.bare.append(bare)
