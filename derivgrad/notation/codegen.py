@@ -355,7 +355,8 @@ class Emitter:
         self.w(0, f"def backward({', '.join(args)}):")
         self.unpack()
         self.selections()
-        order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
+        # an output's adjoint is its upstream, given: no later statement reads it
+        order = [n for n in reversed(prog.defined) if n not in prog.outputs] + list(prog.inputs)
         for name in order:
             plans = self.adjoint_gemms(name)
             if plans:

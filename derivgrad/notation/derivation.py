@@ -109,14 +109,21 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> Derivation:
     inputs = {k: symbols(k, shapes[k], latex=tex_name(k), real=True) for k in prog.inputs}
     T = {n: np.empty(ranges.shapes[n], dtype=object) for n in prog.defined}
     fwd(None, *inputs.values(), *T.values())
-    y = T[prog.output]
+    # several outputs: the derivation's output is their entries one after another, in the
+    # order of the statements, and so is its upstream δ
+    outs = prog.outputs
+    y = T[outs[0]] if len(outs) == 1 else np.concatenate([T[o].reshape(-1) for o in outs])
     up = symbols("d", y.shape, latex=r"\delta", real=True)
+    pieces, at = {}, 0
+    for o in outs:
+        pieces[o] = up if len(outs) == 1 else up[at : at + T[o].size].reshape(T[o].shape)
+        at += T[o].size
     cache: dict[str, dict[str, np.ndarray]] = {}
 
     def grads() -> dict[str, np.ndarray]:
         if "g" not in cache:
-            adj = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined[:-1]}
-            adj[prog.output] = up
+            adj = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined if n not in outs}
+            adj.update(pieces)
             g = {k: np.empty(v.shape, dtype=object) for k, v in inputs.items()}
             bwd(
                 None,
@@ -303,7 +310,7 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
             bounds[hi_sym(k, t)] = hi
 
     def bar(t: str) -> str:
-        return r"\delta" if t == prog.output else r"\bar{%s}" % tex_name(t)
+        return r"\delta" if prog.outputs == [t] else r"\bar{%s}" % tex_name(t)
 
     # printed 1-based, as the document's indices are: an index symbol t stands for the
     # 0-based t - 1, and a subscript, a bound or a condition on an index moves up by one
@@ -430,7 +437,18 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             )
         )
     eqs = []
-    for name in list(reversed(prog.defined[:-1])) + list(prog.inputs):
+    if len(prog.outputs) > 1:
+        listed = ", ".join(f"${tex_name(n)}$" for n in prog.outputs)
+        out.append(
+            (
+                "p",
+                f"Several outputs, {listed} (no later statement reads them): the output above is "
+                r"their entries one after another, $\delta$ likewise, and $\bar{T}$ of an "
+                r"output is its part of $\delta$.",
+            )
+        )
+    order = [n for n in reversed(prog.defined) if n not in prog.outputs] + list(prog.inputs)
+    for name in order:
         lhs, rhs = _rule_tex(op, name, ranges).split(" = ", 1)
         eqs.append((lhs, [rhs]))
     out.append(("eq", eqs))

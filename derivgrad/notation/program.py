@@ -85,7 +85,8 @@ class Program:
     """The checked statements of a definition with the ranks of its tensors.
 
     ``inputs``: the tensors read and never defined, in order of first read; ``defined``: the
-    tensors defined, in order; ``output``: the last one.
+    tensors defined, in order; ``outputs``: those no later statement reads (the last one
+    always; several outputs are returned together); ``output``: the last one.
     """
 
     def __init__(self, statements: list[Statement], ranks: dict[str, int]):
@@ -145,6 +146,13 @@ class Program:
                 "never reads"
             )
         self.output = statements[-1].target
+        read_later: set[str] = set()
+        outputs = []
+        for st in reversed(statements):
+            if st.target not in read_later:
+                outputs.append(st.target)
+            read_later |= {name for name, _, _ in st.refs}
+        self.outputs = outputs[::-1]
 
     # -- ranges -----------------------------------------------------------------------------
     def infer(
