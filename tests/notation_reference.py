@@ -252,6 +252,18 @@ def peak(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) ->
     return max([_PEAK[0]] + [float(np.max(np.abs(v), initial=0.0)) for v in tensors.values()])
 
 
+def outputs(spec: str) -> list[str]:
+    """The tensors no later statement reads, in order (the last statement's always)."""
+    sts = [Statement(ln.split("#")[0]) for ln in spec.splitlines() if ln.split("#")[0].strip()]
+    return [
+        st.target
+        for k, st in enumerate(sts)
+        if not any(
+            name == st.target for later in sts[k + 1 :] for name, _ in later.reads + later.padded
+        )
+    ]
+
+
 def output(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> np.ndarray:
     last = [ln for ln in spec.splitlines() if ln.split("#")[0].strip()][-1]
     return run(spec, inputs, fixed)[Statement(last.split("#")[0]).target]
@@ -267,12 +279,16 @@ def gradients(
     directions: int = 3,
     per_entry: int = 12,
 ) -> list[tuple[str, np.ndarray | None, float, float]]:
-    """Central differences of ``L = Σ dy · output``: ``(input, direction, dL along it)``
+    """Central differences of ``L = Σ dy · output`` (``dy`` a dict: ``Σ_o dy[o] · o`` over
+    the outputs): ``(input, direction, dL along it)``
     for each entry of a small input (``direction`` None: the entry's one-hot, listed as
     ``(name, index)``), else along ``directions`` random unit directions (as reliable a test
     of a gradient, at two evaluations each)."""
 
     def loss(x: dict) -> float:
+        if isinstance(dy, dict):
+            t = run(spec, x, fixed)
+            return float(sum(np.sum(dy[o] * t[o]) for o in dy))
         return float(np.sum(dy * output(spec, x, fixed)))
 
     out = []

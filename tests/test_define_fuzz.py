@@ -3,7 +3,8 @@ the generated kernels' forward and backward, float64 and float32, are held to th
 interpreter of ``tests/notation_reference.py`` (written apart from the code generator) and to
 central differences of it.
 
-The programs: 1-4 statements, ``=``, ``+=``, ``max=`` and ``min=``, then maybe a scalar loss
+The programs: 1-4 statements, ``=``, ``+=``, ``max=`` and ``min=``, some with a side output (a
+statement no later one reads: ``forward`` returns a dict), then maybe a scalar loss
 (``L[] += ...``, ``max=``, ``min=``): elementwise maps, sums (maxima, minima) over an axis,
 matrix products (the GEMM path; max-plus and min-plus products), windows with strides,
 dilations, offsets and causal shifts (``x[i - u]``), zero-padded (``(x[2*i + u - 2] ?? 0)``,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import types
+from typing import Any
 
 import notation_reference as ref
 import numba
@@ -187,6 +189,11 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
         assume(all(hi > lo for lo, hi in rng.values()))
         known[target] = tuple(rng[t][1] - rng[t][0] for t in stmt.lhs)
         lines.append(line)
+        if k < 2 and draw(st.integers(0, 4)) == 0:  # (k < 2: the pool of names suffices)
+            # a side output: a map of this tensor that no later statement reads
+            side = [next(names) for _ in known[target]]
+            e = draw(_expression([f"{target}[{', '.join(side)}]"], [], side, set(shapes)))
+            lines.append(f"{next(names)}[{', '.join(side)}] = {e}")
         src = target
     if draw(st.booleans()):  # a scalar loss of the last tensor: "L[] += ..." sums every index
         idx = [next(names) for _ in known[src]]
@@ -234,8 +241,15 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
     if not compiled:
         op._module = python_kernels(op)
     x = _values(shapes, seed)
-    y = ref.output(spec, x, fixed)
-    dy = np.random.default_rng(seed + 1).uniform(-1, 1, y.shape)
+    outs = ref.outputs(spec)
+    tensors = ref.run(spec, x, fixed)
+    y: Any = tensors[outs[0]] if len(outs) == 1 else {o: tensors[o] for o in outs}
+    up = np.random.default_rng(seed + 1)
+    dy: Any = (
+        up.uniform(-1, 1, y.shape)
+        if len(outs) == 1
+        else {o: up.uniform(-1, 1, tensors[o].shape) for o in outs}
+    )
     cds = ref.gradients(spec, x, dy, fixed, rng=np.random.default_rng(seed + 2))
     scale = max([1.0] + [abs(v) for _, _, v in cds])
     largest = max(ref.peak(spec, x, fixed), scale)
@@ -245,8 +259,15 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
             # (pow of pow: float32 overflows to inf): nothing to compare in it
             continue
         xs = {k: v.astype(dtype) for k, v in x.items()}
-        _close(op.forward(**xs), y, rtol, f"forward {np.dtype(dtype)}", spec)
-        g = op.backward(dy.astype(dtype), **xs)
+        got = op.forward(**xs)
+        if len(outs) == 1:
+            _close(got, y, rtol, f"forward {np.dtype(dtype)}", spec)
+            g = op.backward(dy.astype(dtype), **xs)
+        else:
+            assert isinstance(got, dict) and list(got) == outs, f"outputs {list(got)}\n{spec}"
+            for o in outs:
+                _close(got[o], y[o], rtol, f"forward {np.dtype(dtype)} of {o}", spec)
+            g = op.backward({o: v.astype(dtype) for o, v in dy.items()}, **xs)
         for name, v, want in cds:
             got = float(np.sum(g[name].astype(np.float64) * v))
             assert abs(got - want) <= gtol * scale, (
