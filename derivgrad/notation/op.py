@@ -264,9 +264,8 @@ class DefinedOp(Op):
             shape = () if self._scalars[o] else T[o].shape
             what = "dy" if len(self.outputs) == 1 else f"dy[{o!r}]"
             if d.shape != shape:
-                raise ParamError(
-                    f"{self.name}: {what} must have the shape of {o}, {shape}, got {d.shape}"
-                )
+                whose = "the output's shape" if len(self.outputs) == 1 else f"the shape of {o},"
+                raise ParamError(f"{self.name}: {what} must have {whose} {shape}, got {d.shape}")
             if d.dtype != dtype:
                 raise TypeError(f"{self.name}: {what} is {d.dtype} but the inputs are {dtype}")
             ups[o] = d.reshape(T[o].shape)
