@@ -135,6 +135,8 @@ def test_the_reference_interpreter_agrees_on_the_same_convolution():
         ("y[i] += (x[i + u - 1] ?? 1) * w[u]", 10, "'??' takes one tensor read"),
         ("y[i] += (w[u] * x[i + u] ?? 0)", 10, "'??' takes one tensor read"),
         ("y[i] += (x[i + u] or 0) * w[u]", 19, "'or' is not part of the notation"),
+        # an error quoting a padded read quotes it as written, "??" (Python reads "or")
+        ("y[i] += exp(exp(exp(x[i + u] ?? 0))) * w[u]", 17, "'exp(x[i + u] ?? 0)': exponentials"),
         (
             "y[i] += x[i + u - 1] * w[u]",
             9,

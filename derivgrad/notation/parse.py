@@ -209,7 +209,10 @@ _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow
 
 
 def _src(st: Statement, node: ast.AST) -> str:
-    return ast.get_source_segment(st.code, node) or ast.unparse(node)
+    """``node``'s text as the user wrote it (a padded read's ``??``, not the ``or`` Python
+    read: ``or`` as a word can only be that, since a literal one is refused)."""
+    src = ast.get_source_segment(st.code, node) or ast.unparse(node)
+    return re.sub(r"\bor\b", "??", src)
 
 
 def _const(st: Statement, node: ast.AST) -> float | None:
