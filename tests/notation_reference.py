@@ -10,6 +10,13 @@ not its code generator), only the documented semantics:
   the generator solves the inequalities);
 * a defined tensor is stored from 0: entry ``t - lo`` for left index value ``t``; ``L[]`` on
   the left is a scalar (a 0-d array), the sum of the right over all its indices;
+* ``T[lhs] max= E`` (``min=``) is the largest (least) ``E`` over the indices on the right and
+  not on the left; of equal values the first in row-major order of those indices, taken in
+  the order they first appear on the right (left to right), wins (its entry alone gets the
+  gradient, which central differences cannot see: the fuzzer's draws have no ties);
+* ``(x[...] ?? 0)`` reads ``x`` and is 0 where a subscript is outside ``x``'s shape; such a
+  read bounds no index, except that an index no other read bounds, written with a coefficient
+  ``c > 0`` in it on an axis of ``n`` entries, runs over ``[0, ceil(n / c))`` ("same");
 * ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``,
   ``min(a, b)`` (the first of equal arguments); ``pow(a, b) = a ** b``.
 
@@ -44,11 +51,17 @@ FUNCTIONS = {
 class Statement:
     def __init__(self, line: str):
         line = line.strip()
+        self.reduce = "sum"
+        for kind in ("max", "min"):
+            head, sep, tail = line.partition(f"] {kind}=")
+            if sep and "=" not in head:
+                self.reduce = kind
+                line = f"{head}] +={tail}"
         name, bracket, rest = line.partition("[")
         scalar = bracket and rest.lstrip().startswith("]")  # "L[] += ...": no left index
         if scalar:
             line = name + rest.lstrip()[1:]  # "L += ...", a plain Python assignment
-        node = ast.parse(line).body[0]
+        node = ast.parse(line.replace("??", " or ")).body[0]  # a padded read: BoolOp
         self.accumulate = isinstance(node, ast.AugAssign)
         target = node.target if isinstance(node, ast.AugAssign) else node.targets[0]
         if scalar:
@@ -59,16 +72,26 @@ class Statement:
             self.lhs = [e.id for e in (s.elts if isinstance(s, ast.Tuple) else [s])]
         self.rhs = node.value
         self.reads = []  # (tensor, [subscript nodes])
+        self.padded = []  # the same, of the reads written "?? 0"
+        inside = {id(b.values[0]) for b in ast.walk(self.rhs) if isinstance(b, ast.BoolOp)}
         for n in ast.walk(self.rhs):
             if isinstance(n, ast.Subscript):
                 s = n.slice
-                self.reads.append((n.value.id, list(s.elts) if isinstance(s, ast.Tuple) else [s]))
-        names = []
-        for _, subs in self.reads:
-            for sub in subs:
-                for n in ast.walk(sub):
-                    if isinstance(n, ast.Name) and n.id not in names:
-                        names.append(n.id)
+                read = (n.value.id, list(s.elts) if isinstance(s, ast.Tuple) else [s])
+                (self.padded if id(n) in inside else self.reads).append(read)
+        # every index in the order it first appears, left to right (the row-major order of a
+        # max= statement's reduced indices)
+        found = sorted(
+            (n.col_offset, n.id)
+            for _, subs in self.reads + self.padded
+            for sub in subs
+            for n in ast.walk(sub)
+            if isinstance(n, ast.Name)
+        )
+        names: list[str] = []
+        for _, name in found:
+            if name not in names:
+                names.append(name)
         self.indices = names
         self.summed = [t for t in names if t not in self.lhs]
 
@@ -92,7 +115,7 @@ def _names(node: ast.AST) -> set[str]:
 
 def infer(st: Statement, shapes: dict, fixed: dict) -> dict[str, tuple[int, int]]:
     rng: dict[str, tuple[int, int]] = {t: fixed[t] for t in st.indices if t in fixed}
-    for name, subs in st.reads:
+    for name, subs in st.reads + st.padded:
         for axis, sub in enumerate(subs):
             if isinstance(sub, ast.Name) and sub.id not in rng:
                 rng[sub.id] = (0, shapes[name][axis])
@@ -126,6 +149,19 @@ def infer(st: Statement, shapes: dict, fixed: dict) -> dict[str, tuple[int, int]
             assert ok and ok == list(range(ok[0], ok[-1] + 1)), f"no interval for {t}"
             rng[t] = (ok[0], ok[-1] + 1)
             progress = True
+        if not progress:  # "same": the first padded read holding an unbounded index
+            for name, subs in sorted(st.padded, key=lambda r: r[1][0].col_offset):
+                for axis, sub in enumerate(subs):
+                    order = sorted(
+                        (n for n in ast.walk(sub) if isinstance(n, ast.Name)),
+                        key=lambda n: n.col_offset,
+                    )
+                    for t in [n.id for n in order if n.id not in rng]:
+                        env = dict.fromkeys(_names(sub), 0)
+                        c = _int(sub, {**env, t: 1}) - _int(sub, env)
+                        if c > 0 and not progress:
+                            rng[t] = (0, -(-shapes[name][axis] // c))
+                            progress = True
         assert progress, "the reference cannot infer every range"
     return rng
 
@@ -145,6 +181,14 @@ def _value(node: ast.AST, env: dict, tensors: dict, rng: dict) -> float:
 def _value_of(node: ast.AST, env: dict, tensors: dict, rng: dict) -> float:
     if isinstance(node, ast.Constant):
         return float(node.value)
+    if isinstance(node, ast.BoolOp):  # x[...] ?? 0
+        read = node.values[0]
+        s = read.slice
+        at = tuple(_int(e, env) for e in (s.elts if isinstance(s, ast.Tuple) else [s]))
+        shape = tensors[read.value.id].shape
+        if all(0 <= a < n for a, n in zip(at, shape)):
+            return _value(read, env, tensors, rng)
+        return 0.0
     if isinstance(node, ast.Subscript):
         s = node.slice
         subs = list(s.elts) if isinstance(s, ast.Tuple) else [s]
@@ -186,9 +230,15 @@ def run(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> 
         for point in itertools.product(*(range(*rng[t]) for t in st.lhs)):
             env = dict(zip(st.lhs, point))
             total = 0.0
+            first = True
             for inner in itertools.product(*(range(*rng[t]) for t in st.summed)):
                 env.update(zip(st.summed, inner))
-                total += _value(st.rhs, env, tensors, rng)
+                v = _value(st.rhs, env, tensors, rng)
+                if st.reduce == "sum":
+                    total += v
+                elif first or (v > total if st.reduce == "max" else v < total):
+                    total = v  # strictly better only: the first of equal values stays
+                first = False
             out[tuple(p - rng[t][0] for p, t in zip(point, st.lhs))] = total
         tensors[st.target] = out
     return tensors
@@ -200,6 +250,18 @@ def peak(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) ->
     _PEAK[0] = 0.0
     tensors = run(spec, inputs, fixed)
     return max([_PEAK[0]] + [float(np.max(np.abs(v), initial=0.0)) for v in tensors.values()])
+
+
+def outputs(spec: str) -> list[str]:
+    """The tensors no later statement reads, in order (the last statement's always)."""
+    sts = [Statement(ln.split("#")[0]) for ln in spec.splitlines() if ln.split("#")[0].strip()]
+    return [
+        st.target
+        for k, st in enumerate(sts)
+        if not any(
+            name == st.target for later in sts[k + 1 :] for name, _ in later.reads + later.padded
+        )
+    ]
 
 
 def output(spec: str, inputs: dict[str, np.ndarray], fixed: dict | None = None) -> np.ndarray:
@@ -217,12 +279,16 @@ def gradients(
     directions: int = 3,
     per_entry: int = 12,
 ) -> list[tuple[str, np.ndarray | None, float, float]]:
-    """Central differences of ``L = Σ dy · output``: ``(input, direction, dL along it)``
+    """Central differences of ``L = Σ dy · output`` (``dy`` a dict: ``Σ_o dy[o] · o`` over
+    the outputs): ``(input, direction, dL along it)``
     for each entry of a small input (``direction`` None: the entry's one-hot, listed as
     ``(name, index)``), else along ``directions`` random unit directions (as reliable a test
     of a gradient, at two evaluations each)."""
 
     def loss(x: dict) -> float:
+        if isinstance(dy, dict):
+            t = run(spec, x, fixed)
+            return float(sum(np.sum(dy[o] * t[o]) for o in dy))
         return float(np.sum(dy * output(spec, x, fixed)))
 
     out = []

@@ -3,9 +3,12 @@ the generated kernels' forward and backward, float64 and float32, are held to th
 interpreter of ``tests/notation_reference.py`` (written apart from the code generator) and to
 central differences of it.
 
-The programs: 1-4 statements, ``=`` and ``+=``, then maybe a scalar loss (``L[] += ...``):
-elementwise maps, sums over an axis, matrix products (the GEMM path), windows with strides,
-dilations, offsets and causal shifts (``x[i - u]``), with weights or with a fixed window
+The programs: 1-4 statements, ``=``, ``+=``, ``max=`` and ``min=``, some with a side output (a
+statement no later one reads: ``forward`` returns a dict), then maybe a scalar loss
+(``L[] += ...``, ``max=``, ``min=``): elementwise maps, sums (maxima, minima) over an axis,
+matrix products (the GEMM path; max-plus and min-plus products), windows with strides,
+dilations, offsets and causal shifts (``x[i - u]``), zero-padded (``(x[2*i + u - 2] ?? 0)``,
+"same" ranges) or not, with weights or with a fixed window
 (``ranges=``); every function of the notation (``log`` and ``sqrt`` of positive arguments,
 ``exp`` of a read, ``pow`` of a positive base), ``len``; tensor and index names drawn from a
 pool of names the generated code, SymPy or Python use themselves; shapes 1-6 per axis.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import types
+from typing import Any
 
 import notation_reference as ref
 import numba
@@ -125,6 +129,8 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
 
     src = new_input(dims(draw(st.integers(1, 3))))
     for k in range(draw(st.integers(1, 4))):
+        # what a statement that reduces does over its right-only indices
+        acc = draw(st.sampled_from(["+=", "+=", "max=", "min="]))
         shape = known[src]
         r = len(shape)
         idx = index_names(k, r)
@@ -143,13 +149,13 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             required = [read]
             if draw(st.booleans()):
                 required.append(f"{new_input((shape[a],))}[{idx[a]}]")
-            lhs, op = [t for q, t in enumerate(idx) if q != a], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a], acc
         elif kind == "matmul":
             a = draw(st.integers(0, r - 1))
             o = next(names)
             w = new_input((shape[a], draw(st.integers(1, 6))))
             required = [read, f"{w}[{idx[a]}, {o}]"]
-            lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], "+="
+            lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], acc
         else:  # a window along axis a: stride s, dilation d, offset c, or causal
             a = draw(st.integers(0, r - 1))
             n = shape[a]
@@ -158,7 +164,8 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             s = draw(st.integers(1, 2))
             u = next(names)
             causal = draw(st.booleans())
-            c = 0 if causal else draw(st.integers(-1, 2))
+            pad = draw(st.booleans())  # zero padding: the read may fall outside, as 0
+            c = 0 if causal else draw(st.integers(-2 if pad else -1, 2))
             i = idx[a]
             sub = f"{i} - {d}*{u}" if causal else f"{s}*{i} + {d}*{u}" + (f" + {c}" if c else "")
             wread = []
@@ -167,8 +174,10 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             else:
                 fixed[u] = K
             win = f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"
+            if pad:
+                win = f"({win} ?? 0)"
             required = [win, *wread]
-            lhs, op = idx, "+="
+            lhs, op = idx, acc
         idx_all = [t for t in idx if any(t in q for q in required)]
         e = draw(_expression(required, [read] if op == "=" else [], idx_all or idx, set(shapes)))
         line = f"{target}[{', '.join(lhs)}] {op} {e}"
@@ -180,12 +189,19 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
         assume(all(hi > lo for lo, hi in rng.values()))
         known[target] = tuple(rng[t][1] - rng[t][0] for t in stmt.lhs)
         lines.append(line)
+        if k < 2 and draw(st.integers(0, 4)) == 0:  # (k < 2: the pool of names suffices)
+            # a side output: a map of this tensor that no later statement reads
+            side = [next(names) for _ in known[target]]
+            e = draw(_expression([f"{target}[{', '.join(side)}]"], [], side, set(shapes)))
+            lines.append(f"{next(names)}[{', '.join(side)}] = {e}")
         src = target
     if draw(st.booleans()):  # a scalar loss of the last tensor: "L[] += ..." sums every index
         idx = [next(names) for _ in known[src]]
         read = f"{src}[{', '.join(idx)}]"
         e = draw(_expression([read], [], idx, set(shapes)))
-        lines.append(f"{next(names)}[] += {e}")
+        # (or its largest or least entry: a reduction over two or three indices at once)
+        op = draw(st.sampled_from(["+=", "+=", "max=", "min="]))
+        lines.append(f"{next(names)}[] {op} {e}")
     return "\n".join(lines), shapes, fixed
 
 
@@ -225,8 +241,15 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
     if not compiled:
         op._module = python_kernels(op)
     x = _values(shapes, seed)
-    y = ref.output(spec, x, fixed)
-    dy = np.random.default_rng(seed + 1).uniform(-1, 1, y.shape)
+    outs = ref.outputs(spec)
+    tensors = ref.run(spec, x, fixed)
+    y: Any = tensors[outs[0]] if len(outs) == 1 else {o: tensors[o] for o in outs}
+    up = np.random.default_rng(seed + 1)
+    dy: Any = (
+        up.uniform(-1, 1, y.shape)
+        if len(outs) == 1
+        else {o: up.uniform(-1, 1, tensors[o].shape) for o in outs}
+    )
     cds = ref.gradients(spec, x, dy, fixed, rng=np.random.default_rng(seed + 2))
     scale = max([1.0] + [abs(v) for _, _, v in cds])
     largest = max(ref.peak(spec, x, fixed), scale)
@@ -236,8 +259,15 @@ def check_against_reference(program: tuple, seed: int, compiled: bool) -> None:
             # (pow of pow: float32 overflows to inf): nothing to compare in it
             continue
         xs = {k: v.astype(dtype) for k, v in x.items()}
-        _close(op.forward(**xs), y, rtol, f"forward {np.dtype(dtype)}", spec)
-        g = op.backward(dy.astype(dtype), **xs)
+        got = op.forward(**xs)
+        if len(outs) == 1:
+            _close(got, y, rtol, f"forward {np.dtype(dtype)}", spec)
+            g = op.backward(dy.astype(dtype), **xs)
+        else:
+            assert isinstance(got, dict) and list(got) == outs, f"outputs {list(got)}\n{spec}"
+            for o in outs:
+                _close(got[o], y[o], rtol, f"forward {np.dtype(dtype)} of {o}", spec)
+            g = op.backward({o: v.astype(dtype) for o, v in dy.items()}, **xs)
         for name, v, want in cds:
             got = float(np.sum(g[name].astype(np.float64) * v))
             assert abs(got - want) <= gtol * scale, (

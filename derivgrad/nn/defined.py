@@ -30,6 +30,11 @@ class Defined(Module):
         if not isinstance(op, DefinedOp):
             raise ParamError(f"Defined: expects an op of derivgrad.define, got {type(op).__name__}")
         self.op = op
+        if len(op.outputs) > 1:
+            raise ParamError(
+                f"Defined: {op.name} has several outputs ({', '.join(op.outputs)}); a layer "
+                "has one: read the others in a later statement, or define them apart"
+            )
         if input not in op.inputs:
             raise ParamError(
                 f"Defined: {op.name} has no input {input!r}; its inputs are {', '.join(op.inputs)}"

@@ -30,6 +30,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..symbolic.functions import FirstMax, WindowMax
 from ..symbolic.reader import as_expr
 from . import contract
 from .program import Program, Ranges, Term, adjoint_terms, hi_sym, idx_sym, lo_sym, local
@@ -196,6 +197,23 @@ class Emitter:
     def unpack(self) -> None:
         """Code at the top of each function (before its loops)."""
 
+    # a ``max=``/``min=`` statement: its forward keeps the first extreme in row-major order of
+    # the summed indices, and its gradient terms are multiplied by ``select``'s indicator
+    def red_start(self, depth: int) -> None:
+        raise NotImplementedError
+
+    def red_add(self, depth: int, value: str, reduce: str, summed: list[str]) -> None:
+        raise NotImplementedError
+
+    def red_value(self, k: int, reduce: str, out: str) -> str:
+        raise NotImplementedError
+
+    def selections(self) -> None:
+        """Code at the top of the backward that the ``select`` indicators read."""
+
+    def select(self, term: Term, names: dict[sp.Symbol, str]) -> str:
+        raise NotImplementedError
+
     # -- shared --------------------------------------------------------------------------
     def w(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
@@ -277,7 +295,9 @@ class Emitter:
             syms = {t: idx_sym(t) for t in st.indices}
             names = {syms[t]: index(t) for t in st.indices}
             reads = {
-                ph: f"{tensor(name)}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+                ph: self.read(
+                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
+                )
                 for ph, name, subs in loc.reads
             }
             bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
@@ -289,8 +309,15 @@ class Emitter:
             self.loop(1, index(t0), lo0, hi0, True)
             rest = [syms[t] for t in st.lhs[1:]]
             summed = [syms[t] for t in st.summed]
-            gemm = self.forward_gemm(k, st) if st.accumulate and summed else None
-            if gemm is not None:
+            plain_sum = st.accumulate and summed and st.reduce == "sum"
+            gemm = self.forward_gemm(k, st) if plain_sum else None
+            if st.reduce != "sum":
+                d = self.nest(2, rest, bounds, [], names)
+                self.red_start(d)
+                inner = self.nest(d, summed, bounds, [], names)
+                self.red_add(inner, val, st.reduce, [names[v] for v in summed])
+                self.w(d, f"{target} = {self.red_value(k, st.reduce, out)}")
+            elif gemm is not None:
                 self.lines.pop()  # the prange above: the contraction has its own loops
                 inchunk = gemm.par is not None  # each chunk zeroes the slice it owns
                 if not inchunk:
@@ -327,7 +354,9 @@ class Emitter:
         )
         self.w(0, f"def backward({', '.join(args)}):")
         self.unpack()
-        order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
+        self.selections()
+        # an output's adjoint is its upstream, given: no later statement reads it
+        order = [n for n in reversed(prog.defined) if n not in prog.outputs] + list(prog.inputs)
         for name in order:
             plans = self.adjoint_gemms(name)
             if plans:
@@ -411,7 +440,7 @@ class Emitter:
         if not self.gemm:
             return None
         loc = local(k, st)
-        if len(loc.reads) != 2:
+        if len(loc.reads) != 2 or loc.padded:  # a padded read is no plain operand of a GEMM
             return None
         (p0, t0, s0), (p1, t1, s1) = loc.reads
         coef = sp.cancel(loc.expr / (p0 * p1))
@@ -443,6 +472,8 @@ class Emitter:
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
                     return []
+                if st.reduce != "sum" or loc.padded:  # an arg-max indicator, a guarded read
+                    return []
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
                     return []
@@ -463,12 +494,40 @@ class Emitter:
         target, subs = term.upstream
         up = f"{adjoint(target)}[{', '.join(self.p(s, names) for s in subs)}]"
         reads = {
-            ph: f"{tensor(t)}[{', '.join(self.p(s, names) for s in ss)}]"
+            ph: self.read(t, [self.p(s, names) for s in ss], term.padded.get(ph))
             for ph, (t, ss) in term.reads.items()
         }
+        if term.selects is not None:
+            up = f"{up} * {self.select(term, names)}"
         if term.factor == 1:
             return up
         return f"{up} * ({self.value(term.factor, reads, names)})"
+
+    pad_value = "0.0"
+
+    def read(self, name: str, subs: list[str], guard: tuple[bool, ...] | None) -> str:
+        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside)
+        is 0 where a subscript does."""
+        ref = f"{tensor(name)}[{', '.join(subs)}]"
+        if not guard or not any(guard):
+            return ref
+        conds = " and ".join(
+            f"0 <= {e} < {tensor(name)}.shape[{ax}]"
+            for ax, (e, g) in enumerate(zip(subs, guard))
+            if g
+        )
+        return f"({ref} if {conds} else {self.pad_value})"
+
+    def position(self, term: Term) -> sp.Expr:
+        """The row-major position of the summed indices' values of ``term`` among the points
+        of their ranges (0-based): what the forward counted while reducing."""
+        st = self.prog.statements[term.statement]
+        assert term.selects is not None
+        pos: sp.Expr = sp.Integer(0)
+        for t, at in zip(st.summed, term.selects[1]):
+            k = term.statement
+            pos = pos * (hi_sym(k, t) - lo_sym(k, t)) + (at - lo_sym(k, t))
+        return pos
 
 
 class NumbaEmitter(Emitter):
@@ -494,6 +553,60 @@ class NumbaEmitter(Emitter):
     def acc_value(self) -> str:
         return "acc"
 
+    def red_start(self, depth: int) -> None:
+        self.w(depth, "acc = 0.0")
+        self.w(depth, "_n = 0")
+        self.w(depth, "_a = 0")
+
+    def red_add(self, depth: int, value: str, reduce: str, summed: list[str]) -> None:
+        # the first point, then only a strictly larger (smaller) value: the first extreme in
+        # row-major order wins a tie; a NaN is kept once met (as NumPy's max propagates it)
+        better = "_v > acc" if reduce == "max" else "_v < acc"
+        self.w(depth, f"_v = {value}")
+        self.w(depth, f"if _n == 0 or {better} or (_v != _v and acc == acc):")
+        self.w(depth + 1, "acc = _v")
+        self.w(depth + 1, "_a = _n")
+        self.w(depth, "_n += 1")
+
+    def red_value(self, k: int, reduce: str, out: str) -> str:
+        return "acc"
+
+    def selections(self) -> None:
+        """For each ``max=``/``min=`` statement, the arg-max's row-major position at every
+        output point (``_am{k}``), recomputed from what the statement reads: each entry is
+        written by the one iteration that owns its output point (no races), and each gradient
+        term then reads its indicator in O(1)."""
+        for k, st in enumerate(self.prog.statements):
+            if st.reduce == "sum":
+                continue
+            loc = local(k, st)
+            syms = {t: idx_sym(t) for t in st.indices}
+            names = {syms[t]: index(t) for t in st.indices}
+            reads = {
+                ph: self.read(
+                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
+                )
+                for ph, name, subs in loc.reads
+            }
+            bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+            ext = "".join(f"{self.p(hi_sym(k, t) - lo_sym(k, t), {})}, " for t in st.lhs)
+            self.w(1, f"_am{k} = np.empty(({ext}), np.int64)")
+            t0 = st.lhs[0]
+            self.loop(1, index(t0), self.p(lo_sym(k, t0), {}), self.p(hi_sym(k, t0), {}), True)
+            d = self.nest(2, [syms[t] for t in st.lhs[1:]], bounds, [], names)
+            self.red_start(d)
+            inner = self.nest(d, [syms[t] for t in st.summed], bounds, [], names)
+            self.red_add(inner, self.value(loc.expr, reads, names), st.reduce, [])
+            out = ", ".join(f"{index(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
+            self.w(d, f"_am{k}[{out}] = _a")
+
+    def select(self, term: Term, names: dict[sp.Symbol, str]) -> str:
+        _, subs = term.upstream
+        at = ", ".join(self.p(s, names) for s in subs)
+        return (
+            f"(1.0 if _am{term.statement}[{at}] == {self.p(self.position(term), names)} else 0.0)"
+        )
+
     def unpack(self) -> None:
         """The ranges as local scalars: LLVM then knows no store can change them (an array
         ``R`` read in the loops would be reloaded after every store, and block vectorising)."""
@@ -507,6 +620,8 @@ class NumbaEmitter(Emitter):
 class SympyEmitter(Emitter):
     """The same loops over object arrays for one instance: the bounds as numbers, each value
     a SymPy expression (``_X(i, reads)``: expression ``i`` of ``exprs`` at the reads)."""
+
+    pad_value = "_ZERO"
 
     def __init__(self, prog: Program, ranges: Ranges):
         self.exprs: list[tuple[sp.Expr, list[sp.Symbol]]] = []
@@ -529,6 +644,23 @@ class SympyEmitter(Emitter):
 
     def acc_value(self) -> str:
         return "_sum(acc)"
+
+    def red_start(self, depth: int) -> None:
+        self.w(depth, "acc = []")
+        self.w(depth, "_pts = []")
+
+    def red_add(self, depth: int, value: str, reduce: str, summed: list[str]) -> None:
+        self.w(depth, f"acc.append({value})")
+        self.w(depth, f"_pts.append(({''.join(v + ', ' for v in summed)}))")
+
+    def red_value(self, k: int, reduce: str, out: str) -> str:
+        return f"_RED({k}, {reduce!r}, ({out},), acc, _pts)"
+
+    def select(self, term: Term, names: dict[sp.Symbol, str]) -> str:
+        _, subs = term.upstream
+        at = "".join(self.p(s, names) + ", " for s in subs)
+        pt = "".join(self.p(s, names) + ", " for s in term.selects[1])  # type: ignore[index]
+        return f"_SEL({term.statement}, ({at}), ({pt}))"
 
 
 def _ref(array: str, subs: tuple) -> contract.Ref:
@@ -660,6 +792,30 @@ def sympy_functions(prog: Program, ranges: Ranges) -> tuple[Callable, Callable]:
         e, phs = exprs[i]
         return e.xreplace(dict(zip(phs, vals))) if phs else e
 
-    ns: dict[str, Any] = {"_X": _x, "_sum": lambda a: sp.Add(*a), "R": None}
+    rows: dict[tuple, tuple[str, list, list]] = {}
+
+    def _red(k: int, reduce: str, out: tuple, vals: list, pts: list) -> sp.Expr:
+        # min(E) = -max(-E): the first minimum is the first maximum of -E, and SymPy's chain
+        # rule differentiates both into WindowMax's FirstMax (the built-in tie rule)
+        row = vals if reduce == "max" else [-v for v in vals]
+        rows[(k, out)] = (reduce, row, pts)
+        m = WindowMax(*row)
+        return m if reduce == "max" else -m
+
+    def _sel(k: int, out: tuple, at: tuple) -> sp.Expr:
+        """[``at`` is the first arg-max of statement ``k``'s row at output point ``out``]."""
+        _, row, pts = rows[(k, out)]
+        if len(row) == 1:
+            return sp.Integer(1)
+        return FirstMax(sp.Integer(pts.index(at)), *row)
+
+    ns: dict[str, Any] = {
+        "_X": _x,
+        "_sum": lambda a: sp.Add(*a),
+        "_RED": _red,
+        "_SEL": _sel,
+        "_ZERO": sp.Integer(0),
+        "R": None,
+    }
     exec(compile("\n".join(em.lines), "<derivgrad.define instance>", "exec"), ns)
     return ns["forward"], ns["backward"]

@@ -109,14 +109,21 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> Derivation:
     inputs = {k: symbols(k, shapes[k], latex=tex_name(k), real=True) for k in prog.inputs}
     T = {n: np.empty(ranges.shapes[n], dtype=object) for n in prog.defined}
     fwd(None, *inputs.values(), *T.values())
-    y = T[prog.output]
+    # several outputs: the derivation's output is their entries one after another, in the
+    # order of the statements, and so is its upstream δ
+    outs = prog.outputs
+    y = T[outs[0]] if len(outs) == 1 else np.concatenate([T[o].reshape(-1) for o in outs])
     up = symbols("d", y.shape, latex=r"\delta", real=True)
+    pieces, at = {}, 0
+    for o in outs:
+        pieces[o] = up if len(outs) == 1 else up[at : at + T[o].size].reshape(T[o].shape)
+        at += T[o].size
     cache: dict[str, dict[str, np.ndarray]] = {}
 
     def grads() -> dict[str, np.ndarray]:
         if "g" not in cache:
-            adj = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined[:-1]}
-            adj[prog.output] = up
+            adj = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined if n not in outs}
+            adj.update(pieces)
             g = {k: np.empty(v.shape, dtype=object) for k, v in inputs.items()}
             bwd(
                 None,
@@ -303,7 +310,7 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
             bounds[hi_sym(k, t)] = hi
 
     def bar(t: str) -> str:
-        return r"\delta" if t == prog.output else r"\bar{%s}" % tex_name(t)
+        return r"\delta" if prog.outputs == [t] else r"\bar{%s}" % tex_name(t)
 
     # printed 1-based, as the document's indices are: an index symbol t stands for the
     # 0-based t - 1, and a subscript, a bound or a condition on an index moves up by one
@@ -332,9 +339,44 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
             for ph, (t, ss) in term.reads.items()
         }
         body = (ups * term.factor.xreplace(reads)).xreplace(bounds)
+        if term.selects is not None:
+            conds += _selects_tex(prog, term, up)
         parts.append(s + conds + r"\, " + tex(body))
     lhs = r"\frac{\partial L}{\partial %s_{%s}}" % (tex_name(name), ",".join(tex(f) for f in free))
     return lhs + " = " + (" + ".join(parts) if parts else "0")
+
+
+def _selects_tex(prog: Any, term: Any, up: Callable[[Any], Any]) -> str:
+    """The indicator of a ``max=``/``min=`` term: ``[(u, v) = arg max_{(u', v')} E]``, ``E``
+    at this term's output point with the summed indices primed (1-based, as ``up`` prints)."""
+    from .program import affine_expr, local
+
+    k = term.statement
+    st = prog.statements[k]
+    reduce, at = term.selects
+    lhs_at = {t: up_ + lo_sym(k, t) for t, up_ in zip(st.lhs, term.upstream[1])}
+    primed = {t: sp.Symbol(tex(sp.Symbol(t)) + "'", integer=True) for t in st.summed}
+    where = {**{sp.Symbol(t, integer=True): v for t, v in lhs_at.items()}}
+    where.update({sp.Symbol(t, integer=True): primed[t] - 1 for t in st.summed})
+    loc = local(k, st)
+    reads = {}
+    for ph, tensor, subs in loc.reads:
+        names = {t: sp.Symbol(t, integer=True) for t in st.indices}
+        idx = [up(affine_expr(a, names).xreplace(where)) for a in subs]
+        reads[ph] = sp.Indexed(sp.IndexedBase(tex_name(tensor)), *idx)
+    e = loc.expr.xreplace(reads)
+    pts = [tex(up(a)) for a in at]
+    dummies = [tex(primed[t]) for t in st.summed]
+
+    def tup(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
+
+    return r"\,\left[%s = \operatorname*{arg\,%s}_{%s} %s\right]" % (
+        tup(pts),
+        reduce,
+        tup(dummies),
+        tex(e),
+    )
 
 
 def sections(op: Any, d: Derivation) -> list[Block]:
@@ -374,11 +416,39 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             r"Reverse mode, statement by statement from the last, with $\bar{T} = \partial L/"
             r"\partial T$ for each defined tensor and $\delta$ for the output; the equations "
             r"between subscripts are solved for one index each, and the brackets "
-            r"$[\cdot]$ are 1 when the condition holds and 0 otherwise:",
+            r"$[\cdot]$ are 1 when the condition holds and 0 otherwise"
+            + (
+                r"; $\arg\max$ ($\arg\min$) is the first maximum (minimum) in row-major order "
+                "of the primed indices, the tie rule of the built-in max pooling, so a tie "
+                "sends the whole gradient to one entry:"
+                if any(st.reduce != "sum" for st in prog.statements)
+                else ":"
+            ),
         )
     )
+    padded = sorted({st.refs[r][0] for st in prog.statements for r in st.padded})
+    if padded:
+        listed = ", ".join(f"${tex_name(n)}$" for n in padded)
+        out.append(
+            (
+                "p",
+                f"Zero padding: {listed} at a subscript outside its shape (a read written "
+                r"\texttt{?? 0}) is 0, in the definition and in the rules below.",
+            )
+        )
     eqs = []
-    for name in list(reversed(prog.defined[:-1])) + list(prog.inputs):
+    if len(prog.outputs) > 1:
+        listed = ", ".join(f"${tex_name(n)}$" for n in prog.outputs)
+        out.append(
+            (
+                "p",
+                f"Several outputs, {listed} (no later statement reads them): the output above is "
+                r"their entries one after another, $\delta$ likewise, and $\bar{T}$ of an "
+                r"output is its part of $\delta$.",
+            )
+        )
+    order = [n for n in reversed(prog.defined) if n not in prog.outputs] + list(prog.inputs)
+    for name in order:
         lhs, rhs = _rule_tex(op, name, ranges).split(" = ", 1)
         eqs.append((lhs, [rhs]))
     out.append(("eq", eqs))

@@ -101,6 +101,9 @@ class DefinedOp(Op):
         self.output = self.program.output
         # ``L[] += ...``: a 1-entry tensor inside (kernels, documents), a 0-d array outside
         self.scalar = statements[-1].scalar
+        # every tensor no later statement reads (``forward`` returns a dict when several)
+        self.outputs = tuple(self.program.outputs)
+        self._scalars = {o: statements[self.program.stmt_of[o]].scalar for o in self.outputs}
         # the whole text, comments included: the generated module's docstring holds it
         self.key = hashlib.sha256(
             json.dumps(
@@ -230,33 +233,50 @@ class DefinedOp(Op):
             self.kernels().forward(R, *x.values(), *T.values())
         return x, ranges, R, T
 
-    def forward(self, /, **arrays: Any) -> np.ndarray:
+    def forward(self, /, **arrays: Any) -> Any:
         """The output for input arrays named as in the definition (float32 or float64, one
-        dtype; any sizes that fit the definition)."""
-        y = self._run_forward(arrays)[3][self.output]
-        return y.reshape(()) if self.scalar else y
+        dtype; any sizes that fit the definition); with several outputs (tensors no later
+        statement reads), ``{name: array}`` for each, in the order of the statements."""
+        T = self._run_forward(arrays)[3]
+        outs = {o: T[o].reshape(()) if self._scalars[o] else T[o] for o in self.outputs}
+        return outs[self.output] if len(outs) == 1 else outs
 
     def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
-        """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
+        """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output`` (with several
+        outputs, ``dy`` is ``{output: its upstream}``, one for each)."""
         # the backward kernel reads the inputs and the intermediate tensors, never the output
         # itself (no statement reads it): one statement needs no forward run first
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
-        dtype = T[self.output].dtype
-        dy = np.asarray(dy)
-        shape = () if self.scalar else T[self.output].shape
-        if dy.shape != shape:
+        if len(self.outputs) == 1:
+            given = {self.output: dy}
+        elif not isinstance(dy, Mapping) or set(dy) != set(self.outputs):
+            got = sorted(dy) if isinstance(dy, Mapping) else type(dy).__name__
             raise ParamError(
-                f"{self.name}: dy must have the output's shape {shape}, got {dy.shape}"
+                f"{self.name}: dy must be a dict with an upstream gradient for each output "
+                f"({', '.join(self.outputs)}), got {got}"
             )
-        dy = dy.reshape(T[self.output].shape)
-        if dy.dtype != dtype:
-            raise TypeError(f"{self.name}: dy is {dy.dtype} but the inputs are {dtype}")
-        return self._run_backward(dy, x, R, T)[0]
+        else:
+            given = dict(dy)
+        ups = {}
+        for o in self.outputs:
+            dtype = T[o].dtype
+            d = np.asarray(given[o])
+            shape = () if self._scalars[o] else T[o].shape
+            what = "dy" if len(self.outputs) == 1 else f"dy[{o!r}]"
+            if d.shape != shape:
+                whose = "the output's shape" if len(self.outputs) == 1 else f"the shape of {o},"
+                raise ParamError(f"{self.name}: {what} must have {whose} {shape}, got {d.shape}")
+            if d.dtype != dtype:
+                raise TypeError(f"{self.name}: {what} is {d.dtype} but the inputs are {dtype}")
+            ups[o] = d.reshape(T[o].shape)
+        return self._run_backward(ups, x, R, T)[0]
 
-    def _run_backward(self, dy: np.ndarray, x: dict, R: np.ndarray, T: dict) -> tuple:
-        """``(gradients, adjoints of the defined tensors)``."""
-        adj = {n: np.empty_like(T[n]) for n in self.program.defined[:-1]}
-        adj[self.output] = np.ascontiguousarray(dy)
+    def _run_backward(self, dy: Any, x: dict, R: np.ndarray, T: dict) -> tuple:
+        """``(gradients, adjoints of the defined tensors)``; ``dy``: the output's upstream, or
+        ``{output: upstream}``."""
+        ups = dy if isinstance(dy, dict) else {self.output: dy}
+        adj = {n: np.empty_like(T[n]) for n in self.program.defined if n not in ups}
+        adj.update({o: np.ascontiguousarray(u) for o, u in ups.items()})
         grads = {k: np.empty_like(v) for k, v in x.items()}
         adj_ordered = [adj[n] for n in self.program.defined]
         self.kernels().backward(R, *x.values(), *T.values(), *adj_ordered, *grads.values())
@@ -271,10 +291,23 @@ class DefinedOp(Op):
 
         x, _, R, T = self._run_forward(values)
         check_forward(self.program, T)
-        dy = np.asarray(upstream, dtype=np.float64).reshape(T[self.output].shape)
-        grads, adj = self._run_backward(dy, x, R, T)
+        flat = np.asarray(upstream, dtype=np.float64).reshape(-1)
+        ups, at = {}, 0
+        for o in self.outputs:  # the derivation's output: the outputs one after another
+            ups[o] = flat[at : at + T[o].size].reshape(T[o].shape)
+            at += T[o].size
+        grads, adj = self._run_backward(ups, x, R, T)
         check_backward(self.program, {**adj, **grads})
-        return T[self.output], grads
+        return self._joined(T), grads
+
+    def _joined(self, outs: Mapping[str, Any]) -> np.ndarray:
+        """The outputs as the derivation has them: one array, or several flattened and
+        joined in order."""
+        if len(self.outputs) == 1:
+            return np.asarray(outs[self.output])
+        return np.concatenate(
+            [np.asarray(outs[o], dtype=np.float64).reshape(-1) for o in self.outputs]
+        )
 
     # -- property tests -----------------------------------------------------------------------
     def strategy(self) -> SearchStrategy[dict[str, Any]]:
@@ -378,9 +411,24 @@ class DefinedOp(Op):
         register(self)
         fwd = user_forward or self.forward
 
-        def face(d: Derivation, values: Mapping[str, np.ndarray], upstream: np.ndarray) -> tuple:
-            y = np.asarray(fwd(**values), dtype=np.float64)
-            if self.scalar:  # the user's layer sees 0-d arrays, the documents a 1-entry tensor
+        def face(d: Derivation, values: Mapping[str, np.ndarray], upstream: Any) -> tuple:
+            y = fwd(**values)
+            if len(self.outputs) > 1:  # a dict of outputs; the derivation has them joined
+                if not isinstance(y, Mapping) or set(y) != set(self.outputs):
+                    raise AssertionError(
+                        f"{self.name}: the forward must return a dict of the outputs "
+                        f"({', '.join(self.outputs)})"
+                    )
+                y = self._joined(y)
+                flat, at, ups = np.asarray(upstream).reshape(-1), 0, {}
+                for o, shape in self._output_shapes(values).items():
+                    n = int(np.prod(shape))
+                    ups[o] = flat[at : at + n].reshape(shape)
+                    at += n
+                upstream = ups
+            y = np.asarray(y, dtype=np.float64)
+            if self.scalar and len(self.outputs) == 1:
+                # the user's layer sees 0-d arrays, the documents a 1-entry tensor
                 y = y.reshape(np.shape(d.output_array))
                 upstream = np.asarray(upstream).reshape(())
             grads = user_backward(upstream, **values)
@@ -401,6 +449,11 @@ class DefinedOp(Op):
                 report=res,
             )
         return res
+
+    def _output_shapes(self, values: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+        """Each output's shape as ``forward`` returns it (a scalar: ``()``)."""
+        ranges = self.program.infer({k: np.shape(v) for k, v in values.items()}, fixed=self.fixed)
+        return {o: () if self._scalars[o] else tuple(ranges.shapes[o]) for o in self.outputs}
 
     # -- document face ------------------------------------------------------------------------
     def definitions(self, d: Derivation) -> list[Block]:

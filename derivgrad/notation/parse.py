@@ -4,14 +4,22 @@ One statement a line (blank lines and ``#`` comments are skipped)::
 
     T[i, j, ...]  = expression      # elementwise: every index on the right is on the left
     T[i, j, ...] += expression      # sums over the indices on the right and not on the left
+    T[i, ...] max= expression       # the largest value over those indices (min=: the least)
     L[] += expression               # a scalar: sums over every index on the right
+
+``max=`` and ``min=`` reduce over the same indices as ``+=``; of equal values the first in
+row-major order of the reduced indices wins (their order: as they first appear on the right,
+left to right), which is the rule the built-in max pooling follows, and the gradient flows to
+that one entry only.
 
 The expression is built from numbers, ``+ - * / **``, the functions ``exp log sqrt tanh sigmoid
 erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argument), ``pow(a,
 b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer constant;
 elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`), ``len(d)``
 (the extent of index ``d``) and tensor reads ``x[e_1, ..., e_r]`` whose subscripts are affine
-in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``). The left side's
+in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``).  A read
+written ``(x[e_1, ..., e_r] ?? 0)`` is 0 where a subscript falls outside ``x``'s shape (zero
+padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow). The left side's
 subscripts are plain, distinct index names, or none (``L[]``, a scalar: inside, a 1-entry
 tensor over ``SCALAR_INDEX``; outside, ``op.forward`` returns a 0-d array and ``op.backward``
 takes one). Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact;
@@ -69,6 +77,10 @@ _EXPONENTIAL = ("exp", "sigmoid")
 # [0, 1) in every face: no user index can be named so (Python reads ``None`` as a constant).
 SCALAR_INDEX = "None"
 _SCALAR_LHS = re.compile(r"\s*[A-Za-z_]\w*\s*\[\s*\]")
+# ``T[...] max= E`` / ``min=``: read by Python as ``T[...] +=   E`` (the same width, so every
+# column of an error is the column of the text as written), with the reduction kept apart
+_REDUCE = re.compile(r"(\s*[A-Za-z_]\w*\s*\[[^\]]*\]\s*)(max|min)=")
+REDUCTIONS = ("sum", "max", "min")
 
 
 class DefineError(ParamError):
@@ -124,6 +136,11 @@ class Statement:
     # the terms of a '+=' statement's sum that read no summed index, as written: each is added
     # once per point of the summed indices (``+ b[o]`` in a matrix product), a silent trap
     constant_terms: list[str] = field(default_factory=list)
+    # what an accumulating statement does over its summed indices: "sum" (``+=``), "max"
+    # (``max=``) or "min" (``min=``): the first extreme in row-major order of ``summed``
+    reduce: str = "sum"
+    # positions in ``refs`` of the reads written ``x[...] ?? 0``: 0 outside ``x``'s shape
+    padded: set[int] = field(default_factory=set)
 
     def error(self, col: int, message: str) -> DefineError:
         if self.scalar and col > self.text.index("["):  # a column of ``code``, past "None"
@@ -192,7 +209,10 @@ _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow
 
 
 def _src(st: Statement, node: ast.AST) -> str:
-    return ast.get_source_segment(st.code, node) or ast.unparse(node)
+    """``node``'s text as the user wrote it (a padded read's ``??``, not the ``or`` Python
+    read: ``or`` as a word can only be that, since a literal one is refused)."""
+    src = ast.get_source_segment(st.code, node) or ast.unparse(node)
+    return re.sub(r"\bor\b", "??", src)
 
 
 def _const(st: Statement, node: ast.AST) -> float | None:
@@ -279,6 +299,23 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
         return _expr(st, node.operand)
     if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
         return (_BIN[type(node.op)], _expr(st, node.left), _expr(st, node.right))
+    if isinstance(node, ast.BoolOp):  # ``??`` (read by Python as ``or``): a padded read
+        read, zero = (node.values + [None, None])[:2]
+        if (
+            len(node.values) != 2
+            or not isinstance(read, ast.Subscript)
+            or not (isinstance(zero, ast.Constant) and zero.value == 0)
+            or isinstance(zero.value, bool)
+        ):
+            raise st.error(
+                _col(node),
+                "'??' takes one tensor read on its left and 0 on its right, as in "
+                "(x[i + u - 1] ?? 0), which is x's entry inside its shape and 0 outside; in a "
+                "longer expression put it in parentheses",
+            )
+        e = _expr(st, read)
+        st.padded.add(len(st.refs) - 1)
+        return ("pad", *e[1:])
     if isinstance(node, ast.Subscript):
         if not isinstance(node.value, ast.Name):
             raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
@@ -349,6 +386,18 @@ def parse_statement(number: int, line: str) -> Statement:
     if scalar:
         st.scalar = True
         st.code = text[: scalar.end() - 1] + SCALAR_INDEX + text[scalar.end() - 1 :]
+    reduction = _REDUCE.match(st.code)
+    if reduction:
+        st.reduce = reduction.group(2)
+        st.code = st.code[: reduction.start(2)] + "+=  " + st.code[reduction.end(2) + 1 :]
+    word = re.search(r"\b(or|and|not)\b", st.code)
+    if word:
+        raise st.error(
+            word.start(),
+            f"{word.group(1)!r} is not part of the notation (a read that is 0 outside its "
+            "tensor is written x[...] ?? 0)",
+        )
+    st.code = st.code.replace("??", "or")  # the same width: columns stay those of the text
     empty = re.search(r"\[\s*\]", st.code)
     if empty:
         raise st.error(
@@ -361,12 +410,16 @@ def parse_statement(number: int, line: str) -> Statement:
     except SyntaxError as e:
         raise st.error((e.offset or 1) - 1, f"syntax error ({e.msg})") from None
     if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign)):
-        raise st.error(0, "a statement is 'T[i, ...] = expression' or 'T[i, ...] += expression'")
+        raise st.error(
+            0,
+            "a statement is 'T[i, ...] = expression', 'T[i, ...] += expression', "
+            "'T[i, ...] max= expression' or 'T[i, ...] min= expression'",
+        )
     node = tree.body[0]
     target: ast.expr
     if isinstance(node, ast.AugAssign):
         if not isinstance(node.op, ast.Add):
-            raise st.error(_col(node), "only '=' and '+=' are allowed")
+            raise st.error(_col(node), "only '=', '+=', 'max=' and 'min=' are allowed")
         target, st.accumulate = node.target, True
     else:
         if len(node.targets) != 1:
@@ -401,7 +454,14 @@ def parse_statement(number: int, line: str) -> Statement:
             raise st.error(col, f"index {t!r} on the left does not appear on the right")
     for t in st.len_indices - right:
         raise st.error(st.code.find(f"len({t}"), f"len({t}): index {t!r} is not read on the right")
-    if st.accumulate and st.summed:
+    if st.reduce != "sum" and not st.summed:
+        raise st.error(
+            st.code.find("+=  "),
+            f"'{st.reduce}=' takes the {st.reduce}imum over the indices on the right and not on "
+            "the left, and every index here is on the left: use '=' for an elementwise "
+            "statement",
+        )
+    if st.accumulate and st.summed and st.reduce == "sum":
         for term in _terms(value):
             # the indices of the term's reads (len(i) is a constant, the same at every i)
             names = {

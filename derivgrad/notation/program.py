@@ -10,9 +10,11 @@ affine subscripts takes the largest range keeping every read in bounds: from
 
 (a "valid" convolution; ``x[i - u]`` starts ``i`` at ``K - 1``: a causal convolution whose
 output entry ``i - (K-1)`` is the one ending at ``x[i]``).  A tensor defined on the left is
-stored from 0: entry ``t - lo_t``.  Padding is not part of the notation: pad the input
-(``np.pad``) and read it with an offset.  A read that can fall outside its tensor is an error
-naming the statement, never a silent zero.
+stored from 0: entry ``t - lo_t``.  A read that can fall outside its tensor is an error
+naming the statement, never a silent zero, unless it is written ``(x[...] ?? 0)``: such a
+read is 0 outside ``x`` (zero padding) and bounds no index; an index that no other read
+bounds and that such a read holds with a coefficient ``c > 0`` on an axis of ``n`` entries
+runs over ``[0, ceil(n / c))``, the input's size over the stride ("same" padding).
 
 The same inference runs on integers (the example shapes, and every call of the generated
 kernels, where it validates the arrays' shapes) and on SymPy symbols (the general-size rules).
@@ -26,7 +28,11 @@ a tensor ``R`` read as ``R[a(t)]`` by statement ``T[lhs] (+)= E`` receives
 and the equations ``a_j(t) = p_j`` are solved for an index of coefficient ±1 each (SymPy does
 the algebra), leaving the other indices as sums bounded by the solved indices' ranges
 (``[0 <= p - 2i <= K - 1]``).  Each adjoint entry is owned by one output point, so the
-generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.
+generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.  A ``max=``
+(``min=``) statement ``T[lhs] max= E`` has the same terms, each multiplied by the indicator
+that the summed indices' values at ``t`` are the first arg-max of ``E`` over them at
+``lhs(t)`` (:attr:`Term.selects`): the derivative of ``WindowMax`` over the row, as the chain
+rule gives it, with the built-in max pooling's tie rule.
 """
 
 from __future__ import annotations
@@ -79,7 +85,8 @@ class Program:
     """The checked statements of a definition with the ranks of its tensors.
 
     ``inputs``: the tensors read and never defined, in order of first read; ``defined``: the
-    tensors defined, in order; ``output``: the last one.
+    tensors defined, in order; ``outputs``: those no later statement reads (the last one
+    always; several outputs are returned together); ``output``: the last one.
     """
 
     def __init__(self, statements: list[Statement], ranks: dict[str, int]):
@@ -139,6 +146,13 @@ class Program:
                 "never reads"
             )
         self.output = statements[-1].target
+        read_later: set[str] = set()
+        outputs = []
+        for st in reversed(statements):
+            if st.target not in read_later:
+                outputs.append(st.target)
+            read_later |= {name for name, _, _ in st.refs}
+        self.outputs = outputs[::-1]
 
     # -- ranges -----------------------------------------------------------------------------
     def infer(
@@ -187,7 +201,9 @@ class Program:
                 for t in list(todo):
                     lo: Number = None
                     hi: Number = None
-                    for name, subs, _ in st.refs:
+                    for q, (name, subs, _) in enumerate(st.refs):
+                        if q in st.padded:  # may read outside: bounds nothing here
+                            continue
                         for axis, a in enumerate(subs):
                             c = dict(a.coef).get(t, 0)
                             if not c or any(u not in rng for u in a.indices() if u != t):
@@ -205,6 +221,8 @@ class Program:
                         todo.remove(t)
                         progress = True
                 if not progress:
+                    progress = _same(st, todo, rng, shapes)
+                if not progress:
                     col = st.code.find(todo[0], st.code.find("="))
                     raise st.error(
                         max(col, 0),
@@ -220,7 +238,9 @@ class Program:
                             f"index {t!r} has an empty range [{lo}, {hi}): the input shapes "
                             f"{_fmt_shapes(shapes, st)} are too small for this statement",
                         )
-                for name, subs, col in st.refs:
+                for q, (name, subs, col) in enumerate(st.refs):
+                    if q in st.padded:
+                        continue
                     for axis, a in enumerate(subs):
                         lo, hi = _span(a, rng)
                         n = shapes[name][axis]
@@ -228,13 +248,32 @@ class Program:
                             raise st.error(
                                 col,
                                 f"{name}[...] axis {axis} subscript {a.text()} reads "
-                                f"[{lo}, {hi}] outside [0, {n - 1}]",
+                                f"[{lo}, {hi}] outside [0, {n - 1}] (zero padding: "
+                                f"({name}[...] ?? 0))",
                             )
             out.index.append(rng)
             out.bare.append(bare)
             shapes[st.target] = tuple(rng[t][1] - rng[t][0] for t in st.lhs)
         out.shapes = shapes
         return out
+
+
+def _same(
+    st: Statement, todo: list[str], rng: dict[str, tuple[Number, Number]], shapes: dict
+) -> bool:
+    """An index no unpadded read bounds, read with coefficient ``c > 0`` in a padded read's
+    subscript on an axis of ``n`` entries, runs over ``[0, ceil(n / c))``: the output keeps
+    the input's size, divided by the stride ("same" padding, as TensorFlow's ``SAME``); the
+    first such read decides.  Whether the index was resolved."""
+    for r in sorted(st.padded):
+        name, subs, _ = st.refs[r]
+        for axis, a in enumerate(subs):
+            for t, c in a.coef:
+                if t in todo and c > 0:
+                    rng[t] = (0, _cdiv(shapes[name][axis], c))
+                    todo.remove(t)
+                    return True
+    return False
 
 
 def _axes(r: int) -> str:
@@ -308,18 +347,21 @@ class Local:
 
     expr: sp.Expr
     reads: list[tuple[sp.Symbol, str, tuple[Affine, ...]]]  # placeholder, tensor, subscripts
+    # the placeholders of padded reads (``x[...] ?? 0``): per axis, whether the subscript can
+    # fall outside the tensor (anything but a bare index) and so is guarded
+    padded: dict[sp.Symbol, tuple[bool, ...]] = field(default_factory=dict)
 
 
 def local(k: int, st: Statement) -> Local:
-    reads: dict[tuple[str, tuple[Affine, ...]], sp.Symbol] = {}
+    reads: dict[tuple[str, tuple[Affine, ...], bool], sp.Symbol] = {}
 
     def go(e: tuple) -> sp.Expr:
         kind = e[0]
         if kind == "num":
             v = e[1]
             return sp.Integer(int(v)) if float(v).is_integer() else sp.Rational(repr(v))
-        if kind == "ref":
-            key = (e[1], e[2])
+        if kind in ("ref", "pad"):
+            key = (e[1], e[2], kind == "pad")
             if key not in reads:
                 reads[key] = Placeholder(f"ph{k}_{len(reads)}", real=True)
             return reads[key]
@@ -339,7 +381,10 @@ def local(k: int, st: Statement) -> Local:
         }[kind]()
 
     expr = go(st.rhs)
-    return Local(expr, [(s, name, subs) for (name, subs), s in reads.items()])
+    padded = {
+        s: tuple(a.bare() is None for a in subs) for (_, subs, pad), s in reads.items() if pad
+    }
+    return Local(expr, [(s, name, subs) for (name, subs, _), s in reads.items()], padded)
 
 
 def idx_sym(name: str) -> sp.Symbol:
@@ -367,6 +412,11 @@ class Term:
     upstream: tuple[str, tuple[sp.Expr, ...]]
     factor: sp.Expr
     reads: dict[sp.Symbol, tuple[str, tuple[sp.Expr, ...]]]
+    # a ``max=``/``min=`` statement: ``(reduction, values of its summed indices here)``; the
+    # term is then multiplied by [these values are the first arg-max (arg-min) of the
+    # statement's right side over its summed indices at this output point]
+    selects: tuple[str, tuple[sp.Expr, ...]] | None = None
+    padded: dict[sp.Symbol, tuple[bool, ...]] = field(default_factory=dict)  # as Local's
 
 
 _POOL = "pqrsabcefghklm"
@@ -445,7 +495,13 @@ def adjoint_terms(
             for t in st.lhs
         )
         term_reads = {p: (tensor, tuple(sub(a) for a in s)) for p, tensor, s in loc.reads}
-        terms.append(Term(k, free, loops, conds, (st.target, up), factor, term_reads))
+        selects = None
+        if st.reduce != "sum":
+            at = tuple(sp.expand(names[t].xreplace(solved)) for t in st.summed)
+            selects = (st.reduce, at)
+        terms.append(
+            Term(k, free, loops, conds, (st.target, up), factor, term_reads, selects, loc.padded)
+        )
     return free, terms
 
 
