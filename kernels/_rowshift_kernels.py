@@ -146,20 +146,55 @@ def rowshift_forward(x, wp, b, geo, nb, ws, ys, y):
                         s += uint64(m * WO)
 
 
+@serial
+def scatter_rows(drc, L, n0, n1, C, H, W, geo, dxf):
+    """``dx`` of samples ``[n0, n1)`` (flat ``dxf``) = the adjoint of :func:`row_columns`
+    applied to ``drc``: each value added at the input position it was gathered from,
+    padding dropped."""
+    KW, WO, sw, ph, pw, dw = geo.kw, geo.wo, geo.sw, geo.ph, geo.pw, geo.dw
+    m = n1 - n0
+    usw = uint64(sw)
+    uWO = uint64(WO)
+    ustep = uint64(C * H * W)
+    for j in range(uint64(n0 * C * H * W), uint64(n1 * C * H * W)):
+        dxf[j] = 0
+    for c in range(C):
+        for kw in range(KW):
+            lo, hi = valid_range(pw, kw * dw, sw, W, WO)
+            n = uint64(hi - lo)
+            r = c * KW + kw
+            for h in range(H):
+                s = uint64(r * L + (h + ph) * m * WO + lo)
+                d = uint64(((n0 * C + c) * H + h) * W + lo * sw - pw + kw * dw)
+                for _ in range(m):
+                    if sw == 1:
+                        for j in range(n):
+                            dxf[d + j] += drc[s + j]
+                    else:
+                        for j in range(n):
+                            dxf[d + j * usw] += drc[s + j]
+                    s += uWO
+                    d += ustep
+
+
 @parallel
-def rowshift_weight_grad(dy, x, geo, nb, ws, dyws, dwp):
-    """Partial weight gradients ``dwp[ch] (KH, CO, C*KW)``, each the sum over chunk
-    ``ch``'s units; ``dyws (nchunks, >= CO*HO*nb*WO)`` holds a unit's dY'."""
+def rowshift_backward(dy, x, wp, geo, nb, need_dx, ws, dws, dyws, dwp, dbp, dx):
+    """Both gradients in one pass over the units of ``nb`` samples, which gathers each
+    unit's dY' once: partial weight gradients ``dwp[ch] (KH, CO, C*KW)`` and bias
+    gradients ``dbp[ch] (CO,)`` (float64), each the sum over chunk ``ch``'s units, and,
+    if ``need_dx``, ``dx``, each unit owning its samples.  ``ws``/``dws`` (row columns and
+    their gradient) and ``dyws`` (dY') are per-chunk workspaces."""
     N, C, H, W = x.shape
-    CO = dy.shape[1]
-    KH, R = dwp.shape[1], dwp.shape[3]
+    KH, CO, R = wp.shape
     HO, WO, dh = geo.ho, geo.wo, geo.dh
     Hp = H + 2 * geo.ph
-    xf, dyf = x.reshape(-1), dy.reshape(-1)
+    xf, dyf, wf, dxf = x.reshape(-1), dy.reshape(-1), wp.reshape(-1), dx.reshape(-1)
     units = (N + nb - 1) // nb
     nchunks = ws.shape[0]
     for ch in prange(nchunks):
         acc = dwp[ch].reshape(-1)
+        dbc = dbp[ch]
+        dbc[:] = 0
         u0, u1 = ch * units // nchunks, (ch + 1) * units // nchunks
         if u0 == u1:
             acc[:] = 0
@@ -169,92 +204,27 @@ def rowshift_weight_grad(dy, x, geo, nb, ws, dyws, dwp):
             m = n1 - n0
             L = Hp * m * WO
             M = HO * m * WO
+            g = dyws[ch]
+            gather_dy(dyf, n0, n1, CO, HO, WO, g)
+            for co in range(CO):
+                t = 0.0
+                for j in range(uint64(co * M), uint64((co + 1) * M)):
+                    t += g[j]
+                dbc[co] += t
             row_columns(xf, n0, n1, C, H, W, geo, ws[ch])
-            gather_dy(dyf, n0, n1, CO, HO, WO, dyws[ch])
             beta = 0.0 if u == u0 else 1.0
             for kh in range(KH):
-                gemm(
-                    False,
-                    True,
-                    CO,
-                    R,
-                    M,
-                    dyws[ch],
-                    0,
-                    M,
-                    ws[ch],
-                    kh * dh * m * WO,
-                    L,
-                    beta,
-                    acc,
-                    kh * CO * R,
-                    R,
-                )
-
-
-@parallel
-def rowshift_input_grad(dy, wp, geo, nb, ws, dyws, dx):
-    """``dx`` of the convolution for upstream ``dy``; each unit of ``nb`` samples owns
-    its samples of ``dx``."""
-    N, C, H, W = dx.shape
-    KH, CO, R = wp.shape
-    KW, HO, WO = geo.kw, geo.ho, geo.wo
-    sw, ph, pw, dh, dw = geo.sw, geo.ph, geo.pw, geo.dh, geo.dw
-    Hp = H + 2 * ph
-    dyf, wf, dxf = dy.reshape(-1), wp.reshape(-1), dx.reshape(-1)
-    units = (N + nb - 1) // nb
-    nchunks = ws.shape[0]
-    usw = uint64(sw)
-    uWO = uint64(WO)
-    for ch in prange(nchunks):
-        for u in range(ch * units // nchunks, (ch + 1) * units // nchunks):
-            n0 = u * nb
-            n1 = min(N, n0 + nb)
-            m = n1 - n0
-            L = Hp * m * WO
-            M = HO * m * WO
-            drc = ws[ch]
-            gather_dy(dyf, n0, n1, CO, HO, WO, dyws[ch])
+                gemm(False, True, CO, R, M, g, 0, M, ws[ch], kh * dh * m * WO, L,
+                     beta, acc, kh * CO * R, R)  # fmt: skip
+            if not need_dx:
+                continue
+            drc = dws[ch]
             # window row 0 writes columns [0, M) of every row; the rest start at zero
             for r in range(R):
                 for j in range(uint64(r * L + M), uint64((r + 1) * L)):
                     drc[j] = 0
             for kh in range(KH):
                 beta = 0.0 if kh == 0 else 1.0
-                gemm(
-                    True,
-                    False,
-                    R,
-                    M,
-                    CO,
-                    wf,
-                    kh * CO * R,
-                    R,
-                    dyws[ch],
-                    0,
-                    M,
-                    beta,
-                    drc,
-                    kh * dh * m * WO,
-                    L,
-                )
-            # the adjoint of row_columns: padding rows and columns are dropped
-            for j in range(uint64(n0 * C * H * W), uint64(n1 * C * H * W)):
-                dxf[j] = 0
-            for c in range(C):
-                for kw in range(KW):
-                    lo, hi = valid_range(pw, kw * dw, sw, W, WO)
-                    n = uint64(hi - lo)
-                    r = c * KW + kw
-                    for h in range(H):
-                        s = uint64(r * L + (h + ph) * m * WO + lo)
-                        d = uint64(((n0 * C + c) * H + h) * W + lo * sw - pw + kw * dw)
-                        for _ in range(m):
-                            if sw == 1:
-                                for j in range(n):
-                                    dxf[d + j] += drc[s + j]
-                            else:
-                                for j in range(n):
-                                    dxf[d + j * usw] += drc[s + j]
-                            s += uWO
-                            d += uint64(C * H * W)
+                gemm(True, False, R, M, CO, wf, kh * CO * R, R, g, 0, M,
+                     beta, drc, kh * dh * m * WO, L)  # fmt: skip
+            scatter_rows(drc, L, n0, n1, C, H, W, geo, dxf)

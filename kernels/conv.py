@@ -30,7 +30,7 @@ from . import (
 from . import _validate as v
 from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
 from ._geometry import geometry2d
-from ._rowshift_kernels import rowshift_forward, rowshift_input_grad, rowshift_weight_grad
+from ._rowshift_kernels import rowshift_backward, rowshift_forward
 from ._types import IntOrPair
 from ._window_kernels import channel_sums, column_table
 from ._workspace import buffer
@@ -165,17 +165,17 @@ def _backward(dy, x, w, geo, need_dx):
     if rowshift:
         nb, nch, L = _rowshift_plan(N, C, H, geo, x.itemsize, threads)
         ws = buffer("cols", nch * L, x.dtype).reshape(nch, -1)
+        dws = buffer("dcols", nch * L if need_dx else 1, x.dtype).reshape(nch if need_dx else 1, -1)
         dyws = buffer("ymat", nch * CO * HO * nb * WO, x.dtype).reshape(nch, -1)
         dwp = np.empty((nch, geo.kh, CO, C * geo.kw), dtype=x.dtype)
-        rowshift_weight_grad(dy, x, geo, nb, ws, dyws, dwp)
-        dws = np.empty(dwp.shape[1:], dtype=x.dtype)
-        sum_slabs(dwp.reshape(nch, -1), dws.reshape(-1))
-        dw = np.ascontiguousarray(dws.reshape(geo.kh, CO, C, geo.kw).transpose(1, 2, 0, 3))
-        dx = None
-        if need_dx:
-            dx = np.empty_like(x)
-            rowshift_input_grad(dy, _weights_by_row(w), geo, nb, ws, dyws, dx)
-        return dx, dw, channel_sums(dy3).astype(x.dtype)
+        dbp = np.empty((nch, CO), dtype=np.float64)
+        dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), x.dtype)
+        wp = _weights_by_row(w)
+        rowshift_backward(dy, x, wp, geo, nb, need_dx, ws, dws, dyws, dwp, dbp, dx)
+        dws_sum = np.empty(dwp.shape[1:], dtype=x.dtype)
+        sum_slabs(dwp.reshape(nch, -1), dws_sum.reshape(-1))
+        dw = np.ascontiguousarray(dws_sum.reshape(geo.kh, CO, C, geo.kw).transpose(1, 2, 0, 3))
+        return (dx if need_dx else None), dw, dbp.sum(axis=0).astype(x.dtype)
     if dw is None or not np.isfinite(dw).all():
         # im2col's dW; also where a non-finite input made Winograd's non-finite: its
         # transforms spread a value over a tile, the direct sum keeps it to its taps
