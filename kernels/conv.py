@@ -28,7 +28,13 @@ from . import (
     _winograd,
 )
 from . import _validate as v
-from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
+from ._conv_kernels import (
+    conv_forward,
+    conv_input_grad,
+    conv_input_grad_rows,
+    conv_weight_grad,
+    sum_slabs,
+)
 from ._geometry import geometry2d
 from ._rowshift_kernels import rowshift_backward, rowshift_forward
 from ._types import IntOrPair
@@ -84,6 +90,12 @@ def _plan(n_items, bytes_per_item, threads):
     units = -(-n_items // per)
     return per, max(1, min(units, threads))
 
+
+# The input gradient of images whose one-sample columns exceed BLOCK_BYTES: output rows
+# in blocks of about this many bytes of columns, and whole samples per unit when there
+# are at least this many samples a thread (the 7x7 stem: 8 samples, 147 x 784 columns).
+DX_ROW_BYTES = 512 << 10
+DX_SAMPLE_UNITS = 2
 
 # The row-shift path (:mod:`._rowshift_kernels`) where a row of its gathered matrix is at
 # least this long (C_in * KW): each GEMM's inner dimension.  LeNet's conv2 (C_in * KW = 100),
@@ -199,6 +211,19 @@ def _backward(dy, x, w, geo, need_dx):
         # Whole samples per unit when one sample's columns are small, else channel blocks.
         nb, nch = _plan(N, R * HW * x.itemsize, threads)
         cblk = C
+        if nb == 1:
+            # A sample's columns outgrow the cache: its output rows a block at a time.
+            # Whole samples per unit where there are enough of them to share.
+            if N < DX_SAMPLE_UNITS * threads:
+                cblk, _ = _plan(N * C, KK * HW * x.itemsize, threads)
+                cblk = min(cblk, C)
+            rows = max(1, min(HO, DX_ROW_BYTES // (cblk * KK * WO * x.itemsize)))
+            nch = max(1, min(threads, N * -(-C // cblk)))
+            ws = buffer("dcols", nch * cblk * KK * rows * WO, x.dtype).reshape(nch, -1)
+            wT = np.ascontiguousarray(w.reshape(CO, R).T)
+            dx = np.empty_like(x)
+            conv_input_grad_rows(dy, wT, geo, cblk, rows, ws, dx)
+            return dx, dw, channel_sums(dy3).astype(x.dtype)
         if nb == 1:
             cblk, nch = _plan(N * C, KK * HW * x.itemsize, threads)
             cblk = min(cblk, C)
