@@ -103,6 +103,7 @@ def _thread_counts():
 def test_each_linear_strategy_matches_the_reference(how, dtype, transposed):
     rng = np.random.default_rng(3)
     before = K.get_threads()
+    orientation = linear.TRANSPOSED_FORWARD["on"]
     linear.TRANSPOSED_FORWARD["on"] = transposed
     try:
         for threads in _thread_counts():
@@ -123,7 +124,7 @@ def test_each_linear_strategy_matches_the_reference(how, dtype, transposed):
                 dx, dw2, db = K.linear_backward(dy, x, w, bias=False, need_dx=False)
                 assert dx is None and db is None and np.array_equal(dw, dw2)
     finally:
-        linear.TRANSPOSED_FORWARD["on"] = True
+        linear.TRANSPOSED_FORWARD["on"] = orientation
         linear.force_strategy(None)
         K.set_threads(before)
 
