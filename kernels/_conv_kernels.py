@@ -14,7 +14,8 @@ import numpy as np
 from numba import prange
 
 from ._config import inline, parallel
-from ._window_kernels import col2im_block, im2col_block
+from ._gemm import gemm
+from ._window_kernels import col2im_block, col2im_rows, im2col_block
 
 
 @inline
@@ -129,6 +130,41 @@ def conv_input_grad(dy, wT, geo, nb, cblk, ws, dyws, dx):
             np.dot(wT[c0 * KK : c1 * KK], dyg, dcols)
             for n in range(n0, n1):
                 col2im_block(ws[ch], m, (n - n0) * HW, c0, c1, geo, H, W, dx[n].reshape(-1))
+
+
+@parallel
+def conv_input_grad_rows(dy, wT, geo, cblk, rows, ws, dx):
+    r"""``dx[n, c-block]`` for units of one sample and ``cblk`` input channels, each unit
+    taking its output rows ``rows`` at a time: ``dcols = wT[c-block rows] (Rb, CO) @
+    dY_n[:, row block] (CO, rows*WO)``, added into ``dx`` by :func:`col2im_rows`.
+
+    For images whose whole-sample ``dcols`` outgrows a core's cache (the 7x7 stem's is
+    2.4 MB a channel): a row block's stays in it between the GEMM that writes it and the
+    scatter that reads it.  Each unit owns its ``dx[n, c-block]``; its row blocks, which
+    overlap in ``dx`` where windows do, run one after another.
+    """
+    N, C, H, W = dx.shape
+    CO = dy.shape[1]
+    KK = geo.kh * geo.kw
+    HO, WO = geo.ho, geo.wo
+    HW = HO * WO
+    nblk = (C + cblk - 1) // cblk
+    units = N * nblk
+    nchunks = ws.shape[0]
+    dyf, wf = dy.reshape(-1), wT.reshape(-1)
+    for ch in prange(nchunks):
+        for u in range(ch * units // nchunks, (ch + 1) * units // nchunks):
+            n = u // nblk
+            c0 = (u % nblk) * cblk
+            c1 = min(C, c0 + cblk)
+            dxn = dx[n].reshape(-1)
+            dxn[c0 * H * W : c1 * H * W] = 0
+            for ho0 in range(0, HO, rows):
+                ho1 = min(HO, ho0 + rows)
+                L = (ho1 - ho0) * WO
+                gemm(False, False, (c1 - c0) * KK, L, CO, wf, c0 * KK * CO, CO,
+                     dyf, n * CO * HW + ho0 * WO, HW, 0.0, ws[ch], 0, L)  # fmt: skip
+                col2im_rows(ws[ch], L, c0, c1, ho0, ho1, geo, H, W, dxn)
 
 
 @parallel

@@ -146,6 +146,35 @@ def col2im_block(cf, cstride, col0, c0, c1, geo, H, W, dxf):
                             dxf[d + j * usw] += cf[s + j]
 
 
+@serial
+def col2im_rows(cf, cstride, c0, c1, ho0, ho1, geo, H, W, dxf):
+    """Adds the columns of output rows ``[ho0, ho1)`` into channels ``[c0, c1)`` of
+    ``dxf`` (flat ``(C, H, W)``): ``cf[r*cstride + (ho - ho0)*WO + wo]``, rows
+    ``r = (c - c0, kh, kw)``, at their window positions.  Unlike :func:`col2im_block` it
+    accumulates, so a sample's rows can be added block by block (the caller zeroes
+    ``dxf`` first); serial, so overlapping windows add without races."""
+    KH, KW, HO, WO = geo.kh, geo.kw, geo.ho, geo.wo
+    sh, sw, ph, pw, dh, dw = geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw
+    usw = uint64(sw)
+    for c in range(c0, c1):
+        for kh in range(KH):
+            ylo, yhi = valid_range(ph, kh * dh, sh, H, HO)
+            ylo, yhi = max(ylo, ho0), min(yhi, ho1)
+            for kw in range(KW):
+                xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
+                n = uint64(xhi - xlo)
+                r = ((c - c0) * KH + kh) * KW + kw
+                for ho in range(ylo, yhi):
+                    s = uint64(r * cstride + (ho - ho0) * WO + xlo)
+                    d = uint64((c * H + ho * sh - ph + kh * dh) * W + xlo * sw - pw + kw * dw)
+                    if sw == 1:
+                        for j in range(n):
+                            dxf[d + j] += cf[s + j]
+                    else:
+                        for j in range(n):
+                            dxf[d + j * usw] += cf[s + j]
+
+
 @parallel
 def im2col_all(x, geo, tab, out):
     """``out (N, C*KH*KW, HO*WO)`` = the columns of every sample; one (n, c) per iteration."""

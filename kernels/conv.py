@@ -28,8 +28,15 @@ from . import (
     _winograd,
 )
 from . import _validate as v
-from ._conv_kernels import conv_forward, conv_input_grad, conv_weight_grad, sum_slabs
+from ._conv_kernels import (
+    conv_forward,
+    conv_input_grad,
+    conv_input_grad_rows,
+    conv_weight_grad,
+    sum_slabs,
+)
 from ._geometry import geometry2d
+from ._rowshift_kernels import rowshift_backward, rowshift_forward
 from ._types import IntOrPair
 from ._window_kernels import channel_sums, column_table
 from ._workspace import buffer
@@ -84,6 +91,44 @@ def _plan(n_items, bytes_per_item, threads):
     return per, max(1, min(units, threads))
 
 
+# The input gradient of images whose one-sample columns exceed BLOCK_BYTES: output rows
+# in blocks of about this many bytes of columns, and whole samples per unit when there
+# are at least this many samples a thread (the 7x7 stem: 8 samples, 147 x 784 columns).
+DX_ROW_BYTES = 512 << 10
+DX_SAMPLE_UNITS = 2
+
+# The row-shift path (:mod:`._rowshift_kernels`) where a row of its gathered matrix is at
+# least this long (C_in * KW): each GEMM's inner dimension.  LeNet's conv2 (C_in * KW = 100),
+# one-thread CPU time, interleaved, against im2col: forward 3.62 -> 3.03 ms.  conv1
+# (C_in * KW = 5) would run GEMMs with an inner dimension of 5; it stays on im2col.
+ROWSHIFT_MIN_ROWS = 32
+# Its units: whole samples, the gathered block within this many bytes (conv2: 38 KiB a
+# sample; 4 / 8 / 16 samples a unit measured 3.19 / 3.03 / 3.20 ms forward, one thread).
+ROWSHIFT_BLOCK_BYTES = 320 << 10
+
+
+def _takes_rowshift(C, geo):
+    """Row stride 1 and rows long enough to feed a GEMM; the forward and both gradients
+    take it together."""
+    return geo.sh == 1 and C * geo.kw >= ROWSHIFT_MIN_ROWS
+
+
+def _rowshift_plan(N, C, H, geo, itemsize, threads):
+    """Samples per unit and chunk count for the row-shift kernels, and the gathered
+    block's length (elements) for ``nb`` samples."""
+    per_sample = C * geo.kw * (H + 2 * geo.ph) * geo.wo
+    nb = max(1, min(N, ROWSHIFT_BLOCK_BYTES // max(1, per_sample * itemsize)))
+    nb = max(1, min(nb, -(-N // (4 * threads))))
+    units = -(-N // nb)
+    return nb, max(1, min(units, threads)), per_sample * nb
+
+
+def _weights_by_row(w):
+    """``wp[kh] = w[:, :, kh, :]`` as ``(CO, C*KW)`` matrices: ``(KH, CO, C*KW)``."""
+    CO, C, KH, KW = w.shape
+    return np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(KH, CO, C * KW)
+
+
 def _takes_winograd(C, CO, geo):
     """The forward and both gradients take the Winograd path together; it pads both sides
     alike."""
@@ -97,6 +142,13 @@ def _forward(x, w, b, geo):
     bias = b if b is not None else np.zeros(CO, dtype=x.dtype)
     if _takes_winograd(C, CO, geo):
         return _winograd.forward(x, w, bias, geo.ph)
+    if _takes_rowshift(C, geo):
+        nb, nch, L = _rowshift_plan(N, C, H, geo, x.itemsize, numba.get_num_threads())
+        ws = buffer("cols", nch * L, x.dtype).reshape(nch, -1)
+        ys = buffer("ymat", nch * CO * HO * nb * WO, x.dtype).reshape(nch, -1)
+        y = np.empty((N, CO, HO * WO), dtype=x.dtype)
+        rowshift_forward(x, _weights_by_row(w), bias, geo, nb, ws, ys, y)
+        return y.reshape(N, CO, HO, WO)
     R = C * geo.kh * geo.kw
     rows, nch = _plan(N * HO, R * WO * x.itemsize, numba.get_num_threads())
     rows = max(1, min(rows, MAX_COLUMNS // WO))
@@ -120,7 +172,22 @@ def _backward(dy, x, w, geo, need_dx):
     # paired runs at 1 / 2 threads: dW 21.4 -> 14.7-15.1 / 12.3 -> 8.5 ms, dX 15.9 -> 12.6 /
     # 8.1 -> 6.7 ms (im2col -> Winograd).
     wino = _takes_winograd(C, CO, geo)
+    rowshift = not wino and _takes_rowshift(C, geo)
     dw = _winograd.weight_grad(x, dy, geo.ph) if wino else None
+    if rowshift:
+        nb, nch, L = _rowshift_plan(N, C, H, geo, x.itemsize, threads)
+        ws = buffer("cols", nch * L, x.dtype).reshape(nch, -1)
+        dws = buffer("dcols", nch * L if need_dx else 1, x.dtype).reshape(nch if need_dx else 1, -1)
+        dyws = buffer("ymat", nch * CO * HO * nb * WO, x.dtype).reshape(nch, -1)
+        dwp = np.empty((nch, geo.kh, CO, C * geo.kw), dtype=x.dtype)
+        dbp = np.empty((nch, CO), dtype=np.float64)
+        dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), x.dtype)
+        wp = _weights_by_row(w)
+        rowshift_backward(dy, x, wp, geo, nb, need_dx, ws, dws, dyws, dwp, dbp, dx)
+        dws_sum = np.empty(dwp.shape[1:], dtype=x.dtype)
+        sum_slabs(dwp.reshape(nch, -1), dws_sum.reshape(-1))
+        dw = np.ascontiguousarray(dws_sum.reshape(geo.kh, CO, C, geo.kw).transpose(1, 2, 0, 3))
+        return (dx if need_dx else None), dw, dbp.sum(axis=0).astype(x.dtype)
     if dw is None or not np.isfinite(dw).all():
         # im2col's dW; also where a non-finite input made Winograd's non-finite: its
         # transforms spread a value over a tile, the direct sum keeps it to its taps
@@ -144,6 +211,19 @@ def _backward(dy, x, w, geo, need_dx):
         # Whole samples per unit when one sample's columns are small, else channel blocks.
         nb, nch = _plan(N, R * HW * x.itemsize, threads)
         cblk = C
+        if nb == 1:
+            # A sample's columns outgrow the cache: its output rows a block at a time.
+            # Whole samples per unit where there are enough of them to share.
+            if N < DX_SAMPLE_UNITS * threads:
+                cblk, _ = _plan(N * C, KK * HW * x.itemsize, threads)
+                cblk = min(cblk, C)
+            rows = max(1, min(HO, DX_ROW_BYTES // (cblk * KK * WO * x.itemsize)))
+            nch = max(1, min(threads, N * -(-C // cblk)))
+            ws = buffer("dcols", nch * cblk * KK * rows * WO, x.dtype).reshape(nch, -1)
+            wT = np.ascontiguousarray(w.reshape(CO, R).T)
+            dx = np.empty_like(x)
+            conv_input_grad_rows(dy, wT, geo, cblk, rows, ws, dx)
+            return dx, dw, channel_sums(dy3).astype(x.dtype)
         if nb == 1:
             cblk, nch = _plan(N * C, KK * HW * x.itemsize, threads)
             cblk = min(cblk, C)

@@ -34,8 +34,9 @@ from derivgrad.kernels import _threads, linear  # noqa: E402
 _threads.serial_below.update(bytes=0, flops=0)
 
 # (x shape, C_out, window, stride, padding, dilation): im2col with fewer samples than
-# threads, LeNet's conv2, a strided stem, Winograd F(2x2) (both dtypes) and F(4x4) (float32:
-# output side >= 24), and a dilated odd one.
+# threads, LeNet's conv2 (the row-shift path), a strided stem, Winograd F(2x2) (both
+# dtypes) and F(4x4) (float32: output side >= 24), a dilated odd one, and a larger stem
+# whose input gradient goes by row blocks.
 CONVS = [
     ((2, 1, 28, 28), 20, 5, 1, 0, 1),
     ((3, 20, 12, 12), 50, 5, 1, 0, 1),
@@ -43,6 +44,7 @@ CONVS = [
     ((3, 8, 10, 10), 9, 3, 1, 1, 1),
     ((2, 8, 26, 26), 9, 3, 1, 1, 1),
     ((5, 4, 13, 9), 6, 3, 2, 1, 2),
+    ((2, 3, 100, 100), 8, 7, 2, 3, 1),
 ]
 # (N, in, out): fc1 at batch 64, then shapes smaller than a 16-thread grid in one or more
 # dimensions.

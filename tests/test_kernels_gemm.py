@@ -97,11 +97,14 @@ def _thread_counts():
     return sorted({1, _threads.max_threads()})
 
 
+@pytest.mark.parametrize("transposed", [True, False])
 @pytest.mark.parametrize("how", linear.STRATEGIES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_each_linear_strategy_matches_the_reference(how, dtype):
+def test_each_linear_strategy_matches_the_reference(how, dtype, transposed):
     rng = np.random.default_rng(3)
     before = K.get_threads()
+    orientation = linear.TRANSPOSED_FORWARD["on"]
+    linear.TRANSPOSED_FORWARD["on"] = transposed
     try:
         for threads in _thread_counts():
             K.set_threads(threads)
@@ -121,6 +124,7 @@ def test_each_linear_strategy_matches_the_reference(how, dtype):
                 dx, dw2, db = K.linear_backward(dy, x, w, bias=False, need_dx=False)
                 assert dx is None and db is None and np.array_equal(dw, dw2)
     finally:
+        linear.TRANSPOSED_FORWARD["on"] = orientation
         linear.force_strategy(None)
         K.set_threads(before)
 
