@@ -329,8 +329,9 @@ class Emitter:
         self.unpack()
         order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
         for name in order:
-            plans = self.adjoint_gemms(name)
-            if plans:
+            plans, lowered = self.adjoint_gemms(name)
+            free, terms = adjoint_terms(prog, name, example, skip=lowered)
+            if plans and not terms:
                 # one contraction with chunks owning slices zeroes them itself; several
                 # writing one adjoint need it zeroed once, before all of them
                 inchunk = len(plans) == 1 and plans[0].par is not None
@@ -340,50 +341,61 @@ class Emitter:
                     names = {idx_sym(t): index(t) for t in pl.c.indices}
                     contract.emit(pl, self.writer(), 1, self.uid(), names, inchunk)
                 continue
-            free, terms = adjoint_terms(prog, name, example)
-            names = {f: free_index(f.name) for f in free}
-            fb = {
-                f: (0, CodeName(f"{adjoint(name)}.shape[{j}]", integer=True) - 1)
-                for j, f in enumerate(free)
-            }
-            self.loop(1, names[free[0]], "0", f"{adjoint(name)}.shape[0]", parallel=True)
-            target = f"{adjoint(name)}[{', '.join(names[f] for f in free)}]"
-            rest = list(free[1:])
-            tails = [[t.name for t, _, _ in term.loops] for term in terms]
-            if (
-                self.reorder
-                and rest
-                and all(
-                    self.outer_adj(name, len(free), term.statement, tl)
-                    for term, tl in zip(terms, tails)
-                )
-            ):
-                # every term accumulates into this iteration's slice, the last free indices
-                # innermost (contiguous, vectorised)
-                d = self.nest(2, rest, fb, [], names)
-                self.w(d, f"{target} = 0.0")
-                for term in terms:
-                    tn = dict(names)
-                    tb = dict(fb)
-                    for v, lo, hi in term.loops:
-                        tn[v] = index(v.name)
-                        tb[v] = (lo, hi - 1)
-                    loops = [v for v, _, _ in term.loops]
-                    d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
-                    self.w(d, f"{target} += {self.term_value(term, tn)}")
-            else:
-                d = self.nest(2, rest, fb, [], names)
-                self.acc_start(d)
-                for term in terms:
-                    tn = dict(names)
-                    tb = {}
-                    for v, lo, hi in term.loops:
-                        tn[v] = index(v.name)
-                        tb[v] = (lo, hi - 1)
-                    inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
-                    self.acc_add(inner, self.term_value(term, tn))
-                self.w(d, f"{target} = {self.acc_value()}")
+            # the terms no contraction takes (a skip connection's read, an elementwise
+            # factor) as one loop nest that writes every entry; then the contractions add
+            # theirs (``+=``), each in its own phase after it: the adjoint of an input read by
+            # a convolution and a skip keeps the convolution's GEMMs
+            self.gather(name, free, terms)
+            for pl in plans:
+                names = {idx_sym(t): index(t) for t in pl.c.indices}
+                contract.emit(pl, self.writer(), 1, self.uid(), names, False)
         self.w(1, "return None")
+
+    def gather(self, name: str, free: tuple[sp.Symbol, ...], terms: list[Term]) -> None:
+        """``name``'s adjoint as the sum of ``terms`` in gather form, every entry written by
+        the one iteration of the parallel loop that owns it."""
+        names = {f: free_index(f.name) for f in free}
+        fb = {
+            f: (0, CodeName(f"{adjoint(name)}.shape[{j}]", integer=True) - 1)
+            for j, f in enumerate(free)
+        }
+        self.loop(1, names[free[0]], "0", f"{adjoint(name)}.shape[0]", parallel=True)
+        target = f"{adjoint(name)}[{', '.join(names[f] for f in free)}]"
+        rest = list(free[1:])
+        tails = [[t.name for t, _, _ in term.loops] for term in terms]
+        if (
+            self.reorder
+            and rest
+            and all(
+                self.outer_adj(name, len(free), term.statement, tl)
+                for term, tl in zip(terms, tails)
+            )
+        ):
+            # every term accumulates into this iteration's slice, the last free indices
+            # innermost (contiguous, vectorised)
+            d = self.nest(2, rest, fb, [], names)
+            self.w(d, f"{target} = 0.0")
+            for term in terms:
+                tn = dict(names)
+                tb = dict(fb)
+                for v, lo, hi in term.loops:
+                    tn[v] = index(v.name)
+                    tb[v] = (lo, hi - 1)
+                loops = [v for v, _, _ in term.loops]
+                d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
+                self.w(d, f"{target} += {self.term_value(term, tn)}")
+        else:
+            d = self.nest(2, rest, fb, [], names)
+            self.acc_start(d)
+            for term in terms:
+                tn = dict(names)
+                tb = {}
+                for v, lo, hi in term.loops:
+                    tn[v] = index(v.name)
+                    tb[v] = (lo, hi - 1)
+                inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
+                self.acc_add(inner, self.term_value(term, tn))
+            self.w(d, f"{target} = {self.acc_value()}")
 
     # -- contractions lowered to GEMMs (see derivgrad.notation.contract) -------------------
     def uid(self) -> int:
@@ -426,12 +438,14 @@ class Emitter:
         )
         return contract.plan(c)
 
-    def adjoint_gemms(self, name: str) -> list[contract.Plan]:
-        """The scatter-form contractions ``d_name[a(t)] += k · d_T[lhs] · B[b(t)]`` making up
-        ``name``'s adjoint, or ``[]`` unless every term is one that plans as GEMMs."""
+    def adjoint_gemms(self, name: str) -> tuple[list[contract.Plan], frozenset]:
+        """The scatter-form contractions ``d_name[a(t)] += k · d_T[lhs] · B[b(t)]`` among the
+        terms of ``name``'s adjoint, and the reads they take (``(statement, placeholder)``,
+        left out of the gather-form terms)."""
         if not self.gemm:
-            return []
+            return [], frozenset()
         plans = []
+        lowered = set()
         for k, st in enumerate(self.prog.statements):
             loc = local(k, st)
             for ph, read, subs in loc.reads:
@@ -442,10 +456,10 @@ class Emitter:
                     continue
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
-                    return []
+                    continue
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
-                    return []
+                    continue
                 c = contract.Contraction(
                     _ref(adjoint(name), subs),
                     self._lhs_ref(adjoint(st.target), k),
@@ -455,9 +469,10 @@ class Emitter:
                 )
                 pl = contract.plan(c)
                 if pl is None:
-                    return []
+                    continue
                 plans.append(pl)
-        return plans
+                lowered.add((k, ph))
+        return plans, frozenset(lowered)
 
     def term_value(self, term: Term, names: dict[sp.Symbol, str]) -> str:
         target, subs = term.upstream
