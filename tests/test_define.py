@@ -154,6 +154,28 @@ def test_backward_passes_central_differences(ops, case):
     gradcheck(lambda **v: op.forward(**v), vals, grads, upstream=up, mode="fast", projections=6)
 
 
+@pytest.mark.parametrize("case", ["layernorm", "attention", "rmsnorm", "gelu"])
+def test_vjp_pullback_reuses_the_forward_and_passes_central_differences(ops, case):
+    _, shapes, ref = CASES[case]
+    rng = np.random.default_rng(6)
+    vals = _values(shapes, rng)
+    op = ops[case]
+    y, pullback = op.vjp(**vals)
+    assert_close(y, ref(**vals), np.float64, f"{case} vjp forward")
+    up = rng.standard_normal(y.shape)
+    grads = pullback(up)
+    assert set(grads) == set(shapes)
+    gradcheck(lambda **v: op.forward(**v), vals, grads, upstream=up, mode="fast", projections=6)
+    # called again, with another upstream: the saved forward is unchanged by the first call
+    up2 = rng.standard_normal(y.shape)
+    again = pullback(up2)
+    gradcheck(lambda **v: op.forward(**v), vals, again, upstream=up2, mode="fast", projections=3)
+    with pytest.raises(derivgrad.ParamError, match="dy must have the output's shape"):
+        pullback(up[..., :1])
+    with pytest.raises(TypeError, match="dy is float32"):
+        pullback(up.astype(np.float32))
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_closed_form_is_proved_and_the_kernels_agree_with_it(ops, case):
     spec, shapes, _ = CASES[case]

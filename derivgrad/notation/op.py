@@ -6,6 +6,8 @@ protocol, so that every face of a built-in works for it (derive, render, check, 
     d = op.derive()               # Derivation on the example shapes; d.verify() proves it
     y = op.forward(x=x, w=w)      # generated parallel Numba kernels, any sizes
     g = op.backward(dy, x=x, w=w) # {"x": dL/dx, "w": dL/dw}
+    y, pullback = op.vjp(x=x, w=w)  # the forward, keeping what the backward needs
+    g = pullback(dy)              # the same gradients, no forward run again
     op.check(my_backward)         # a hand-written backward against the ground truth
 """
 
@@ -237,10 +239,34 @@ class DefinedOp(Op):
         return y.reshape(()) if self.scalar else y
 
     def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
-        """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``."""
+        """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output``.  The
+        intermediate tensors are computed again (a definition of several statements runs its
+        forward first); :meth:`vjp` keeps them from the forward instead."""
         # the backward kernel reads the inputs and the intermediate tensors, never the output
         # itself (no statement reads it): one statement needs no forward run first
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
+        return self._run_backward(self._upstream(dy, T), x, R, T)[0]
+
+    def vjp(self, /, **arrays: Any) -> tuple[np.ndarray, Callable[[Any], dict[str, np.ndarray]]]:
+        """``(y, pullback)``: the output, and ``pullback(dy) -> {input: dL/d input}`` that
+        reuses what this forward computed (every intermediate tensor, the validated inputs
+        and ranges) instead of running the forward again, as :meth:`backward` must.
+
+        ``pullback`` may be called any number of times.  It reads the input arrays as they
+        are when it is called (as PyTorch's saved tensors do, without its version check):
+        change an input in place between the two calls and the gradient belongs to neither
+        input; :meth:`backward` is the call for that."""
+        x, _, R, T = self._run_forward(arrays)
+        y = T[self.output]
+
+        def pullback(dy: Any) -> dict[str, np.ndarray]:
+            return self._run_backward(self._upstream(dy, T), x, R, T)[0]
+
+        return (y.reshape(()) if self.scalar else y), pullback
+
+    def _upstream(self, dy: Any, T: dict[str, np.ndarray]) -> np.ndarray:
+        """``dy`` checked against the output (shape and dtype) and shaped as the kernels
+        store it."""
         dtype = T[self.output].dtype
         dy = np.asarray(dy)
         shape = () if self.scalar else T[self.output].shape
@@ -251,7 +277,7 @@ class DefinedOp(Op):
         dy = dy.reshape(T[self.output].shape)
         if dy.dtype != dtype:
             raise TypeError(f"{self.name}: dy is {dy.dtype} but the inputs are {dtype}")
-        return self._run_backward(dy, x, R, T)[0]
+        return dy
 
     def _run_backward(self, dy: np.ndarray, x: dict, R: np.ndarray, T: dict) -> tuple:
         """``(gradients, adjoints of the defined tensors)``."""
