@@ -359,9 +359,12 @@ class Emitter:
             f: (0, CodeName(f"{adjoint(name)}.shape[{j}]", integer=True) - 1)
             for j, f in enumerate(free)
         }
-        self.loop(1, names[free[0]], "0", f"{adjoint(name)}.shape[0]", parallel=True)
         target = f"{adjoint(name)}[{', '.join(names[f] for f in free)}]"
         rest = list(free[1:])
+        if self.reorder and not rest and terms and all(self.streams(free[0], t) for t in terms):
+            self.gather_columns(name, free[0], terms, names, target)
+            return
+        self.loop(1, names[free[0]], "0", f"{adjoint(name)}.shape[0]", parallel=True)
         tails = [[t.name for t, _, _ in term.loops] for term in terms]
         if (
             self.reorder
@@ -372,10 +375,15 @@ class Emitter:
             )
         ):
             # every term accumulates into this iteration's slice, the last free indices
-            # innermost (contiguous, vectorised)
+            # innermost (contiguous, vectorised); the terms read at every entry (elementwise
+            # statements') are summed in the first pass, which writes every entry
             d = self.nest(2, rest, fb, [], names)
-            self.w(d, f"{target} = 0.0")
+            plain = [t for t in terms if not t.loops and not t.conds]
+            first = " + ".join(self.term_value(t, names) for t in plain) or "0.0"
+            self.w(d, f"{target} = {first}")
             for term in terms:
+                if any(term is t for t in plain):
+                    continue
                 tn = dict(names)
                 tb = dict(fb)
                 for v, lo, hi in term.loops:
@@ -396,6 +404,40 @@ class Emitter:
                 inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
                 self.acc_add(inner, self.term_value(term, tn))
             self.w(d, f"{target} = {self.acc_value()}")
+
+    @staticmethod
+    def streams(f: sp.Symbol, term: Term) -> bool:
+        """Whether ``term`` is a column sum (``dg[d] = Σ_n dy[n, d] ...``): it sums over loops,
+        and the free index ``f`` is read only on last (contiguous) axes, one of them of an
+        array of two or more axes; better run with ``f`` innermost than down the columns."""
+        subs = [term.upstream[1], *(ss for _, ss in term.reads.values())]
+        if not term.loops or any(f in e.free_symbols for ss in subs for e in ss[:-1]):
+            return False
+        return any(len(ss) > 1 and f in ss[-1].free_symbols for ss in subs)
+
+    def gather_columns(
+        self, name: str, f: sp.Symbol, terms: list[Term], names: dict, target: str
+    ) -> None:
+        """A rank-1 adjoint whose terms are column sums: one chunk of its entries a thread,
+        zeroed, then every term's loops outside and the chunk's entries innermost, so that
+        the reads run along rows (contiguous, vectorised) and each entry has one writer."""
+        u = self.uid()
+        n = f"{adjoint(name)}.shape[0]"
+        self.w(1, f"_gc{u} = max(1, min(nthreads, {n}))")
+        self.w(1, f"for _ch{u} in prange(_gc{u}):")
+        self.w(2, f"_ga{u} = _ch{u} * {n} // _gc{u}")
+        self.w(2, f"_gb{u} = (_ch{u} + 1) * {n} // _gc{u}")
+        self.w(2, f"for {names[f]} in range(_ga{u}, _gb{u}):")
+        self.w(3, f"{target} = 0.0")
+        for term in terms:
+            tn = dict(names)
+            tb = {f: (CodeName(f"_ga{u}", integer=True), CodeName(f"_gb{u}", integer=True) - 1)}
+            for v, lo, hi in term.loops:
+                tn[v] = index(v.name)
+                tb[v] = (lo, hi - 1)
+            loops = [v for v, _, _ in term.loops]
+            d = self.nest(2, [*loops, f], tb, term.conds, tn)
+            self.w(d, f"{target} += {self.term_value(term, tn)}")
 
     # -- contractions lowered to GEMMs (see derivgrad.notation.contract) -------------------
     def uid(self) -> int:
