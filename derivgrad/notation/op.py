@@ -243,7 +243,9 @@ class DefinedOp(Op):
         intermediate tensors are computed again (a definition of several statements runs its
         forward first); :meth:`vjp` keeps them from the forward instead."""
         # the backward kernel reads the inputs and the intermediate tensors, never the output
-        # itself (no statement reads it): one statement needs no forward run first
+        # itself (no statement reads it): one statement needs no forward run first (the
+        # kernels read a stored tensor in place of a recomputed value only where there are
+        # several statements: codegen's Emitter.term_value)
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
         return self._run_backward(self._upstream(dy, T), x, R, T)[0]
 
