@@ -23,6 +23,7 @@ range bound, a value and an accumulation are written and which optimisations app
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -341,8 +342,10 @@ class Emitter:
         order = list(reversed(prog.defined[:-1])) + list(prog.inputs)
         for name in order:
             plans, lowered = self.adjoint_gemms(name)
-            free, terms = adjoint_terms(prog, name, example, skip=lowered)
-            if plans and not terms:
+            window = self.window(name)
+            skip = lowered | (window[1] if window else frozenset())
+            free, terms = adjoint_terms(prog, name, example, skip=skip)
+            if plans and not terms and not window:
                 # one contraction with chunks owning slices zeroes them itself; several
                 # writing one adjoint need it zeroed once, before all of them
                 inchunk = len(plans) == 1 and plans[0].par is not None
@@ -356,11 +359,81 @@ class Emitter:
             # factor) as one loop nest that writes every entry; then the contractions add
             # theirs (``+=``), each in its own phase after it: the adjoint of an input read by
             # a convolution and a skip keeps the convolution's GEMMs
-            self.gather(name, free, terms)
+            if terms or not window:
+                self.gather(name, free, terms)
+            if window:
+                self.scatter(name, window[0], zero=not terms)
             for pl in plans:
                 names = {idx_sym(t): index(t) for t in pl.c.indices}
                 contract.emit(pl, self.writer(), 1, self.uid(), names, False)
         self.w(1, "return None")
+
+    def window(self, name: str) -> tuple[int, frozenset] | None:
+        """``(statement, its reads of name)`` for an elementwise statement that reads ``name``
+        at several places (a max pooling's window) whose first left index is bare on one
+        axis of every such read: its part of the adjoint runs in scatter form (below)."""
+        if not self.reorder:
+            return None
+        for k, st in enumerate(self.prog.statements):
+            if st.accumulate or st.scalar or st.summed:
+                continue
+            loc = local(k, st)
+            reads = [(ph, subs) for ph, t, subs in loc.reads if t == name]
+            reads = [(ph, subs) for ph, subs in reads if sp.diff(loc.expr, ph) != 0]
+            if len(reads) < 2:
+                continue
+            t0 = st.lhs[0]
+            axes = {
+                next((j for j, a in enumerate(subs) if a.bare() == t0), -1) for _, subs in reads
+            }
+            if len(axes) == 1 and -1 not in axes:
+                return k, frozenset((k, ph) for ph, _ in reads)
+        return None
+
+    def scatter(self, name: str, k: int, zero: bool) -> None:
+        """Statement ``k``'s part of ``name``'s adjoint in scatter form: one pass over its
+        points, the upstream entry read once and every read's partial derivative added to its
+        entry, the partials' common subexpressions computed once (a max pooling's window: one
+        max tree, not one per read, and one loop nest to compile, not one per read).  Race-
+        free: the parallel loop runs the first left index, which each read of ``name`` takes
+        bare on one axis, so a chunk writes only its own slice of that axis (zeroed first
+        where no other phase wrote the adjoint)."""
+        st = self.prog.statements[k]
+        loc = local(k, st)
+        syms = {t: idx_sym(t) for t in st.indices}
+        names: dict[sp.Symbol, str] = {syms[t]: index(t) for t in st.indices}
+        reads = {
+            ph: f"{tensor(t)}[{', '.join(self.p(_aff(a, names), names) for a in subs)}]"
+            for ph, t, subs in loc.reads
+        }
+        diffs = [(subs, sp.diff(loc.expr, ph)) for ph, t, subs in loc.reads if t == name]
+        mine = [(subs, f) for subs, f in diffs if f != 0]
+        bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+        t0 = st.lhs[0]
+        axis = next(j for j, a in enumerate(mine[0][0]) if a.bare() == t0)
+        self.loop(1, index(t0), self.p(lo_sym(k, t0), {}), self.p(hi_sym(k, t0), {}), True)
+        if zero:
+            d = 2
+            sub = []
+            for j in range(self.prog.ranks[name]):
+                if j == axis:
+                    sub.append(index(t0))
+                else:
+                    self.w(d, f"for _z{j} in range({adjoint(name)}.shape[{j}]):")
+                    d += 1
+                    sub.append(f"_z{j}")
+            self.w(d, f"{adjoint(name)}[{', '.join(sub)}] = 0.0")
+        d = self.nest(2, [syms[t] for t in st.lhs[1:]], bounds, [], names)
+        u = self.uid()
+        lhs = ", ".join(f"{index(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs)
+        self.w(d, f"_up{u} = {adjoint(st.target)}[{lhs}]")
+        temps = (CodeName(f"_cs{u}_{i}", real=True) for i in itertools.count())
+        shared, factors = sp.cse([f for _, f in mine], symbols=temps)
+        for sym, e in shared:
+            self.w(d, f"{sym.name} = {self.value(e, reads, names)}")
+        for (subs, _), f in zip(mine, factors):
+            at = ", ".join(self.p(_aff(a, names), names) for a in subs)
+            self.w(d, f"{adjoint(name)}[{at}] += _up{u} * ({self.value(f, reads, names)})")
 
     def gather(self, name: str, free: tuple[sp.Symbol, ...], terms: list[Term]) -> None:
         """``name``'s adjoint as the sum of ``terms`` in gather form, every entry written by
