@@ -14,7 +14,15 @@ range bound, a value and an accumulation are written and which optimisations app
   come from the solved equations (``max(lo, ceil((p - K + 1) / 2))``), so no read is out of
   bounds and no iteration is wasted on a zero. A two-factor contraction (a standard
   convolution, a matrix product) and its adjoints in scatter form run as pack + GEMM instead
-  (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free). A user's
+  (:mod:`derivgrad.notation.contract`, which says why and how it stays race-free).  An
+  adjoint is the sum of its terms, each in the form that suits it: the contractions' GEMMs
+  (which add to what the others wrote, so a convolution plus a skip keeps its GEMMs); the
+  terms of an elementwise statement that reads the tensor at several places (a pooling
+  window) in scatter form, one pass over that statement's points (:meth:`Emitter.scatter`);
+  a rank-1 adjoint summed down columns (a norm's ``dg``) in chunks of its entries with the
+  rows outside (:meth:`Emitter.gather_columns`); the rest in gather form, the elementwise
+  terms summed in the pass that writes every entry.  A factor holding its own statement's
+  value (``exp``, ``tanh``) reads the stored tensor.  A user's
   names reach the source behind a prefix of their kind (:func:`tensor`, :func:`adjoint`,
   :func:`index`, :func:`free_index`) that no generated name begins with.
 * :class:`SympyEmitter`: the same loops in plain Python over object arrays on one instance,
