@@ -64,6 +64,7 @@ from numba import prange
 
 from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
 from derivgrad.notation.runtime import PhaseCompiler, run_parallel
+from derivgrad.notation.runtime import exp as _exp
 
 
 @numba.njit(cache=True, inline="always")
@@ -139,6 +140,10 @@ class _Printer(PythonCodePrinter):
         if int(k) == 0:
             return f"_ge({self._print(a)}, {self._print(b)})"
         return f"_gt({self._print(b)}, {self._print(a)})"
+
+    def _print_exp(self, e: Any) -> str:
+        # arithmetic that vectorises, within 1 ulp of libm's (derivgrad.notation.runtime.exp)
+        return f"_exp({self._print(e.args[0])})"
 
     def _print_sign(self, e: Any) -> str:
         return f"_sign({self._print(e.args[0])})"
@@ -717,6 +722,15 @@ def _nest(fn: str, items: list[str]) -> str:
     return out
 
 
+def _deco(deco: str, body: list[str]) -> str:
+    """The decorator of a phase: without fastmath's ``reassoc`` where it calls ``_exp``, whose
+    reduction ``(x - k·ln2_hi) - k·ln2_lo`` reassociation could turn into one rounded
+    product (a reduction in such a phase then stays serial, its order as written)."""
+    if any("_exp(" in line for line in body):
+        return deco.replace('"reassoc", ', "")
+    return deco
+
+
 def phases(lines: list[str], deco: str) -> str:
     """A function emitted with ``prange`` loops, rewritten as phases run by
     :func:`derivgrad.notation.runtime.run_parallel` (which says why): each top-level
@@ -750,7 +764,9 @@ def phases(lines: list[str], deco: str) -> str:
         made = [b[0].split("=")[0].strip() for b in serial if "np.empty(" in b[0]]
         body = [line for b in serial for line in b]
         ret = f"    return ({''.join(m + ', ' for m in made)})" if made else "    return None"
-        out.append("\n".join([deco, f"def _{name}_{k}({args()}):", *scalars, *body, ret]))
+        out.append(
+            "\n".join([_deco(deco, body), f"def _{name}_{k}({args()}):", *scalars, *body, ret])
+        )
         driver.append(
             f"    {''.join(m + ', ' for m in made)}{' = ' if made else ''}_{name}_{k}({args()})"
         )
@@ -772,7 +788,11 @@ def phases(lines: list[str], deco: str) -> str:
                 f"_lo + (_tid + 1) * (_hi - _lo) // _nt):",
                 *b[1:],
             ]
-            out.append("\n".join([deco, f"def _{name}_{k}(_tid, _nt, {args()}):", *scalars, *body]))
+            out.append(
+                "\n".join(
+                    [_deco(deco, body), f"def _{name}_{k}(_tid, _nt, {args()}):", *scalars, *body]
+                )
+            )
             driver.append(f"    run_parallel(_{name}_{k}, {args()})")
         elif first == "return None":
             continue
