@@ -1,5 +1,5 @@
 """What the generated kernels call at run time: the thread pool that runs their parallel
-phases.
+phases, and an ``exp`` that vectorises (at the end of this module).
 
 A generated kernel is a sequence of phases (see :func:`derivgrad.notation.codegen.phases`),
 each a serial ``@njit(nogil=True)`` function; a parallel phase takes ``(tid, nt)`` and runs
