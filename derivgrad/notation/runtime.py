@@ -116,7 +116,7 @@ def _f64_from_bits(typingctx: Any, bits: Any) -> Any:
 
 
 @numba.njit(cache=True, inline="always")
-def exp(x):
+def exp(x: float) -> float:
     v = float(x)
     c = min(max(v, -746.0), 710.0)  # clamped: k stays a small integer; the ends are set below
     k = math.floor(c * _LOG2E + 0.5)
@@ -137,7 +137,7 @@ def exp(x):
     p = p * r + 1.0
     ki = np.int64(k)
     k1 = ki >> 1
-    y = p * _f64_from_bits((k1 + 1023) << 52) * _f64_from_bits((ki - k1 + 1023) << 52)
+    y = p * _f64_from_bits((k1 + 1023) << 52) * _f64_from_bits((ki - k1 + 1023) << 52)  # type: ignore[call-arg]
     if v > 709.782712893384:  # past the largest double's log
         y = math.inf
     if v < -745.1332191019412:  # below half the smallest subnormal's log
