@@ -64,7 +64,9 @@ from numba import prange
 
 from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
 from derivgrad.notation.runtime import PhaseCompiler, run_parallel
-from derivgrad.notation.runtime import exp as _exp
+from derivgrad.notation.runtime import exp as _exp_python
+
+_exp = numba.njit(inline="always")(_exp_python)  # a plain function with the JIT off
 
 
 @numba.njit(cache=True, inline="always")

@@ -23,7 +23,7 @@ import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.core.compiler import Compiler
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 
 class PhaseCompiler(Compiler):
@@ -105,8 +105,14 @@ _LN2_HI = 0.6931471803691238  # ln 2 to 32 bits: k · _LN2_HI is exact
 _LN2_LO = 1.9082149292705877e-10  # ln 2 - _LN2_HI
 
 
+def f64_from_bits(bits: Any) -> float:
+    """The double whose IEEE 754 bits are ``bits``: in Python through NumPy (the kernels run
+    as Python in the fuzzer's source check), compiled as one bit cast (the overload below)."""
+    return float(np.array(bits, dtype=np.int64).view(np.float64))
+
+
 @intrinsic
-def _f64_from_bits(typingctx: Any, bits: Any) -> Any:
+def _bitcast_f64(typingctx: Any, bits: Any) -> Any:
     sig = types.float64(types.int64)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -115,10 +121,18 @@ def _f64_from_bits(typingctx: Any, bits: Any) -> Any:
     return sig, codegen
 
 
-@numba.njit(cache=True, inline="always")
+@overload(f64_from_bits, inline="always")
+def _f64_from_bits_compiled(bits):  # unannotated: Numba compares its signature with the lambda
+    return lambda bits: _bitcast_f64(bits)
+
+
 def exp(x: float) -> float:
+    """``e ** x`` (see above); plain Python here, compiled where a kernel calls it (the
+    generated module wraps it in ``numba.njit(inline="always")``, so that a module run as
+    Python, with Numba's JIT off, runs this as it is)."""
     v = float(x)
-    c = min(max(v, -746.0), 710.0)  # clamped: k stays a small integer; the ends are set below
+    # clamped (NaN to 0): k stays a small integer; the ends are set below
+    c = min(max(v, -746.0), 710.0) if v == v else 0.0
     k = math.floor(c * _LOG2E + 0.5)
     r = (c - k * _LN2_HI) - k * _LN2_LO
     p = 1.0 / 6227020800.0
@@ -137,7 +151,7 @@ def exp(x: float) -> float:
     p = p * r + 1.0
     ki = np.int64(k)
     k1 = ki >> 1
-    y = p * _f64_from_bits((k1 + 1023) << 52) * _f64_from_bits((ki - k1 + 1023) << 52)  # type: ignore[call-arg]
+    y = p * f64_from_bits((k1 + 1023) << 52) * f64_from_bits((ki - k1 + 1023) << 52)
     if v > 709.782712893384:  # past the largest double's log
         y = math.inf
     if v < -745.1332191019412:  # below half the smallest subnormal's log
