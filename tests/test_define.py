@@ -154,6 +154,28 @@ def test_backward_passes_central_differences(ops, case):
     gradcheck(lambda **v: op.forward(**v), vals, grads, upstream=up, mode="fast", projections=6)
 
 
+@pytest.mark.parametrize("case", ["layernorm", "attention", "rmsnorm", "gelu"])
+def test_vjp_pullback_reuses_the_forward_and_passes_central_differences(ops, case):
+    _, shapes, ref = CASES[case]
+    rng = np.random.default_rng(6)
+    vals = _values(shapes, rng)
+    op = ops[case]
+    y, pullback = op.vjp(**vals)
+    assert_close(y, ref(**vals), np.float64, f"{case} vjp forward")
+    up = rng.standard_normal(y.shape)
+    grads = pullback(up)
+    assert set(grads) == set(shapes)
+    gradcheck(lambda **v: op.forward(**v), vals, grads, upstream=up, mode="fast", projections=6)
+    # called again, with another upstream: the saved forward is unchanged by the first call
+    up2 = rng.standard_normal(y.shape)
+    again = pullback(up2)
+    gradcheck(lambda **v: op.forward(**v), vals, again, upstream=up2, mode="fast", projections=3)
+    with pytest.raises(derivgrad.ParamError, match="dy must have the output's shape"):
+        pullback(up[..., :1])
+    with pytest.raises(TypeError, match="dy is float32"):
+        pullback(up.astype(np.float32))
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_closed_form_is_proved_and_the_kernels_agree_with_it(ops, case):
     spec, shapes, _ = CASES[case]
@@ -181,6 +203,44 @@ def test_max_pooling_routes_ties_to_the_first_maximum_as_the_builtin(ops):
     y, idx = K.maxpool2d_forward(x, 2)
     np.testing.assert_array_equal(ops["maxpool"].forward(x=x), y)
     np.testing.assert_array_equal(got, K.maxpool2d_backward(dy, idx, x.shape))
+
+
+MAXPOOL3 = (
+    "y[n, c, i, j] = max(max(max(x[n, c, 2*i, 2*j], x[n, c, 2*i, 2*j + 1]), "
+    "max(x[n, c, 2*i, 2*j + 2], x[n, c, 2*i + 1, 2*j])), "
+    "max(max(max(x[n, c, 2*i + 1, 2*j + 1], x[n, c, 2*i + 1, 2*j + 2]), "
+    "max(x[n, c, 2*i + 2, 2*j], x[n, c, 2*i + 2, 2*j + 1])), x[n, c, 2*i + 2, 2*j + 2]))"
+)
+
+
+def ref_maxpool3_grad(x, dy):
+    # overlapping 3x3 windows, stride 2: each window's upstream entry goes to its largest
+    # entry (the values are drawn continuous: no ties), summed where windows overlap
+    dx = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(*dy.shape):
+        win = x[n, c, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]
+        u, v = np.unravel_index(np.argmax(win), (3, 3))
+        dx[n, c, 2 * i + u, 2 * j + v] += dy[n, c, i, j]
+    return dx
+
+
+def test_a_window_read_many_times_is_differentiated_in_one_scatter_pass():
+    # the nine reads of x in one elementwise statement: one loop nest over the outputs adds
+    # every read's part (overlapping windows: neighbouring outputs add to one entry), the
+    # parallel loop over n owning its slice of dx
+    op = derivgrad.define(MAXPOOL3, x=(2, 2, 7, 7), name="t_maxpool3")
+    back = op.source()[op.source().index("def _backward") :]
+    assert back.count("d_x[v_n, v_c, 2*v_i") == 9  # one nest, nine scattered adds
+    rng = np.random.default_rng(8)
+    for shape in [(2, 2, 7, 7), (3, 5, 9, 12), (1, 1, 3, 3)]:
+        x = rng.standard_normal(shape)
+        for dtype in (np.float64, np.float32):
+            xd = x.astype(dtype)
+            y = op.forward(x=xd)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            got = op.backward(dy, x=xd)["x"]
+            want = ref_maxpool3_grad(xd.astype(np.float64), dy.astype(np.float64))
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_kernels_run_on_sizes_other_than_the_example(ops):

@@ -21,6 +21,11 @@ def ref_conv(x, w):
     return np.einsum("ncijuv,ocuv->noij", win, w)
 
 
+def ref_residual(x, w):
+    y = ref_conv(x, w)
+    return y + x[:, :, 1 : 1 + y.shape[2], 1 : 1 + y.shape[3]]
+
+
 def ref_batched(a, c):
     return np.einsum("bik,bkj->bij", a, c) / a.shape[2]
 
@@ -52,6 +57,14 @@ CASES = {
         "y[n, o, i, j] += x[n, c, i + u, j + v] * w[o, c, u, v]",
         dict(x=(2, 3, 6, 6), w=(4, 3, 3, 3)),
         ref_conv,
+    ),
+    # x read by the convolution and by a skip connection: its adjoint is the skip's loop
+    # nest, then the convolution's GEMM adding to it
+    "residual": (
+        """h[n, o, i, j] += x[n, c, i + u, j + v] * w[o, c, u, v]
+           y[n, o, i, j] = h[n, o, i, j] + x[n, o, i + 1, j + 1]""",
+        dict(x=(2, 3, 6, 6), w=(3, 3, 3, 3)),
+        ref_residual,
     ),
     # b in y and both factors: one batch entry per iteration; a constant factor len(k)
     "batched": (

@@ -6,6 +6,8 @@ protocol, so that every face of a built-in works for it (derive, render, check, 
     d = op.derive()               # Derivation on the example shapes; d.verify() proves it
     y = op.forward(x=x, w=w)      # generated parallel Numba kernels, any sizes
     g = op.backward(dy, x=x, w=w) # {"x": dL/dx, "w": dL/dw}
+    y, pullback = op.vjp(x=x, w=w)  # the forward, keeping what the backward needs
+    g = pullback(dy)              # the same gradients, no forward run again
     op.check(my_backward)         # a hand-written backward against the ground truth
 """
 
@@ -243,10 +245,37 @@ class DefinedOp(Op):
 
     def backward(self, dy: Any, /, **arrays: Any) -> dict[str, np.ndarray]:
         """``{input: dL/d input}`` for the upstream gradient ``dy = dL/d output`` (with several
-        outputs, ``dy`` is ``{output: its upstream}``, one for each)."""
+        outputs, ``dy`` is ``{output: its upstream}``, one for each).  The intermediate
+        tensors are computed again (a definition of several statements runs its forward
+        first); :meth:`vjp` keeps them from the forward instead."""
         # the backward kernel reads the inputs and the intermediate tensors, never the output
-        # itself (no statement reads it): one statement needs no forward run first
+        # itself (no statement reads it): one statement needs no forward run first (the
+        # kernels read a stored tensor in place of a recomputed value only where there are
+        # several statements: codegen's Emitter.term_value)
         x, ranges, R, T = self._run_forward(arrays, compute=len(self.program.defined) > 1)
+        return self._run_backward(self._upstream(dy, T), x, R, T)[0]
+
+    def vjp(self, /, **arrays: Any) -> tuple[Any, Callable[[Any], dict[str, np.ndarray]]]:
+        """``(y, pullback)``: the output (as :meth:`forward` returns it), and
+        ``pullback(dy) -> {input: dL/d input}`` (``dy`` as :meth:`backward` takes it) that
+        reuses what this forward computed (every intermediate tensor, the validated inputs
+        and ranges) instead of running the forward again, as :meth:`backward` must.
+
+        ``pullback`` may be called any number of times.  It reads the input arrays as they
+        are when it is called (as PyTorch's saved tensors do, without its version check):
+        change an input in place between the two calls and the gradient belongs to neither
+        input; :meth:`backward` is the call for that."""
+        x, _, R, T = self._run_forward(arrays)
+        outs = {o: T[o].reshape(()) if self._scalars[o] else T[o] for o in self.outputs}
+
+        def pullback(dy: Any) -> dict[str, np.ndarray]:
+            return self._run_backward(self._upstream(dy, T), x, R, T)[0]
+
+        return (outs[self.output] if len(outs) == 1 else outs), pullback
+
+    def _upstream(self, dy: Any, T: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{output: upstream}``, each checked against its output (shape and dtype) and
+        shaped as the kernels store it."""
         if len(self.outputs) == 1:
             given = {self.output: dy}
         elif not isinstance(dy, Mapping) or set(dy) != set(self.outputs):
@@ -269,7 +298,7 @@ class DefinedOp(Op):
             if d.dtype != dtype:
                 raise TypeError(f"{self.name}: {what} is {d.dtype} but the inputs are {dtype}")
             ups[o] = d.reshape(T[o].shape)
-        return self._run_backward(ups, x, R, T)[0]
+        return ups
 
     def _run_backward(self, dy: Any, x: dict, R: np.ndarray, T: dict) -> tuple:
         """``(gradients, adjoints of the defined tensors)``; ``dy``: the output's upstream, or

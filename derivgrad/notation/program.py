@@ -423,17 +423,19 @@ _POOL = "pqrsabcefghklm"
 
 
 def adjoint_terms(
-    prog: Program, name: str, example: Ranges
+    prog: Program, name: str, example: Ranges, skip: frozenset = frozenset()
 ) -> tuple[tuple[sp.Symbol, ...], list[Term]]:
     """The gather-form terms of ``dL/d name``, with the free index symbols (names chosen for
-    the document: the bare index of the first read where there is one, else p, q, ...)."""
+    the document: the bare index of the first read where there is one, else p, q, ...);
+    ``skip``: reads ``(statement, placeholder)`` whose terms are left out (the kernels add
+    them as contractions)."""
     rank = prog.ranks[name]
     used = {t for st in prog.statements for t in st.indices}
     reads = []  # (k, Local, placeholder, subs)
     for k, st in enumerate(prog.statements):
         loc = local(k, st)
         for ph, tensor, subs in loc.reads:
-            if tensor == name:
+            if tensor == name and (k, ph) not in skip:
                 reads.append((k, loc, ph, subs))
     free_names: list[str] = []
     first = reads[0][3] if reads else ()
