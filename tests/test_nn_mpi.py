@@ -1,5 +1,6 @@
 """A network of one's own trained over MPI: two ranks with synchronised batch norm (nested
-in a residual block) train the network one process trains, to float32 rounding."""
+in a residual block) train the network one process trains, to float32 rounding, with the
+optimizer replicated or sharded (--shard-optimizer)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,12 @@ def _read(path):
         return {k[2:]: z[k] for k in z.files if k.startswith("a/")}, meta
 
 
-def test_two_ranks_train_the_network_one_process_trains(tmp_path):
+@pytest.mark.parametrize("shard", [False, True])
+def test_two_ranks_train_the_network_one_process_trains(tmp_path, shard):
     net = tmp_path / "net.py"
     net.write_text(NET)
     args = ["--model", str(net), "--limit", "256", "--batch-size", "32", "--epochs", "1"]
+    args += ["--shard-optimizer"] if shard else []
     env = dict(os.environ, MPIEXEC_TIMEOUT="300", PYTHONUNBUFFERED="1")
     r = subprocess.run(
         [MPIEXEC, "-n", "2", sys.executable, "-m", "derivgrad", "train", *args, "--quiet",

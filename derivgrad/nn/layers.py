@@ -119,6 +119,11 @@ class Module:
         """The layers that compute (containers hold them)."""
         yield self
 
+    def set_param(self, name: str, value: np.ndarray) -> None:
+        """Make ``value`` the parameter ``name`` (as :attr:`params` names it): the sharded
+        optimizer moves every parameter into one flat buffer and hands back views of it."""
+        self.params[name] = value
+
     def refuse(self, s: Shape, expects: str) -> ParamError:
         return ParamError(
             f"layer {self.name} ({self.describe()}): expects {expects}, got input shape {_fmt(s)}"
@@ -381,6 +386,10 @@ class _Container(Module):
     def leaves(self) -> Iterator[Module]:
         for c in self.children:
             yield from c.leaves()
+
+    def set_param(self, name: str, value: np.ndarray) -> None:
+        i, rest = name.split(".", 1)
+        self.children[int(i)].set_param(rest, value)
 
 
 def _module(owner: str, m: Any) -> Module:

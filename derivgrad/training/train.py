@@ -245,10 +245,6 @@ class Run:
 
 
 def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
-    if cfg.model is not None and getattr(dist, "shard_optimizer", False):
-        # the sharded update moves each parameter into a flat buffer by its top-level layer;
-        # a container's parameters would not follow
-        raise UsageError("--shard-optimizer with --model is not supported yet; leave it out")
     classes = int(max(data.ytr.max(), data.yte.max())) + 1
     net, opt = build(cfg, in_shape=tuple(data.xtr.shape[1:]), classes=classes)
     if cfg.model is not None:
