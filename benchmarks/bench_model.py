@@ -202,7 +202,7 @@ def main():
         f"difference of loss, gradients, updated parameters: derivgrad {mine:.1e}, "
         f"PyTorch float32 {torch32:.1e}"
     )
-    print(f"own network (examples/networks.py:model), batch {a.batch}, SGD momentum 0.9, ")
+    print(f"own network (examples/networks.py:model), batch {a.batch}, SGD momentum 0.9")
     print(f"median of {a.repeats} alternated rounds of {a.steps} steps; torch {torch.__version__}")
     print(f"{'threads':>7s} {'derivgrad ms':>13s} {'PyTorch ms':>11s} {'ratio':>6s}")
     for th in a.threads:
