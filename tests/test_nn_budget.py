@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,16 @@ def test_train_refuses_such_a_model_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("derivgrad train: error: layer 0 (Conv2d 1->512"), r.stderr
     assert "GiB limit" in lines[-1] and "Traceback" not in r.stderr
+
+
+def test_the_lenet_written_in_nn_is_priced_as_the_built_in_lenet():
+    # one rule for both: the LeNet's guard prices it from its spec, nn from the built layers
+    from derivgrad.training.model import lenet_rows
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from networks import lenet_batchnorm
+
+    net = nn.build(lenet_batchnorm(), (1, 28, 28), batch=64)
+    rows = lenet_rows(batchnorm=True)
+    assert net.budget.params == sum(r.params for r in rows)
+    assert net.budget.activations == sum(math.prod(r.shape) for r in rows) + 28 * 28
