@@ -19,7 +19,7 @@ from resume import interrupted_and_resumed
 import derivgrad
 import derivgrad.training.train as T
 from derivgrad import nn
-from derivgrad.errors import CheckpointError, ParamError, UsageError
+from derivgrad.errors import CheckpointError, ParamError
 from derivgrad.nn.check import check_network, failed_layers
 
 DEPTHWISE = "y[n, c, i, j] += x[n, c, i + u, j + v] * w[c, u, v]"
@@ -332,12 +332,24 @@ def test_train_model_from_the_command_line(netfile, tmp_path):
     assert r.returncode == 2 and "(5,)" in r.stderr and "needs (10,) or more" in r.stderr
 
 
-def test_model_with_a_sharded_optimizer_is_refused():
-    class Dist:
-        shard_optimizer = True
+def test_the_sharded_optimizer_moves_nested_parameters_into_its_buffer():
+    # --shard-optimizer hands each parameter back as a view of one flat buffer; a container's
+    # params is a fresh dict, so the view must reach the layer that holds the parameter
+    from derivgrad.training import distributed as D
 
-    with pytest.raises(UsageError, match="--shard-optimizer"):
-        T._start(T.config(model="net.py"), None, print, Dist())  # type: ignore[arg-type]
+    class OneRank:
+        rank, size, _buf, sharded = 0, 1, None, None
+        _layout_for = D.Communicator._layout_for
+
+    net = nn.build(small(), (1, 6, 6), seed=3)
+    x = np.random.default_rng(1).standard_normal((4, 1, 6, 6)).astype(np.float32)
+    before = net.forward(x, train=True)
+    opt = D.ShardedOptimizer(OneRank(), net, lambda p: nn.SGD(p, 0.1))  # type: ignore[arg-type]
+    named = net.named_params()
+    assert len(named) == 7 and all(np.shares_memory(v, opt.pbuf) for v in named.values())
+    np.testing.assert_array_equal(net.forward(x, train=True), before)
+    opt.pbuf[:] = 0  # every weight, bias, gamma, beta: the scores are then 0
+    assert not net.forward(x, train=True).any()
 
 
 EXAMPLES = str(Path(__file__).resolve().parents[1] / "examples" / "networks.py")

@@ -1,5 +1,6 @@
 """A network of one's own trained over MPI: two ranks with synchronised batch norm (nested
-in a residual block) train the network one process trains, to float32 rounding."""
+in a residual block) train the network one process trains, to float32 rounding, with the
+optimizer replicated or sharded (--shard-optimizer)."""
 
 from __future__ import annotations
 
@@ -49,10 +50,12 @@ def _read(path):
         return {k[2:]: z[k] for k in z.files if k.startswith("a/")}, meta
 
 
-def test_two_ranks_train_the_network_one_process_trains(tmp_path):
+@pytest.mark.parametrize("shard", [False, True])
+def test_two_ranks_train_the_network_one_process_trains(tmp_path, shard):
     net = tmp_path / "net.py"
     net.write_text(NET)
     args = ["--model", str(net), "--limit", "256", "--batch-size", "32", "--epochs", "1"]
+    args += ["--shard-optimizer"] if shard else []
     env = dict(os.environ, MPIEXEC_TIMEOUT="300", PYTHONUNBUFFERED="1")
     r = subprocess.run(
         [MPIEXEC, "-n", "2", sys.executable, "-m", "derivgrad", "train", *args, "--quiet",
@@ -74,3 +77,23 @@ def test_two_ranks_train_the_network_one_process_trains(tmp_path):
         if k.startswith(("p.", "b.")):  # parameters and batch norm's running statistics
             tol = 4 * STEPS * U * float(np.abs(p1[k]).max()) + 1e-7
             assert float(np.abs(p1[k] - p2[k]).max()) <= tol, k
+
+
+def test_a_network_refused_when_built_is_one_line_under_two_ranks(tmp_path):
+    # the memory guard (or a shape error) raises on every rank alike: one verdict, rank 0's
+    net = tmp_path / "big.py"
+    net.write_text(
+        "from derivgrad import nn\n\n\ndef model():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 512, 3, padding=1), nn.Flatten(),"
+        " nn.Linear(512 * 28 * 28, 10))\n"
+    )
+    env = dict(os.environ, MPIEXEC_TIMEOUT="300", PYTHONUNBUFFERED="1")
+    r = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-m", "derivgrad", "train", "--model", str(net),
+         "--limit", "64", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=330,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln.lower() or "abort" in ln.lower()]
+    assert len(errors) == 1 and errors[0].startswith("derivgrad train: error: layer 0 (Conv2d")
+    assert "GiB limit" in errors[0] and "Traceback" not in r.stderr

@@ -100,6 +100,9 @@ class Defined(Module):
             )
         return tuple(out[0][1:])
 
+    def n_params(self, s: Shape) -> int | None:
+        return sum(math.prod(v) for v in self.shapes.values())
+
     def fan_in(self, name: str, s: Shape) -> int:
         """The product of the extents summed over where ``name`` is first read."""
         ranges = self._ranges(s, 1)

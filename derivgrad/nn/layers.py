@@ -9,6 +9,7 @@ Parameters are initialised as PyTorch does (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +21,42 @@ from derivgrad import kernels as K
 
 from ..errors import ParamError
 from ..training import model as M
+from ..training.config import EVAL_BATCH, MAX_TRAIN_BYTES, training_bytes
 
 Shape = tuple[int, ...]
+
+
+class Budget:
+    """Prices a network while :func:`derivgrad.nn.build` builds it, with the rule that sizes
+    the course LeNet (:func:`derivgrad.training.config.training_bytes`): each layer is added
+    before its parameters are allocated, so a network that would exhaust memory is refused
+    in one line at the first layer that passes the limit, before that layer's arrays exist."""
+
+    def __init__(self, batch: int, itemsize: int = 4, limit: int = MAX_TRAIN_BYTES) -> None:
+        self.batch, self.itemsize, self.limit = batch, itemsize, limit
+        self.params = self.activations = 0
+
+    def add(self, layer: Module, params: int, activations: int) -> None:
+        self.params += params
+        self.activations += activations
+        need = training_bytes(self.params, self.activations, self.batch, self.itemsize)
+        if need > self.limit:
+            at = (
+                f"batch {self.batch}"
+                if self.batch >= EVAL_BATCH
+                else f"batch {self.batch} (evaluated {EVAL_BATCH:,d} at a time)"
+            )
+            fix = "lower --batch-size or make" if self.batch > EVAL_BATCH else "make"
+            raise ParamError(
+                f"layer {layer.name} ({layer.describe()}): with it the network has "
+                f"{self.params:,d} parameters and {self.activations:,d} activation values per "
+                f"sample, which at {at} would need about {need / 2**30:.1f} GiB, over the "
+                f"{self.limit / 2**30:.0f} GiB limit; {fix} the network smaller"
+            )
+
+
+# the budget of the network being built (set by derivgrad.nn.build for its duration)
+BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget", default=None)
 
 
 def _fmt(s: Shape) -> str:
@@ -73,12 +108,22 @@ class Module:
     def create(self, s: Shape, rng: np.random.Generator, dtype: Any) -> None:
         """Allocate the parameters for input shape ``s`` (after :meth:`out_shape` took it)."""
 
+    def n_params(self, s: Shape) -> int | None:
+        """How many parameters :meth:`create` will allocate for input shape ``s``, known
+        before it does; ``None``: unknown (a layer of one's own), counted after."""
+        return None
+
     def build(self, s: Shape, rng: np.random.Generator, dtype: Any, name: str = "0") -> Shape:
         """Check that the layer takes ``s``, allocate its parameters, return its output shape."""
         self.name = name
         self.in_shape = tuple(s)
         self.shape_out = self.out_shape(tuple(s))
+        budget, n = BUDGET.get(), self.n_params(tuple(s))
+        if budget is not None:
+            budget.add(self, n or 0, math.prod(self.shape_out))
         self.create(tuple(s), rng, dtype)
+        if budget is not None and n is None:
+            budget.add(self, sum(int(v.size) for v in self.params.values()), 0)
         return self.shape_out
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
@@ -96,6 +141,11 @@ class Module:
         """The layers that compute (containers hold them)."""
         yield self
 
+    def set_param(self, name: str, value: np.ndarray) -> None:
+        """Make ``value`` the parameter ``name`` (as :attr:`params` names it): the sharded
+        optimizer moves every parameter into one flat buffer and hands back views of it."""
+        self.params[name] = value
+
     def refuse(self, s: Shape, expects: str) -> ParamError:
         return ParamError(
             f"layer {self.name} ({self.describe()}): expects {expects}, got input shape {_fmt(s)}"
@@ -112,6 +162,10 @@ class _Wrapped(Module):
 
     def make(self, s: Shape, rng: np.random.Generator, dtype: Any) -> Any:
         raise NotImplementedError
+
+    def n_params(self, s: Shape) -> int | None:
+        spec = getattr(self, "spec", None)
+        return 0 if spec is None else int(spec.n_params())
 
     def create(self, s: Shape, rng: np.random.Generator, dtype: Any) -> None:
         self.inner = self.make(s, rng, dtype)
@@ -251,6 +305,9 @@ class AvgPool2d(Module):
     def describe(self) -> str:
         return f"AvgPool2d {self.k}x{self.k}/{self.stride}"
 
+    def n_params(self, s: Shape) -> int | None:
+        return 0
+
     def out_shape(self, s: Shape) -> Shape:
         _image(self, s)
         if min(s[1], s[2]) < self.k:
@@ -324,6 +381,9 @@ class BatchNorm2d(_Wrapped):
 class Sigmoid(Module):
     """The logistic function by the sigmoid op's kernels (:mod:`derivgrad.ops.sigmoid`)."""
 
+    def n_params(self, s: Shape) -> int | None:
+        return 0
+
     def out_shape(self, s: Shape) -> Shape:
         return s
 
@@ -352,6 +412,9 @@ class Pad2d(Module):
 
     def describe(self) -> str:
         return f"Pad2d {self.p}"
+
+    def n_params(self, s: Shape) -> int | None:
+        return 0
 
     def out_shape(self, s: Shape) -> Shape:
         _image(self, s)
@@ -398,6 +461,10 @@ class _Container(Module):
     def leaves(self) -> Iterator[Module]:
         for c in self.children:
             yield from c.leaves()
+
+    def set_param(self, name: str, value: np.ndarray) -> None:
+        i, rest = name.split(".", 1)
+        self.children[int(i)].set_param(rest, value)
 
 
 def _module(owner: str, m: Any) -> Module:
@@ -457,6 +524,9 @@ class Residual(_Container):
                 f"layer {name} (Residual): its block maps input shape {_fmt(s)} to {_fmt(out)}; "
                 f"y = block(x) + x needs the same shape"
             )
+        budget = BUDGET.get()
+        if budget is not None:  # the sum block(x) + x is one more activation
+            budget.add(self, 0, math.prod(out))
         self.shape_out = out
         return out
 

@@ -6,13 +6,14 @@ is), so the training loop, checkpoints and evaluation take it as they take the L
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import numpy as np
 
 from ..errors import ParamError
 from ..training import model as M
-from .layers import Module, OpFace, Sequential, Shape
+from .layers import BUDGET, Budget, Module, OpFace, Sequential, Shape
 
 
 class Network(M.Sequential):
@@ -20,6 +21,7 @@ class Network(M.Sequential):
     parameters, gradients and buffers of a built network."""
 
     root: Module
+    budget: Budget | None  # what the network was priced at (built with a batch size)
 
     def summary(self) -> list[M.LayerRow]:
         """One row per computing layer (a container's layers named by their path)."""
@@ -50,10 +52,14 @@ def build(
     seed: int = 0,
     dtype: Any = np.float32,
     config: dict | None = None,
+    batch: int | None = None,
 ) -> Network:
     """Build ``module`` (usually ``model()``) for samples of ``in_shape`` (without the batch):
     every layer's input shape is checked, a mismatch raised in one line naming the layer and
-    both shapes; parameters initialised from ``seed`` in ``dtype``."""
+    both shapes; parameters initialised from ``seed`` in ``dtype``.  With ``batch`` (the
+    training batch size) the network is priced as it is built (:class:`Budget`) and refused
+    in one line, before the layer that passes the limit allocates anything, if training it
+    would need more memory than the course LeNet's limit allows."""
     if not isinstance(module, Module):
         raise ParamError(f"expects a layer of derivgrad.nn, got {type(module).__name__}")
     s = tuple(in_shape)
@@ -63,11 +69,19 @@ def build(
         raise ParamError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     rng = np.random.default_rng(seed)
     top = module.children if isinstance(module, Sequential) else [module]
-    for i, c in enumerate(top):
-        s = c.build(s, rng, dtype, str(i))
+    budget = None if batch is None else Budget(batch, np.dtype(dtype).itemsize)
+    token = BUDGET.set(budget)
+    try:
+        if budget is not None:
+            budget.activations = math.prod(s)  # the input batch
+        for i, c in enumerate(top):
+            s = c.build(s, rng, dtype, str(i))
+    finally:
+        BUDGET.reset(token)
     net = Network(
         cast("list[M.Layer]", top), in_shape, config or {}, names=[str(i) for i in range(len(top))]
     )
     module.in_shape, module.shape_out = tuple(in_shape), s
     net.root = module
+    net.budget = budget
     return net

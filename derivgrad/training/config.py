@@ -39,6 +39,14 @@ ARCH_KEYS = ("filters", "kernel", "hidden", "batchnorm")
 RESUME_FIXED = (*ARCH_KEYS, "optimizer", "momentum", "batch_size", "seed", "limit", "normalize")
 
 
+def training_bytes(params: int, activations: int, batch: int, itemsize: int = 4) -> int:
+    """About what a run holds: every parameter four times (weights, gradients, two optimizer
+    states) and every activation value of a sample three times (the output, the input a
+    layer keeps for its backward, the gradient) for the larger of the training batch and
+    the evaluation batch."""
+    return itemsize * (4 * params + 3 * max(batch, EVAL_BATCH) * activations)
+
+
 def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -126,7 +134,7 @@ class TrainConfig:
                 raise ParamError(f"architecture must be a list of layer lines, got {a!r}")
             set_("architecture", tuple(a))
         self._check_combinations()
-        if self.model is None:  # a --model network is sized when built (nn.build)
+        if self.model is None:  # a --model network is priced while it is built (nn.Budget)
             self._check_size()
 
     def _check_combinations(self) -> None:
@@ -155,7 +163,7 @@ class TrainConfig:
         rows = lenet_rows(self.filters, self.kernel, self.hidden, CLASSES, IN_SHAPE, self.batchnorm)
         params = sum(r.params for r in rows)
         act = sum(math.prod(r.shape) for r in rows) + math.prod(IN_SHAPE)
-        need = 4 * (4 * params + 3 * max(self.batch_size, EVAL_BATCH) * act)
+        need = training_bytes(params, act, self.batch_size)
         if need > MAX_TRAIN_BYTES:
             raise ParamError(
                 f"this network ({params:,d} parameters, batch {self.batch_size}) would need "

@@ -449,7 +449,14 @@ class ShardedOptimizer:
             k = name.split(".", 1)[1]
             size = int(np.prod(shape))
             self.pbuf[off : off + size] = net.layers[i].params[k].reshape(-1)
-            net.layers[i].params[k] = self.pbuf[off : off + size].reshape(shape)
+            view = self.pbuf[off : off + size].reshape(shape)
+            # a layer of derivgrad.nn may hold its parameters in nested layers (a container's
+            # params is a fresh dict each time): it puts the view where the parameter lives
+            setter = getattr(net.layers[i], "set_param", None)
+            if setter is not None:
+                setter(k, view)
+            else:
+                net.layers[i].params[k] = view
         self.gshard = np.zeros(hi - lo, np.float32)
         self.inner = make({"flat": self.pbuf[lo:hi]})
         dist.sharded = self

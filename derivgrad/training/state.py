@@ -62,7 +62,9 @@ def build(
 ) -> tuple[Sequential, SGD | Adam]:
     """The network and optimizer ``cfg`` describes (weights seeded by ``cfg.seed``)."""
     if cfg.model is not None:
-        net = build_model(cfg.model, cfg.seed if seed is None else seed, in_shape, classes)
+        net = build_model(
+            cfg.model, cfg.seed if seed is None else seed, in_shape, classes, cfg.batch_size
+        )
     else:
         net = lenet(
             cfg.filters, cfg.kernel, cfg.hidden, CLASSES, IN_SHAPE, cfg.batchnorm,
@@ -75,14 +77,19 @@ def build(
 
 
 def build_model(
-    spec: str, seed: int, in_shape: tuple[int, ...] = IN_SHAPE, classes: int = CLASSES
+    spec: str,
+    seed: int,
+    in_shape: tuple[int, ...] = IN_SHAPE,
+    classes: int = CLASSES,
+    batch: int | None = None,
 ) -> Sequential:
     """The network of one's own that ``--model spec`` names, built for images of
-    ``in_shape`` labelled ``0 .. classes - 1``."""
+    ``in_shape`` labelled ``0 .. classes - 1``; with ``batch``, refused in one line if
+    training it at that batch size would exhaust memory (:class:`derivgrad.nn.layers.Budget`)."""
     from ..nn import build as build_net
     from ..nn.source import load
 
-    net = build_net(load(spec)(), in_shape, seed=seed)
+    net = build_net(load(spec)(), in_shape, seed=seed, batch=batch)
     out = net.root.shape_out
     if len(out) != 1 or out[0] < classes:
         raise ParamError(

@@ -245,12 +245,11 @@ class Run:
 
 
 def _start(cfg: TrainConfig, data: Data, log: Log, dist: Any = None) -> Run:
-    if cfg.model is not None and getattr(dist, "shard_optimizer", False):
-        # the sharded update moves each parameter into a flat buffer by its top-level layer;
-        # a container's parameters would not follow
-        raise UsageError("--shard-optimizer with --model is not supported yet; leave it out")
     classes = int(max(data.ytr.max(), data.yte.max())) + 1
-    net, opt = build(cfg, in_shape=tuple(data.xtr.shape[1:]), classes=classes)
+    make = lambda: build(cfg, in_shape=tuple(data.xtr.shape[1:]), classes=classes)  # noqa: E731
+    # under MPI a network refused when built (a --model file's shapes, its memory) is one
+    # verdict, said once by rank 0, not every rank's line and an MPI_Abort
+    net, opt = make() if dist is None else dist.agree(make)
     if cfg.model is not None:
         cfg = cfg.replace(architecture=architecture(net))
     if dist is not None:  # synchronised batch norm; with --shard-optimizer a split update
