@@ -11,7 +11,7 @@ import sympy as sp
 from latex_parse import parse
 
 import derivgrad
-from derivgrad.documents.document import abbreviate_array
+from derivgrad.documents.document import abbreviate_array, has_upstream
 from derivgrad.documents.render import build, render
 from derivgrad.registry import OPS
 
@@ -52,20 +52,32 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
     d = derivations[name]
     doc = build(d)
     heads = [i for i, (k, x) in enumerate(doc.blocks) if k == "h"]
-    start = next(i for i, (k, x) in enumerate(doc.blocks) if k == "h" and x[1] == "Closed form")
-    end = next((i for i in heads if i > start), len(doc.blocks))
-    printed = [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
-    expected = []
+
+    def section(title):
+        start = next(i for i, (k, x) in enumerate(doc.blocks) if k == "h" and x[1] == title)
+        end = next((i for i in heads if i > start), len(doc.blocks))
+        return [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
+
+    # a loss whose gradient is its local derivatives prints it once, under those
+    from derivgrad.documents.numeric_steps import _said_locally
+
+    said = [k for k in d.grad_names if not has_upstream(d) and _said_locally(d, k)]
+    local = section("Local derivatives") if said else []
+    closed = section("Closed form")
+    printed, expected = [], []
     for k in d.grad_names:
         g = abbreviate_array(d.grad_array(k), d.extra.get("print_as"))  # p_i printed for e^…
-        if (
-            g.ndim == 2
-            and g.size <= 36
-            and len(printed)
-            and printed[len(expected)][0].startswith(r"\begin{bmatrix}")
-        ):
+        if k in said:
+            printed.extend(local[: g.size])
+            local = local[g.size :]
+            expected.extend(g.reshape(-1))
+            continue
+        if g.ndim == 2 and g.size <= 36 and closed and closed[0][0].startswith(r"\begin{bmatrix}"):
+            printed.append(closed.pop(0))
             expected.append(sp.Matrix(g.tolist()))
         else:
+            printed.extend(closed[: g.size])
+            closed = closed[g.size :]
             expected.extend(g.reshape(-1))
     assert len(printed) >= min(len(expected), 16)
     for frags, e in zip(printed, expected):

@@ -39,6 +39,7 @@ from .document import (
     tex_name,
     tex_split,
 )
+from .numeric_steps import _said_locally as said_locally
 from .numeric_steps import at as numbers_at
 
 
@@ -127,9 +128,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # local derivatives
     doc.h("Local derivatives", 2)
     if loss:
+        letters = lambda v: ",".join("ijkl"[: v.ndim])  # noqa: E731
+        each = "; ".join(
+            f"entry ${letters(v)}$ of $\\partial L / \\partial {tex_name(k)}$ is "
+            f"$\\partial L / \\partial {tex_name(k)}_{{{letters(v)}}}$"
+            for k, v in d.input_arrays.items()
+        )
         doc.p(
             r"The output is the loss $L$ itself, so its derivative with respect to each input "
-            r"has the shape of that input: entry $i$ is $\partial L / \partial x_i$."
+            f"has the shape of that input: {each}."
         )
     else:
         doc.p(LAYOUT)
@@ -162,6 +169,12 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
+        if loss and said_locally(d, k):
+            doc.p(
+                f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}; entry by entry, the "
+                "derivatives above."
+            )
+            continue
         doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
         g = abbreviate_array(d.grad_array(k), print_as)
         if (
