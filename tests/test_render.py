@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import sympy as sp
 from latex_parse import parse
@@ -72,7 +73,7 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
             local = local[g.size :]
             expected.extend(g.reshape(-1))
             continue
-        if g.ndim == 2 and g.size <= 36 and closed and closed[0][0].startswith(r"\begin{bmatrix}"):
+        if g.ndim == 2 and g.size <= 36 and closed and r"\begin{bmatrix}" in closed[0][0]:
             printed.append(closed.pop(0))
             expected.append(sp.Matrix(g.tolist()))
         else:
@@ -186,3 +187,17 @@ def test_pdf_without_a_tex_engine_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install texlive"):
         compile_pdf("x", tmp_path / "x.pdf")
+
+
+def test_block_rows_leave_room_for_their_blocks():
+    # a row gap of an array only deepens its strut: it must exceed the blocks' own depth, or
+    # stacked blocks touch (the stride-2 Jacobian's 3×3 blocks did at 2.2ex)
+    import re
+
+    from derivgrad.documents.document import block_matrix, bmatrix
+
+    for rows in (1, 2, 3, 5):
+        block = bmatrix(np.array(sp.symbols(f"a:{rows * 2}"), dtype=object).reshape(rows, 2))
+        tex = block_matrix([[block, block], [block, block], [block, block]])
+        gaps = [float(g) for g in re.findall(r"\\\\\[([0-9.]+)ex\]", tex)]
+        assert len(gaps) == 2 and all(g >= 1.4 * rows for g in gaps), (rows, gaps)

@@ -209,18 +209,34 @@ def abbreviated_note(side: int = MAX_MATRIX_SIDE) -> str:
 ABBREVIATED = abbreviated_note()
 
 
+def common_factor(a: np.ndarray) -> tuple[Any, np.ndarray]:
+    """``(c, a / c)`` when every non-zero entry of ``a`` has the same rational coefficient
+    ``c`` other than ±1 (average pooling's ``δ/4``: printed ``1/4`` times a matrix of δ, as the
+    notes write ``upsample(δ)/K²``); ``(1, a)`` otherwise."""
+    coeffs = {sp.sympify(e).as_coeff_Mul()[0] for e in a.reshape(-1) if e != 0}
+    if len(coeffs) != 1:
+        return 1, a
+    (c,) = coeffs
+    if not c.is_Rational or abs(c) == 1:
+        return 1, a
+    return c, np.vectorize(lambda e: sp.expand(e / c), otypes=[object])(a)
+
+
 def block_matrix(cells: list[list[str]]) -> str:
     r"""A matrix of LaTeX blocks (each cell a typeset matrix or ``\mathbf{0}``), rows spaced
-    so the blocks do not touch: the course's drawing of a Jacobian or a doubly blocked T."""
+    so the blocks do not touch: the course's drawing of a Jacobian or a doubly blocked T.
+
+    A row gap ``\\[g]`` of an array only deepens the row's strut, so it must exceed the
+    depth of the blocks themselves: a block of r rows reaches about 1.4 r ex below the axis
+    (rows 12 pt apart at 10 pt, centred), and ``g`` = 1.4 r ex leaves about 1.5 ex between
+    block rows whatever their size."""
     rows = [" & ".join(row) for row in cells]
     ncols = len(cells[0]) if cells else 0
-    return (
-        r"\left[\begin{array}{"
-        + "c" * ncols
-        + "} "
-        + r" \\[2.2ex] ".join(rows)
-        + r" \end{array}\right]"
-    )
+    out = r"\left[\begin{array}{" + "c" * ncols + "} " + (rows[0] if rows else "")
+    for above, row in zip(cells, rows[1:]):
+        depth = max(cell.count(r"\\") + 1 if "matrix}" in cell else 1 for cell in above)
+        out += r" \\[%.1fex] " % (1.4 * depth) + row
+    return out + r" \end{array}\right]"
 
 
 def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:

@@ -26,6 +26,7 @@ from .document import (
     abbreviate_array,
     abbreviated,
     bmatrix,
+    common_factor,
     entries,
     entry_rows,
     escape_text,
@@ -182,7 +183,9 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
             and g.size <= 36
             and max(len(tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS
         ):
-            doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [bmatrix(g)])])
+            c, rest = common_factor(g)
+            factor = "" if c == 1 else tex(c) + " "
+            doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [factor + bmatrix(rest)])])
         else:
             rows, note = entry_rows(
                 lambda idx, k=k: r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}",
