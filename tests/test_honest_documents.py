@@ -700,3 +700,29 @@ def test_the_layout_sentence_is_said_once_in_the_collection(worked_docs):
     paragraphs = [x for doc in worked_docs for kind, x in doc.blocks if kind == "p"]
     assert paragraphs.count(LAYOUT) == 1 and paragraphs.count(LAYOUT_AGAIN) >= 1
     assert paragraphs.index(LAYOUT) < paragraphs.index(LAYOUT_AGAIN)
+
+
+def test_a_long_explanation_is_written_out_once_in_the_collection(worked_docs):
+    import re
+
+    from derivgrad.documents.worked import REPEATED_CHARS, first_sentence
+
+    full: dict[str, str] = {}  # paragraph -> the worked problem that wrote it out
+    for doc in worked_docs:
+        title = next((b[1][1] for b in doc.blocks if b[0] == "h"), "")
+        for kind, text in doc.blocks:
+            if kind != "p":
+                continue
+            back = re.search(r"\(In full under (worked problem \w+)\.\)$", text)
+            if back:  # the kept first sentence opens a paragraph of the problem named
+                first = text[: back.start()].strip()
+                assert any(
+                    p.startswith(first) and back.group(1) in t and p != text
+                    for p, t in full.items()
+                ), text
+                continue
+            long = len(text) >= REPEATED_CHARS and not text.rstrip().endswith(":")
+            one_sentence = first_sentence(text) == text  # nothing shorter to keep
+            if long and not one_sentence and not text.startswith(("Problem.", "Rule for")):
+                assert text not in full, f"said twice: {text[:80]}"
+            full.setdefault(text, title)

@@ -43,3 +43,18 @@ def test_a_loss_names_its_own_inputs():
     text = " ".join(x for k, x in build(d).blocks if k == "p")
     for name in ("W_{i,j}", "b_{i}", "x_{i}"):
         assert f"\\partial {name}$" in text
+
+
+def test_problem_sentence_says_the_label_and_no_size_twice():
+    # the label is an index a reader needs (label = 1 was dropped as "a count of 1"); classes
+    # = 3 beside z ∈ ℝ³ says the size twice
+    for label in (1, 3):
+        d = derivgrad.derive("softmax_cross_entropy", classes=3, label=label)
+        doc = build(d)
+        problem = next(x for k, x in doc.blocks if k == "p" and x.startswith("Problem."))
+        assert f"label = {label}" in problem and "classes" not in problem
+        forward = next(rhs for lhs, rhs in _rows(doc) if lhs == "L")
+        assert f"- z_{{{label}}}" in forward  # L = −z_label + lse(z): the label the text says
+    d = derivgrad.derive("conv2d", input=(3, 3), kernel=(2, 2))
+    problem = next(x for k, x in build(d).blocks if k == "p" and x.startswith("Problem."))
+    assert "stride = 1, padding = 0, dilation = 1" in problem and "input =" not in problem

@@ -83,14 +83,20 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # the hyper-parameters a reader needs: a switch shows in the inputs (b or no b), a count
     # of 1 (one channel, one sample) in the shapes
     kinds = {p.name: p.kind for p in getattr(op, "params", ())}
+    # an index (a class label, "1-based") is a value a reader needs whatever it is; a count or
+    # a size that an input's shape already says (classes = 3 beside z ∈ ℝ³) is said there
+    index = {p.name for p in getattr(op, "params", ()) if "1-based" in p.help}
+    shapes_said = {v.shape for v in d.input_arrays.values()} - {(), (1,)}  # b ∈ ℝ says no size
+
+    def said(k: str, v: object) -> bool:
+        if k in index:
+            return False
+        if kinds.get(k) == "bool" or (kinds.get(k) == "int" and v == 1):
+            return True
+        return (tuple(v) if isinstance(v, (tuple, list)) else (v,)) in shapes_said
+
     params = ", ".join(
-        f"{k} = {fmt_param(v, k)}"
-        for k, v in d.params.items()
-        if v is not None
-        and kinds.get(k) != "bool"
-        and not (kinds.get(k) == "int" and v == 1)
-        # a parameter that is an input's shape is said once, with the input (a defined layer's)
-        and not (k in d.input_arrays and v == d.input_arrays[k].shape)
+        f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None and not said(k, v)
     )
 
     # as the notes write them: x ∈ ℝ⁴, W ∈ ℝ^{3×3}
