@@ -12,8 +12,8 @@ import sympy as sp
 from latex_parse import parse
 
 import derivgrad
-from derivgrad.documents.document import abbreviate_array, has_upstream
-from derivgrad.documents.render import build, render
+from derivgrad.documents.document import abbreviate_array, has_upstream, indexed, tex_name
+from derivgrad.documents.render import build, render, said_in_chain
 from derivgrad.registry import OPS
 
 # ops printed by the generic document (the network and batch norm write their own)
@@ -65,9 +65,27 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
     said = [k for k in d.grad_names if not has_upstream(d) and _said_locally(d, k)]
     local = section("Local derivatives") if said else []
     closed = section("Closed form")
+    # a gradient whose chain-rule sums are its closed form entry by entry is listed once
+    rules = [x for k, x in doc.blocks if k == "p" and x.startswith("Rule for")]
+    chain_rows = {
+        lhs: frags
+        for k, x in doc.blocks
+        if k == "eq"
+        for lhs, frags in x
+        if lhs.startswith(r"\frac{\partial L}")
+    }
     printed, expected = [], []
     for k in d.grad_names:
         g = abbreviate_array(d.grad_array(k), d.extra.get("print_as"))  # p_i printed for e^…
+        rule = next(x for x in rules if x.startswith(f"Rule for ${tex_name(k)}$"))
+        if rule.endswith("the sums of the chain rule above."):
+            assert has_upstream(d) and said_in_chain(d, k)
+            for idx in np.ndindex(*g.shape):
+                lhs = r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}"
+                frags = chain_rows[lhs]  # an inner product ⟨J, δ⟩ = value: the value
+                printed.append([" ".join(frags).split(r"\rangle =")[-1]])
+                expected.append(g[idx])
+            continue
         if k in said:
             printed.extend(local[: g.size])
             local = local[g.size :]

@@ -21,6 +21,7 @@ from ..symbolic.derivation import Derivation, register_renderer
 from .document import (
     ABBREVIATED,
     MAX_ENTRY_CHARS,
+    MAX_ROWS,
     Doc,
     abbreviate,
     abbreviate_array,
@@ -182,13 +183,20 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
                 "derivatives above."
             )
             continue
-        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
         g = abbreviate_array(d.grad_array(k), print_as)
-        if (
+        as_matrix = (
             g.ndim == 2
             and g.size <= 36
             and max(len(tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS
-        ):
+        )
+        if not loss and not as_matrix and said_in_chain(d, k):
+            doc.p(
+                f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}; entry by entry, the "
+                "sums of the chain rule above."
+            )
+            continue
+        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
+        if as_matrix:
             c, rest = common_factor(g)
             factor = "" if c == 1 else tex(c) + " "
             doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [factor + bmatrix(rest)])])
@@ -205,6 +213,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     doc.p(proof_sentence(d, d.proof.sentence))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
+
+
+def said_in_chain(d: Derivation, k: str) -> bool:
+    """Whether the chain rule section printed every entry of ``k``'s gradient exactly as the
+    closed form would print it (one list of the same sums is enough)."""
+    if "print_as" in d.extra and d.extra["print_as"]:
+        return False  # the chain rule prints the expanded form, the closed form the named one
+    c, g = d.chain_array(k), d.grad_array(k)
+    return g.size <= MAX_ROWS and all(a == b for a, b in zip(c.reshape(-1), g.reshape(-1)))
 
 
 # said once per document: the worked-problems collection keeps the first and shortens the rest

@@ -470,8 +470,9 @@ def _shapes_doc() -> Doc:
     if sp.simplify(notes_form - f) != 0:
         raise AssertionError("the printed size formula is not the kernels' one")
     doc.p(
-        "The output size of a convolution or pooling window along one axis (input n, padding "
-        "p, kernel k, stride s, dilation d), from the one formula the kernels use:"
+        "The output size of a convolution or pooling window along one axis (input $n$, "
+        "padding $p$, kernel $k$, stride $s$, dilation $d$), from the one formula the kernels "
+        "use:"
     )
     doc.eq(
         [
@@ -483,15 +484,16 @@ def _shapes_doc() -> Doc:
     b = conv_layer((32, 32), 3, 5, 10, padding=2)
     c = conv_layer((32, 32), 3, 1, 4)
     doc.p(
-        f"A 32×32×3 image and a 5×5×3 filter at stride 1: (32 − 5)/1 + 1 = "
-        f"{a['output'][1]}, so {a['output'][1]}×{a['output'][2]}. Zero-padding by 2: "
-        f"(32 + 4 − 5)/1 + 1 = {b['output'][1]}, the size is kept. Ten such filters give "
-        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]}, with 10 · 5 · 5 · 3 = "
-        f"{b['weights']} weights ({b['params']} with one bias per filter). A 1×1 "
-        f"convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}) and mixes "
-        "channels only: each output pixel is a linear combination of the input's channels at "
-        "that pixel (a fully connected layer applied at every position), which changes the "
-        f"number of channels ({c['output'][0]} filters here: 3 → {c['output'][0]}). Max "
+        r"A $32 \times 32 \times 3$ image and a $5 \times 5 \times 3$ filter at stride 1: "
+        f"$(32 - 5)/1 + 1 = {a['output'][1]}$, so ${a['output'][1]} \\times {a['output'][2]}$. "
+        f"Zero-padding by 2: $(32 + 4 - 5)/1 + 1 = {b['output'][1]}$, the size is kept. Ten "
+        f"such filters give ${b['output'][1]} \\times {b['output'][2]} \\times "
+        f"{b['output'][0]}$, with $10 \\cdot 5 \\cdot 5 \\cdot 3 = {b['weights']}$ weights "
+        f"({b['params']} with one bias per filter). A $1 \\times 1$ convolution keeps the "
+        f"spatial size (${c['output'][1]} \\times {c['output'][2]}$) and mixes channels only: "
+        "each output pixel is a linear combination of the input's channels at that pixel (a "
+        "fully connected layer applied at every position), which changes the number of "
+        f"channels ({c['output'][0]} filters here: $3 \\to {c['output'][0]}$). Max "
         r"pooling with window $K$ and stride $S$ gives $\lfloor (W - K)/S \rfloor + 1$ "
         "along each axis and keeps the channels."
     )
