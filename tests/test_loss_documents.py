@@ -58,3 +58,7 @@ def test_problem_sentence_says_the_label_and_no_size_twice():
     d = derivgrad.derive("conv2d", input=(3, 3), kernel=(2, 2))
     problem = next(x for k, x in build(d).blocks if k == "p" and x.startswith("Problem."))
     assert "stride = 1, padding = 0, dilation = 1" in problem and "input =" not in problem
+    # a stride is no size: 2×2 beside w ∈ ℝ^{2×2} is still said
+    d = derivgrad.derive("conv2d", input=(4, 4), kernel=(2, 2), stride=2, padding=1)
+    problem = next(x for k, x in build(d).blocks if k == "p" and x.startswith("Problem."))
+    assert "stride = 2, padding = 1" in problem and "kernel =" not in problem

@@ -87,6 +87,12 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # an index (a class label, "1-based") is a value a reader needs whatever it is; a count or
     # a size that an input's shape already says (classes = 3 beside z ∈ ℝ³) is said there
     index = {p.name for p in getattr(op, "params", ()) if "1-based" in p.help}
+    # only a size can be said by a shape: a stride of 2×2 beside w ∈ ℝ^{2×2} is not
+    sizes = {
+        p.name
+        for p in getattr(op, "params", ())
+        if any(w in p.help for w in ("size", "features", "classes", "length", "units"))
+    }
     shapes_said = {v.shape for v in d.input_arrays.values()} - {(), (1,)}  # b ∈ ℝ says no size
 
     def said(k: str, v: object) -> bool:
@@ -94,7 +100,8 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
             return False
         if kinds.get(k) == "bool" or (kinds.get(k) == "int" and v == 1):
             return True
-        return (tuple(v) if isinstance(v, (tuple, list)) else (v,)) in shapes_said
+        shape = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        return k in sizes and shape in shapes_said
 
     params = ", ".join(
         f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None and not said(k, v)
