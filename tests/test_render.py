@@ -219,3 +219,22 @@ def test_block_rows_leave_room_for_their_blocks():
         tex = block_matrix([[block, block], [block, block], [block, block]])
         gaps = [float(g) for g in re.findall(r"\\\\\[([0-9.]+)ex\]", tex)]
         assert len(gaps) == 2 and all(g >= 1.4 * rows for g in gaps), (rows, gaps)
+
+
+def test_a_common_factor_times_the_rest_is_the_matrix():
+    # average pooling's Jacobian and gradient print 1/4 once: the product must be the matrix
+    from derivgrad.documents.document import common_factor
+
+    a, b = sp.symbols("a b")
+    for m in (
+        np.array([[a / 4, 0], [b / 4, a / 4]], dtype=object),
+        np.array([[sp.Rational(1, 4), 0], [0, sp.Rational(1, 4)]], dtype=object),
+        np.array([[a / 4, b / 2]], dtype=object),  # two coefficients: nothing factored
+        np.array([[-a, b]], dtype=object),  # ±1: nothing factored
+    ):
+        c, rest = common_factor(m)
+        assert all(sp.expand(c * r - e) == 0 for r, e in zip(rest.reshape(-1), m.reshape(-1)))
+    assert common_factor(np.array([[a / 4, b / 2]], dtype=object))[0] == 1
+    d = derivgrad.derive("avgpool2d", input=(4, 4), kernel=2, stride=2)
+    c, rest = common_factor(d.grad_array("x"))
+    assert c == sp.Rational(1, 4) and set(rest.reshape(-1)) <= set(d.upstream_array.reshape(-1))

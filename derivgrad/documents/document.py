@@ -366,7 +366,7 @@ _RULE_TEX = [
 def rule_tex(rule: str) -> str:
     """A rule from ``Derivation.rules`` (Unicode) as inline LaTeX: the formula in math mode,
     a trailing explanation (after a comma or in parentheses) as text."""
-    m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
+    m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the).*?)\)?$", rule)
     head, tail = (m.group(1), m.group(2)) if m else (rule, "")
     head = head.replace("√(σ²+ε)", r"\sqrt{\sigma^2+\epsilon}").replace("·", r"\cdot ")
     head = re.sub(r"\bd([Wb])([12])\b", r"d\1^{(\2)}", head)  # dW2 = ...: a layer's gradient
@@ -379,7 +379,7 @@ def rule_tex(rule: str) -> str:
         r"\b(crop|pad|dilate|rot180|reshape|mean)_([a-z])\(", r"\\operatorname{\1}_{\2}(", head
     )
     head = re.sub(
-        r"\b(crop|pad|dilate|rot180|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
+        r"\b(crop|pad|dilate|rot180|flip|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
     )
     head = re.sub(r"\bargmax_([a-z])", r"\\operatorname{argmax}_{\1}", head)
     head = re.sub(r"_(?!\{)([A-Za-z0-9]+)", r"_{\1}", head)
@@ -396,5 +396,8 @@ def rule_tex(rule: str) -> str:
         t = re.sub(r"\b([a-z]) \$\\ni\$ ([a-z])\b", r"$\1 \\ni \2$", t)
         # a one-letter quantity named in the prose is mathematics too ("stride $d$")
         t = re.sub(r"\b(stride|dilation|padding|window) ([a-z])\b", r"\1 $\2$", t)
+        t = re.sub(r"\b([a-z]) = ([a-z])\(([a-z]) \$-\$ 1\)", r"$\1 = \2(\3 - 1)$", t)
+        t = re.sub(r"(?<![\w$\\(])([qrX])(?![\w$(])", r"$\1$", t)  # q, r, X named in prose
+        t = t.replace("$q$ + $r$", "$q + r$")
         out += f", {t}"
     return out

@@ -332,11 +332,15 @@ def _local_derivatives(doc, d, k, v, show, loss):
             f"With respect to ${name}$ it is drawn as a block matrix: the block at position "
             f"$(i, j)$ holds the derivatives of every output with respect to ${name}_{{i,j}}$."
         )
+    c, rest = common_factor(shown)  # average pooling: 1/4 times blocks of 0s and 1s
     doc.eq(
         [
             (
                 r"\frac{\partial y}{\partial " + name + "}",
-                [jacobian_tex(shown, v.shape, d.output_array.shape)],
+                [
+                    ("" if c == 1 else tex(c) + " ")
+                    + jacobian_tex(rest, v.shape, d.output_array.shape)
+                ],
             )
         ]
     )

@@ -154,8 +154,9 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     inputs = {"x": xs, "w": ws}
     rules = {
         "x": Rule(
-            "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), summed over filters, with "
-            "q zeros before and q + r after, q = d f − d and r the rows past the last window",
+            f"dX = crop_p(pad(dilate_s(dY)) ⋆ {'rot180' if ndim == 2 else 'flip'}(dilate_d(W))), "
+            "summed over filters, with q zeros before and q + r after, q = d(f − 1) and r the "
+            "rows past the last window",
             lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
         ),
         "w": Rule(
