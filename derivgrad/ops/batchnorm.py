@@ -183,12 +183,15 @@ def _statistics_with_numbers(d: Derivation) -> list[Block]:
         mu = sp.nsimplify(d.extra["mu"][c].xreplace(subs))
         var = sp.nsimplify(d.extra["var"][c].xreplace(subs))
         S = sp.sqrt(var + d.constants[d.extra["eps"]])
+        xs = d.input_arrays["x"][:, c].reshape(-1)
+        rows.append(  # the numbers μ is computed from, before μ
+            (", ".join(tex(x) for x in xs), [", ".join(tex(x.xreplace(subs)) for x in xs)])
+        )
         rows += [
             (r"\mu_{%d}" % k, [tex(mu)]),
             (r"\sigma^2_{%d}" % k, [tex(var)]),
             (r"S_{%d}" % k, [tex(sp.Float(S, 6))]),
         ]
-        xs = d.input_arrays["x"][:, c].reshape(-1)
         for x, h in zip(xs, nm["xh"]):
             v = (x.xreplace(subs) - mu) / S
             rows.append((tex(h), [tex(sp.Integer(0) if v == 0 else sp.Float(v, 6))]))

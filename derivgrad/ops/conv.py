@@ -904,14 +904,14 @@ def _errata_doc() -> Doc:
     g = a.grad_array("x")
     doc.p(
         "3. The notes (file 001, pooling) write "
-        r'"$dX$ = AveragePool($dY$)" for a 2×2 average pooling with stride 2. '
+        r"$dX = \operatorname{AveragePool}(dY)$ for a 2×2 average pooling with stride 2. "
         r"The shapes do not match: $dY$ has the "
         rf"output's shape ({'×'.join(map(str, a.upstream_array.shape))} for a 4×4 input), "
         rf"and average pooling it again gives "
         f"{output_size(a.upstream_array.shape[0], 2, 2, 0, 1)}×"
         f"{output_size(a.upstream_array.shape[1], 2, 2, 0, 1)}, while $dX$ is "
         f"{'×'.join(map(str, g.shape))}. Each input receives a quarter of its window's "
-        r"gradient, $dX$ = upsample($dY$)/4 (each entry of $dY$ copied over its "
+        r"gradient, $dX = \operatorname{upsample}(dY)/4$ (each entry of $dY$ copied over its "
         r"2×2 window, divided by $K^2 = 4$):"
     )
     doc.eq([(r"\frac{\partial L}{\partial x}", [r"\frac{1}{4}" + bmatrix(g * 4)])])
