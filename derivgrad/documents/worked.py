@@ -69,7 +69,7 @@ def _gradcheck_doc():
         f"({right[0]:g}, {right[1]:g})$"
         + (
             f"; the check catches it at $x_{{{caught[1][0] + 1 if caught[1] else 1}}}$: "
-            f"analytic {caught[2]:g}, numeric {caught[3]:.6g}."
+            f"analytic ${caught[2]:g}$, numeric ${caught[3]:.6g}$."
             if caught is not None
             else "; the check did NOT catch it."
         )

@@ -152,7 +152,7 @@ def stable_definitions(d: Derivation) -> list[Block]:
                 else "These identities are not verified in this document (the proof was skipped)"
             )
             + r", and the expressions below use them: $p_i$ stands for "
-            r"$e^{z_i - \operatorname{lse}(z)}$, which is what the ground truth evaluates.",
+            r"$e^{z_i - \operatorname{lse}(z)}$, the form that stays finite at any logits.",
         ),
     ]
 
