@@ -726,3 +726,24 @@ def test_a_long_explanation_is_written_out_once_in_the_collection(worked_docs):
             if long and not one_sentence and not text.startswith(("Problem.", "Rule for")):
                 assert text not in full, f"said twice: {text[:80]}"
             full.setdefault(text, title)
+
+
+def test_batchnorm_local_derivatives_print_the_jacobian():
+    # printed factored (one fraction, not one inside another): each row parses back to the
+    # Jacobian entry it names
+    from derivgrad.ops.batchnorm import _named
+
+    d = derivgrad.derive("batchnorm2d", batch=2, channels=1, input=(1, 2))
+    doc = build(d)
+    start = [b[0] == "h" and b[1][1] == "Local derivatives" for b in doc.blocks].index(True)
+    rows = next(b[1] for b in doc.blocks[start:] if b[0] == "eq")
+    nm = _named(d, 0)
+    plain = lambda e: e.xreplace(  # noqa: E731  (by name: the parser knows no assumptions)
+        {s: sp.Symbol(s.name.replace(r"\hat x", "h")) for s in e.free_symbols}
+    )
+    M = nm["M"]
+    assert len(rows) == min(16, M * M)
+    for k, (lhs, frags) in enumerate(rows):
+        i, o = divmod(k, M)
+        back = parse(" ".join(frags).replace(r"\\ &\quad", " ").replace(r"\hat x", "h"))
+        assert sp.simplify(back - plain(nm["J"][i][o])) == 0, (lhs, frags)

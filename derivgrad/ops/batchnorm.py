@@ -268,7 +268,7 @@ def batchnorm_document(d: Derivation) -> Doc:
                 ",".join(map(str, (pos[o][0] + 1, 1, pos[o][1] + 1, pos[o][2] + 1))),
                 indexed("x", (pos[i][0], 0, pos[i][1], pos[i][2])),
             ),
-            tex_split(nm["J"][i][o]),
+            tex_split(sp.factor(nm["J"][i][o])),  # γ(x̂ᵢx̂ₒ + 1)/(4S): no fraction in a fraction
         )
         for i in range(nm["M"])
         for o in range(nm["M"])
