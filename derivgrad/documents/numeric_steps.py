@@ -233,7 +233,9 @@ def _numeric_view(d: Derivation) -> Derivation:
     return view
 
 
-def _compact(d: Derivation) -> list[Block]:
+def _compact(d: Derivation, local: bool = True) -> list[Block]:
+    """The closed form at the numbers; ``local``: the document printed the local derivatives
+    (a network's own document does not, so nothing there was said before)."""
     from ..registry import get
 
     subs = substitutions(d)
@@ -248,7 +250,7 @@ def _compact(d: Derivation) -> list[Block]:
     out.extend(own)
     for k in d.grad_names:
         g = evaluate(d.grad_array(k), subs)
-        if not has_upstream(d) and _said_locally(d, k):
+        if local and not has_upstream(d) and _said_locally(d, k):
             continue  # a loss's gradient is its local derivatives, printed with numbers above
         lhs = r"\frac{\partial L}{\partial " + tex_name(k) + "}"
         if max(len(num_tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS and g.size <= 64:
@@ -325,7 +327,13 @@ def _kernel(d: Derivation) -> list[Block]:
 def _whole(d: Derivation) -> list[Block]:
     """For an op that writes its whole document (a network): the numbers, the forward output,
     the gradients and the kernel check, appended."""
-    return [("h", (2, "A numeric instance"))] + _given(d) + _forward(d) + _compact(d) + _kernel(d)
+    return (
+        [("h", (2, "A numeric instance"))]
+        + _given(d)
+        + _forward(d)
+        + _compact(d, local=False)
+        + _kernel(d)
+    )
 
 
 _POINTS: dict[str, Callable[[Derivation], list[Block]]] = {
