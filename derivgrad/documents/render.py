@@ -98,6 +98,8 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     def said(k: str, v: object) -> bool:
         if k in index:
             return False
+        if k in d.input_arrays and v == d.input_arrays[k].shape:
+            return True  # a defined layer's input shape, said with the input
         if kinds.get(k) == "bool" or (kinds.get(k) == "int" and v == 1):
             return True
         shape = tuple(v) if isinstance(v, (tuple, list)) else (v,)
