@@ -292,8 +292,8 @@ def test_index_notation_is_one_based_with_no_kronecker_delta_and_no_trivial_cond
     text = _text(_index_doc())
     assert "KroneckerDelta" not in text and "delta_{o" not in text
     assert "c' \\geq 0" not in text and "C - 1" not in text  # a free index's own range
-    assert "w}_{o,c',a - i + 1,b - j + 1}" in text  # 1-based: w_{.., a-i+1, ..}
-    assert "1 \\leq n \\leq N" in text
+    assert "w}_{c',c,a - i + 1,b - j + 1}" in text  # 1-based: w_{.., a-i+1, ..}
+    assert "substack" not in text  # the text format cannot draw it: ranges said in words
 
 
 def test_index_rule_in_one_based_form_still_equals_the_closed_form():
@@ -700,3 +700,50 @@ def test_the_layout_sentence_is_said_once_in_the_collection(worked_docs):
     paragraphs = [x for doc in worked_docs for kind, x in doc.blocks if kind == "p"]
     assert paragraphs.count(LAYOUT) == 1 and paragraphs.count(LAYOUT_AGAIN) >= 1
     assert paragraphs.index(LAYOUT) < paragraphs.index(LAYOUT_AGAIN)
+
+
+def test_a_long_explanation_is_written_out_once_in_the_collection(worked_docs):
+    import re
+
+    from derivgrad.documents.worked import REPEATED_CHARS, first_sentence
+
+    full: dict[str, str] = {}  # paragraph -> the worked problem that wrote it out
+    for doc in worked_docs:
+        title = next((b[1][1] for b in doc.blocks if b[0] == "h"), "")
+        for kind, text in doc.blocks:
+            if kind != "p":
+                continue
+            back = re.search(r"\(In full under (worked problem \w+)\.\)$", text)
+            if back:  # the kept first sentence opens a paragraph of the problem named
+                first = text[: back.start()].strip()
+                assert any(
+                    p.startswith(first) and back.group(1) in t and p != text
+                    for p, t in full.items()
+                ), text
+                continue
+            long = len(text) >= REPEATED_CHARS and not text.rstrip().endswith(":")
+            one_sentence = first_sentence(text) == text  # nothing shorter to keep
+            if long and not one_sentence and not text.startswith(("Problem.", "Rule for")):
+                assert text not in full, f"said twice: {text[:80]}"
+            full.setdefault(text, title)
+
+
+def test_batchnorm_local_derivatives_print_the_jacobian():
+    # printed factored (one fraction, not one inside another): each row parses back to the
+    # Jacobian entry it names
+    from derivgrad.ops.batchnorm import _named
+
+    d = derivgrad.derive("batchnorm2d", batch=2, channels=1, input=(1, 2))
+    doc = build(d)
+    start = [b[0] == "h" and b[1][1] == "Local derivatives" for b in doc.blocks].index(True)
+    rows = next(b[1] for b in doc.blocks[start:] if b[0] == "eq")
+    nm = _named(d, 0)
+    plain = lambda e: e.xreplace(  # noqa: E731  (by name: the parser knows no assumptions)
+        {s: sp.Symbol(s.name.replace(r"\hat x", "h")) for s in e.free_symbols}
+    )
+    M = nm["M"]
+    assert len(rows) == min(16, M * M)
+    for k, (lhs, frags) in enumerate(rows):
+        i, o = divmod(k, M)
+        back = parse(" ".join(frags).replace(r"\\ &\quad", " ").replace(r"\hat x", "h"))
+        assert sp.simplify(back - plain(nm["J"][i][o])) == 0, (lhs, frags)

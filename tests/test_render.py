@@ -6,13 +6,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import sympy as sp
 from latex_parse import parse
 
 import derivgrad
-from derivgrad.documents.document import abbreviate_array
-from derivgrad.documents.render import build, render
+from derivgrad.documents.document import abbreviate_array, has_upstream, indexed, tex_name
+from derivgrad.documents.render import build, render, said_in_chain
 from derivgrad.registry import OPS
 
 # ops printed by the generic document (the network and batch norm write their own)
@@ -52,20 +53,50 @@ def test_printed_closed_forms_parse_back_to_the_sympy_results(derivations, name)
     d = derivations[name]
     doc = build(d)
     heads = [i for i, (k, x) in enumerate(doc.blocks) if k == "h"]
-    start = next(i for i, (k, x) in enumerate(doc.blocks) if k == "h" and x[1] == "Closed form")
-    end = next((i for i in heads if i > start), len(doc.blocks))
-    printed = [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
-    expected = []
+
+    def section(title):
+        start = next(i for i, (k, x) in enumerate(doc.blocks) if k == "h" and x[1] == title)
+        end = next((i for i in heads if i > start), len(doc.blocks))
+        return [frags for k, x in doc.blocks[start:end] if k == "eq" for _, frags in x]
+
+    # a loss whose gradient is its local derivatives prints it once, under those
+    from derivgrad.documents.numeric_steps import _said_locally
+
+    said = [k for k in d.grad_names if not has_upstream(d) and _said_locally(d, k)]
+    local = section("Local derivatives") if said else []
+    closed = section("Closed form")
+    # a gradient whose chain-rule sums are its closed form entry by entry is listed once
+    rules = [x for k, x in doc.blocks if k == "p" and x.startswith("Rule for")]
+    chain_rows = {
+        lhs: frags
+        for k, x in doc.blocks
+        if k == "eq"
+        for lhs, frags in x
+        if lhs.startswith(r"\frac{\partial L}")
+    }
+    printed, expected = [], []
     for k in d.grad_names:
         g = abbreviate_array(d.grad_array(k), d.extra.get("print_as"))  # p_i printed for e^…
-        if (
-            g.ndim == 2
-            and g.size <= 36
-            and len(printed)
-            and printed[len(expected)][0].startswith(r"\begin{bmatrix}")
-        ):
+        rule = next(x for x in rules if x.startswith(f"Rule for ${tex_name(k)}$"))
+        if rule.endswith("the sums of the chain rule above."):
+            assert has_upstream(d) and said_in_chain(d, k)
+            for idx in np.ndindex(*g.shape):
+                lhs = r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}"
+                frags = chain_rows[lhs]  # an inner product ⟨J, δ⟩ = value: the value
+                printed.append([" ".join(frags).split(r"\rangle =")[-1]])
+                expected.append(g[idx])
+            continue
+        if k in said:
+            printed.extend(local[: g.size])
+            local = local[g.size :]
+            expected.extend(g.reshape(-1))
+            continue
+        if g.ndim == 2 and g.size <= 36 and closed and r"\begin{bmatrix}" in closed[0][0]:
+            printed.append(closed.pop(0))
             expected.append(sp.Matrix(g.tolist()))
         else:
+            printed.extend(closed[: g.size])
+            closed = closed[g.size :]
             expected.extend(g.reshape(-1))
     assert len(printed) >= min(len(expected), 16)
     for frags, e in zip(printed, expected):
@@ -174,3 +205,36 @@ def test_pdf_without_a_tex_engine_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install texlive"):
         compile_pdf("x", tmp_path / "x.pdf")
+
+
+def test_block_rows_leave_room_for_their_blocks():
+    # a row gap of an array only deepens its strut: it must exceed the blocks' own depth, or
+    # stacked blocks touch (the stride-2 Jacobian's 3×3 blocks did at 2.2ex)
+    import re
+
+    from derivgrad.documents.document import block_matrix, bmatrix
+
+    for rows in (1, 2, 3, 5):
+        block = bmatrix(np.array(sp.symbols(f"a:{rows * 2}"), dtype=object).reshape(rows, 2))
+        tex = block_matrix([[block, block], [block, block], [block, block]])
+        gaps = [float(g) for g in re.findall(r"\\\\\[([0-9.]+)ex\]", tex)]
+        assert len(gaps) == 2 and all(g >= 1.4 * rows for g in gaps), (rows, gaps)
+
+
+def test_a_common_factor_times_the_rest_is_the_matrix():
+    # average pooling's Jacobian and gradient print 1/4 once: the product must be the matrix
+    from derivgrad.documents.document import common_factor
+
+    a, b = sp.symbols("a b")
+    for m in (
+        np.array([[a / 4, 0], [b / 4, a / 4]], dtype=object),
+        np.array([[sp.Rational(1, 4), 0], [0, sp.Rational(1, 4)]], dtype=object),
+        np.array([[a / 4, b / 2]], dtype=object),  # two coefficients: nothing factored
+        np.array([[-a, b]], dtype=object),  # ±1: nothing factored
+    ):
+        c, rest = common_factor(m)
+        assert all(sp.expand(c * r - e) == 0 for r, e in zip(rest.reshape(-1), m.reshape(-1)))
+    assert common_factor(np.array([[a / 4, b / 2]], dtype=object))[0] == 1
+    d = derivgrad.derive("avgpool2d", input=(4, 4), kernel=2, stride=2)
+    c, rest = common_factor(d.grad_array("x"))
+    assert c == sp.Rational(1, 4) and set(rest.reshape(-1)) <= set(d.upstream_array.reshape(-1))

@@ -209,18 +209,34 @@ def abbreviated_note(side: int = MAX_MATRIX_SIDE) -> str:
 ABBREVIATED = abbreviated_note()
 
 
+def common_factor(a: np.ndarray) -> tuple[Any, np.ndarray]:
+    """``(c, a / c)`` when every non-zero entry of ``a`` has the same rational coefficient
+    ``c`` other than ±1 (average pooling's ``δ/4``: printed ``1/4`` times a matrix of δ, as the
+    notes write ``upsample(δ)/K²``); ``(1, a)`` otherwise."""
+    coeffs = {sp.sympify(e).as_coeff_Mul()[0] for e in a.reshape(-1) if e != 0}
+    if len(coeffs) != 1:
+        return 1, a
+    (c,) = coeffs
+    if not c.is_Rational or abs(c) == 1:
+        return 1, a
+    return c, np.vectorize(lambda e: sp.expand(e / c), otypes=[object])(a)
+
+
 def block_matrix(cells: list[list[str]]) -> str:
     r"""A matrix of LaTeX blocks (each cell a typeset matrix or ``\mathbf{0}``), rows spaced
-    so the blocks do not touch: the course's drawing of a Jacobian or a doubly blocked T."""
+    so the blocks do not touch: the course's drawing of a Jacobian or a doubly blocked T.
+
+    A row gap ``\\[g]`` of an array only deepens the row's strut, so it must exceed the
+    depth of the blocks themselves: a block of r rows reaches about 1.4 r ex below the axis
+    (rows 12 pt apart at 10 pt, centred), and ``g`` = 1.4 r ex leaves about 1.5 ex between
+    block rows whatever their size."""
     rows = [" & ".join(row) for row in cells]
     ncols = len(cells[0]) if cells else 0
-    return (
-        r"\left[\begin{array}{"
-        + "c" * ncols
-        + "} "
-        + r" \\[2.2ex] ".join(rows)
-        + r" \end{array}\right]"
-    )
+    out = r"\left[\begin{array}{" + "c" * ncols + "} " + (rows[0] if rows else "")
+    for above, row in zip(cells, rows[1:]):
+        depth = max(cell.count(r"\\") + 1 if "matrix}" in cell else 1 for cell in above)
+        out += r" \\[%.1fex] " % (1.4 * depth) + row
+    return out + r" \end{array}\right]"
 
 
 def jacobian_tex(J: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> str:
@@ -350,7 +366,7 @@ _RULE_TEX = [
 def rule_tex(rule: str) -> str:
     """A rule from ``Derivation.rules`` (Unicode) as inline LaTeX: the formula in math mode,
     a trailing explanation (after a comma or in parentheses) as text."""
-    m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the)[^)]*)\)?$", rule)
+    m = re.match(r"^(.*?)(?:,\s*|\s+\()((?:summed|routed|for|each|spread|with|the).*?)\)?$", rule)
     head, tail = (m.group(1), m.group(2)) if m else (rule, "")
     head = head.replace("√(σ²+ε)", r"\sqrt{\sigma^2+\epsilon}").replace("·", r"\cdot ")
     head = re.sub(r"\bd([Wb])([12])\b", r"d\1^{(\2)}", head)  # dW2 = ...: a layer's gradient
@@ -363,7 +379,7 @@ def rule_tex(rule: str) -> str:
         r"\b(crop|pad|dilate|rot180|reshape|mean)_([a-z])\(", r"\\operatorname{\1}_{\2}(", head
     )
     head = re.sub(
-        r"\b(crop|pad|dilate|rot180|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
+        r"\b(crop|pad|dilate|rot180|flip|reshape|mean|diag|relu)\(", r"\\operatorname{\1}(", head
     )
     head = re.sub(r"\bargmax_([a-z])", r"\\operatorname{argmax}_{\1}", head)
     head = re.sub(r"_(?!\{)([A-Za-z0-9]+)", r"_{\1}", head)
@@ -380,5 +396,8 @@ def rule_tex(rule: str) -> str:
         t = re.sub(r"\b([a-z]) \$\\ni\$ ([a-z])\b", r"$\1 \\ni \2$", t)
         # a one-letter quantity named in the prose is mathematics too ("stride $d$")
         t = re.sub(r"\b(stride|dilation|padding|window) ([a-z])\b", r"\1 $\2$", t)
+        t = re.sub(r"\b([a-z]) = ([a-z])\(([a-z]) \$-\$ 1\)", r"$\1 = \2(\3 - 1)$", t)
+        t = re.sub(r"(?<![\w$\\(])([qrX])(?![\w$(])", r"$\1$", t)  # q, r, X named in prose
+        t = t.replace("$q$ + $r$", "$q + r$")
         out += f", {t}"
     return out

@@ -110,7 +110,24 @@ def _forward(d: Derivation) -> list[Block]:
     for idx, e in entries(d._output, lambda i: i):
         lhs = "L" if loss else indexed("y", idx)
         rows.append((lhs, _written_out(substituted_tex(e, subs), e.xreplace(subs))))
-    return _capped("With the numbers, the forward pass gives:", rows)
+    return _capped("With the numbers, the forward pass gives:", rows) + _named(d)
+
+
+def _named(d: Derivation) -> list[Block]:
+    """The values of the named intermediates the document prints in place of what they stand
+    for (softmax's ``p_i``), so a reader can check each later step that uses them."""
+    subs = substitutions(d)
+    groups: dict[str, list[tuple[sp.Symbol, sp.Expr]]] = {}
+    for e, s in (d.extra.get("print_as") or {}).items():
+        if isinstance(s, sp.Symbol):
+            groups.setdefault(s.name.split("_")[0], []).append((s, as_expr(e)))
+    if not groups:
+        return []
+    rows = []
+    for base, named in groups.items():
+        values = np.array([e.xreplace(subs).doit() for _, e in named], dtype=object)
+        rows.append((base, [array_tex(values)]))
+    return [("p", "The named intermediates at these numbers:"), ("eq", rows)]
 
 
 def _written_out(written: str, value: sp.Expr) -> list[str]:
@@ -147,11 +164,16 @@ def _local(d: Derivation) -> list[Block]:
         out.append(("eq", [(lhs, [jacobian_tex(shown, v.shape, d._output.shape)])]))
     if not out:
         return []
-    return [("p", "The local derivatives at these numbers:")] + out
+    said = not has_upstream(d) and all(_said_locally(d, k) for k in d._inputs)
+    intro = "The gradient at these numbers:" if said else "The local derivatives at these numbers:"
+    return [("p", intro)] + out
 
 
 def _chain(d: Derivation) -> list[Block]:
-    """Each chain-rule sum written out with its numbers: Σ_o J[i, o] δ[o]."""
+    """Each chain-rule sum written out with its numbers: Σ_o J[i, o] δ[o].  A loss has no
+    upstream gradient and so no sum: its local derivatives above are already the gradient."""
+    if not has_upstream(d):
+        return []
     subs = substitutions(d)
     up = np.asarray(d._upstream, dtype=object)
     out: list[Block] = [("p", "Each sum with its numbers:")]
@@ -211,7 +233,9 @@ def _numeric_view(d: Derivation) -> Derivation:
     return view
 
 
-def _compact(d: Derivation) -> list[Block]:
+def _compact(d: Derivation, local: bool = True) -> list[Block]:
+    """The closed form at the numbers; ``local``: the document printed the local derivatives
+    (a network's own document does not, so nothing there was said before)."""
     from ..registry import get
 
     subs = substitutions(d)
@@ -226,6 +250,8 @@ def _compact(d: Derivation) -> list[Block]:
     out.extend(own)
     for k in d.grad_names:
         g = evaluate(d.grad_array(k), subs)
+        if local and not has_upstream(d) and _said_locally(d, k):
+            continue  # a loss's gradient is its local derivatives, printed with numbers above
         lhs = r"\frac{\partial L}{\partial " + tex_name(k) + "}"
         if max(len(num_tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS and g.size <= 64:
             out.append(("eq", [(lhs, [array_tex(g)])]))
@@ -235,7 +261,17 @@ def _compact(d: Derivation) -> list[Block]:
                 for i, e in entries(g, lambda i: i)
             ]
             out.append(("eq", rows[:MAX_ROWS]))
-    return out
+    return out if len(out) > 1 else []
+
+
+def _said_locally(d: Derivation, k: str) -> bool:
+    """Whether the closed-form gradient of ``k`` is entry for entry the local derivative the
+    document printed already (a loss: no upstream gradient, nothing contracted)."""
+    J = d.jacobian_array(k)
+    g = d.grad_array(k)
+    return J.size == g.size and all(
+        sp.simplify(a - b) == 0 for a, b in zip(J.reshape(-1), g.reshape(-1))
+    )
 
 
 def _kernel(d: Derivation) -> list[Block]:
@@ -252,7 +288,9 @@ def _kernel(d: Derivation) -> list[Block]:
         ]
 
     def label(k: str) -> str:
-        return "$y$" if k == "output" else f"$\\partial L/\\partial {tex_name(k)}$"
+        if k == "output":
+            return "$y$" if has_upstream(d) else "$L$"
+        return f"$\\partial L/\\partial {tex_name(k)}$"
 
     failed = failed_checks(report)
     if failed:
@@ -268,7 +306,7 @@ def _kernel(d: Derivation) -> list[Block]:
             ("h", (2, "Checked by the kernels")),
             (
                 "p",
-                "derivgrad's kernels (the op's kernel face, run in float64 on these numbers) "
+                "derivgrad's compiled kernels (run in float64 on these numbers) "
                 f"could not confirm every array: {said}.{rest}",
             ),
         ]
@@ -279,7 +317,7 @@ def _kernel(d: Derivation) -> list[Block]:
         ("h", (2, "Checked by the kernels")),
         (
             "p",
-            f"derivgrad's kernels (the op's kernel face, run in float64 on these numbers) give "
+            f"derivgrad's compiled kernels (run in float64 on these numbers) give "
             f"the same arrays: {names} agree with the values above {verdict}; largest absolute "
             f"difference {worst:.3g}.",
         ),
@@ -289,7 +327,13 @@ def _kernel(d: Derivation) -> list[Block]:
 def _whole(d: Derivation) -> list[Block]:
     """For an op that writes its whole document (a network): the numbers, the forward output,
     the gradients and the kernel check, appended."""
-    return [("h", (2, "A numeric instance"))] + _given(d) + _forward(d) + _compact(d) + _kernel(d)
+    return (
+        [("h", (2, "A numeric instance"))]
+        + _given(d)
+        + _forward(d)
+        + _compact(d, local=False)
+        + _kernel(d)
+    )
 
 
 _POINTS: dict[str, Callable[[Derivation], list[Block]]] = {

@@ -21,11 +21,13 @@ from ..symbolic.derivation import Derivation, register_renderer
 from .document import (
     ABBREVIATED,
     MAX_ENTRY_CHARS,
+    MAX_ROWS,
     Doc,
     abbreviate,
     abbreviate_array,
     abbreviated,
     bmatrix,
+    common_factor,
     entries,
     entry_rows,
     escape_text,
@@ -39,6 +41,7 @@ from .document import (
     tex_name,
     tex_split,
 )
+from .numeric_steps import _said_locally as said_locally
 from .numeric_steps import at as numbers_at
 
 
@@ -81,14 +84,29 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # the hyper-parameters a reader needs: a switch shows in the inputs (b or no b), a count
     # of 1 (one channel, one sample) in the shapes
     kinds = {p.name: p.kind for p in getattr(op, "params", ())}
+    # an index (a class label, "1-based") is a value a reader needs whatever it is; a count or
+    # a size that an input's shape already says (classes = 3 beside z ∈ ℝ³) is said there
+    index = {p.name for p in getattr(op, "params", ()) if "1-based" in p.help}
+    # only a size can be said by a shape: a stride of 2×2 beside w ∈ ℝ^{2×2} is not
+    sizes = {
+        p.name
+        for p in getattr(op, "params", ())
+        if any(w in p.help for w in ("size", "features", "classes", "length", "units"))
+    }
+    shapes_said = {v.shape for v in d.input_arrays.values()} - {(), (1,)}  # b ∈ ℝ says no size
+
+    def said(k: str, v: object) -> bool:
+        if k in index:
+            return False
+        if k in d.input_arrays and v == d.input_arrays[k].shape:
+            return True  # a defined layer's input shape, said with the input
+        if kinds.get(k) == "bool" or (kinds.get(k) == "int" and v == 1):
+            return True
+        shape = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        return k in sizes and shape in shapes_said
+
     params = ", ".join(
-        f"{k} = {fmt_param(v, k)}"
-        for k, v in d.params.items()
-        if v is not None
-        and kinds.get(k) != "bool"
-        and not (kinds.get(k) == "int" and v == 1)
-        # a parameter that is an input's shape is said once, with the input (a defined layer's)
-        and not (k in d.input_arrays and v == d.input_arrays[k].shape)
+        f"{k} = {fmt_param(v, k)}" for k, v in d.params.items() if v is not None and not said(k, v)
     )
 
     # as the notes write them: x ∈ ℝ⁴, W ∈ ℝ^{3×3}
@@ -127,9 +145,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # local derivatives
     doc.h("Local derivatives", 2)
     if loss:
+        letters = lambda v: ",".join("ijkl"[: v.ndim])  # noqa: E731
+        each = "; ".join(
+            f"entry ${letters(v)}$ of $\\partial L / \\partial {tex_name(k)}$ is "
+            f"$\\partial L / \\partial {tex_name(k)}_{{{letters(v)}}}$"
+            for k, v in d.input_arrays.items()
+        )
         doc.p(
             r"The output is the loss $L$ itself, so its derivative with respect to each input "
-            r"has the shape of that input: entry $i$ is $\partial L / \partial x_i$."
+            f"has the shape of that input: {each}."
         )
     else:
         doc.p(LAYOUT)
@@ -162,14 +186,29 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     # closed form
     doc.h("Closed form", 2)
     for k in d.grad_names:
-        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
+        if loss and said_locally(d, k):
+            doc.p(
+                f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}; entry by entry, the "
+                "derivatives above."
+            )
+            continue
         g = abbreviate_array(d.grad_array(k), print_as)
-        if (
+        as_matrix = (
             g.ndim == 2
             and g.size <= 36
             and max(len(tex(e)) for e in g.reshape(-1)) <= MAX_ENTRY_CHARS
-        ):
-            doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [bmatrix(g)])])
+        )
+        if not loss and not as_matrix and said_in_chain(d, k):
+            doc.p(
+                f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}; entry by entry, the "
+                "sums of the chain rule above."
+            )
+            continue
+        doc.p(f"Rule for ${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
+        if as_matrix:
+            c, rest = common_factor(g)
+            factor = "" if c == 1 else tex(c) + " "
+            doc.eq([(r"\frac{\partial L}{\partial " + tex_name(k) + "}", [factor + bmatrix(rest)])])
         else:
             rows, note = entry_rows(
                 lambda idx, k=k: r"\frac{\partial L}{\partial " + indexed(tex_name(k), idx) + "}",
@@ -183,6 +222,15 @@ def build(d: Derivation, heading: str | None = None) -> Doc:
     doc.p(proof_sentence(d, d.proof.sentence))
     doc.blocks.extend(numbers_at("end", d))  # NUMBERS: the kernels give the same arrays
     return doc
+
+
+def said_in_chain(d: Derivation, k: str) -> bool:
+    """Whether the chain rule section printed every entry of ``k``'s gradient exactly as the
+    closed form would print it (one list of the same sums is enough)."""
+    if "print_as" in d.extra and d.extra["print_as"]:
+        return False  # the chain rule prints the expanded form, the closed form the named one
+    c, g = d.chain_array(k), d.grad_array(k)
+    return g.size <= MAX_ROWS and all(a == b for a, b in zip(c.reshape(-1), g.reshape(-1)))
 
 
 # said once per document: the worked-problems collection keeps the first and shortens the rest
@@ -286,11 +334,15 @@ def _local_derivatives(doc, d, k, v, show, loss):
             f"With respect to ${name}$ it is drawn as a block matrix: the block at position "
             f"$(i, j)$ holds the derivatives of every output with respect to ${name}_{{i,j}}$."
         )
+    c, rest = common_factor(shown)  # average pooling: 1/4 times blocks of 0s and 1s
     doc.eq(
         [
             (
                 r"\frac{\partial y}{\partial " + name + "}",
-                [jacobian_tex(shown, v.shape, d.output_array.shape)],
+                [
+                    ("" if c == 1 else tex(c) + " ")
+                    + jacobian_tex(rest, v.shape, d.output_array.shape)
+                ],
             )
         ]
     )

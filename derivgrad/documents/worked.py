@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +69,7 @@ def _gradcheck_doc():
         f"({right[0]:g}, {right[1]:g})$"
         + (
             f"; the check catches it at $x_{{{caught[1][0] + 1 if caught[1] else 1}}}$: "
-            f"analytic {caught[2]:g}, numeric {caught[3]:.6g}."
+            f"analytic ${caught[2]:g}$, numeric ${caught[3]:.6g}$."
             if caught is not None
             else "; the check did NOT catch it."
         )
@@ -177,7 +178,45 @@ def documents(progress: Callable[[int, int, str], None] | None = None) -> list[D
                 if said:
                     doc.blocks[k] = ("p", LAYOUT_AGAIN)
                 said = True
+    _said_once(out)
     return out
+
+
+REPEATED_CHARS = 200  # an explanation this long is written out once per collection
+
+
+def _said_once(docs: list[Doc]) -> None:
+    """A long explanation that an earlier problem wrote out in full (the tie convention, the
+    compact rule's padding, T's construction) keeps its first sentence and points back to that
+    problem.  A paragraph that introduces what follows (ends with a colon), a problem's
+    statement and its rules stay whole."""
+    where: dict[str, str] = {}
+    for doc in docs:
+        title = next((b[1][1] for b in doc.blocks if b[0] == "h"), "")
+        found = re.search(r"worked problem \w+", title)
+        ref = found.group(0) if found else f"“{title}”"
+        for k, (kind, text) in enumerate(doc.blocks):
+            if kind != "p" or len(text) < REPEATED_CHARS or text.rstrip().endswith(":"):
+                continue
+            if text.startswith(("Problem.", "Rule for")):  # each problem states its own
+                continue
+            first = first_sentence(text)
+            if text in where and first != text:
+                doc.blocks[k] = ("p", f"{first} (In full under {where[text]}.)")
+            else:
+                where[text] = ref
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (a full stop outside ``$…$`` followed by a
+    space), with that full stop."""
+    math = False
+    for i, ch in enumerate(text):
+        if ch == "$" and (i == 0 or text[i - 1] != "\\"):
+            math = not math
+        elif ch == "." and not math and text[i + 1 : i + 2] == " ":
+            return text[: i + 1]
+    return text
 
 
 def document(

@@ -215,7 +215,9 @@ class _Parser:
 # -- tree → boxes ----------------------------------------------------------------------------
 def _script(text: str, table: dict[str, str]) -> str | None:
     t = text.replace(" ", "")
-    if table is SUB and re.fullmatch(r"\d(,\d)+", t):
+    if table is SUB and t.count(",") > 1:
+        return None  # x_{2,1,1,2}: x₂₁₁₂ reads as one number, x_(2,1,1,2) does not
+    if table is SUB and re.fullmatch(r"\d,\d", t):
         t = t.replace(",", "")  # w_{1,1} → w₁₁, as the notes write it
     if t and all(c in table for c in t):
         return "".join(table[c] for c in t)

@@ -183,12 +183,15 @@ def _statistics_with_numbers(d: Derivation) -> list[Block]:
         mu = sp.nsimplify(d.extra["mu"][c].xreplace(subs))
         var = sp.nsimplify(d.extra["var"][c].xreplace(subs))
         S = sp.sqrt(var + d.constants[d.extra["eps"]])
+        xs = d.input_arrays["x"][:, c].reshape(-1)
+        rows.append(  # the numbers μ is computed from, before μ
+            (", ".join(tex(x) for x in xs), [", ".join(tex(x.xreplace(subs)) for x in xs)])
+        )
         rows += [
             (r"\mu_{%d}" % k, [tex(mu)]),
             (r"\sigma^2_{%d}" % k, [tex(var)]),
             (r"S_{%d}" % k, [tex(sp.Float(S, 6))]),
         ]
-        xs = d.input_arrays["x"][:, c].reshape(-1)
         for x, h in zip(xs, nm["xh"]):
             v = (x.xreplace(subs) - mu) / S
             rows.append((tex(h), [tex(sp.Integer(0) if v == 0 else sp.Float(v, 6))]))
@@ -265,7 +268,7 @@ def batchnorm_document(d: Derivation) -> Doc:
                 ",".join(map(str, (pos[o][0] + 1, 1, pos[o][1] + 1, pos[o][2] + 1))),
                 indexed("x", (pos[i][0], 0, pos[i][1], pos[i][2])),
             ),
-            tex_split(nm["J"][i][o]),
+            tex_split(sp.factor(nm["J"][i][o])),  # γ(x̂ᵢx̂ₒ + 1)/(4S): no fraction in a fraction
         )
         for i in range(nm["M"])
         for o in range(nm["M"])

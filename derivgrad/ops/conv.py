@@ -154,8 +154,9 @@ def conv_nd(op: str, params: Mapping[str, Any], ndim: int) -> Derivation:
     inputs = {"x": xs, "w": ws}
     rules = {
         "x": Rule(
-            "dX = crop_p(pad(dilate_s(dY)) ⋆ rot180(dilate_d(W))), summed over filters, with "
-            "q zeros before and q + r after, q = d f − d and r the rows past the last window",
+            f"dX = crop_p(pad(dilate_s(dY)) ⋆ {'rot180' if ndim == 2 else 'flip'}(dilate_d(W))), "
+            "summed over filters, with q zeros before and q + r after, q = d(f − 1) and r the "
+            "rows past the last window",
             lambda: rule_dx(dy, w, size, ks, s, p, d).reshape(xs.shape),
         ),
         "w": Rule(
@@ -470,8 +471,9 @@ def _shapes_doc() -> Doc:
     if sp.simplify(notes_form - f) != 0:
         raise AssertionError("the printed size formula is not the kernels' one")
     doc.p(
-        "The output size of a convolution or pooling window along one axis (input n, padding "
-        "p, kernel k, stride s, dilation d), from the one formula the kernels use:"
+        "The output size of a convolution or pooling window along one axis (input $n$, "
+        "padding $p$, kernel $k$, stride $s$, dilation $d$), from the one formula the kernels "
+        "use:"
     )
     doc.eq(
         [
@@ -483,15 +485,16 @@ def _shapes_doc() -> Doc:
     b = conv_layer((32, 32), 3, 5, 10, padding=2)
     c = conv_layer((32, 32), 3, 1, 4)
     doc.p(
-        f"A 32×32×3 image and a 5×5×3 filter at stride 1: (32 − 5)/1 + 1 = "
-        f"{a['output'][1]}, so {a['output'][1]}×{a['output'][2]}. Zero-padding by 2: "
-        f"(32 + 4 − 5)/1 + 1 = {b['output'][1]}, the size is kept. Ten such filters give "
-        f"{b['output'][1]}×{b['output'][2]}×{b['output'][0]}, with 10 · 5 · 5 · 3 = "
-        f"{b['weights']} weights ({b['params']} with one bias per filter). A 1×1 "
-        f"convolution keeps the spatial size ({c['output'][1]}×{c['output'][2]}) and mixes "
-        "channels only: each output pixel is a linear combination of the input's channels at "
-        "that pixel (a fully connected layer applied at every position), which changes the "
-        f"number of channels ({c['output'][0]} filters here: 3 → {c['output'][0]}). Max "
+        r"A $32 \times 32 \times 3$ image and a $5 \times 5 \times 3$ filter at stride 1: "
+        f"$(32 - 5)/1 + 1 = {a['output'][1]}$, so ${a['output'][1]} \\times {a['output'][2]}$. "
+        f"Zero-padding by 2: $(32 + 4 - 5)/1 + 1 = {b['output'][1]}$, the size is kept. Ten "
+        f"such filters give ${b['output'][1]} \\times {b['output'][2]} \\times "
+        f"{b['output'][0]}$, with $10 \\cdot 5 \\cdot 5 \\cdot 3 = {b['weights']}$ weights "
+        f"({b['params']} with one bias per filter). A $1 \\times 1$ convolution keeps the "
+        f"spatial size (${c['output'][1]} \\times {c['output'][2]}$) and mixes channels only: "
+        "each output pixel is a linear combination of the input's channels at that pixel (a "
+        "fully connected layer applied at every position), which changes the number of "
+        f"channels ({c['output'][0]} filters here: $3 \\to {c['output'][0]}$). Max "
         r"pooling with window $K$ and stride $S$ gives $\lfloor (W - K)/S \rfloor + 1$ "
         "along each axis and keeps the channels."
     )
@@ -535,10 +538,12 @@ def _matrix_doc() -> Doc:
     return doc
 
 
-def _index_doc() -> Doc:
-    _, dx, dw, _ = conv2d_rules()
-    doc = Doc()
-    doc.h("Channels, filters and batch in index notation (worked problem 8)")
+def notes_index_rules() -> tuple[sp.Expr, sp.Expr, sp.Expr]:
+    """Problem 8's ``(forward, dL/dx, dL/dw)`` in the notes' names and 1-based indices: sample
+    ``n``, input channel ``c`` of ``C``, output channel ``c'`` of ``C'`` (the derivation in
+    :mod:`~derivgrad.symbolic.index_rules` calls them ``o`` and ``O``, its free input channel
+    ``c'``); free indices ``(n, c, a, b)`` of x and ``(c', c, a, b)`` of w."""
+    y, dx, dw, _ = conv2d_rules()
     c, h, l = IR.c, IR.h, IR.l
     forward = sp.Sum(
         IR.w[IR.o, c, h, l] * IR.x[IR.n, c, IR.i + h - 1, IR.j + l - 1],
@@ -546,25 +551,92 @@ def _index_doc() -> Doc:
         (h, 1, IR.KH),
         (l, 1, IR.KW),
     )
+    names = {IR.o: IR.cp, IR.op_: IR.cp, IR.cp: IR.c, IR.O: sp.Symbol("C'", integer=True)}
+    dx1 = one_based(dx, (IR.n, IR.cp, IR.a, IR.b)).xreplace(names)
+    dw1 = one_based(dw, (IR.op_, IR.cp, IR.a, IR.b)).xreplace(names)
+    return forward.xreplace(names), dx1, dw1
+
+
+def _channel_check() -> float:
+    """The largest difference between problem 8's per-slice forms and the compiled kernels on
+    one instance of small integers (exact in float64: any difference is a wrong form)."""
+    from .conv_rule import evaluate_channel_rules
+
+    rng = np.random.default_rng(8)
+    x = rng.integers(-3, 4, (2, 2, 4, 5)).astype(float)
+    w = rng.integers(-3, 4, (3, 2, 2, 3)).astype(float)
+    y = K.conv2d_forward(x, w)
+    delta = rng.integers(-3, 4, y.shape).astype(float)
+    dx, dw, _ = K.conv2d_backward(delta, x, w, bias=False)
+    forms = evaluate_channel_rules(x, w, delta)
+    return max(
+        float(np.abs(forms[k].astype(float) - ref).max())
+        for k, ref in (("y", y), ("x", dx), ("w", dw))
+    )
+
+
+def _index_doc() -> Doc:
+    from .conv_rule import channel_rules
+
+    forward, dx, dw = notes_index_rules()
+    doc = Doc()
+    doc.h("Channels, filters and batch in index notation (worked problem 8)")
     doc.p(
-        "The forward pass of the notes, at stride 1 without padding (the setting of this "
-        "problem; problem 9 and every convolution document give the rules for any stride, "
-        "padding and dilation): sample $n$, filter (output channel) $o$, input channel $c$, "
-        r"kernel $K_H \times K_W$, no bias (its gradient is $\sum \delta$):"
+        "The setting of this problem: stride 1, no padding, no bias (its gradient is "
+        r"$\sum \delta$); problem 9 and every convolution document give the rules for any "
+        "stride, padding and dilation. The notes' names: sample $n$ of $N$, input channel $c$ "
+        "of $C$, output channel (filter) $c'$ of $C'$, kernel $K_H \\times K_W$. Tensors are "
+        r"stored as PyTorch stores them, $x_{n,c,i,j}$ and $w_{c',c,h,l}$ (the notes write "
+        r"$x_{i,j,c}$ and $w_{h,l,c,c'}$). The forward pass, a cross-correlation:"
     )
     sums = "".join(r"\sum_{%s=%s}^{%s} " % (tex(v), lo, tex(hi)) for v, lo, hi in forward.limits)
-    doc.eq([(r"y_{n,o,i,j}", [sums + tex(forward.function)])])
+    doc.eq([(r"y_{n,c',i,j}", [sums + tex(forward.function)])])
     doc.p(
         "From this definition with symbolic sizes, SymPy differentiates and resolves the "
         "Kronecker deltas; each input channel is handled by its slice of the filter, the input "
-        "gradient sums over filters, the weight gradient sums over the batch. Indices are "
-        r"1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / \partial y$, "
-        "and a bracket [condition] is 1 when the condition holds and 0 otherwise:"
+        "gradient sums over the output channels, the weight gradient over the batch. Indices "
+        r"are 1-based, as in the notes; $\delta$ is the upstream gradient $\partial L / "
+        r"\partial y$, a bracket [condition] is 1 when the condition holds and 0 otherwise, "
+        r"and $i$, $j$ run over the output's $H_{out} \times W_{out}$ positions:"
     )
-    free_x = (IR.n, IR.cp, IR.a, IR.b)
-    free_w = (IR.op_, IR.cp, IR.a, IR.b)
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c',a,b}}", one_based(dx, free_x))])
-    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{o',c',a,b}}", one_based(dw, free_w))])
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial x_{n,c,a,b}}", dx)])
+    doc.eq([_index_rule(r"\frac{\partial L}{\partial w_{c',c,a,b}}", dw)])
+    forms = channel_rules()
+    doc.p(
+        r"In vector form, with $x_{n,c}$ the $H \times W$ map of channel $c$ of sample $n$, "
+        r"$w_{c',c}$ the $K_H \times K_W$ filter that reads channel $c$ into channel $c'$, "
+        r"and $\star$ the valid cross-correlation $(x \star w)_{i,j} = \sum_{h,l} w_{h,l}\, "
+        r"x_{i+h-1,j+l-1}$:"
+    )
+    doc.eq(
+        [
+            (r"y_{n,c'}", [forms["y"][0] + " " + forms["y"][1].tex()]),
+            (r"\frac{\partial L}{\partial x_{n,c}}", [forms["x"][0] + " " + forms["x"][1].tex()]),
+            (r"w^{\top}_{c,c'}", [forms["wT"][1].tex()]),
+            (r"\frac{\partial L}{\partial w_{c',c}}", [forms["w"][0] + " " + forms["w"][1].tex()]),
+        ]
+    )
+    doc.p(
+        r"Summing over channels as the first line does, the forward pass is $Y = X \star w$ "
+        r"and the input gradient is the same operation with the transposed kernel $w^{\top}$ "
+        r"(channels swapped, each filter turned by 180°), on $\delta$ padded by $K - 1$ "
+        r"($K_H - 1$ rows, $K_W - 1$ columns): $dX = \operatorname{pad}_{K-1}(dY) \star "
+        r"w^{\top}$, the notes' $dX = dY * w^{\top}$. The notes write the forward pass as a "
+        r"convolution ($x_{i-h,j-w,c}$), so their $*$ is a convolution and their "
+        r"$w^{\top}_{h,l,c',c} = w_{-h,-l,c,c'}$; with the correlation above the turn is "
+        r"rot180 and the padding makes the correlation full. The weight gradient is the notes' "
+        r"$dw_{\cdot,\cdot,c,c'} = (X^{\top})_{\cdot,\cdot,c} * (dY)_{\cdot,\cdot,c'}$ "
+        r"($X^{\top}$ the input reflected: a convolution with the reflected input is a "
+        r"correlation with the input), summed over the batch, which the notes (one sample) do "
+        r"not write."
+    )
+    worst = _channel_check()
+    doc.p(
+        "Checked on numbers: with $N = 2$, $C = 2$, $C' = 3$, a $4 \\times 5$ input and "
+        "$2 \\times 3$ filters of random integers, the three forms give "
+        + ("exactly" if worst == 0 else f"to within {worst:.1e}")
+        + " the output and gradients of derivgrad's compiled kernels."
+    )
     return doc
 
 
@@ -610,6 +682,10 @@ def _index_rule(lhs, e):
             lines.append(r"\wedge " + r" \wedge ".join(conds[k : k + 3]))
         lines[-1] += r"\big]"
         return lhs, lines
+    if isinstance(e, sp.Sum):  # the ranges are said in the text: only the indices summed
+        order = [IR.n, IR.cp, IR.i, IR.j]  # batch, channel, then position, as the notes go
+        idx = sorted((l[0] for l in e.limits), key=lambda v: order.index(v) if v in order else 9)
+        return lhs, [r"\sum_{%s} %s" % (",".join(tex(v) for v in idx), tex(e.function))]
     return lhs, [tex(e)]
 
 
@@ -828,14 +904,14 @@ def _errata_doc() -> Doc:
     g = a.grad_array("x")
     doc.p(
         "3. The notes (file 001, pooling) write "
-        r'"$dX$ = AveragePool($dY$)" for a 2×2 average pooling with stride 2. '
+        r"$dX = \operatorname{AveragePool}(dY)$ for a 2×2 average pooling with stride 2. "
         r"The shapes do not match: $dY$ has the "
         rf"output's shape ({'×'.join(map(str, a.upstream_array.shape))} for a 4×4 input), "
         rf"and average pooling it again gives "
         f"{output_size(a.upstream_array.shape[0], 2, 2, 0, 1)}×"
         f"{output_size(a.upstream_array.shape[1], 2, 2, 0, 1)}, while $dX$ is "
         f"{'×'.join(map(str, g.shape))}. Each input receives a quarter of its window's "
-        r"gradient, $dX$ = upsample($dY$)/4 (each entry of $dY$ copied over its "
+        r"gradient, $dX = \operatorname{upsample}(dY)/4$ (each entry of $dY$ copied over its "
         r"2×2 window, divided by $K^2 = 4$):"
     )
     doc.eq([(r"\frac{\partial L}{\partial x}", [r"\frac{1}{4}" + bmatrix(g * 4)])])

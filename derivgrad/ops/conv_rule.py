@@ -236,3 +236,74 @@ def _build(
         "x": Rule(r"\frac{\partial L}{\partial x}", dx),
         "w": Rule(r"\frac{\partial L}{\partial w}", dw),
     }
+
+
+# -- channels, filters and a batch (worked problem 8, stride 1, no padding) --------------------
+# Sample n, input channel c, output channel c' (the notes' names); the filter w_{c',c} is the
+# slice of w that reads channel c into channel c'.  Each form is one of the one-channel trees
+# above, applied per slice and summed, so the tests evaluate exactly what is printed.
+
+
+def channel_rules(kernel_less_one: tuple[Any, ...] = ("K-1", "K-1")) -> dict[str, tuple[str, Expr]]:
+    """``{"y", "x", "w", "wT"}``: ``(sum, tree)`` of the per-slice forms of the forward pass
+    and both gradients, the sum printed before the tree: ``y_{n,c'} = Σ_c x_{n,c} ⋆ w_{c',c}``,
+    ``dX_{n,c} = Σ_{c'} pad_{K−1}(δ_{n,c'}) ⋆ wᵀ_{c,c'}`` with ``wᵀ_{c,c'} = rot180(w_{c',c})``
+    (the transposed kernel: channels swapped, the filter turned), ``dw_{c',c} = Σ_n x_{n,c} ⋆
+    δ_{n,c'}``.  ``kernel_less_one``: the padding, letters to print, numbers to evaluate."""
+    ndim = len(kernel_less_one)
+    one = (1,) * ndim
+    x, w = Var("x", "x_{n,c}"), Var("w", "w_{c',c}")
+    delta, wT = Var("delta", r"\delta_{n,c'}"), Var("wT", r"w^{\top}_{c,c'}")
+    return {
+        "y": (r"\sum_{c=1}^{C}", Correlate(x, w, one)),
+        "x": (
+            r"\sum_{c'=1}^{C'}",
+            Correlate(Pad(delta, kernel_less_one, kernel_less_one), wT, one),
+        ),
+        "wT": ("", Turn(w, ndim)),
+        "w": (r"\sum_{n=1}^{N}", Correlate(x, delta, one)),
+    }
+
+
+def evaluate_channel_rules(
+    x: np.ndarray, w: np.ndarray, delta: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The forms of :func:`channel_rules` on arrays ``x`` (N, C, …), ``w`` (C', C, …) and
+    ``delta`` (N, C', …): ``{"y", "x", "w", "wT"}``, each slice computed by its printed tree."""
+    n_, c_ = x.shape[:2]
+    o_ = w.shape[0]
+    forms = channel_rules(tuple(k - 1 for k in w.shape[2:]))
+    tree = {k: t for k, (_, t) in forms.items()}
+    wT = np.empty((c_, o_) + w.shape[2:], dtype=object)
+    for c in range(c_):
+        for o in range(o_):
+            wT[c, o] = tree["wT"].evaluate({"w": w[o, c]})
+    out: dict[str, np.ndarray] = {"wT": wT}
+    out["y"] = np.array(
+        [
+            [
+                sum(tree["y"].evaluate({"x": x[n, c], "w": w[o, c]}) for c in range(c_))
+                for o in range(o_)
+            ]
+            for n in range(n_)
+        ]
+    )
+    out["x"] = np.array(
+        [
+            [
+                sum(tree["x"].evaluate({"delta": delta[n, o], "wT": wT[c, o]}) for o in range(o_))
+                for c in range(c_)
+            ]
+            for n in range(n_)
+        ]
+    )
+    out["w"] = np.array(
+        [
+            [
+                sum(tree["w"].evaluate({"x": x[n, c], "delta": delta[n, o]}) for n in range(n_))
+                for c in range(c_)
+            ]
+            for o in range(o_)
+        ]
+    )
+    return out

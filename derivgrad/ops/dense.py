@@ -152,7 +152,7 @@ def stable_definitions(d: Derivation) -> list[Block]:
                 else "These identities are not verified in this document (the proof was skipped)"
             )
             + r", and the expressions below use them: $p_i$ stands for "
-            r"$e^{z_i - \operatorname{lse}(z)}$, which is what the ground truth evaluates.",
+            r"$e^{z_i - \operatorname{lse}(z)}$, the form that stays finite at any logits.",
         ),
     ]
 
@@ -595,22 +595,41 @@ class Softmax(Op):
 
     def sections(self, d: Derivation) -> list[Block]:
         k = d.params["classes"]
-        p = sp.symbols(f"p_1:{k + 1}")
+        p = symbols("p", (k,))  # the names the documents print e^{z_i − lse(z)} as
         Jp = np.array(
             [[p[i] * ((1 if i == j else 0) - p[j]) for j in range(k)] for i in range(k)],
             dtype=object,
         )
-        return [
+        shown = abbreviate_array(d.jacobian_array("z"), d.extra.get("print_as"))
+        drawn = Jp.size <= 36 and all(
+            sp.expand(a - b) == 0 for a, b in zip(shown.reshape(-1), Jp.reshape(-1))
+        )
+        out: list[Block] = [
             ("h", (2, "The softmax Jacobian")),
             (
                 "p",
                 r"Writing $p_i$ for the probabilities, $\partial p_i / \partial z_j = "
                 r"p_i(\mathbf{1}[i = j] - p_j)$ (the indicator $\mathbf{1}[i = j]$ is 1 when "
                 r"$i = j$ and 0 otherwise; $\delta$ is kept for the upstream gradient), that is "
-                r"$\nabla p_i = p_i(e_i - p)$ and",
+                r"$\nabla p_i = p_i(e_i - p)$ and"
+                + (
+                    r" $J = \operatorname{diag}(p) - p p^\top$, the matrix "
+                    r"$\partial y / \partial z$ drawn above (it is symmetric, so either layout "
+                    "gives it)."
+                    if drawn
+                    else ""
+                ),
             ),
-            ("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]),
-        ] + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
+        ]
+        if drawn:  # said once: the local derivatives drew this matrix
+            return out
+        return (
+            out
+            + [
+                ("eq", [(r"J = \operatorname{diag}(p) - p p^\top", [bmatrix(Jp)])]),
+            ]
+            + ([("p", ABBREVIATED)] if abbreviated(Jp) else [])
+        )
 
     def worked_problems(self) -> list[Problem]:
         return [Problem("1", "The softmax Jacobian", params=dict(classes=3))]
