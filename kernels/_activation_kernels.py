@@ -13,19 +13,30 @@ _BLOCK = 16384
 @parallel
 def relu_fwd(x, y):
     n = x.size
+    z = x.dtype.type(0)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            v = x[i]
+        # each block as slices indexed from 0, and a zero of the arrays' own type: the loop
+        # then vectorises (indices from b * _BLOCK keep Numba's negative-index check, and an
+        # int 0 makes the select float64): 10x faster on 64x16x28x28 float32, same values
+        lo = b * _BLOCK
+        m = min(n, lo + _BLOCK) - lo
+        xs, ys = x[lo : lo + m], y[lo : lo + m]
+        for i in range(m):
+            v = xs[i]
             # `not (v <= 0)` keeps NaN: relu(NaN) = NaN, as in PyTorch.
-            y[i] = v if not (v <= 0) else 0
+            ys[i] = v if not (v <= z) else z
 
 
 @parallel
 def relu_bwd(dy, x, dx):
     n = x.size
+    z = x.dtype.type(0)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            dx[i] = dy[i] if x[i] > 0 else 0
+        lo = b * _BLOCK  # slices from 0: see relu_fwd
+        m = min(n, lo + _BLOCK) - lo
+        xs, ds, os = x[lo : lo + m], dy[lo : lo + m], dx[lo : lo + m]
+        for i in range(m):
+            os[i] = ds[i] if xs[i] > z else z
 
 
 @serial

@@ -25,12 +25,17 @@ _BLOCK = 16384
 def _sgd(p, g, v, lr, mu, wd, first):
     n = p.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            d = g[i] + wd * p[i]
+        # each block as slices indexed from 0 (Numba then drops its negative-index check and
+        # the loop vectorises); the arithmetic is unchanged, so the results are bit for bit
+        lo = b * _BLOCK
+        k = min(n, lo + _BLOCK) - lo
+        ps, gs, vs = p[lo : lo + k], g[lo : lo + k], v[lo : lo + k]
+        for i in range(k):
+            d = gs[i] + wd * ps[i]
             if mu != 0.0:
-                d = d if first else mu * v[i] + d
-                v[i] = d
-            p[i] -= lr * d
+                d = d if first else mu * vs[i] + d
+                vs[i] = d
+            ps[i] -= lr * d
 
 
 def _real(op, name, value, lo, hi=None, lo_open=False, hi_open=True):
@@ -105,11 +110,14 @@ def sgd_update(
 def _adam(p, g, m, v, lr, b1, b2, eps, wd, c1, c2):
     n = p.size
     for blk in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            d = g[i] + wd * p[i]
-            m[i] = b1 * m[i] + (1.0 - b1) * d
-            v[i] = b2 * v[i] + (1.0 - b2) * d * d
-            p[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
+        lo = blk * _BLOCK  # slices from 0: see _sgd
+        k = min(n, lo + _BLOCK) - lo
+        ps, gs, ms, vs = p[lo : lo + k], g[lo : lo + k], m[lo : lo + k], v[lo : lo + k]
+        for i in range(k):
+            d = gs[i] + wd * ps[i]
+            ms[i] = b1 * ms[i] + (1.0 - b1) * d
+            vs[i] = b2 * vs[i] + (1.0 - b2) * d * d
+            ps[i] -= lr * (ms[i] / c1) / (np.sqrt(vs[i] / c2) + eps)
 
 
 def adam_update(
