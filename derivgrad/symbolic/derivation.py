@@ -379,15 +379,25 @@ class Derivation:
         return True
 
     def _verify(self, name: str, monomials: _Monomials) -> None:
-        g = self.grad_array(name)
         shape = self._inputs[name].shape
+        alt = self.proof.sides(name)
+        if alt is not None and alt[0].shape == alt[1].shape == shape:
+            # the proof's structural sides: the closed form itself is not needed for entries
+            # they prove (it is the same function, see Proof.sides)
+            ga, ca = alt
+            left = [i for i in _idx(shape) if not (ga[i] == ca[i] or self._is_zero(ga[i] - ca[i]))]
+            if not left:
+                return
+        else:
+            left = list(_idx(shape))
+        g = self.grad_array(name)
         if g.shape != shape:
             raise AssertionError(
                 f"{self.op}: closed form for {name} has shape {g.shape}, chain {shape}"
             )
         rows = self._sparse_jacobian(name)
         c = None
-        for i in _idx(shape):
+        for i in left:
             # a sum of products of distinct symbols (a convolution's, a linear layer's): the
             # two sides' monomials compared, the chain rule's sum never built
             if monomials.same(g[i], rows[i], self._upstream):
