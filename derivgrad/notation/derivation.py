@@ -283,9 +283,9 @@ def _stepwise(
     the closed form run on them: the gradient is proved without differentiating the
     inlined forward expressions (group norm at (2, 2, 2, 3, 3): minutes that way)."""
     prog = op.program
-    cache: dict[str, dict[str, np.ndarray]] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def both() -> dict[str, Any]:
+    def both() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if cache:
             return cache
         from ..symbolic.tensors import total
@@ -316,9 +316,9 @@ def _stepwise(
             for r in reads:
                 part = local.chain_array(r)
                 acc = adj.setdefault(r, [[] for _ in range(part.size)])
-                for k, e in enumerate(part.reshape(-1)):
+                for j, e in enumerate(part.reshape(-1)):
                     if e != 0:
-                        acc[k].append(e)
+                        acc[j].append(e)
         cl = {k: np.empty(v.shape, dtype=object) for k, v in inputs.items()}
         bar_steps = {n: np.empty(T[n].shape, dtype=object) for n in prog.defined[:-1]}
         bwd(
