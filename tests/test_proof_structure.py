@@ -183,3 +183,30 @@ def test_a_wrong_gradient_fails_the_structural_proof(monkeypatch, text, shapes):
     d = op.build(**shapes)
     with pytest.raises(AssertionError, match="dx"):
         d.verify(["x"])
+
+
+# issue 28's layers at their example shapes: proved in seconds, so the guard lets them through
+GROUP_NORM = """
+mu[n, g] += x[n, g, c, h, w] / (len(c) * len(h) * len(w))
+var[n, g] += (x[n, g, c, h, w] - mu[n, g])**2 / (len(c) * len(h) * len(w))
+y[n, g, c, h, w] = gamma[g, c] * (x[n, g, c, h, w] - mu[n, g]) / sqrt(var[n, g] + 1e-5) + beta[g, c]
+"""
+BATCH_NORM = """
+mu[c] += x[n, c, h, w] / (len(n) * len(h) * len(w))
+var[c] += (x[n, c, h, w] - mu[c])**2 / (len(n) * len(h) * len(w))
+y[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mu[c]) / sqrt(var[c] + 1e-5) + beta[c]
+"""
+
+
+@pytest.mark.parametrize(
+    "text, shapes",
+    [
+        (GROUP_NORM, dict(x=(2, 2, 2, 3, 3), gamma=(2, 2), beta=(2, 2))),
+        (BATCH_NORM, dict(x=(2, 3, 3, 3), gamma=(3,), beta=(3,))),
+        (RESIDUAL, dict(x=(2, 3, 10, 10), w=(3, 3, 3, 3), b=(3,))),
+    ],
+)
+def test_the_guard_accepts_issue_28s_layers(text, shapes):
+    from derivgrad.ops.base import check_size
+
+    check_size(derivgrad.define(text, **shapes), {})  # no ParamError
