@@ -210,3 +210,10 @@ def test_the_guard_accepts_issue_28s_layers(text, shapes):
     from derivgrad.ops.base import check_size
 
     check_size(derivgrad.define(text, **shapes), {})  # no ParamError
+
+
+def test_an_input_named_self_passes_the_guard():
+    # the guard's estimate takes the shapes as keywords: an input called "self" (found by the
+    # fuzzer's names) was a TypeError out of Op.seconds
+    op = derivgrad.define("i[w] = self[w] * 2", self=(3,))
+    assert op.build().verify()

@@ -228,13 +228,13 @@ class Op:
         """The derivation on a small instance; raises ``ParamError`` for invalid parameters."""
         raise NotImplementedError(f"{type(self).__name__} has no symbolic face")
 
-    def cost(self, **params: Any) -> int | None:
+    def cost(self, /, **params: Any) -> int | None:
         """The steps of symbolic work of ``build(**params)`` and its proof, computed from the
         parameters alone in well under a second, in Python ints (no overflow); ``None``: no
         estimate, no guard.  Most ops return :func:`symbolic_work` of their sizes."""
         return None
 
-    def seconds(self, **params: Any) -> float | None:
+    def seconds(self, /, **params: Any) -> float | None:
         """Estimated seconds of ``build(**params)`` and ``verify()`` on one core:
         :meth:`cost` × :attr:`us_per_step`.  :func:`check_size` refuses an instance whose
         estimate passes :data:`SYMBOLIC_SECONDS_LIMIT`."""
