@@ -9,8 +9,9 @@ import itertools
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_define_fuzz import programs
 
 import derivgrad
 from derivgrad.kernels import output_size
@@ -217,3 +218,48 @@ def test_an_input_named_self_passes_the_guard():
     # fuzzer's names) was a TypeError out of Op.seconds
     op = derivgrad.define("i[w] = self[w] * 2", self=(3,))
     assert op.build().verify()
+
+
+def _fuzzed(program, tag):
+    from derivgrad.notation.op import DefinedOp
+
+    spec, shapes, fixed = program
+    op = DefinedOp(spec, shapes, ranges=fixed, name=f"t_proof_{tag}")
+    assume(op.cost(**shapes) <= 3000)  # the proof's test, not the guard's
+    return op
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=programs())
+def test_drawn_programs_are_proved(program):
+    """The fuzzer's programs (1-4 statements, every function, windows, scalar losses) prove."""
+    assert _fuzzed(program, "ok").build().verify()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=programs())
+def test_drawn_programs_with_a_wrong_gradient_fail(program):
+    """Planted: the last term of the first input's adjoint off by a thousandth."""
+    real = codegen.adjoint_terms
+
+    def wrong(prog, name, example):
+        free, terms = real(prog, name, example)
+        if name == prog.inputs[0] and terms:
+            t = terms[-1]
+            terms[-1] = dataclasses.replace(t, factor=t.factor * sp.Rational(1001, 1000))
+        return free, terms
+
+    codegen.adjoint_terms = wrong
+    try:
+        op = _fuzzed(program, "wrong")
+        d = op.build()
+    finally:
+        codegen.adjoint_terms = real
+    name = op.program.inputs[0]
+    sides = d.proof.sides(name)
+    if sides is None:  # one statement: the plain proof, quick
+        with pytest.raises(AssertionError):
+            d.verify([name])
+    else:  # the structural sides must differ (verify would then try the plain way, slowly)
+        g, c = sides
+        assert not all(d.proof.is_zero(g[i] - c[i]) for i in np.ndindex(*g.shape))
