@@ -19,6 +19,7 @@ import sympy as sp
 
 from ..documents.document import tex, tex_name
 from ..symbolic.derivation import Derivation, Rule
+from ..symbolic.gcpause import paused
 from ..symbolic.proofs import Proof
 from ..symbolic.tensors import symbols
 from .codegen import sympy_functions
@@ -202,7 +203,8 @@ def build(op: Any, shapes: dict[str, tuple[int, ...]]) -> Derivation:
     fwd, bwd = sympy_functions(prog, ranges)
     inputs = {k: symbols(k, shapes[k], latex=tex_name(k), real=True) for k in prog.inputs}
     T = {n: np.empty(ranges.shapes[n], dtype=object) for n in prog.defined}
-    fwd(None, *inputs.values(), *T.values())
+    with paused():
+        fwd(None, *inputs.values(), *T.values())
     y = T[prog.output]
     up = symbols("d", y.shape, latex=r"\delta", real=True)
     cache: dict[str, dict[str, np.ndarray]] = {}
