@@ -263,3 +263,24 @@ def test_drawn_programs_with_a_wrong_gradient_fail(program):
     else:  # the structural sides must differ (verify would then try the plain way, slowly)
         g, c = sides
         assert not all(d.proof.is_zero(g[i] - c[i]) for i in np.ndindex(*g.shape))
+
+
+_syms = sp.symbols("a b_{1,2} w_{2} d z", real=True)
+factor = st.one_of(
+    st.sampled_from(_syms),
+    st.sampled_from([sp.Integer(-2), sp.Rational(1, 3), sp.Float(0.5), sp.sqrt(2)]),
+    st.builds(lambda a, b: sp.exp(a - b), st.sampled_from(_syms), st.sampled_from(_syms)),
+    st.builds(lambda a, k: a**k, st.sampled_from(_syms), st.integers(-2, 3)),
+    st.builds(lambda a, b: a + b, st.sampled_from(_syms), st.sampled_from(_syms)),
+    st.builds(lambda a: sp.Max(a, 0), st.sampled_from(_syms)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_syms), st.lists(factor, min_size=2, max_size=5))
+def test_a_symbol_times_a_product_is_sympys(s, factors):
+    from derivgrad.symbolic.tensors import times
+
+    m = sp.Mul(*factors)
+    for got, want in ((times(s, m), s * m), (times(m, s), m * s)):
+        assert got == want and got.args == want.args and type(got) is type(want)

@@ -8,6 +8,7 @@ end.  Display names are 1-based, as in the course notes: ``x[0, 1]`` is the symb
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from collections.abc import Sequence
@@ -34,7 +35,32 @@ def times(a: Any, b: Any) -> Any:
             return sp.Mul._from_args((a, b), True)
         if kb < ka:
             return sp.Mul._from_args((b, a), True)
+    if type(a) is sp.Symbol and type(b) is sp.Mul:
+        return _symbol_times_product(a, b)
+    if type(b) is sp.Symbol and type(a) is sp.Mul:
+        return _symbol_times_product(b, a)
     return a * b
+
+
+_compare_key = functools.cmp_to_key(sp.Basic.compare)
+
+
+def _symbol_times_product(s: sp.Symbol, m: sp.Mul) -> Any:
+    """``s * m`` for a product ``m`` that does not hold ``s`` (a weight times an adjoint, the
+    chain rule's term through a step): ``m``'s factors with ``s`` inserted where SymPy's
+    ``Mul`` sorts it (``Basic.compare``, the order of ``_mulsort``), the rational coefficient
+    first — nothing in ``m`` combines with a symbol it does not contain.  ``m * s`` otherwise
+    (``tests/test_proof_structure.py`` checks both against ``s * m``)."""
+    if not (s.is_commutative and m.is_commutative) or s in m.free_symbols:
+        return s * m
+    args = m.args
+    head: tuple[Any, ...] = ()
+    if args[0].is_Number:
+        if not args[0].is_Rational:
+            return s * m
+        head, args = args[:1], args[1:]
+    k = bisect.bisect_right(args, _compare_key(s), key=_compare_key)
+    return sp.Mul._from_args(head + args[:k] + (s,) + args[k:], True)
 
 
 def _plain_pair(t: Any) -> bool:
