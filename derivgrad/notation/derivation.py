@@ -55,7 +55,9 @@ class DefinedProof(Proof):
         subs: dict[Any, Any] = {}
         bases: dict[Any, sp.Symbol] = {}
         for atom in (n for n in nodes if isinstance(n, sp.exp)):
-            c, a = sp.factor_terms(atom.args[0]).as_coeff_Mul()
+            # expanded first: e^{-(u-x)^2} and e^{-(x-u)^2} (erf's derivative, from the
+            # two sides) are one base
+            c, a = sp.factor_terms(sp.expand(atom.args[0])).as_coeff_Mul()
             E = bases.setdefault(a, sp.Symbol(f"E{len(bases)}", positive=True))
             subs[atom] = E**c
         f = _replace(e, subs) if subs else e
