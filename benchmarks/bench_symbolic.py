@@ -27,6 +27,37 @@ NORM = "\n".join(
     ]
 )
 
+# issue 28's researcher layers at their example shapes: group norm, batch norm and a residual
+# block (convolution, bias, ReLU and the skip, on an input padded outside)
+GROUP_NORM = "\n".join(
+    [
+        "mu[n, g] += x[n, g, c, h, w] / (len(c) * len(h) * len(w))",
+        "var[n, g] += (x[n, g, c, h, w] - mu[n, g])**2 / (len(c) * len(h) * len(w))",
+        "y[n, g, c, h, w] = gamma[g, c] * (x[n, g, c, h, w] - mu[n, g]) "
+        "/ sqrt(var[n, g] + 1e-5) + beta[g, c]",
+    ]
+)
+BATCH_NORM = "\n".join(
+    [
+        "mu[c] += x[n, c, h, w] / (len(n) * len(h) * len(w))",
+        "var[c] += (x[n, c, h, w] - mu[c])**2 / (len(n) * len(h) * len(w))",
+        "y[n, c, h, w] = gamma[c] * (x[n, c, h, w] - mu[c]) / sqrt(var[c] + 1e-5) + beta[c]",
+    ]
+)
+RESIDUAL = "\n".join(
+    [
+        "h[n, o, i, j] += x[n, c, i + u, j + v] * w[o, c, u, v]",
+        "y[n, o, i, j] = max(h[n, o, i, j] + b[o], 0) + x[n, o, i + 1, j + 1]",
+    ]
+)
+DEFINED = {
+    "define conv": CONV,
+    "define norm": NORM,
+    "define group norm": GROUP_NORM,
+    "define batch norm": BATCH_NORM,
+    "define residual": RESIDUAL,
+}
+
 CASES = [
     ("conv2d", dict(input=(12, 12), kernel=(3, 3), padding=1)),
     ("conv2d", dict(input=(28, 28), kernel=(5, 5))),
@@ -49,6 +80,9 @@ CASES = [
     ("lenet", dict()),
     ("define conv", dict(x=(1, 1, 12, 12), w=(1, 1, 3, 3))),
     ("define norm", dict(x=(4, 8))),
+    ("define group norm", dict(x=(2, 2, 2, 3, 3), gamma=(2, 2), beta=(2, 2))),
+    ("define batch norm", dict(x=(2, 3, 3, 3), gamma=(3,), beta=(3,))),
+    ("define residual", dict(x=(2, 3, 10, 10), w=(3, 3, 3, 3), b=(3,))),
 ]
 
 
@@ -62,7 +96,7 @@ def main(select: str = "") -> None:
         if select not in name:
             continue
         if name.startswith("define"):
-            op = derivgrad.define(CONV if name == "define conv" else NORM, **params)
+            op = derivgrad.define(DEFINED[name], **params)
         else:
             op = get(name)
         steps = op.cost(**params)

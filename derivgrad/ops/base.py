@@ -84,32 +84,43 @@ class Problem:
 # (Op.us_per_step), calibrated by benchmarks/bench_symbolic.py, which prints each estimate
 # beside its measurement.  The documents (rendering) are not in the estimate.
 #
-# Calibration (2026-12-07, this project's 2-core machine shared with 7 other jobs, load average
-# 10-17, so about 3x a quiet core's times: the estimates err towards refusing), measured by
+# Calibration (2026-12-07, 23:52 UTC, this project's 2-core machine shared with 6 other jobs,
+# load average 10.6, so about 3x a quiet core's times: the estimates err towards refusing),
+# measured by
 #     PYTHONPATH=. python benchmarks/bench_symbolic.py
 #   op                    parameters                          steps     measured s  µs/step
-#   conv2d                12x12, 3x3, padding 1                3,204        0.26      80
-#   conv2d                28x28, 5x5                          34,576        2.53      73
-#   conv2d                16x16, 5x5, 2 channels, 2 filters   40,288        2.48      62
-#   conv2d                24x24, 5x5, 3 channels, 4 filters  294,400       22.57      77
-#   conv1d                200, 5, 2 channels, 2 filters        8,312        0.81      97
-#   linear                30 -> 30                            57,690        0.47       8
-#   relu                  2000 features                        4,000        1.99     498
-#   sigmoid               300 features                           600        6.27  10,450
-#   flatten               20x20, 4 channels                    3,200        0.56     175
-#   softmax               20 classes                             420        1.33   3,170
-#   softmax               40 classes                           1,640        4.47   2,725
-#   softmax_cross_entropy 60 classes                           3,660        1.04     283
-#   logistic_regression   10 classes, 10 features             13,320        1.23      92
-#   residual              8 features, 8 hidden                79,560        2.65      33
-#   maxpool2d             24x24, 2x2                           2,880        1.07     372
-#   avgpool2d             24x24, 2x2                           2,880        0.18      63
-#   batchnorm2d           batch 2, 2 channels, 3x3            13,000       48.55   3,735
-#   squared_error         20x20                              640,800        8.53      13
-#   lenet                 defaults                            15,600       13.12     841
-#   define conv           12x12 input, 3x3 filter                900        0.75     835
-#   define normalisation  3 statements, x 4x8                 32,768       15.36     469
-# Each op's us_per_step is its largest rate, rounded up.
+#   conv2d                12x12, 3x3, padding 1                3,204        0.18      57
+#   conv2d                28x28, 5x5                          34,576        0.56      16
+#   conv2d                16x16, 5x5, 2 channels, 2 filters   40,288        0.55      14
+#   conv2d                24x24, 5x5, 3 channels, 4 filters  294,400        5.63      19
+#   conv2d                40x40, 5x5, 2 channels, 3 filters  438,288        8.67      20
+#   conv1d                200, 5, 2 channels, 2 filters        8,312        0.43      52
+#   conv1d                600, 5, 3 channels, 4 filters       74,144        1.81      24
+#   linear                30 -> 30                            57,690        0.53       9
+#   relu                  2000 features                        4,000        2.84     710
+#   sigmoid               300 features                           600        7.73  12,879
+#   flatten               20x20, 4 channels                    3,200        0.22      68
+#   softmax               20 classes                             420        1.47   3,509
+#   softmax               40 classes                           1,640        5.53   3,373
+#   softmax_cross_entropy 60 classes                           3,660        1.52     415
+#   logistic_regression   10 classes, 10 features             13,320        1.52     114
+#   residual              8 features, 8 hidden                79,560        3.22      41
+#   maxpool2d             24x24, 2x2                           2,880        1.60     556
+#   avgpool2d             24x24, 2x2                           2,880        0.22      75
+#   batchnorm2d           batch 2, 2 channels, 3x3            13,000       52.33   4,025
+#   squared_error         20x20                              640,800       10.26      16
+#   lenet                 defaults                            15,600       19.80   1,270
+#   define conv           12x12 input, 3x3 filter                900        0.72     798
+#   define normalisation  3 statements, x 4x8                    864        1.65   1,905
+#   define group norm     x 2x2x2x3x3                          4,104        5.68   1,384
+#   define batch norm     x 2x3x3x3                            3,078        4.18   1,357
+#   define residual block x 2x3x10x10, w 3x3x3x3              21,120       11.11     526
+# Each op's us_per_step is its largest rate, rounded up, except the convolutions': the rate
+# of their largest instances (25 µs), since a small one's fixed tenth of a second is no step
+# and the rate near the limit is what the guard must get right.  Before the structural proofs
+# (symbolic/tensors.py's ranked correlations, the monomial comparison in Derivation.verify,
+# a defined layer proved over its named steps) conv2d ran 62-97 µs per step and a defined
+# layer of several statements up to 3,000,000 (group norm above: 642 s).
 SYMBOLIC_SECONDS_LIMIT = 60.0
 
 
@@ -217,13 +228,13 @@ class Op:
         """The derivation on a small instance; raises ``ParamError`` for invalid parameters."""
         raise NotImplementedError(f"{type(self).__name__} has no symbolic face")
 
-    def cost(self, **params: Any) -> int | None:
+    def cost(self, /, **params: Any) -> int | None:
         """The steps of symbolic work of ``build(**params)`` and its proof, computed from the
         parameters alone in well under a second, in Python ints (no overflow); ``None``: no
         estimate, no guard.  Most ops return :func:`symbolic_work` of their sizes."""
         return None
 
-    def seconds(self, **params: Any) -> float | None:
+    def seconds(self, /, **params: Any) -> float | None:
         """Estimated seconds of ``build(**params)`` and ``verify()`` on one core:
         :meth:`cost` × :attr:`us_per_step`.  :func:`check_size` refuses an instance whose
         estimate passes :data:`SYMBOLIC_SECONDS_LIMIT`."""

@@ -325,7 +325,7 @@ def _sizes(draw: Any) -> dict[str, Any]:
 
 class BatchNorm2d(Op):
     name = "batchnorm2d"
-    us_per_step = 4000.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
+    us_per_step = 4100.0  # measured: the table at SYMBOLIC_SECONDS_LIMIT (ops/base.py)
     title = "Batch normalisation for CNNs"
     problems = "11"
     params = (

@@ -35,7 +35,10 @@ def per_axis(values: Sequence[int]) -> str:
 
 class Expr:
     """A node of a rule: ``tex()`` prints it, ``evaluate(env)`` computes it on object arrays
-    of one sample's spatial axes (symbols or numbers)."""
+    of one sample's spatial axes (symbols or numbers).  The arrays may carry one leading axis
+    of summands (filters for dX, samples for dW): every node acts on the trailing spatial
+    axes, and :class:`Correlate` sums over the leading one — the rule summed over it, in one
+    sum per entry."""
 
     def tex(self) -> str:
         raise NotImplementedError
@@ -90,10 +93,12 @@ class Pad(Expr):
     def evaluate(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
         a = self.arg.evaluate(env)
         a = pad(a, [(max(b, 0), max(e, 0)) for b, e in zip(self.before, self.after)])
+        lead = (slice(None),) * (a.ndim - len(self.before))
         return a[
-            tuple(
+            lead
+            + tuple(
                 slice(-b if b < 0 else 0, n + e if e < 0 else n)
-                for b, e, n in zip(self.before, self.after, a.shape)
+                for b, e, n in zip(self.before, self.after, a.shape[len(lead) :])
             )
         ]
 
@@ -111,7 +116,7 @@ class Turn(Expr):
 
     def evaluate(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
         a = self.arg.evaluate(env)
-        return flip(a, tuple(range(a.ndim)))
+        return flip(a, tuple(range(-self.ndim, 0)))
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,10 @@ class Correlate(Expr):
 
     def evaluate(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
         a, f = self.arg.evaluate(env), self.filt.evaluate(env)
-        return correlate(a[None], f[None, None], self.stride, (1,) * a.ndim)[0]
+        ndim = len(self.stride)
+        if a.ndim == ndim:  # one summand
+            a, f = a[None], f[None]
+        return correlate(a, f[None], self.stride, (1,) * ndim)[0]
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,8 @@ class Crop(Expr):
 
     def evaluate(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
         a = self.arg.evaluate(env)
-        return a[tuple(slice(b, n - b) for b, n in zip(self.by, a.shape))]
+        lead = (slice(None),) * (a.ndim - len(self.by))
+        return a[lead + tuple(slice(b, n - b) for b, n in zip(self.by, a.shape[len(lead) :]))]
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,15 @@ class Proof:
     def zero(self, e: sp.Expr) -> bool:
         raise NotImplementedError
 
+    def sides(self, name: str) -> tuple[Any, Any] | None:
+        """Two object arrays shaped like input ``name`` whose entrywise equality, proved by
+        :meth:`is_zero`, implies that the closed form equals the chain rule (a structural
+        proof: both written over named intermediate values, say), or ``None``: the closed
+        form and the chain rule are compared themselves.  An entry the structural sides do
+        not prove is compared the plain way, so a method may offer sides it cannot always
+        prove equal."""
+        return None
+
     def __repr__(self) -> str:
         return f"<proof {self.name}>"
 

@@ -8,6 +8,7 @@ end.  Display names are 1-based, as in the course notes: ``x[0, 1]`` is the symb
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+
+from .gcpause import paused
 
 ZERO = sp.Integer(0)
 
@@ -32,7 +35,32 @@ def times(a: Any, b: Any) -> Any:
             return sp.Mul._from_args((a, b), True)
         if kb < ka:
             return sp.Mul._from_args((b, a), True)
+    if type(a) is sp.Symbol and type(b) is sp.Mul:
+        return _symbol_times_product(a, b)
+    if type(b) is sp.Symbol and type(a) is sp.Mul:
+        return _symbol_times_product(b, a)
     return a * b
+
+
+_compare_key = functools.cmp_to_key(sp.Basic.compare)
+
+
+def _symbol_times_product(s: sp.Symbol, m: sp.Mul) -> Any:
+    """``s * m`` for a product ``m`` that does not hold ``s`` (a weight times an adjoint, the
+    chain rule's term through a step): ``m``'s factors with ``s`` inserted where SymPy's
+    ``Mul`` sorts it (``Basic.compare``, the order of ``_mulsort``), the rational coefficient
+    first — nothing in ``m`` combines with a symbol it does not contain.  ``m * s`` otherwise
+    (``tests/test_proof_structure.py`` checks both against ``s * m``)."""
+    if not (s.is_commutative and m.is_commutative) or s in m.free_symbols:
+        return s * m
+    args = m.args
+    head: tuple[Any, ...] = ()
+    if args[0].is_Number:
+        if not args[0].is_Rational:
+            return s * m
+        head, args = args[:1], args[1:]
+    k = bisect.bisect_right(args, _compare_key(s), key=_compare_key)
+    return sp.Mul._from_args(head + args[:k] + (s,) + args[k:], True)
 
 
 def _plain_pair(t: Any) -> bool:
@@ -132,11 +160,105 @@ def correlate(
     """
     from derivgrad.kernels import output_size
 
-    O, C = w.shape[:2]
     ks = w.shape[2:]
     outs = tuple(
         output_size(n, k, s, 0, d) for n, k, s, d in zip(x.shape[1:], ks, stride, dilation)
     )
+    with paused():
+        fast = _correlate_symbols(x, w, stride, dilation, outs)
+        return fast if fast is not None else _correlate_terms(x, w, stride, dilation, outs)
+
+
+@functools.lru_cache(maxsize=1)
+def _symbol_before_product() -> bool:
+    # Basic.compare orders a symbol and a product by their classes alone (never by names):
+    # asked of SymPy once rather than assumed
+    a, b, c = sp.symbols("a b c")
+    return sp.Add(a * b, c).args[0] == c
+
+
+def plus(e: Any, s: Any) -> Any:
+    """``e + s``.  A sum of products of two plain symbols (a correlation's entry) plus a plain
+    symbol (a bias) is SymPy's ``Add`` of the terms and the symbol, the symbol before or after
+    every product (:func:`_symbol_before_product`): without ``Add.flatten``'s sort of the
+    whole sum again.  ``tests/test_symbolic_fast_paths.py`` checks it against ``e + s``."""
+    terms = e.args if type(e) is sp.Add else (e,)
+    if type(s) is sp.Symbol and s.is_commutative and all(_plain_pair(t) for t in terms):
+        both = (s,) + terms if _symbol_before_product() else terms + (s,)
+        return sp.Add._from_args(both, True)
+    return e + s
+
+
+def _windows(a: np.ndarray, ks: Sequence[int], stride, dilation, outs) -> np.ndarray:
+    """``(C·Π ks, Π outs)``: for each channel and tap, the entries of ``a (C, *spatial)`` the
+    windows read, in the order of ``w[o].reshape(-1)`` and of the output positions."""
+    rows = []
+    for c in range(a.shape[0]):
+        for k in itertools.product(*(range(n) for n in ks)):
+            sl = tuple(
+                slice(kk * d, kk * d + s * (o - 1) + 1, s)
+                for kk, s, d, o in zip(k, stride, dilation, outs)
+            )
+            rows.append(a[(c,) + sl].reshape(-1))
+    return np.stack(rows)
+
+
+def _correlate_symbols(x, w, stride, dilation, outs) -> np.ndarray | None:
+    """The correlation of arrays of plain symbols and zeros, its sums built directly in
+    SymPy's canonical form: every symbol gets its rank in SymPy's order (:func:`_symbol_key`),
+    a product ``a·b`` the integer ``rank(a)·R + rank(b)`` (``a`` first), and an output entry
+    is the ``Add`` of its products sorted by that integer — the ``Add`` SymPy's ``flatten``
+    builds, without its Python-level sort and without building each product more than once.
+    ``None`` (the general path then runs) when an entry is anything else, a window reads a
+    symbol twice or multiplies a symbol by itself: sums with coefficients."""
+    found: dict[Any, None] = {}
+    for a in (x, w):
+        for e in a.flat:
+            if type(e) is sp.Symbol and e.is_commutative:
+                found[e] = None
+            elif not (e is ZERO or e == 0):
+                return None
+    order = sorted(found, key=_symbol_key)
+    R = len(order) + 1
+    rank = {s: r for r, s in enumerate(order)}
+
+    def ranks(a: np.ndarray) -> np.ndarray:
+        return np.array([rank.get(e, -1) for e in a.flat], dtype=np.int64).reshape(a.shape)
+
+    O = w.shape[0]
+    X = _windows(ranks(x), w.shape[2:], stride, dilation, outs)  # (T, P)
+    W = ranks(w).reshape(O, -1)  # (O, T)
+    big = np.int64(R * R)
+    y = np.empty((O, X.shape[1]), dtype=object)
+    made: dict[int, Any] = {}
+    for o in range(O):
+        A = np.broadcast_to(W[o][:, None], X.shape)
+        live = (A >= 0) & (X >= 0)
+        if np.any(live & (A == X)):
+            return None
+        key = np.where(live, np.minimum(A, X) * R + np.maximum(A, X), big)
+        key.sort(axis=0)
+        if np.any((key[1:] == key[:-1]) & (key[1:] != big)):
+            return None
+        count = live.sum(axis=0)
+        for p in range(X.shape[1]):
+            terms = []
+            for k in key[: count[p], p].tolist():
+                m = made.get(k)
+                if m is None:
+                    m = made[k] = sp.Mul._from_args((order[k // R], order[k % R]), True)
+                terms.append(m)
+            y[o, p] = (
+                sp.Add._from_args(tuple(terms), True)
+                if len(terms) > 1
+                else (terms[0] if terms else ZERO)
+            )
+    return y.reshape((O,) + tuple(outs))
+
+
+def _correlate_terms(x, w, stride, dilation, outs) -> np.ndarray:
+    O, C = w.shape[:2]
+    ks = w.shape[2:]
     y = np.empty((O,) + outs, dtype=object)
     for o in range(O):
         for i in itertools.product(*(range(n) for n in outs)):
