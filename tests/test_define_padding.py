@@ -10,6 +10,9 @@ import re
 import notation_reference as ref
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_define_fuzz import FUZZ, check_against_reference
 
 import derivgrad
 from derivgrad.notation import DefineError
@@ -103,6 +106,52 @@ def test_strided_padded_windows_and_a_full_transposed_convolution():
     g = op.backward(dy, x=x, w=w)
     np.testing.assert_allclose(g["x"], np.correlate(dy, w, "valid"))
     np.testing.assert_allclose(g["w"], np.correlate(dy, x, "valid"))
+
+
+@st.composite
+def padded_windows(draw: st.DrawFn) -> tuple[str, dict, dict]:
+    """An elementwise statement reading ``x`` at several offsets of a strided axis, some or all
+    of the reads padded (an unrolled pooling window): its gradient runs in scatter form, one
+    pass over the output adding each read's part, which must skip the reads that fall in the
+    padding (it once wrapped them around to the far end of the axis)."""
+    s = draw(st.integers(1, 2))
+    offs = draw(st.lists(st.integers(-2, 2), min_size=2, max_size=3, unique=True))
+    pads = draw(st.lists(st.booleans(), min_size=len(offs), max_size=len(offs)))
+    pads[draw(st.integers(0, len(offs) - 1))] = True
+    reads = [
+        (f"(x[n, {s}*i + {c}] ?? 0)" if p else f"x[n, {s}*i + {c}]").replace("+ -", "- ")
+        for c, p in zip(offs, pads)
+    ]
+    e = reads[0]
+    for r in reads[1:]:
+        form = draw(st.sampled_from(["max({a}, {b})", "min({a}, {b})", "({a} + {b})", "{a} * {b}"]))
+        e = form.format(a=e, b=r)
+    n = draw(st.integers(4, 8))
+    return f"y[n, i] = {e}", {"x": (2, n)}, {}
+
+
+@settings(max_examples=25, **FUZZ)
+@given(program=padded_windows(), seed=st.integers(0, 2**16))
+def test_padded_windows_in_scatter_form_agree_with_the_reference(program, seed):
+    _defined(program)
+    check_against_reference(program, seed, compiled=False)
+
+
+@settings(max_examples=3, **FUZZ)
+@given(program=padded_windows(), seed=st.integers(0, 2**16))
+def test_compiled_padded_windows_agree_with_the_reference(program, seed):
+    _defined(program)
+    check_against_reference(program, seed, compiled=True)
+
+
+def _defined(program: tuple) -> None:
+    """Only definitions define() takes (an unpadded read past the end is refused, in one line;
+    test_bad_padding_is_a_one_line_error)."""
+    spec, shapes, _ = program
+    try:
+        derivgrad.define(spec, **shapes)
+    except DefineError:
+        assume(False)
 
 
 @pytest.mark.parametrize(
