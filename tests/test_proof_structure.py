@@ -172,8 +172,8 @@ def test_a_wrong_gradient_fails_the_structural_proof(monkeypatch, text, shapes):
     """Planted: one read's local derivative off by a thousandth in the generated backward."""
     real = codegen.adjoint_terms
 
-    def wrong(prog, name, example):
-        free, terms = real(prog, name, example)
+    def wrong(prog, name, example, **kw):
+        free, terms = real(prog, name, example, **kw)
         if name == "x" and terms:
             t = terms[-1]
             terms[-1] = dataclasses.replace(t, factor=t.factor * sp.Rational(1001, 1000))
@@ -240,8 +240,8 @@ def test_drawn_programs_with_a_wrong_gradient_fail(program):
     its gradient is not 0 (``j = x - x``: nothing to get wrong)."""
     real = codegen.adjoint_terms
 
-    def wrong(prog, name, example):
-        free, terms = real(prog, name, example)
+    def wrong(prog, name, example, **kw):
+        free, terms = real(prog, name, example, **kw)
         if name == prog.inputs[0]:
             k = sp.Rational(1001, 1000)
             terms = [dataclasses.replace(t, factor=t.factor * k) for t in terms]
