@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..symbolic.reader import as_expr
+
 # ("h", (level, text)) | ("p", text) | ("eq", [(lhs, [rhs fragments]), ...])
 Block = tuple[str, Any]
 
@@ -213,7 +215,7 @@ def common_factor(a: np.ndarray) -> tuple[Any, np.ndarray]:
     """``(c, a / c)`` when every non-zero entry of ``a`` has the same rational coefficient
     ``c`` other than ±1 (average pooling's ``δ/4``: printed ``1/4`` times a matrix of δ, as the
     notes write ``upsample(δ)/K²``); ``(1, a)`` otherwise."""
-    coeffs = {sp.sympify(e).as_coeff_Mul()[0] for e in a.reshape(-1) if e != 0}
+    coeffs = {as_expr(e).as_coeff_Mul()[0] for e in a.reshape(-1) if e != 0}
     if len(coeffs) != 1:
         return 1, a
     (c,) = coeffs

@@ -27,6 +27,7 @@ from ..nn.trace import Trace, trace
 from ..ops.base import SYMBOLIC_SECONDS_LIMIT, Op
 from ..registry import get
 from ..symbolic.derivation import Derivation
+from ..symbolic.reader import as_expr
 
 INPUT_RANGE = (-2, 2)  # the sample's entries
 PARAM_RANGE = (-1, 1)  # every parameter's entries, times a power of 2 that keeps them moderate
@@ -285,7 +286,7 @@ def _floats(a: Any) -> np.ndarray:
     a = np.asarray(a, dtype=object)
     out = np.empty(a.shape, dtype=object)
     for i in np.ndindex(a.shape):
-        v = sp.sympify(a[i]) if not isinstance(a[i], sp.Basic) else a[i]
+        v = as_expr(a[i])  # a number or SymPy object, never text
         f = None if v.is_Rational else float(v)
         out[i] = v if f is None else sp.Integer(int(f)) if f.is_integer() else sp.Float(f)
     return out

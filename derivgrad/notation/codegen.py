@@ -315,6 +315,20 @@ class Emitter:
             d += 1
         return d
 
+    def statement_reads(self, k: int, st: Any) -> tuple:
+        """Statement ``k``'s local form, its index symbols and their code names, each read as
+        code (a padded one guarded) and each index's bounds: what the forward and the
+        arg-max pass both loop over."""
+        loc = local(k, st)
+        syms = {t: idx_sym(t) for t in st.indices}
+        names = {syms[t]: index(t) for t in st.indices}
+        reads = {
+            ph: self.read(name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph))
+            for ph, name, subs in loc.reads
+        }
+        bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+        return loc, syms, names, reads, bounds
+
     # -- forward ------------------------------------------------------------------------
     def forward(self) -> None:
         prog = self.prog
@@ -322,16 +336,7 @@ class Emitter:
         self.w(0, f"def forward({', '.join(args)}):")
         self.unpack()
         for k, st in enumerate(prog.statements):
-            loc = local(k, st)
-            syms = {t: idx_sym(t) for t in st.indices}
-            names = {syms[t]: index(t) for t in st.indices}
-            reads = {
-                ph: self.read(
-                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
-                )
-                for ph, name, subs in loc.reads
-            }
-            bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+            loc, syms, names, reads, bounds = self.statement_reads(k, st)
             out = self.at([f"{index(t)} - {self.p(lo_sym(k, t), {})}" for t in st.lhs])
             target = f"{tensor(st.target)}[{out}]"
             val = self.value(loc.expr, reads, names)
@@ -766,16 +771,7 @@ class NumbaEmitter(Emitter):
         for k, st in enumerate(self.prog.statements):
             if st.reduce == "sum":
                 continue
-            loc = local(k, st)
-            syms = {t: idx_sym(t) for t in st.indices}
-            names = {syms[t]: index(t) for t in st.indices}
-            reads = {
-                ph: self.read(
-                    name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph)
-                )
-                for ph, name, subs in loc.reads
-            }
-            bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
+            loc, syms, names, reads, bounds = self.statement_reads(k, st)
             ext = "".join(f"{self.p(hi_sym(k, t) - lo_sym(k, t), {})}, " for t in st.lhs)
             self.w(1, f"_am{k} = np.empty(({ext}), np.int64)")
             t0 = st.lhs[0]
