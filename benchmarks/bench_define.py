@@ -223,6 +223,9 @@ def _inputs(shapes: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
 
 
+WARM = 8
+
+
 def bench(names: list[str], threads: list[int], repeats: int) -> None:
     import numba
     import torch
@@ -263,8 +266,12 @@ def bench(names: list[str], threads: list[int], repeats: int) -> None:
         for nt in threads:
             numba.set_num_threads(nt)
             torch.set_num_threads(nt)
-            ours()
-            theirs()
+            # PyTorch's first calls at a thread count run 2-7x slow (its allocator and
+            # thread pool settle over about six calls: SiLU at 1 thread 306, 19, 11, 18,
+            # 11, 11, 4.3 ms), so one warm call made its 1-thread times look slow.
+            for _ in range(WARM):
+                ours()
+                theirs()
             a, b = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
