@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -223,14 +222,12 @@ def _inputs(shapes: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
 
 
-WARM = 8
-
-
 def bench(names: list[str], threads: list[int], repeats: int) -> None:
     import numba
     import torch
 
     import derivgrad
+    from derivgrad.bench.kernels import median_pair
 
     tl = torch_layers()
     rng = np.random.default_rng(0)
@@ -266,22 +263,13 @@ def bench(names: list[str], threads: list[int], repeats: int) -> None:
         for nt in threads:
             numba.set_num_threads(nt)
             torch.set_num_threads(nt)
-            # PyTorch's first calls at a thread count run 2-7x slow (its allocator and
-            # thread pool settle over about six calls: SiLU at 1 thread 306, 19, 11, 18,
-            # 11, 11, 4.3 ms), so one warm call made its 1-thread times look slow.
-            for _ in range(WARM):
-                ours()
-                theirs()
-            a, b = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                ours()
-                t1 = time.perf_counter()
-                theirs()
-                t2 = time.perf_counter()
-                a.append(t1 - t0)
-                b.append(t2 - t1)
-            ma, mb = float(np.median(a)), float(np.median(b))
+            # Timed as `derivgrad bench` times its kernels (derivgrad/bench/kernels.py has
+            # the measurements): each side's timed call follows 25 ms of its own untimed
+            # calls, so the other side's thread pool has stopped spinning and this side's
+            # is awake.  Alternated call by call instead, PyTorch's spinning OpenMP threads
+            # held the second core while our chunks waited for it (depthwise 3x3 at 2
+            # threads: 2.8 ms alone, 5.8 ms right after a PyTorch call).
+            ma, mb = median_pair(ours, theirs, repeats)
             print(
                 f"{name:44s} {nt:3d} {1e3 * ma:12.1f} {1e3 * mb:9.1f} {ma / mb:6.2f} {diff:12.1e}",
                 flush=True,
