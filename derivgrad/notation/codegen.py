@@ -64,6 +64,7 @@ import numpy as np
 from numba import prange
 
 from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
+from derivgrad.kernels._gemm import gemm_scaled
 from derivgrad.notation.runtime import PhaseCompiler, run_parallel
 from derivgrad.notation.runtime import exp as _exp_python
 

@@ -26,6 +26,16 @@ the packing is a small fraction of it (``K`` times less data than multiply-adds)
 statements this does not apply to (an elementwise product, a depthwise conv: no ``Y`` or no
 ``K``) keep the loop nests of :mod:`derivgrad.notation.codegen`.
 
+*Direct* (:func:`direct`): where every subscript is one index with coefficient 1, the
+batch indices lead every array in one order, and the other indices of each array form two
+runs (the written array's rows then columns, a factor's own run and the summed run in
+either order), the arrays already are the GEMM's matrices.  Then, when at run time every
+index covers its axes whole, the chunk calls BLAS on the arrays themselves (strided
+:func:`derivgrad.kernels._gemm.gemm_scaled`, transposes as flags, ``beta = 0`` where the
+chunk owns its block), with no packing and no scatter; otherwise it takes the packed path.
+Measured on ``y[n, o] += x[n, i] * w[o, i]`` at (256, 1024) -> 1024, float32, one thread:
+the packed forward 9.4 ms, backward 25 ms, against 5.8 ms for each of its three GEMMs.
+
 Parallel, race-free (each entry of the written array written by one ``prange`` iteration):
 
 * *batch*: a batch index that is alone on an axis of the written array runs the ``prange``:
@@ -149,6 +159,107 @@ def plan(c: Contraction) -> Plan | None:
     return Plan(c, batch, par, axis, X, Y, K, fx, fy)
 
 
+@dataclass
+class Direct:
+    """How a planned contraction is strided GEMMs on the arrays themselves: for each value of
+    the loop indices (``lead``: the written array's first axes, each first in the factors
+    that hold it; ``summed``: summed indices next in both factors), ``out[R, S] (+)= coef ·
+    P[R|K] · Q[K|S]`` (``ta``: ``P`` stored ``[K, R]``; ``tb``: ``Q`` stored ``[S, K]``)."""
+
+    lead: list[str]
+    summed: list[str]
+    R: list[str]
+    S: list[str]
+    K: list[str]
+    P: Ref
+    Q: Ref
+    ta: bool
+    tb: bool
+
+
+def _bare(r: Ref, sym: dict[str, sp.Symbol]) -> list[str] | None:
+    """The index on each axis of ``r``, where each subscript is one index plus a constant
+    (coefficient 1) and no index occurs twice; else ``None``."""
+    out: list[str] = []
+    for sub, names in zip(r.subs, r.order):
+        if len(names) != 1 or names[0] in out:
+            return None
+        t = names[0]
+        if sp.expand(sub).coeff(sym[t]) != 1 or (sub - sym[t]).free_symbols & set(sym.values()):
+            return None
+        out.append(t)
+    return out
+
+
+def _gemm_form(
+    pl: Plan, o: list[str], a: list[str], b: list[str], lead: list[str], summed: list[str]
+) -> Direct | None:
+    """``pl`` as GEMMs over the loop indices ``lead`` and ``summed``, or ``None``."""
+    c = pl.c
+    rest = {}
+    for name, ax in (("a", a), ("b", b)):
+        mine = [t for t in lead if t in ax] + summed
+        if ax[: len(mine)] != mine:
+            return None
+        rest[name] = ax[len(mine) :]
+    rows = o[len(lead) :]
+    if not rows:
+        return None
+    first_in_a = rows[0] in rest["a"]
+    P, Q = (c.a, c.b) if first_in_a else (c.b, c.a)
+    pa, qa = (rest["a"], rest["b"]) if first_in_a else (rest["b"], rest["a"])
+    R = [t for t in rows if t in pa]
+    S = rows[len(R) :]
+    if rows[: len(R)] != R or not S or any(t not in qa for t in S):
+        return None
+    Kp = [t for t in pa if t not in R]
+    Kq = [t for t in qa if t not in S]
+    if Kp != Kq or not Kp:
+        return None
+    if pa == R + Kp:
+        ta = False
+    elif pa == Kp + R:
+        ta = True
+    else:
+        return None
+    if qa == Kq + S:
+        tb = False
+    elif qa == S + Kq:
+        tb = True
+    else:
+        return None
+    if pl.par not in lead and pl.par not in (R[0], S[0]):
+        return None  # a chunk of a later index is no block of rows or columns
+    return Direct(lead, summed, R, S, Kp, P, Q, ta, tb)
+
+
+def direct(pl: Plan) -> Direct | None:
+    """The direct form of ``pl`` with the fewest loop indices (see the module docstring), or
+    ``None``."""
+    c = pl.c
+    if pl.par is None:
+        return None
+    sym = {t: c.indices[t][0] for t in c.indices}
+    axes = [_bare(r, sym) for r in (c.out, c.a, c.b)]
+    if any(x is None for x in axes):
+        return None
+    o, a, b = (x for x in axes if x is not None)
+    for nl in range(len(o)):
+        lead = o[:nl]
+        if not set(pl.batch) <= set(lead):
+            continue
+        ra = a[len([t for t in lead if t in a]) :]
+        rb = b[len([t for t in lead if t in b]) :]
+        common = 0
+        while common < min(len(ra), len(rb)) and ra[common] == rb[common] and ra[common] in pl.K:
+            common += 1
+        for ns in range(common + 1):
+            form = _gemm_form(pl, o, a, b, lead, ra[:ns])
+            if form is not None:
+                return form
+    return None
+
+
 class Writer:
     """The emitter's hooks: ``w(depth, line)`` and ``p(expr, names) -> code``."""
 
@@ -225,20 +336,37 @@ def emit(
                     d += 1
             w(d, f"{c.out.array}[{owned}] = 0.0")
 
+        dr = direct(pl)
+        if dr is not None:
+            w(depth, f"_ok{uid} = {_covers(c, (c.out, dr.P, dr.Q), ext, p, names)}")
         if par in pl.batch:  # one batch value an iteration, Y[0] in blocks
             w(depth, f"for {var[par]} in prange({lo[par]}, {lo[par]} + {ext[par]}):")
             y_lo, y_hi = lo[y0], f"{lo[y0]} + {ext[y0]}"
-            if zero:
-                zero_owned(depth + 1)
         else:  # par is Y[0]: one chunk of it an iteration, in blocks
             w(depth, f"{n}c = max(1, min(nthreads, {ext[par]}))")
             w(depth, f"for _ch{uid} in prange({n}c):")
             y_lo = f"{lo[par]} + _ch{uid} * {ext[par]} // {n}c"
             y_hi = f"{lo[par]} + (_ch{uid} + 1) * {ext[par]} // {n}c"
-            if zero:
-                w(depth + 1, f"for {var[par]} in range({y_lo}, {y_hi}):")
-                zero_owned(depth + 2)
         d0 = depth + 1
+        if dr is not None and _whole(c, (c.out, dr.P, dr.Q)):
+            # each index is bare on every axis it reads, so program.infer made its range the
+            # axis (the sizes must agree): the packed path would never run, and not compiling
+            # it saves its compile; the run-time test stays, loud, should that ever not hold
+            w(d0, f"# contraction, direct GEMM: {c.out.array} += {c.a.array} . {c.b.array}")
+            w(d0, f"if not _ok{uid}:")
+            w(d0 + 1, 'raise ValueError("derivgrad: a direct GEMM\'s index misses an axis")')
+            _emit_direct(pl, dr, wr, d0, uid, names, zero, (y_lo, y_hi))
+            return
+        if dr is not None:
+            w(d0, f"if _ok{uid}:")
+            _emit_direct(pl, dr, wr, d0 + 1, uid, names, zero, (y_lo, y_hi))
+            w(d0, "else:")
+            d0 += 1
+        if zero and par in pl.batch:
+            zero_owned(d0)
+        elif zero:
+            w(d0, f"for {var[par]} in range({y_lo}, {y_hi}):")
+            zero_owned(d0 + 1)
         w(d0, f"# contraction, pack + GEMM: {c.out.array} += {c.a.array} . {c.b.array}")
         # the first factor is packed by every chunk (once, unless it holds a batch index):
         # a copy per thread, against a serial phase more to compile and run
@@ -308,3 +436,104 @@ def emit(
     w(dd, f"for _ch{uid} in range(1, {n}c):")
     w(dd + 1, f"_v{uid} += _P{uid}[_ch{uid} * {n}X * {n}Y + _q{uid}]")
     w(dd, f"{read(c.out)} += {scale}_v{uid}")
+
+
+def _whole(c: Contraction, refs: tuple[Ref, ...]) -> bool:
+    """Whether each subscript of ``refs`` is its index itself or the index less its low
+    bound (how a defined tensor, stored from 0, is addressed)."""
+    return all(
+        sub == c.indices[t][0] or sp.expand(sub - c.indices[t][0] + c.indices[t][1]) == 0
+        for r in refs
+        for sub, (t,) in zip(r.subs, r.order)
+    )
+
+
+def _covers(
+    c: Contraction,
+    refs: tuple[Ref, ...],
+    ext: dict[str, str],
+    p: Callable[[sp.Expr, dict], str],
+    names: dict[sp.Symbol, str],
+) -> str:
+    """The run-time test that every index of ``refs`` covers its axes whole: its subscript
+    is 0 at the index's low bound and its extent is the axis's length."""
+    tests = []
+    for r in refs:
+        for j, (sub, (t,)) in enumerate(zip(r.subs, r.order)):
+            first = p(sub.subs(c.indices[t][0], c.indices[t][1]), names)
+            tests.append(f"({first}) == 0 and {ext[t]} == {r.array}.shape[{j}]")
+    return " and ".join(tests)
+
+
+def _emit_direct(
+    pl: Plan,
+    dr: Direct,
+    wr: Writer,
+    d: int,
+    uid: int,
+    names: dict[sp.Symbol, str],
+    zero: bool,
+    chunk: tuple[str, str],
+) -> None:
+    """One chunk (or batch value) of ``pl`` as BLAS on the arrays themselves (:class:`Direct`)."""
+    c = pl.c
+    w, p = wr.w, wr.p
+    ext = {t: f"e{uid}_{t}" for t in c.indices}
+    lo = {t: p(c.indices[t][1], names) for t in c.indices}
+    var = {t: names[c.indices[t][0]] for t in c.indices}
+    par = pl.par
+    assert par is not None
+
+    def size(group: list[str]) -> str:
+        return "(" + " * ".join(ext[t] for t in group) + ")" if group else "1"
+
+    rz, sz, kz = size(dr.R), size(dr.S), size(dr.K)
+    lda = rz if dr.ta else kz
+    ldb = kz if dr.tb else sz
+    alpha = "1.0" if c.coef == 1 else f"float({p(c.coef, names)})"
+    base = "0.0" if zero else "1.0"
+    # the loops: a batch index's value is the prange's; a chunked one runs its chunk
+    for t in dr.lead + dr.summed:
+        if t == par and par in pl.batch:
+            continue
+        a, b = chunk if t == par else (lo[t], f"{lo[t]} + {ext[t]}")
+        w(d, f"for {var[t]} in range({a}, {b}):")
+        d += 1
+
+    def offset(r: Ref) -> str:
+        """Where ``r``'s block for the loops' values starts."""
+        axes = [t for (t,) in r.order]
+        terms = []
+        for j, t in enumerate(axes):
+            if t in dr.lead or t in dr.summed:
+                terms.append(f"({var[t]} - {lo[t]}) * {size(axes[j + 1 :])}")
+        return " + ".join(terms) if terms else "0"
+
+    at = [offset(dr.P), offset(dr.Q), offset(c.out)]
+    m, n = rz, sz
+    if par == dr.S[0] and par not in dr.lead:  # a chunk of whole columns
+        y_lo, y_hi = chunk
+        rest = f"{sz} // {ext[par]}"
+        w(d, f"_c0{uid} = ({y_lo} - {lo[par]}) * {rest}")
+        w(d, f"_c1{uid} = ({y_hi} - {lo[par]}) * {rest}")
+        n = f"_c1{uid} - _c0{uid}"
+        at[1] += f" + _c0{uid} * {ldb}" if dr.tb else f" + _c0{uid}"
+        at[2] += f" + _c0{uid}"
+    elif par == dr.R[0] and par not in dr.lead:  # a chunk of whole rows
+        y_lo, y_hi = chunk
+        rest = f"{rz} // {ext[par]}"
+        w(d, f"_r0{uid} = ({y_lo} - {lo[par]}) * {rest}")
+        w(d, f"_r1{uid} = ({y_hi} - {lo[par]}) * {rest}")
+        m = f"_r1{uid} - _r0{uid}"
+        at[0] += f" + _r0{uid}" if dr.ta else f" + _r0{uid} * {lda}"
+        at[2] += f" + _r0{uid} * {sz}"
+    beta = base
+    if dr.summed:  # the first summed value writes (or adds to what was there), later ones add
+        first = " and ".join(f"{var[t]} == {lo[t]}" for t in dr.summed)
+        beta = f"({base} if {first} else 1.0)"
+    flat = [f"{r.array}.reshape(-1)" for r in (dr.P, dr.Q, c.out)]
+    w(
+        d,
+        f"gemm_scaled({dr.ta}, {dr.tb}, {m}, {n}, {kz}, {alpha}, {flat[0]}, {at[0]}, {lda}, "
+        f"{flat[1]}, {at[1]}, {ldb}, {beta}, {flat[2]}, {at[2]}, {sz})",
+    )
