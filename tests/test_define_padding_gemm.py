@@ -3,7 +3,8 @@ guarded subscripts and writes 0 outside, the adjoint's scatter drops the entries
 Each definition below takes a different way of splitting the work (see
 ``derivgrad/notation/contract.py``); on hypothesis-drawn sizes, float32 and float64, the
 kernels agree with NumPy formulas of the zero-padded input written here (``np.pad`` +
-``einsum``) and with the same definition's plain loop nests (the generator's ``gemm`` off)."""
+``einsum``) and, in float64, with the same definition's plain loop nests (the generator's
+``gemm`` off)."""
 
 from __future__ import annotations
 
@@ -152,6 +153,8 @@ def _check(case: str, shapes: dict, seed: int, dtype: str) -> None:
     for k in low:
         assert grads[k].dtype == np.dtype(dtype)
         assert_close(grads[k], wgrads[k], np.dtype(dtype), f"{case} d{k}")
+    if dtype != "f8":  # the loop nests in float64 only: each dtype is a compile of its own
+        return
     # the loop nests: another summation order, the same numbers to rounding
     assert_close(y, LOOPS[case].forward(**low), np.dtype(dtype), f"{case} forward, loops")
     lgrads = LOOPS[case].backward(dy, **low)
@@ -161,7 +164,7 @@ def _check(case: str, shapes: dict, seed: int, dtype: str) -> None:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_padded_gemm_on_drawn_sizes(case):
-    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
     @given(data=st.data(), seed=st.integers(0, 2**31), dtype=st.sampled_from(["f4", "f8"]))
     def run(data, seed, dtype):
         _check(case, _shapes(case, data.draw), seed, dtype)
