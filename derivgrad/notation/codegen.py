@@ -613,7 +613,7 @@ class Emitter:
         if not self.gemm:
             return None
         loc = local(k, st)
-        if len(loc.reads) != 2 or loc.padded:  # a padded read is no plain operand of a GEMM
+        if len(loc.reads) != 2:
             return None
         (p0, t0, s0), (p1, t1, s1) = loc.reads
         coef = sp.cancel(loc.expr / (p0 * p1))
@@ -621,8 +621,8 @@ class Emitter:
             return None
         c = contract.Contraction(
             self._lhs_ref(tensor(st.target), k),
-            _ref(tensor(t0), s0),
-            _ref(tensor(t1), s1),
+            _ref(tensor(t0), s0, loc.padded.get(p0)),
+            _ref(tensor(t1), s1, loc.padded.get(p1)),
             coef,
             self._indices(k),
         )
@@ -647,15 +647,15 @@ class Emitter:
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
                     continue
-                if st.reduce != "sum" or loc.padded:  # an arg-max indicator, a guarded read
+                if st.reduce != "sum":  # an arg-max indicator
                     continue
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
                     continue
                 c = contract.Contraction(
-                    _ref(adjoint(name), subs),
+                    _ref(adjoint(name), subs, loc.padded.get(ph)),
                     self._lhs_ref(adjoint(st.target), k),
-                    _ref(tensor(other[0][1]), other[0][2]),
+                    _ref(tensor(other[0][1]), other[0][2], loc.padded.get(other[0][0])),
                     coef,
                     self._indices(k),
                 )
@@ -855,9 +855,14 @@ class SympyEmitter(Emitter):
         return f"_SEL({term.statement}, ({at}), ({pt}))"
 
 
-def _ref(array: str, subs: tuple) -> contract.Ref:
+def _ref(array: str, subs: tuple, pad: tuple[bool, ...] | None = None) -> contract.Ref:
+    """``pad``: a padded read's guarded axes (its pack tests them, its adjoint drops the
+    entries outside)."""
     return contract.Ref(
-        array, tuple(_aff(a, {}) for a in subs), tuple(tuple(a.indices()) for a in subs)
+        array,
+        tuple(_aff(a, {}) for a in subs),
+        tuple(tuple(a.indices()) for a in subs),
+        tuple(pad) if pad else (),
     )
 
 
