@@ -200,3 +200,19 @@ def test_gemm_scaled_refuses_a_block_outside_its_array():
         gemm_scaled(False, False, 2, 2, 3, 1.0, a, 1, 3, a, 0, 2, 0.0, np.zeros(4), 0, 2)
     with pytest.raises(ValueError, match="outside its array"):
         _compiled(False, False, 2, 2, 3, 1.0, a, 1, 3, a, 0, 2, 0.0, np.zeros(4), 0, 2)
+
+
+def test_a_padded_factor_keeps_the_packed_path():
+    """``(x[n, i - 1] ?? 0)`` has bare-looking subscripts, but its zeros outside ``x`` are the
+    packed path's bounds test: it must not be read as the matrix ``x`` itself."""
+    op = DefinedOp("y[n, o] += (x[n, i - 1] ?? 0) * w[o, i]", dict(x=(3, 4), w=(5, 4)))
+    assert "gemm_scaled(" not in op.source()
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((6, 8)), rng.standard_normal((5, 8))
+    shifted = np.pad(x, ((0, 0), (1, 0)))[:, :8]  # x[n, i - 1], 0 at i = 0
+    y, pullback = op.vjp(x=x, w=w)
+    assert_close(y, shifted @ w.T, np.float64, "y")
+    g = rng.standard_normal(y.shape)
+    got = pullback(g)
+    assert_close(got["w"], g.T @ shifted, np.float64, "dw")
+    assert_close(got["x"], np.pad(g @ w, ((0, 0), (0, 1)))[:, 1:], np.float64, "dx")
