@@ -48,6 +48,8 @@ from .program import (
     Ranges,
     Term,
     adjoint_terms,
+    affine_expr,
+    exact_tests,
     hi_sym,
     idx_sym,
     lo_sym,
@@ -150,6 +152,22 @@ class _Printer(PythonCodePrinter):
 
     def _print_sign(self, e: Any) -> str:
         return f"_sign({self._print(e.args[0])})"
+
+    # the division atoms of a subscript (integers at run time): floor division and
+    # remainder as Python and Numba define them for a positive divisor (rounding down)
+    def _print_floor(self, e: Any) -> str:
+        num, den = sp.fraction(sp.together(e.args[0]))
+        if not den.is_Integer:
+            raise AssertionError(f"a subscript's floor of a non-integer ratio: {e}")
+        return f"(({self._print(num)}) // {int(den)})"
+
+    def _print_Mod(self, e: Any) -> str:
+        a, k = e.args
+        return f"(({self._print(a)}) % {self._print(k)})"
+
+    def _print_ExactDiv(self, e: Any) -> str:
+        g, k = e.args
+        return f"(({self._print(g)}) // {self._print(k)})"
 
     def _print_Rational(self, e: sp.Rational) -> str:
         return f"({float(e)!r})"
@@ -323,11 +341,21 @@ class Emitter:
         syms = {t: idx_sym(t) for t in st.indices}
         names = {syms[t]: index(t) for t in st.indices}
         reads = {
-            ph: self.read(name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph))
+            ph: self.read(
+                name,
+                [self.p(_aff(a, names), names) for a in subs],
+                loc.padded.get(ph),
+                self.exact([_aff(a, names) for a in subs], names),
+            )
             for ph, name, subs in loc.reads
         }
         bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
         return loc, syms, names, reads, bounds
+
+    def exact(self, subs: list[sp.Expr], names: dict[sp.Symbol, str]) -> list[str]:
+        """The tests that a padded read's exact divisions (``x[(i - u) / 2] ?? 0``) divide
+        evenly: elsewhere the read is 0."""
+        return [f"({self.p(g, names)}) % {k} == 0" for g, k in exact_tests(subs)]
 
     # -- forward ------------------------------------------------------------------------
     def forward(self) -> None:
@@ -431,6 +459,8 @@ class Emitter:
             if st.accumulate or st.scalar or st.summed:
                 continue
             loc = local(k, st)
+            if _divides(loc.reads):
+                continue
             reads = [(ph, subs) for ph, t, subs in loc.reads if t == name]
             reads = [(ph, subs) for ph, subs in reads if sp.diff(loc.expr, ph) != 0]
             if len(reads) < 2:
@@ -612,7 +642,8 @@ class Emitter:
         if not self.gemm:
             return None
         loc = local(k, st)
-        if len(loc.reads) != 2 or loc.padded:  # a padded read is no plain operand of a GEMM
+        # a padded read, a divided subscript: no plain operand of a GEMM
+        if len(loc.reads) != 2 or loc.padded or _divides(loc.reads):
             return None
         (p0, t0, s0), (p1, t1, s1) = loc.reads
         coef = sp.cancel(loc.expr / (p0 * p1))
@@ -646,7 +677,8 @@ class Emitter:
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
                     continue
-                if st.reduce != "sum" or loc.padded:  # an arg-max indicator, a guarded read
+                # an arg-max indicator, a guarded read, a divided subscript
+                if st.reduce != "sum" or loc.padded or _divides(loc.reads):
                     continue
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
@@ -669,7 +701,9 @@ class Emitter:
         target, subs = term.upstream
         up = f"{adjoint(target)}[{self.at([self.p(s, names) for s in subs])}]"
         reads = {
-            ph: self.read(t, [self.p(s, names) for s in ss], term.padded.get(ph))
+            ph: self.read(
+                t, [self.p(s, names) for s in ss], term.padded.get(ph), self.exact(ss, names)
+            )
             for ph, (t, ss) in term.reads.items()
         }
         factor = term.factor
@@ -691,11 +725,20 @@ class Emitter:
 
     pad_value = "0.0"
 
-    def read(self, name: str, subs: list[str], guard: tuple[bool, ...] | None) -> str:
-        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside)
-        is 0 where a subscript does."""
+    def read(
+        self,
+        name: str,
+        subs: list[str],
+        guard: tuple[bool, ...] | None,
+        exact: list[str] | None = None,
+    ) -> str:
+        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside;
+        ``exact``: the tests that its exact divisions divide evenly) is 0 where a subscript
+        falls outside or a division leaves a remainder."""
         ref = f"{tensor(name)}[{self.at(subs)}]"
-        conds = self.inside(tensor(name), subs, guard)
+        # the remainders first: the floor of an uneven division may be inside the array
+        tests = [*(exact or []), self.inside(tensor(name), subs, guard)]
+        conds = " and ".join(c for c in tests if c)
         # the subscripts that may fall outside are tested before the load, as signed values
         return f"({ref} if {conds} else {self.pad_value})" if conds else ref
 
@@ -861,7 +904,13 @@ def _ref(array: str, subs: tuple) -> contract.Ref:
 
 
 def _aff(a: Any, names: dict[sp.Symbol, str]) -> sp.Expr:
-    return sp.Add(sp.Integer(a.const), *[c * idx_sym(t) for t, c in a.coef])
+    return affine_expr(a, {t: idx_sym(t) for t in a.indices()})
+
+
+def _divides(reads: list) -> bool:
+    """Whether a read's subscripts hold a division or remainder (``x[i // 2]``): such a read
+    is no plain operand of a GEMM, nor a window of the scatter form (gather form instead)."""
+    return any(a.atoms for _, _, subs in reads for a in subs)
 
 
 def _floor(x: str, b: int) -> str:

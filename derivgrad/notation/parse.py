@@ -88,18 +88,36 @@ class DefineError(ParamError):
 
 
 @dataclass(frozen=True)
+class Div:
+    """``inner // k``, ``inner % k`` or ``inner / k`` (exact: a whole position only where
+    ``k`` divides ``inner``, allowed in a padded read, 0 elsewhere) for a constant ``k >= 2``."""
+
+    kind: str  # "//", "%" or "/"
+    inner: Affine
+    k: int
+
+    def text(self) -> str:
+        return f"({self.inner.text()}) {self.kind} {self.k}"
+
+
+@dataclass(frozen=True)
 class Affine:
-    """``Σ coef[t] · t + const`` over index names ``t`` (a subscript)."""
+    """``Σ coef[t] · t + Σ c · atom + const`` over index names ``t`` (a subscript); the atoms
+    (:class:`Div`) are integer divisions and remainders of affine subscripts."""
 
     coef: tuple[tuple[str, int], ...]
     const: int
+    atoms: tuple[tuple[Div, int], ...] = ()
 
     def indices(self) -> tuple[str, ...]:
-        return tuple(t for t, _ in self.coef)
+        out = [t for t, _ in self.coef]
+        for d, _ in self.atoms:
+            out += [t for t in d.inner.indices() if t not in out]
+        return tuple(out)
 
     def bare(self) -> str | None:
         """The index name when the subscript is exactly one index, else ``None``."""
-        if self.const == 0 and len(self.coef) == 1 and self.coef[0][1] == 1:
+        if self.const == 0 and len(self.coef) == 1 and self.coef[0][1] == 1 and not self.atoms:
             return self.coef[0][0]
         return None
 
@@ -107,6 +125,9 @@ class Affine:
         parts = []
         for t, c in self.coef:
             term = t if abs(c) == 1 else f"{abs(c)}*{t}"
+            parts.append(("- " if c < 0 else "+ ") + term)
+        for d, c in self.atoms:
+            term = d.text() if abs(c) == 1 else f"{abs(c)}*({d.text()})"
             parts.append(("- " if c < 0 else "+ ") + term)
         if self.const or not parts:
             parts.append(("- " if self.const < 0 else "+ ") + str(abs(self.const)))
@@ -179,25 +200,95 @@ def _affine(st: Statement, node: ast.AST) -> dict[str, int] | int:
             if set(c) == {""}:  # type: ignore[arg-type]
                 k = c[""]  # type: ignore[index]
                 return {t: k * v for t, v in e.items()}  # type: ignore[union-attr]
+    if isinstance(node, ast.BinOp) and type(node.op) in _DIVS:
+        return _division(st, node)
     raise st.error(
         _col(node),
         f"subscript {ast.unparse(node)!r} is not affine in the indices "
-        "(use index names, integers, +, - and integer multiples such as 2*i + u)",
+        "(use index names, integers, +, - and integer multiples such as 2*i + u, and "
+        "// or % by a positive integer such as i // 2)",
     )
+
+
+_DIVS = {ast.FloorDiv: "//", ast.Mod: "%", ast.Div: "/"}
+
+
+def _division(st: Statement, node: ast.BinOp) -> dict:
+    """``e // k``, ``e % k`` or ``e / k`` in a subscript, ``k`` a positive integer constant."""
+    kind = _DIVS[type(node.op)]
+    what = f"subscript {_src(st, node)!r}"
+    right = node.right
+    if any(isinstance(n, ast.Subscript) for n in ast.walk(right)):
+        raise st.error(
+            _col(right),
+            f"{what} divides by a tensor value: a subscript is an integer position made of "
+            f"indices and integer constants, so '{kind}' takes a positive integer constant, "
+            "as in i // 2",
+        )
+    if any(isinstance(n, ast.Constant) and type(n.value) is float for n in ast.walk(node)):
+        raise st.error(
+            _col(node),
+            f"{what} holds a float constant: a subscript is an integer position, so '{kind}' "
+            "takes a positive integer constant, as in i // 2",
+        )
+    k = _affine(st, right)
+    if set(k) != {""}:
+        raise st.error(
+            _col(right),
+            f"{what} divides by an index: '{kind}' takes a positive integer constant, as in "
+            "i // 2 (a division by an index is no affine position the gradient can solve)",
+        )
+    kv = k[""]
+    if kv == 0:
+        raise st.error(_col(node), f"{what} divides by zero")
+    if kv < 0:
+        raise st.error(
+            _col(right),
+            f"{what} divides by the negative {kv}: '{kind}' takes a positive integer "
+            f"constant (write -(e // {-kv}) or (-e) // {-kv} for the sign you mean)",
+        )
+    if kv > MAX_SUBSCRIPT:
+        raise st.error(_col(node), f"{what}: the divisor {kv} is past 2**31")
+    inner = _to_affine(st, node.left)
+    if kv == 1:
+        return {"": 0} if kind == "%" else _as_dict(inner)
+    if not inner.coef and not inner.atoms:  # a constant: folded
+        if kind == "/" and inner.const % kv:
+            raise st.error(_col(node), f"{what} is not a whole number")
+        return {"": inner.const % kv if kind == "%" else inner.const // kv}
+    return {Div(kind, inner, kv): 1, "": 0}
+
+
+def _as_dict(a: Affine) -> dict:
+    out: dict = {t: c for t, c in a.coef}
+    out.update({d: c for d, c in a.atoms})
+    out[""] = a.const
+    return out
 
 
 def _to_affine(st: Statement, node: ast.AST) -> Affine:
     a = _affine(st, node)
-    coef = tuple((t, c) for t, c in a.items() if t and c != 0)  # type: ignore[union-attr]
+    coef = tuple(
+        (t, c)
+        for t, c in a.items()  # type: ignore[union-attr]
+        if isinstance(t, str) and t and c != 0
+    )
+    atoms = tuple(
+        (d, c)
+        for d, c in a.items()  # type: ignore[union-attr]
+        if isinstance(d, Div) and c != 0
+    )
     const = a.get("", 0)  # type: ignore[union-attr]
-    for what, c in [*((f"the coefficient of {t}", c) for t, c in coef), ("the offset", const)]:
+    named = [*((f"the coefficient of {t}", c) for t, c in coef)]
+    named += [(f"the coefficient of {d.text()}", c) for d, c in atoms]
+    for what, c in [*named, ("the offset", const)]:
         if abs(c) > MAX_SUBSCRIPT:
             raise st.error(
                 _col(node),
                 f"subscript {ast.unparse(node)!r}: {what}, {c}, is past the largest an "
                 f"array axis allows here (2**31)",
             )
-    return Affine(coef, const)
+    return Affine(coef, const, atoms)
 
 
 def _subscripts(node: ast.Subscript) -> list[ast.AST]:
@@ -313,15 +404,17 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
                 "(x[i + u - 1] ?? 0), which is x's entry inside its shape and 0 outside; in a "
                 "longer expression put it in parentheses",
             )
-        e = _expr(st, read)
+        e = _read(st, read, padded=True)
         st.padded.add(len(st.refs) - 1)
         return ("pad", *e[1:])
     if isinstance(node, ast.Subscript):
-        if not isinstance(node.value, ast.Name):
-            raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
-        subs = tuple(_to_affine(st, s) for s in _subscripts(node))
-        st.refs.append((node.value.id, subs, _col(node)))
-        return ("ref", node.value.id, subs)
+        return _read(st, node, padded=False)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.FloorDiv, ast.Mod)):
+        raise st.error(
+            _col(node),
+            f"{_src(st, node)!r}: '//' and '%' are integer division and remainder of "
+            "subscripts (x[i // 2]); a value is divided with '/'",
+        )
     if isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
         if node.keywords:
@@ -352,6 +445,31 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
             "and an index's extent as len(index)",
         )
     raise st.error(_col(node), f"{ast.unparse(node)!r} is not allowed in a definition")
+
+
+def _read(st: Statement, node: ast.Subscript, padded: bool) -> Expr:
+    if not isinstance(node.value, ast.Name):
+        raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
+    subs = tuple(_to_affine(st, s) for s in _subscripts(node))
+    if not padded:
+        for s, a in zip(_subscripts(node), subs):
+            if any(d.kind == "/" for d in _divs(a)):
+                raise st.error(
+                    _col(s),
+                    f"subscript {_src(st, s)!r}: an exact division is a whole position only "
+                    f"where it divides evenly; write the read ({_src(st, node)} ?? 0), which "
+                    "is 0 at the other points, or use // to round down",
+                )
+    st.refs.append((node.value.id, subs, _col(node)))
+    return ("ref", node.value.id, subs)
+
+
+def _divs(a: Affine) -> list[Div]:
+    """Every division atom of ``a``, nested ones too."""
+    out = []
+    for d, _ in a.atoms:
+        out += [d, *_divs(d.inner)]
+    return out
 
 
 def _pow_to_power(st: Statement, node: ast.AST) -> ast.AST:
