@@ -97,7 +97,9 @@ class Div:
     k: int
 
     def text(self) -> str:
-        return f"({self.inner.text()}) {self.kind} {self.k}"
+        inner = self.inner.text()
+        plain = len(self.inner.coef) + len(self.inner.atoms) + (self.inner.const != 0) <= 1
+        return f"{inner if plain and inner[0] != '-' else f'({inner})'} {self.kind} {self.k}"
 
 
 @dataclass(frozen=True)
