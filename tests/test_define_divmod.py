@@ -17,12 +17,14 @@ from hypothesis import strategies as st
 from test_define_fuzz import check_against_reference
 
 import derivgrad
+from derivgrad.documents.render import render
 from derivgrad.notation import DefineError
 
 UPSAMPLE = "y[n, c, i, j] = x[n, c, i // 2, j // 2]"
 SHUFFLE = "y[n, c, i, j] = x[n, c*4 + (i % 2)*2 + j % 2, i // 2, j // 2]"
 UNSHUFFLE = "y[n, c, i, j] = x[n, c // 4, 2*i + (c % 4) // 2, 2*j + c % 2]"
 TCONV1 = "y[n, o, i] += (x[n, c, (i - u) / 2] ?? 0) * w[c, o, u]"
+FORMATS = ("latex", "typst", "markdown", "html", "text")
 TCONV2 = "y[n, o, i, j] += (x[n, c, (i - u) / 2, (j - v) / 2] ?? 0) * w[c, o, u, v]"
 
 
@@ -183,16 +185,22 @@ def test_division_definitions_are_proved_and_agree_with_the_reference(spec, shap
     check_against_reference((spec, shapes, ranges), 4, compiled=False)
 
 
-def test_documents_print_the_division_rules():
-    op = derivgrad.define(SHUFFLE, x=(1, 4, 2, 2))
-    for fmt in ("latex", "typst", "markdown", "html", "text"):
-        text = op.document(fmt) if hasattr(op, "document") else None
-        if text is None:
-            break
-    d = op.derive()
-    sections = str(op.sections(d))
-    assert "i // 2" in sections  # the definition as written
-    assert r"\partial L}{\partial x" in sections
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_documents_print_division_and_remainder_in_every_format(fmt):
+    # floor, remainder and exact division reach a document in the arg-max of a max= statement
+    d = derivgrad.define(
+        "y[i] max= (x[(2*i + u) // 2] ?? 0) * w[u % 2] + (x[(i - u) / 2] ?? 0)",
+        x=(5,),
+        w=(2,),
+        ranges={"u": 3, "i": 4},
+    ).derive()
+    text = render(d, fmt)
+    assert re.search(r"not\s+divide", text)  # the exact division's zero, said once
+    if fmt == "latex":
+        assert r"\left\lfloor" in text and r"\operatorname{mod} 2" in text
+        assert r"\texttt{y[i] max= (x[(2*i + u) // 2] ?? 0) * w[u \% 2]" in text
+    if fmt == "text":
+        assert "⌊" in text and "mod 2" in text
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,7 @@ class _Printer(PythonCodePrinter):
             raise AssertionError(f"a subscript's floor of a non-integer ratio: {e}")
         return f"(({self._print(num)}) // {int(den)})"
 
-    def _print_Mod(self, e: Any) -> str:
+    def _print_Rem(self, e: Any) -> str:
         a, k = e.args
         return f"(({self._print(a)}) % {self._print(k)})"
 

@@ -455,7 +455,7 @@ def _read(st: Statement, node: ast.Subscript, padded: bool) -> Expr:
     subs = tuple(_to_affine(st, s) for s in _subscripts(node))
     if not padded:
         for s, a in zip(_subscripts(node), subs):
-            if any(d.kind == "/" for d in _divs(a)):
+            if any(d.kind == "/" for d in divisions(a)):
                 raise st.error(
                     _col(s),
                     f"subscript {_src(st, s)!r}: an exact division is a whole position only "
@@ -466,11 +466,11 @@ def _read(st: Statement, node: ast.Subscript, padded: bool) -> Expr:
     return ("ref", node.value.id, subs)
 
 
-def _divs(a: Affine) -> list[Div]:
+def divisions(a: Affine) -> list[Div]:
     """Every division atom of ``a``, nested ones too."""
     out = []
     for d, _ in a.atoms:
-        out += [d, *_divs(d.inner)]
+        out += [d, *divisions(d.inner)]
     return out
 
 

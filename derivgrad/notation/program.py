@@ -454,15 +454,37 @@ class ExactDiv(sp.Function):
     """``ExactDiv(g, k)``: ``g / k`` for a ``g`` that ``k`` divides (the subscript ``g / k`` of
     a padded read, which is 0 elsewhere: the reads test ``g % k == 0``, :func:`exact_tests`)."""
 
+    @classmethod
+    def eval(cls, g: sp.Expr, k: sp.Expr) -> sp.Expr | None:
+        if g.is_Integer and int(g) % int(k) == 0:
+            return sp.Integer(int(g) // int(k))
+        return None
+
     def _latex(self, printer: Any) -> str:
         g, k = self.args
         return r"\frac{%s}{%s}" % (printer._print(g), printer._print(k))
 
 
+class Rem(sp.Function):
+    """``Rem(g, k)``: the remainder of ``g`` by ``k > 0`` in ``[0, k)`` (``g % k``); printed
+    ``(g mod k)`` in every document format (SymPy's ``Mod`` prints ``\bmod``, which not every
+    format reads)."""
+
+    @classmethod
+    def eval(cls, g: sp.Expr, k: sp.Expr) -> sp.Expr | None:
+        if g.is_Integer:
+            return sp.Integer(int(g) % int(k))
+        return None
+
+    def _latex(self, printer: Any) -> str:
+        g, k = self.args
+        return r"\left(%s \operatorname{mod} %s\right)" % (printer._print(g), printer._print(k))
+
+
 def atom_expr(d: Div, names: dict[str, sp.Symbol]) -> sp.Expr:
     g = affine_expr(d.inner, names)
     if d.kind == "%":
-        return sp.Mod(g, d.k)
+        return Rem(g, sp.Integer(d.k))
     if d.kind == "/":
         return ExactDiv(g, sp.Integer(d.k))
     return sp.floor(g / d.k)
