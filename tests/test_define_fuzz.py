@@ -161,7 +161,17 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             a = draw(st.integers(0, r - 1))
             f = draw(st.integers(2, 3))
             i = idx[a]
-            if draw(st.booleans()):
+            form = draw(st.sampled_from(["up", "shuffle", "transposed"]))
+            if form == "shuffle" and r >= 2:
+                # a pixel shuffle along two axes: entry f*c + (i % f) of axis b goes to i of
+                # axis a (the adjoint gathers only the remainders its entry holds)
+                b = draw(st.sampled_from([q for q in range(r) if q != a]))
+                subs = list(idx)
+                subs[a] = f"{i} // {f}"
+                subs[b] = f"{f}*{idx[b]} + {i} % {f}"
+                required = [f"{src}[{', '.join(subs)}]"]
+                lhs, op = idx, "="
+            elif form != "transposed":
                 # nearest upsampling, shifted by c (its range inferred through the division),
                 # maybe scaled by a weight of the position within each block (i % f)
                 c = draw(st.integers(0, f - 1))
