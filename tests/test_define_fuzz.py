@@ -10,7 +10,8 @@ matrix products (the GEMM path; max-plus and min-plus products), windows with st
 dilations, offsets and causal shifts (``x[i - u]``), zero-padded (``(x[2*i + u - 2] ?? 0)``,
 "same" ranges) or not, with weights or with a fixed window
 (``ranges=``); resampling by integer division and remainder (``x[(i + 1) // 2] * w[i % 2]``)
-and transposed windows of exact division (``(x[(i - u) / 2] ?? 0)``); every function of the notation (``log`` and ``sqrt`` of positive arguments,
+and transposed windows of exact division (``(x[(i - u) / 2] ?? 0)``); every function of the
+notation (``log`` and ``sqrt`` of positive arguments,
 ``exp`` of a read, ``pow`` of a positive base), ``len``; tensor and index names drawn from a
 pool of names the generated code, SymPy or Python use themselves; shapes 1-6 per axis.
 

@@ -352,7 +352,7 @@ class Emitter:
         bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
         return loc, syms, names, reads, bounds
 
-    def exact(self, subs: list[sp.Expr], names: dict[sp.Symbol, str]) -> list[str]:
+    def exact(self, subs: Any, names: dict[sp.Symbol, str]) -> list[str]:
         """The tests that a padded read's exact divisions (``x[(i - u) / 2] ?? 0``) divide
         evenly: elsewhere the read is 0."""
         return [f"({self.p(g, names)}) % {k} == 0" for g, k in exact_tests(subs)]

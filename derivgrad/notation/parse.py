@@ -17,9 +17,13 @@ erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argumen
 b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer constant;
 elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`), ``len(d)``
 (the extent of index ``d``) and tensor reads ``x[e_1, ..., e_r]`` whose subscripts are affine
-in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``).  A read
+in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``), and in their
+integer divisions and remainders by positive integer constants (``i // 2``, ``(i + u) % 3``,
+``c*4 + (i % 2)*2 + j % 2``: :class:`Div`; rounded down, the remainder in ``[0, k)``).  A read
 written ``(x[e_1, ..., e_r] ?? 0)`` is 0 where a subscript falls outside ``x``'s shape (zero
-padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow). The left side's
+padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow); in such a
+read ``e / k`` is an exact division, the read being 0 where ``k`` does not divide ``e`` (a
+strided transposed convolution, ``(x[(i - u) / 2] ?? 0)``). The left side's
 subscripts are plain, distinct index names, or none (``L[]``, a scalar: inside, a 1-entry
 tensor over ``SCALAR_INDEX``; outside, ``op.forward`` returns a 0-d array and ``op.backward``
 takes one). Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact;
@@ -27,7 +31,9 @@ every malformed statement raises a one-line :class:`~derivgrad.errors.ParamError
 ``ValueError``) naming the statement, its column and what is wrong, and so does one that no
 face could compute in bounded time: a constant exponent past ``MAX_POWER`` (multiplied along
 nested powers), exponentials nested past ``MAX_EXP_DEPTH``, a subscript coefficient or offset
-past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero.
+past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero;
+a subscript divided by zero, by a negative or float constant, by an index or a tensor value
+is refused in one line too, and so is an exact division outside a padded read.
 Any identifier may name a tensor or an index (the generated code keeps them apart from its
 own names by construction, :mod:`derivgrad.notation.codegen`).
 """
@@ -233,7 +239,7 @@ def _division(st: Statement, node: ast.BinOp) -> dict:
             f"{what} holds a float constant: a subscript is an integer position, so '{kind}' "
             "takes a positive integer constant, as in i // 2",
         )
-    k = _affine(st, right)
+    k: Any = _affine(st, right)
     if set(k) != {""}:
         raise st.error(
             _col(right),

@@ -14,7 +14,10 @@ stored from 0: entry ``t - lo_t``.  A read that can fall outside its tensor is a
 naming the statement, never a silent zero, unless it is written ``(x[...] ?? 0)``: such a
 read is 0 outside ``x`` (zero padding) and bounds no index; an index that no other read
 bounds and that such a read holds with a coefficient ``c > 0`` on an axis of ``n`` entries
-runs over ``[0, ceil(n / c))``, the input's size over the stride ("same" padding).
+runs over ``[0, ceil(n / c))``, the input's size over the stride ("same" padding).  An index
+inside a division ``c·(g // k)`` of an unpadded read is bounded through it
+(``F <= g // k <= G`` is ``k·F <= g <= k·G + k - 1``, :func:`_bound`); a remainder bounds no
+index (it stays in ``[0, k)``), and spans ``[0, k - 1]`` in the bounds check.
 
 The same inference runs on integers (the example shapes, and every call of the generated
 kernels, where it validates the arrays' shapes) and on SymPy symbols (the general-size rules).
@@ -27,7 +30,12 @@ a tensor ``R`` read as ``R[a(t)]`` by statement ``T[lhs] (+)= E`` receives
 
 and the equations ``a_j(t) = p_j`` are solved for an index of coefficient ±1 each (SymPy does
 the algebra), leaving the other indices as sums bounded by the solved indices' ranges
-(``[0 <= p - 2i <= K - 1]``).  Each adjoint entry is owned by one output point, so the
+(``[0 <= p - 2i <= K - 1]``).  A division atom ``g // k`` (``g % k``) of the read is a new
+index ``q`` (``r``) with the equation ``g = k·q + r`` and ``0 <= r < k`` (an exact ``g / k``:
+``g = k·q``), solved with the others: ``dx[p]`` of ``y[i] = x[i // 2]`` is ``Σ_{r<2} dy[2p +
+r]``, the points that read ``x[p]`` and no others (``_Aux``).  Another read's atoms stay in its
+subscripts (``floor``, :class:`Rem`, :class:`ExactDiv`, whose read is tested ``g % k == 0``).
+Each adjoint entry is owned by one output point, so the
 generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.  A ``max=``
 (``min=``) statement ``T[lhs] max= E`` has the same terms, each multiplied by the indicator
 that the summed indices' values at ``t`` are the first arg-max of ``E`` over them at
@@ -669,7 +677,7 @@ class _Aux:
                 self._make(d, key)
             if key in self.vars:
                 q, r = self.vars[key]
-                out += c * (r if d.kind == "%" else q)
+                out += c * (r if d.kind == "%" and r is not None else q)
             else:
                 out += c * atom_expr(d, self.names)
         return out
