@@ -240,3 +240,18 @@ def test_the_parser_refuses_every_bad_divisor_in_one_line(op, divisor):
         assert "\n" not in str(e) and "statement 1" in str(e)
         return
     assert divisor.lstrip("-").isdigit() and int(divisor) > 0
+
+
+def test_op_check_holds_a_users_upsampling_backward():
+    op = derivgrad.define(UPSAMPLE, x=(1, 2, 2, 3))
+
+    def blocks(dy, x):  # each entry's 2x2 block of the upstream, summed
+        n, c, h, w = x.shape
+        return {"x": dy.reshape(n, c, h, 2, w, 2).sum(axis=(3, 5))}
+
+    def corners(dy, x):  # a wrong one: the block's first entry only
+        return {"x": dy[:, :, ::2, ::2].copy()}
+
+    assert op.check(blocks, examples=3).passed
+    res = op.check(corners, examples=3, raise_on_failure=False)
+    assert not res.passed and "--define 'y[n, c, i, j] = x[n, c, i // 2, j // 2]'" in res.command
