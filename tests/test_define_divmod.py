@@ -173,6 +173,8 @@ def test_a_strided_transposed_convolution_2d_against_torch():
         ("y[c, i] = x[c*2 + i % 2, i // 2]", {"x": (4, 2)}, None),
         ("y[i] = x[(i + 1) // 3] * x[i % 2]", {"x": (3,)}, {"i": 7}),
         ("y[i] += (x[(i - u) / 2] ?? 0) * w[u]", {"x": (3,), "w": (3,)}, {"i": 7}),
+        # dw sums over every point here: exp of a padded read is 1, not 0, where it is 0
+        ("y[i] += exp(x[(i - u) / 2] ?? 0) * w[u]", {"x": (3,), "w": (3,)}, {"i": 7}),
         ("y[i] max= x[(2*i + u) // 2] * w[u % 2]", {"x": (5,), "w": (2,)}, {"u": 3}),
         ("y[i] += exp(x[(i + u) // 2]) * (w[(i - u) / 2] ?? 0)", {"x": (4,), "w": (2,)}, {"u": 3}),
     ],

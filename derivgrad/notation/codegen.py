@@ -161,6 +161,12 @@ class _Printer(PythonCodePrinter):
             raise AssertionError(f"a subscript's floor of a non-integer ratio: {e}")
         return f"(({self._print(num)}) // {int(den)})"
 
+    def _print_ceiling(self, e: Any) -> str:
+        num, den = sp.fraction(sp.together(e.args[0]))
+        if not den.is_Integer:
+            raise AssertionError(f"a loop bound's ceiling of a non-integer ratio: {e}")
+        return f"(-((-({self._print(num)})) // {int(den)}))"
+
     def _print_Rem(self, e: Any) -> str:
         a, k = e.args
         return f"(({self._print(a)}) % {self._print(k)})"

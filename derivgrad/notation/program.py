@@ -51,7 +51,7 @@ from typing import Any
 import sympy as sp
 
 from ..symbolic.functions import WindowMax
-from .parse import SCALAR_INDEX, Affine, DefineError, Div, Statement
+from .parse import SCALAR_INDEX, Affine, DefineError, Div, Statement, divisions
 
 Number = Any  # int (concrete shapes) or a SymPy expression (general sizes)
 
@@ -595,6 +595,17 @@ def adjoint_terms(
         # ``k`` points (the filtered points) that read it, not from every output point
         aux = _Aux(k, st, names, example, {*used, *free_names})
         eqs = [(aux.lin(a), free[j]) for j, a in enumerate(subs)]
+        for other, _, osubs in loc.reads:
+            # another padded read with an exact division, where the term is 0 when that read
+            # is (x * w's dw): the term sums over the points that divide evenly only, its
+            # atoms solved too (a stride-2 transposed convolution's dw: half the points)
+            if (
+                other in loc.padded
+                and any(d.kind == "/" for a in osubs for d in divisions(a))
+                and sp.simplify(factor.xreplace({other: 0})) == 0
+            ):
+                for a in osubs:
+                    aux.lin(a)
         eqs += [(g, sp.Integer(0)) for g in aux.constraints]
         for v, n in aux.ext.items():
             ext[v.name] = n
