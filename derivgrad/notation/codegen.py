@@ -157,14 +157,14 @@ class _Printer(PythonCodePrinter):
     # remainder as Python and Numba define them for a positive divisor (rounding down)
     def _print_floor(self, e: Any) -> str:
         num, den = sp.fraction(sp.together(e.args[0]))
-        if not den.is_Integer:
-            raise AssertionError(f"a subscript's floor of a non-integer ratio: {e}")
+        if not den.is_Integer:  # not a subscript's (none has another denominator)
+            return str(super()._print_floor(e))
         return f"(({self._print(num)}) // {int(den)})"
 
     def _print_ceiling(self, e: Any) -> str:
         num, den = sp.fraction(sp.together(e.args[0]))
-        if not den.is_Integer:
-            raise AssertionError(f"a loop bound's ceiling of a non-integer ratio: {e}")
+        if not den.is_Integer:  # not a loop bound's (none has another denominator)
+            return str(super()._print_ceiling(e))
         return f"(-((-({self._print(num)})) // {int(den)}))"
 
     def _print_Rem(self, e: Any) -> str:
