@@ -257,3 +257,14 @@ def test_op_check_holds_a_users_upsampling_backward():
     assert op.check(blocks, examples=3).passed
     res = op.check(corners, examples=3, raise_on_failure=False)
     assert not res.passed and "--define 'y[n, c, i, j] = x[n, c, i // 2, j // 2]'" in res.command
+
+
+def test_a_tie_goes_to_the_first_in_the_order_the_indices_are_written():
+    # x[u % 2 + 2*v] reads u before v: row-major (u, v) meets the tie at x[2] (u=0, v=1)
+    # first, where (v, u), the order an Affine keeps, would meet x[1] (u=1, v=0) first
+    spec = "y[] max= x[u % 2 + 2*v]"
+    op = derivgrad.define(spec, x=(4,), ranges={"u": 2})
+    x = np.array([0.0, 5.0, 5.0, 0.0])
+    assert op.forward(x=x) == 5.0
+    np.testing.assert_array_equal(op.backward(np.float64(1.0), x=x)["x"], [0, 0, 1, 0])
+    assert ref.Statement(spec).summed == ["u", "v"]  # the reference's order, read apart

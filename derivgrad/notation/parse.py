@@ -566,11 +566,23 @@ def parse_statement(number: int, line: str) -> Statement:
     st.rhs = _expr(st, value)
     _limits(st, value)
     order = list(st.lhs)
-    for _, subs, _ in st.refs:
-        for a in subs:
-            for t in a.indices():
-                if t not in order:
-                    order.append(t)
+    # a read's indices as written, left to right (an Affine keeps the indices of its
+    # divisions after its other ones: x[u % 2 + v] reads u first, the order max= ties follow)
+    written = {
+        _col(n): sorted(
+            (m for m in ast.walk(n.slice) if isinstance(m, ast.Name)), key=lambda m: _col(m)
+        )
+        for n in ast.walk(value)
+        if isinstance(n, ast.Subscript)
+    }
+    for _, subs, col in st.refs:
+        if any(a.atoms for a in subs):
+            found = [m.id for m in written[col]]
+        else:
+            found = [t for a in subs for t in a.indices()]
+        for t in found:
+            if t not in order:
+                order.append(t)
     st.indices = tuple(order)
     # every index on the left must be read on the right, else its range is undefined
     right = {t for _, subs, _ in st.refs for a in subs for t in a.indices()}
