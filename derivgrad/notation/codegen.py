@@ -330,6 +330,8 @@ class Emitter:
             else:
                 lower[v].append(_ceil(self.p(rest - U, names), -a))
                 upper[v].append(_floor(self.p(rest - L, names), -a))
+            for w in inside[:-1]:
+                self.relax(w, e, L, U, order, bounds, lower, upper, names)
         d = depth
         for g in guards:
             self.w(d, f"if {g}:")
@@ -338,6 +340,42 @@ class Emitter:
             self.loop(d, names[v], _nest("max", lower[v]), _nest("min", upper[v]) + " + 1", False)
             d += 1
         return d
+
+    def relax(
+        self,
+        w: sp.Symbol,
+        e: sp.Expr,
+        L: Any,
+        U: Any,
+        order: list[sp.Symbol],
+        bounds: dict,
+        lower: dict,
+        upper: dict,
+        names: dict,
+    ) -> None:
+        """Bounds on an outer loop ``w`` of ``L <= e <= U`` where the loops inside it that
+        ``e`` holds have constant ranges (a remainder's ``0 <= r < k``): ``e`` is then within
+        those ranges' span of ``a·w + outer``, a necessary condition (the innermost loop's
+        bounds stay the exact ones).  A pixel shuffle's gradient then runs one channel per
+        entry, not all of them with an empty innermost loop."""
+        inner = [v for v in order[order.index(w) + 1 :] if e.coeff(v) != 0]
+        if not all(
+            isinstance(bounds[v][0], sp.Integer) and isinstance(bounds[v][1], sp.Integer)
+            for v in inner
+        ):
+            return
+        a = int(e.coeff(w))
+        outer = sp.expand(e - a * w - sum(e.coeff(v) * v for v in inner))
+        lo_in = sum(min(e.coeff(v) * bounds[v][0], e.coeff(v) * bounds[v][1]) for v in inner)
+        hi_in = sum(max(e.coeff(v) * bounds[v][0], e.coeff(v) * bounds[v][1]) for v in inner)
+        # L <= a·w + outer + inner <= U, inner in [lo_in, hi_in]
+        low, high = L - outer - hi_in, U - outer - lo_in
+        if a > 0:
+            lower[w].append(_ceil(self.p(low, names), a))
+            upper[w].append(_floor(self.p(high, names), a))
+        else:
+            lower[w].append(_ceil(self.p(-high, names), -a))
+            upper[w].append(_floor(self.p(-low, names), -a))
 
     def statement_reads(self, k: int, st: Any) -> tuple:
         """Statement ``k``'s local form, its index symbols and their code names, each read as
