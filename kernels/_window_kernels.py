@@ -122,28 +122,16 @@ def col2im_block(cf, cstride, col0, c0, c1, geo, H, W, dxf):
     the sample ``dxf`` (``(C, H, W)`` flat) are overwritten with the sum of
     ``cf[r*cstride + col0 + ho*WO + wo]`` (rows ``r = (c - c0, kh, kw)``) at their window
     positions.  Serial within a sample, so overlapping windows add up without races."""
-    KH, KW, HO, WO = geo.kh, geo.kw, geo.ho, geo.wo
-    sh, sw, ph, pw, dh, dw = geo.sh, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw
-    usw = uint64(sw)
+    KK = geo.kh * geo.kw
     for c in range(c0, c1):
+        # a channel at a time, zeroed just before its sums (still in cache): one channel's
+        # rows start KK rows further on; the adds are col2im_rows', in its order
         base = uint64(c * H * W)
         for i in range(uint64(H * W)):
             dxf[base + i] = 0
-        for kh in range(KH):
-            ylo, yhi = valid_range(ph, kh * dh, sh, H, HO)
-            for kw in range(KW):
-                xlo, xhi = valid_range(pw, kw * dw, sw, W, WO)
-                n = uint64(xhi - xlo)
-                r = ((c - c0) * KH + kh) * KW + kw
-                for ho in range(ylo, yhi):
-                    s = uint64(r * cstride + col0 + ho * WO + xlo)
-                    d = uint64((c * H + ho * sh - ph + kh * dh) * W + xlo * sw - pw + kw * dw)
-                    if sw == 1:
-                        for j in range(n):
-                            dxf[d + j] += cf[s + j]
-                    else:
-                        for j in range(n):
-                            dxf[d + j * usw] += cf[s + j]
+        col2im_rows(
+            cf[col0 + (c - c0) * KK * cstride :], cstride, c, c + 1, 0, geo.ho, geo, H, W, dxf
+        )
 
 
 @serial

@@ -1,7 +1,8 @@
 """Where one LeNet training step's time goes (``derivgrad bench --step``).
 
-Runs the training loop's step (``derivgrad.training.train``: batch gather, ``loss_and_grads``, the
-finite-loss check, the optimizer, the accuracy count) on synthetic MNIST-shaped data, first
+Runs the training loop's step (``derivgrad.training.train``: batch gather, the forward and
+loss, the finite-loss check, the backward with each layer's update right after it, the
+accuracy count) on synthetic MNIST-shaped data, first
 plainly to time the whole step, then with each layer's ``forward``/``backward``, the loss,
 the optimizer and the batch gather wrapped in timers.  ``rest`` is the instrumented step
 minus its timed parts: Python glue between the calls and the bookkeeping.
@@ -23,12 +24,26 @@ def _data(n, rng):
     return np.ascontiguousarray(x), rng.integers(0, 10, n).astype(np.int64)
 
 
-def _step(net, opt, xtr, ytr, idx):
-    xb, yb = xtr[idx], ytr[idx]
-    loss, probs = net.loss_and_grads(xb, yb)
+def _check(loss):
     if not np.isfinite(loss):
         raise FloatingPointError(f"loss {loss}")
+
+
+def _loss_and_update(net, opt, xb, yb):
+    """The one-process training step's update, folded or not as the training loop does it."""
+    from derivgrad.training import train
+
+    if train.FOLD_UPDATE:
+        return net.loss_and_update(xb, yb, opt, _check)
+    loss, probs = net.loss_and_grads(xb, yb)
+    _check(loss)
     opt.step(net.named_grads())
+    return loss, probs
+
+
+def _step(net, opt, xtr, ytr, idx):
+    xb, yb = xtr[idx], ytr[idx]
+    loss, probs = _loss_and_update(net, opt, xb, yb)
     return int((probs.argmax(1) == yb).sum())
 
 
@@ -69,8 +84,9 @@ def breakdown(steps: int = 200, batch: int = 64, seed: int = 0) -> dict:
         layer.backward = timed(f"{name} backward", layer.backward)  # type: ignore[method-assign]
     loss_f = K.softmax_cross_entropy_forward
     loss_b = K.softmax_cross_entropy_backward
-    opt_step = opt.step
-    opt.step = timed("optimizer (SGD momentum)", opt_step)  # type: ignore[method-assign]
+    # per parameter: the training loop runs each layer's update right after its backward
+    name = "optimizer (SGD momentum)"
+    opt.update = timed(name, opt.update)  # type: ignore[method-assign]
     total = []
     import derivgrad.training.model as model_mod
 
@@ -83,10 +99,7 @@ def breakdown(steps: int = 200, batch: int = 64, seed: int = 0) -> dict:
             t_data = time.perf_counter()
             xb, yb = xtr[idx], ytr[idx]
             acc.setdefault("data batch (gather)", [0.0])[-1] += time.perf_counter() - t_data
-            loss, probs = net.loss_and_grads(xb, yb)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss {loss}")
-            opt.step(net.named_grads())
+            loss, probs = _loss_and_update(net, opt, xb, yb)
             int((probs.argmax(1) == yb).sum())
             total.append(time.perf_counter() - t)
     finally:

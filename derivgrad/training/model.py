@@ -8,7 +8,7 @@ weights and biases), seeded, in float32 unless asked otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -241,6 +241,58 @@ class Sequential:
         for layer in reversed(self.layers):
             g = layer.backward(g)
         return loss, probs
+
+    def loss_and_update(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        opt: SGD | Adam,
+        check_loss: Callable[[float], None] | None = None,
+    ) -> tuple[float, np.ndarray]:
+        """:meth:`loss_and_grads` followed by ``opt.step(self.named_grads())``, the update
+        folded into the backward: each layer's parameters are updated as soon as that
+        layer's backward has returned (its gradients are then complete and no later
+        backward reads its parameters), while the gradients are still in cache.  The
+        optimizer does per element what its ``step`` does, so the parameters, optimizer
+        state and gradients afterwards are bit for bit those of the separate pass.
+        ``check_loss(loss)`` runs before any parameter changes (it may raise to refuse the
+        step).  Only for an optimizer that owns ``self.named_params()`` whole: where the
+        gradients must first be combined (all-reduced over MPI ranks) or the update is
+        split across ranks, the caller runs the separate pass."""
+        owner = self._param_owner()
+        if set(opt.params) != set(owner) or any(
+            opt.params[k] is not p for k, p in self.named_params().items()
+        ):
+            raise ValueError("loss_and_update: the optimizer does not own this network's params")
+        logits = self.forward(x, train=True)
+        loss, probs = K.softmax_cross_entropy_forward(logits, labels)
+        if check_loss is not None:
+            check_loss(loss)
+        g = K.softmax_cross_entropy_backward(probs, labels)
+        opt.begin_step()
+        done = 0
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            g = layer.backward(g)
+            for k, gk in layer.grads.items():
+                opt.update(f"{i}.{k}", gk)
+                done += 1
+        if done != len(owner):
+            raise ValueError(f"loss_and_update: {done} gradients for {len(owner)} parameters")
+        opt.end_step()
+        return loss, probs
+
+    def _param_owner(self) -> dict[str, int]:
+        """Each parameter's layer; raises where one array is a parameter of two layers (its
+        gradient would be complete only after both backwards, so no early update)."""
+        owner: dict[str, int] = {}
+        seen: dict[int, int] = {}
+        for i, layer in enumerate(self.layers):
+            for k, p in layer.params.items():
+                if seen.setdefault(id(p), i) != i:
+                    raise ValueError(f"loss_and_update: parameter {i}.{k} is shared by layers")
+                owner[f"{i}.{k}"] = i
+        return owner
 
     def named_params(self) -> dict[str, np.ndarray]:
         return {
@@ -493,17 +545,31 @@ class SGD:
         self.steps = 0
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        for k, p in self.params.items():
-            # PyTorch initialises the momentum buffer with the first gradient
-            K.sgd_update(
-                p,
-                grads[k],
-                self.state[k] if self.momentum else p,
-                self.lr,
-                self.momentum,
-                self.wd,
-                self.steps == 0,
-            )
+        self.begin_step()
+        for k in self.params:
+            self.update(k, grads[k])
+        self.end_step()
+
+    # A step in parts, so that the training loop can update each layer's parameters as
+    # soon as its backward is done (Sequential.loss_and_update): begin_step, update for
+    # every parameter once, in any order, then end_step -- the same arithmetic as step.
+    def begin_step(self) -> None:
+        pass
+
+    def update(self, k: str, g: np.ndarray) -> None:
+        # PyTorch initialises the momentum buffer with the first gradient
+        p = self.params[k]
+        K.sgd_update(
+            p,
+            g,
+            self.state[k] if self.momentum else p,
+            self.lr,
+            self.momentum,
+            self.wd,
+            self.steps == 0,
+        )
+
+    def end_step(self) -> None:
         self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -539,19 +605,30 @@ class Adam:
         self.steps = 0
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        self.begin_step()
+        for k in self.params:
+            self.update(k, grads[k])
+        self.end_step()
+
+    # in parts as SGD's (begin_step, update per parameter, end_step)
+    def begin_step(self) -> None:
         self.steps += 1
-        for k, p in self.params.items():
-            K.adam_update(
-                p,
-                grads[k],
-                self.m[k],
-                self.v[k],
-                self.lr,
-                (self.b1, self.b2),
-                self.eps,
-                self.wd,
-                self.steps,
-            )
+
+    def update(self, k: str, g: np.ndarray) -> None:
+        K.adam_update(
+            self.params[k],
+            g,
+            self.m[k],
+            self.v[k],
+            self.lr,
+            (self.b1, self.b2),
+            self.eps,
+            self.wd,
+            self.steps,
+        )
+
+    def end_step(self) -> None:
+        pass
 
     def state_dict(self) -> dict[str, Any]:
         return {
