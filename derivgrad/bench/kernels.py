@@ -54,7 +54,9 @@ def _warm_time(f):
     return time.perf_counter() - t
 
 
-def median_pair(ours, ref, repeats):
+def median_pair(
+    ours: Callable[[], Any], ref: Callable[[], Any] | None, repeats: int
+) -> tuple[float, Any]:
     """Alternate ``ours`` and ``ref``, each timed warm once the other side's pool has gone
     idle (``SETTLE_S``); return their median seconds."""
     a, b = [], []
