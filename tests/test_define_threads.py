@@ -86,6 +86,21 @@ def test_an_error_in_a_chunk_reaches_the_caller_after_every_chunk_has_run(two_th
     assert sorted(c for c, _, _ in again) == [0, 1]
 
 
+@needs_two
+def test_work_too_small_to_share_runs_every_chunk_on_the_caller(two_threads, monkeypatch):
+    from derivgrad.kernels import _threads
+
+    monkeypatch.setitem(_threads.serial_below, "bytes", _threads.SMALL_BYTES)
+    ran, fn = _recorder()
+    runtime.run_parallel(fn, np.zeros(1000))  # 8 kB: below the bound
+    assert [(c, nt) for c, nt, _ in ran] == [(0, 2), (1, 2)]  # the chunks of 2 threads
+    assert {name for _, _, name in ran} == {threading.current_thread().name}
+    big, fn = _recorder(delay_on_caller=0.3)
+    runtime.run_parallel(fn, np.zeros(_threads.SMALL_BYTES // 8))  # at the bound: shared
+    assert sorted(c for c, _, _ in big) == [0, 1]
+    assert any(name.startswith("derivgrad-define") for _, _, name in big), big
+
+
 def test_the_profile_hook_records_each_phase_when_on_and_nothing_when_off():
     calls: list[int] = []
 

@@ -29,6 +29,8 @@ from numba.core import types
 from numba.core.compiler import Compiler
 from numba.extending import intrinsic, overload
 
+from derivgrad.kernels import _threads
+
 
 class PhaseCompiler(Compiler):
     """Numba's pipeline with the two flags its ``prange`` bodies get (``parfor_lowering``):
@@ -145,6 +147,18 @@ if hasattr(os, "register_at_fork"):
 profile: dict[str, list[float]] | None = None
 
 
+def _small(args: tuple) -> bool:
+    """Whether every array a phase is given holds less than the built-in kernels' bound on
+    work worth sharing (:func:`derivgrad.kernels._threads.serial_if`: about 50 µs of one
+    core's memory traffic, the order of waking a worker); their sum bounds what the phase
+    reads and writes, so no phase with more work is kept on one thread."""
+    total = 0
+    for a in args:
+        if isinstance(a, np.ndarray):
+            total += a.nbytes
+    return total < _threads.serial_below["bytes"]
+
+
 def run_parallel(fn: Callable[..., Any], *args: Any) -> None:
     """``fn(c, nt, *args)`` for every chunk ``c = 0 .. nt-1``, ``nt`` the caller's Numba thread
     count (:func:`derivgrad.kernels.set_threads`); each chunk owns its slice of the written
@@ -163,6 +177,10 @@ def run_parallel(fn: Callable[..., Any], *args: Any) -> None:
     t0 = time.perf_counter() if profile is not None else 0.0
     if nt <= 1:
         fn(0, 1, *args)
+    elif _small(args):
+        # the same chunks, on this thread: the same bits as on nt threads
+        for c in range(nt):
+            fn(c, nt, *args)
     else:
         call = _Call(fn, args, nt)
         _ensure_workers(nt - 1)
