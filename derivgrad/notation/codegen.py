@@ -20,7 +20,9 @@ range bound, a value and an accumulation are written and which optimisations app
   terms of an elementwise statement that reads the tensor at several places (a pooling
   window) in scatter form, one pass over that statement's points (:meth:`Emitter.scatter`);
   a rank-1 adjoint summed down columns (a norm's ``dg``) in chunks of its entries with the
-  rows outside (:meth:`Emitter.gather_columns`); the rest in gather form, the elementwise
+  rows outside (:meth:`Emitter.gather_columns`); a small slice of entries each summed over
+  many points (a depthwise conv's ``dw``) row by row into a register
+  (:meth:`Emitter.gather_rows`); the rest in gather form, the elementwise
   terms summed in the pass that writes every entry.  A factor holding its own statement's
   value (``exp``, ``tanh``) reads the stored tensor.  A user's
   names reach the source behind a prefix of their kind (:func:`tensor`, :func:`adjoint`,
