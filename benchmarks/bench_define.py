@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -44,6 +44,12 @@ LAYERS: dict[str, tuple[str, dict, dict, dict]] = {
         "y[n, o, i, j] += x[n, c, 2*i + u, 2*j + v] * w[o, c, u, v]",
         dict(x=(16, 32, 65, 65), w=(64, 32, 3, 3)),
         dict(x=(2, 3, 7, 7), w=(4, 3, 3, 3)),
+        {},
+    ),
+    "conv2d 3x3 same (16,64,32,32)->64": (
+        "y[n, o, i, j] += (x[n, c, i + u - 1, j + v - 1] ?? 0) * w[o, c, u, v]",
+        dict(x=(16, 64, 32, 32), w=(64, 64, 3, 3)),
+        dict(x=(2, 3, 6, 6), w=(4, 3, 3, 3)),
         {},
     ),
     "conv2d 1x1 (16,64,32,32)->128": (
@@ -194,6 +200,7 @@ def torch_layers() -> dict:
     return {
         "conv2d 3x3 (16,64,32,32)->64": lambda x, w: F.conv2d(x, w),
         "conv2d 3x3 s2 (16,32,64,64)->64": lambda x, w: F.conv2d(x, w, stride=2),
+        "conv2d 3x3 same (16,64,32,32)->64": lambda x, w: F.conv2d(x, w, padding=1),
         "conv2d 1x1 (16,64,32,32)->128": lambda x, w: F.conv2d(x, w[:, :, None, None]),
         "depthwise 3x3 (16,64,32,32)": lambda x, w: F.conv2d(x, w[:, None], groups=w.shape[0]),
         "conv1d dilated 2 (32,64,256)->64": lambda x, w: F.conv1d(x, w, dilation=2),
@@ -228,6 +235,7 @@ def bench(names: list[str], threads: list[int], repeats: int) -> None:
     import torch
 
     import derivgrad
+    from derivgrad.bench.kernels import median_pair
 
     tl = torch_layers()
     rng = np.random.default_rng(0)
@@ -263,18 +271,13 @@ def bench(names: list[str], threads: list[int], repeats: int) -> None:
         for nt in threads:
             numba.set_num_threads(nt)
             torch.set_num_threads(nt)
-            ours()
-            theirs()
-            a, b = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                ours()
-                t1 = time.perf_counter()
-                theirs()
-                t2 = time.perf_counter()
-                a.append(t1 - t0)
-                b.append(t2 - t1)
-            ma, mb = float(np.median(a)), float(np.median(b))
+            # Timed as `derivgrad bench` times its kernels (derivgrad/bench/kernels.py has
+            # the measurements): each side's timed call follows 25 ms of its own untimed
+            # calls, so the other side's thread pool has stopped spinning and this side's
+            # is awake.  Alternated call by call instead, PyTorch's spinning OpenMP threads
+            # held the second core while our chunks waited for it (depthwise 3x3 at 2
+            # threads: 2.8 ms alone, 5.8 ms right after a PyTorch call).
+            ma, mb = median_pair(ours, theirs, repeats)
             print(
                 f"{name:44s} {nt:3d} {1e3 * ma:12.1f} {1e3 * mb:9.1f} {ma / mb:6.2f} {diff:12.1e}",
                 flush=True,
@@ -301,16 +304,19 @@ print(t1 - t, t2 - t1)
 """
 
 
-def startup(name: str) -> tuple[tuple[float, float], tuple[float, float]]:
+def startup(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """``(first call in an empty cache, cached start)``, each in a fresh process, as
-    ``(imports, define + first forward + first backward)``."""
+    ``(imports, define + first forward + first backward, the process's CPU seconds)``."""
     import json
 
     spec, _, example, ranges = LAYERS[name]
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, DERIVGRAD_CACHE_DIR=tmp, NUMBA_CACHE_DIR=tmp + "/numba")
 
-        def run() -> tuple[float, float]:
+        def run() -> tuple[float, float, float]:
+            # CPU seconds of the child (all its threads): less sensitive to a shared
+            # machine's load than the wall times it prints
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run(
                 [sys.executable, "-c", STARTUP, json.dumps([spec, example, ranges])],
                 env=env,
@@ -318,7 +324,9 @@ def startup(name: str) -> tuple[tuple[float, float], tuple[float, float]]:
                 text=True,
                 check=True,
             ).stdout.split()
-            return float(out[-2]), float(out[-1])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            return float(out[-2]), float(out[-1]), cpu
 
         return run(), run()
 
@@ -339,11 +347,14 @@ def main() -> None:
     if not a.no_startup:
         print(
             f"{'layer: fresh processes, float32':44s} {'imports s':>9s} {'first call s':>12s} "
-            f"{'cached start s':>14s}"
+            f"{'cached start s':>14s} {'first-call CPU s':>16s}"
         )
         for name in names:
             first, warm = startup(name)
-            print(f"{name:44s} {first[0]:9.2f} {first[1]:12.2f} {warm[1]:14.2f}", flush=True)
+            print(
+                f"{name:44s} {first[0]:9.2f} {first[1]:12.2f} {warm[1]:14.2f} {first[2]:16.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

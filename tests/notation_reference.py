@@ -17,6 +17,9 @@ not its code generator), only the documented semantics:
 * ``(x[...] ?? 0)`` reads ``x`` and is 0 where a subscript is outside ``x``'s shape; such a
   read bounds no index, except that an index no other read bounds, written with a coefficient
   ``c > 0`` in it on an axis of ``n`` entries, runs over ``[0, ceil(n / c))`` ("same");
+* a subscript may hold ``e // k``, ``e % k`` (``k > 0``: the quotient rounded down, the
+  remainder in ``[0, k)``) and, in a padded read, ``e / k``: the read is 0 where ``k`` does
+  not divide ``e``;
 * ``len(t)`` is the extent of index ``t``; ``sigmoid(a) = 1 / (1 + e^-a)``; ``max(a, b)``,
   ``min(a, b)`` (the first of equal arguments); ``pow(a, b) = a ** b``.
 
@@ -106,6 +109,18 @@ def _int(node: ast.AST, env: dict[str, int]) -> int:
         v = _int(node.operand, env)
         return -v if isinstance(node.op, ast.USub) else v
     a, b = _int(node.left, env), _int(node.right, env)
+    if isinstance(node.op, (ast.FloorDiv, ast.Mod, ast.Div)):
+        # b > 0 (the notation's rule): the quotient rounded down and the remainder in
+        # [0, b), found by stepping, apart from any division the generator writes
+        q = 0
+        while (q + 1) * b <= a:
+            q += 1
+        while q * b > a:
+            q -= 1
+        r = a - q * b
+        if isinstance(node.op, ast.Div):
+            return q if r == 0 else math.nan  # no whole position: a padded read gives 0
+        return q if isinstance(node.op, ast.FloorDiv) else r
     return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
 
 
@@ -146,6 +161,8 @@ def infer(st: Statement, shapes: dict, fixed: dict) -> dict[str, tuple[int, int]
                         break
                 if good:
                     ok.append(v)
+            if len(ok) == 128:  # every probe in bounds: only a remainder holds t
+                continue
             assert ok and ok == list(range(ok[0], ok[-1] + 1)), f"no interval for {t}"
             rng[t] = (ok[0], ok[-1] + 1)
             progress = True

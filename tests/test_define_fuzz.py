@@ -9,7 +9,9 @@ statement no later one reads: ``forward`` returns a dict), then maybe a scalar l
 matrix products (the GEMM path; max-plus and min-plus products), windows with strides,
 dilations, offsets and causal shifts (``x[i - u]``), zero-padded (``(x[2*i + u - 2] ?? 0)``,
 "same" ranges) or not, with weights or with a fixed window
-(``ranges=``); every function of the notation (``log`` and ``sqrt`` of positive arguments,
+(``ranges=``); resampling by integer division and remainder (``x[(i + 1) // 2] * w[i % 2]``)
+and transposed windows of exact division (``(x[(i - u) / 2] ?? 0)``); every function of the
+notation (``log`` and ``sqrt`` of positive arguments,
 ``exp`` of a read, ``pow`` of a positive base), ``len``; tensor and index names drawn from a
 pool of names the generated code, SymPy or Python use themselves; shapes 1-6 per axis.
 
@@ -135,7 +137,7 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
         r = len(shape)
         idx = index_names(k, r)
         read = f"{src}[{', '.join(idx)}]"
-        kind = draw(st.sampled_from(["map", "sum", "matmul", "window"]))
+        kind = draw(st.sampled_from(["map", "sum", "matmul", "window", "divide"]))
         target = next(names)
         if kind == "map":
             required = [read]
@@ -156,6 +158,42 @@ def programs(draw: st.DrawFn) -> tuple[str, dict, dict]:
             w = new_input((shape[a], draw(st.integers(1, 6))))
             required = [read, f"{w}[{idx[a]}, {o}]"]
             lhs, op = [t for q, t in enumerate(idx) if q != a] + [o], acc
+        elif kind == "divide":  # resampling along axis a by a factor f
+            a = draw(st.integers(0, r - 1))
+            f = draw(st.integers(2, 3))
+            i = idx[a]
+            form = draw(st.sampled_from(["up", "shuffle", "transposed"]))
+            if form == "shuffle" and r >= 2:
+                # a pixel shuffle along two axes: entry f*c + (i % f) of axis b goes to i of
+                # axis a (the adjoint gathers only the remainders its entry holds)
+                b = draw(st.sampled_from([q for q in range(r) if q != a]))
+                subs = list(idx)
+                subs[a] = f"{i} // {f}"
+                subs[b] = f"{f}*{idx[b]} + {i} % {f}"
+                required = [f"{src}[{', '.join(subs)}]"]
+                lhs, op = idx, "="
+            elif form != "transposed":
+                # nearest upsampling, shifted by c (its range inferred through the division),
+                # maybe scaled by a weight of the position within each block (i % f)
+                c = draw(st.integers(0, f - 1))
+                sub = f"({i} + {c}) // {f}" if c else f"{i} // {f}"
+                required = [f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"]
+                if draw(st.booleans()):
+                    required.append(f"{new_input((f,))}[{i} % {f}]")
+                lhs, op = idx, "="
+            else:
+                # a transposed window of stride f: the read is 0 where f does not divide i - u
+                K = draw(st.integers(1, 3))
+                u = next(names)
+                sub = f"({i} - {u}) / {f}"
+                win = f"{src}[{', '.join(sub if q == a else t for q, t in enumerate(idx))}]"
+                required = [f"({win} ?? 0)"]
+                if draw(st.booleans()):
+                    required.append(f"{new_input((K,))}[{u}]")
+                else:
+                    fixed[u] = K
+                fixed[i] = (shape[a] - 1) * f + K
+                lhs, op = idx, acc
         else:  # a window along axis a: stride s, dilation d, offset c, or causal
             a = draw(st.integers(0, r - 1))
             n = shape[a]

@@ -54,7 +54,7 @@ def _warm_time(f):
     return time.perf_counter() - t
 
 
-def _median_pair(ours, ref, repeats):
+def median_pair(ours, ref, repeats):
     """Alternate ``ours`` and ``ref``, each timed warm once the other side's pool has gone
     idle (``SETTLE_S``); return their median seconds."""
     a, b = [], []
@@ -100,8 +100,8 @@ def conv_rows(torch: Any, repeats: int, dtype: Any = np.float32) -> list[dict[st
         else:
             ref_f = lambda: _numpy_conv(x, w, s, p) + b[:, None, None]
             ref_b = None
-        tf, rf = _median_pair(lambda: K.conv2d_forward(x, w, b, s, p), ref_f, repeats)
-        tb, rb = _median_pair(lambda: K.conv2d_backward(dy, x, w, s, p), ref_b, repeats)
+        tf, rf = median_pair(lambda: K.conv2d_forward(x, w, b, s, p), ref_f, repeats)
+        tb, rb = median_pair(lambda: K.conv2d_backward(dy, x, w, s, p), ref_b, repeats)
         rows.append(
             dict(
                 case=f"conv2d {case}",
@@ -131,8 +131,8 @@ def pool_row(torch: Any, repeats: int, dtype: Any = np.float32) -> dict[str, Any
     else:
         ref_f = lambda: x.reshape(x.shape[0], x.shape[1], 12, 2, 12, 2).max(axis=(3, 5))
         ref_b = None
-    tf, rf = _median_pair(lambda: K.maxpool2d_forward(x, 2), ref_f, repeats)
-    tb, rb = _median_pair(lambda: K.maxpool2d_backward(dy, idx, x.shape), ref_b, repeats)
+    tf, rf = median_pair(lambda: K.maxpool2d_forward(x, 2), ref_f, repeats)
+    tb, rb = median_pair(lambda: K.maxpool2d_backward(dy, idx, x.shape), ref_b, repeats)
     return dict(
         case=f"maxpool2d 2x2/2 {POOL_CASE}",
         fwd_ms=tf * 1e3,
@@ -156,8 +156,8 @@ def linear_row(torch: Any, repeats: int, dtype: Any = np.float32) -> dict[str, A
         ref_b = lambda: (dyt @ wt, dyt.t() @ xt, dyt.sum(0))
     else:
         ref_f, ref_b = (lambda: x @ w.T + b), None
-    tf, rf = _median_pair(lambda: K.linear_forward(x, w, b), ref_f, repeats)
-    tb, rb = _median_pair(lambda: K.linear_backward(dy, x, w), ref_b, repeats)
+    tf, rf = median_pair(lambda: K.linear_forward(x, w, b), ref_f, repeats)
+    tb, rb = median_pair(lambda: K.linear_backward(dy, x, w), ref_b, repeats)
     return dict(
         case=f"linear {IN}->{OUT} batch {N}",
         fwd_ms=tf * 1e3,

@@ -35,7 +35,11 @@ def define(
     ranges are inferred; the kernels run on any sizes that fit.  The op is registered under
     ``name`` (default ``defined_<hash>``), so ``derivgrad.derive(name)``, the renderer and
     ``derivgrad check`` know it.  ``ranges={"u": 2}`` (or ``(lo, hi)``) fixes an index's
-    range where no read determines it (a pooling window's offsets).  A malformed definition
+    range where no read determines it (a pooling window's offsets, an index held only by a
+    remainder ``i % 2``, a transposed convolution's output ``(x[(i - u) / 2] ?? 0)``).
+    Subscripts are affine in the indices and in their ``// k`` and ``% k`` (``k`` a positive
+    integer: upsampling ``x[i // 2]``, pixel shuffle); README's notation section has the
+    whole grammar, :mod:`derivgrad.notation.parse` too.  A malformed definition
     raises a one-line :class:`DefineError` (a ``ValueError``) naming the statement and the
     column.  An input tensor may have any identifier as its name but ``name``, ``title`` and
     ``ranges``, define()'s own arguments.

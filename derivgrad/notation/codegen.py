@@ -50,6 +50,8 @@ from .program import (
     Ranges,
     Term,
     adjoint_terms,
+    affine_expr,
+    exact_tests,
     hi_sym,
     idx_sym,
     lo_sym,
@@ -66,6 +68,7 @@ import numpy as np
 from numba import prange
 
 from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
+from derivgrad.kernels._gemm import gemm_scaled
 from derivgrad.notation.runtime import PhaseCompiler, run_parallel
 from derivgrad.notation.runtime import exp as _exp_python
 
@@ -152,6 +155,28 @@ class _Printer(PythonCodePrinter):
 
     def _print_sign(self, e: Any) -> str:
         return f"_sign({self._print(e.args[0])})"
+
+    # the division atoms of a subscript (integers at run time): floor division and
+    # remainder as Python and Numba define them for a positive divisor (rounding down)
+    def _print_floor(self, e: Any) -> str:
+        num, den = sp.fraction(sp.together(e.args[0]))
+        if not den.is_Integer:  # not a subscript's (none has another denominator)
+            return str(super()._print_floor(e))
+        return f"(({self._print(num)}) // {int(den)})"
+
+    def _print_ceiling(self, e: Any) -> str:
+        num, den = sp.fraction(sp.together(e.args[0]))
+        if not den.is_Integer:  # not a loop bound's (none has another denominator)
+            return str(super()._print_ceiling(e))
+        return f"(-((-({self._print(num)})) // {int(den)}))"
+
+    def _print_Rem(self, e: Any) -> str:
+        a, k = e.args
+        return f"(({self._print(a)}) % {self._print(k)})"
+
+    def _print_ExactDiv(self, e: Any) -> str:
+        g, k = e.args
+        return f"(({self._print(g)}) // {self._print(k)})"
 
     def _print_Rational(self, e: sp.Rational) -> str:
         return f"({float(e)!r})"
@@ -308,6 +333,8 @@ class Emitter:
             else:
                 lower[v].append(_ceil(self.p(rest - U, names), -a))
                 upper[v].append(_floor(self.p(rest - L, names), -a))
+            for w in inside[:-1]:
+                self.relax(w, e, L, U, order, bounds, lower, upper, names)
         d = depth
         for g in guards:
             self.w(d, f"if {g}:")
@@ -317,6 +344,42 @@ class Emitter:
             d += 1
         return d
 
+    def relax(
+        self,
+        w: sp.Symbol,
+        e: sp.Expr,
+        L: Any,
+        U: Any,
+        order: list[sp.Symbol],
+        bounds: dict,
+        lower: dict,
+        upper: dict,
+        names: dict,
+    ) -> None:
+        """Bounds on an outer loop ``w`` of ``L <= e <= U`` where the loops inside it that
+        ``e`` holds have constant ranges (a remainder's ``0 <= r < k``): ``e`` is then within
+        those ranges' span of ``a·w + outer``, a necessary condition (the innermost loop's
+        bounds stay the exact ones).  A pixel shuffle's gradient then runs one channel per
+        entry, not all of them with an empty innermost loop."""
+        inner = [v for v in order[order.index(w) + 1 :] if e.coeff(v) != 0]
+        if not all(
+            isinstance(bounds[v][0], sp.Integer) and isinstance(bounds[v][1], sp.Integer)
+            for v in inner
+        ):
+            return
+        a = int(e.coeff(w))
+        outer = sp.expand(e - a * w - sum(e.coeff(v) * v for v in inner))
+        lo_in = sum(min(e.coeff(v) * bounds[v][0], e.coeff(v) * bounds[v][1]) for v in inner)
+        hi_in = sum(max(e.coeff(v) * bounds[v][0], e.coeff(v) * bounds[v][1]) for v in inner)
+        # L <= a·w + outer + inner <= U, inner in [lo_in, hi_in]
+        low, high = L - outer - hi_in, U - outer - lo_in
+        if a > 0:
+            lower[w].append(_ceil(self.p(low, names), a))
+            upper[w].append(_floor(self.p(high, names), a))
+        else:
+            lower[w].append(_ceil(self.p(-high, names), -a))
+            upper[w].append(_floor(self.p(-low, names), -a))
+
     def statement_reads(self, k: int, st: Any) -> tuple:
         """Statement ``k``'s local form, its index symbols and their code names, each read as
         code (a padded one guarded) and each index's bounds: what the forward and the
@@ -325,11 +388,21 @@ class Emitter:
         syms = {t: idx_sym(t) for t in st.indices}
         names = {syms[t]: index(t) for t in st.indices}
         reads = {
-            ph: self.read(name, [self.p(_aff(a, names), names) for a in subs], loc.padded.get(ph))
+            ph: self.read(
+                name,
+                [self.p(_aff(a, names), names) for a in subs],
+                loc.padded.get(ph),
+                self.exact([_aff(a, names) for a in subs], names),
+            )
             for ph, name, subs in loc.reads
         }
         bounds = {syms[t]: (lo_sym(k, t), hi_sym(k, t) - 1) for t in st.indices}
         return loc, syms, names, reads, bounds
+
+    def exact(self, subs: Any, names: dict[sp.Symbol, str]) -> list[str]:
+        """The tests that a padded read's exact divisions (``x[(i - u) / 2] ?? 0``) divide
+        evenly: elsewhere the read is 0."""
+        return [f"({self.p(g, names)}) % {k} == 0" for g, k in exact_tests(subs)]
 
     # -- forward ------------------------------------------------------------------------
     def forward(self) -> None:
@@ -433,6 +506,8 @@ class Emitter:
             if st.accumulate or st.scalar or st.summed:
                 continue
             loc = local(k, st)
+            if _divides(loc.reads):
+                continue
             reads = [(ph, subs) for ph, t, subs in loc.reads if t == name]
             reads = [(ph, subs) for ph, subs in reads if sp.diff(loc.expr, ph) != 0]
             if len(reads) < 2:
@@ -645,7 +720,9 @@ class Emitter:
         if not self.gemm:
             return None
         loc = local(k, st)
-        if len(loc.reads) != 2 or loc.padded:  # a padded read is no plain operand of a GEMM
+        # a divided subscript: no plain operand of a GEMM (a padded read is one: its pack
+        # tests the bounds)
+        if len(loc.reads) != 2 or _divides(loc.reads):
             return None
         (p0, t0, s0), (p1, t1, s1) = loc.reads
         coef = sp.cancel(loc.expr / (p0 * p1))
@@ -653,8 +730,8 @@ class Emitter:
             return None
         c = contract.Contraction(
             self._lhs_ref(tensor(st.target), k),
-            _ref(tensor(t0), s0),
-            _ref(tensor(t1), s1),
+            _ref(tensor(t0), s0, loc.padded.get(p0)),
+            _ref(tensor(t1), s1, loc.padded.get(p1)),
             coef,
             self._indices(k),
         )
@@ -679,15 +756,16 @@ class Emitter:
                 other = [r for r in loc.reads if r[0] in factor.free_symbols]
                 if len(other) != 1:
                     continue
-                if st.reduce != "sum" or loc.padded:  # an arg-max indicator, a guarded read
+                # an arg-max indicator, a divided subscript
+                if st.reduce != "sum" or _divides(loc.reads):
                     continue
                 coef = sp.cancel(factor / other[0][0])
                 if coef.free_symbols & {r[0] for r in loc.reads}:
                     continue
                 c = contract.Contraction(
-                    _ref(adjoint(name), subs),
+                    _ref(adjoint(name), subs, loc.padded.get(ph)),
                     self._lhs_ref(adjoint(st.target), k),
-                    _ref(tensor(other[0][1]), other[0][2]),
+                    _ref(tensor(other[0][1]), other[0][2], loc.padded.get(other[0][0])),
                     coef,
                     self._indices(k),
                 )
@@ -702,7 +780,9 @@ class Emitter:
         target, subs = term.upstream
         up = f"{adjoint(target)}[{self.at([self.p(s, names) for s in subs])}]"
         reads = {
-            ph: self.read(t, [self.p(s, names) for s in ss], term.padded.get(ph))
+            ph: self.read(
+                t, [self.p(s, names) for s in ss], term.padded.get(ph), self.exact(ss, names)
+            )
             for ph, (t, ss) in term.reads.items()
         }
         factor = term.factor
@@ -724,11 +804,20 @@ class Emitter:
 
     pad_value = "0.0"
 
-    def read(self, name: str, subs: list[str], guard: tuple[bool, ...] | None) -> str:
-        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside)
-        is 0 where a subscript does."""
+    def read(
+        self,
+        name: str,
+        subs: list[str],
+        guard: tuple[bool, ...] | None,
+        exact: list[str] | None = None,
+    ) -> str:
+        """A read of tensor ``name``; a padded one (``guard``: the axes that can fall outside;
+        ``exact``: the tests that its exact divisions divide evenly) is 0 where a subscript
+        falls outside or a division leaves a remainder."""
         ref = f"{tensor(name)}[{self.at(subs)}]"
-        conds = self.inside(tensor(name), subs, guard)
+        # the remainders first: the floor of an uneven division may be inside the array
+        tests = [*(exact or []), self.inside(tensor(name), subs, guard)]
+        conds = " and ".join(c for c in tests if c)
         # the subscripts that may fall outside are tested before the load, as signed values
         return f"({ref} if {conds} else {self.pad_value})" if conds else ref
 
@@ -887,14 +976,25 @@ class SympyEmitter(Emitter):
         return f"_SEL({term.statement}, ({at}), ({pt}))"
 
 
-def _ref(array: str, subs: tuple) -> contract.Ref:
+def _ref(array: str, subs: tuple, pad: tuple[bool, ...] | None = None) -> contract.Ref:
+    """``pad``: a padded read's guarded axes (its pack tests them, its adjoint drops the
+    entries outside)."""
     return contract.Ref(
-        array, tuple(_aff(a, {}) for a in subs), tuple(tuple(a.indices()) for a in subs)
+        array,
+        tuple(_aff(a, {}) for a in subs),
+        tuple(tuple(a.indices()) for a in subs),
+        tuple(pad) if pad else (),
     )
 
 
 def _aff(a: Any, names: dict[sp.Symbol, str]) -> sp.Expr:
-    return sp.Add(sp.Integer(a.const), *[c * idx_sym(t) for t, c in a.coef])
+    return affine_expr(a, {t: idx_sym(t) for t in a.indices()})
+
+
+def _divides(reads: list) -> bool:
+    """Whether a read's subscripts hold a division or remainder (``x[i // 2]``): such a read
+    is no plain operand of a GEMM, nor a window of the scatter form (gather form instead)."""
+    return any(a.atoms for _, _, subs in reads for a in subs)
 
 
 def _floor(x: str, b: int) -> str:

@@ -544,6 +544,19 @@ def _rule_tex(op: Any, name: str, ranges: Ranges) -> str:
     return lhs + " = " + (" + ".join(parts) if parts else "0")
 
 
+def _exact(prog: Any) -> bool:
+    """Whether a read's subscript holds an exact division (``(x[(i - u) / 2] ?? 0)``)."""
+    from .parse import divisions
+
+    return any(
+        d.kind == "/"
+        for st in prog.statements
+        for _, subs, _ in st.refs
+        for a in subs
+        for d in divisions(a)
+    )
+
+
 def _selects_tex(prog: Any, term: Any, up: Callable[[Any], Any]) -> str:
     """The indicator of a ``max=``/``min=`` term: ``[(u, v) = arg max_{(u', v')} E]``, ``E``
     at this term's output point with the summed indices primed (1-based, as ``up`` prints)."""
@@ -631,7 +644,13 @@ def sections(op: Any, d: Derivation) -> list[Block]:
             (
                 "p",
                 f"Zero padding: {listed} at a subscript outside its shape (a read written "
-                r"\texttt{?? 0}) is 0, in the definition and in the rules below.",
+                r"\texttt{?? 0}) is 0, in the definition and in the rules below"
+                + (
+                    r"; so is such a read at $\frac{e}{k}$ where $k$ does not divide $e$ (a "
+                    "subscript written e / k)."
+                    if _exact(prog)
+                    else "."
+                ),
             )
         )
     eqs = []
@@ -654,11 +673,12 @@ def sections(op: Any, d: Derivation) -> list[Block]:
 
 
 def _tt(s: str) -> str:
+    # "%" (a remainder, i % 2) is left to the LaTeX writer, which escapes it in all prose:
+    # escaped here too it would print as "\\%" there and as "\%" in the other formats
     for a, b in (
         ("\\", r"\textbackslash{}"),
         ("_", r"\_"),
         ("#", r"\#"),
-        ("%", r"\%"),
         ("&", r"\&"),
         ("{", r"\{"),
         ("}", r"\}"),

@@ -17,9 +17,13 @@ erf abs sin cos``, ``max(a, b)`` and ``min(a, b)`` (ties go to the first argumen
 b)`` (the same as ``a ** b``: real where ``a > 0``, or where ``b`` is an integer constant;
 elsewhere a numeric instance ends in one line, :mod:`~derivgrad.notation.domain`), ``len(d)``
 (the extent of index ``d``) and tensor reads ``x[e_1, ..., e_r]`` whose subscripts are affine
-in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``).  A read
+in the indices with integer coefficients (``2*i + u``, ``i - u``, ``i + 2*u``), and in their
+integer divisions and remainders by positive integer constants (``i // 2``, ``(i + u) % 3``,
+``c*4 + (i % 2)*2 + j % 2``: :class:`Div`; rounded down, the remainder in ``[0, k)``).  A read
 written ``(x[e_1, ..., e_r] ?? 0)`` is 0 where a subscript falls outside ``x``'s shape (zero
-padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow). The left side's
+padding, :mod:`~derivgrad.notation.program` says how its indices' ranges follow); in such a
+read ``e / k`` is an exact division, the read being 0 where ``k`` does not divide ``e`` (a
+strided transposed convolution, ``(x[(i - u) / 2] ?? 0)``). The left side's
 subscripts are plain, distinct index names, or none (``L[]``, a scalar: inside, a 1-entry
 tensor over ``SCALAR_INDEX``; outside, ``op.forward`` returns a 0-d array and ``op.backward``
 takes one). Each line is parsed by Python's own parser (:mod:`ast`), so positions are exact;
@@ -27,7 +31,9 @@ every malformed statement raises a one-line :class:`~derivgrad.errors.ParamError
 ``ValueError``) naming the statement, its column and what is wrong, and so does one that no
 face could compute in bounded time: a constant exponent past ``MAX_POWER`` (multiplied along
 nested powers), exponentials nested past ``MAX_EXP_DEPTH``, a subscript coefficient or offset
-past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero.
+past ``MAX_SUBSCRIPT``, a constant that is no finite float64, a division by a constant zero;
+a subscript divided by zero, by a negative or float constant, by an index or a tensor value
+is refused in one line too, and so is an exact division outside a padded read.
 Any identifier may name a tensor or an index (the generated code keeps them apart from its
 own names by construction, :mod:`derivgrad.notation.codegen`).
 """
@@ -88,18 +94,38 @@ class DefineError(ParamError):
 
 
 @dataclass(frozen=True)
+class Div:
+    """``inner // k``, ``inner % k`` or ``inner / k`` (exact: a whole position only where
+    ``k`` divides ``inner``, allowed in a padded read, 0 elsewhere) for a constant ``k >= 2``."""
+
+    kind: str  # "//", "%" or "/"
+    inner: Affine
+    k: int
+
+    def text(self) -> str:
+        inner = self.inner.text()
+        plain = len(self.inner.coef) + len(self.inner.atoms) + (self.inner.const != 0) <= 1
+        return f"{inner if plain and inner[0] != '-' else f'({inner})'} {self.kind} {self.k}"
+
+
+@dataclass(frozen=True)
 class Affine:
-    """``Σ coef[t] · t + const`` over index names ``t`` (a subscript)."""
+    """``Σ coef[t] · t + Σ c · atom + const`` over index names ``t`` (a subscript); the atoms
+    (:class:`Div`) are integer divisions and remainders of affine subscripts."""
 
     coef: tuple[tuple[str, int], ...]
     const: int
+    atoms: tuple[tuple[Div, int], ...] = ()
 
     def indices(self) -> tuple[str, ...]:
-        return tuple(t for t, _ in self.coef)
+        out = [t for t, _ in self.coef]
+        for d, _ in self.atoms:
+            out += [t for t in d.inner.indices() if t not in out]
+        return tuple(out)
 
     def bare(self) -> str | None:
         """The index name when the subscript is exactly one index, else ``None``."""
-        if self.const == 0 and len(self.coef) == 1 and self.coef[0][1] == 1:
+        if self.const == 0 and len(self.coef) == 1 and self.coef[0][1] == 1 and not self.atoms:
             return self.coef[0][0]
         return None
 
@@ -107,6 +133,9 @@ class Affine:
         parts = []
         for t, c in self.coef:
             term = t if abs(c) == 1 else f"{abs(c)}*{t}"
+            parts.append(("- " if c < 0 else "+ ") + term)
+        for d, c in self.atoms:
+            term = d.text() if abs(c) == 1 else f"{abs(c)}*({d.text()})"
             parts.append(("- " if c < 0 else "+ ") + term)
         if self.const or not parts:
             parts.append(("- " if self.const < 0 else "+ ") + str(abs(self.const)))
@@ -179,25 +208,95 @@ def _affine(st: Statement, node: ast.AST) -> dict[str, int] | int:
             if set(c) == {""}:  # type: ignore[arg-type]
                 k = c[""]  # type: ignore[index]
                 return {t: k * v for t, v in e.items()}  # type: ignore[union-attr]
+    if isinstance(node, ast.BinOp) and type(node.op) in _DIVS:
+        return _division(st, node)
     raise st.error(
         _col(node),
         f"subscript {ast.unparse(node)!r} is not affine in the indices "
-        "(use index names, integers, +, - and integer multiples such as 2*i + u)",
+        "(use index names, integers, +, - and integer multiples such as 2*i + u, and "
+        "// or % by a positive integer such as i // 2)",
     )
+
+
+_DIVS = {ast.FloorDiv: "//", ast.Mod: "%", ast.Div: "/"}
+
+
+def _division(st: Statement, node: ast.BinOp) -> dict:
+    """``e // k``, ``e % k`` or ``e / k`` in a subscript, ``k`` a positive integer constant."""
+    kind = _DIVS[type(node.op)]
+    what = f"subscript {_src(st, node)!r}"
+    right = node.right
+    if any(isinstance(n, ast.Subscript) for n in ast.walk(right)):
+        raise st.error(
+            _col(right),
+            f"{what} divides by a tensor value: a subscript is an integer position made of "
+            f"indices and integer constants, so '{kind}' takes a positive integer constant, "
+            "as in i // 2",
+        )
+    if any(isinstance(n, ast.Constant) and type(n.value) is float for n in ast.walk(node)):
+        raise st.error(
+            _col(node),
+            f"{what} holds a float constant: a subscript is an integer position, so '{kind}' "
+            "takes a positive integer constant, as in i // 2",
+        )
+    k: Any = _affine(st, right)
+    if set(k) != {""}:
+        raise st.error(
+            _col(right),
+            f"{what} divides by an index: '{kind}' takes a positive integer constant, as in "
+            "i // 2 (a division by an index is no affine position the gradient can solve)",
+        )
+    kv = k[""]
+    if kv == 0:
+        raise st.error(_col(node), f"{what} divides by zero")
+    if kv < 0:
+        raise st.error(
+            _col(right),
+            f"{what} divides by the negative {kv}: '{kind}' takes a positive integer "
+            f"constant (write -(e // {-kv}) or (-e) // {-kv} for the sign you mean)",
+        )
+    if kv > MAX_SUBSCRIPT:
+        raise st.error(_col(node), f"{what}: the divisor {kv} is past 2**31")
+    inner = _to_affine(st, node.left)
+    if kv == 1:
+        return {"": 0} if kind == "%" else _as_dict(inner)
+    if not inner.coef and not inner.atoms:  # a constant: folded
+        if kind == "/" and inner.const % kv:
+            raise st.error(_col(node), f"{what} is not a whole number")
+        return {"": inner.const % kv if kind == "%" else inner.const // kv}
+    return {Div(kind, inner, kv): 1, "": 0}
+
+
+def _as_dict(a: Affine) -> dict:
+    out: dict = {t: c for t, c in a.coef}
+    out.update({d: c for d, c in a.atoms})
+    out[""] = a.const
+    return out
 
 
 def _to_affine(st: Statement, node: ast.AST) -> Affine:
     a = _affine(st, node)
-    coef = tuple((t, c) for t, c in a.items() if t and c != 0)  # type: ignore[union-attr]
+    coef = tuple(
+        (t, c)
+        for t, c in a.items()  # type: ignore[union-attr]
+        if isinstance(t, str) and t and c != 0
+    )
+    atoms = tuple(
+        (d, c)
+        for d, c in a.items()  # type: ignore[union-attr]
+        if isinstance(d, Div) and c != 0
+    )
     const = a.get("", 0)  # type: ignore[union-attr]
-    for what, c in [*((f"the coefficient of {t}", c) for t, c in coef), ("the offset", const)]:
+    named = [*((f"the coefficient of {t}", c) for t, c in coef)]
+    named += [(f"the coefficient of {d.text()}", c) for d, c in atoms]
+    for what, c in [*named, ("the offset", const)]:
         if abs(c) > MAX_SUBSCRIPT:
             raise st.error(
                 _col(node),
                 f"subscript {ast.unparse(node)!r}: {what}, {c}, is past the largest an "
                 f"array axis allows here (2**31)",
             )
-    return Affine(coef, const)
+    return Affine(coef, const, atoms)
 
 
 def _subscripts(node: ast.Subscript) -> list[ast.AST]:
@@ -313,15 +412,17 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
                 "(x[i + u - 1] ?? 0), which is x's entry inside its shape and 0 outside; in a "
                 "longer expression put it in parentheses",
             )
-        e = _expr(st, read)
+        e = _read(st, read, padded=True)
         st.padded.add(len(st.refs) - 1)
         return ("pad", *e[1:])
     if isinstance(node, ast.Subscript):
-        if not isinstance(node.value, ast.Name):
-            raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
-        subs = tuple(_to_affine(st, s) for s in _subscripts(node))
-        st.refs.append((node.value.id, subs, _col(node)))
-        return ("ref", node.value.id, subs)
+        return _read(st, node, padded=False)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.FloorDiv, ast.Mod)):
+        raise st.error(
+            _col(node),
+            f"{_src(st, node)!r}: '//' and '%' are integer division and remainder of "
+            "subscripts (x[i // 2]); a value is divided with '/'",
+        )
     if isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
         if node.keywords:
@@ -352,6 +453,31 @@ def _expr(st: Statement, node: ast.AST) -> Expr:
             "and an index's extent as len(index)",
         )
     raise st.error(_col(node), f"{ast.unparse(node)!r} is not allowed in a definition")
+
+
+def _read(st: Statement, node: ast.Subscript, padded: bool) -> Expr:
+    if not isinstance(node.value, ast.Name):
+        raise st.error(_col(node), f"{ast.unparse(node)!r}: only a tensor name takes [...]")
+    subs = tuple(_to_affine(st, s) for s in _subscripts(node))
+    if not padded:
+        for s, a in zip(_subscripts(node), subs):
+            if any(d.kind == "/" for d in divisions(a)):
+                raise st.error(
+                    _col(s),
+                    f"subscript {_src(st, s)!r}: an exact division is a whole position only "
+                    f"where it divides evenly; write the read ({_src(st, node)} ?? 0), which "
+                    "is 0 at the other points, or use // to round down",
+                )
+    st.refs.append((node.value.id, subs, _col(node)))
+    return ("ref", node.value.id, subs)
+
+
+def divisions(a: Affine) -> list[Div]:
+    """Every division atom of ``a``, nested ones too."""
+    out = []
+    for d, _ in a.atoms:
+        out += [d, *divisions(d.inner)]
+    return out
 
 
 def _pow_to_power(st: Statement, node: ast.AST) -> ast.AST:
@@ -440,11 +566,23 @@ def parse_statement(number: int, line: str) -> Statement:
     st.rhs = _expr(st, value)
     _limits(st, value)
     order = list(st.lhs)
-    for _, subs, _ in st.refs:
-        for a in subs:
-            for t in a.indices():
-                if t not in order:
-                    order.append(t)
+    # a read's indices as written, left to right (an Affine keeps the indices of its
+    # divisions after its other ones: x[u % 2 + v] reads u first, the order max= ties follow)
+    written = {
+        _col(n): sorted(
+            (m for m in ast.walk(n.slice) if isinstance(m, ast.Name)), key=lambda m: _col(m)
+        )
+        for n in ast.walk(value)
+        if isinstance(n, ast.Subscript)
+    }
+    for _, subs, col in st.refs:
+        if any(a.atoms for a in subs):
+            found = [m.id for m in written[col]]
+        else:
+            found = [t for a in subs for t in a.indices()]
+        for t in found:
+            if t not in order:
+                order.append(t)
     st.indices = tuple(order)
     # every index on the left must be read on the right, else its range is undefined
     right = {t for _, subs, _ in st.refs for a in subs for t in a.indices()}

@@ -14,7 +14,10 @@ stored from 0: entry ``t - lo_t``.  A read that can fall outside its tensor is a
 naming the statement, never a silent zero, unless it is written ``(x[...] ?? 0)``: such a
 read is 0 outside ``x`` (zero padding) and bounds no index; an index that no other read
 bounds and that such a read holds with a coefficient ``c > 0`` on an axis of ``n`` entries
-runs over ``[0, ceil(n / c))``, the input's size over the stride ("same" padding).
+runs over ``[0, ceil(n / c))``, the input's size over the stride ("same" padding).  An index
+inside a division ``c·(g // k)`` of an unpadded read is bounded through it
+(``F <= g // k <= G`` is ``k·F <= g <= k·G + k - 1``, :func:`_bound`); a remainder bounds no
+index (it stays in ``[0, k)``), and spans ``[0, k - 1]`` in the bounds check.
 
 The same inference runs on integers (the example shapes, and every call of the generated
 kernels, where it validates the arrays' shapes) and on SymPy symbols (the general-size rules).
@@ -27,7 +30,12 @@ a tensor ``R`` read as ``R[a(t)]`` by statement ``T[lhs] (+)= E`` receives
 
 and the equations ``a_j(t) = p_j`` are solved for an index of coefficient ±1 each (SymPy does
 the algebra), leaving the other indices as sums bounded by the solved indices' ranges
-(``[0 <= p - 2i <= K - 1]``).  Each adjoint entry is owned by one output point, so the
+(``[0 <= p - 2i <= K - 1]``).  A division atom ``g // k`` (``g % k``) of the read is a new
+index ``q`` (``r``) with the equation ``g = k·q + r`` and ``0 <= r < k`` (an exact ``g / k``:
+``g = k·q``), solved with the others: ``dx[p]`` of ``y[i] = x[i // 2]`` is ``Σ_{r<2} dy[2p +
+r]``, the points that read ``x[p]`` and no others (``_Aux``).  Another read's atoms stay in its
+subscripts (``floor``, :class:`Rem`, :class:`ExactDiv`, whose read is tested ``g % k == 0``).
+Each adjoint entry is owned by one output point, so the
 generated kernels run parallel without races; ``∂E/∂R`` is SymPy's ``diff``.  A ``max=``
 (``min=``) statement ``T[lhs] max= E`` has the same terms, each multiplied by the indicator
 that the summed indices' values at ``t`` are the first arg-max of ``E`` over them at
@@ -43,7 +51,7 @@ from typing import Any
 import sympy as sp
 
 from ..symbolic.functions import WindowMax
-from .parse import SCALAR_INDEX, Affine, DefineError, Statement
+from .parse import SCALAR_INDEX, Affine, DefineError, Div, Statement, divisions
 
 Number = Any  # int (concrete shapes) or a SymPy expression (general sizes)
 
@@ -205,15 +213,14 @@ class Program:
                         if q in st.padded:  # may read outside: bounds nothing here
                             continue
                         for axis, a in enumerate(subs):
-                            c = dict(a.coef).get(t, 0)
-                            if not c or any(u not in rng for u in a.indices() if u != t):
+                            if t not in a.indices():
                                 continue
-                            rmin, rmax = _span(a, rng, skip=t)
-                            n = shapes[name][axis]
-                            if c > 0:
-                                lo_c, hi_c = _cdiv(-rmin, c), _fdiv(n - 1 - rmax, c)
-                            else:
-                                lo_c, hi_c = _cdiv(rmax - n + 1, -c), _fdiv(rmin, -c)
+                            if any(u not in rng for u in a.indices() if u != t):
+                                continue
+                            found = _bound(a, t, rng, 0, shapes[name][axis] - 1)
+                            if found is None:
+                                continue
+                            lo_c, hi_c = found
                             lo = lo_c if lo is None else _max(lo, lo_c)
                             hi = hi_c if hi is None else _min(hi, hi_c)
                     if lo is not None:
@@ -224,6 +231,14 @@ class Program:
                     progress = _same(st, todo, rng, shapes)
                 if not progress:
                     col = st.code.find(todo[0], st.code.find("="))
+                    held = _held(st, todo[0])
+                    if held:
+                        raise st.error(
+                            max(col, 0),
+                            f"cannot infer the range of index {todo[0]!r}: it is read only "
+                            f"inside {held}, which bounds no range; give it, as in "
+                            f"ranges={{{todo[0]!r}: 8}}",
+                        )
                     raise st.error(
                         max(col, 0),
                         f"cannot infer the range of index {todo[0]!r}: it is read only "
@@ -280,18 +295,70 @@ def _axes(r: int) -> str:
     return f"{r} axis" if r == 1 else f"{r} axes"
 
 
-def _span(a: Affine, rng: dict[str, tuple[Number, Number]], skip: str = "") -> tuple:
+def _span(
+    a: Affine, rng: dict[str, tuple[Number, Number]], skip: str = "", skip_atom: Any = None
+) -> tuple:
+    """The least and largest value of subscript ``a`` (``skip``, ``skip_atom``: a term left
+    out); a division atom spans the floor of its inner span, a remainder ``[0, k - 1]`` (or
+    less, on integers, where the inner span does not wrap)."""
     lo: Number = a.const
     hi: Number = a.const
-    for u, c in a.coef:
-        if u == skip:
+    spans = [(rng[u], c) for u, c in a.coef if u != skip]
+    for d, c in a.atoms:
+        if d is skip_atom:
             continue
-        ulo, uhi = rng[u]
+        glo, ghi = _span(d.inner, rng)
+        if d.kind == "%":
+            if _is_int(glo, ghi) and ghi - glo + 1 < d.k and glo // d.k == ghi // d.k:
+                spans.append(((glo % d.k, ghi % d.k + 1), c))
+            else:
+                spans.append(((0, d.k), c))
+        elif d.kind == "/":
+            spans.append(((_cdiv(glo, d.k), _fdiv(ghi, d.k) + 1), c))
+        else:
+            spans.append(((_fdiv(glo, d.k), _fdiv(ghi, d.k) + 1), c))
+    for (ulo, uhi), c in spans:
         if c > 0:
             lo, hi = lo + c * ulo, hi + c * (uhi - 1)
         else:
             lo, hi = lo + c * (uhi - 1), hi + c * ulo
     return lo, hi
+
+
+def _bound(
+    a: Affine, t: str, rng: dict[str, tuple[Number, Number]], L: Number, U: Number
+) -> tuple[Number, Number] | None:
+    """The range ``[lo, hi]`` of index ``t`` keeping ``L <= a <= U`` for every value of the
+    other indices (all of known range), or ``None`` where this subscript bounds no range of
+    ``t``: ``t`` inside a remainder (which stays in ``[0, k - 1]`` whatever ``t`` is), or in
+    more than one term.  ``t`` in ``c·(g // k)``: the bounds of ``g // k`` first, then of ``t``
+    in ``g`` (``F <= g // k <= G`` is ``k·F <= g <= k·G + k - 1``)."""
+    c = dict(a.coef).get(t, 0)
+    holding = [(d, cd) for d, cd in a.atoms if t in d.inner.indices()]
+    if c and not holding:
+        rmin, rmax = _span(a, rng, skip=t)
+        if c > 0:
+            return _cdiv(L - rmin, c), _fdiv(U - rmax, c)
+        return _cdiv(rmax - U, -c), _fdiv(rmin - L, -c)
+    if c or len(holding) != 1 or holding[0][0].kind != "//":
+        return None
+    d, cd = holding[0]
+    rmin, rmax = _span(a, rng, skip_atom=d)
+    if cd > 0:
+        flo, fhi = _cdiv(L - rmin, cd), _fdiv(U - rmax, cd)
+    else:
+        flo, fhi = _cdiv(rmax - U, -cd), _fdiv(rmin - L, -cd)
+    return _bound(d.inner, t, rng, d.k * flo, d.k * fhi + d.k - 1)
+
+
+def _held(st: Statement, t: str) -> str:
+    """The text of a remainder or division that holds index ``t`` (for an error), or ""."""
+    for _, subs, _ in st.refs:
+        for a in subs:
+            for d, _ in a.atoms:
+                if t in d.inner.indices():
+                    return repr(d.text())
+    return ""
 
 
 def _fmt_shapes(shapes: dict, st: Statement) -> str:
@@ -391,8 +458,63 @@ def idx_sym(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True)
 
 
+class ExactDiv(sp.Function):
+    """``ExactDiv(g, k)``: ``g / k`` for a ``g`` that ``k`` divides (the subscript ``g / k`` of
+    a padded read, which is 0 elsewhere: the reads test ``g % k == 0``, :func:`exact_tests`)."""
+
+    @classmethod
+    def eval(cls, g: sp.Expr, k: sp.Expr) -> sp.Expr | None:
+        if g.is_Integer and int(g) % int(k) == 0:
+            return sp.Integer(int(g) // int(k))
+        return None
+
+    def _latex(self, printer: Any) -> str:
+        g, k = self.args
+        return r"\frac{%s}{%s}" % (printer._print(g), printer._print(k))
+
+
+class Rem(sp.Function):
+    """``Rem(g, k)``: the remainder of ``g`` by ``k > 0`` in ``[0, k)`` (``g % k``); printed
+    ``(g mod k)`` in every document format (SymPy's ``Mod`` prints ``\bmod``, which not every
+    format reads)."""
+
+    @classmethod
+    def eval(cls, g: sp.Expr, k: sp.Expr) -> sp.Expr | None:
+        if g.is_Integer:
+            return sp.Integer(int(g) % int(k))
+        return None
+
+    def _latex(self, printer: Any) -> str:
+        g, k = self.args
+        return r"\left(%s \operatorname{mod} %s\right)" % (printer._print(g), printer._print(k))
+
+
+def atom_expr(d: Div, names: dict[str, sp.Symbol]) -> sp.Expr:
+    g = affine_expr(d.inner, names)
+    if d.kind == "%":
+        return Rem(g, sp.Integer(d.k))
+    if d.kind == "/":
+        return ExactDiv(g, sp.Integer(d.k))
+    return sp.floor(g / d.k)
+
+
 def affine_expr(a: Affine, names: dict[str, sp.Symbol]) -> sp.Expr:
-    return sp.Add(sp.Integer(a.const), *[c * names[t] for t, c in a.coef])
+    return sp.Add(
+        sp.Integer(a.const),
+        *[c * names[t] for t, c in a.coef],
+        *[c * atom_expr(d, names) for d, c in a.atoms],
+    )
+
+
+def exact_tests(subs: Any) -> list[tuple[sp.Expr, int]]:
+    """``(g, k)`` of every exact division in the subscript expressions ``subs``: the read is
+    at a whole position where each ``g % k == 0``."""
+    out = []
+    for e in subs:
+        for x in sp.preorder_traversal(e):
+            if isinstance(x, ExactDiv):
+                out.append((x.args[0], int(x.args[1])))
+    return out
 
 
 @dataclass
@@ -466,31 +588,58 @@ def adjoint_terms(
             solved[names[SCALAR_INDEX]] = sp.Integer(0)
         conds: list[tuple[sp.Expr, sp.Expr, sp.Expr]] = []
         inv = {v: t for t, v in names.items()}
-        for j, a in enumerate(subs):
-            e = affine_expr(a, names).xreplace(solved)
-            e = sp.expand(e)
+        order = {v: n for n, v in enumerate(names.values())}
+        # the division atoms of this read as variables: ``g // k`` is ``q`` and ``g % k`` is
+        # ``r`` with ``g = k·q + r``, ``0 <= r < k`` (an exact ``g / k``: ``g = k·q``), each
+        # equation solved below like a subscript's; the adjoint entry then gathers from the
+        # ``k`` points (the filtered points) that read it, not from every output point
+        aux = _Aux(k, st, names, example, {*used, *free_names})
+        eqs = [(aux.lin(a), free[j]) for j, a in enumerate(subs)]
+        for other, _, osubs in loc.reads:
+            # another padded read with an exact division, where the term is 0 when that read
+            # is (x * w's dw): the term sums over the points that divide evenly only, its
+            # atoms solved too (a stride-2 transposed convolution's dw: half the points)
+            if (
+                other in loc.padded
+                and any(d.kind == "/" for a in osubs for d in divisions(a))
+                and sp.simplify(factor.xreplace({other: 0})) == 0
+            ):
+                for a in osubs:
+                    aux.lin(a)
+        eqs += [(g, sp.Integer(0)) for g in aux.constraints]
+        for v, n in aux.ext.items():
+            ext[v.name] = n
+            inv[v] = v.name
+            order[v] = len(order)
+        for e, target in eqs:
+            e = sp.expand(e.xreplace(solved))
             cands = [
                 v for v in e.free_symbols if v in inv and v not in solved and abs(e.coeff(v)) == 1
             ]
             if cands:
-                v = max(cands, key=lambda s: (ext[inv[s]], -st.indices.index(inv[s])))
+                v = max(cands, key=lambda s: (ext[inv[s]], -order[s]))
                 c = e.coeff(v)
-                sol = sp.expand((free[j] - (e - c * v)) / c)
+                sol = sp.expand((target - (e - c * v)) / c)
                 solved = {s: sp.expand(x.xreplace({v: sol})) for s, x in solved.items()}
                 solved[v] = sol
                 conds = [(sp.expand(ce.xreplace({v: sol})), L, U) for ce, L, U in conds]
+                if v in aux.ext:
+                    if v in aux.cond:
+                        conds.append((sol, *aux.cond[v]))
+                    continue
                 t = inv[v]
-                if not (t in example.bare[k] and sol == free[j]):
+                if not (t in example.bare[k] and sol == target):
                     conds.append((sol, lo[t], hi[t] - 1))
             else:
                 # no index of coefficient ±1 (x[2*i]): the equation stays a condition, written
                 # with every variable on one side so that it bounds the innermost loop
-                conds.append((sp.expand(e - free[j]), sp.Integer(0), sp.Integer(0)))
+                conds.append((sp.expand(e - target), sp.Integer(0), sp.Integer(0)))
         conds = [(sp.expand(ce.xreplace(solved)), L, U) for ce, L, U in conds]
         loops = [(names[t], lo[t], hi[t]) for t in st.indices if names[t] not in solved]
+        loops += [(v, a, b) for v, (a, b) in aux.loops.items() if v not in solved]
 
         def sub(a: Affine) -> sp.Expr:
-            return sp.expand(affine_expr(a, names).xreplace(solved))
+            return sp.expand(aux.lin(a, new=False).xreplace(solved))
 
         up = tuple(
             sp.Integer(0) if t == SCALAR_INDEX else sp.expand(names[t].xreplace(solved) - lo[t])
@@ -505,6 +654,61 @@ def adjoint_terms(
             Term(k, free, loops, conds, (st.target, up), factor, term_reads, selects, loc.padded)
         )
     return free, terms
+
+
+class _Aux:
+    """The division atoms of one read as new variables of a gradient term (see
+    :func:`adjoint_terms`): ``lin`` writes a subscript with them, ``constraints`` ties each to
+    its inner subscript, ``loops`` gives each its range should it stay a sum, ``cond`` the
+    range a remainder keeps where it is solved, ``ext`` its extent on the example."""
+
+    def __init__(self, k: int, st: Statement, names: dict, example: Ranges, taken: set):
+        self.k, self.names, self.taken = k, names, set(taken) | set(st.indices)
+        self.rng = {t: (lo_sym(k, t), hi_sym(k, t)) for t in st.indices}
+        self.example = example.index[k]
+        self.vars: dict[tuple, tuple[sp.Symbol, sp.Symbol | None]] = {}
+        self.constraints: list[sp.Expr] = []
+        self.loops: dict[sp.Symbol, tuple[sp.Expr, sp.Expr]] = {}
+        self.cond: dict[sp.Symbol, tuple[sp.Expr, sp.Expr]] = {}
+        self.ext: dict[sp.Symbol, int] = {}
+
+    def _name(self, base: str) -> sp.Symbol:
+        n = 1
+        while (base if n == 1 else f"{base}{n}") in self.taken:
+            n += 1
+        name = base if n == 1 else f"{base}{n}"
+        self.taken.add(name)
+        return idx_sym(name)
+
+    def lin(self, a: Affine, new: bool = True) -> sp.Expr:
+        out = affine_expr(Affine(a.coef, a.const), self.names)
+        for d, c in a.atoms:
+            key = (d.inner, d.k, d.kind == "/")
+            if key not in self.vars and new:
+                self._make(d, key)
+            if key in self.vars:
+                q, r = self.vars[key]
+                out += c * (r if d.kind == "%" and r is not None else q)
+            else:
+                out += c * atom_expr(d, self.names)
+        return out
+
+    def _make(self, d: Div, key: tuple) -> None:
+        g = self.lin(d.inner)
+        glo, ghi = _span(d.inner, self.rng)
+        elo, ehi = _span(d.inner, self.example)
+        exact = d.kind == "/"
+        q = self._name("q")
+        r = None if exact else self._name("r")
+        self.vars[key] = (q, r)
+        self.constraints.append(g - d.k * q - (r if r is not None else 0))
+        qlo = _cdiv(glo, d.k) if exact else _fdiv(glo, d.k)
+        self.loops[q] = (qlo, _fdiv(ghi, d.k) + 1)
+        self.ext[q] = int(ehi) // d.k - int(elo) // d.k + 1 if _is_int(elo, ehi) else d.k + 1
+        if r is not None:
+            self.loops[r] = (sp.Integer(0), sp.Integer(d.k))
+            self.cond[r] = (sp.Integer(0), sp.Integer(d.k - 1))
+            self.ext[r] = d.k
 
 
 def _fresh(t: str, taken: list[str], used: set[str]) -> str:
