@@ -20,7 +20,9 @@ range bound, a value and an accumulation are written and which optimisations app
   terms of an elementwise statement that reads the tensor at several places (a pooling
   window) in scatter form, one pass over that statement's points (:meth:`Emitter.scatter`);
   a rank-1 adjoint summed down columns (a norm's ``dg``) in chunks of its entries with the
-  rows outside (:meth:`Emitter.gather_columns`); the rest in gather form, the elementwise
+  rows outside (:meth:`Emitter.gather_columns`); a small slice of entries each summed over
+  many points (a depthwise conv's ``dw``) row by row into a register
+  (:meth:`Emitter.gather_rows`); the rest in gather form, the elementwise
   terms summed in the pass that writes every entry.  A factor holding its own statement's
   value (``exp``, ``tanh``) reads the stored tensor.  A user's
   names reach the source behind a prefix of their kind (:func:`tensor`, :func:`adjoint`,
@@ -614,6 +616,8 @@ class Emitter:
                 loops = [v for v, _, _ in term.loops]
                 d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
                 self.w(d, f"{target} += {self.term_value(term, tn)}")
+        elif self.reorder and rest and all(len(term.loops) >= 2 for term in terms):
+            self.gather_rows(target, rest, fb, names, terms)
         else:
             d = self.nest(2, rest, fb, [], names)
             self.acc_start(d)
@@ -626,6 +630,35 @@ class Emitter:
                 inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
                 self.acc_add(inner, self.term_value(term, tn))
             self.w(d, f"{target} = {self.acc_value()}")
+
+    def gather_rows(
+        self, target: str, rest: list, fb: dict, names: dict, terms: list[Term]
+    ) -> None:
+        """A small slice of free entries each summing over many points (a depthwise
+        convolution's ``dw[c, u, v] = Σ_{n,i,j} dy[n,c,i,j] x[n,c,i+u,j+v]``): the slice
+        zeroed, then for each term its summed loops but the last outside, the free entries
+        inside them, and the last summed loop innermost into a register, added to the entry
+        once per row.  The rows read are shared by every entry of the slice while in cache
+        (the form with the free entries outside walked the whole of ``dy`` once per entry:
+        9 times for a 3×3 window).  The slice is this iteration's, so one writer; the order
+        of the sums is fixed by the loops, whatever thread runs them."""
+        d = self.nest(2, rest, fb, [], names)
+        self.w(d, f"{target} = 0.0")
+        for term in terms:
+            tn = dict(names)
+            tb = dict(fb)
+            for v, lo, hi in term.loops:
+                tn[v] = index(v.name)
+                tb[v] = (lo, hi - 1)
+            loops = [v for v, _, _ in term.loops]
+            last = loops[-1]
+            inner = [c for c in term.conds if c[0].coeff(last) != 0]
+            outer = [c for c in term.conds if c[0].coeff(last) == 0]
+            d = self.nest(2, loops[:-1] + rest, tb, outer, tn)
+            self.acc_start(d)
+            dd = self.nest(d, [last], tb, inner, tn)
+            self.acc_add(dd, self.term_value(term, tn))
+            self.w(d, f"{target} += {self.acc_value()}")
 
     @staticmethod
     def streams(f: sp.Symbol, term: Term) -> bool:
