@@ -200,9 +200,12 @@ def tanh(x: Any) -> float:
     n = 218243025.0 + z * (16081065.0 + z * (289575.0 + z * (1430.0 + z)))
     d = 654729075.0 + z * (310134825.0 + z * (18918900.0 + z * (315315.0 + z * (1485.0 + z))))
     small = v - v * z * (n / d)
-    big = 1.0 - 2.0 / (_exp_finite(2.0 * min(a, 40.0)) + 1.0)  # tanh(40) is 1 in doubles
+    c = min(a, 40.0) if v == v else 0.0  # tanh(40) is 1 in doubles; nan is set below
+    big = 1.0 - 2.0 / (_exp_finite(2.0 * c) + 1.0)
     big = big if v > 0.0 else -big
     y = small if a < 1.0 else big
+    if v == 0.0:  # -0.0 - (-0.0 · …) would be +0.0
+        y = v
     if v != v:
         y = v
     return y
@@ -304,7 +307,8 @@ def erf(x: Any) -> float:
     )
     q = 1.0 + s * (_QA[0] + s * (_QA[1] + s * (_QA[2] + s * (_QA[3] + s * (_QA[4] + s * _QA[5])))))
     y1 = _ERX + p / q
-    c = min(max(a, 1.25), 6.0)  # this piece's range: no overflow or nan elsewhere
+    # this piece's range (nan to 1.25): no overflow or nan from the other pieces' arguments
+    c = min(max(a, 1.25), 6.0) if v == v else 1.25
     u = 1.0 / (c * c)
     near = c < 2.857142857142857  # 1/0.35
     r = _RA[7] if near else _RB[7]
