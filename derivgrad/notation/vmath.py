@@ -298,15 +298,18 @@ def erf(x: Any) -> float:
     v = float(x)
     a = abs(v)
     z = v * v
-    p = _PP[0] + z * (_PP[1] + z * (_PP[2] + z * (_PP[3] + z * _PP[4])))
-    q = 1.0 + z * (_QQ[0] + z * (_QQ[1] + z * (_QQ[2] + z * (_QQ[3] + z * _QQ[4]))))
-    y0 = v + v * (p / q)
+    p0 = _PP[0] + z * (_PP[1] + z * (_PP[2] + z * (_PP[3] + z * _PP[4])))
+    q0 = 1.0 + z * (_QQ[0] + z * (_QQ[1] + z * (_QQ[2] + z * (_QQ[3] + z * _QQ[4]))))
     s = a - 1.0
-    p = _PA[0] + s * (
+    p1 = _PA[0] + s * (
         _PA[1] + s * (_PA[2] + s * (_PA[3] + s * (_PA[4] + s * (_PA[5] + s * _PA[6]))))
     )
-    q = 1.0 + s * (_QA[0] + s * (_QA[1] + s * (_QA[2] + s * (_QA[3] + s * (_QA[4] + s * _QA[5])))))
-    y1 = _ERX + p / q
+    q1 = 1.0 + s * (_QA[0] + s * (_QA[1] + s * (_QA[2] + s * (_QA[3] + s * (_QA[4] + s * _QA[5])))))
+    # one division for the two pieces that need one ratio each (divisions are the slow part)
+    inner = a < 0.84375
+    pq = (p0 if inner else p1) / (q0 if inner else q1)
+    y0 = v + v * pq
+    y1 = _ERX + pq
     # this piece's range (nan to 1.25): no overflow or nan from the other pieces' arguments
     c = min(max(a, 1.25), 6.0) if v == v else 1.25
     u = 1.0 / (c * c)
@@ -329,10 +332,13 @@ def erf(x: Any) -> float:
     t = (_SA[0] if near else _SB[0]) + u * t
     t = 1.0 + u * t
     h = f64_from_bits(bits_of_f64(c) & _HIGH32)
-    y2 = 1.0 - _exp_finite(-h * h - 0.5625) * _exp_finite((h - c) * (h + c) + r / t) / c
+    # fdlibm's two exponentials as one: the sum of their arguments rounds by at most an ulp
+    # of 36.6, a relative error of 4e-15 in erfc (below 0.077 here), well under an ulp of erf;
+    # 1/c as c · (1/c²)
+    y2 = 1.0 - _exp_finite((-h * h - 0.5625) + ((h - c) * (h + c) + r / t)) * (c * u)
     m = y1 if a < 1.25 else (y2 if a < 6.0 else 1.0)
     m = m if v > 0.0 else -m
-    y = y0 if a < 0.84375 else m
+    y = y0 if inner else m
     if v != v:
         y = v
     return y
