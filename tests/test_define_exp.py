@@ -1,4 +1,4 @@
-"""The generated kernels' ``exp`` (:func:`derivgrad.notation.runtime.exp`: arithmetic that
+"""The generated kernels' ``exp`` (:func:`derivgrad.notation.vmath.exp`: arithmetic that
 vectorises) against libm's, ulp by ulp over the whole range, with the ends and the specials."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numba
 import numpy as np
 
 import derivgrad
-from derivgrad.notation import runtime
+from derivgrad.notation import vmath
 
-vexp = numba.njit(inline="always")(runtime.exp)  # as the generated modules compile it
+vexp = numba.njit(inline="always")(vmath.exp)  # as the generated modules compile it
 
 TINY = 2.2250738585072014e-308  # the smallest normal double
 
@@ -66,7 +66,7 @@ def test_the_python_meaning_is_the_compiled_one():
     x = np.concatenate([x, [math.inf, -math.inf, math.nan]])
     got = np.empty_like(x)
     _ours(x, got)
-    python = np.array([runtime.exp(float(v)) for v in x])
+    python = np.array([vmath.exp(float(v)) for v in x])
     # the kernels fuse multiply-adds (fastmath's "contract"): the last bit may differ
     fin = np.isfinite(python)
     assert np.all(np.abs(got[fin] - python[fin]) <= np.spacing(python[fin]))

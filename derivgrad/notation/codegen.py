@@ -70,9 +70,14 @@ from numba import prange
 from derivgrad.kernels import _blas  # noqa: F401  (np.dot's BLAS: one thread per call)
 from derivgrad.kernels._gemm import gemm_scaled
 from derivgrad.notation.runtime import PhaseCompiler, run_parallel
-from derivgrad.notation.runtime import exp as _exp_python
+from derivgrad.notation.vmath import erf as _erf_py, exp as _exp_py, log as _log_py
+from derivgrad.notation.vmath import tanh as _tanh_py
 
-_exp = numba.njit(inline="always")(_exp_python)  # a plain function with the JIT off
+# plain functions with the JIT off (the fuzzer runs this module as Python)
+_exp = numba.njit(inline="always")(_exp_py)
+_log = numba.njit(inline="always")(_log_py)
+_tanh = numba.njit(inline="always")(_tanh_py)
+_erf = numba.njit(inline="always")(_erf_py)
 
 
 @numba.njit(cache=True, inline="always")
@@ -149,9 +154,18 @@ class _Printer(PythonCodePrinter):
             return f"_ge({self._print(a)}, {self._print(b)})"
         return f"_gt({self._print(b)}, {self._print(a)})"
 
+    # arithmetic that vectorises, within 1-2 ulp of libm's (derivgrad.notation.vmath)
     def _print_exp(self, e: Any) -> str:
-        # arithmetic that vectorises, within 1 ulp of libm's (derivgrad.notation.runtime.exp)
         return f"_exp({self._print(e.args[0])})"
+
+    def _print_log(self, e: Any) -> str:
+        return f"_log({self._print(e.args[0])})"
+
+    def _print_tanh(self, e: Any) -> str:
+        return f"_tanh({self._print(e.args[0])})"
+
+    def _print_erf(self, e: Any) -> str:
+        return f"_erf({self._print(e.args[0])})"
 
     def _print_sign(self, e: Any) -> str:
         return f"_sign({self._print(e.args[0])})"
@@ -1012,11 +1026,15 @@ def _nest(fn: str, items: list[str]) -> str:
     return out
 
 
+_VMATH_CALLS = ("_exp(", "_log(", "_tanh(", "_erf(")
+
+
 def _deco(deco: str, body: list[str]) -> str:
-    """The decorator of a phase: without fastmath's ``reassoc`` where it calls ``_exp``, whose
-    reduction ``(x - k·ln2_hi) - k·ln2_lo`` reassociation could turn into one rounded
-    product (a reduction in such a phase then stays serial, its order as written)."""
-    if any("_exp(" in line for line in body):
+    """The decorator of a phase: without fastmath's ``reassoc`` where it calls a function of
+    :mod:`derivgrad.notation.vmath`, whose constants in two parts (``(x - k·ln2_hi) -
+    k·ln2_lo``) reassociation could turn into one rounded product (a reduction in such a
+    phase then stays serial, its order as written)."""
+    if any(c in line for line in body for c in _VMATH_CALLS):
         return deco.replace('"reassoc", ', "")
     return deco
 

@@ -20,7 +20,7 @@ import sympy as sp
 from ..documents.document import tex, tex_name
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.gcpause import paused
-from ..symbolic.proofs import Proof
+from ..symbolic.proofs import Proof, odd_signs
 from ..symbolic.tensors import symbols
 from .codegen import sympy_functions
 from .parse import SCALAR_INDEX
@@ -45,6 +45,9 @@ class DefinedProof(Proof):
         return None if self._sides is None else self._sides(name)
 
     def is_zero(self, e: sp.Expr) -> bool:
+        if e == 0:
+            return True
+        e = odd_signs(e)  # sign(u - x) and -sign(x - u): one form
         if e == 0:
             return True
         nodes = _nodes(e)

@@ -1,5 +1,5 @@
 """What the generated kernels call at run time: the thread pool that runs their parallel
-phases, and an ``exp`` that vectorises (at the end of this module).
+phases (their ``exp``, ``log``, ``tanh`` and ``erf`` are in :mod:`derivgrad.notation.vmath`).
 
 A generated kernel is a sequence of phases (see :func:`derivgrad.notation.codegen.phases`),
 each a serial ``@njit(nogil=True)`` function; a parallel phase takes ``(tid, nt)`` and runs
@@ -14,7 +14,6 @@ five times the serial loop's compile, for the same run time on chunks this coars
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import threading
 import time
@@ -24,10 +23,7 @@ from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import types
 from numba.core.compiler import Compiler
-from numba.extending import intrinsic, overload
 
 from derivgrad.kernels import _threads
 
@@ -195,77 +191,3 @@ def run_parallel(fn: Callable[..., Any], *args: Any) -> None:
             raise call.error
     if profile is not None:
         profile.setdefault(fn.__name__, []).append(time.perf_counter() - t0)
-
-
-# -- exp that vectorises ---------------------------------------------------------------------
-# Numba calls libm's scalar exp (no SVML here; llvmlite's code generator scalarises the
-# vectoriser's llvm.exp.v8f64 again), about 20 ns an entry: softmax's, SiLU's and softplus's
-# passes ran 5-10x slower than PyTorch's vectorised exp.  This one is arithmetic, selects and
-# a bit cast only, so LLVM vectorises the loops that call it.  exp(x) = 2^k · e^r with
-# k = round(x / ln 2), r = x - k ln 2 in two parts (Cody and Waite: k · _LN2_HI is exact for
-# |k| < 2^21, so r carries no rounding of the product), e^r by its Taylor polynomial of degree
-# 13 (remainder < 0.3466^14 / 14! = 4.4e-18 on |r| <= ln 2 / 2), and 2^k built as two powers of
-# two from their exponent bits (each a normal number for every k that can occur, so results
-# down to the subnormals are scaled in two exact steps).  Measured against libm on 3e6 points
-# over [-746, 711]: at most 1 ulp (tests/test_define_exp.py holds it on 160,000).  The phases that
-# call it are compiled without fastmath's ``reassoc``, which would let LLVM join the two parts
-# of ln 2 into one rounded constant (:func:`derivgrad.notation.codegen.phases`).
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.6931471803691238  # ln 2 to 32 bits: k · _LN2_HI is exact
-_LN2_LO = 1.9082149292705877e-10  # ln 2 - _LN2_HI
-
-
-def f64_from_bits(bits: Any) -> float:
-    """The double whose IEEE 754 bits are ``bits``: in Python through NumPy (the kernels run
-    as Python in the fuzzer's source check), compiled as one bit cast (the overload below)."""
-    return float(np.array(bits, dtype=np.int64).view(np.float64))
-
-
-@intrinsic
-def _bitcast_f64(typingctx: Any, bits: Any) -> Any:
-    sig = types.float64(types.int64)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
-
-@overload(f64_from_bits, inline="always")
-def _f64_from_bits_compiled(bits):  # unannotated: Numba compares its signature with the lambda
-    return lambda bits: _bitcast_f64(bits)
-
-
-def exp(x: float) -> float:
-    """``e ** x`` (see above); plain Python here, compiled where a kernel calls it (the
-    generated module wraps it in ``numba.njit(inline="always")``, so that a module run as
-    Python, with Numba's JIT off, runs this as it is)."""
-    v = float(x)
-    # clamped (NaN to 0): k stays a small integer; the ends are set below
-    c = min(max(v, -746.0), 710.0) if v == v else 0.0
-    k = math.floor(c * _LOG2E + 0.5)
-    r = (c - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    ki = np.int64(k)
-    k1 = ki >> 1
-    y = p * f64_from_bits((k1 + 1023) << 52) * f64_from_bits((ki - k1 + 1023) << 52)
-    if v > 709.782712893384:  # past the largest double's log
-        y = math.inf
-    if v < -745.1332191019412:  # below half the smallest subnormal's log
-        y = 0.0
-    if v != v:
-        y = v
-    return y

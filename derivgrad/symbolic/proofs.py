@@ -43,6 +43,21 @@ def _first_max_as_rule(e: sp.Expr) -> sp.Expr | None:
     return e.xreplace(subs) if subs else e
 
 
+def odd_signs(e: sp.Expr) -> sp.Expr:
+    """``e`` with ``sign(−a)`` written ``−sign(a)``: SymPy's ``sign`` keeps a negated argument
+    as it comes, where its other odd and even functions (``Abs``, ``tanh``, ``sin``, ``erf``,
+    ``cos``) take the sign out themselves, so ``|x − u|`` differentiated as a closed form
+    (``δ·sign(x − u)``) and by the chain rule through ``|u − x|`` (``−δ·sign(u − x)``) would
+    not cancel.  ``could_extract_minus_sign`` holds for exactly one of ``a`` and ``−a``: one
+    canonical argument for both."""
+    if not isinstance(e, sp.Basic) or not e.has(sp.sign):
+        return e
+    return e.replace(
+        lambda a: isinstance(a, sp.sign) and a.args[0].could_extract_minus_sign(),
+        lambda a: -sp.sign(-a.args[0]),
+    )
+
+
 class Proof:
     """A proof method.  ``name``: a short identifier (JSON's ``proof.method``); ``sentence``:
     LaTeX completing "derivgrad proved it symbolically by …"; ``lemmas``: facts proved first."""
@@ -54,6 +69,9 @@ class Proof:
     def is_zero(self, e: sp.Expr) -> bool:
         """Whether ``e`` is identically zero: the kinks' functions written in their plain form
         (the arg-max as comparisons), then :meth:`zero`."""
+        if e == 0:
+            return True
+        e = odd_signs(e)
         if e == 0:
             return True
         # first with every function call (e^{z_i − lse z}, lse z, the arg-max) as an
