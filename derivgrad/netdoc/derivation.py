@@ -47,6 +47,7 @@ class Step:
     face: OpFace | None = None
     op: Op | None = None
     d: Derivation | None = None  # the op's derivation at this layer's shapes, numbers attached
+    sym: Derivation | None = None  # the same, symbolic (no numbers): what the composition reads
     x: np.ndarray | None = None  # derived numbers: input (op's shape), output, δ's, gradients
     y: np.ndarray | None = None
     delta: np.ndarray | None = None  # ∂L/∂y
@@ -73,6 +74,12 @@ class NetworkDerivation:
     probs: np.ndarray
     trace: Trace
     verified: bool
+    loss_sym: Derivation | None = None  # the loss op's derivation, symbolic
+    loss_face_input: str = "z"
+    # the whole network as one expression (netdoc.composed), proved, or why it was not tried
+    composed: Derivation | None = None
+    composed_why: str = ""
+    composed_error: float = 0.0  # its gradients at the sample against the layer-by-layer numbers
 
     @property
     def failures(self) -> list[str]:
@@ -82,6 +89,11 @@ class NetworkDerivation:
             for k, e in s.errors.items():
                 if not e <= 1.0:
                     out.append(f"{describe(s)}: {k} differs from the kernels' (error {e:.3g})")
+        if not self.composed_error <= 1.0:
+            out.append(
+                "the whole network's derivative (one expression) differs from the layer-by-layer "
+                f"numbers (error {self.composed_error:.3g})"
+            )
         return out
 
 
@@ -132,9 +144,12 @@ def derive_network(
     spec: str = "model()",
     verify: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    composed: bool = True,
 ) -> NetworkDerivation:
     """Build, guard, derive every layer, carry the numbers, check against the kernels;
-    ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived."""
+    ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived; ``composed``:
+    also derive the whole network as one expression where that is affordable
+    (:mod:`derivgrad.netdoc.composed`; only with ``verify``)."""
     net = build(make(), in_shape, seed=seed, dtype=np.float64)
     out = net.root.shape_out
     if len(out) != 1:
@@ -173,11 +188,11 @@ def derive_network(
         if s.op is not None and s.face is not None:
             if progress is not None:
                 progress(s.index, len(steps), s.module.describe())
-            s.d = s.op.build(**dict(s.face.params))
+            s.d = s.sym = s.op.build(**dict(s.face.params))
             if verify:
                 s.d.verify()
     last = steps[-1]
-    loss = _op(loss_face).build(**dict(loss_face.params))
+    loss = loss_sym = _op(loss_face).build(**dict(loss_face.params))
     if verify:
         loss.verify()
 
@@ -236,7 +251,7 @@ def derive_network(
         for a, g in back.items():
             deltas[a] = g if a not in deltas else _floats(deltas[a] + g)
     _compare(steps, tr, loss_value)
-    return NetworkDerivation(
+    nd = NetworkDerivation(
         spec,
         tuple(in_shape),
         label,
@@ -249,7 +264,23 @@ def derive_network(
         tr.probs[0],
         tr,
         verify,
+        loss_sym,
+        z,
     )
+    if not composed or not verify:
+        nd.composed_why = "not asked for" if not composed else "the proofs were skipped"
+        return nd
+    from .composed import affordable, check_composed, compose
+
+    nd.composed_why = affordable(nd)
+    if not nd.composed_why:
+        if progress is not None:
+            progress(len(steps), len(steps), "the whole network as one expression")
+        cd = compose(nd)
+        cd.verify()
+        nd.composed = cd
+        nd.composed_error = check_composed(nd)
+    return nd
 
 
 def scale(shape: tuple[int, ...]) -> float:
