@@ -11,7 +11,7 @@ the kernels').
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,14 @@ class NetworkDerivation:
     composed: Derivation | None = None
     composed_why: str = ""
     composed_error: float = 0.0  # its gradients at the sample against the layer-by-layer numbers
+    # how the document names activation t: letter^(tag), tag the layer's number unless the
+    # network names its layers (the course LeNet: z^(conv), ..., as its homework writes them)
+    letter: str = "a"
+    seed_note: str = ""  # why this seed (lively_seed), printed after it
+    tags: dict[int, str] = field(default_factory=dict)
+
+    def tag(self, t: int) -> str:
+        return self.tags.get(t, str(t))
 
     @property
     def failures(self) -> list[str]:
@@ -145,11 +153,14 @@ def derive_network(
     verify: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     composed: bool = True,
+    tags: Sequence[str] | None = None,
+    letter: str = "a",
 ) -> NetworkDerivation:
     """Build, guard, derive every layer, carry the numbers, check against the kernels;
     ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived; ``composed``:
     also derive the whole network as one expression where that is affordable
-    (:mod:`derivgrad.netdoc.composed`; only with ``verify``)."""
+    (:mod:`derivgrad.netdoc.composed`; only with ``verify``); ``tags``: a name per computing
+    node in forward order, printed as ``letter^(tag)`` instead of its number."""
     net = build(make(), in_shape, seed=seed, dtype=np.float64)
     out = net.root.shape_out
     if len(out) != 1:
@@ -163,6 +174,8 @@ def derive_network(
             f"--label must be one of 1..{classes} (the network's classes), got {label!r}"
         )
     steps = plan(net.root)
+    if tags is not None and len(tags) != len(steps):
+        raise ParamError(f"{spec}: {len(tags)} layer names for {len(steps)} layers")
     loss_face = net.loss_face(label)
     secs = estimate(steps, loss_face)
     if secs > SYMBOLIC_SECONDS_LIMIT:
@@ -177,11 +190,7 @@ def derive_network(
             f"{describe(worst)}; try a smaller --input or a narrower network"
         )
 
-    rng = np.random.default_rng(seed)
-    x = rng.integers(INPUT_RANGE[0], INPUT_RANGE[1] + 1, (1, *in_shape)).astype(np.float64)
-    for m in net.root.leaves():
-        for p in m.params.values():
-            p[...] = rng.integers(PARAM_RANGE[0], PARAM_RANGE[1] + 1, p.shape) * scale(p.shape)
+    x = draw(net, in_shape, seed)
     tr = trace(net, x, np.array([label - 1]))
 
     for s in steps:
@@ -266,6 +275,8 @@ def derive_network(
         verify,
         loss_sym,
         z,
+        letter=letter,
+        tags={} if tags is None else {s.index: t for s, t in zip(steps, tags)},
     )
     if not composed or not verify:
         nd.composed_why = "not asked for" if not composed else "the proofs were skipped"
@@ -281,6 +292,35 @@ def derive_network(
         nd.composed = cd
         nd.composed_error = check_composed(nd)
     return nd
+
+
+def draw(net: Network, in_shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """The sample ``(1, *in_shape)`` from ``seed``, and every parameter of ``net`` set from the
+    same generator (small integers times :func:`scale`)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(INPUT_RANGE[0], INPUT_RANGE[1] + 1, (1, *in_shape)).astype(np.float64)
+    for m in net.root.leaves():
+        for p in m.params.values():
+            p[...] = rng.integers(PARAM_RANGE[0], PARAM_RANGE[1] + 1, p.shape) * scale(p.shape)
+    return x
+
+
+def lively_seed(
+    make: Callable[[], Module], in_shape: tuple[int, ...], label: int = 1, tries: int = 100
+) -> int:
+    """The first seed from 0 whose sample gives every parameter a gradient with a nonzero
+    entry (a ReLU that is off everywhere, or a one-hot softmax, makes a document's numbers
+    zeros that check nothing), by the kernels' pass alone (no SymPy).  Raises
+    :class:`ParamError` if none of the first ``tries`` does."""
+    net = build(make(), in_shape, seed=0, dtype=np.float64)
+    for seed in range(tries):
+        x = draw(net, in_shape, seed)
+        tr = trace(net, x, np.array([label - 1]))
+        if all(np.any(tr.of(m).grads[k] != 0) for m in net.root.leaves() for k in m.params):
+            return seed
+    raise ParamError(
+        f"no seed in 0..{tries - 1} gives every parameter of this network a nonzero gradient"
+    )
 
 
 def scale(shape: tuple[int, ...]) -> float:
