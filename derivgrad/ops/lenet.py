@@ -415,7 +415,6 @@ def network(
     return make, [_HOMEWORK_NAMES.get(n, n) for n, _ in spec]
 
 
-@functools.lru_cache(maxsize=4)
 def _network_derivation(key: tuple[Any, ...], verify: bool) -> Any:
     from ..netdoc.derivation import derive_network, lively_seed
 
@@ -442,7 +441,11 @@ def network_derivation(d: Derivation) -> Any:
     checked against the kernels)."""
     P = d.params
     key = (tuple(P["input"]), P["kernel"], P["filters"], P["hidden"], P["classes"], P["label"])
-    return _network_derivation(key, bool(d.verified))
+    kept = d.extra.get("network")  # one per derivation: every format renders the same
+    if kept is None or kept[0] != bool(d.verified):
+        kept = (bool(d.verified), _network_derivation(key, bool(d.verified)))
+        d.extra["network"] = kept
+    return kept[1]
 
 
 def lenet_document(d: Derivation) -> Doc:
