@@ -237,6 +237,8 @@ def test_the_course_lenet_written_layer_by_layer_equals_its_composed_proof(tmp_p
     path.write_text(LENET)
     nd = derive_network(load(str(path)), (1, 4, 4), label=1, seed=5, spec="lenet.py")
     assert nd.failures == []
+    # small enough for the whole network as one expression: proved, equal at the sample
+    assert nd.composed is not None and nd.composed.verified and nd.composed_error <= 1.0
     conv, fc1, fc2 = (s for s in nd.steps if s.face is not None and s.face.names)
     d = derive("lenet", input=(4, 4), kernel=3, filters=2, hidden=2, classes=2, label=1)
     ours = {"w": (conv, "w"), "b": (conv, "b"), "W1": (fc1, "W"), "b1": (fc1, "b")}

@@ -393,7 +393,11 @@ def _composed_section(doc: Doc, nd: NetworkDerivation) -> None:
         "Then it compared, for every entry of every parameter and of $x$, the layer-by-layer "
         "gradient with SymPy's derivative of the one expression (the chain rule through the "
         "whole network at once), for every value of the input and the parameters. "
-        + proof_sentence(cd, cd.proof.sentence)
+        + (
+            f"derivgrad proved the two equal symbolically, entry by entry, by {cd.proof.sentence}."
+            if cd.verified
+            else "Not verified: the symbolic proof of that equality was skipped."
+        )
     )
     doc.p(
         "Evaluated at the sample and the parameters above, the composed gradients and loss "

@@ -328,11 +328,26 @@ def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
         (
             "p",
             r"which is $z^{(conv)}_{1,1,1}$, the first entry of layer 1's forward pass above. "
-            r"The pooling is $z^{(pool)} = \max(\operatorname{im2col}(z^{(conv)}, K=2, S=2), "
-            r"\text{axis}=\text{rows})$, one maximum per column (window), and the fully "
-            "connected layers are matrix-vector products (the notes write them for a batch of "
-            r"samples as rows, $z^{(fc1)} = z^{(flat)} (W^{(fc1)})^\top + b^{(fc1)}$; each row "
-            "of that is the transpose of the column form for one sample):",
+            r"The pooling is one maximum per $2 \times 2$ window, each window a column of "
+            r"$\operatorname{im2col}(z^{(conv)}, K=2, S=2)$:",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"z^{(pool)}",
+                    [
+                        r"\max(\operatorname{im2col}(z^{(conv)}, K=2, S=2), "
+                        r"\text{axis}=\text{rows})"
+                    ],
+                )
+            ],
+        ),
+        (
+            "p",
+            "and the fully connected layers are matrix-vector products (the notes write them "
+            r"for a batch of samples as rows, $z^{(fc1)} = z^{(flat)} (W^{(fc1)})^\top + "
+            r"b^{(fc1)}$; each row of that is the transpose of the column form for one sample):",
         ),
         (
             "eq",
@@ -371,10 +386,10 @@ def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
     out.append(
         (
             "p",
-            r"derivgrad checked, entry by entry, that $\operatorname{view}(w^{(rows)} x^{(cols)} "
-            r"+ b^{(conv)})$, $W^{(fc1)} z^{(flat)} + b^{(fc1)}$ and $W^{(fc2)} z^{(relu)} + "
-            r"b^{(fc2)}$ are the scalar forms of the convolution and the two fully connected "
-            "layers (each difference expanded to zero) when it wrote this section.",
+            "derivgrad checked, entry by entry, when it wrote this section, that the three "
+            r"vector forms above (of $z^{(conv)}$, $z^{(fc1)}$ and $z^{(fc2)}$) are the scalar "
+            "forms of the convolution and the two fully connected layers: each difference "
+            "expanded to zero.",
         )
     )
     return out
