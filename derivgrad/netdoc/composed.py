@@ -18,7 +18,10 @@ import sympy as sp
 from ..symbolic.derivation import Derivation, Rule
 from ..symbolic.proofs import Rational
 from ..symbolic.tensors import symbols
-from .derivation import NetworkDerivation, Step
+
+# the network's derivation (derivation.NetworkDerivation, which calls this module: typed Any
+# here so that the two do not import each other)
+NetworkDerivation = Any
 
 # symbols of the composed network (input and parameters): past this, its derivative is not
 # attempted (a conv-pool-linear-ReLU-linear network at 1x4x4 has 48; SymPy's work grows with the
@@ -80,7 +83,7 @@ def _bind(rep: dict[Any, Any], syms: np.ndarray, values: np.ndarray) -> None:
 
 def compose(nd: NetworkDerivation) -> Derivation:
     """The composed derivation (not yet verified); :func:`affordable` must have said ""."""
-    steps: list[Step] = nd.steps
+    steps: list[Any] = nd.steps
     x = symbols("x", nd.in_shape)
     inputs: dict[str, np.ndarray] = {"x": x}
     acts: dict[int, np.ndarray] = {0: x}
@@ -149,38 +152,32 @@ def compose(nd: NetworkDerivation) -> Derivation:
     )
 
 
-def check_composed(nd: NetworkDerivation) -> float:
-    """The composed closed forms evaluated at the sample against the numbers the layers
-    handed down, as max |composed − layer by layer| in units of ``RTOL·max(1, |·|)``."""
+def check_composed(nd: NetworkDerivation, rtol: float) -> float:
+    """The composed closed forms evaluated at the sample and the parameters (the exact numbers
+    the layers' derivations read) against the numbers the layers handed down, as
+    max |composed − layer by layer| in units of ``rtol·max(1, |composed|)``."""
     from ..documents.instance import attach, evaluate, substitutions
-    from .derivation import RTOL, exact_numbers
 
     cd = nd.composed
     assert cd is not None
-    values = {"x": exact_numbers(nd.x)}
+    first = nd.steps[0]
+    values = {"x": np.asarray(first.x, dtype=object).reshape(cd.input_arrays["x"].shape)}
     ours: dict[str, np.ndarray] = {}
     for s in nd.steps:
         if s.face is None or s.residual:
             continue
-        for k, p in s.face.names.items():
-            values[param_name(k, s.index)] = exact_numbers(s.module.params[p])
+        for k in s.face.names:
+            values[param_name(k, s.index)] = s.d.values[k]
             ours[param_name(k, s.index)] = s.grads[k]
-    first = nd.steps[0]
-    assert first.face is not None
-    ours["x"] = (
-        first.grads[first.face.input]
-        if len(first.inputs) == 1 and not any(0 in s.inputs for s in nd.steps[1:])
-        else None
-    )  # type: ignore[assignment]
+    if not any(0 in s.inputs for s in nd.steps[1:]):  # x read by the first layer only
+        ours["x"] = first.grads[first.face.input]
     d = attach(cd, values)
     subs = substitutions(d)
     worst = 0.0
     for name, mine in ours.items():
-        if mine is None:
-            continue
         exact = np.asarray(evaluate(d.grad_array(name), subs), dtype=np.float64).reshape(-1)
         got = np.asarray(mine, dtype=np.float64).reshape(-1)
         scale = max(1.0, float(np.max(np.abs(exact)))) if exact.size else 1.0
-        worst = max(worst, float(np.max(np.abs(got - exact))) / (RTOL * scale))
+        worst = max(worst, float(np.max(np.abs(got - exact))) / (rtol * scale))
     loss = float(np.asarray(evaluate(d.output_array, subs), dtype=np.float64).reshape(-1)[0])
-    return max(worst, abs(loss - nd.loss_value) / (RTOL * max(1.0, abs(loss))))
+    return max(worst, abs(loss - nd.loss_value) / (rtol * max(1.0, abs(loss))))

@@ -290,7 +290,7 @@ def derive_network(
         cd = compose(nd)
         cd.verify()
         nd.composed = cd
-        nd.composed_error = check_composed(nd)
+        nd.composed_error = check_composed(nd, RTOL)
     return nd
 
 

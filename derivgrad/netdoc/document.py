@@ -186,7 +186,8 @@ def _op_sentence(s: Step) -> str:
 def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
     m = s.module
     t, a = s.index, s.inputs[0]
-    doc.h(f"Layer {t}: {m.describe()}", 2)
+    tag = f" ({escape_text(nd.tags[t])})" if t in nd.tags else ""
+    doc.h(f"Layer {t}{tag}: {escape_text(m.describe())}", 2)
     if s.residual:
         b = s.inputs[0]
         a = s.inputs[1]
@@ -492,6 +493,12 @@ def to_data(nd: NetworkDerivation) -> dict[str, Any]:
         loss=nd.loss_value,
         probabilities=nd.probs.tolist(),
         layers=layers,
+        # the whole network as one expression (netdoc.composed): proved, or why not tried
+        composed=dict(
+            proved=nd.composed is not None and nd.composed.verified,
+            agrees=nd.composed_error <= 1.0 if nd.composed is not None else None,
+            why_not=nd.composed_why or None,
+        ),
         agrees=not nd.failures,
     )
 
