@@ -9,6 +9,7 @@ affordable for small networks only (:func:`affordable`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -81,6 +82,10 @@ def _bind(rep: dict[Any, Any], syms: np.ndarray, values: np.ndarray) -> None:
             rep[syms[i]] = values[i]
 
 
+def _same(g: np.ndarray) -> np.ndarray:
+    return g
+
+
 def compose(nd: NetworkDerivation) -> Derivation:
     """The composed derivation (not yet verified); :func:`affordable` must have said ""."""
     steps: list[Any] = nd.steps
@@ -138,7 +143,7 @@ def compose(nd: NetworkDerivation) -> Derivation:
     lemmas = [lem for s in steps if s.sym is not None for lem in s.sym.proof.lemmas]
     lemmas += list(loss.proof.lemmas)
     rules = {
-        k: Rule("the layer-by-layer backward pass, composed", (lambda g=g: g))
+        k: Rule("the layer-by-layer backward pass, composed", functools.partial(_same, g))
         for k, g in grads.items()
     }
     return Derivation(

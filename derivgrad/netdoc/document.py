@@ -374,16 +374,16 @@ def network_document(
 
 def _composed_section(doc: Doc, nd: NetworkDerivation) -> None:
     cd = nd.composed
+    doc.h("Proof: the whole network as one expression", 2)
     if cd is None:
         doc.p(
-            "The whole network as one expression (SymPy's derivative of the composed loss, "
+            "The loss as one expression of the whole network (SymPy's derivative of it, "
             f"compared with the layer-by-layer rules symbolically) was not derived: "
             f"{escape_text(nd.composed_why)}. The layers' own proofs above and the check "
             "against the kernels below are what this document rests on."
         )
         return
     names = [n for n in cd.grad_names if n != "x"]
-    doc.h("The whole network as one expression", 2)
     doc.p(
         "derivgrad also wrote the loss $L$ as one SymPy expression of the sample $x$ and every "
         f"parameter ({len(names)} parameter arrays, "

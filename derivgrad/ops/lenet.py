@@ -17,6 +17,7 @@ routing), so the network proves the rules composed:
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -456,11 +457,14 @@ def network_derivation(d: Derivation) -> Any:
     checked against the kernels)."""
     P = d.params
     key = (tuple(P["input"]), P["kernel"], P["filters"], P["hidden"], P["classes"], P["label"])
-    kept = d.extra.get("network")  # one per derivation: every format renders the same
+    kept = _NETWORKS.get(d)  # one per derivation: every format renders the same
     if kept is None or kept[0] != bool(d.verified):
         kept = (bool(d.verified), _network_derivation(key, bool(d.verified)))
-        d.extra["network"] = kept
+        _NETWORKS[d] = kept
     return kept[1]
+
+
+_NETWORKS: weakref.WeakKeyDictionary[Derivation, tuple[bool, Any]] = weakref.WeakKeyDictionary()
 
 
 def lenet_document(d: Derivation) -> Doc:
