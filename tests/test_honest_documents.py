@@ -577,13 +577,13 @@ def test_lenet_vector_form_equals_the_scalar_form(lenet):
     assert v["rows"].shape == (F, K * K) and v["cols"].shape[0] == K * K
     text = _text(build(lenet))
     assert "## Forward pass in vector form" in text
-    assert text.index("## Forward pass in scalar form") < text.index("vector form")
+    assert text.index("Forward, scalar form") < text.index("vector form")
     for step in (
-        r"w^{(rows)} = \operatorname{convweight2rows}(w)",
+        r"w^{(rows)} = \operatorname{convweight2rows}(w^{(conv)})",
         r"x^{(cols)} = \operatorname{im2col}(x, K=3, S=1)",
-        r"\hat z = w^{(rows)} x^{(cols)} + b",
-        r"h &= W^{(1)} f + b^{(1)} = \begin{bmatrix}",
-        r"s &= W^{(2)} a + b^{(2)} = \begin{bmatrix}",
+        r"\hat z = w^{(rows)} x^{(cols)} + b^{(conv)}",
+        r"z^{(fc1)} &= W^{(fc1)} z^{(flat)} + b^{(fc1)} = \begin{bmatrix}",
+        r"z^{(fc2)} &= W^{(fc2)} z^{(relu)} + b^{(fc2)} = \begin{bmatrix}",
         "derivgrad checked, entry by entry",
     ):
         assert step in text, step
@@ -673,11 +673,16 @@ def test_the_1d_compact_rule_speaks_of_a_flip_and_a_filter_length():
 
 
 def test_lenet_parameter_gradients_are_typeset(lenet):
+    """Each parameter's rule is typeset in its layer's section, in the homework's names."""
     text = _text(build(lenet))
-    section = text.split("## Parameter gradients")[1].split("##")[0]
-    assert "\\mathrm{d}W^{(2)} = \\delta _{s} a^\\top" in section
-    assert "\\mathrm{d}b^{(1)}" in section and "\\mathrm{d}w = x \\star" in section
-    assert not re.search(r"d[Wb][12c]\b", section)
+    sections = {s.split("\n")[0].split(":")[0]: s for s in text.split("## Layer ")[1:]}
+    for layer, params in (("1 (conv)", "wb"), ("4 (fc1)", "Wb"), ("6 (fc2)", "Wb")):
+        name = layer.split("(")[1][:-1]
+        for p in params:
+            said = f"(that is, $\\partial L / \\partial {p}^{{({name})}}$): "
+            assert said in sections[layer], (layer, p)
+    assert "\\mathrm{d}W = \\delta  x^\\top" in text and "\\mathrm{d}b = \\delta" in text
+    assert not re.search(r"d[Wb][12c]\b", text)
 
 
 def test_average_pooling_with_tiling_windows_is_delta_upsampled():

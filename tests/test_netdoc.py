@@ -74,6 +74,19 @@ def test_every_node_is_derived_proved_and_agrees_with_the_kernels(nd):
     assert 0.01 < nd.probs.max() < 0.99
 
 
+def test_a_network_the_composed_proof_cannot_take_says_why(nd):
+    """Where the whole network is not proved as one expression (here a defined layer proved
+    by its own method, and 9 nodes past the size limit), the document and the JSON say why
+    instead of staying silent."""
+    assert nd.composed is None and "proved by its own method" in nd.composed_why
+    text = " ".join(render_network(nd, "text").split())
+    assert "Proof: the whole network as one expression" in text
+    assert "was not derived: layer 7 (Defined" in text
+    data = json.loads(render_network(nd, "json"))
+    assert data["composed"]["proved"] is False
+    assert data["composed"]["why_not"] == nd.composed_why
+
+
 def test_printed_gradients_equal_a_fresh_backward_and_central_differences(nd):
     """Every parameter gradient read back from the JSON document equals the network's
     backward run again, and (a few entries each) central differences of the loss."""
@@ -237,6 +250,8 @@ def test_the_course_lenet_written_layer_by_layer_equals_its_composed_proof(tmp_p
     path.write_text(LENET)
     nd = derive_network(load(str(path)), (1, 4, 4), label=1, seed=5, spec="lenet.py")
     assert nd.failures == []
+    # small enough for the whole network as one expression: proved, equal at the sample
+    assert nd.composed is not None and nd.composed.verified and nd.composed_error <= 1.0
     conv, fc1, fc2 = (s for s in nd.steps if s.face is not None and s.face.names)
     d = derive("lenet", input=(4, 4), kernel=3, filters=2, hidden=2, classes=2, label=1)
     ours = {"w": (conv, "w"), "b": (conv, "b"), "W1": (fc1, "W"), "b1": (fc1, "b")}

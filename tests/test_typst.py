@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from derivgrad import formats
-from derivgrad.documents.document import Doc
+from derivgrad.documents.document import Doc, plain_text
 from derivgrad.documents.render import build
 from derivgrad.formats.typst import UnknownCommand, math
 from derivgrad.registry import OPS
@@ -46,7 +46,7 @@ def _plain_runs(text: str) -> list[str]:
     runs = []
     for k, part in enumerate(text.split("$")):
         if k % 2 == 0:
-            runs.extend(re.split(r"\\texttt\{.*?\}", part.replace("\\_", "_")))
+            runs.extend(plain_text(r) for r in re.split(r"\\texttt\{.*?\}", part))
     return [r for r in runs if len(r.strip()) >= 12]
 
 

@@ -53,6 +53,9 @@ _TEXT_ESCAPES = {
     "_": r"\_",
     "^": r"\textasciicircum{}",
     "~": r"\textasciitilde{}",
+    # OT1 text fonts have no < or >: they print as ¡ and ¿ ("Linear 2->2" as "2-¿2")
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
 }
 _TEXT_UNESCAPES = {v: k for k, v in _TEXT_ESCAPES.items()}
 _UNESCAPE = re.compile("|".join(re.escape(v) for v in sorted(_TEXT_UNESCAPES, key=len)[::-1]))

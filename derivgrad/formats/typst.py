@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..documents.document import plain_text
 from ..errors import UsageError
 from . import Writer
 from .text import SYMBOLS, _Parser
@@ -185,7 +186,9 @@ def prose(t: str) -> str:
             continue
         pieces = re.split(r"\\texttt\{(.*?)\}", part)
         for k, piece in enumerate(pieces):
-            piece = piece.replace("\\_", "_")
+            # the document model's escapes (documents.document.escape_text) undone: \_, and
+            # \textgreater{} for the > that LaTeX's text fonts lack
+            piece = plain_text(piece)
             # the semicolon ends the code expression: a "." or "(" after it stays text
             out.append(f"#raw({string(piece)});" if k % 2 else text(piece))
     return "".join(out)

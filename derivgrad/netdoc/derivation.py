@@ -11,7 +11,7 @@ the kernels').
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ class Step:
     face: OpFace | None = None
     op: Op | None = None
     d: Derivation | None = None  # the op's derivation at this layer's shapes, numbers attached
+    sym: Derivation | None = None  # the same, symbolic (no numbers): what the composition reads
     x: np.ndarray | None = None  # derived numbers: input (op's shape), output, δ's, gradients
     y: np.ndarray | None = None
     delta: np.ndarray | None = None  # ∂L/∂y
@@ -73,6 +74,20 @@ class NetworkDerivation:
     probs: np.ndarray
     trace: Trace
     verified: bool
+    loss_sym: Derivation | None = None  # the loss op's derivation, symbolic
+    loss_face_input: str = "z"
+    # the whole network as one expression (netdoc.composed), proved, or why it was not tried
+    composed: Derivation | None = None
+    composed_why: str = ""
+    composed_error: float = 0.0  # its gradients at the sample against the layer-by-layer numbers
+    # how the document names activation t: letter^(tag), tag the layer's number unless the
+    # network names its layers (the course LeNet: z^(conv), ..., as its homework writes them)
+    letter: str = "a"
+    seed_note: str = ""  # why this seed (lively_seed), printed after it
+    tags: dict[int, str] = field(default_factory=dict)
+
+    def tag(self, t: int) -> str:
+        return self.tags.get(t, str(t))
 
     @property
     def failures(self) -> list[str]:
@@ -82,6 +97,11 @@ class NetworkDerivation:
             for k, e in s.errors.items():
                 if not e <= 1.0:
                     out.append(f"{describe(s)}: {k} differs from the kernels' (error {e:.3g})")
+        if not self.composed_error <= 1.0:
+            out.append(
+                "the whole network's derivative (one expression) differs from the layer-by-layer "
+                f"numbers (error {self.composed_error:.3g})"
+            )
         return out
 
 
@@ -132,9 +152,15 @@ def derive_network(
     spec: str = "model()",
     verify: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
+    composed: bool = True,
+    tags: Sequence[str] | None = None,
+    letter: str = "a",
 ) -> NetworkDerivation:
     """Build, guard, derive every layer, carry the numbers, check against the kernels;
-    ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived."""
+    ``progress(k, n, layer)`` is called before layer ``k`` of ``n`` is derived; ``composed``:
+    also derive the whole network as one expression where that is affordable
+    (:mod:`derivgrad.netdoc.composed`; only with ``verify``); ``tags``: a name per computing
+    node in forward order, printed as ``letter^(tag)`` instead of its number."""
     net = build(make(), in_shape, seed=seed, dtype=np.float64)
     out = net.root.shape_out
     if len(out) != 1:
@@ -148,6 +174,8 @@ def derive_network(
             f"--label must be one of 1..{classes} (the network's classes), got {label!r}"
         )
     steps = plan(net.root)
+    if tags is not None and len(tags) != len(steps):
+        raise ParamError(f"{spec}: {len(tags)} layer names for {len(steps)} layers")
     loss_face = net.loss_face(label)
     secs = estimate(steps, loss_face)
     if secs > SYMBOLIC_SECONDS_LIMIT:
@@ -162,22 +190,18 @@ def derive_network(
             f"{describe(worst)}; try a smaller --input or a narrower network"
         )
 
-    rng = np.random.default_rng(seed)
-    x = rng.integers(INPUT_RANGE[0], INPUT_RANGE[1] + 1, (1, *in_shape)).astype(np.float64)
-    for m in net.root.leaves():
-        for p in m.params.values():
-            p[...] = rng.integers(PARAM_RANGE[0], PARAM_RANGE[1] + 1, p.shape) * scale(p.shape)
+    x = draw(net, in_shape, seed)
     tr = trace(net, x, np.array([label - 1]))
 
     for s in steps:
         if s.op is not None and s.face is not None:
             if progress is not None:
                 progress(s.index, len(steps), s.module.describe())
-            s.d = s.op.build(**dict(s.face.params))
+            s.d = s.sym = s.op.build(**dict(s.face.params))
             if verify:
                 s.d.verify()
     last = steps[-1]
-    loss = _op(loss_face).build(**dict(loss_face.params))
+    loss = loss_sym = _op(loss_face).build(**dict(loss_face.params))
     if verify:
         loss.verify()
 
@@ -236,7 +260,7 @@ def derive_network(
         for a, g in back.items():
             deltas[a] = g if a not in deltas else _floats(deltas[a] + g)
     _compare(steps, tr, loss_value)
-    return NetworkDerivation(
+    nd = NetworkDerivation(
         spec,
         tuple(in_shape),
         label,
@@ -249,6 +273,53 @@ def derive_network(
         tr.probs[0],
         tr,
         verify,
+        loss_sym,
+        z,
+        letter=letter,
+        tags={} if tags is None else {s.index: t for s, t in zip(steps, tags)},
+    )
+    if not composed or not verify:
+        nd.composed_why = "not asked for" if not composed else "the proofs were skipped"
+        return nd
+    from .composed import affordable, check_composed, compose
+
+    nd.composed_why = affordable(nd)
+    if not nd.composed_why:
+        if progress is not None:
+            progress(len(steps), len(steps), "the whole network as one expression")
+        cd = compose(nd)
+        cd.verify()
+        nd.composed = cd
+        nd.composed_error = check_composed(nd, RTOL)
+    return nd
+
+
+def draw(net: Network, in_shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """The sample ``(1, *in_shape)`` from ``seed``, and every parameter of ``net`` set from the
+    same generator (small integers times :func:`scale`)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(INPUT_RANGE[0], INPUT_RANGE[1] + 1, (1, *in_shape)).astype(np.float64)
+    for m in net.root.leaves():
+        for p in m.params.values():
+            p[...] = rng.integers(PARAM_RANGE[0], PARAM_RANGE[1] + 1, p.shape) * scale(p.shape)
+    return x
+
+
+def lively_seed(
+    make: Callable[[], Module], in_shape: tuple[int, ...], label: int = 1, tries: int = 100
+) -> int:
+    """The first seed from 0 whose sample gives every parameter a gradient with a nonzero
+    entry (a ReLU that is off everywhere, or a one-hot softmax, makes a document's numbers
+    zeros that check nothing), by the kernels' pass alone (no SymPy).  Raises
+    :class:`ParamError` if none of the first ``tries`` does."""
+    net = build(make(), in_shape, seed=0, dtype=np.float64)
+    for seed in range(tries):
+        x = draw(net, in_shape, seed)
+        tr = trace(net, x, np.array([label - 1]))
+        if all(np.any(tr.of(m).grads[k] != 0) for m in net.root.leaves() for k in m.params):
+            return seed
+    raise ParamError(
+        f"no seed in 0..{tries - 1} gives every parameter of this network a nonzero gradient"
     )
 
 

@@ -29,17 +29,17 @@ SIDE = 8  # rows or columns of a printed array of numbers; past it, the cut is n
 SCALAR_ENTRIES = 3  # entries of a layer's forward (and of each gradient) in scalar form
 
 
-def _act(a: int) -> str:
-    return "x" if a == 0 else f"a^{{({a})}}"
+def _act(a: int, nd: NetworkDerivation) -> str:
+    return "x" if a == 0 else f"{nd.letter}^{{({nd.tag(a)})}}"
 
 
-def _delta(a: int) -> str:
-    return rf"\delta^{{({a})}}"
+def _delta(a: int, nd: NetworkDerivation) -> str:
+    return rf"\delta^{{({nd.tag(a)})}}"
 
 
-def _param(k: str, t: int) -> str:
+def _param(k: str, t: int, nd: NetworkDerivation) -> str:
     name = tex_name(k)
-    return f"{{{name}}}^{{({t})}}" if "^" in name else f"{name}^{{({t})}}"
+    return f"{{{name}}}^{{({nd.tag(t)})}}" if "^" in name else f"{name}^{{({nd.tag(t)})}}"
 
 
 def _shape(s: tuple[int, ...]) -> str:
@@ -151,7 +151,12 @@ def _scalar(doc: Doc, lhs: Any, arr: np.ndarray, what: str) -> None:
     shown = items[:SCALAR_ENTRIES]
     doc.eq([(lhs(i), tex_split(arr[i])) for i in shown])
     if len(items) > len(shown):
-        doc.p(f"(the other {len(items) - len(shown)} entries of {what} have the same form.)")
+        left = len(items) - len(shown)
+        doc.p(
+            f"(the other {left} entries of {what} have the same form.)"
+            if left > 1
+            else f"(the other entry of {what} has the same form.)"
+        )
 
 
 def _what(k: str) -> str:
@@ -181,32 +186,35 @@ def _op_sentence(s: Step) -> str:
 def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
     m = s.module
     t, a = s.index, s.inputs[0]
-    doc.h(f"Layer {t}: {m.describe()}", 2)
+    tag = f" ({escape_text(nd.tags[t])})" if t in nd.tags else ""
+    doc.h(f"Layer {t}{tag}: {escape_text(m.describe())}", 2)
     if s.residual:
         b = s.inputs[0]
         a = s.inputs[1]
         doc.p(
             f"The skip connection of {escape_text(m.name)} adds its block's output to the "
-            f"block's input: ${_act(t)} = {_act(b)} + {_act(a)}$. Its backward pass hands "
-            f"${_delta(t)}$ to both: $\\partial L / \\partial {_act(b)}$ receives "
-            f"${_delta(t)}$, and ${_delta(t)}$ is added to what flows into ${_act(a)}$ "
+            f"block's input: ${_act(t, nd)} = {_act(b, nd)} + {_act(a, nd)}$. Its backward "
+            f"pass hands ${_delta(t, nd)}$ to both: $\\partial L / \\partial {_act(b, nd)}$ "
+            f"receives ${_delta(t, nd)}$, and ${_delta(t, nd)}$ is added to what flows into "
+            f"${_act(a, nd)}$ "
             "from the block."
         )
-        _eq_numbers(doc, [(_act(t), s.y), (_delta(t), s.delta)])  # type: ignore[list-item]
+        _eq_numbers(doc, [(_act(t, nd), s.y), (_delta(t, nd), s.delta)])  # type: ignore[list-item]
         return
     doc.p(
-        f"Reads ${_act(a)} \\in {_shape(m.in_shape)}$ and writes ${_act(t)} \\in "
+        f"Reads ${_act(a, nd)} \\in {_shape(m.in_shape)}$ and writes ${_act(t, nd)} \\in "
         f"{_shape(m.shape_out)}$"
         + (
             "."
             if s.d is None
             else f"; its derivation is that of {_op_sentence(s)}, in the op's own symbols: "
-            f"${tex_name(s.face.input)}$ is ${_act(a)}$, $y$ is ${_act(t)}$"  # type: ignore[union-attr]
+            f"${tex_name(s.face.input)}$ is ${_act(a, nd)}$, $y$ is ${_act(t, nd)}$"  # type: ignore[union-attr]
             + "".join(
-                f", ${tex_name(k)}$ is the parameter ${_param(k, t)}$ ({escape_text(m.name)}.{p})"
+                f", ${tex_name(k)}$ is the parameter ${_param(k, t, nd)}$ "
+                f"({escape_text(nd.tags.get(t, m.name))}.{p})"
                 for k, p in s.face.names.items()  # type: ignore[union-attr]
             )
-            + f" and $\\delta = {_delta(t)} = \\partial L / \\partial {_act(t)}$."
+            + f" and $\\delta = {_delta(t, nd)} = \\partial L / \\partial {_act(t, nd)}$."
         )
     )
     if s.d is None:
@@ -217,7 +225,7 @@ def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
             + ("passed" if s.errors.get("backward (central differences)", 1) <= 1.0 else "FAILED")
             + ")."
         )
-        _eq_numbers(doc, [(_act(t), s.y), (_delta(t), s.delta)])  # type: ignore[list-item]
+        _eq_numbers(doc, [(_act(t, nd), s.y), (_delta(t, nd), s.delta)])  # type: ignore[list-item]
         return
     d: Derivation = s.d
     face = s.face
@@ -227,7 +235,7 @@ def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
     _scalar(doc, lambda i: indexed("y", i), out, "y")
     doc.p("Backward, the local rules (vector form, then the scalar form of the first entries):")
     for k in d.grad_names:
-        who = _act(a) if k == face.input else _param(k, t)
+        who = _act(a, nd) if k == face.input else _param(k, t, nd)
         rule = d.rules.get(k)
         text = rule_tex(rule.text) if rule is not None and rule.text else ""
         also = f" (that is, $\\partial L / \\partial {who}$)" if who != tex_name(k) else ""
@@ -240,11 +248,13 @@ def _layer_section(doc: Doc, s: Step, nd: NetworkDerivation) -> None:
         )
     doc.p(proof_sentence(d, d.proof.sentence))
     doc.p("On the sample:")
-    pairs: list[tuple[str, Any]] = [(_act(t), s.y), (_delta(t), s.delta)]
-    pairs += [(rf"\frac{{\partial L}}{{\partial {_param(k, t)}}}", s.grads[k]) for k in face.names]
-    pairs.append((rf"({_act(t)} \to {_act(a)})", s.grads[face.input]))
+    pairs: list[tuple[str, Any]] = [(_act(t, nd), s.y), (_delta(t, nd), s.delta)]
+    pairs += [
+        (rf"\frac{{\partial L}}{{\partial {_param(k, t, nd)}}}", s.grads[k]) for k in face.names
+    ]
+    pairs.append((rf"({_act(t, nd)} \to {_act(a, nd)})", s.grads[face.input]))
     _eq_numbers(doc, pairs)
-    into = _delta(a) if a else r"\partial L / \partial x"
+    into = _delta(a, nd) if a else r"\partial L / \partial x"
     doc.p(
         f"The last array is this layer's part of ${into}$ "
         "(the chain below adds the parts of every layer that reads it)."
@@ -256,21 +266,24 @@ def _chain_section(doc: Doc, nd: NetworkDerivation) -> None:
     n = steps[-1].index
     doc.h("The chain from the loss back to every parameter", 2)
     doc.p(
-        r"Write $\delta^{(t)} = \partial L / \partial a^{(t)}$ and $J_t = \partial a^{(t)} / "
-        r"\partial (\text{its input})$ (the layer's local Jacobian, whose transpose applied to "
-        r"a vector is the layer's local rule above). From the loss back to the input:"
+        rf"Write $\delta^{{(t)}} = \partial L / \partial {nd.letter}^{{(t)}}$ and $J_t = "
+        rf"\partial {nd.letter}^{{(t)}} / \partial (\text{{its input}})$ (layer $t$'s local "
+        r"Jacobian, whose transpose applied to a vector is the layer's local rule above). From "
+        r"the loss back to the input:"
     )
-    rows: list[tuple[str, list[str]]] = [(_delta(n), [r"p - e_y"])]
+    rows: list[tuple[str, list[str]]] = [(_delta(n, nd), [r"p - e_y"])]
     readers: dict[int, list[str]] = {}
     for s in steps:
         if s.residual:
-            readers.setdefault(s.inputs[0], []).append(_delta(s.index))
-            readers.setdefault(s.inputs[1], []).append(_delta(s.index))
+            readers.setdefault(s.inputs[0], []).append(_delta(s.index, nd))
+            readers.setdefault(s.inputs[1], []).append(_delta(s.index, nd))
         else:
-            readers.setdefault(s.inputs[0], []).append(rf"J_{{{s.index}}}^\top {_delta(s.index)}")
+            readers.setdefault(s.inputs[0], []).append(
+                rf"J_{{{nd.tag(s.index)}}}^\top {_delta(s.index, nd)}"
+            )
     for a in sorted(readers, reverse=True):
         rows.append(
-            (_delta(a) if a else r"\frac{\partial L}{\partial x}", [" + ".join(readers[a])])
+            (_delta(a, nd) if a else r"\frac{\partial L}{\partial x}", [" + ".join(readers[a])])
         )
     doc.eq(rows)
     prow = []
@@ -280,10 +293,11 @@ def _chain_section(doc: Doc, nd: NetworkDerivation) -> None:
         for k in s.face.names:
             prow.append(
                 (
-                    rf"\frac{{\partial L}}{{\partial {_param(k, s.index)}}}",
+                    rf"\frac{{\partial L}}{{\partial {_param(k, s.index, nd)}}}",
                     [
-                        rf"\Big(\frac{{\partial {_act(s.index)}}}{{\partial {_param(k, s.index)}}}"
-                        rf"\Big)^\top {_delta(s.index)}"
+                        rf"\Big(\frac{{\partial {_act(s.index, nd)}}}"
+                        rf"{{\partial {_param(k, s.index, nd)}}}"
+                        rf"\Big)^\top {_delta(s.index, nd)}"
                     ],
                 )
             )
@@ -298,18 +312,27 @@ def _chain_section(doc: Doc, nd: NetworkDerivation) -> None:
     )
 
 
-def network_document(nd: NetworkDerivation) -> Doc:
+def network_document(
+    nd: NetworkDerivation,
+    title: str | None = None,
+    problem: str = "",
+    extra: list[tuple[str, Any]] | None = None,
+) -> Doc:
+    """The document; ``title`` and ``problem`` (a first sentence) replace the generic ones,
+    ``extra`` (document blocks) goes after the chain, before the proofs and the check."""
     doc = Doc()
     k = nd.net.root.shape_out[0]
-    doc.h(f"The network {nd.spec}: forward and backward pass, layer by layer")
+    doc.h(title or f"The network {nd.spec}: forward and backward pass, layer by layer")
     doc.p(
-        f"Problem. The network of {escape_text(nd.spec)} on one sample $x \\in "
+        (problem or f"Problem. The network of {escape_text(nd.spec)}") + f" on one sample $x \\in "
         f"{_shape(nd.in_shape)}$ with label $y = {nd.label}$ of {k} classes, loss "
-        r"$L = -\log p_y$ with $p = \operatorname{softmax}(a^{(n)})$ (softmax cross-entropy, "
+        rf"$L = -\log p_y$ with $p = \operatorname{{softmax}}({_act(nd.steps[-1].index, nd)})$ "
+        "(softmax cross-entropy, "
         "what the network trains with). Derive the gradient of $L$ with respect to every "
         "parameter, layer by layer, and check it against the network's own kernels. "
-        f"The sample and every parameter are small integers drawn from seed {nd.seed} "
-        f"(in {list(range(-2, 3))} and {list(range(-1, 2))}; they replace the network's "
+        f"The sample and every parameter are small integers drawn from seed {nd.seed} ("
+        + (f"{escape_text(nd.seed_note)}; " if nd.seed_note else "")
+        + f"in {list(range(-2, 3))} and {list(range(-1, 2))}; they replace the network's "
         "initialisation so that the forward pass prints exactly); from the loss's gradient "
         "on, numbers are 53-bit floats printed to six digits, so a sum that cancels can "
         r"print as a round-off residue (such as $10^{-18}$) instead of 0. Indices are "
@@ -318,7 +341,7 @@ def network_document(nd: NetworkDerivation) -> Doc:
     lines = []
     for s in nd.steps:
         m = s.module
-        ins = " + ".join(f"${_act(a)}$" for a in s.inputs)
+        ins = " + ".join(f"${_act(a, nd)}$" for a in s.inputs)
         n_par = sum(int(v.size) for v in m.params.values()) if not s.residual else 0
         how = (
             "skip connection"
@@ -326,10 +349,15 @@ def network_document(nd: NetworkDerivation) -> Doc:
             else ("no op: central differences only" if s.d is None else f"op {s.op.name}")  # type: ignore[union-attr]
         )
         lines.append(
-            f"{s.index}. {escape_text(m.describe())} ({escape_text(m.name)}): {ins} → "
-            f"${_act(s.index)} \\in {_shape(m.shape_out)}$, {n_par} parameters, {escape_text(how)}."
+            f"{s.index}. {escape_text(m.describe())} ({escape_text(nd.tags.get(s.index, m.name))}):"
+            f" {ins} → "
+            f"${_act(s.index, nd)} \\in {_shape(m.shape_out)}$, {n_par} parameters, "
+            f"{escape_text(how)}."
         )
-    doc.p("The layers, in forward order ($a^{(t)}$ is the output of layer $t$):")
+    doc.p(
+        f"The layers, in forward order (${nd.letter}^{{(t)}}$ is the output of layer $t$"
+        + (", each layer named as the network names it):" if nd.tags else "):")
+    )
     for line in lines:
         doc.p(line)
     doc.h("The sample", 2)
@@ -338,8 +366,50 @@ def network_document(nd: NetworkDerivation) -> Doc:
         _layer_section(doc, s, nd)
     _loss_section(doc, nd)
     _chain_section(doc, nd)
+    doc.blocks.extend(extra or [])
+    _composed_section(doc, nd)
     _check_section(doc, nd)
     return doc
+
+
+def _composed_section(doc: Doc, nd: NetworkDerivation) -> None:
+    cd = nd.composed
+    doc.h("Proof: the whole network as one expression", 2)
+    if cd is None:
+        doc.p(
+            "The loss as one expression of the whole network (SymPy's derivative of it, "
+            f"compared with the layer-by-layer rules symbolically) was not derived: "
+            f"{escape_text(nd.composed_why)}. The layers' own proofs above and the check "
+            "against the kernels below are what this document rests on."
+        )
+        return
+    names = [n for n in cd.grad_names if n != "x"]
+    doc.p(
+        "derivgrad also wrote the loss $L$ as one SymPy expression of the sample $x$ and every "
+        f"parameter ({len(names)} parameter arrays, "
+        f"{sum(int(cd.input_arrays[n].size) for n in names)} entries, each a symbol: each "
+        "layer's forward expressions with its input replaced by the expressions of the layer "
+        "below), and wrote the backward pass above in the same symbols: each layer's closed "
+        r"form with its $\delta$ replaced by the expression the layer above hands down. "
+        "Then it compared, for every entry of every parameter and of $x$, the layer-by-layer "
+        "gradient with SymPy's derivative of the one expression (the chain rule through the "
+        "whole network at once), for every value of the input and the parameters. "
+        + (
+            f"derivgrad proved the two equal symbolically, entry by entry, by {cd.proof.sentence}."
+            if cd.verified
+            else "Not verified: the symbolic proof of that equality was skipped."
+        )
+    )
+    doc.p(
+        "Evaluated at the sample and the parameters above, the composed gradients and loss "
+        + (
+            "equal the layer-by-layer numbers of this document"
+            if nd.composed_error <= 1.0
+            else f"DIFFER from the layer-by-layer numbers ({nd.composed_error:.3g} times the "
+            "tolerance)"
+        )
+        + r" ($|\text{composed} - \text{layer by layer}| \le 10^{-9} \max(1, |\text{composed}|)$)."
+    )
 
 
 def _loss_section(doc: Doc, nd: NetworkDerivation) -> None:
@@ -347,13 +417,13 @@ def _loss_section(doc: Doc, nd: NetworkDerivation) -> None:
     d = nd.loss
     doc.h("The loss", 2)
     doc.p(
-        rf"$L = -\log p_y = -a^{{({n})}}_y + \log \sum_j e^{{a^{{({n})}}_j}}$, the op "
+        rf"$L = -\log p_y = -{_act(n, nd)}_y + \log \sum_j e^{{{_act(n, nd)}_j}}$, the op "
         f"{escape_text(d.op)} of derivgrad with its rule "
         f"{rule_tex(d.rules[d.grad_names[0]].text)}. {proof_sentence(d, d.proof.sentence)}"
     )
     p_rows, _ = _numbers("p", nd.probs)
     doc.eq(p_rows + [("L", [num_tex(nd.loss_value)])])
-    _eq_numbers(doc, [(_delta(n), nd.steps[-1].delta)])  # type: ignore[list-item]
+    _eq_numbers(doc, [(_delta(n, nd), nd.steps[-1].delta)])  # type: ignore[list-item]
 
 
 def _check_section(doc: Doc, nd: NetworkDerivation) -> None:
@@ -423,6 +493,12 @@ def to_data(nd: NetworkDerivation) -> dict[str, Any]:
         loss=nd.loss_value,
         probabilities=nd.probs.tolist(),
         layers=layers,
+        # the whole network as one expression (netdoc.composed): proved, or why not tried
+        composed=dict(
+            proved=nd.composed is not None and nd.composed.verified,
+            agrees=nd.composed_error <= 1.0 if nd.composed is not None else None,
+            why_not=nd.composed_why or None,
+        ),
         agrees=not nd.failures,
     )
 

@@ -17,6 +17,7 @@ routing), so the network proves the rules composed:
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,12 +32,6 @@ from ..documents.document import (
     Doc,
     abbreviated,
     bmatrix,
-    entries,
-    entry_rows,
-    indexed,
-    rule_tex,
-    tex,
-    tex_name,
     tex_split,
 )
 from ..symbolic.derivation import Derivation, Rule
@@ -258,22 +253,52 @@ def vector_form(d: Derivation) -> dict[str, np.ndarray]:
     return dict(rows=rows, cols=cols, zhat=zhat, h=h, s=s)
 
 
+def _renamed(d: Derivation) -> dict[str, np.ndarray]:
+    """The op's parameter and activation symbols in the document's names (the homework's:
+    ``w^(conv)``, ``W^(fc1)``, ``z^(flat)``, ...), for printing the vector form."""
+    V = d.extra["display"]
+    named = dict(
+        x=("x", "x"),
+        w=("w", "w^{(conv)}"),
+        b=("b", "b^{(conv)}"),
+        W1=("W1", "W^{(fc1)}"),
+        b1=("b1", "b^{(fc1)}"),
+        W2=("W2", "W^{(fc2)}"),
+        b2=("b2", "b^{(fc2)}"),
+    )
+    out = {k: symbols(n, d.input_arrays[k].shape, latex=t) for k, (n, t) in named.items()}
+    out["f"] = symbols("zflat", V["f"].shape, latex="z^{(flat)}")
+    out["a"] = symbols("zrelu", V["a"].shape, latex="z^{(relu)}")
+    return out
+
+
 def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
-    """The notes' forward pass in vector form beside the scalar one, with the check."""
-    P, V = d.params, d.extra["display"]
+    """The notes' forward pass in vector form beside the scalar one, with the check (made on
+    the op's symbols by :func:`vector_form`, printed in the document's names)."""
+    P = d.params
     F, K = P["filters"], P["kernel"]
     HO, WO = d.extra["shapes"]["conv"][1:]
-    v = vector_form(d)
-    rows, cols = v["rows"], v["cols"]
-    W1, b1, W2, b2 = (d.input_arrays[k] for k in ("W1", "b1", "W2", "b2"))
+    v = vector_form(d)  # raises unless each vector form is the scalar form
+    R = _renamed(d)
+    rename = {
+        old: new
+        for key, new_arr in R.items()
+        for old, new in zip(
+            (d.input_arrays[key] if key in d.input_arrays else d.extra["display"][key]).reshape(-1),
+            new_arr.reshape(-1),
+        )
+    }
+    sub = lambda a: np.vectorize(lambda e: e.xreplace(rename), otypes=[object])(a)  # noqa: E731
+    rows, cols = sub(v["rows"]), sub(v["cols"])
+    W1, b1, W2, b2 = (R[k] for k in ("W1", "b1", "W2", "b2"))
     col = lambda a: bmatrix(a.reshape(-1, 1))  # noqa: E731
     out: list[tuple[str, Any]] = [
         ("h", (2, "Forward pass in vector form")),
         (
             "p",
             r"As in the homework, the convolution is one matrix product. "
-            r"$w^{(rows)} = \operatorname{convweight2rows}(w)$ holds each filter flattened "
-            rf"as a row ($F \times (C_{{in}} K K) = {F} \times {K * K}$; "
+            r"$w^{(rows)} = \operatorname{convweight2rows}(w^{(conv)})$ holds each filter "
+            rf"flattened as a row ($F \times (C_{{in}} K K) = {F} \times {K * K}$; "
             r"$20 \times 25$ in the homework), and "
             rf"$x^{{(cols)}} = \operatorname{{im2col}}(x, K={K}, S=1)$ holds each "
             r"$K \times K$ window flattened as a column ($(C_{in} K K) \times "
@@ -290,38 +315,70 @@ def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
     ]
     if abbreviated(rows) or abbreviated(cols):
         out.append(("p", ABBREVIATED))
-    first = v["zhat"][0, 0]
+    first = sub(v["zhat"][:1, :1])[0, 0]
     out += [
         (
             "p",
-            r"Then $\hat z = w^{(rows)} x^{(cols)} + b$ (the bias $b_f$ added to every column "
-            rf"of row $f$) is ${F} \times {HO * WO}$, and "
-            rf"$z = \operatorname{{view}}(\hat z, ({F}, {HO}, {WO}))$: entry $(f, q)$ of "
-            r"$\hat z$ is row $f$ of $w^{(rows)}$ times column $q$ of $x^{(cols)}$, the "
-            "window at position $q$ (row-major), plus $b_f$. For example",
+            r"Then $\hat z = w^{(rows)} x^{(cols)} + b^{(conv)}$ (the bias $b^{(conv)}_f$ added "
+            rf"to every column of row $f$) is ${F} \times {HO * WO}$, and "
+            rf"$z^{{(conv)}} = \operatorname{{view}}(\hat z, ({F}, {HO}, {WO}))$: entry "
+            r"$(f, q)$ of $\hat z$ is row $f$ of $w^{(rows)}$ times column $q$ of $x^{(cols)}$, "
+            r"the window at position $q$ (row-major), plus $b^{(conv)}_f$. For example",
         ),
         ("eq", [(r"\hat z_{1,1}", tex_split(first))]),
         (
             "p",
-            r"which is $z_{1,1,1}$ above. The pooling is "
-            r"$m = \max(\operatorname{im2col}(z, K=2, S=2), \text{axis}=\text{rows})$, one "
-            "maximum per column (window), and the fully connected layers are matrix-vector "
-            "products (the notes write them for a batch of samples as rows, "
-            r"$z^{(fc1)} = z^{(flat)} (W^{(1)})^\top + b^{(1)}$; each row of that is the "
-            "transpose of the column form for one sample):",
+            r"which is $z^{(conv)}_{1,1,1}$, the first entry of layer 1's forward pass above. "
+            r"The pooling is one maximum per $2 \times 2$ window, each window a column of "
+            r"$\operatorname{im2col}(z^{(conv)}, K=2, S=2)$:",
         ),
         (
             "eq",
             [
                 (
-                    r"h",
-                    [r"W^{(1)} f + b^{(1)} = " + bmatrix(W1) + " " + col(V["f"]) + " + " + col(b1)],
+                    r"z^{(pool)}",
+                    [
+                        r"\max(\operatorname{im2col}(z^{(conv)}, K=2, S=2), "
+                        r"\text{axis}=\text{rows})"
+                    ],
+                )
+            ],
+        ),
+        (
+            "p",
+            "and the fully connected layers are matrix-vector products (the notes write them "
+            r"for a batch of samples as rows, $z^{(fc1)} = z^{(flat)} (W^{(fc1)})^\top + "
+            r"b^{(fc1)}$; each row of that is the transpose of the column form for one sample):",
+        ),
+        (
+            "eq",
+            [
+                (
+                    r"z^{(fc1)}",
+                    [
+                        r"W^{(fc1)} z^{(flat)} + b^{(fc1)} = "
+                        + bmatrix(W1)
+                        + " "
+                        + col(R["f"])
+                        + " + "
+                        + col(b1)
+                    ],
                 ),
                 (
-                    r"s",
-                    [r"W^{(2)} a + b^{(2)} = " + bmatrix(W2) + " " + col(V["a"]) + " + " + col(b2)],
+                    r"z^{(fc2)}",
+                    [
+                        r"W^{(fc2)} z^{(relu)} + b^{(fc2)} = "
+                        + bmatrix(W2)
+                        + " "
+                        + col(R["a"])
+                        + " + "
+                        + col(b2)
+                    ],
                 ),
-                (r"p", [r"\frac{\exp(s)}{\operatorname{sum}(\exp(s))}"]),
+                (
+                    r"p",
+                    [r"\frac{\exp(z^{(fc2)})}{\operatorname{sum}(\exp(z^{(fc2)}))}"],
+                ),
             ],
         ),
     ]
@@ -330,104 +387,117 @@ def _vector_section(d: Derivation) -> list[tuple[str, Any]]:
     out.append(
         (
             "p",
-            r"derivgrad checked, entry by entry, that $\operatorname{view}(w^{(rows)} x^{(cols)} "
-            r"+ b)$, $W^{(1)} f + b^{(1)}$ and $W^{(2)} a + b^{(2)}$ are the scalar forms above "
-            "(each difference expanded to zero) when it wrote this section.",
+            "derivgrad checked, entry by entry, when it wrote this section, that the three "
+            r"vector forms above (of $z^{(conv)}$, $z^{(fc1)}$ and $z^{(fc2)}$) are the scalar "
+            "forms of the convolution and the two fully connected layers: each difference "
+            "expanded to zero.",
         )
     )
     return out
 
 
-# -- the document: the network layer by layer ---------------------------------------------
+# -- the document: the network layer by layer, by the network machinery --------------------
+# the homework's name of each layer of lenet_spec (its z^(flat) is the spec's "flatten")
+_HOMEWORK_NAMES = {"flatten": "flat"}
+
+
+def network(
+    in_shape: tuple[int, int, int], filters: int, kernel: int, hidden: int, classes: int
+) -> tuple[Any, list[str]]:
+    """The LeNet of :func:`derivgrad.training.model.lenet_spec` written as a network of
+    :mod:`derivgrad.nn` layers (each names the op whose derivation it is), and the homework's
+    name of each layer, in order."""
+    from .. import nn
+    from ..training import model as M
+
+    def layer(spec: Any) -> Any:
+        if isinstance(spec, M.ConvSpec):
+            return nn.Conv2d(spec.c_in, spec.c_out, spec.k, spec.stride, spec.padding)
+        if isinstance(spec, M.PoolSpec):
+            return nn.MaxPool2d(spec.k, spec.stride)
+        if isinstance(spec, M.FlattenSpec):
+            return nn.Flatten()
+        if isinstance(spec, M.LinearSpec):
+            return nn.Linear(spec.n_in, spec.n_out)
+        if isinstance(spec, M.ReluSpec):
+            return nn.ReLU()
+        raise AssertionError(f"lenet: no nn layer for {spec!r}")
+
+    spec = M.lenet_spec(filters, kernel, hidden, classes, in_shape)
+
+    def make() -> Any:
+        return nn.Sequential(*(layer(s) for _, s in spec))
+
+    return make, [_HOMEWORK_NAMES.get(n, n) for n, _ in spec]
+
+
+def _network_derivation(key: tuple[Any, ...], verify: bool) -> Any:
+    from ..netdoc.derivation import derive_network, lively_seed
+
+    (H, W), K, F, hid, k, label = key
+    make, tags = network((1, H, W), F, K, hid, k)
+    nd = derive_network(
+        make,
+        (1, H, W),
+        label=label,
+        seed=lively_seed(make, (1, H, W), label),
+        spec="the course LeNet",
+        verify=verify,
+        tags=tags,
+        letter="z",
+    )
+    nd.seed_note = "the first seed from 0 that gives every parameter a nonzero gradient"
+    return nd
+
+
+def network_derivation(d: Derivation) -> Any:
+    """The lenet op's instance as a network, derived layer by layer by
+    :mod:`derivgrad.netdoc` (proved per layer and, composed, as one expression, when ``d``
+    is verified; numbers from the first seed that gives every parameter a nonzero gradient;
+    checked against the kernels)."""
+    P = d.params
+    key = (tuple(P["input"]), P["kernel"], P["filters"], P["hidden"], P["classes"], P["label"])
+    kept = _NETWORKS.get(d)  # one per derivation: every format renders the same
+    if kept is None or kept[0] != bool(d.verified):
+        kept = (bool(d.verified), _network_derivation(key, bool(d.verified)))
+        _NETWORKS[d] = kept
+    return kept[1]
+
+
+_NETWORKS: weakref.WeakKeyDictionary[Derivation, tuple[bool, Any]] = weakref.WeakKeyDictionary()
+
+
 def lenet_document(d: Derivation) -> Doc:
-    """The network, layer by layer: forward in scalar form, each δ of the backward pass
-    written out, the parameter gradients, and the proof against the chain rule through the
-    whole network."""
-    doc = Doc()
-    P, X = d.params, d.extra
-    doc.h("The course LeNet, layer by layer (worked problem 12)")
-    sh = X["shapes"]
-    doc.p(
-        f"Problem. A reduced instance of the homework network: input "
-        f"${P['input'][0]}\\times{P['input'][1]}$, "
-        f"conv {P['filters']}@${P['kernel']}\\times{P['kernel']}$ with bias → max-pool "
-        f"$2\\times2$/2 → flatten "
-        f"({sh['flat'][0]}) → fc {P['hidden']} → ReLU → fc {P['classes']} → softmax cross-entropy "
-        f"with label "
-        f"$y = {P['label']}$. Derive the gradient of $L$ with respect to every parameter."
-    )
-    doc.h("Forward pass in scalar form", 2)
-    V = X["display"]
-    conv = [(indexed("z", i), tex_split(e)) for i, e in entries(X["conv"], lambda i: i)]
-    doc.p("Convolution (one input channel, so the sum runs over the window only):")
-    doc.eq(conv[:8])
-    if len(conv) > 8:
-        doc.p(f"(and {len(conv) - 8} more entries of the same form).")
-    doc.p(
-        r"Max pooling $m$, flattening $f = \operatorname{vec}(m)$, the hidden layer $h$, $a = "
-        r"\operatorname{relu}(h)$, "
-        r"the logits $s$, $p = \operatorname{softmax}(s)$ and $L = -\log p_y$:"
-    )
-    rows = [(indexed("m", i), [tex(e)]) for i, e in entries(V["pooled"], lambda i: i)]
-    rows += [(indexed("h", i), tex_split(e)) for i, e in entries(V["h_expr"], lambda i: i)]
-    rows += [(indexed("s", i), tex_split(e)) for i, e in entries(V["s_expr"], lambda i: i)]
-    rows += [("L", [r"-\log p_{%d} = -s_{%d} + \log \sum_j e^{s_j}" % (P["label"], P["label"])])]
-    doc.eq(rows)
-    doc.blocks.extend(_vector_section(d))
-    doc.h("Backward pass, layer by layer", 2)
-    doc.p(
-        r"Each $\delta$ is the gradient of $L$ with respect to that layer's output, from the end "
-        r"to the beginning "
-        r"(read it in reverse order, as the notes advise):"
-    )
-    D = V["deltas"]
-    names = [
-        ("z", r"\delta_{s}", "the logits $s$: $p - e_y$"),
-        ("a", r"\delta_{a}", r"$W^{(2)\top} \delta_{s}$"),
-        ("h", r"\delta_{h}", r"$\delta_{a} \odot \mathbf{1}[h > 0]$"),
-        ("f", r"\delta_{f}", r"$W^{(1)\top} \delta_{h}$, reshaped to the pooled maps"),
+    """Worked problem 12 as the network machinery writes it (:mod:`derivgrad.netdoc`): the
+    layers, their local rules, the chain, the numbers, the whole network as one expression,
+    the check against the kernels; with the homework's vector form and parameter counts."""
+    from ..netdoc.document import network_document
+
+    P = d.params
+    nd = network_derivation(d)
+    counts: list[tuple[str, Any]] = [
+        ("h", (2, "Parameter counts of the full network")),
         (
-            "conv",
-            r"\delta_{z}",
-            "the convolution's output $z$: each pooled $\\delta$ routed to the first maximum "
-            "of its window",
+            "p",
+            "With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): "
+            "conv 20·25 + 20 = 520, fc1 2880·500 + 500 = 1,440,500, fc2 500·10 + 10 = 5,010; "
+            "1,446,030 in all.",
         ),
     ]
-    for key, sym, what in names:
-        doc.p(f"${sym}$: {what}.")
-        rows, note = entry_rows(
-            lambda i, sym=sym: sym[:-1] + "," + ",".join(str(k + 1) for k in i) + "}",
-            D[key],
-            lambda e: e,
-            limit=12,
-        )
-        doc.eq(rows)
-        if note:
-            doc.p(note)
-    doc.h("Parameter gradients", 2)
-    for k in d.grad_names:
-        doc.p(f"${tex_name(k)}$: {rule_tex(d.rules[k].text)}.")
-    doc.h("Parameter counts of the full network", 2)
-    doc.p(
-        "With the homework's sizes (64×1×28×28 input, 20@5×5, 2×2 pooling, 2880 → 500 → 10): conv "
-        "20·25 + 20 = 520, fc1 2880·500 + 500 = 1,440,500, fc2 500·10 + 10 = 5,010; 1,446,030 in "
-        "all."
+    problem = (
+        "Problem. The homework network, reduced: conv "
+        f"{P['filters']}@${P['kernel']}\\times{P['kernel']}$ with bias → max-pool "
+        f"$2\\times2$/2 → flatten → fc {P['hidden']} → ReLU → fc {P['classes']} (its layers "
+        r"carry the homework's names: $z^{(conv)}$ is the convolution's output, "
+        r"$\delta^{(fc2)} = \partial L / \partial z^{(fc2)}$, $W^{(fc1)}$ the first fully "
+        "connected layer's weights, and so on),"
     )
-    doc.h("Proof", 2)
-    how = (
-        "differentiating $L$ directly with respect to every parameter (the chain rule through "
-        "the whole network, as SymPy's derivative of one expression) and comparing it with the "
-        "layer-by-layer result above, entry by entry, by writing every $e^{a}$ as a positive "
-        "symbol and cancelling the difference to zero"
+    return network_document(
+        nd,
+        title="The course LeNet, layer by layer (worked problem 12)",
+        problem=problem,
+        extra=_vector_section(d) + counts,
     )
-    if d.verified:
-        doc.p(f"derivgrad proved the gradients by {how}.")
-    else:
-        doc.p(
-            f"Not verified: the symbolic proof (by {how}) was skipped for this document. Run "
-            r"\texttt{d.verify()}, or derive without \texttt{--no-verify}, before relying on it."
-        )
-    return doc
 
 
 # -- the op protocol ---------------------------------------------------------------------------

@@ -65,6 +65,10 @@ class Proof:
     name: ClassVar[str]
     sentence: str = ""
     lemmas: Sequence[Lemma] = ()
+    # whether a composition of derivations proved this way is proved by Rational (the whole
+    # network as one expression, derivgrad.netdoc.composed): a method that substitutes
+    # symbols for parts of its own expressions (Radical's radicands) does not carry over
+    composes: ClassVar[bool] = False
 
     def is_zero(self, e: sp.Expr) -> bool:
         """Whether ``e`` is identically zero: the kinks' functions written in their plain form
@@ -213,6 +217,7 @@ class Expand(Proof):
     """Polynomial identities: the difference expands to the zero polynomial."""
 
     name = "expand"
+    composes = True  # a polynomial identity is a rational one
     sentence = "expanding the difference of the two to a polynomial that is identically zero"
 
     def __init__(self, lemmas: Sequence[Lemma] = ()) -> None:
@@ -230,6 +235,7 @@ class Rational(Proof):
     numerator over a common denominator expands to zero."""
 
     name = "rational"
+    composes = True
     sentence = (
         r"writing every $e^{a}$ as a positive symbol and cancelling the difference, a "
         r"rational function, to zero"
