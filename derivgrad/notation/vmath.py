@@ -1,7 +1,8 @@
 """``log``, ``tanh`` and ``erf`` for the generated kernels, in arithmetic that vectorises.
 
 Numba calls libm's scalar functions for these (no SVML on this machine; llvmlite's code
-generator scalarises the vectoriser's vector calls again: /work/notes/stop34/define-speed.md),
+generator scalarises the vectoriser's vector calls again; glibc's libmvec, tried, was not
+used for the same reason),
 and one opaque call in a loop body keeps the whole loop scalar: GELU's pass ran 8-13x slower
 than PyTorch's.  These are plain arithmetic, selects (no data-dependent branch the loop
 vectoriser cannot if-convert), bit casts, and :func:`exp` (below: the
