@@ -622,11 +622,7 @@ class Emitter:
             for term in terms:
                 if any(term is t for t in plain):
                     continue
-                tn = dict(names)
-                tb = dict(fb)
-                for v, lo, hi in term.loops:
-                    tn[v] = index(v.name)
-                    tb[v] = (lo, hi - 1)
+                tn, tb = _term_scope(term, names, fb)
                 loops = [v for v, _, _ in term.loops]
                 d = self.nest(2, rest[:-2] + loops + rest[-2:], tb, term.conds, tn)
                 self.w(d, f"{target} += {self.term_value(term, tn)}")
@@ -636,11 +632,7 @@ class Emitter:
             d = self.nest(2, rest, fb, [], names)
             self.acc_start(d)
             for term in terms:
-                tn = dict(names)
-                tb = {}
-                for v, lo, hi in term.loops:
-                    tn[v] = index(v.name)
-                    tb[v] = (lo, hi - 1)
+                tn, tb = _term_scope(term, names, {})
                 inner = self.nest(d, [v for v, _, _ in term.loops], tb, term.conds, tn)
                 self.acc_add(inner, self.term_value(term, tn))
             self.w(d, f"{target} = {self.acc_value()}")
@@ -659,11 +651,7 @@ class Emitter:
         d = self.nest(2, rest, fb, [], names)
         self.w(d, f"{target} = 0.0")
         for term in terms:
-            tn = dict(names)
-            tb = dict(fb)
-            for v, lo, hi in term.loops:
-                tn[v] = index(v.name)
-                tb[v] = (lo, hi - 1)
+            tn, tb = _term_scope(term, names, fb)
             loops = [v for v, _, _ in term.loops]
             last = loops[-1]
             inner = [c for c in term.conds if c[0].coeff(last) != 0]
@@ -699,11 +687,8 @@ class Emitter:
         self.w(2, f"for {names[f]} in range(_ga{u}, _gb{u}):")
         self.w(3, f"{target} = 0.0")
         for term in terms:
-            tn = dict(names)
-            tb = {f: (CodeName(f"_ga{u}", integer=True), CodeName(f"_gb{u}", integer=True) - 1)}
-            for v, lo, hi in term.loops:
-                tn[v] = index(v.name)
-                tb[v] = (lo, hi - 1)
+            rows = (CodeName(f"_ga{u}", integer=True), CodeName(f"_gb{u}", integer=True) - 1)
+            tn, tb = _term_scope(term, names, {f: rows})
             loops = [v for v, _, _ in term.loops]
             d = self.nest(2, [*loops, f], tb, term.conds, tn)
             self.w(d, f"{target} += {self.term_value(term, tn)}")
@@ -988,6 +973,16 @@ class SympyEmitter(Emitter):
         at = "".join(self.p(s, names) + ", " for s in subs)
         pt = "".join(self.p(s, names) + ", " for s in term.selects[1])  # type: ignore[index]
         return f"_SEL({term.statement}, ({at}), ({pt}))"
+
+
+def _term_scope(term: Term, names: dict, bounds: dict) -> tuple[dict, dict]:
+    """``(names, bounds)`` for a term's own summed loops: each loop variable named as an
+    index and bounded by its (inclusive) range, on top of the given ones."""
+    tn, tb = dict(names), dict(bounds)
+    for v, lo, hi in term.loops:
+        tn[v] = index(v.name)
+        tb[v] = (lo, hi - 1)
+    return tn, tb
 
 
 def _ref(array: str, subs: tuple, pad: tuple[bool, ...] | None = None) -> contract.Ref:
